@@ -1,0 +1,1 @@
+"""GraphQL partner API for medical appointments with fine-grained authorization."""
