@@ -32,7 +32,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return JSONResponse({"status": "ok", "database": "ok"})
 
     async def graphql_endpoint(request: Request) -> Response:
-        return await graphql.handle_request(request)
+        return await graphql.run(request)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
