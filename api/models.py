@@ -74,7 +74,6 @@ class Practitioner(Base):
     __tablename__ = "practitioners"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    public_id: Mapped[str] = _public_id("Practitioner")
     first_name: Mapped[str] = mapped_column(String(100))
     last_name: Mapped[str] = mapped_column(String(100))
     specialty: Mapped[str] = mapped_column(String(100))
@@ -84,7 +83,11 @@ class Practitioner(Base):
 
 
 class PracticeMembership(Base):
-    """A practitioner works at a practice (a practitioner may work at several)."""
+    """A practitioner working at a practice (a practitioner may work at several).
+
+    This is what partners see as a `Practitioner`: its public id names the practitioner *at
+    this practice*, so a partner of one practice learns nothing of the others.
+    """
 
     __tablename__ = "practice_memberships"
 
@@ -92,6 +95,7 @@ class PracticeMembership(Base):
     practitioner_id: Mapped[int] = mapped_column(
         ForeignKey("practitioners.id", ondelete="CASCADE"), primary_key=True, index=True
     )
+    public_id: Mapped[str] = _public_id("Practitioner")
 
     practice: Mapped[Practice] = relationship(back_populates="memberships")
     practitioner: Mapped[Practitioner] = relationship(back_populates="memberships")

@@ -1,0 +1,128 @@
+"""Loads the Polar policy and answers the application's two questions, cheaply.
+
+- `filter(partner_id, action, model)`: a SQL `select` of the rows the partner may see; compiled
+  once per partner, action and model, since it only depends on the partner id (grants are read
+  by the SQL itself, so a revoked grant counts on the very next query).
+- `readable_fields(actor, grant)`: the "Type.field" names the partner may read at the grant's
+  practice; computed once per distinct grant state, never per row.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from oso import Oso
+from polar.data_filtering import Relation
+from sqlalchemy import Select
+
+from api import models
+from authz.actors import REQUEST_TIME, PartnerActor
+from authz.adapter import SqlAlchemyFilterAdapter
+
+POLICY_DIR = Path(__file__).resolve().parent
+POLICY_FILES = (POLICY_DIR / "policy.polar", POLICY_DIR / "fields.polar")
+
+
+def _grants_of(my_field: str) -> Relation:
+    return Relation(kind="many", other_type="Grant", my_field=my_field, other_field="practice_id")
+
+
+# What the policy can read of each class. Only these fields exist for row rules.
+POLAR_CLASSES: dict[str, tuple[type, dict[str, Any]]] = {
+    "Partner": (PartnerActor, {"id": int, "name": str}),
+    "Grant": (
+        models.Grant,
+        {
+            "id": int,
+            "partner_id": int,
+            "practice_id": int,
+            "appointments_read": bool,
+            "appointments_write": bool,
+            "patients_identity": bool,
+            "patients_contact": bool,
+            "appointments_reason": bool,
+            "granted_at": datetime,
+            "expires_at": datetime,
+            "revoked_at": datetime,
+        },
+    ),
+    "Practice": (models.Practice, {"id": int, "grants": _grants_of("id")}),
+    # A practitioner as partners see it: the practitioner at one practice (practice_memberships).
+    "Practitioner": (
+        models.PracticeMembership,
+        {"practice_id": int, "practitioner_id": int, "grants": _grants_of("practice_id")},
+    ),
+    "Patient": (models.Patient, {"id": int, "practice_id": int, "grants": _grants_of("practice_id")}),
+    "Appointment": (
+        models.Appointment,
+        {
+            "id": int,
+            "practice_id": int,
+            "practitioner_id": int,
+            "patient_id": int,
+            "status": str,
+            "source_partner_id": int,
+            "grants": _grants_of("practice_id"),
+        },
+    ),
+}
+
+
+def build_oso(policy_files: tuple[Path, ...] = POLICY_FILES, adapter: SqlAlchemyFilterAdapter | None = None) -> Oso:
+    oso = Oso()
+    for name, (cls, fields) in POLAR_CLASSES.items():
+        oso.register_class(cls, name=name, fields=fields)
+    oso.set_data_filtering_adapter(adapter or SqlAlchemyFilterAdapter())
+    oso.load_files([str(path) for path in policy_files])
+    return oso
+
+
+GRANT_FIELDS = tuple(POLAR_CLASSES["Grant"][1])
+GRANT_TIMES = tuple(name for name, kind in POLAR_CLASSES["Grant"][1].items() if kind is datetime)
+FIELDS_CACHE_SIZE = 16384
+
+
+class Authorizer:
+    def __init__(self, oso: Oso | None = None) -> None:
+        self.oso = oso or build_oso()
+        self._filter = lru_cache(maxsize=4096)(self._compile_filter)
+        self._fields: dict[tuple[Any, ...], frozenset[str]] = {}
+
+    def filter(self, partner_id: int, action: str, model: type[models.Base]) -> Select[Any]:
+        """Rows of `model` the partner may `action`; bind `request_time` when executing."""
+        return self._filter(partner_id, action, model)
+
+    def _compile_filter(self, partner_id: int, action: str, model: type[models.Base]) -> Select[Any]:
+        actor = PartnerActor(id=partner_id, name="", request_time=REQUEST_TIME)
+        return self.oso.authorized_query(actor, action, model)
+
+    def is_allowed(self, actor: PartnerActor, action: str, resource: object) -> bool:
+        return bool(self.oso.is_allowed(actor, action, resource))
+
+    def readable_fields(self, actor: PartnerActor, grant: models.Grant) -> frozenset[str]:
+        """The "Type.field" names readable through this grant (empty unless it is the actor's live grant).
+
+        The answer is cached under everything it can depend on: the actor, every grant field
+        the policy can see, and where the request time stands against each of the grant's
+        dates. Changing a grant changes the key, so the cache never outlives a change.
+        """
+        assert isinstance(actor.request_time, datetime)
+        key = (
+            actor.id,
+            actor.name,
+            tuple(getattr(grant, name) for name in GRANT_FIELDS),
+            tuple(_order(getattr(grant, name), actor.request_time) for name in GRANT_TIMES),
+        )
+        fields = self._fields.get(key)
+        if fields is None:
+            if len(self._fields) >= FIELDS_CACHE_SIZE:
+                self._fields.clear()
+            fields = self._fields[key] = frozenset(self.oso.authorized_fields(actor, "read", grant))
+        return fields
+
+
+def _order(value: datetime | None, now: datetime) -> int | None:
+    return None if value is None else (value > now) - (value < now)

@@ -1,0 +1,65 @@
+# Field level: what a partner may read of a record it can see.
+#
+# Decided on the partner's grant at the record's practice, once per request and practice,
+# never per row. A field is named "Type.field" as in the GraphQL schema.
+# Every field of the schema must be classified below, or in its type's line at the end;
+# tests/authz/test_field_coverage.py fails otherwise. Deny by default: a field with no line
+# is never readable, and a line whose scope the grant lacks makes the field null with a
+# FORBIDDEN error.
+
+allow_field(partner: Partner, "read", grant: Grant, field: String) if
+    live_grant(partner, grant) and
+    field_with_any_grant(field);
+
+allow_field(partner: Partner, "read", grant: Grant, field: String) if
+    live_grant(partner, grant) and
+    field_needs_scope(field, scope) and
+    has_scope(grant, scope);
+
+# The practice itself: any live grant.
+field_with_any_grant("Practice.id");
+field_with_any_grant("Practice.name");
+field_with_any_grant("Practice.address");
+field_with_any_grant("Practice.timezone");
+field_needs_scope("Practice.practitioners", "appointments:read");
+
+# Who works there and when: appointments:read.
+field_needs_scope("Practitioner.id", "appointments:read");
+field_needs_scope("Practitioner.firstName", "appointments:read");
+field_needs_scope("Practitioner.lastName", "appointments:read");
+field_needs_scope("Practitioner.specialty", "appointments:read");
+field_needs_scope("Practitioner.rpps", "appointments:read");
+
+field_needs_scope("Appointment.id", "appointments:read");
+field_needs_scope("Appointment.practice", "appointments:read");
+field_needs_scope("Appointment.practitioner", "appointments:read");
+field_needs_scope("Appointment.patient", "appointments:read");
+field_needs_scope("Appointment.startsAt", "appointments:read");
+field_needs_scope("Appointment.endsAt", "appointments:read");
+field_needs_scope("Appointment.status", "appointments:read");
+field_needs_scope("Appointment.source", "appointments:read");
+field_needs_scope("Appointment.createdAt", "appointments:read");
+field_needs_scope("Appointment.updatedAt", "appointments:read");
+# The medical motive is health data: its own scope.
+field_needs_scope("Appointment.reason", "appointments:reason");
+# Appointment.internalNote is deliberately absent: practice-only, never readable.
+
+# The patient record's id links appointments of the same patient.
+field_needs_scope("Patient.id", "appointments:read");
+field_needs_scope("Patient.firstName", "patients:identity");
+field_needs_scope("Patient.lastName", "patients:identity");
+field_needs_scope("Patient.gender", "patients:identity");
+field_needs_scope("Patient.birthDate", "patients:identity");
+field_needs_scope("Patient.phone", "patients:contact");
+field_needs_scope("Patient.email", "patients:contact");
+
+# Types that hold no practice data, only the partner's own account or paging bookkeeping:
+# every field is readable by the authenticated partner.
+own_account_type("Viewer");
+own_account_type("ViewerGrant");
+structural_type("Query");
+structural_type("PageInfo");
+structural_type("AppointmentConnection");
+structural_type("AppointmentEdge");
+structural_type("PractitionerConnection");
+structural_type("PractitionerEdge");
