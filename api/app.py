@@ -1,24 +1,49 @@
 """Builds the ASGI application from settings."""
 
-from contextlib import asynccontextmanager
+from __future__ import annotations
+
+import logging
+import secrets
+import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from strawberry.asgi import GraphQL
+from cross_web import HTTPException
 
+from api.auth import authenticate, bearer_token
+from api.context import RequestContext
+from api.cursors import CursorCodec
 from api.database import make_async_engine, make_session_factory
+from api.errors import ErrorCode
+from api.graphql_view import PartnerGraphQL
 from api.schema import schema
+from api.schema.loaders import Loaders
 from api.settings import Settings, get_settings
+from api.timeutil import utcnow
+from authz.engine import Authorizer
+
+logger = logging.getLogger("api")
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def error_response(status: int, code: ErrorCode, message: str, request_id: str, **headers: str) -> Response:
+    body = {"errors": [{"message": message, "extensions": {"code": code.value, "requestId": request_id}}]}
+    return JSONResponse(body, status_code=status, headers={"X-Request-Id": request_id, **headers})
+
+
+def create_app(settings: Settings | None = None, authorizer: Authorizer | None = None) -> Starlette:
     settings = settings or get_settings()
     engine = make_async_engine(settings.database_url)
-    graphql = GraphQL(schema)
+    sessions = make_session_factory(engine)
+    authorizer = authorizer or Authorizer()
+    if not settings.secret_key:
+        logger.warning("PARTNER_API_SECRET_KEY is unset: cursors will not survive a restart or cross workers")
+    cursors = CursorCodec(settings.secret_key.encode() or secrets.token_bytes(32))
+    view = PartnerGraphQL(schema, graphql_ide=None)
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -28,11 +53,32 @@ def create_app(settings: Settings | None = None) -> Starlette:
             async with engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
         except Exception:  # any failure means "not ready"; the reason goes to the log, not the client
+            logger.exception("readiness check failed")
             return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
         return JSONResponse({"status": "ok", "database": "ok"})
 
     async def graphql_endpoint(request: Request) -> Response:
-        return await graphql.run(request)
+        request_id = uuid.uuid4().hex
+        request.state.request_id = request_id
+        now = utcnow()
+        async with sessions() as session:
+            principal = await authenticate(session, bearer_token(request.headers.get("authorization")), now)
+            if principal is None:
+                return error_response(
+                    401, ErrorCode.UNAUTHENTICATED, "A valid API key is required: `Authorization: Bearer <key>`.",
+                    request_id, **{"WWW-Authenticate": 'Bearer realm="partner-api"'},
+                )
+            context = RequestContext(
+                request=request, principal=principal, request_time=now, authorizer=authorizer,
+                session=session, cursors=cursors, request_id=request_id,
+            )
+            context.loaders = Loaders(context)
+            try:
+                response = await view.run(request, context=context)
+            except HTTPException as error:
+                return error_response(error.status_code, ErrorCode.BAD_USER_INPUT, error.reason, request_id)
+        response.headers["X-Request-Id"] = request_id
+        return response
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -48,6 +94,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         lifespan=lifespan,
     )
     app.state.engine = engine
-    app.state.sessions = make_session_factory(engine)
+    app.state.sessions = sessions
     app.state.settings = settings
+    app.state.authorizer = authorizer
     return app

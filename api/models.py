@@ -138,7 +138,8 @@ class Appointment(Base):
     __table_args__ = (
         CheckConstraint("ends_at > starts_at", name="ends_after_start"),
         # The partner's day view and keyset paging: practice, then start time.
-        Index("ix_appointments_practice_starts", "practice_id", "starts_at", "id"),
+        # Cursors carry (starts_at, public_id): no internal id ever leaves the database.
+        Index("ix_appointments_practice_starts", "practice_id", "starts_at", "public_id"),
         # The sync feed: practice, then change sequence.
         Index("ix_appointments_practice_change_seq", "practice_id", "change_seq"),
         Index("ix_appointments_practitioner_starts", "practitioner_id", "starts_at"),

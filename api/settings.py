@@ -21,6 +21,10 @@ class Settings(BaseSettings):
         default=Path("demo-keys.json"), description="Where `seed` writes the demo partners' keys."
     )
     log_level: str = "info"
+    secret_key: str = Field(
+        default="",
+        description="Signs paging cursors. Set the same value on every worker; empty: random per process.",
+    )
 
 
 @lru_cache

@@ -80,5 +80,16 @@ has_permission(partner: Partner, action: String, appointment: Appointment) if
     live_grant(partner, grant) and
     has_scope(grant, "appointments:write");
 
+
+resource Grant {
+    permissions = ["read"];
+}
+
+# A partner sees its own live grants (the `viewer` of the API).
+has_permission(partner: Partner, "read", grant: Grant) if
+    live_grant(partner, grant);
+
+# ---------------------------------------------------------------------------
+# Every action on every resource goes through its permissions above.
 allow(partner: Partner, action: String, resource) if
     has_permission(partner, action, resource);

@@ -1,8 +1,123 @@
+
+from datetime import datetime
+from typing import Annotated
+
 import strawberry
+from sqlalchemy.orm import joinedload
+
+from api import models, reads
+from api.context import RequestContext
+from api.errors import bad_input
+from api.schema.appointments import Appointment, AppointmentConnection, AppointmentEdge, AppointmentStatus, Patient
+from api.schema.practices import Practice, PracticeConnection, PracticeEdge, Practitioner
+from api.schema.relay import Node, PageInfo
+from api.schema.viewer import Viewer, ViewerGrant
+
+Info = strawberry.Info[RequestContext, None]
+MAX_NODES = 100
 
 
-@strawberry.type(description="Entry points for partner software.")
+async def _node(ctx: RequestContext, public_id: str) -> Node:
+    kind, row = await reads.find_node(ctx, public_id)
+    if kind == "Appointment":
+        return Appointment.from_row(row, await ctx.readable_at(row.practice_id), ctx.principal.partner_id)
+    if kind == "Practitioner":
+        membership = await ctx.loaders.practitioners.load((row.practice_id, row.practitioner_id))
+        return Practitioner.from_row(membership, await ctx.readable_at(row.practice_id))
+    if kind == "Patient":
+        return Patient.from_row(row, await ctx.readable_at(row.practice_id))
+    return Practice.from_row(row, await ctx.readable_at(row.id))
+
+
+@strawberry.type(description="Entry points for partner software. Every list is paged with `first` (1 to 100).")
 class Query:
-    @strawberry.field(description="Always true: lets a client check that its key works.")
-    def ping(self) -> bool:
-        return True
+    @strawberry.field(description="You, the calling partner, and your grants.")
+    async def viewer(self, info: Info) -> Viewer:
+        ctx = info.context
+        statement = ctx.authorized(models.Grant).options(joinedload(models.Grant.practice)).order_by(models.Grant.id)
+        grants = (await ctx.execute(statement)).scalars()
+        return Viewer(
+            id=strawberry.ID(ctx.principal.partner_public_id),
+            name=ctx.principal.partner_name,
+            key_prefix=ctx.principal.key_prefix,
+            grants=[
+                ViewerGrant(
+                    id=strawberry.ID(g.public_id), practice_id=strawberry.ID(g.practice.public_id),
+                    practice_name=g.practice.name, scopes=sorted(g.scopes), granted_at=g.granted_at,
+                    expires_at=g.expires_at,
+                )
+                for g in grants
+            ],
+        )
+
+    @strawberry.field(description="Practices that granted you access, ordered by id.")
+    async def practices(
+        self,
+        info: Info,
+        first: Annotated[int, strawberry.argument(description="Page size, 1 to 100.")],
+        after: Annotated[str | None, strawberry.argument(description="`endCursor` of the previous page.")] = None,
+    ) -> PracticeConnection:
+        ctx = info.context
+        page = await reads.practices(ctx, first, after)
+        readable = await ctx.readable_fields(p.id for p in page.rows)
+        return PracticeConnection(
+            edges=[
+                PracticeEdge(cursor=cursor, node=Practice.from_row(row, readable[row.id]))
+                for row, cursor in zip(page.rows, page.cursors, strict=True)
+            ],
+            page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
+        )
+
+    @strawberry.field(description="A practice by id. NOT_FOUND when it does not exist or did not grant you access.")
+    async def practice(
+        self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="Practice id.")]
+    ) -> Practice | None:
+        row = await reads.find_by_public_id(info.context, models.Practice, id)
+        return Practice.from_row(row, await info.context.readable_at(row.id))
+
+    @strawberry.field(description="Appointments of a practice starting in [from, to), ordered by start time. Needs appointments:read.")
+    async def appointments(
+        self,
+        info: Info,
+        practice_id: Annotated[strawberry.ID, strawberry.argument(description="Practice id.")],
+        from_: Annotated[
+            datetime, strawberry.argument(name="from", description="Window start (inclusive), with a time zone offset.")
+        ],
+        to: Annotated[datetime, strawberry.argument(description=f"Window end (exclusive); at most {reads.MAX_WINDOW_DAYS} days after `from`.")],
+        first: Annotated[int, strawberry.argument(description="Page size, 1 to 100.")],
+        after: Annotated[str | None, strawberry.argument(description="`endCursor` of the previous page.")] = None,
+        practitioner_id: Annotated[strawberry.ID | None, strawberry.argument(description="Only this practitioner's.")] = None,
+        status: Annotated[AppointmentStatus | None, strawberry.argument(description="Only this status.")] = None,
+    ) -> AppointmentConnection:
+        ctx = info.context
+        page = await reads.appointments(ctx, practice_id, from_, to, practitioner_id, status, first, after)
+        readable = await ctx.readable_fields({row.practice_id for row in page.rows})
+        return AppointmentConnection(
+            edges=[
+                AppointmentEdge(
+                    cursor=cursor, node=Appointment.from_row(row, readable[row.practice_id], ctx.principal.partner_id)
+                )
+                for row, cursor in zip(page.rows, page.cursors, strict=True)
+            ],
+            page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
+        )
+
+    @strawberry.field(description="Any object by its global id. NOT_FOUND when missing or not visible to you.")
+    async def node(
+        self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="Global id.")]
+    ) -> Node | None:
+        return await _node(info.context, id)
+
+    @strawberry.field(description=f"Several objects by global id (at most {MAX_NODES}); null where not found.")
+    async def nodes(
+        self, info: Info, ids: Annotated[list[strawberry.ID], strawberry.argument(description="Global ids.")]
+    ) -> list[Node | None]:
+        if not 1 <= len(ids) <= MAX_NODES:
+            raise bad_input(f"`ids` holds 1 to {MAX_NODES} ids.", argument="ids")
+        results: list[Node | None] = []
+        for public_id in ids:
+            try:
+                results.append(await _node(info.context, public_id))
+            except Exception:  # noqa: BLE001 - a missing node is null, like GitHub's API
+                results.append(None)
+        return results

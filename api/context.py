@@ -1,0 +1,65 @@
+"""Per-request state handed to resolvers as `info.context`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Result, Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
+
+from api.auth import Principal
+from api.cursors import CursorCodec
+from api.models import Base, Grant
+from authz.actors import PartnerActor
+from authz.engine import Authorizer
+
+
+@dataclass
+class RequestContext:
+    request: Request
+    principal: Principal
+    request_time: datetime
+    authorizer: Authorizer
+    session: AsyncSession
+    cursors: CursorCodec
+    request_id: str
+    loaders: Any = None  # api.schema.loaders.Loaders, set by the app
+    # Resolvers run concurrently; one AsyncSession must not.
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _fields: dict[int, frozenset[str]] = field(default_factory=dict)
+
+    @property
+    def actor(self) -> PartnerActor:
+        return PartnerActor(self.principal.partner_id, self.principal.partner_name, self.request_time)
+
+    def authorized(self, model: type[Base], action: str = "read") -> Select[Any]:
+        """`select(model)` narrowed by the policy to the rows this partner may `action`."""
+        return self.authorizer.filter(self.principal.partner_id, action, model)
+
+    async def execute(self, statement: Select[Any]) -> Result[Any]:
+        async with self._lock:
+            return await self.session.execute(statement, {"request_time": self.request_time})
+
+    async def readable_fields(self, practice_ids: Iterable[int]) -> dict[int, frozenset[str]]:
+        """"Type.field" names readable at each practice, decided by the policy on the partner's
+        grants there; computed once per practice and request."""
+        missing = set(practice_ids) - self._fields.keys()
+        if missing:
+            grants = (
+                await self.execute(
+                    select(Grant).where(Grant.partner_id == self.principal.partner_id, Grant.practice_id.in_(missing))
+                )
+            ).scalars()
+            found: dict[int, frozenset[str]] = {practice_id: frozenset() for practice_id in missing}
+            for grant in grants:
+                found[grant.practice_id] |= self.authorizer.readable_fields(self.actor, grant)
+            self._fields.update(found)
+        return self._fields
+
+    async def readable_at(self, practice_id: int) -> frozenset[str]:
+        return (await self.readable_fields([practice_id]))[practice_id]

@@ -1,0 +1,53 @@
+"""The API's one error vocabulary: every GraphQL error carries `extensions.code` from `ErrorCode`."""
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    FORBIDDEN = "FORBIDDEN"
+    BAD_USER_INPUT = "BAD_USER_INPUT"
+    NOT_FOUND = "NOT_FOUND"
+    COST_LIMIT_EXCEEDED = "COST_LIMIT_EXCEEDED"
+    RATE_LIMITED = "RATE_LIMITED"
+    EXTRACTION_LIMIT_EXCEEDED = "EXTRACTION_LIMIT_EXCEEDED"
+    INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+
+    @property
+    def description(self) -> str:
+        return ERROR_DESCRIPTIONS[self]
+
+
+ERROR_DESCRIPTIONS = {
+    ErrorCode.UNAUTHENTICATED: "Missing, malformed, unknown, expired or revoked key, or suspended partner (HTTP 401).",
+    ErrorCode.FORBIDDEN: "The field needs a scope your grant at this practice does not have; it is null.",
+    ErrorCode.BAD_USER_INPUT: "The request, an argument, an id or a cursor is invalid.",
+    ErrorCode.NOT_FOUND: "No such object, or none you may see (the two are indistinguishable).",
+    ErrorCode.COST_LIMIT_EXCEEDED: "The operation costs more than the maximum per request.",
+    ErrorCode.RATE_LIMITED: "Your cost budget is spent; retry after the delay given.",
+    ErrorCode.EXTRACTION_LIMIT_EXCEEDED: "Too many distinct patients read at this practice in the window.",
+    ErrorCode.INTERNAL_SERVER_ERROR: "Unexpected failure; quote `requestId` to the operator.",
+}
+
+
+class ApiError(Exception):
+    """An error meant for the client: its message and code are shown as they are."""
+
+    def __init__(self, code: ErrorCode, message: str, **extensions: object) -> None:
+        super().__init__(message)
+        self.extensions = {"code": code.value, **extensions}
+
+
+def not_found(what: str = "object") -> ApiError:
+    return ApiError(ErrorCode.NOT_FOUND, f"No such {what}.")
+
+
+def bad_input(message: str, **extensions: object) -> ApiError:
+    return ApiError(ErrorCode.BAD_USER_INPUT, message, **extensions)
+
+
+class FieldForbidden(ApiError):
+    def __init__(self, field: str) -> None:
+        super().__init__(
+            ErrorCode.FORBIDDEN, f"Your grant at this practice does not allow reading {field}.", field=field
+        )

@@ -1,0 +1,104 @@
+
+import enum
+from datetime import date, datetime
+
+import strawberry
+
+from api import models
+from api.context import RequestContext
+from api.errors import not_found
+from api.schema.guard import build, require
+from api.schema.practices import Practice, Practitioner
+from api.schema.relay import Node, PageInfo
+
+
+AppointmentStatus = strawberry.enum(models.AppointmentStatus, description="Where an appointment stands.")
+Gender = strawberry.enum(models.Gender, description="Gender as recorded by the practice.")
+
+
+@strawberry.enum(description="Who created the appointment.")
+class AppointmentSource(enum.Enum):
+    PRACTICE = "practice"
+    YOU = "you"
+    OTHER_PARTNER = "other_partner"
+
+
+@strawberry.type(description="A patient record of one practice's file. Fields need patients:identity or patients:contact.")
+class Patient(Node):
+    readable: strawberry.Private[frozenset[str]]
+    first_name: str | None = strawberry.field(description="First name. Needs patients:identity.")
+    last_name: str | None = strawberry.field(description="Last name. Needs patients:identity.")
+    gender: Gender | None = strawberry.field(description="Gender. Needs patients:identity.")
+    birth_date: date | None = strawberry.field(description="Birth date. Needs patients:identity.")
+    phone: str | None = strawberry.field(description="Phone number. Needs patients:contact.")
+    email: str | None = strawberry.field(description="E-mail address. Needs patients:contact.")
+
+    @classmethod
+    def from_row(cls, patient: models.Patient, readable: frozenset[str]) -> "Patient":
+        return build(
+            cls, readable, id=patient.public_id, first_name=patient.first_name, last_name=patient.last_name,
+            gender=patient.gender, birth_date=patient.birth_date, phone=patient.phone, email=patient.email,
+        )
+
+
+@strawberry.type(description="An appointment at a practice.")
+class Appointment(Node):
+    readable: strawberry.Private[frozenset[str]]
+    row: strawberry.Private[models.Appointment]
+    starts_at: datetime | None = strawberry.field(description="Start, ISO 8601 in UTC.")
+    ends_at: datetime | None = strawberry.field(description="End, ISO 8601 in UTC.")
+    status: AppointmentStatus | None = strawberry.field(description="Status.")
+    reason: str | None = strawberry.field(description="Medical motive (health data). Needs appointments:reason.")
+    source: AppointmentSource | None = strawberry.field(description="Who created it.")
+    created_at: datetime | None = strawberry.field(description="When it was created.")
+    updated_at: datetime | None = strawberry.field(description="When it last changed.")
+
+    @classmethod
+    def from_row(cls, row: models.Appointment, readable: frozenset[str], partner_id: int) -> "Appointment":
+        source = (
+            AppointmentSource.PRACTICE if row.source_partner_id is None
+            else AppointmentSource.YOU if row.source_partner_id == partner_id
+            else AppointmentSource.OTHER_PARTNER
+        )
+        return build(
+            cls, readable, row=row, id=row.public_id, starts_at=row.starts_at, ends_at=row.ends_at,
+            status=row.status, reason=row.reason, source=source, created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+    @strawberry.field(description="The practice.")
+    async def practice(self, info: strawberry.Info[RequestContext, None]) -> Practice | None:
+        require(self, "Appointment.practice")
+        practice = await info.context.loaders.practices.load(self.row.practice_id)
+        if practice is None:
+            raise not_found("practice")
+        return Practice.from_row(practice, await info.context.readable_at(practice.id))
+
+    @strawberry.field(description="The practitioner, as seen at this practice.")
+    async def practitioner(self, info: strawberry.Info[RequestContext, None]) -> Practitioner | None:
+        require(self, "Appointment.practitioner")
+        key = (self.row.practice_id, self.row.practitioner_id)
+        membership = await info.context.loaders.practitioners.load(key)
+        if membership is None:  # the practitioner has left the practice
+            raise not_found("practitioner")
+        return Practitioner.from_row(membership, await info.context.readable_at(membership.practice_id))
+
+    @strawberry.field(description="The patient record. Its fields need patients:identity or patients:contact.")
+    async def patient(self, info: strawberry.Info[RequestContext, None]) -> Patient | None:
+        require(self, "Appointment.patient")
+        patient = await info.context.loaders.patients.load(self.row.patient_id)
+        if patient is None:
+            raise not_found("patient")
+        return Patient.from_row(patient, await info.context.readable_at(patient.practice_id))
+
+
+@strawberry.type(description="One edge of an appointment connection.")
+class AppointmentEdge:
+    cursor: str = strawberry.field(description="Position of this edge, for `after`.")
+    node: Appointment = strawberry.field(description="The appointment.")
+
+
+@strawberry.type(description="A page of appointments, ordered by start time.")
+class AppointmentConnection:
+    edges: list[AppointmentEdge] = strawberry.field(description="The appointments of this page, with cursors.")
+    page_info: PageInfo = strawberry.field(description="Paging position.")

@@ -1,0 +1,58 @@
+"""Field-level authorization in the GraphQL layer.
+
+Objects are built with the set of "Type.field" names the policy lets the partner read at the
+object's practice. A forbidden field never receives its value: it holds a `Forbidden` marker,
+which the default resolver turns into a FORBIDDEN error at that path (the field is null, the
+rest of the response is served). Fields with their own resolver call `require`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any, TypeVar
+
+from strawberry.types.base import get_object_definition
+from strawberry.utils.str_converters import to_camel_case
+
+from api.errors import FieldForbidden
+
+T = TypeVar("T")
+
+
+class Forbidden:
+    __slots__ = ("field",)
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+
+
+def resolve_field(source: Any, name: str) -> object:
+    """strawberry's default resolver (getattr), refusing `Forbidden` markers."""
+    value = getattr(source, name)
+    if value.__class__ is Forbidden:
+        raise FieldForbidden(value.field)
+    return value
+
+
+def require(source: Any, field: str) -> None:
+    if field not in source.readable:
+        raise FieldForbidden(field)
+
+
+@lru_cache(maxsize=1024)
+def _forbidden_values(cls: type, readable: frozenset[str]) -> tuple[tuple[str, Forbidden], ...]:
+    definition = get_object_definition(cls, strict=True)
+    names = ((f.python_name, f"{definition.name}.{f.graphql_name or to_camel_case(f.python_name)}") for f in definition.fields)
+    # Only plain data fields: fields with resolvers check for themselves with `require`.
+    return tuple(
+        (python_name, Forbidden(qualified))
+        for (python_name, qualified), f in zip(names, definition.fields, strict=True)
+        if f.base_resolver is None and qualified not in readable
+    )
+
+
+def build(cls: type[T], readable: frozenset[str], **values: Any) -> T:
+    """An instance of strawberry type `cls` whose forbidden fields hold no value."""
+    for name, marker in _forbidden_values(cls, readable):
+        values[name] = marker
+    return cls(readable=readable, **values)  # type: ignore[call-arg]

@@ -1,0 +1,85 @@
+
+from typing import Annotated
+
+import strawberry
+
+from api import models
+from api import reads
+from api.context import RequestContext
+from api.schema.guard import build, require
+from api.schema.relay import Node, PageInfo
+
+
+
+@strawberry.type(description="A practitioner at one practice. The id names the practitioner at this practice only.")
+class Practitioner(Node):
+    readable: strawberry.Private[frozenset[str]]
+    first_name: str | None = strawberry.field(description="First name.")
+    last_name: str | None = strawberry.field(description="Last name.")
+    specialty: str | None = strawberry.field(description="Medical specialty, in French (e.g. « dentiste »).")
+    rpps: str | None = strawberry.field(description="National professional id (RPPS, 11 digits).")
+
+    @classmethod
+    def from_row(cls, membership: models.PracticeMembership, readable: frozenset[str]) -> "Practitioner":
+        person = membership.practitioner
+        return build(
+            cls, readable, id=membership.public_id, first_name=person.first_name, last_name=person.last_name,
+            specialty=person.specialty, rpps=person.rpps,
+        )
+
+
+@strawberry.type(description="One edge of a practitioner connection.")
+class PractitionerEdge:
+    cursor: str = strawberry.field(description="Position of this edge, for `after`.")
+    node: Practitioner = strawberry.field(description="The practitioner.")
+
+
+@strawberry.type(description="A page of practitioners.")
+class PractitionerConnection:
+    edges: list[PractitionerEdge] = strawberry.field(description="The practitioners of this page, with cursors.")
+    page_info: PageInfo = strawberry.field(description="Paging position.")
+
+
+@strawberry.type(description="A medical office or health establishment that granted you access.")
+class Practice(Node):
+    readable: strawberry.Private[frozenset[str]]
+    internal_id: strawberry.Private[int]
+    name: str | None = strawberry.field(description="Name of the practice.")
+    address: str | None = strawberry.field(description="Postal address.")
+    timezone: str | None = strawberry.field(description="IANA time zone of the practice, e.g. Europe/Paris.")
+
+    @classmethod
+    def from_row(cls, practice: models.Practice, readable: frozenset[str]) -> "Practice":
+        return build(
+            cls, readable, internal_id=practice.id, id=practice.public_id, name=practice.name,
+            address=practice.address, timezone=practice.timezone,
+        )
+
+    @strawberry.field(description="Practitioners working at this practice, ordered by id. Needs appointments:read.")
+    async def practitioners(
+        self,
+        info: strawberry.Info[RequestContext, None],
+        first: Annotated[int, strawberry.argument(description="Page size, 1 to 100.")],
+        after: Annotated[str | None, strawberry.argument(description="`endCursor` of the previous page.")] = None,
+    ) -> PractitionerConnection | None:
+        require(self, "Practice.practitioners")
+        page = await reads.practitioners(info.context, self.internal_id, first, after)
+        return PractitionerConnection(
+            edges=[
+                PractitionerEdge(cursor=cursor, node=Practitioner.from_row(row, self.readable))
+                for row, cursor in zip(page.rows, page.cursors, strict=True)
+            ],
+            page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
+        )
+
+
+@strawberry.type(description="One edge of a practice connection.")
+class PracticeEdge:
+    cursor: str = strawberry.field(description="Position of this edge, for `after`.")
+    node: Practice = strawberry.field(description="The practice.")
+
+
+@strawberry.type(description="A page of practices.")
+class PracticeConnection:
+    edges: list[PracticeEdge] = strawberry.field(description="The practices of this page, with cursors.")
+    page_info: PageInfo = strawberry.field(description="Paging position.")

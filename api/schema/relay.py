@@ -1,0 +1,14 @@
+import strawberry
+
+
+@strawberry.interface(description="An object with a stable, opaque global id, fetchable with `node(id:)`.")
+class Node:
+    id: strawberry.ID = strawberry.field(description="Opaque global id: `<kind>_<random>`. Never sequential.")
+
+
+@strawberry.type(description="Where a page of a connection stands.")
+class PageInfo:
+    has_next_page: bool = strawberry.field(description="True when another page follows `endCursor`.")
+    end_cursor: str | None = strawberry.field(
+        description="Pass as `after` to get the next page. Bound to this query and to your key."
+    )

@@ -1,0 +1,29 @@
+
+from datetime import datetime
+
+import strawberry
+
+from api.scopes import Scope
+
+ScopeEnum = strawberry.enum(
+    Scope, name="Scope", description="What a practice's grant lets you do.",
+    # GraphQL enum values are the Python names (APPOINTMENTS_READ); descriptions from api.scopes.
+)
+
+
+@strawberry.type(description="One of your grants: a practice's consent, with its scopes.")
+class ViewerGrant:
+    id: strawberry.ID = strawberry.field(description="Opaque id of the grant.")
+    practice_id: strawberry.ID = strawberry.field(description="Id of the practice that granted access.")
+    practice_name: str = strawberry.field(description="Name of that practice.")
+    scopes: list[ScopeEnum] = strawberry.field(description="Scopes granted.")
+    granted_at: datetime = strawberry.field(description="When the practice granted access.")
+    expires_at: datetime = strawberry.field(description="When the grant ends unless renewed.")
+
+
+@strawberry.type(description="The calling partner: who you are and what practices granted you.")
+class Viewer:
+    id: strawberry.ID = strawberry.field(description="Your partner id.")
+    name: str = strawberry.field(description="Your partner name.")
+    key_prefix: str = strawberry.field(description="Public prefix of the key used for this request.")
+    grants: list[ViewerGrant] = strawberry.field(description="Your live grants (not revoked, not expired).")
