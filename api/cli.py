@@ -5,11 +5,15 @@ from typing import Annotated
 
 import typer
 
+from api.operator_cli import grant_app, key_app, partner_app
 from api.settings import get_settings
 
 app = typer.Typer(no_args_is_help=True, help="Partner API for medical appointments: run it and operate it.")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 app.add_typer(db_app, name="db")
+app.add_typer(partner_app, name="partner")
+app.add_typer(key_app, name="key")
+app.add_typer(grant_app, name="grant")
 
 
 @db_app.command("upgrade")
