@@ -59,6 +59,8 @@ own_account_type("Viewer");
 own_account_type("ViewerGrant");
 structural_type("Query");
 structural_type("PageInfo");
+structural_type("PracticeConnection");
+structural_type("PracticeEdge");
 structural_type("AppointmentConnection");
 structural_type("AppointmentEdge");
 structural_type("PractitionerConnection");
