@@ -1,0 +1,28 @@
+"""schema.graphql is exported from the code, never edited by hand: it must match."""
+
+from pathlib import Path
+
+from api.schema import schema
+
+SCHEMA_FILE = Path(__file__).resolve().parents[2] / "schema.graphql"
+
+
+def test_checked_in_schema_matches_the_code():
+    assert SCHEMA_FILE.read_text() == schema.as_str() + "\n", "run `make schema` and commit schema.graphql"
+
+
+def test_every_type_field_and_argument_has_a_description():
+    from graphql import GraphQLInterfaceType, GraphQLObjectType
+
+    missing = []
+    for name, graphql_type in schema._schema.type_map.items():
+        if name.startswith("__") or name in {"String", "Int", "Boolean", "ID", "Float"}:
+            continue
+        if not graphql_type.description:
+            missing.append(name)
+        if isinstance(graphql_type, (GraphQLObjectType, GraphQLInterfaceType)):
+            for field_name, field in graphql_type.fields.items():
+                if not field.description:
+                    missing.append(f"{name}.{field_name}")
+                missing += [f"{name}.{field_name}({a})" for a, arg in field.args.items() if not arg.description]
+    assert missing == []
