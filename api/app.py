@@ -21,7 +21,9 @@ from api.cursors import CursorCodec
 from api.database import make_async_engine, make_session_factory
 from api.errors import ErrorCode
 from api.graphql_view import PartnerGraphQL
-from api.schema import schema
+from api.budgets import Budgets
+from api.extraction import ExtractionGuard
+from api.schema import build_schema
 from api.schema.loaders import Loaders
 from api.settings import Settings, get_settings
 from api.timeutil import utcnow
@@ -35,6 +37,22 @@ def error_response(status: int, code: ErrorCode, message: str, request_id: str, 
     return JSONResponse(body, status_code=status, headers={"X-Request-Id": request_id, **headers})
 
 
+async def _body_too_large(request: Request, limit: int) -> bool:
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        return True
+    # Read it (starlette keeps it for the view), bounded even without a Content-Length.
+    size = 0
+    chunks = []
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return True
+        chunks.append(chunk)
+    request._body = b"".join(chunks)
+    return False
+
+
 def create_app(settings: Settings | None = None, authorizer: Authorizer | None = None) -> Starlette:
     settings = settings or get_settings()
     engine = make_async_engine(settings.database_url)
@@ -43,7 +61,8 @@ def create_app(settings: Settings | None = None, authorizer: Authorizer | None =
     if not settings.secret_key:
         logger.warning("PARTNER_API_SECRET_KEY is unset: cursors will not survive a restart or cross workers")
     cursors = CursorCodec(settings.secret_key.encode() or secrets.token_bytes(32))
-    view = PartnerGraphQL(schema, graphql_ide=None)
+    view = PartnerGraphQL(build_schema(settings), graphql_ide=None)
+    budgets, extraction = Budgets(settings), ExtractionGuard(settings)
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -60,6 +79,10 @@ def create_app(settings: Settings | None = None, authorizer: Authorizer | None =
     async def graphql_endpoint(request: Request) -> Response:
         request_id = uuid.uuid4().hex
         request.state.request_id = request_id
+        if await _body_too_large(request, settings.max_body_bytes):
+            return error_response(
+                413, ErrorCode.BAD_USER_INPUT, f"Request bodies are limited to {settings.max_body_bytes} bytes.", request_id
+            )
         now = utcnow()
         async with sessions() as session:
             principal = await authenticate(session, bearer_token(request.headers.get("authorization")), now)
@@ -70,7 +93,8 @@ def create_app(settings: Settings | None = None, authorizer: Authorizer | None =
                 )
             context = RequestContext(
                 request=request, principal=principal, request_time=now, authorizer=authorizer,
-                session=session, cursors=cursors, request_id=request_id,
+                session=session, cursors=cursors, request_id=request_id, settings=settings, sessions=sessions,
+                budgets=budgets, extraction=extraction,
             )
             context.loaders = Loaders(context)
             try:
@@ -78,6 +102,9 @@ def create_app(settings: Settings | None = None, authorizer: Authorizer | None =
             except HTTPException as error:
                 return error_response(error.status_code, ErrorCode.BAD_USER_INPUT, error.reason, request_id)
         response.headers["X-Request-Id"] = request_id
+        response.status_code = getattr(request.state, "http_status", response.status_code)
+        if context.retry_after is not None:
+            response.headers["Retry-After"] = str(context.retry_after)
         return response
 
     @asynccontextmanager

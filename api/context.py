@@ -9,11 +9,14 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Result, Select, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
 
 from api.auth import Principal
+from api.budgets import Budgets
 from api.cursors import CursorCodec
+from api.extraction import ExtractionGuard
+from api.settings import Settings
 from api.models import Base, Grant
 from authz.actors import PartnerActor
 from authz.engine import Authorizer
@@ -28,7 +31,14 @@ class RequestContext:
     session: AsyncSession
     cursors: CursorCodec
     request_id: str
+    settings: Settings
+    # Budgets and disclosures commit on their own, outside the read transaction.
+    sessions: async_sessionmaker[AsyncSession]
+    budgets: Budgets
+    extraction: ExtractionGuard
     loaders: Any = None  # api.schema.loaders.Loaders, set by the app
+    cost: dict[str, Any] | None = None  # the `cost` response extension
+    retry_after: int | None = None
     # Resolvers run concurrently; one AsyncSession must not.
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _fields: dict[int, frozenset[str]] = field(default_factory=dict)

@@ -36,9 +36,21 @@ def classify(error: GraphQLError, request_id: str) -> GraphQLError:
     )
 
 
+# HTTP status of a request refused as a whole (no data): limits and budgets answer 4xx.
+REFUSAL_STATUS = {
+    ErrorCode.BAD_USER_INPUT.value: 400,
+    ErrorCode.COST_LIMIT_EXCEEDED.value: 400,
+    ErrorCode.RATE_LIMITED.value: 429,
+    ErrorCode.EXTRACTION_LIMIT_EXCEEDED.value: 429,
+}
+
+
 class PartnerGraphQL(GraphQL):
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
         if result.errors:
             request_id = getattr(request.state, "request_id", "-")
             result.errors = [classify(error, request_id) for error in result.errors]
+            if result.data is None:
+                statuses = [REFUSAL_STATUS.get((e.extensions or {}).get("code"), 200) for e in result.errors]
+                request.state.http_status = max(statuses)
         return await super().process_result(request, result)

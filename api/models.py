@@ -15,6 +15,7 @@ from sqlalchemy import (
     CheckConstraint,
     Date,
     Enum,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -199,6 +200,8 @@ class Partner(Base):
         _enum(PartnerStatus, "partner_status"), default=PartnerStatus.ACTIVE
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    budget_capacity: Mapped[int | None] = mapped_column(Integer, comment="Cost points; NULL: the default")
+    budget_refill_per_second: Mapped[float | None] = mapped_column(Float, comment="NULL: the default")
 
     keys: Mapped[list[PartnerKey]] = relationship(back_populates="partner")
     grants: Mapped[list[Grant]] = relationship(back_populates="partner")
@@ -256,6 +259,9 @@ class Grant(Base):
     granted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, comment="Consent always ends")
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    max_patients_per_window: Mapped[int | None] = mapped_column(
+        Integer, comment="Distinct patients readable per rolling window; NULL: sized from the practice's activity"
+    )
 
     partner: Mapped[Partner] = relationship(back_populates="grants")
     practice: Mapped[Practice] = relationship()
@@ -267,3 +273,44 @@ class Grant(Base):
     def set_scopes(self, scopes: set[Scope]) -> None:
         for scope in Scope:
             setattr(self, scope.column, scope in scopes)
+
+
+class PartnerBudget(Base):
+    """A partner's cost points: a token bucket shared by every server process.
+
+    Times are epoch seconds so that the refill arithmetic is one portable SQL expression.
+    """
+
+    __tablename__ = "partner_budgets"
+
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id", ondelete="CASCADE"), primary_key=True)
+    points: Mapped[float] = mapped_column(Float, comment="Available at refilled_at")
+    refilled_at: Mapped[float] = mapped_column(Float, comment="Epoch seconds")
+
+
+class PatientDisclosure(Base):
+    """The last time a partner received data of a patient: the distinct-patient budget counts these."""
+
+    __tablename__ = "patient_disclosures"
+    __table_args__ = (Index("ix_patient_disclosures_window", "partner_id", "practice_id", "disclosed_at"),)
+
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id", ondelete="CASCADE"), primary_key=True)
+    practice_id: Mapped[int] = mapped_column(ForeignKey("practices.id", ondelete="CASCADE"), primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"), primary_key=True)
+    disclosed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ExtractionAlert(Base):
+    """Recorded when a partner reaches its distinct-patient limit at a practice: for operators."""
+
+    __tablename__ = "extraction_alerts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id", ondelete="CASCADE"), index=True)
+    practice_id: Mapped[int] = mapped_column(ForeignKey("practices.id", ondelete="CASCADE"))
+    key_id: Mapped[int | None] = mapped_column(ForeignKey("partner_keys.id", ondelete="SET NULL"))
+    raised_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    patients_in_window: Mapped[int] = mapped_column(Integer, comment="Distinct patients already disclosed")
+    patients_refused: Mapped[int] = mapped_column(Integer, comment="New patients this request asked for")
+    threshold: Mapped[int] = mapped_column(Integer)
+    window_hours: Mapped[int] = mapped_column(Integer)

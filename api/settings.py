@@ -21,6 +21,21 @@ class Settings(BaseSettings):
         default=Path("demo-keys.json"), description="Where `seed` writes the demo partners' keys."
     )
     log_level: str = "info"
+    # Shape limits, checked before execution (cached with the parsed document).
+    max_body_bytes: int = Field(default=64 * 1024, description="Largest accepted request body.")
+    max_query_depth: int = Field(default=10, description="Deepest field nesting.")
+    max_aliases: int = Field(default=20, description="Aliases per document.")
+    max_tokens: int = Field(default=3000, description="Lexical tokens per document.")
+    max_directives_per_field: int = Field(default=2, description="Directives on one field (@skip/@include).")
+    # Cost and budgets, checked with the variables of each request.
+    max_query_cost: int = Field(default=1000, description="Most points one operation may cost.")
+    budget_capacity: int = Field(default=2000, description="Points a partner's bucket holds (per-partner override).")
+    budget_refill_per_second: float = Field(default=100.0, description="Points restored per second.")
+    extraction_window_hours: int = Field(default=24, description="Rolling window of the distinct-patient budget.")
+    extraction_floor: int = Field(default=50, description="Distinct patients always allowed per practice and window.")
+    extraction_activity_factor: float = Field(
+        default=2.0, description="Default limit: this many times the patients seen at the practice in a week."
+    )
     secret_key: str = Field(
         default="",
         description="Signs paging cursors. Set the same value on every worker; empty: random per process.",

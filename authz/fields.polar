@@ -57,6 +57,7 @@ field_needs_scope("Patient.email", "patients:contact");
 # every field is readable by the authenticated partner.
 own_account_type("Viewer");
 own_account_type("ViewerGrant");
+own_account_type("RateLimit");
 structural_type("Query");
 structural_type("PageInfo");
 structural_type("PracticeConnection");

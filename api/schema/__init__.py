@@ -1,26 +1,42 @@
-"""The GraphQL schema: one module per area, assembled here."""
+"""The GraphQL schema: one module per area, assembled here with the API's extensions."""
 
-
-import strawberry
-from strawberry.schema.config import StrawberryConfig
 from graphql import GraphQLError
+from strawberry import Schema
+from strawberry.extensions import MaxTokensLimiter, ParserCache
+from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
+from api.cost_extension import CostAndBudget
+from api.limits import CachedValidation, limit_rules
 from api.schema.appointments import Appointment, Patient
 from api.schema.guard import resolve_field
 from api.schema.practices import Practice, Practitioner
 from api.schema.query import Query
+from api.settings import Settings
+
+PARSER_CACHE_SIZE = 512
 
 
-class PartnerSchema(strawberry.Schema):
+class PartnerSchema(Schema):
     def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
-        # Refusals and bad input are the client's business; only unexpected failures are logged
-        # (by api.graphql_view, with the request id).
+        # Refusals and bad input are the client's business; unexpected failures are logged by
+        # api.graphql_view, with the request id.
         return None
 
 
-schema = PartnerSchema(
-    query=Query,
-    types=[Appointment, Patient, Practice, Practitioner],
-    config=StrawberryConfig(default_resolver=resolve_field),
-)
+def build_schema(settings: Settings) -> PartnerSchema:
+    rules = limit_rules(settings)  # built once, so the validation cache keeps hitting
+    return PartnerSchema(
+        query=Query,
+        types=[Appointment, Patient, Practice, Practitioner],
+        config=StrawberryConfig(default_resolver=resolve_field),
+        extensions=[
+            lambda: MaxTokensLimiter(settings.max_tokens),
+            lambda: ParserCache(maxsize=PARSER_CACHE_SIZE),
+            lambda: CachedValidation(rules),
+            CostAndBudget,
+        ],
+    )
+
+
+schema = build_schema(Settings())

@@ -6,6 +6,7 @@ import strawberry
 
 from api import models
 from api.context import RequestContext
+from api.cost import CONTACT_COST, HEALTH_COST, IDENTITY_COST, Cost
 from api.errors import not_found
 from api.schema.guard import build, require
 from api.schema.practices import Practice, Practitioner
@@ -26,12 +27,12 @@ class AppointmentSource(enum.Enum):
 @strawberry.type(description="A patient record of one practice's file. Fields need patients:identity or patients:contact.")
 class Patient(Node):
     readable: strawberry.Private[frozenset[str]]
-    first_name: str | None = strawberry.field(description="First name. Needs patients:identity.")
-    last_name: str | None = strawberry.field(description="Last name. Needs patients:identity.")
-    gender: Gender | None = strawberry.field(description="Gender. Needs patients:identity.")
-    birth_date: date | None = strawberry.field(description="Birth date. Needs patients:identity.")
-    phone: str | None = strawberry.field(description="Phone number. Needs patients:contact.")
-    email: str | None = strawberry.field(description="E-mail address. Needs patients:contact.")
+    first_name: str | None = strawberry.field(description="First name. Needs patients:identity.", directives=[Cost(weight=IDENTITY_COST)])
+    last_name: str | None = strawberry.field(description="Last name. Needs patients:identity.", directives=[Cost(weight=IDENTITY_COST)])
+    gender: Gender | None = strawberry.field(description="Gender. Needs patients:identity.", directives=[Cost(weight=IDENTITY_COST)])
+    birth_date: date | None = strawberry.field(description="Birth date. Needs patients:identity.", directives=[Cost(weight=IDENTITY_COST)])
+    phone: str | None = strawberry.field(description="Phone number. Needs patients:contact.", directives=[Cost(weight=CONTACT_COST)])
+    email: str | None = strawberry.field(description="E-mail address. Needs patients:contact.", directives=[Cost(weight=CONTACT_COST)])
 
     @classmethod
     def from_row(cls, patient: models.Patient, readable: frozenset[str]) -> "Patient":
@@ -48,7 +49,7 @@ class Appointment(Node):
     starts_at: datetime | None = strawberry.field(description="Start, ISO 8601 in UTC.")
     ends_at: datetime | None = strawberry.field(description="End, ISO 8601 in UTC.")
     status: AppointmentStatus | None = strawberry.field(description="Status.")
-    reason: str | None = strawberry.field(description="Medical motive (health data). Needs appointments:reason.")
+    reason: str | None = strawberry.field(description="Medical motive (health data). Needs appointments:reason.", directives=[Cost(weight=HEALTH_COST)])
     source: AppointmentSource | None = strawberry.field(description="Who created it.")
     created_at: datetime | None = strawberry.field(description="When it was created.")
     updated_at: datetime | None = strawberry.field(description="When it last changed.")
@@ -92,13 +93,13 @@ class Appointment(Node):
         return Patient.from_row(patient, await info.context.readable_at(patient.practice_id))
 
 
-@strawberry.type(description="One edge of an appointment connection.")
+@strawberry.type(description="One edge of an appointment connection.", directives=[Cost(weight=0)])
 class AppointmentEdge:
     cursor: str = strawberry.field(description="Position of this edge, for `after`.")
     node: Appointment = strawberry.field(description="The appointment.")
 
 
-@strawberry.type(description="A page of appointments, ordered by start time.")
+@strawberry.type(description="A page of appointments, ordered by start time.", directives=[Cost(weight=0)])
 class AppointmentConnection:
     edges: list[AppointmentEdge] = strawberry.field(description="The appointments of this page, with cursors.")
     page_info: PageInfo = strawberry.field(description="Paging position.")

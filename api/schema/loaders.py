@@ -3,6 +3,7 @@ so the number of SQL statements does not grow with the page size."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,12 +11,13 @@ from strawberry.dataloader import DataLoader
 
 from api import models, reads
 from api.context import RequestContext
+from api.errors import ApiError
 
 
 class Loaders:
     def __init__(self, ctx: RequestContext) -> None:
         self.practices = DataLoader(self._by_ids(ctx, models.Practice))
-        self.patients = DataLoader(self._by_ids(ctx, models.Patient))
+        self.patients = DataLoader(self._patients(ctx))
         self.practitioners = DataLoader(self._memberships(ctx))
 
     @staticmethod
@@ -23,6 +25,31 @@ class Loaders:
         async def load(ids: Sequence[int]) -> list[Any]:
             found = await reads.by_ids(ctx, model, ids)
             return [found.get(i) for i in ids]
+
+        return load
+
+    @staticmethod
+    def _patients(ctx: RequestContext):  # type: ignore[no-untyped-def]
+        """Patients, each practice's batch admitted by the distinct-patient budget first."""
+
+        async def load(ids: Sequence[int]) -> list[models.Patient | ApiError | None]:
+            found = await reads.by_ids(ctx, models.Patient, ids)
+            by_practice: dict[int, list[int]] = defaultdict(list)
+            for patient in found.values():
+                by_practice[patient.practice_id].append(patient.id)
+            refused: dict[int, ApiError] = {}
+            for practice_id, patient_ids in by_practice.items():
+                try:
+                    async with ctx.sessions() as session:
+                        await ctx.extraction.admit(
+                            session, ctx.principal.partner_id, ctx.principal.key_id, practice_id, patient_ids, ctx.request_time
+                        )
+                except ApiError as error:
+                    refused[practice_id] = error
+            return [
+                refused.get(found[i].practice_id, found[i]) if i in found else None
+                for i in ids
+            ]
 
         return load
 

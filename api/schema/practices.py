@@ -6,6 +6,7 @@ import strawberry
 from api import models
 from api import reads
 from api.context import RequestContext
+from api.cost import Cost, ListSize
 from api.schema.guard import build, require
 from api.schema.relay import Node, PageInfo
 
@@ -28,13 +29,13 @@ class Practitioner(Node):
         )
 
 
-@strawberry.type(description="One edge of a practitioner connection.")
+@strawberry.type(description="One edge of a practitioner connection.", directives=[Cost(weight=0)])
 class PractitionerEdge:
     cursor: str = strawberry.field(description="Position of this edge, for `after`.")
     node: Practitioner = strawberry.field(description="The practitioner.")
 
 
-@strawberry.type(description="A page of practitioners.")
+@strawberry.type(description="A page of practitioners.", directives=[Cost(weight=0)])
 class PractitionerConnection:
     edges: list[PractitionerEdge] = strawberry.field(description="The practitioners of this page, with cursors.")
     page_info: PageInfo = strawberry.field(description="Paging position.")
@@ -55,7 +56,10 @@ class Practice(Node):
             address=practice.address, timezone=practice.timezone,
         )
 
-    @strawberry.field(description="Practitioners working at this practice, ordered by id. Needs appointments:read.")
+    @strawberry.field(
+        description="Practitioners working at this practice, ordered by id. Needs appointments:read.",
+        directives=[ListSize(slicing_arguments=["first"], sized_fields=["edges"])],
+    )
     async def practitioners(
         self,
         info: strawberry.Info[RequestContext, None],
@@ -73,13 +77,13 @@ class Practice(Node):
         )
 
 
-@strawberry.type(description="One edge of a practice connection.")
+@strawberry.type(description="One edge of a practice connection.", directives=[Cost(weight=0)])
 class PracticeEdge:
     cursor: str = strawberry.field(description="Position of this edge, for `after`.")
     node: Practice = strawberry.field(description="The practice.")
 
 
-@strawberry.type(description="A page of practices.")
+@strawberry.type(description="A page of practices.", directives=[Cost(weight=0)])
 class PracticeConnection:
     edges: list[PracticeEdge] = strawberry.field(description="The practices of this page, with cursors.")
     page_info: PageInfo = strawberry.field(description="Paging position.")

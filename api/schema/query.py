@@ -1,4 +1,6 @@
 
+import math
+import time
 from datetime import datetime
 from typing import Annotated
 
@@ -7,11 +9,12 @@ from sqlalchemy.orm import joinedload
 
 from api import models, reads
 from api.context import RequestContext
+from api.cost import Cost, ListSize
 from api.errors import bad_input
 from api.schema.appointments import Appointment, AppointmentConnection, AppointmentEdge, AppointmentStatus, Patient
 from api.schema.practices import Practice, PracticeConnection, PracticeEdge, Practitioner
 from api.schema.relay import Node, PageInfo
-from api.schema.viewer import Viewer, ViewerGrant
+from api.schema.viewer import RateLimit, Viewer, ViewerGrant
 
 Info = strawberry.Info[RequestContext, None]
 MAX_NODES = 100
@@ -25,7 +28,8 @@ async def _node(ctx: RequestContext, public_id: str) -> Node:
         membership = await ctx.loaders.practitioners.load((row.practice_id, row.practitioner_id))
         return Practitioner.from_row(membership, await ctx.readable_at(row.practice_id))
     if kind == "Patient":
-        return Patient.from_row(row, await ctx.readable_at(row.practice_id))
+        patient = await ctx.loaders.patients.load(row.id)  # through the distinct-patient budget
+        return Patient.from_row(patient, await ctx.readable_at(row.practice_id))
     return Practice.from_row(row, await ctx.readable_at(row.id))
 
 
@@ -50,7 +54,24 @@ class Query:
             ],
         )
 
-    @strawberry.field(description="Practices that granted you access, ordered by id.")
+    @strawberry.field(
+        description="Your cost budget, to plan requests (reading it costs nothing).", directives=[Cost(weight=0)]
+    )
+    async def rate_limit(self, info: Info) -> RateLimit:
+        ctx = info.context
+        async with ctx.sessions() as session:
+            throttle = await ctx.budgets.status(session, ctx.principal.partner_id, time.time())
+        return RateLimit(
+            maximum_available=throttle.maximum_available,
+            currently_available=math.floor(throttle.currently_available),
+            restore_rate=throttle.restore_rate,
+            max_query_cost=ctx.settings.max_query_cost,
+        )
+
+    @strawberry.field(
+        description="Practices that granted you access, ordered by id.",
+        directives=[ListSize(slicing_arguments=["first"], sized_fields=["edges"])],
+    )
     async def practices(
         self,
         info: Info,
@@ -75,7 +96,10 @@ class Query:
         row = await reads.find_by_public_id(info.context, models.Practice, id)
         return Practice.from_row(row, await info.context.readable_at(row.id))
 
-    @strawberry.field(description="Appointments of a practice starting in [from, to), ordered by start time. Needs appointments:read.")
+    @strawberry.field(
+        description="Appointments of a practice starting in [from, to), ordered by start time. Needs appointments:read.",
+        directives=[ListSize(slicing_arguments=["first"], sized_fields=["edges"])],
+    )
     async def appointments(
         self,
         info: Info,
@@ -108,7 +132,10 @@ class Query:
     ) -> Node | None:
         return await _node(info.context, id)
 
-    @strawberry.field(description=f"Several objects by global id (at most {MAX_NODES}); null where not found.")
+    @strawberry.field(
+        description=f"Several objects by global id (at most {MAX_NODES}); null where not found.",
+        directives=[ListSize(slicing_arguments=["ids"])],
+    )
     async def nodes(
         self, info: Info, ids: Annotated[list[strawberry.ID], strawberry.argument(description="Global ids.")]
     ) -> list[Node | None]:

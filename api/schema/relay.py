@@ -1,12 +1,14 @@
 import strawberry
 
+from api.cost import Cost
+
 
 @strawberry.interface(description="An object with a stable, opaque global id, fetchable with `node(id:)`.")
 class Node:
     id: strawberry.ID = strawberry.field(description="Opaque global id: `<kind>_<random>`. Never sequential.")
 
 
-@strawberry.type(description="Where a page of a connection stands.")
+@strawberry.type(description="Where a page of a connection stands.", directives=[Cost(weight=0)])
 class PageInfo:
     has_next_page: bool = strawberry.field(description="True when another page follows `endCursor`.")
     end_cursor: str | None = strawberry.field(

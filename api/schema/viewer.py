@@ -3,6 +3,7 @@ from datetime import datetime
 
 import strawberry
 
+from api.cost import ListSize
 from api.scopes import Scope
 
 ScopeEnum = strawberry.enum(
@@ -26,4 +27,14 @@ class Viewer:
     id: strawberry.ID = strawberry.field(description="Your partner id.")
     name: str = strawberry.field(description="Your partner name.")
     key_prefix: str = strawberry.field(description="Public prefix of the key used for this request.")
-    grants: list[ViewerGrant] = strawberry.field(description="Your live grants (not revoked, not expired).")
+    grants: list[ViewerGrant] = strawberry.field(
+        description="Your live grants (not revoked, not expired).", directives=[ListSize(assumed_size=100)]
+    )
+
+
+@strawberry.type(description="Your cost budget: what you may spend now, and how fast it comes back.")
+class RateLimit:
+    maximum_available: int = strawberry.field(description="Points your budget holds when full.")
+    currently_available: int = strawberry.field(description="Points available now.")
+    restore_rate: float = strawberry.field(description="Points restored per second.")
+    max_query_cost: int = strawberry.field(description="Most points one operation may cost.")

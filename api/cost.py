@@ -1,0 +1,221 @@
+"""Static query cost, following the IBM GraphQL cost directive semantics (as Apollo uses them).
+
+- A field returning an object costs 1, a scalar or enum 0, unless `@cost(weight:)` says
+  otherwise on the field or on the returned type (personal data and mutations cost more;
+  connections, edges and page info cost nothing of their own).
+- A list field costs its weight and its children's once per item, the number of items being
+  its slicing argument (`@listSize(slicingArguments: ["first"])`),
+  applied to `sizedFields` (a connection's `edges`) when given; a list of ids is as long as
+  the list; other lists use `assumedSize`.
+- On an abstract type (`node`), the most expensive possible type counts.
+
+`requested_cost` prices a document with its variables before anything runs; `actual_cost`
+prices what a response really contained (the same rules, real list lengths).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import strawberry
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLAbstractType,
+    GraphQLCompositeType,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLSchema,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    ValueNode,
+    get_named_type,
+    is_abstract_type,
+    value_from_ast_untyped,
+)
+from strawberry.schema_directive import Location
+
+from api.errors import bad_input
+
+DEFAULT_ASSUMED_SIZE = 100
+# Personal data costs more than the rest: reading it in bulk is what must be expensive.
+IDENTITY_COST = 1
+CONTACT_COST = 1
+HEALTH_COST = 1
+
+
+@strawberry.schema_directive(
+    locations=[Location.FIELD_DEFINITION, Location.OBJECT],
+    description="Cost of the field, or of every field returning this type, in points.",
+)
+class Cost:
+    weight: int
+
+
+@strawberry.schema_directive(
+    locations=[Location.FIELD_DEFINITION],
+    name="listSize",
+    description="How many items a list field returns: the value of a slicing argument, or an assumed size.",
+)
+class ListSize:
+    slicing_arguments: list[str] | None = strawberry.directive_field(name="slicingArguments", default=None)
+    sized_fields: list[str] | None = strawberry.directive_field(name="sizedFields", default=None)
+    assumed_size: int | None = strawberry.directive_field(name="assumedSize", default=None)
+
+
+@dataclass(frozen=True)
+class FieldCost:
+    weight: int
+    list_size: ListSize | None
+
+
+class CostModel:
+    """The weights of one schema, read once from its directives."""
+
+    _models: dict[int, CostModel] = {}
+
+    @classmethod
+    def of(cls, schema: GraphQLSchema) -> CostModel:
+        model = cls._models.get(id(schema))
+        if model is None or model.schema is not schema:
+            model = cls._models[id(schema)] = cls(schema)
+        return model
+
+    def __init__(self, schema: GraphQLSchema) -> None:
+        self.schema = schema
+        self.fields: dict[tuple[str, str], FieldCost] = {}
+        for type_name, graphql_type in schema.type_map.items():
+            if type_name.startswith("__") or not hasattr(graphql_type, "fields"):
+                continue
+            for field_name, field in graphql_type.fields.items():
+                definition = field.extensions.get("strawberry-definition")
+                directives = list(getattr(definition, "directives", []) or [])
+                returned = get_named_type(field.type)
+                returned_definition = returned.extensions.get("strawberry-definition")
+                weight = 1 if isinstance(returned, GraphQLCompositeType) else 0
+                for directive in getattr(returned_definition, "directives", []) or []:
+                    if isinstance(directive, Cost):
+                        weight = directive.weight
+                list_size = None
+                for directive in directives:
+                    if isinstance(directive, Cost):
+                        weight = directive.weight
+                    elif isinstance(directive, ListSize):
+                        list_size = directive
+                self.fields[(type_name, field_name)] = FieldCost(weight, list_size)
+
+    def requested_cost(
+        self, operation: OperationDefinitionNode, fragments: Mapping[str, FragmentDefinitionNode], variables: Mapping[str, Any]
+    ) -> int:
+        root = self.schema.get_root_type(operation.operation)
+        assert root is not None
+        return _Pricer(self, fragments, variables, None).selection_cost(root, operation.selection_set, None)
+
+    def actual_cost(
+        self,
+        operation: OperationDefinitionNode,
+        fragments: Mapping[str, FragmentDefinitionNode],
+        variables: Mapping[str, Any],
+        data: Mapping[str, Any] | None,
+    ) -> int:
+        if data is None:
+            return 0
+        root = self.schema.get_root_type(operation.operation)
+        assert root is not None
+        return _Pricer(self, fragments, variables, True).selection_cost(root, operation.selection_set, data)
+
+
+class _Pricer:
+    def __init__(
+        self, model: CostModel, fragments: Mapping[str, FragmentDefinitionNode], variables: Mapping[str, Any], actual: bool | None
+    ) -> None:
+        self.model, self.fragments, self.variables, self.actual = model, fragments, variables, actual
+
+    def selection_cost(self, parent: GraphQLCompositeType, selection_set: SelectionSetNode, data: Any) -> int:
+        if is_abstract_type(parent):
+            assert isinstance(parent, GraphQLAbstractType)
+            possible = self.model.schema.get_possible_types(parent)
+            return max((self._fields_cost(t, selection_set, data) for t in possible), default=0)
+        assert isinstance(parent, GraphQLObjectType)
+        return self._fields_cost(parent, selection_set, data)
+
+    def _fields_cost(self, parent: GraphQLObjectType, selection_set: SelectionSetNode, data: Any) -> int:
+        total = 0
+        for selection in selection_set.selections:
+            if isinstance(selection, FieldNode):
+                total += self._field_cost(parent, selection, data)
+            elif isinstance(selection, InlineFragmentNode):
+                condition = selection.type_condition
+                if condition is None or self._applies(condition.name.value, parent):
+                    total += self._fields_cost(parent, selection.selection_set, data)
+            elif isinstance(selection, FragmentSpreadNode):
+                fragment = self.fragments.get(selection.name.value)
+                if fragment is not None and self._applies(fragment.type_condition.name.value, parent):
+                    total += self._fields_cost(parent, fragment.selection_set, data)
+        return total
+
+    def _applies(self, type_name: str, parent: GraphQLObjectType) -> bool:
+        condition = self.model.schema.get_type(type_name)
+        if condition is parent:
+            return True
+        return is_abstract_type(condition) and self.model.schema.is_sub_type(condition, parent)  # type: ignore[arg-type]
+
+    def _field_cost(self, parent: GraphQLObjectType, node: FieldNode, data: Any, size: int | None = None) -> int:
+        """Cost of one field; `size` is the length its list will have, when a parent decided it."""
+        name = node.name.value
+        if name.startswith("__"):
+            return 0
+        field = parent.fields[name]
+        cost = self.model.fields[(parent.name, name)]
+        value = data.get(node.alias.value if node.alias else name) if isinstance(data, Mapping) else None
+        if self.actual and value is None:
+            return 0
+        returned = get_named_type(field.type)
+        if node.selection_set is None or not isinstance(returned, GraphQLCompositeType):
+            return cost.weight
+        children = node.selection_set
+        if self.actual:
+            items = [item for item in (value if _is_list(field.type) else [value]) if item is not None]
+            return sum(cost.weight + self.selection_cost(returned, children, item) for item in items)
+        list_size = cost.list_size
+        if list_size is not None and list_size.sized_fields:
+            # A connection: its slicing argument gives the length of its `edges`.
+            assert isinstance(returned, GraphQLObjectType)
+            edges = self._size(node, list_size)
+            return cost.weight + sum(
+                self._field_cost(returned, s, None, edges if s.name.value in list_size.sized_fields else None)
+                if isinstance(s, FieldNode)
+                else self._fields_cost(returned, SelectionSetNode(selections=(s,)), None)
+                for s in children.selections
+            )
+        if _is_list(field.type):
+            length = size if size is not None else self._size(node, list_size)
+            return length * (cost.weight + self.selection_cost(returned, children, None))
+        return cost.weight + self.selection_cost(returned, children, None)
+
+    def _size(self, node: FieldNode, list_size: ListSize | None) -> int:
+        if list_size is None:
+            return DEFAULT_ASSUMED_SIZE
+        for argument in node.arguments or ():
+            if argument.name.value in (list_size.slicing_arguments or []):
+                value = self._argument(argument.value)
+                if isinstance(value, list):
+                    return len(value)
+                if isinstance(value, int) and not isinstance(value, bool):
+                    return max(value, 0)
+                raise bad_input(f"`{argument.name.value}` must be given to price this query.", argument=argument.name.value)
+        return list_size.assumed_size or DEFAULT_ASSUMED_SIZE
+
+    def _argument(self, value_node: ValueNode) -> Any:
+        return value_from_ast_untyped(value_node, self.variables)
+
+
+def _is_list(graphql_type: Any) -> bool:
+    if isinstance(graphql_type, GraphQLNonNull):
+        graphql_type = graphql_type.of_type
+    return isinstance(graphql_type, GraphQLList)

@@ -1,0 +1,106 @@
+"""The distinct-patient budget: the defence against bulk extraction.
+
+Per partner and practice, patients whose data was returned are remembered with the time of the
+last disclosure. Before new patients are returned, their count in the rolling window is
+checked against a threshold: the grant's own, or by default a multiple of the patients the
+practice really sees in a week (with a floor), so that a day of sync never hits it while
+paging through the whole patient file does, early. A refusal records an alert.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Collection
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.errors import ApiError, ErrorCode
+from api.models import Appointment, ExtractionAlert, Grant, PatientDisclosure
+from api.settings import Settings
+
+ACTIVITY_CACHE_SECONDS = 600
+ACTIVITY_DAYS_BACK, ACTIVITY_DAYS_AHEAD = 1, 6
+
+
+class ExtractionGuard:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.window = timedelta(hours=settings.extraction_window_hours)
+        self._activity: dict[int, tuple[float, int]] = {}
+
+    async def admit(
+        self, session: AsyncSession, partner_id: int, key_id: int, practice_id: int, patient_ids: Collection[int], now: datetime
+    ) -> None:
+        """Record the disclosure of these patients, or raise EXTRACTION_LIMIT_EXCEEDED; commits."""
+        cutoff = now - self.window
+        in_window = PatientDisclosure.partner_id == partner_id, PatientDisclosure.practice_id == practice_id
+        known = set(
+            (
+                await session.execute(
+                    select(PatientDisclosure.patient_id).where(
+                        *in_window, PatientDisclosure.disclosed_at >= cutoff, PatientDisclosure.patient_id.in_(set(patient_ids))
+                    )
+                )
+            ).scalars()
+        )
+        new = set(patient_ids) - known
+        if new:
+            count = (
+                await session.execute(select(func.count()).where(*in_window, PatientDisclosure.disclosed_at >= cutoff))
+            ).scalar_one()
+            threshold = await self.threshold(session, partner_id, practice_id, now)
+            if count + len(new) > threshold:
+                session.add(
+                    ExtractionAlert(
+                        partner_id=partner_id, practice_id=practice_id, key_id=key_id, raised_at=now,
+                        patients_in_window=count, patients_refused=len(new), threshold=threshold,
+                        window_hours=self.settings.extraction_window_hours,
+                    )
+                )
+                await session.commit()
+                raise ApiError(
+                    ErrorCode.EXTRACTION_LIMIT_EXCEEDED,
+                    f"You have read {count} distinct patients of this practice in the last "
+                    f"{self.settings.extraction_window_hours} h; the limit is {threshold}. The operator has been alerted.",
+                    limit=threshold,
+                    windowHours=self.settings.extraction_window_hours,
+                )
+        # Remember every patient returned now, known ones included (their window restarts).
+        await session.execute(delete(PatientDisclosure).where(*in_window, PatientDisclosure.patient_id.in_(set(patient_ids))))
+        await session.execute(
+            insert(PatientDisclosure),
+            [{"partner_id": partner_id, "practice_id": practice_id, "patient_id": p, "disclosed_at": now} for p in patient_ids],
+        )
+        await session.commit()
+
+    async def threshold(self, session: AsyncSession, partner_id: int, practice_id: int, now: datetime) -> int:
+        configured = (
+            await session.execute(
+                select(Grant.max_patients_per_window).where(
+                    Grant.partner_id == partner_id, Grant.practice_id == practice_id, Grant.revoked_at.is_(None)
+                )
+            )
+        ).scalar_one_or_none()
+        if configured is not None:
+            return configured
+        weekly = await self._weekly_patients(session, practice_id, now)
+        return max(self.settings.extraction_floor, math.ceil(self.settings.extraction_activity_factor * weekly))
+
+    async def _weekly_patients(self, session: AsyncSession, practice_id: int, now: datetime) -> int:
+        cached = self._activity.get(practice_id)
+        if cached and time.monotonic() - cached[0] < ACTIVITY_CACHE_SECONDS:
+            return cached[1]
+        count = (
+            await session.execute(
+                select(func.count(func.distinct(Appointment.patient_id))).where(
+                    Appointment.practice_id == practice_id,
+                    Appointment.starts_at >= now - timedelta(days=ACTIVITY_DAYS_BACK),
+                    Appointment.starts_at < now + timedelta(days=ACTIVITY_DAYS_AHEAD),
+                )
+            )
+        ).scalar_one()
+        self._activity[practice_id] = (time.monotonic(), count)
+        return count
