@@ -12,7 +12,17 @@ from collections.abc import Iterator
 from collections import OrderedDict
 from typing import Any
 
-from graphql import ASTValidationRule, DocumentNode, FieldNode, GraphQLError, GraphQLSchema, ValidationRule, specified_rules, validate
+from graphql import (
+    ASTValidationRule,
+    DocumentNode,
+    FieldNode,
+    GraphQLError,
+    GraphQLSchema,
+    ValidationContext,
+    ValidationRule,
+    specified_rules,
+    validate,
+)
 from strawberry.extensions import SchemaExtension
 from strawberry.extensions.max_aliases import create_validator as aliases_validator
 from strawberry.extensions.query_depth_limiter import create_validator as depth_validator
@@ -27,11 +37,22 @@ VALIDATION_CACHE_SIZE = 512
 
 def _labelled(rule: type[ASTValidationRule], limit: str, maximum: int) -> type[ASTValidationRule]:
     """The rule, with its errors carrying the API's code, the limit's name and its maximum."""
+    extensions = {"code": ErrorCode.BAD_USER_INPUT.value, "limit": limit, "maximum": maximum}
+
+    class Labelling:
+        # strawberry's rules report through the validation context: relabel on the way.
+        def __init__(self, context: ValidationContext) -> None:
+            self._context = context
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._context, name)
+
+        def report_error(self, error: GraphQLError) -> None:
+            self._context.report_error(GraphQLError(error.message, error.nodes, extensions=extensions))
 
     class Labelled(rule):  # type: ignore[valid-type, misc]
-        def report_error(self, error: GraphQLError) -> None:
-            extensions = {"code": ErrorCode.BAD_USER_INPUT.value, "limit": limit, "maximum": maximum}
-            super().report_error(GraphQLError(error.message, error.nodes, extensions=extensions))
+        def __init__(self, context: ValidationContext) -> None:
+            super().__init__(Labelling(context))  # type: ignore[arg-type]
 
     Labelled.__name__ = f"{limit.title()}Limit"
     return Labelled

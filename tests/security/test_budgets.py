@@ -1,0 +1,91 @@
+"""Pricing before execution, the cost extension, and the per-partner budget shared by workers."""
+
+import pytest
+
+from tests.world import window_args
+
+# Per row: appointment 1 + reason 1 + patient 1 + 6 personal fields + practitioner 1 + practice 1 = 11
+PRICED = """query($p: ID!, $from: DateTime!, $to: DateTime!, $n: Int!) {
+  appointments(practiceId: $p, from: $from, to: $to, first: $n) {
+    edges { node { id reason patient { firstName lastName gender birthDate phone email }
+                   practitioner { id } practice { id } } } } }"""
+
+
+def variables(world, n):
+    return {"p": world.practice_id("A"), **window_args(), "n": n}
+
+
+@pytest.mark.parametrize(("n", "ok"), [(90, True), (91, False)])
+async def test_operation_above_maximum_cost_is_refused_before_execution(api, world, n, ok):
+    response = await api.query(world.keys["full"], PRICED, variables(world, n))
+    assert response.body["extensions"]["cost"]["requestedQueryCost"] == 11 * n
+    if ok:
+        assert response.errors == []
+    else:
+        assert response.status == 400 and response.codes == {"COST_LIMIT_EXCEEDED"} and response.data is None
+
+
+async def test_cached_document_is_repriced_with_new_variables(api, world):
+    assert (await api.query(world.keys["full"], PRICED, variables(world, 10))).errors == []
+    assert (await api.query(world.keys["full"], PRICED, variables(world, 91))).codes == {"COST_LIMIT_EXCEEDED"}
+    assert (await api.query(world.keys["full"], PRICED, variables(world, 10))).errors == []
+
+
+async def test_aliases_add_up(api, world):
+    query = """query($p: ID!, $from: DateTime!, $to: DateTime!, $n: Int!) {
+      a: appointments(practiceId: $p, from: $from, to: $to, first: $n) {
+        edges { node { id reason patient { firstName lastName gender birthDate phone email } practitioner { id } practice { id } } } }
+      b: appointments(practiceId: $p, from: $from, to: $to, first: $n) { edges { node { id } } } }"""
+    response = await api.query(world.keys["full"], query, variables(world, 90))
+    assert response.codes == {"COST_LIMIT_EXCEEDED"}
+    assert response.body["extensions"]["cost"]["requestedQueryCost"] == 11 * 90 + 90
+
+
+async def test_every_response_reports_requested_and_actual_cost_and_throttle(api, world):
+    response = await api.query(world.keys["full"], PRICED, variables(world, 50))
+    cost = response.body["extensions"]["cost"]
+    rows = len(world.appointments["A"])
+    assert cost["requestedQueryCost"] == 550
+    assert cost["actualQueryCost"] == 11 * rows
+    throttle = cost["throttleStatus"]
+    assert throttle["maximumAvailable"] == 2000 and throttle["restoreRate"] == 100
+    assert 2000 - 11 * rows - 5 <= throttle["currentlyAvailable"] <= 2000
+
+
+async def test_rate_limit_field_reports_the_budget(make_api, world):
+    api = make_api(budget_capacity=500, budget_refill_per_second=5)
+    response = await api.query(world.keys["full"], "{ rateLimit { maximumAvailable currentlyAvailable restoreRate maxQueryCost } }")
+    assert response.data["rateLimit"] == {"maximumAvailable": 500, "currentlyAvailable": 500, "restoreRate": 5.0, "maxQueryCost": 1000}
+
+
+async def test_spent_budget_gets_429_with_a_right_retry_after(make_api, world):
+    api = make_api(budget_capacity=600, budget_refill_per_second=1)
+    # Each request reserves 550 and spends 11 per returned row (6 rows): 66 spent, 484 refunded.
+    spent = 0
+    for _ in range(8):
+        response = await api.query(world.keys["full"], PRICED, variables(world, 50))
+        if response.status == 429:
+            break
+        spent += response.body["extensions"]["cost"]["actualQueryCost"]
+    assert response.status == 429 and response.codes == {"RATE_LIMITED"}
+    available = response.body["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"]
+    assert available < 550
+    retry_after = int(response.headers["retry-after"])
+    assert 550 - available - 2 <= retry_after <= 550 - available + 1
+    assert spent >= 600 - 550  # it was the budget, not the first request, that ran out
+
+
+async def test_budget_is_shared_by_every_server_process(make_api, world):
+    first, second = make_api(budget_refill_per_second=0.01), make_api(budget_refill_per_second=0.01)
+    for _ in range(3):
+        assert (await first.query(world.keys["full"], PRICED, variables(world, 50))).errors == []
+    response = await second.query(world.keys["full"], "{ rateLimit { currentlyAvailable } }")
+    assert 2000 - 3 * 66 - 1 <= response.data["rateLimit"]["currentlyAvailable"] <= 2000 - 3 * 66 + 1
+
+
+async def test_budgets_are_per_partner(make_api, world):
+    api = make_api(budget_capacity=600, budget_refill_per_second=1)
+    for _ in range(10):
+        await api.query(world.keys["full"], PRICED, variables(world, 50))
+    other = await api.query(world.keys["no-contact"], "{ rateLimit { currentlyAvailable } }")
+    assert other.data["rateLimit"]["currentlyAvailable"] == 600
