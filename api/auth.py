@@ -25,6 +25,8 @@ class Principal:
     partner_name: str
     key_id: int
     key_prefix: str
+    budget_capacity: int | None = None  # the partner's own budget, when it has one
+    budget_refill_per_second: float | None = None
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -57,4 +59,7 @@ async def authenticate(session: AsyncSession, token: str | None, now: datetime) 
     if key.last_used_at is None or now - key.last_used_at > LAST_USED_PRECISION:
         await session.execute(update(PartnerKey).where(PartnerKey.id == key.id).values(last_used_at=now))
         await session.commit()
-    return Principal(partner.id, partner.public_id, partner.name, key.id, key.prefix)
+    return Principal(
+        partner.id, partner.public_id, partner.name, key.id, key.prefix,
+        partner.budget_capacity, partner.budget_refill_per_second,
+    )

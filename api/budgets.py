@@ -13,7 +13,8 @@ from sqlalchemy import case, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.models import Partner, PartnerBudget
+from api.auth import Principal
+from api.models import PartnerBudget
 from api.settings import Settings
 
 
@@ -42,44 +43,44 @@ class Budgets:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    async def limits(self, session: AsyncSession, partner_id: int) -> tuple[int, float]:
-        capacity, rate = (
-            await session.execute(select(Partner.budget_capacity, Partner.budget_refill_per_second).where(Partner.id == partner_id))
-        ).one()
-        return capacity or self.settings.budget_capacity, rate or self.settings.budget_refill_per_second
+    def limits(self, principal: Principal) -> tuple[int, float]:
+        return (
+            principal.budget_capacity or self.settings.budget_capacity,
+            principal.budget_refill_per_second or self.settings.budget_refill_per_second,
+        )
 
     def _refilled(self, capacity: int, rate: float, now: float):  # type: ignore[no-untyped-def]
         refilled = PartnerBudget.points + (literal(now) - PartnerBudget.refilled_at) * rate
         return case((refilled > capacity, float(capacity)), else_=refilled)
 
-    async def take(self, session: AsyncSession, partner_id: int, cost: int, now: float) -> Charge:
+    async def take(self, session: AsyncSession, principal: Principal, cost: int, now: float) -> Charge:
         """Take `cost` points if the bucket holds them; commits."""
-        capacity, rate = await self.limits(session, partner_id)
-        await self._ensure(session, partner_id, capacity, now)
+        capacity, rate = self.limits(principal)
         refilled = self._refilled(capacity, rate, now)
-        taken = (
-            await session.execute(
-                update(PartnerBudget)
-                .where(PartnerBudget.partner_id == partner_id, refilled >= cost)
-                .values(points=refilled - cost, refilled_at=now)
-                .returning(PartnerBudget.points)
-            )
-        ).scalar_one_or_none()
+        taking = (
+            update(PartnerBudget)
+            .where(PartnerBudget.partner_id == principal.partner_id, refilled >= cost)
+            .values(points=refilled - cost, refilled_at=now)
+            .returning(PartnerBudget.points)
+        )
+        taken = (await session.execute(taking)).scalar_one_or_none()
+        if taken is None and await self._created(session, principal.partner_id, capacity, now):
+            taken = (await session.execute(taking)).scalar_one_or_none()
         if taken is not None:
             await session.commit()
             return Charge(True, Throttle(capacity, taken, rate), 0)
-        available = (await session.execute(select(refilled).where(PartnerBudget.partner_id == partner_id))).scalar_one()
+        available = (await session.execute(select(refilled).where(PartnerBudget.partner_id == principal.partner_id))).scalar_one()
         await session.commit()
         return Charge(False, Throttle(capacity, available, rate), max(1, math.ceil((cost - available) / rate)))
 
-    async def refund(self, session: AsyncSession, partner_id: int, points: int, now: float) -> Throttle:
+    async def refund(self, session: AsyncSession, principal: Principal, points: int, now: float) -> Throttle:
         """Give back what was taken but not spent; commits."""
-        capacity, rate = await self.limits(session, partner_id)
+        capacity, rate = self.limits(principal)
         refilled = self._refilled(capacity, rate, now) + points
         left = (
             await session.execute(
                 update(PartnerBudget)
-                .where(PartnerBudget.partner_id == partner_id)
+                .where(PartnerBudget.partner_id == principal.partner_id)
                 .values(points=case((refilled > capacity, float(capacity)), else_=refilled), refilled_at=now)
                 .returning(PartnerBudget.points)
             )
@@ -87,19 +88,22 @@ class Budgets:
         await session.commit()
         return Throttle(capacity, left, rate)
 
-    async def status(self, session: AsyncSession, partner_id: int, now: float) -> Throttle:
-        capacity, rate = await self.limits(session, partner_id)
+    async def status(self, session: AsyncSession, principal: Principal, now: float) -> Throttle:
+        capacity, rate = self.limits(principal)
         available = (
-            await session.execute(select(self._refilled(capacity, rate, now)).where(PartnerBudget.partner_id == partner_id))
+            await session.execute(
+                select(self._refilled(capacity, rate, now)).where(PartnerBudget.partner_id == principal.partner_id)
+            )
         ).scalar_one_or_none()
         return Throttle(capacity, capacity if available is None else available, rate)
 
-    async def _ensure(self, session: AsyncSession, partner_id: int, capacity: int, now: float) -> None:
-        exists = (await session.execute(select(PartnerBudget.partner_id).where(PartnerBudget.partner_id == partner_id))).first()
-        if exists:
-            return
+    async def _created(self, session: AsyncSession, partner_id: int, capacity: int, now: float) -> bool:
+        """Create a full bucket for a partner's first request; False when it already existed."""
+        if (await session.execute(select(PartnerBudget.partner_id).where(PartnerBudget.partner_id == partner_id))).first():
+            return False
         try:
             async with session.begin_nested():
                 await session.execute(insert(PartnerBudget).values(partner_id=partner_id, points=float(capacity), refilled_at=now))
         except IntegrityError:  # another worker created it first
             pass
+        return True

@@ -52,9 +52,8 @@ class CostAndBudget(SchemaExtension):
             )
             yield
             return
-        partner_id = ctx.principal.partner_id
         async with ctx.sessions() as session:
-            charge = await ctx.budgets.take(session, partner_id, requested, time.time())
+            charge = await ctx.budgets.take(session, ctx.principal, requested, time.time())
         if not charge.granted:
             ctx.retry_after = charge.retry_after
             ctx.cost = {"requestedQueryCost": requested, "throttleStatus": charge.throttle.as_extension()}
@@ -73,7 +72,7 @@ class CostAndBudget(SchemaExtension):
         data = getattr(result, "data", None)
         actual = min(requested, self.model.actual_cost(operation, fragments, variables, data))
         async with ctx.sessions() as session:
-            throttle = await ctx.budgets.refund(session, partner_id, requested - actual, time.time())
+            throttle = await ctx.budgets.refund(session, ctx.principal, requested - actual, time.time())
         ctx.cost = {"requestedQueryCost": requested, "actualQueryCost": actual, "throttleStatus": throttle.as_extension()}
 
     def get_results(self) -> dict[str, Any]:

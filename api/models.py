@@ -314,3 +314,31 @@ class ExtractionAlert(Base):
     patients_refused: Mapped[int] = mapped_column(Integer, comment="New patients this request asked for")
     threshold: Mapped[int] = mapped_column(Integer)
     window_hours: Mapped[int] = mapped_column(Integer)
+
+
+class AppointmentTombstone(Base):
+    """What remains of an appointment the practice deleted: enough for sync feeds to drop it."""
+
+    __tablename__ = "appointment_tombstones"
+    __table_args__ = (Index("ix_appointment_tombstones_practice_change_seq", "practice_id", "change_seq"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, comment="The deleted appointment's id")
+    practice_id: Mapped[int] = mapped_column(ForeignKey("practices.id", ondelete="CASCADE"))
+    deleted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    change_seq: Mapped[int] = mapped_column(BigInteger)
+
+
+class IdempotencyRecord(Base):
+    """A write already done under a partner's idempotency key: a retry gets the same outcome."""
+
+    __tablename__ = "idempotency_records"
+    __table_args__ = (UniqueConstraint("partner_id", "key", name="uq_idempotency_records_partner_key"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(100))
+    operation: Mapped[str] = mapped_column(String(40))
+    request_hash: Mapped[str] = mapped_column(String(64), comment="SHA-256 of the operation and its input")
+    appointment_id: Mapped[int] = mapped_column(ForeignKey("appointments.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -15,7 +15,7 @@ from api.context import RequestContext
 from api.errors import bad_input, not_found
 from api.ids import kind_of
 from api.timeutil import UTCDateTime
-from api.models import Appointment, AppointmentStatus, Patient, Practice, PracticeMembership
+from api.models import Appointment, AppointmentStatus, AppointmentTombstone, Patient, Practice, PracticeMembership
 
 MAX_PAGE_SIZE = 100
 MAX_WINDOW_DAYS = 31
@@ -167,3 +167,41 @@ async def memberships(ctx: RequestContext, keys: Sequence[tuple[int, int]]) -> d
         .options(joinedload(PracticeMembership.practitioner))
     )
     return {(m.practice_id, m.practitioner_id): m for m in (await ctx.execute(statement)).scalars()}
+
+
+@dataclass(frozen=True)
+class Change:
+    seq: int
+    appointment_public_id: str
+    practice_id: int
+    appointment: Appointment | None  # None: deleted
+
+
+async def changes(ctx: RequestContext, practice_public_id: str, since: str | None, first: int) -> Page[Change]:
+    """Appointments changed, and deleted, after the `since` cursor, in change order."""
+    check_page_size(first)
+    practice_id = await practice_id_of(ctx, practice_public_id)
+    binding = ("changes", ctx.principal.partner_id, practice_public_id)
+    position = 0
+    if since is not None:
+        decoded = ctx.cursors.decode(since, binding)
+        if len(decoded) != 1 or not isinstance(decoded[0], int):
+            raise bad_input("Invalid cursor.")
+        position = decoded[0]
+    updated = ctx.authorized(Appointment).where(Appointment.practice_id == practice_id, Appointment.change_seq > position)
+    deleted = ctx.authorized(AppointmentTombstone).where(
+        AppointmentTombstone.practice_id == practice_id, AppointmentTombstone.change_seq > position
+    )
+    rows = [
+        Change(a.change_seq, a.public_id, a.practice_id, a)
+        for a in (await ctx.execute(updated.order_by(Appointment.change_seq).limit(first + 1))).scalars()
+    ] + [
+        Change(t.change_seq, t.public_id, t.practice_id, None)
+        for t in (await ctx.execute(deleted.order_by(AppointmentTombstone.change_seq).limit(first + 1))).scalars()
+    ]
+    rows.sort(key=lambda change: change.seq)
+    page_rows = rows[:first]
+    cursors = [ctx.cursors.encode(binding, [change.seq]) for change in page_rows]
+    # With nothing new, the end cursor stays where the client is, ready for the next poll.
+    end = cursors[-1] if cursors else ctx.cursors.encode(binding, [position])
+    return Page(page_rows, len(rows) > first, end, cursors)

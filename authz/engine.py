@@ -68,6 +68,10 @@ POLAR_CLASSES: dict[str, tuple[type, dict[str, Any]]] = {
             "grants": _grants_of("practice_id"),
         },
     ),
+    "DeletedAppointment": (
+        models.AppointmentTombstone,
+        {"id": int, "practice_id": int, "grants": _grants_of("practice_id")},
+    ),
 }
 
 

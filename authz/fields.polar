@@ -44,6 +44,17 @@ field_needs_scope("Appointment.updatedAt", "appointments:read");
 field_needs_scope("Appointment.reason", "appointments:reason");
 # Appointment.internalNote is deliberately absent: practice-only, never readable.
 
+# What a partner may read of an appointment it booked or moved, even without appointments:read.
+field_needs_scope("Appointment.id", "appointments:write");
+field_needs_scope("Appointment.startsAt", "appointments:write");
+field_needs_scope("Appointment.endsAt", "appointments:write");
+field_needs_scope("Appointment.status", "appointments:write");
+
+# The sync feed.
+field_needs_scope("AppointmentChange.kind", "appointments:read");
+field_needs_scope("AppointmentChange.appointmentId", "appointments:read");
+field_needs_scope("AppointmentChange.appointment", "appointments:read");
+
 # The patient record's id links appointments of the same patient.
 field_needs_scope("Patient.id", "appointments:read");
 field_needs_scope("Patient.firstName", "patients:identity");
@@ -63,6 +74,13 @@ structural_type("PageInfo");
 structural_type("PracticeConnection");
 structural_type("PracticeEdge");
 structural_type("AppointmentConnection");
+structural_type("AppointmentChangeConnection");
+structural_type("AppointmentChangeEdge");
+structural_type("Mutation");
+structural_type("AppointmentBooked");
+structural_type("AppointmentRescheduled");
+structural_type("AppointmentCancelled");
+structural_type("WriteRefused");
 structural_type("AppointmentEdge");
 structural_type("PractitionerConnection");
 structural_type("PractitionerEdge");

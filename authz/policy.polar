@@ -81,6 +81,16 @@ has_permission(partner: Partner, action: String, appointment: Appointment) if
     has_scope(grant, "appointments:write");
 
 
+# An appointment the practice deleted, as the sync feed reports it.
+resource DeletedAppointment {
+    permissions = ["read"];
+}
+
+has_permission(partner: Partner, "read", deleted: DeletedAppointment) if
+    grant in deleted.grants and
+    live_grant(partner, grant) and
+    has_scope(grant, "appointments:read");
+
 resource Grant {
     permissions = ["read"];
 }

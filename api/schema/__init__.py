@@ -11,6 +11,7 @@ from api.limits import CachedValidation, limit_rules
 from api.schema.appointments import Appointment, Patient
 from api.schema.guard import resolve_field
 from api.schema.practices import Practice, Practitioner
+from api.schema.mutations import Mutation
 from api.schema.query import Query
 from api.settings import Settings
 
@@ -28,6 +29,7 @@ def build_schema(settings: Settings) -> PartnerSchema:
     rules = limit_rules(settings)  # built once, so the validation cache keeps hitting
     return PartnerSchema(
         query=Query,
+        mutation=Mutation,
         types=[Appointment, Patient, Practice, Practitioner],
         config=StrawberryConfig(default_resolver=resolve_field),
         extensions=[

@@ -11,6 +11,7 @@ from api import models, reads
 from api.context import RequestContext
 from api.cost import Cost, ListSize
 from api.errors import bad_input
+from api.schema.changes import ChangeQuery
 from api.schema.appointments import Appointment, AppointmentConnection, AppointmentEdge, AppointmentStatus, Patient
 from api.schema.practices import Practice, PracticeConnection, PracticeEdge, Practitioner
 from api.schema.relay import Node, PageInfo
@@ -34,7 +35,7 @@ async def _node(ctx: RequestContext, public_id: str) -> Node:
 
 
 @strawberry.type(description="Entry points for partner software. Every list is paged with `first` (1 to 100).")
-class Query:
+class Query(ChangeQuery):
     @strawberry.field(description="You, the calling partner, and your grants.")
     async def viewer(self, info: Info) -> Viewer:
         ctx = info.context
@@ -60,7 +61,7 @@ class Query:
     async def rate_limit(self, info: Info) -> RateLimit:
         ctx = info.context
         async with ctx.sessions() as session:
-            throttle = await ctx.budgets.status(session, ctx.principal.partner_id, time.time())
+            throttle = await ctx.budgets.status(session, ctx.principal, time.time())
         return RateLimit(
             maximum_available=throttle.maximum_available,
             currently_available=math.floor(throttle.currently_available),

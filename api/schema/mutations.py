@@ -1,0 +1,123 @@
+from datetime import date, datetime
+from typing import Annotated
+
+import strawberry
+
+from api import writes
+from api.context import RequestContext
+from api.cost import Cost
+from api.errors import bad_input
+from api.schema.appointments import Appointment, Gender
+
+Info = strawberry.Info[RequestContext, None]
+WRITE_COST = 10
+
+RefusalReason = strawberry.enum(
+    writes.RefusalReason,
+    name="WriteRefusalReason",
+    description="Why a valid, authorized write was refused by the practice's agenda.",
+)
+
+
+@strawberry.input(description="A patient to add to the practice's file with the booking.")
+class NewPatientInput:
+    first_name: str = strawberry.field(description="First name.")
+    last_name: str = strawberry.field(description="Last name.")
+    gender: Gender = strawberry.field(description="Gender.")
+    birth_date: date | None = strawberry.field(description="Birth date.", default=None)
+    phone: str | None = strawberry.field(description="Phone number.", default=None)
+    email: str | None = strawberry.field(description="E-mail address.", default=None)
+
+
+@strawberry.input(description="An appointment to book.")
+class BookAppointmentInput:
+    practice_id: strawberry.ID = strawberry.field(description="Practice id.")
+    practitioner_id: strawberry.ID = strawberry.field(description="Practitioner id, at this practice.")
+    starts_at: datetime = strawberry.field(description="Start, with a time zone offset; in the future.")
+    ends_at: datetime = strawberry.field(description="End, after the start, at most 8 hours later.")
+    patient_id: strawberry.ID | None = strawberry.field(description="An existing patient of this practice...", default=None)
+    new_patient: NewPatientInput | None = strawberry.field(description="...or a new one.", default=None)
+    reason: str | None = strawberry.field(description="Medical motive, if known.", default=None)
+    idempotency_key: str | None = strawberry.field(
+        description="Any unique string (1 to 100 characters): retrying with it never books twice.", default=None
+    )
+
+
+@strawberry.input(description="A new time for a booked appointment.")
+class RescheduleAppointmentInput:
+    appointment_id: strawberry.ID = strawberry.field(description="Appointment id.")
+    starts_at: datetime = strawberry.field(description="New start, with a time zone offset; in the future.")
+    ends_at: datetime = strawberry.field(description="New end.")
+    idempotency_key: str | None = strawberry.field(description="Makes retries safe.", default=None)
+
+
+@strawberry.type(description="The appointment was booked.")
+class AppointmentBooked:
+    appointment: Appointment = strawberry.field(description="The new appointment.")
+
+
+@strawberry.type(description="The appointment was moved.")
+class AppointmentRescheduled:
+    appointment: Appointment = strawberry.field(description="The appointment, at its new time.")
+
+
+@strawberry.type(description="The appointment is cancelled (also when it already was).")
+class AppointmentCancelled:
+    appointment: Appointment = strawberry.field(description="The cancelled appointment.")
+
+
+@strawberry.type(description="The write was valid and allowed, but the agenda refused it.")
+class WriteRefused:
+    reason: RefusalReason = strawberry.field(description="Why.")
+    message: str = strawberry.field(description="Why, in words.")
+
+
+BookResult = Annotated[AppointmentBooked | WriteRefused, strawberry.union("BookAppointmentResult", description="Booked, or refused.")]
+RescheduleResult = Annotated[
+    AppointmentRescheduled | WriteRefused, strawberry.union("RescheduleAppointmentResult", description="Moved, or refused.")
+]
+
+
+def _refused(refusal: writes.Refusal) -> WriteRefused:
+    return WriteRefused(reason=refusal.reason, message=refusal.reason.value)
+
+
+async def _appointment(info: Info, row) -> Appointment:  # type: ignore[no-untyped-def]
+    ctx = info.context
+    return Appointment.from_row(row, await ctx.readable_at(row.practice_id), ctx.principal.partner_id)
+
+
+@strawberry.type(description="Writes. Each needs appointments:write at the practice and costs 10 points.")
+class Mutation:
+    @strawberry.mutation(description="Book an appointment for an existing or a new patient.", directives=[Cost(weight=WRITE_COST)])
+    async def book_appointment(
+        self, info: Info, input: Annotated[BookAppointmentInput, strawberry.argument(description="What to book.")]
+    ) -> BookResult:
+        new_patient = None
+        if input.new_patient is not None:
+            p = input.new_patient
+            if not p.first_name.strip() or not p.last_name.strip():
+                raise bad_input("A new patient needs a first and a last name.", argument="newPatient")
+            new_patient = writes.NewPatient(p.first_name.strip(), p.last_name.strip(), p.gender, p.birth_date, p.phone, p.email)
+        result = await writes.book(
+            info.context, input.practice_id, input.practitioner_id, input.patient_id, new_patient,
+            input.starts_at, input.ends_at, input.reason, input.idempotency_key,
+        )
+        if isinstance(result, writes.Refusal):
+            return _refused(result)
+        return AppointmentBooked(appointment=await _appointment(info, result))
+
+    @strawberry.mutation(description="Move a booked appointment.", directives=[Cost(weight=WRITE_COST)])
+    async def reschedule_appointment(
+        self, info: Info, input: Annotated[RescheduleAppointmentInput, strawberry.argument(description="Where to move it.")]
+    ) -> RescheduleResult:
+        result = await writes.reschedule(info.context, input.appointment_id, input.starts_at, input.ends_at, input.idempotency_key)
+        if isinstance(result, writes.Refusal):
+            return _refused(result)
+        return AppointmentRescheduled(appointment=await _appointment(info, result))
+
+    @strawberry.mutation(description="Cancel an appointment. Safe to retry.", directives=[Cost(weight=WRITE_COST)])
+    async def cancel_appointment(
+        self, info: Info, appointment_id: Annotated[strawberry.ID, strawberry.argument(description="Appointment id.")]
+    ) -> AppointmentCancelled:
+        return AppointmentCancelled(appointment=await _appointment(info, await writes.cancel(info.context, appointment_id)))

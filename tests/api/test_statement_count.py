@@ -1,0 +1,30 @@
+"""Nested objects are loaded in batches: the SQL statements of a request do not grow with the page."""
+
+import pytest
+from sqlalchemy import event
+
+from tests.world import build_world, window_args
+
+PAGE = """query($p: ID!, $from: DateTime!, $to: DateTime!, $n: Int!) {
+  appointments(practiceId: $p, from: $from, to: $to, first: $n) {
+    edges { node { id reason patient { id firstName phone } practitioner { id lastName } practice { id name } } } } }"""
+
+
+@pytest.fixture
+def world(sync_engine):
+    return build_world(sync_engine, appointments_per_practice=60)
+
+
+async def test_statements_per_request_do_not_grow_with_page_size(make_api, world):
+    api = make_api()
+    statements: list[str] = []
+    event.listen(api.http._transport.app.state.engine.sync_engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+
+    async def count(n: int) -> int:
+        statements.clear()
+        response = await api.query(world.keys["full"], PAGE, {"p": world.practice_id("A"), **window_args(), "n": n})
+        assert len(response.data["appointments"]["edges"]) == n and response.errors == []
+        return len(statements)
+
+    await count(50)  # first use: the budget row, the key's last use, the patients' first disclosure
+    assert await count(5) == await count(50)
