@@ -47,7 +47,6 @@ class World:
 def build_world(engine: Engine, appointments_per_practice: int = 6) -> World:
     world = World()
     with Session(engine, expire_on_commit=False) as session:
-        session.add(ChangeCounter(id=1, value=0))
         seq = 0
         practices = {name: Practice(name=name, address=f"1 rue {name}, Paris", timezone="Europe/Paris") for name in "ABC"}
         session.add_all(practices.values())
