@@ -47,6 +47,69 @@ def serve(
     )
 
 
+@app.command()
+def seed(
+    size: Annotated[str, typer.Option(help="small (tests), medium (demo) or large (benchmarks).")] = "medium",
+    seed: Annotated[int, typer.Option(help="Same seed, same data.")] = 2020,
+    reference_date: Annotated[str | None, typer.Option(help="Day the data is centred on (YYYY-MM-DD); default today.")] = None,
+    keys_file: Annotated[Path | None, typer.Option(help="Where to write the demo keys (JSON).")] = None,
+) -> None:
+    """Migrate, then fill an empty database with deterministic French demo data and partners."""
+    from datetime import date
+
+    from api.database import make_sync_engine
+    from api.migrate import upgrade
+    from api.seed import SeedError, seed as run_seed
+
+    settings = get_settings()
+    engine = make_sync_engine(settings.database_url)
+    upgrade(engine)
+    try:
+        day = date.fromisoformat(reference_date) if reference_date else None
+    except ValueError:
+        raise typer.BadParameter("use YYYY-MM-DD", param_hint="--reference-date") from None
+    try:
+        report = run_seed(engine, size, seed, keys_file or settings.demo_keys_file, day)
+    except SeedError as error:
+        typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(1) from None
+    typer.echo(", ".join(f"{count} {what}" for what, count in report.counts.items()))
+    typer.echo(f"demo keys written to {keys_file or settings.demo_keys_file}")
+
+
+@app.command()
+def demo(
+    size: Annotated[str, typer.Option(help="Data set to seed when the database is empty.")] = "medium",
+) -> None:
+    """Migrate, seed when empty, print the demo keys, and serve the API with GraphiQL."""
+    import json
+
+    from sqlalchemy import func, select
+    from sqlalchemy.orm import Session
+
+    from api.database import make_sync_engine
+    from api.migrate import upgrade
+    from api.models import Practice
+    from api.seed import seed as run_seed
+
+    settings = get_settings()
+    engine = make_sync_engine(settings.database_url)
+    upgrade(engine)
+    with Session(engine) as session:
+        empty = not session.scalar(select(func.count()).select_from(Practice))
+    if empty:
+        typer.echo(f"seeding the {size} demo data set (once)...")
+        run_seed(engine, size, keys_file=settings.demo_keys_file)
+    engine.dispose()
+    if settings.demo_keys_file.exists():
+        keys = json.loads(settings.demo_keys_file.read_text())
+        typer.echo("\nDemo partners (keys also in %s):" % settings.demo_keys_file)
+        for name, entry in keys.items():
+            typer.echo(f"  {name:<13} {entry['status']:<9} {len(entry['grants'])} grant(s)  {entry['key']}")
+    typer.echo(f"\nGraphiQL: http://{settings.host}:{settings.port}/graphql  (paste a key in the key field)\n")
+    serve(host=None, port=None, workers=1)
+
+
 @app.command("export-schema")
 def export_schema(output: Path = Path("schema.graphql")) -> None:
     """Write the GraphQL schema, as the code defines it, to OUTPUT."""
