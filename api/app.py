@@ -20,6 +20,7 @@ from api.context import RequestContext
 from api.cursors import CursorCodec
 from api.database import make_async_engine, make_session_factory
 from api.errors import ErrorCode
+from api.graphiql import graphiql_routes, render_graphiql, wants_graphiql
 from api.graphql_view import PartnerGraphQL
 from api.budgets import Budgets
 from api.extraction import ExtractionGuard
@@ -79,6 +80,10 @@ def create_app(settings: Settings | None = None, authorizer: Authorizer | None =
     async def graphql_endpoint(request: Request) -> Response:
         request_id = uuid.uuid4().hex
         request.state.request_id = request_id
+        if wants_graphiql(request):
+            if not settings.graphiql:
+                return error_response(404, ErrorCode.NOT_FOUND, "GraphiQL is disabled on this server.", request_id)
+            return render_graphiql(request)
         if await _body_too_large(request, settings.max_body_bytes):
             return error_response(
                 413, ErrorCode.BAD_USER_INPUT, f"Request bodies are limited to {settings.max_body_bytes} bytes.", request_id
@@ -117,6 +122,7 @@ def create_app(settings: Settings | None = None, authorizer: Authorizer | None =
             Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            *(graphiql_routes() if settings.graphiql else []),
         ],
         lifespan=lifespan,
     )
