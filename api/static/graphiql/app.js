@@ -29,6 +29,9 @@
       key: generation, fetcher: fetcher, defaultQuery: defaultQuery, shouldPersistHeaders: false,
     }));
   }
-  keyInput.addEventListener("change", function () { generation += 1; render(); });
+  // Enter in the key field reloads GraphiQL, so the schema documentation is fetched with the key.
+  keyInput.addEventListener("keydown", function (event) {
+    if (event.key === "Enter") { generation += 1; render(); }
+  });
   render();
 })();
