@@ -1,34 +1,29 @@
-# The two commands of the README: `make demo` and `make test`. Each sets up what it needs.
+# The README's two commands, `make demo` and `make test`: each sets up what it needs first.
 PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed-from-pyproject
 
-.PHONY: demo test schema postgres-binaries clean
+.PHONY: demo test schema postgres-binaries
 
 demo: $(STAMP)
 	$(VENV)/bin/partner-api demo
 
+# The whole suite, each database test on SQLite and on a PostgreSQL server the tests start.
 test: $(STAMP) postgres-binaries
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 schema: $(STAMP)
 	$(VENV)/bin/partner-api export-schema
 
-# Re-installed whenever pyproject.toml changes.
+# (Re)installed when missing or older than pyproject.toml.
 $(STAMP): pyproject.toml
-	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[test]'
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
-# The tests start their own PostgreSQL server; they need its binaries (Debian's package).
+# The tests start their own server from Debian's binaries, unless given one to use.
 postgres-binaries:
-	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
-	  else \
-	    echo "PostgreSQL server binaries are missing: apt-get install postgresql (as root)" >&2; exit 1; \
-	  fi; }
-
-clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	@[ -n "$$PARTNER_API_TEST_POSTGRES_URL" ] || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
+	  [ "$$(id -u)" = 0 ] || { echo "make test: PostgreSQL server binaries are missing: run as root, or apt-get install postgresql, or set PARTNER_API_TEST_POSTGRES_URL" >&2; exit 1; }; \
+	  echo "make test: installing Debian's postgresql package"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null; }

@@ -1,10 +1,15 @@
 """Alembic environment: migrates the database named by PARTNER_API_DATABASE_URL (or -x url=...)."""
 
+from typing import Any
+
 from alembic import context
+from alembic.autogenerate.api import AutogenContext
+from sqlalchemy import Connection, Engine
 
 from api.database import make_sync_engine
 from api.models import Base
 from api.settings import get_settings
+from api.timeutil import UTCDateTime
 
 config = context.config
 url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option("sqlalchemy.url")
@@ -12,23 +17,33 @@ if not url:
     url = get_settings().database_url
 
 
+def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | bool:
+    # Revisions must not import application code: a UTCDateTime column is a plain timestamptz.
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
 def run_migrations_online() -> None:
-    connectable = config.attributes.get("connection")
-    if connectable is not None:  # handed over by api.migrate or pytest-alembic
+    connectable = config.attributes.get("connection")  # handed over by api.migrate or the tests
+    if isinstance(connectable, Connection):
         _run(connectable)
         return
-    engine = make_sync_engine(url)
+    engine = connectable if isinstance(connectable, Engine) else make_sync_engine(url)
     with engine.connect() as connection:
         _run(connection)
-    engine.dispose()
+    if connectable is None:
+        engine.dispose()
 
 
-def _run(connection) -> None:  # type: ignore[no-untyped-def]
+def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,
         render_as_batch=connection.dialect.name == "sqlite",  # SQLite alters tables by copying them
+        render_item=render_item,
         compare_type=True,
+        compare_server_default=True,
     )
     with context.begin_transaction():
         context.run_migrations()

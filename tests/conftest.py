@@ -1,7 +1,13 @@
 """Test databases: every test that takes `database_url` runs on SQLite and on PostgreSQL.
 
-Each database gets the schema from the alembic migrations once, as a template; each test
-then gets its own copy (a file copy on SQLite, CREATE DATABASE ... TEMPLATE on PostgreSQL).
+The alembic migrations build each database's schema once, into a template; each test then gets
+its own copy (a file copy on SQLite, CREATE DATABASE ... TEMPLATE on PostgreSQL), so tests are
+isolated and no test pays for the migrations. Test ids name the database: `[sqlite]`,
+`[postgresql]`; `-m "not postgres"` runs the SQLite half alone.
+
+PostgreSQL is a throwaway server started for the session (tests/postgres_server.py), or the
+server at PARTNER_API_TEST_POSTGRES_URL (a superuser URL: the tests create databases). When it
+cannot start, the PostgreSQL tests fail: they never skip.
 """
 
 from __future__ import annotations
@@ -9,83 +15,149 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from functools import cached_property
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, make_url, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.app import create_app
-from api.database import make_sync_engine
+from api.database import make_async_engine, make_sync_engine
 from api.migrate import upgrade
 from api.settings import Settings
 from tests.client import ApiClient
 from tests.postgres_server import postgres_server
 from tests.world import World, build_world
 
-TEMPLATE = "partner_api_template"
-_numbers = itertools.count()
+DATABASES = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+]
+
+
+class SqliteDatabases:
+    """Database files in one directory; migrated ones are copies of a migrated template."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._numbers = itertools.count()
+
+    @cached_property
+    def template(self) -> Path:
+        path = self.directory / "template.db"
+        engine = make_sync_engine(f"sqlite:///{path}")
+        upgrade(engine)
+        engine.dispose()  # the last connection to close checkpoints the WAL: the file is complete
+        return path
+
+    def create(self, migrated: bool) -> str:
+        path = self.directory / f"test_{next(self._numbers)}.db"
+        if migrated:
+            shutil.copyfile(self.template, path)
+        return f"sqlite:///{path}"
+
+    def drop(self, url: str) -> None:
+        path = make_url(url).database
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+class PostgresDatabases:
+    """Databases on one server; migrated ones are created from a migrated template database."""
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = make_url(admin_url)
+        self.admin = make_sync_engine(admin_url).execution_options(isolation_level="AUTOCOMMIT")
+        self.prefix = f"partner_api_test_{os.getpid()}"  # several runs may share an external server
+        self._numbers = itertools.count()
+
+    def _execute(self, sql: str) -> None:
+        with self.admin.connect() as connection:
+            connection.execute(text(sql))
+
+    def _url(self, name: str) -> str:
+        return self.admin_url.set(database=name).render_as_string(hide_password=False)
+
+    @cached_property
+    def template(self) -> str:
+        name = f"{self.prefix}_template"
+        self._execute(f"DROP DATABASE IF EXISTS {name}")
+        self._execute(f"CREATE DATABASE {name}")
+        engine = make_sync_engine(self._url(name))
+        upgrade(engine)
+        engine.dispose()  # CREATE DATABASE ... TEMPLATE needs the template without connections
+        return name
+
+    def create(self, migrated: bool) -> str:
+        name = f"{self.prefix}_{next(self._numbers)}"
+        self._execute(f"CREATE DATABASE {name} TEMPLATE {self.template if migrated else 'template0'}")
+        return self._url(name)
+
+    def drop(self, url: str) -> None:
+        self._execute(f"DROP DATABASE IF EXISTS {make_url(url).database} WITH (FORCE)")
+
+    def close(self) -> None:
+        if "template" in self.__dict__:
+            self._execute(f"DROP DATABASE IF EXISTS {self.template} WITH (FORCE)")
+        self.admin.dispose()
 
 
 @pytest.fixture(scope="session")
-def sqlite_template(tmp_path_factory) -> str:
-    path = tmp_path_factory.mktemp("sqlite") / "template.db"
-    engine = make_sync_engine(f"sqlite:///{path}")
-    upgrade(engine)
-    engine.dispose()
-    return str(path)
+def sqlite_databases(tmp_path_factory: pytest.TempPathFactory) -> SqliteDatabases:
+    return SqliteDatabases(tmp_path_factory.mktemp("sqlite"))
 
 
 @pytest.fixture(scope="session")
-def postgres_admin_url() -> Iterator[str]:
+def postgresql_databases() -> Iterator[PostgresDatabases]:
     external = os.environ.get("PARTNER_API_TEST_POSTGRES_URL")
     if external:
-        yield external
+        databases = PostgresDatabases(external)
+        yield databases
+        databases.close()
         return
     with postgres_server() as url:
-        yield url
+        databases = PostgresDatabases(url)
+        yield databases
+        databases.close()
 
 
-@pytest.fixture(scope="session")
-def postgres_template(postgres_admin_url) -> str:
-    admin = make_sync_engine(postgres_admin_url).execution_options(isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f"DROP DATABASE IF EXISTS {TEMPLATE}"))
-        connection.execute(text(f"CREATE DATABASE {TEMPLATE}"))
-    admin.dispose()
-    engine = make_sync_engine(make_url(postgres_admin_url).set(database=TEMPLATE))
-    upgrade(engine)
-    engine.dispose()
-    return TEMPLATE
+def _database(request: pytest.FixtureRequest, migrated: bool) -> Iterator[str]:
+    databases = request.getfixturevalue(f"{request.param}_databases")
+    url = databases.create(migrated)
+    yield url
+    databases.drop(url)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path) -> Iterator[str]:
-    if request.param == "sqlite":
-        path = tmp_path / "test.db"
-        shutil.copy(request.getfixturevalue("sqlite_template"), path)
-        yield f"sqlite:///{path}"
-        return
-    admin_url = request.getfixturevalue("postgres_admin_url")
-    template = request.getfixturevalue("postgres_template")
-    name = f"test_{os.getpid()}_{next(_numbers)}"
-    admin = make_sync_engine(admin_url).execution_options(isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f"CREATE DATABASE {name} TEMPLATE {template}"))
-    yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as connection:
-        connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-    admin.dispose()
+@pytest.fixture(params=DATABASES)
+def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh database with the schema of the migrations at head, for one test."""
+    yield from _database(request, migrated=True)
+
+
+@pytest.fixture(params=DATABASES)
+def empty_database_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh database without any table, for one test."""
+    yield from _database(request, migrated=False)
 
 
 @pytest.fixture
-def sync_engine(database_url) -> Iterator[Engine]:
+def sync_engine(database_url: str) -> Iterator[Engine]:
     engine = make_sync_engine(database_url)
     yield engine
     engine.dispose()
 
 
 @pytest.fixture
-def world(sync_engine) -> World:
+async def async_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = make_async_engine(database_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def world(sync_engine: Engine) -> World:
     return build_world(sync_engine)
 
 

@@ -1,7 +1,8 @@
 """A throwaway PostgreSQL server for the test suite: initdb in a temp dir, loopback only.
 
 PostgreSQL refuses to run as root, so as root it runs as the `postgres` user that Debian's
-package creates. `PARTNER_API_TEST_POSTGRES_URL` points the suite at an existing server instead.
+package creates (pytest-postgresql has no such option, hence this module). The binaries come
+from Debian's `postgresql` package, which `make test` installs when they are missing.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-SERVER_OPTIONS = "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+# A test server need not survive a crash: skip every flush to disk.
+SERVER_SETTINGS = {
+    "listen_addresses": "127.0.0.1",
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "max_connections": "200",
+}
 
 
 class PostgresUnavailable(RuntimeError):
@@ -24,14 +32,16 @@ class PostgresUnavailable(RuntimeError):
 
 
 def find_bindir() -> Path:
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(p.split("/")[4]))
-    if candidates:
-        return Path(candidates[-1]).parent
-    found = shutil.which("pg_ctl")
+    """The newest of Debian's /usr/lib/postgresql/<version>/bin, else the pg_ctl on PATH."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(Path(p).parts[4]))
     if found:
-        return Path(found).resolve().parent
+        return Path(found[-1]).parent
+    on_path = shutil.which("pg_ctl")
+    if on_path:
+        return Path(on_path).resolve().parent
     raise PostgresUnavailable(
-        "no PostgreSQL server binaries (pg_ctl) found: run `make test`, which installs Debian's postgresql as root"
+        "PostgreSQL server binaries (pg_ctl) not found: run `make test`, which installs Debian's "
+        "postgresql package as root, or set PARTNER_API_TEST_POSTGRES_URL to an existing server"
     )
 
 
@@ -43,28 +53,33 @@ def _free_port() -> int:
 
 @contextmanager
 def postgres_server() -> Iterator[str]:
-    """Yields the URL of a fresh server's `postgres` database, and stops the server after."""
+    """Start a fresh server; yield the URL of its `postgres` database (superuser, no password); stop it."""
     bindir = find_bindir()
     as_root = os.geteuid() == 0
-    prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
+    run_as = ["runuser", "-u", "postgres", "--"] if as_root else []
     root = Path(tempfile.mkdtemp(prefix="partner-api-pg-"))
-    data = root / "data"
-    if as_root:
-        shutil.chown(root, "postgres", "postgres")
+    data, log = root / "data", root / "server.log"
     port = _free_port()
 
     def run(*args: str) -> None:
-        result = subprocess.run([*prefix, *args], capture_output=True, text=True)
+        result = subprocess.run([*run_as, *args], cwd=root, capture_output=True, text=True)
         if result.returncode != 0:
-            raise PostgresUnavailable(f"{args[0]} failed: {result.stderr or result.stdout}")
+            server_log = log.read_text() if log.exists() else ""
+            raise PostgresUnavailable(f"{Path(args[0]).name} failed:\n{result.stderr}{result.stdout}{server_log}")
 
     try:
+        if as_root:
+            try:
+                shutil.chown(root, "postgres", "postgres")
+            except LookupError:
+                raise PostgresUnavailable("running as root needs the `postgres` user (Debian's package creates it)")
         run(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale")
-        options = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} {SERVER_OPTIONS}"
-        run(str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "server.log"), "-w", "start")
+        options = " ".join([f"-p {port}", f"-k {root}", *(f"-c {k}={v}" for k, v in SERVER_SETTINGS.items())])
+        run(str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(log), "-w", "start")
         try:
             yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
         finally:
-            subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+            subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                           cwd=root, capture_output=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
