@@ -8,13 +8,19 @@
     sessionStorage.setItem(STORAGE, keyInput.value.trim());
   });
 
-  var fetcher = GraphiQL.createFetcher({
-    url: "/graphql",
-    fetch: function (url, options) {
-      var headers = Object.assign({}, options.headers, { Authorization: "Bearer " + keyInput.value.trim() });
-      return window.fetch(url, Object.assign({}, options, { headers: headers }));
-    },
-  });
+  // The key is read when each request is sent. It wins over an Authorization header typed in
+  // the headers editor; left empty, the headers editor's one is sent as it is.
+  function newFetcher() {
+    return GraphiQL.createFetcher({
+      url: "/graphql",
+      fetch: function (url, options) {
+        var key = keyInput.value.trim();
+        var headers = Object.assign({}, options.headers);
+        if (key) headers.Authorization = "Bearer " + key;
+        return window.fetch(url, Object.assign({}, options, { headers: headers }));
+      },
+    });
+  }
 
   var params = new URLSearchParams(window.location.search);
   var defaultQuery =
@@ -22,16 +28,24 @@
     "# Paste a demo key above (see demo-keys.json), then run:\n{\n  viewer {\n    name\n    grants { practiceId practiceName scopes expiresAt }\n  }\n  rateLimit { currentlyAvailable maximumAvailable restoreRate }\n}\n";
 
   var root = ReactDOM.createRoot(document.getElementById("graphiql"));
-  var generation = 0;
+  var schemaKey = null;
   function render() {
-    // A new `key` remounts GraphiQL, which then fetches the schema again, with the new key.
+    // A new fetcher makes GraphiQL fetch the schema again (now with the key), keeping the
+    // editors and the result pane. Without a key there is no schema to fetch (it would be a 401).
+    var key = keyInput.value.trim();
+    if (key === schemaKey) return;
+    schemaKey = key;
     root.render(React.createElement(GraphiQL, {
-      key: generation, fetcher: fetcher, defaultQuery: defaultQuery, shouldPersistHeaders: false,
+      fetcher: newFetcher(),
+      schema: key ? undefined : null,
+      defaultQuery: defaultQuery,
+      isHeadersEditorEnabled: true,
+      shouldPersistHeaders: false,
     }));
   }
-  // Enter in the key field reloads GraphiQL, so the schema documentation is fetched with the key.
   keyInput.addEventListener("keydown", function (event) {
-    if (event.key === "Enter") { generation += 1; render(); }
+    if (event.key === "Enter") render();
   });
+  keyInput.addEventListener("change", render);
   render();
 })();

@@ -1,12 +1,32 @@
 #!/usr/bin/env bash
-# Re-vendor GraphiQL and React from the npm registry: ./update.sh [graphiql-version] [react-version]
+# Re-vendor GraphiQL and React from the npm registry, at the versions pinned in package.json.
+# Works in a temporary folder (no node_modules here) and copies back only the files the page loads.
+# graphiql's published graphiql.min.js is a webpack *development* build (3.5 MB, not minified):
+# esbuild minifies it (and the CSS), keeping the licence comments at the end of each file.
 set -euo pipefail
-graphiql=${1:-3.8.3} react=${2:-18.2.0}
-here=$(cd "$(dirname "$0")" && pwd) work=$(mktemp -d)
+here=$(cd "$(dirname "$0")" && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+version() { node -p "const p = require('$here/package.json'); p.dependencies['$1'] || p.devDependencies['$1']"; }
+packages=(graphiql react react-dom)
+
 cd "$work"
-npm pack --silent "graphiql@$graphiql" "react@$react" "react-dom@$react" >/dev/null
-for f in *.tgz; do mkdir "${f%.tgz}" && tar xzf "$f" -C "${f%.tgz}" --strip-components 1; done
-cp "graphiql-$graphiql"/graphiql.min.{js,css} "$here/"
-cp "react-$react/umd/react.production.min.js" "react-dom-$react/umd/react-dom.production.min.js" "$here/"
-rm -rf "$work"
-echo "vendored graphiql@$graphiql react@$react: update VERSIONS.md"
+for package in "${packages[@]}"; do
+  tarball=$(npm pack --silent "$package@$(version "$package")")
+  mkdir "$package" && tar xzf "$tarball" -C "$package" --strip-components 1
+done
+npm install --silent --no-save --no-audit --no-fund --no-package-lock "esbuild@$(version esbuild)" >/dev/null
+
+minify() { ./node_modules/.bin/esbuild "$1" --minify --legal-comments=eof --log-level=error --outfile="$2"; }
+minify graphiql/graphiql.min.js "$here/graphiql.min.js"
+minify graphiql/graphiql.min.css "$here/graphiql.min.css"
+cp react/umd/react.production.min.js react-dom/umd/react-dom.production.min.js "$here/"
+{
+  for package in "${packages[@]}"; do
+    printf '== %s@%s (%s) ==\n' "$package" "$(node -p "require('./$package/package.json').version")" \
+      "$(node -p "require('./$package/package.json').license")"
+    cat "$package/LICENSE"
+    echo
+  done
+} >"$here/LICENSES.txt"
+echo "vendored: $(for package in "${packages[@]}"; do printf '%s@%s ' "$package" "$(version "$package")"; done)(minified with esbuild@$(version esbuild))"
