@@ -1,0 +1,287 @@
+"""The benchmark: one 50-appointment page (with patient and practitioner), measured side by side.
+
+    python -m bench.run [--size large] [--db sqlite|postgresql|both] [--iterations 300] [--http]
+
+Seeds each data set once (kept under bench/data/), then measures in one run:
+  floor        the raw SQL of the page, joined, through the async engine
+  bare         bare strawberry, same data loading, parser and validation caches, in-process ASGI
+  bare-nocache the same without the caches
+  no-authz     the full stack with an allow-all authorizer (authorization off)
+  full         the full stack in-process: authentication, policy filters, field rules, cost, budgets
+  full-10k     the full stack on a 10,000-appointment database (cost must not grow with the table)
+and with --http, requests per second and p50/p99 over loopback with wrk, for 1 and 2 workers.
+Figures are medians (and p99) in milliseconds, and ratios to `bare` of the same run. It prints a
+table and writes bench/results/latest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from api import models
+from api.app import create_app
+from api.database import make_async_engine, make_session_factory, make_sync_engine
+from api.migrate import upgrade
+from api.seed import SIZES, SeedSize, reference_date_for, seed
+from api.settings import Settings
+from bench.bare import bare_asgi
+from bench.open_authorizer import OpenAuthorizer
+
+HERE = Path(__file__).resolve().parent
+DATA, RESULTS = HERE / "data", HERE / "results"
+REFERENCE = reference_date_for(2020)  # the page: the busiest practice's first 50 of 31 days from it
+SIZES.setdefault("10k", SeedSize("10k", practices=10, practitioners=40, patients=2_000, appointments=10_000))
+PARTNER = "Logimed"
+PAGE = """query Page($p: ID!, $from: DateTime!, $to: DateTime!) {
+  appointments(practiceId: $p, from: $from, to: $to, first: 50) {
+    edges { node { id startsAt endsAt status reason
+      patient { id firstName lastName gender birthDate phone email }
+      practitioner { id firstName lastName specialty } } } } }"""
+UNLIMITED = {"budget_capacity": 10**9, "budget_refill_per_second": 10**9, "max_query_cost": 10**6}
+
+
+def prepare(url: str, size: str) -> dict[str, Any]:
+    """Migrate and seed once; returns the keys file's content."""
+    engine = make_sync_engine(url)
+    upgrade(engine)
+    keys_file = DATA / f"{size}-{engine.dialect.name}-keys.json"
+    with Session(engine) as session:
+        seeded = session.scalar(select(func.count()).select_from(models.Practice))
+    if not seeded or not keys_file.exists():
+        print(f"seeding {size} on {engine.dialect.name} (once)...", flush=True)
+        seed(engine, size, keys_file=keys_file, reference_date=REFERENCE)
+    engine.dispose()
+    return json.loads(keys_file.read_text())
+
+
+def page_variables(url: str, keys: dict[str, Any]) -> dict[str, str]:
+    engine = make_sync_engine(url)
+    start = datetime.combine(REFERENCE, datetime.min.time(), tzinfo=UTC)
+    granted = [g["practice_id"] for g in keys[PARTNER]["grants"]]
+    with Session(engine) as session:
+        busiest = session.execute(
+            select(models.Practice.public_id, func.count())
+            .join(models.Appointment, models.Appointment.practice_id == models.Practice.id)
+            .where(models.Practice.public_id.in_(granted), models.Appointment.starts_at >= start,
+                   models.Appointment.starts_at < start + timedelta(days=31))
+            .group_by(models.Practice.public_id).order_by(func.count().desc()).limit(1)
+        ).one()
+    engine.dispose()
+    return {"p": busiest[0], "from": start.isoformat(), "to": (start + timedelta(days=31)).isoformat()}
+
+
+async def timed(call: Callable[[], Awaitable[None]], iterations: int) -> dict[str, float]:
+    for _ in range(max(5, iterations // 10)):
+        await call()
+    samples = []
+    for _ in range(iterations):
+        began = time.perf_counter()
+        await call()
+        samples.append((time.perf_counter() - began) * 1000)
+    samples.sort()
+    return {"median_ms": statistics.median(samples), "p99_ms": samples[int(len(samples) * 0.99) - 1]}
+
+
+def _asgi_client(app: Any) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench")
+
+
+def _checked(response: httpx.Response) -> None:
+    body = response.json()
+    if response.status_code != 200 or body.get("errors") or len(body["data"]["appointments"]["edges"]) != 50:
+        raise RuntimeError(f"the benchmark page is not a clean 50-row page: {str(body)[:300]}")
+
+
+async def in_process(url: str, keys: dict[str, Any], variables: dict[str, str], iterations: int) -> dict[str, dict[str, float]]:
+    key = keys[PARTNER]["key"]
+    payload = {"query": PAGE, "variables": variables}
+    auth = {"Authorization": f"Bearer {key}"}
+    engine = make_async_engine(url)
+    sessions = make_session_factory(engine)
+    results: dict[str, dict[str, float]] = {}
+
+    start, end = datetime.fromisoformat(variables["from"]), datetime.fromisoformat(variables["to"])
+    floor_sql = (
+        select(models.Appointment, models.Patient, models.Practitioner)
+        .join(models.Patient, models.Patient.id == models.Appointment.patient_id)
+        .join(models.Practitioner, models.Practitioner.id == models.Appointment.practitioner_id)
+        .join(models.Practice, models.Practice.id == models.Appointment.practice_id)
+        .where(models.Practice.public_id == variables["p"], models.Appointment.starts_at >= start, models.Appointment.starts_at < end)
+        .order_by(models.Appointment.starts_at, models.Appointment.public_id).limit(50)
+    )
+
+    async def floor() -> None:
+        async with sessions() as session:
+            assert len((await session.execute(floor_sql)).all()) == 50
+
+    results["floor"] = await timed(floor, iterations)
+
+    for name, caches in (("bare", True), ("bare-nocache", False)):
+        async with _asgi_client(bare_asgi(sessions, caches)) as client:
+            async def bare() -> None:
+                _checked(await client.post("/graphql", json=payload))
+
+            results[name] = await timed(bare, iterations)
+
+    for name, authorizer in (("no-authz", OpenAuthorizer()), ("full", None)):
+        app = create_app(Settings(database_url=url, secret_key="bench", **UNLIMITED), authorizer=authorizer)
+        async with _asgi_client(app) as client:
+            async def full() -> None:
+                _checked(await client.post("/graphql", json=payload, headers=auth))
+
+            results[name] = await timed(full, iterations)
+        await app.state.engine.dispose()
+    await engine.dispose()
+    return results
+
+
+def wrk(url: str, keys: dict[str, Any], variables: dict[str, str], workers: int, bare: bool, seconds: int) -> dict[str, float]:
+    """Requests per second and latency over loopback, the server in its own processes."""
+    if shutil.which("wrk") is None:
+        raise RuntimeError("wrk is missing: apt-get install wrk")
+    port = 18000 + workers + (10 if bare else 0)
+    env = {**os.environ, "PARTNER_API_DATABASE_URL": url, "PARTNER_API_SECRET_KEY": "bench",
+           **{f"PARTNER_API_{k.upper()}": str(v) for k, v in UNLIMITED.items()}, "PARTNER_API_LOG_LEVEL": "warning"}
+    target = "bench.bare_app:app" if bare else "api.app:create_app"
+    command = [sys.executable, "-m", "uvicorn", target, "--port", str(port), "--workers", str(workers), "--log-level", "warning",
+               "--no-access-log"] + ([] if bare else ["--factory"])
+    server = subprocess.Popen(command, env=env)
+    script = Path(tempfile.mkstemp(suffix=".lua")[1])
+    body = json.dumps({"query": PAGE, "variables": variables}).replace("\\", "\\\\").replace('"', '\\"')
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f'wrk.body = "{body}"\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Authorization"] = "Bearer {keys[PARTNER]["key"]}"\n'
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/healthz" if not bare else f"http://127.0.0.1:{port}/graphql?query=%7B__typename%7D")
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        subprocess.run(["wrk", "-t1", "-c8", "-d3s", "-s", str(script), f"http://127.0.0.1:{port}/graphql"], capture_output=True)
+        out = subprocess.run(
+            ["wrk", "-t2", "-c16", f"-d{seconds}s", "--latency", "-s", str(script), f"http://127.0.0.1:{port}/graphql"],
+            capture_output=True, text=True, check=True,
+        ).stdout
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        script.unlink()
+    return _parse_wrk(out)
+
+
+def _parse_wrk(out: str) -> dict[str, float]:
+    def ms(value: str) -> float:
+        number, unit = float(value[:-2] if value.endswith(("ms", "us")) else value[:-1]), value[-2:] if value[-2:] in ("ms", "us") else value[-1]
+        return number * {"ms": 1, "us": 0.001, "s": 1000}[unit]
+
+    result: dict[str, float] = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if line.strip().startswith("Requests/sec:"):
+            result["requests_per_second"] = float(parts[1])
+        elif parts[:1] == ["50%"]:
+            result["p50_ms"] = ms(parts[1])
+        elif parts[:1] == ["99%"]:
+            result["p99_ms"] = ms(parts[1])
+        elif "Non-2xx" in line:
+            result["non_2xx"] = float(parts[-1])
+    return result
+
+
+def database_urls(kind: str, stack: ExitStack) -> dict[str, Callable[[str], str]]:
+    urls: dict[str, Callable[[str], str]] = {}
+    if kind in ("sqlite", "both"):
+        DATA.mkdir(parents=True, exist_ok=True)
+        urls["sqlite"] = lambda size: f"sqlite:///{DATA / f'{size}.db'}"
+    if kind in ("postgresql", "both"):
+        admin = os.environ.get("PARTNER_API_BENCH_POSTGRES_URL")
+        if admin is None:
+            from tests.postgres_server import postgres_server
+
+            admin = stack.enter_context(postgres_server())
+        admin_engine = make_sync_engine(admin).execution_options(isolation_level="AUTOCOMMIT")
+
+        def pg(size: str) -> str:
+            name = f"bench_{size}"
+            with admin_engine.connect() as connection:
+                if not connection.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first():
+                    connection.execute(text(f"CREATE DATABASE {name}"))
+            return admin.rsplit("/", 1)[0] + f"/{name}"
+
+        urls["postgresql"] = pg
+    return urls
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", default="large", choices=["medium", "large"])
+    parser.add_argument("--db", default="sqlite", choices=["sqlite", "postgresql", "both"])
+    parser.add_argument("--iterations", type=int, default=300)
+    parser.add_argument("--http", action="store_true", help="also load-test over loopback with wrk")
+    parser.add_argument("--seconds", type=int, default=10, help="length of each wrk run")
+    args = parser.parse_args()
+    report: dict[str, Any] = {
+        "taken_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "size": args.size, "databases": {},
+    }
+    with ExitStack() as stack:
+        for db, url_for in database_urls(args.db, stack).items():
+            url, small_url = url_for(args.size), url_for("10k")
+            keys, small_keys = prepare(url, args.size), prepare(small_url, "10k")
+            variables = page_variables(url, keys)
+            results = asyncio.run(in_process(url, keys, variables, args.iterations))
+            small = asyncio.run(in_process(small_url, small_keys, page_variables(small_url, small_keys), args.iterations))
+            results["full-10k"] = small["full"]
+            if args.http:
+                for workers in (1, 2):
+                    results[f"http-full-{workers}w"] = wrk(url, keys, variables, workers, False, args.seconds)
+                    results[f"http-bare-nocache-{workers}w"] = wrk(url, keys, variables, workers, True, args.seconds)
+            report["databases"][db] = results
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(render(report))
+
+
+def render(report: dict[str, Any]) -> str:
+    lines = [f"{report['taken_at']} · {report['machine']} · data set {report['size']}"]
+    for db, results in report["databases"].items():
+        base = results["bare"]["median_ms"]
+        lines.append(f"\n{db:<22} {'median ms':>10} {'p99 ms':>9} {'x bare':>8}")
+        for name, r in results.items():
+            if "median_ms" in r:
+                lines.append(f"{name:<22} {r['median_ms']:>10.2f} {r['p99_ms']:>9.2f} {r['median_ms'] / base:>8.2f}")
+        lines.append(f"authorization overhead (full / no-authz): {results['full']['median_ms'] / results['no-authz']['median_ms']:.2f}x")
+        lines.append(f"table size (full on {report['size']} / full on 10k): {results['full']['median_ms'] / results['full-10k']['median_ms']:.2f}x")
+        for name, r in results.items():
+            if "requests_per_second" in r:
+                lines.append(f"{name:<22} {r['requests_per_second']:>8.0f} req/s  p50 {r.get('p50_ms', 0):.1f} ms  p99 {r.get('p99_ms', 0):.1f} ms")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
