@@ -9,6 +9,7 @@ from strawberry.types import ExecutionContext
 from api.cost_extension import CostAndBudget
 from api.limits import CachedValidation, limit_rules
 from api.schema.appointments import Appointment, Patient
+from api.schema.errors import ErrorCodes
 from api.schema.guard import resolve_field
 from api.schema.practices import Practice, Practitioner
 from api.schema.mutations import Mutation
@@ -30,7 +31,7 @@ def build_schema(settings: Settings) -> PartnerSchema:
     return PartnerSchema(
         query=Query,
         mutation=Mutation,
-        types=[Appointment, Patient, Practice, Practitioner],
+        types=[Appointment, Patient, Practice, Practitioner, ErrorCodes],
         config=StrawberryConfig(default_resolver=resolve_field),
         extensions=[
             lambda: MaxTokensLimiter(settings.max_tokens),
