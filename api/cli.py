@@ -7,6 +7,7 @@ import typer
 
 from api.operator_cli import grant_app, key_app, partner_app
 from api.settings import get_settings
+from authz.cli import policy_app
 
 app = typer.Typer(no_args_is_help=True, help="Partner API for medical appointments: run it and operate it.")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
@@ -14,6 +15,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(partner_app, name="partner")
 app.add_typer(key_app, name="key")
 app.add_typer(grant_app, name="grant")
+app.add_typer(policy_app, name="policy")
 
 
 @db_app.command("upgrade")

@@ -72,6 +72,7 @@ def _disjunction(conjunctions: Iterable[Iterable[Condition]]) -> ColumnElement[b
 
 
 def _condition(condition: Condition) -> ColumnElement[bool]:
+    _check_instances(condition)
     left, right, op = _side(condition.left), _side(condition.right), condition.cmp
     if not isinstance(condition.left, Projection) and isinstance(condition.right, Projection):
         if op in ("In", "Nin"):
@@ -110,12 +111,37 @@ _ORDERING = {
 
 def _side(side: Any) -> Any:
     if isinstance(side, Projection):
-        mapper = inspect(side.source)
-        name = side.field or mapper.primary_key[0].key
+        name = side.field or _primary_key(side.source)
         return getattr(side.source, name)
     if isinstance(side, SqlParameter):
         return bindparam(side.name)
-    mapper = inspect(type(side), raiseerr=False)
-    if mapper is not None and getattr(mapper, "is_mapper", False):
-        return getattr(side, mapper.primary_key[0].key)
+    if _is_mapped(side):
+        return getattr(side, _primary_key(type(side)))
     return side
+
+
+def _is_mapped(value: Any) -> bool:
+    mapper = inspect(type(value), raiseerr=False)
+    return mapper is not None and getattr(mapper, "is_mapper", False)
+
+
+def _primary_key(model: type) -> str:
+    # A record stands for its primary key; with several columns, one of them would match
+    # every record sharing it (e.g. every practitioner of a practice).
+    columns = inspect(model).primary_key
+    if len(columns) != 1:
+        raise UntranslatableFilter(f"{model.__name__} has a composite primary key: compare its fields instead")
+    return columns[0].key
+
+
+def _check_instances(condition: Condition) -> None:
+    # In Polar a record equals only itself: comparing it with a column such as `practice_id`
+    # is false in memory, so SQL must not turn it into `practice_id = <its id>`.
+    for mine, other in ((condition.left, condition.right), (condition.right, condition.left)):
+        if _is_mapped(mine) and not (
+            isinstance(other, Projection) and other.field is None and other.source is type(mine)
+        ):
+            raise UntranslatableFilter(
+                f"a {type(mine).__name__} record compared with something other than a {type(mine).__name__}: "
+                "compare its id field instead"
+            )

@@ -1,0 +1,220 @@
+"""`partner-api policy explain`: what a partner can do and read at a practice, and why.
+
+Nothing is decided here. Rows: the compiled SQL filters the API uses are run against the
+practice's own rows (or, when it has none of a kind, the same rule in memory on a new record of
+that practice). Fields: `Authorizer.readable_fields`, as for a request; the rules named beside
+each answer come from Polar queries (`field_needs_scope`, `field_with_any_grant`, `has_scope`,
+`live_grant`), not from a copy of the policy.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from polar import Variable
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from api.models import Base, Grant, Partner, PartnerStatus, Practice
+from authz.actors import PartnerActor
+from authz.adapter import SqlAlchemyFilterAdapter
+from authz.engine import POLAR_CLASSES, POLICY_FILES, Authorizer, build_oso
+from authz.polar_source import PolicySources
+
+
+class ExplainError(Exception):
+    """An unknown or ambiguous name, worded for the operator."""
+
+
+@dataclass(frozen=True)
+class GrantInfo:
+    grant: str
+    scopes: list[str]
+    live: bool
+    state: str  # "live", "revoked at ...", "expired at ..."
+
+
+@dataclass(frozen=True)
+class RowAnswer:
+    resource: str
+    action: str
+    allowed: bool
+    rows_allowed: int
+    rows_total: int
+    through: str  # the live grant that opens it, or why none does
+    rules: list[str]  # "policy.polar:72"
+    how: str
+
+
+@dataclass(frozen=True)
+class RuleCheck:
+    grant: str
+    rule: str  # e.g. field_needs_scope("Patient.phone", "patients:contact")
+    satisfied: bool
+    why: str
+
+
+@dataclass(frozen=True)
+class FieldAnswer:
+    field: str
+    readable: bool
+    grant: str | None  # the grant that gives it
+    checks: list[RuleCheck]
+
+    @property
+    def reason(self) -> RuleCheck | None:
+        """The check to show: one that gives the field, or one that fails to."""
+        return next((c for c in self.checks if c.satisfied == self.readable), self.checks[0] if self.checks else None)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    partner: str
+    partner_id: str
+    practice: str
+    practice_id: str
+    at: datetime
+    notes: list[str]
+    grants: list[GrantInfo]
+    rows: list[RowAnswer]
+    fields: list[FieldAnswer]
+
+    def as_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["at"] = self.at.isoformat()
+        for field, answer in zip(data["fields"], self.fields, strict=True):
+            field["rule"] = answer.reason.rule if answer.reason else None
+        return data
+
+
+def explain(
+    session: Session,
+    partner_name: str,
+    practice_name: str,
+    now: datetime | None = None,
+    policy_files: Sequence[Path] = POLICY_FILES,
+) -> Explanation:
+    """Explain, from the database behind `session`, the partner's access at the practice."""
+    now = now or datetime.now(UTC)
+    partner = _find(session, Partner, partner_name, "partner")
+    practice = _find(session, Practice, practice_name, "practice")
+    # A session-backed adapter lets oso fetch a record's grants when it decides in memory.
+    authorizer = Authorizer(build_oso(tuple(policy_files), adapter=SqlAlchemyFilterAdapter(session)))
+    actor = PartnerActor(id=partner.id, name=partner.name, request_time=now)
+    grants = list(
+        session.scalars(
+            select(Grant).where(Grant.partner_id == partner.id, Grant.practice_id == practice.id).order_by(Grant.granted_at)
+        )
+    )
+    infos = [_grant_info(authorizer, actor, grant) for grant in grants]
+    notes = []
+    if partner.status != PartnerStatus.ACTIVE:
+        notes.append(f"{partner.name} is {partner.status.value}: the API refuses its keys before any rule applies.")
+    if not grants:
+        notes.append(f"{partner.name} has no grant at {practice.name}, live or not.")
+    live = [info.grant for info in infos if info.live]
+    sources = PolicySources.read(tuple(policy_files))
+    rows = [
+        _row_answer(session, authorizer, actor, practice, block.name, action, live, sources)
+        for block in sources.resource_blocks()
+        if block.name in POLAR_CLASSES
+        for action in block.permissions
+    ]
+    fields = _field_answers(authorizer, actor, grants, infos)
+    return Explanation(partner.name, partner.public_id, practice.name, practice.public_id, now, notes, infos, rows, fields)
+
+
+def _find(session: Session, model: type[Partner] | type[Practice], name: str, what: str) -> Any:
+    found = list(session.scalars(select(model).where((model.name == name) | (model.public_id == name))))
+    if len(found) == 1:
+        return found[0]
+    if found:
+        ids = ", ".join(row.public_id for row in found)
+        raise ExplainError(f"several {what}s are named {name!r}: give one of their ids ({ids})")
+    names = list(session.scalars(select(model.name)))
+    near = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
+    near += [n for n in names if name.casefold() in n.casefold() and n not in near][: 5 - len(near)]
+    hint = f"near names: {', '.join(near)}" if near else "no name is near it"
+    raise ExplainError(f"no {what} named {name!r}; {hint}")
+
+
+def _grant_info(authorizer: Authorizer, actor: PartnerActor, grant: Grant) -> GrantInfo:
+    live = authorizer.oso.query_rule_once("live_grant", actor, grant)
+    return GrantInfo(grant.public_id, sorted(grant.scopes), live, "live" if live else _why_not_live(grant, actor))
+
+
+def _why_not_live(grant: Grant, actor: PartnerActor) -> str:
+    # The policy said no; these are the facts an operator can act on.
+    assert isinstance(actor.request_time, datetime)
+    if grant.revoked_at is not None:
+        return f"revoked at {grant.revoked_at:%Y-%m-%d %H:%M} UTC"
+    if grant.expires_at <= actor.request_time:
+        return f"expired at {grant.expires_at:%Y-%m-%d %H:%M} UTC"
+    return "not live under the policy's live_grant rule"
+
+
+def _row_answer(
+    session: Session,
+    authorizer: Authorizer,
+    actor: PartnerActor,
+    practice: Practice,
+    resource: str,
+    action: str,
+    live: list[str],
+    sources: PolicySources,
+) -> RowAnswer:
+    model: type[Base] = POLAR_CLASSES[resource][0]
+    here = (model.id if model is Practice else model.practice_id) == practice.id  # type: ignore[attr-defined]
+    allowed_rows = authorizer.filter(actor.id, action, model).where(here)
+    params = {"request_time": actor.request_time}
+    rows_allowed = session.scalar(select(func.count()).select_from(allowed_rows.subquery()), params) or 0
+    rows_total = session.scalar(select(func.count()).select_from(model).where(here)) or 0
+    if rows_total:
+        allowed = rows_allowed > 0
+        how = f"SQL filter: {rows_allowed} of {rows_total} rows here"
+    else:
+        allowed = authorizer.is_allowed(actor, action, model(practice_id=practice.id))  # type: ignore[call-arg]
+        how = "no rows here: the rule run in memory on a new one"
+    if allowed:
+        through = ", ".join(live) or "-"
+    else:
+        through = f"not given by {', '.join(live)}" if live else "no live grant"
+    rules = [f"{Path(file).name}:{line}" for file, line in sources.permission_rules(resource, action)]
+    return RowAnswer(resource, action, allowed, rows_allowed, rows_total, through, rules, how)
+
+
+def _field_answers(
+    authorizer: Authorizer, actor: PartnerActor, grants: list[Grant], infos: list[GrantInfo]
+) -> list[FieldAnswer]:
+    oso = authorizer.oso
+    any_grant = {r["bindings"]["f"] for r in oso.query_rule("field_with_any_grant", Variable("f"))}
+    needs: dict[str, list[str]] = {}
+    for result in oso.query_rule("field_needs_scope", Variable("f"), Variable("s")):
+        needs.setdefault(result["bindings"]["f"], []).append(result["bindings"]["s"])
+    readable = {grant.public_id: authorizer.readable_fields(actor, grant) for grant in grants}
+    has_scope = {
+        (grant.public_id, scope): oso.query_rule_once("has_scope", grant, scope)
+        for grant in grants
+        for scope in {s for scopes in needs.values() for s in scopes}
+    }
+    answers = []
+    for field in sorted(any_grant | needs.keys(), key=lambda f: (f.split(".")[0], f)):
+        checks = []
+        for info in infos:
+            dead = None if info.live else f"grant {info.state}"
+            if field in any_grant:
+                checks.append(
+                    RuleCheck(info.grant, f'field_with_any_grant("{field}")', info.live, dead or "any live grant")
+                )
+            for scope in needs.get(field, []):
+                ok = info.live and has_scope[(info.grant, scope)]
+                why = dead or (f"grant has {scope}" if ok else f"grant lacks {scope}")
+                checks.append(RuleCheck(info.grant, f'field_needs_scope("{field}", "{scope}")', ok, why))
+        giving = next((g for g, fields in readable.items() if field in fields), None)
+        answers.append(FieldAnswer(field, giving is not None, giving, checks))
+    return answers

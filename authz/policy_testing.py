@@ -1,0 +1,307 @@
+"""Policy tests as data: the cases of `authz/policy_tests/*.yaml`, decided as the app decides.
+
+A case describes one grant and asks one question, in the words of a policy author:
+
+    - name: a partner without the contact scope never reads a phone
+      grant: {scopes: [appointments:read, patients:identity]}
+      field: Patient.phone
+      expect: deny
+
+    - name: a writer cancels appointments
+      grant: {scopes: [appointments:write], expired: false}
+      action: cancel
+      resource: Appointment
+      expect: allow
+
+`grant` may also say `expired: true`, `revoked: true`, `other_partner: true` (the grant is
+another partner's) or `other_practice: true` (it is for another practice); `grant: none`, or no
+`grant` line, means no grant at all. Each case gets a fresh in-memory SQLite database holding one practice with one
+record of each kind; a row case runs the compiled SQL filter (`Authorizer.filter`) there, a
+field case asks `Authorizer.readable_fields` on the partner's grants at the practice, exactly
+like a request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy import Engine, create_engine, select
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import StaticPool
+
+from api import models
+from api.scopes import Scope
+from authz.actors import PartnerActor
+from authz.engine import POLAR_CLASSES, POLICY_DIR, Authorizer
+
+CASES_DIR = POLICY_DIR / "policy_tests"
+RESOURCES = {name: cls for name, (cls, _) in POLAR_CLASSES.items() if name != "Partner"}
+_CASE_KEYS = {"name", "grant", "field", "resource", "action", "expect"}
+_GRANT_KEYS = {"scopes", "expired", "revoked", "other_partner", "other_practice"}
+
+
+class CaseError(ValueError):
+    """A case file that cannot be read as cases: the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class GrantSpec:
+    scopes: frozenset[Scope]
+    expired: bool = False
+    revoked: bool = False
+    other_partner: bool = False
+    other_practice: bool = False
+
+
+@dataclass(frozen=True)
+class PolicyCase:
+    name: str
+    grant: GrantSpec | None
+    expect_allow: bool
+    file: Path
+    line: int
+    field: str | None = None
+    resource: str | None = None
+    action: str = "read"
+
+    @property
+    def location(self) -> str:
+        return f"{_display(self.file)}:{self.line}"
+
+    @property
+    def question(self) -> str:
+        return f"read {self.field}" if self.field else f"{self.action} {self.resource}"
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    case: PolicyCase
+    allowed: bool
+
+    @property
+    def passed(self) -> bool:
+        return self.allowed == self.case.expect_allow
+
+    def __str__(self) -> str:
+        if self.passed:
+            return f"PASS  {self.case.location}  {self.case.name}"
+        got, expected = ("allow", "deny") if self.allowed else ("deny", "allow")
+        return f"FAIL  {self.case.location}  {self.case.name}: {self.case.question} expected {expected}, got {got}"
+
+
+# ---------------------------------------------------------------------------
+# Reading cases
+# ---------------------------------------------------------------------------
+
+
+def case_files(paths: Iterable[Path] = (CASES_DIR,)) -> list[Path]:
+    """The YAML files named, and those inside the directories named."""
+    files = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise CaseError(f"{path}: no such file or directory")
+    return files
+
+
+def load_cases(paths: Iterable[Path] = (CASES_DIR,)) -> list[PolicyCase]:
+    cases: list[PolicyCase] = []
+    seen: dict[tuple[Path, str], PolicyCase] = {}
+    for file in case_files(paths):
+        for case in _cases_of(file):
+            earlier = seen.setdefault((file, case.name), case)
+            if earlier is not case:
+                raise CaseError(f"{case.location}: the name {case.name!r} is used already at line {earlier.line}")
+            cases.append(case)
+    return cases
+
+
+def _cases_of(file: Path) -> Iterator[PolicyCase]:
+    text = file.read_text(encoding="utf-8")
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise CaseError(f"{_display(file)}: not valid YAML: {error}") from None
+    if data is None:
+        return
+    if not isinstance(data, list) or node is None:
+        raise CaseError(f"{_display(file)}: a case file is a list of cases (lines starting with `- name:`)")
+    for item, item_node in zip(data, node.value, strict=True):
+        yield _case(item, file, item_node.start_mark.line + 1)
+
+
+def _case(item: Any, file: Path, line: int) -> PolicyCase:
+    where = f"{_display(file)}:{line}"
+
+    def fail(message: str) -> CaseError:
+        return CaseError(f"{where}: {message}")
+
+    if not isinstance(item, dict):
+        raise fail("a case is a mapping with name, grant, expect and either field or resource")
+    unknown = set(item) - _CASE_KEYS
+    if unknown:
+        raise fail(f"unknown key(s) {', '.join(sorted(map(str, unknown)))}; a case has: {', '.join(sorted(_CASE_KEYS))}")
+    name = item.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise fail("every case needs a `name` saying what it checks")
+    if item.get("expect") not in ("allow", "deny"):
+        raise fail(f"{name!r}: `expect` is allow or deny")
+    field, resource, action = item.get("field"), item.get("resource"), item.get("action", "read")
+    if (field is None) == (resource is None):
+        raise fail(f"{name!r}: give either `field: Type.field` or `resource:` (with `action:`), not both")
+    if field is not None and (not isinstance(field, str) or field.count(".") != 1 or action != "read"):
+        raise fail(f"{name!r}: `field` is written Type.field, as in the GraphQL schema, and is only read")
+    if resource is not None and resource not in RESOURCES:
+        raise fail(f"{name!r}: unknown resource {resource!r}; known: {', '.join(RESOURCES)}")
+    if not isinstance(action, str):
+        raise fail(f"{name!r}: `action` is a word such as read or cancel")
+    return PolicyCase(
+        name=name.strip(),
+        grant=_grant(item.get("grant"), fail),
+        expect_allow=item["expect"] == "allow",
+        file=file,
+        line=line,
+        field=field,
+        resource=resource,
+        action=action,
+    )
+
+
+def _grant(value: Any, fail: Any) -> GrantSpec | None:
+    if value is None or value == "none":
+        return None
+    if not isinstance(value, dict):
+        raise fail("`grant` is a mapping such as {scopes: [appointments:read]}, or none")
+    unknown = set(value) - _GRANT_KEYS
+    if unknown:
+        raise fail(f"unknown grant key(s) {', '.join(sorted(map(str, unknown)))}; a grant has: {', '.join(sorted(_GRANT_KEYS))}")
+    scopes = value.get("scopes", [])
+    known = {s.value for s in Scope}
+    if not isinstance(scopes, list) or not set(scopes) <= known:
+        raise fail(f"unknown scope(s) in {scopes!r}; known: {', '.join(sorted(known))}")
+    flags = {key: value.get(key, False) for key in _GRANT_KEYS - {"scopes"}}
+    if not all(isinstance(flag, bool) for flag in flags.values()):
+        raise fail(f"{', '.join(sorted(flags))} are true or false")
+    return GrantSpec(scopes=frozenset(Scope(s) for s in scopes), **flags)
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+# ---------------------------------------------------------------------------
+# Running cases
+# ---------------------------------------------------------------------------
+
+
+def run_cases(cases: Sequence[PolicyCase], authorizer: Authorizer | None = None) -> list[CaseResult]:
+    authorizer = authorizer or Authorizer()
+    engine = case_engine()
+    try:
+        return [run_case(case, authorizer, engine) for case in cases]
+    finally:
+        engine.dispose()
+
+
+def case_engine() -> Engine:
+    """An empty in-memory SQLite database with the application's tables."""
+    engine = create_engine("sqlite://", poolclass=StaticPool)
+    models.Base.metadata.create_all(engine)
+    return engine
+
+
+def run_case(case: PolicyCase, authorizer: Authorizer, engine: Engine) -> CaseResult:
+    """Decide the case on its own little world, rolled back afterwards."""
+    now = datetime.now(UTC)
+    with Session(engine) as session:
+        world = _World.build(session, case.grant, now)
+        if case.field is not None:
+            allowed = case.field in world.readable_fields(authorizer)
+        else:
+            assert case.resource is not None
+            allowed = world.row_allowed(authorizer, case.resource, case.action)
+        session.rollback()
+    return CaseResult(case, allowed)
+
+
+@dataclass
+class _World:
+    """One practice ("here") with one record of each kind, another practice, two partners."""
+
+    session: Session
+    now: datetime
+    me: models.Partner
+    here: models.Practice
+    rows: dict[str, Any]
+
+    @classmethod
+    def build(cls, session: Session, spec: GrantSpec | None, now: datetime) -> _World:
+        me, other = models.Partner(name="me"), models.Partner(name="other")
+        here = models.Practice(name="here", address="1 rue Ici, Paris")
+        elsewhere = models.Practice(name="elsewhere", address="2 rue Ailleurs, Lyon")
+        doctor = models.Practitioner(first_name="Claire", last_name="Martin", specialty="généraliste", rpps="10000000001")
+        session.add_all([me, other, here, elsewhere, doctor])
+        session.flush()
+        membership = models.PracticeMembership(practice_id=here.id, practitioner_id=doctor.id)
+        patient = models.Patient(
+            practice_id=here.id, first_name="Jeanne", last_name="Durand", gender=models.Gender.FEMALE,
+            birth_date=date(1980, 1, 1), phone="+33612345678", email="jeanne@example.fr",
+        )
+        session.add_all([membership, patient])
+        session.flush()
+        starts = now + timedelta(days=7)
+        appointment = models.Appointment(
+            practice_id=here.id, practitioner_id=doctor.id, patient_id=patient.id, starts_at=starts,
+            ends_at=starts + timedelta(minutes=20), reason="Motif", internal_note="Note interne", change_seq=1,
+        )
+        tombstone = models.AppointmentTombstone(public_id="apt_deleted", practice_id=here.id, change_seq=2)
+        rows: dict[str, Any] = {
+            "Practice": here, "Practitioner": membership, "Patient": patient,
+            "Appointment": appointment, "DeletedAppointment": tombstone,
+        }
+        session.add_all([appointment, tombstone])
+        if spec is not None:
+            grant = models.Grant(
+                partner_id=(other if spec.other_partner else me).id,
+                practice_id=(elsewhere if spec.other_practice else here).id,
+                granted_at=now - timedelta(days=30),
+                expires_at=now - timedelta(minutes=1) if spec.expired else now + timedelta(days=30),
+                revoked_at=now - timedelta(minutes=1) if spec.revoked else None,
+            )
+            grant.set_scopes(set(spec.scopes))
+            session.add(grant)
+            rows["Grant"] = grant
+        session.flush()
+        return cls(session, now, me, here, rows)
+
+    @property
+    def actor(self) -> PartnerActor:
+        return PartnerActor(id=self.me.id, name=self.me.name, request_time=self.now)
+
+    def row_allowed(self, authorizer: Authorizer, resource: str, action: str) -> bool:
+        if resource not in self.rows:
+            raise CaseError(f"a case about {resource} needs a grant: it is the record asked about")
+        statement = authorizer.filter(self.me.id, action, RESOURCES[resource])
+        return self.rows[resource] in self.session.scalars(statement, {"request_time": self.now}).all()
+
+    def readable_fields(self, authorizer: Authorizer) -> frozenset[str]:
+        # As `api.context.RequestContext.readable_fields`: the union over the partner's grants here.
+        grants = self.session.scalars(
+            select(models.Grant).where(models.Grant.partner_id == self.me.id, models.Grant.practice_id == self.here.id)
+        )
+        readable: frozenset[str] = frozenset()
+        for grant in grants:
+            readable |= authorizer.readable_fields(self.actor, grant)
+        return readable
