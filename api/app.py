@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import text
 from starlette.applications import Starlette
@@ -15,7 +19,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from cross_web import HTTPException
 
+from api import ledger
 from api.auth import authenticate, bearer_token
+from api.keys import split_token
+from api.ledger import AccessEntry
 from api.context import RequestContext
 from api.cursors import CursorCodec
 from api.database import make_async_engine, make_session_factory
@@ -31,6 +38,32 @@ from api.timeutil import utcnow
 from authz.engine import Authorizer
 
 logger = logging.getLogger("api")
+
+
+def _operation(request: Request) -> dict[str, Any] | None:
+    """The request's JSON body or query string, for the ledger; None when it is not an object."""
+    if request.method == "GET":
+        return dict(request.query_params)
+    try:
+        body = json.loads(getattr(request, "_body", b"") or b"null")
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) and all(isinstance(body.get(k), (str, type(None))) for k in ("query", "operationName")) else None
+
+
+def _presented_prefix(request: Request) -> str | None:
+    token = bearer_token(request.headers.get("authorization"))
+    parts = split_token(token) if token else None
+    return parts[0] if parts else None
+
+
+def _code_of(response: Response) -> str | None:
+    if response.status_code == 200:
+        return None
+    try:
+        return json.loads(bytes(response.body))["errors"][0]["extensions"]["code"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
 
 
 def error_response(status: int, code: ErrorCode, message: str, request_id: str, **headers: str) -> Response:
@@ -84,18 +117,48 @@ def create_app(settings: Settings | None = None, authorizer: Authorizer | None =
             if not settings.graphiql:
                 return error_response(404, ErrorCode.NOT_FOUND, "GraphiQL is disabled on this server.", request_id)
             return render_graphiql(request)
+        started, now = time.perf_counter(), utcnow()
+        response, context = await serve(request, request_id, now)
+        served = response.status_code == 200 and getattr(request.state, "served", False)
+        operation = _operation(request) or {}
+        entry = AccessEntry(
+            request_id=request_id, at=now,
+            partner_id=context.principal.partner_id if context else None,
+            key_id=context.principal.key_id if context else None,
+            key_prefix=_presented_prefix(request),
+            operation_name=(context.operation_name if context else None) or operation.get("operationName"),
+            query=operation.get("query"),
+            outcome="served" if served else "refused",
+            error_code=getattr(request.state, "error_code", None) or _code_of(response),
+            http_status=response.status_code,
+            requested_cost=(context.cost or {}).get("requestedQueryCost") if context else None,
+            actual_cost=(context.cost or {}).get("actualQueryCost") if context else None,
+            duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            client_address=request.client.host if request.client else None,
+        )
+        try:
+            async with sessions() as session:
+                await ledger.write(session, entry, context.disclosures if served and context else None)
+        except Exception:  # fail closed: what cannot be recorded is not sent
+            logger.exception("could not write the access ledger for request %s", request_id)
+            return error_response(
+                503, ErrorCode.INTERNAL_SERVER_ERROR,
+                "The access could not be recorded, so no data is sent; retry later.", request_id,
+            )
+        return response
+
+    async def serve(request: Request, request_id: str, now: datetime) -> tuple[Response, RequestContext | None]:
         if await _body_too_large(request, settings.max_body_bytes):
             return error_response(
                 413, ErrorCode.BAD_USER_INPUT, f"Request bodies are limited to {settings.max_body_bytes} bytes.", request_id
-            )
-        now = utcnow()
+            ), None
         async with sessions() as session:
             principal = await authenticate(session, bearer_token(request.headers.get("authorization")), now)
             if principal is None:
                 return error_response(
                     401, ErrorCode.UNAUTHENTICATED, "A valid API key is required: `Authorization: Bearer <key>`.",
                     request_id, **{"WWW-Authenticate": 'Bearer realm="partner-api"'},
-                )
+                ), None
             context = RequestContext(
                 request=request, principal=principal, request_time=now, authorizer=authorizer,
                 session=session, cursors=cursors, request_id=request_id, settings=settings, sessions=sessions,
@@ -105,12 +168,12 @@ def create_app(settings: Settings | None = None, authorizer: Authorizer | None =
             try:
                 response = await view.run(request, context=context)
             except HTTPException as error:
-                return error_response(error.status_code, ErrorCode.BAD_USER_INPUT, error.reason, request_id)
+                return error_response(error.status_code, ErrorCode.BAD_USER_INPUT, error.reason, request_id), context
         response.headers["X-Request-Id"] = request_id
         response.status_code = getattr(request.state, "http_status", response.status_code)
         if context.retry_after is not None:
             response.headers["Retry-After"] = str(context.retry_after)
-        return response
+        return response, context
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

@@ -17,7 +17,8 @@ from api.budgets import Budgets
 from api.cursors import CursorCodec
 from api.extraction import ExtractionGuard
 from api.settings import Settings
-from api.models import Base, Grant
+from api.ledger import Disclosures, FieldGroup, groups_for
+from api.models import Appointment, Base, Grant, Patient
 from authz.actors import PartnerActor
 from authz.engine import Authorizer
 
@@ -39,6 +40,11 @@ class RequestContext:
     loaders: Any = None  # api.schema.loaders.Loaders, set by the app
     cost: dict[str, Any] | None = None  # the `cost` response extension
     retry_after: int | None = None
+    # For the ledger: the operation, every (type, field) it selects, and the records built for it.
+    operation_name: str | None = None
+    selected: set[tuple[str, str]] = field(default_factory=set)
+    disclosures: Disclosures = field(default_factory=Disclosures)
+    _groups: dict[tuple[str, frozenset[str]], int] = field(default_factory=dict)
     # Resolvers run concurrently; one AsyncSession must not.
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _fields: dict[int, frozenset[str]] = field(default_factory=dict)
@@ -70,6 +76,20 @@ class RequestContext:
                 found[grant.practice_id] |= self.authorizer.readable_fields(self.actor, grant)
             self._fields.update(found)
         return self._fields
+
+    def _field_groups(self, type_name: str, readable: frozenset[str]) -> int:
+        key = (type_name, readable)
+        if key not in self._groups:
+            self._groups[key] = groups_for(type_name, self.selected, readable, self.authorizer.field_scopes)
+        return self._groups[key]
+
+    def disclose_appointment(self, row: Appointment, readable: frozenset[str]) -> None:
+        groups = FieldGroup.APPOINTMENT | self._field_groups("Appointment", readable)
+        self.disclosures.add(self.disclosures.appointments, row.id, row.practice_id, groups)
+
+    def disclose_patient(self, row: Patient, readable: frozenset[str]) -> None:
+        groups = FieldGroup.PATIENT | self._field_groups("Patient", readable)
+        self.disclosures.add(self.disclosures.patients, row.id, row.practice_id, groups)
 
     async def readable_at(self, practice_id: int) -> frozenset[str]:
         return (await self.readable_fields([practice_id]))[practice_id]

@@ -110,11 +110,16 @@ class CostModel:
                 self.fields[(type_name, field_name)] = FieldCost(weight, list_size)
 
     def requested_cost(
-        self, operation: OperationDefinitionNode, fragments: Mapping[str, FragmentDefinitionNode], variables: Mapping[str, Any]
+        self,
+        operation: OperationDefinitionNode,
+        fragments: Mapping[str, FragmentDefinitionNode],
+        variables: Mapping[str, Any],
+        selected: set[tuple[str, str]] | None = None,
     ) -> int:
+        """The price of the operation; `selected` collects every (type, field) it may return."""
         root = self.schema.get_root_type(operation.operation)
         assert root is not None
-        return _Pricer(self, fragments, variables, None).selection_cost(root, operation.selection_set, None)
+        return _Pricer(self, fragments, variables, None, selected).selection_cost(root, operation.selection_set, None)
 
     def actual_cost(
         self,
@@ -132,9 +137,15 @@ class CostModel:
 
 class _Pricer:
     def __init__(
-        self, model: CostModel, fragments: Mapping[str, FragmentDefinitionNode], variables: Mapping[str, Any], actual: bool | None
+        self,
+        model: CostModel,
+        fragments: Mapping[str, FragmentDefinitionNode],
+        variables: Mapping[str, Any],
+        actual: bool | None,
+        selected: set[tuple[str, str]] | None = None,
     ) -> None:
         self.model, self.fragments, self.variables, self.actual = model, fragments, variables, actual
+        self.selected = selected
 
     def selection_cost(self, parent: GraphQLCompositeType, selection_set: SelectionSetNode, data: Any) -> int:
         if is_abstract_type(parent):
@@ -172,6 +183,8 @@ class _Pricer:
             return 0
         field = parent.fields[name]
         cost = self.model.fields[(parent.name, name)]
+        if self.selected is not None:
+            self.selected.add((parent.name, name))
         value = data.get(node.alias.value if node.alias else name) if isinstance(data, Mapping) else None
         if self.actual and value is None:
             return 0

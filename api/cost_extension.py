@@ -32,10 +32,11 @@ class CostAndBudget(SchemaExtension):
         if operation is None:  # graphql-core reports the missing operation itself
             yield
             return
+        ctx.operation_name = operation.name.value if operation.name else None
         fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}  # type: ignore[union-attr]
         variables: dict[str, Any] = execution.variables or {}
         try:
-            requested = self.model.requested_cost(operation, fragments, variables)
+            requested = self.model.requested_cost(operation, fragments, variables, ctx.selected)
         except ApiError as error:
             execution.result = _refusal(error)
             yield

@@ -47,9 +47,11 @@ REFUSAL_STATUS = {
 
 class PartnerGraphQL(GraphQL):
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+        request.state.served = result.data is not None
         if result.errors:
             request_id = getattr(request.state, "request_id", "-")
             result.errors = [classify(error, request_id) for error in result.errors]
+            request.state.error_code = (result.errors[0].extensions or {}).get("code")
             if result.data is None:
                 statuses = [REFUSAL_STATUS.get((e.extensions or {}).get("code"), 200) for e in result.errors]
                 request.state.http_status = max(statuses)

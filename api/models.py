@@ -342,3 +342,47 @@ class IdempotencyRecord(Base):
     request_hash: Mapped[str] = mapped_column(String(64), comment="SHA-256 of the operation and its input")
     appointment_id: Mapped[int] = mapped_column(ForeignKey("appointments.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AccessRecord(Base):
+    """The access ledger: one row per request to /graphql, served or refused. No personal data."""
+
+    __tablename__ = "access_records"
+    __table_args__ = (
+        Index("ix_access_records_partner_at", "partner_id", "at"),
+        Index("ix_access_records_at", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(32), unique=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    partner_id: Mapped[int | None] = mapped_column(ForeignKey("partners.id", ondelete="SET NULL"))
+    key_id: Mapped[int | None] = mapped_column(ForeignKey("partner_keys.id", ondelete="SET NULL"))
+    key_prefix: Mapped[str | None] = mapped_column(String(16), comment="As presented, even when unknown")
+    operation_name: Mapped[str | None] = mapped_column(String(100))
+    document_hash: Mapped[str | None] = mapped_column(String(64), comment="SHA-256 of the query text")
+    outcome: Mapped[str] = mapped_column(String(16), comment="served or refused")
+    error_code: Mapped[str | None] = mapped_column(String(40), comment="Why refused, or the first error")
+    http_status: Mapped[int] = mapped_column(Integer)
+    requested_cost: Mapped[int | None] = mapped_column(Integer)
+    actual_cost: Mapped[int | None] = mapped_column(Integer)
+    duration_ms: Mapped[float] = mapped_column(Float)
+    client_address: Mapped[str | None] = mapped_column(String(64))
+
+
+class Disclosure(Base):
+    """A record a served request returned: an appointment or a patient, with the field groups
+    returned (api.ledger.FieldGroup bits). The values themselves are never copied here."""
+
+    __tablename__ = "disclosures"
+    __table_args__ = (
+        Index("ix_disclosures_patient", "patient_id"),
+        Index("ix_disclosures_practice", "practice_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    access_id: Mapped[int] = mapped_column(ForeignKey("access_records.id", ondelete="CASCADE"), index=True)
+    practice_id: Mapped[int] = mapped_column(ForeignKey("practices.id", ondelete="CASCADE"))
+    appointment_id: Mapped[int | None] = mapped_column(ForeignKey("appointments.id", ondelete="SET NULL"))
+    patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id", ondelete="SET NULL"))
+    field_groups: Mapped[int] = mapped_column(Integer)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from oso import Oso
+from polar import Variable
 from polar.data_filtering import Relation
 from sqlalchemy import Select
 
@@ -94,6 +95,11 @@ class Authorizer:
         self.oso = oso or build_oso()
         self._filter = lru_cache(maxsize=4096)(self._compile_filter)
         self._fields: dict[tuple[Any, ...], frozenset[str]] = {}
+        # "Type.field" -> the scopes its rules ask for: what the ledger calls a field's group.
+        scopes: dict[str, set[str]] = {}
+        for result in self.oso.query_rule("field_needs_scope", Variable("field"), Variable("scope")):
+            scopes.setdefault(result["bindings"]["field"], set()).add(result["bindings"]["scope"])
+        self.field_scopes = {name: frozenset(needed) for name, needed in scopes.items()}
 
     def filter(self, partner_id: int, action: str, model: type[models.Base]) -> Select[Any]:
         """Rows of `model` the partner may `action`; bind `request_time` when executing."""

@@ -7,15 +7,14 @@ from sqlalchemy import Select, select
 
 from api import models
 from authz.actors import PartnerActor
-from authz.engine import Authorizer, build_oso
+from authz.engine import Authorizer
 
 
 class OpenAuthorizer(Authorizer):
     def __init__(self) -> None:
-        oso = build_oso()
-        fields = {r["bindings"]["f"] for r in oso.query_rule("field_with_any_grant", Variable("f"))}
-        fields |= {r["bindings"]["f"] for r in oso.query_rule("field_needs_scope", Variable("f"), Variable("_s"))}
-        self.every_field = frozenset(fields)
+        super().__init__()
+        with_any_grant = {r["bindings"]["f"] for r in self.oso.query_rule("field_with_any_grant", Variable("f"))}
+        self.every_field = frozenset(self.field_scopes) | with_any_grant
 
     def filter(self, partner_id: int, action: str, model: type[models.Base]) -> Select[Any]:
         return select(model)

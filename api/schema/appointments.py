@@ -35,7 +35,8 @@ class Patient(Node):
     email: str | None = strawberry.field(description="E-mail address. Needs patients:contact.", directives=[Cost(weight=CONTACT_COST)])
 
     @classmethod
-    def from_row(cls, patient: models.Patient, readable: frozenset[str]) -> "Patient":
+    def from_row(cls, patient: models.Patient, readable: frozenset[str], ctx: RequestContext) -> "Patient":
+        ctx.disclose_patient(patient, readable)
         return build(
             cls, readable, id=patient.public_id, first_name=patient.first_name, last_name=patient.last_name,
             gender=patient.gender, birth_date=patient.birth_date, phone=patient.phone, email=patient.email,
@@ -55,10 +56,11 @@ class Appointment(Node):
     updated_at: datetime | None = strawberry.field(description="When it last changed.")
 
     @classmethod
-    def from_row(cls, row: models.Appointment, readable: frozenset[str], partner_id: int) -> "Appointment":
+    def from_row(cls, row: models.Appointment, readable: frozenset[str], ctx: RequestContext) -> "Appointment":
+        ctx.disclose_appointment(row, readable)
         source = (
             AppointmentSource.PRACTICE if row.source_partner_id is None
-            else AppointmentSource.YOU if row.source_partner_id == partner_id
+            else AppointmentSource.YOU if row.source_partner_id == ctx.principal.partner_id
             else AppointmentSource.OTHER_PARTNER
         )
         return build(
@@ -90,7 +92,7 @@ class Appointment(Node):
         patient = await info.context.loaders.patients.load(self.row.patient_id)
         if patient is None:
             raise not_found("patient")
-        return Patient.from_row(patient, await info.context.readable_at(patient.practice_id))
+        return Patient.from_row(patient, await info.context.readable_at(patient.practice_id), info.context)
 
 
 @strawberry.type(description="One edge of an appointment connection.", directives=[Cost(weight=0)])

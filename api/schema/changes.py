@@ -40,7 +40,7 @@ class AppointmentChange:
         require(self, "AppointmentChange.appointment")
         if self.row.appointment is None:
             return None
-        return Appointment.from_row(self.row.appointment, self.readable, info.context.principal.partner_id)
+        return Appointment.from_row(self.row.appointment, self.readable, info.context)
 
 
 @strawberry.type(description="One edge of the change feed.", directives=[Cost(weight=0)])

@@ -24,13 +24,13 @@ MAX_NODES = 100
 async def _node(ctx: RequestContext, public_id: str) -> Node:
     kind, row = await reads.find_node(ctx, public_id)
     if kind == "Appointment":
-        return Appointment.from_row(row, await ctx.readable_at(row.practice_id), ctx.principal.partner_id)
+        return Appointment.from_row(row, await ctx.readable_at(row.practice_id), ctx)
     if kind == "Practitioner":
         membership = await ctx.loaders.practitioners.load((row.practice_id, row.practitioner_id))
         return Practitioner.from_row(membership, await ctx.readable_at(row.practice_id))
     if kind == "Patient":
         patient = await ctx.loaders.patients.load(row.id)  # through the distinct-patient budget
-        return Patient.from_row(patient, await ctx.readable_at(row.practice_id))
+        return Patient.from_row(patient, await ctx.readable_at(row.practice_id), ctx)
     return Practice.from_row(row, await ctx.readable_at(row.id))
 
 
@@ -120,7 +120,7 @@ class Query(ChangeQuery):
         return AppointmentConnection(
             edges=[
                 AppointmentEdge(
-                    cursor=cursor, node=Appointment.from_row(row, readable[row.practice_id], ctx.principal.partner_id)
+                    cursor=cursor, node=Appointment.from_row(row, readable[row.practice_id], ctx)
                 )
                 for row, cursor in zip(page.rows, page.cursors, strict=True)
             ],

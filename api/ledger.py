@@ -1,0 +1,101 @@
+"""The access ledger: every request, and every record a served request disclosed.
+
+Records are registered while the response is built (an Appointment or Patient object made for
+the response), with the field groups the query selected and the grant allowed. The ledger is
+written, and committed, before the response leaves: if it cannot be, the response is replaced
+by an error and no data is sent (fail closed).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.models import AccessRecord, Disclosure
+from api.scopes import Scope
+
+
+class FieldGroup(enum.IntFlag):
+    APPOINTMENT = 1  # times, status, practitioner
+    REASON = 2  # appointments:reason
+    PATIENT = 4  # the patient's opaque id
+    IDENTITY = 8  # patients:identity
+    CONTACT = 16  # patients:contact
+
+
+SCOPE_GROUPS = {
+    Scope.APPOINTMENTS_REASON: FieldGroup.REASON,
+    Scope.PATIENTS_IDENTITY: FieldGroup.IDENTITY,
+    Scope.PATIENTS_CONTACT: FieldGroup.CONTACT,
+}
+
+
+def group_names(mask: int) -> list[str]:
+    return [g.name.lower() for g in FieldGroup if mask & g and g.name]  # type: ignore[union-attr]
+
+
+@dataclass
+class Disclosures:
+    """What one request's response carries, keyed by record."""
+
+    appointments: dict[int, tuple[int, int]] = field(default_factory=dict)  # id -> (practice, groups)
+    patients: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+    def add(self, records: dict[int, tuple[int, int]], record_id: int, practice_id: int, groups: int) -> None:
+        previous = records.get(record_id, (practice_id, 0))[1]
+        records[record_id] = (practice_id, previous | groups)
+
+    def rows(self, access_id: int) -> list[dict[str, int | None]]:
+        return [
+            {"access_id": access_id, "practice_id": practice, "appointment_id": i, "patient_id": None, "field_groups": groups}
+            for i, (practice, groups) in self.appointments.items()
+        ] + [
+            {"access_id": access_id, "practice_id": practice, "appointment_id": None, "patient_id": i, "field_groups": groups}
+            for i, (practice, groups) in self.patients.items()
+        ]
+
+
+@dataclass(frozen=True)
+class AccessEntry:
+    request_id: str
+    at: datetime
+    partner_id: int | None
+    key_id: int | None
+    key_prefix: str | None
+    operation_name: str | None
+    query: str | None
+    outcome: str
+    error_code: str | None
+    http_status: int
+    requested_cost: int | None
+    actual_cost: int | None
+    duration_ms: float
+    client_address: str | None
+
+
+async def write(session: AsyncSession, entry: AccessEntry, disclosures: Disclosures | None) -> None:
+    """One transaction: the request and what it disclosed. Raises when it cannot be written."""
+    values = {k: v for k, v in entry.__dict__.items() if k != "query"}
+    values["document_hash"] = hashlib.sha256(entry.query.encode()).hexdigest() if entry.query else None
+    access_id = (await session.execute(insert(AccessRecord).values(**values).returning(AccessRecord.id))).scalar_one()
+    rows = disclosures.rows(access_id) if disclosures else []
+    if rows:
+        await session.execute(insert(Disclosure), rows)
+    await session.commit()
+
+
+def groups_for(type_name: str, selected: Iterable[tuple[str, str]], readable: frozenset[str], field_scopes: dict[str, frozenset[str]]) -> int:
+    """The sensitive field groups of `type_name` that the query selected and the grant let through."""
+    groups = 0
+    for selected_type, name in selected:
+        qualified = f"{selected_type}.{name}"
+        if selected_type == type_name and qualified in readable:
+            for scope in field_scopes.get(qualified, ()):
+                groups |= SCOPE_GROUPS.get(Scope(scope), 0)
+    return groups
