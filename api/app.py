@@ -31,7 +31,7 @@ from api.graphiql import graphiql_routes, render_graphiql, wants_graphiql
 from api.graphql_view import PartnerGraphQL
 from api.budgets import Budgets
 from api.extraction import ExtractionGuard
-from api.schema import build_schema
+from api.schema import PartnerSchema, build_schema
 from api.schema.loaders import Loaders
 from api.settings import Settings, get_settings
 from api.timeutil import utcnow
@@ -87,7 +87,9 @@ async def _body_too_large(request: Request, limit: int) -> bool:
     return False
 
 
-def create_app(settings: Settings | None = None, authorizer: Authorizer | None = None) -> Starlette:
+def create_app(
+    settings: Settings | None = None, authorizer: Authorizer | None = None, schema: PartnerSchema | None = None
+) -> Starlette:
     settings = settings or get_settings()
     engine = make_async_engine(settings.database_url)
     sessions = make_session_factory(engine)
@@ -95,7 +97,7 @@ def create_app(settings: Settings | None = None, authorizer: Authorizer | None =
     if not settings.secret_key:
         logger.warning("PARTNER_API_SECRET_KEY is unset: cursors will not survive a restart or cross workers")
     cursors = CursorCodec(settings.secret_key.encode() or secrets.token_bytes(32))
-    view = PartnerGraphQL(build_schema(settings), graphql_ide=None)
+    view = PartnerGraphQL(schema or build_schema(settings), graphql_ide=None)
     budgets, extraction = Budgets(settings), ExtractionGuard(settings)
 
     async def healthz(_: Request) -> Response:

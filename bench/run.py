@@ -7,6 +7,7 @@ Seeds each data set once (kept under bench/data/), then measures in one run:
   bare         bare strawberry, same data loading, parser and validation caches, in-process ASGI
   bare-nocache the same without the caches
   no-authz     the full stack with an allow-all authorizer (authorization off)
+  no-cost      the full stack without cost analysis and budgets
   full         the full stack in-process: authentication, policy filters, field rules, cost, budgets
   full-10k     the full stack on a 10,000-appointment database (cost must not grow with the table)
 and with --http, requests per second and p50/p99 over loopback with wrk, for 1 and 2 workers.
@@ -42,6 +43,7 @@ from api.app import create_app
 from api.database import make_async_engine, make_session_factory, make_sync_engine
 from api.migrate import upgrade
 from api.seed import SIZES, SeedSize, reference_date_for, seed
+from api.schema import build_schema
 from api.settings import Settings
 from bench.bare import bare_asgi
 from bench.open_authorizer import OpenAuthorizer
@@ -142,8 +144,14 @@ async def in_process(url: str, keys: dict[str, Any], variables: dict[str, str], 
 
             results[name] = await timed(bare, iterations)
 
-    for name, authorizer in (("no-authz", OpenAuthorizer()), ("full", None)):
-        app = create_app(Settings(database_url=url, secret_key="bench", **UNLIMITED), authorizer=authorizer)
+    settings = Settings(database_url=url, secret_key="bench", **UNLIMITED)
+    variants = {
+        "no-authz": {"authorizer": OpenAuthorizer()},
+        "no-cost": {"schema": build_schema(settings, cost_analysis=False)},
+        "full": {},
+    }
+    for name, variant in variants.items():
+        app = create_app(settings, **variant)
         async with _asgi_client(app) as client:
             async def full() -> None:
                 _checked(await client.post("/graphql", json=payload, headers=auth))
@@ -276,6 +284,7 @@ def render(report: dict[str, Any]) -> str:
             if "median_ms" in r:
                 lines.append(f"{name:<22} {r['median_ms']:>10.2f} {r['p99_ms']:>9.2f} {r['median_ms'] / base:>8.2f}")
         lines.append(f"authorization overhead (full / no-authz): {results['full']['median_ms'] / results['no-authz']['median_ms']:.2f}x")
+        lines.append(f"cost analysis overhead (full / no-cost): {results['full']['median_ms'] / results['no-cost']['median_ms']:.2f}x")
         lines.append(f"table size (full on {report['size']} / full on 10k): {results['full']['median_ms'] / results['full-10k']['median_ms']:.2f}x")
         for name, r in results.items():
             if "requests_per_second" in r:

@@ -26,7 +26,8 @@ class PartnerSchema(Schema):
         return None
 
 
-def build_schema(settings: Settings) -> PartnerSchema:
+def build_schema(settings: Settings, cost_analysis: bool = True) -> PartnerSchema:
+    """The schema with its extensions; `cost_analysis=False` only serves to measure what it costs."""
     rules = limit_rules(settings)  # built once, so the validation cache keeps hitting
     return PartnerSchema(
         query=Query,
@@ -37,7 +38,7 @@ def build_schema(settings: Settings) -> PartnerSchema:
             lambda: MaxTokensLimiter(settings.max_tokens),
             lambda: ParserCache(maxsize=PARSER_CACHE_SIZE),
             lambda: CachedValidation(rules),
-            CostAndBudget,
+            *([CostAndBudget] if cost_analysis else []),
         ],
     )
 
