@@ -6,11 +6,15 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from polar.exceptions import OsoError
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from authz.explain import Explanation
 
 policy_app = typer.Typer(no_args_is_help=True, help="Check, test and explain the authorization policy.")
 
@@ -55,6 +59,8 @@ def test(
     except CaseError as error:
         typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
         raise typer.Exit(1) from None
+    except OsoError as error:
+        _policy_does_not_load(error)
     for result in results:
         typer.secho(str(result), fg=None if result.passed else typer.colors.RED)
     failed = sum(not r.passed for r in results)
@@ -87,6 +93,8 @@ def explain(
     except ExplainError as error:
         typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
         raise typer.Exit(1) from None
+    except OsoError as error:
+        _policy_does_not_load(error)
     finally:
         engine.dispose()
     if format is Format.JSON:
@@ -95,7 +103,13 @@ def explain(
     _print_explanation(result)
 
 
-def _print_explanation(result) -> None:  # type: ignore[no-untyped-def]
+def _policy_does_not_load(error: OsoError) -> None:
+    first_line = str(error).splitlines()[0]
+    typer.secho(f"error: the policy does not load ({first_line}); see `partner-api policy check`", err=True, fg=typer.colors.RED)
+    raise typer.Exit(1) from None
+
+
+def _print_explanation(result: Explanation) -> None:
     console = Console()
     console.print(
         f"[bold]{result.partner}[/] ({result.partner_id}) at [bold]{result.practice}[/] ({result.practice_id}), "

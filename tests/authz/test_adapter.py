@@ -317,13 +317,17 @@ def _small_oso(tmp_path: Path, body: str, session: Session | None = None) -> Oso
 
 
 def _sql_and_memory(tmp_path: Path, session: Session, body: str, model: type, partner: Partner) -> tuple[set[int], set[int]]:
-    compiled = Authorizer(_small_oso(tmp_path, body))
-    in_memory = Authorizer(_small_oso(tmp_path, body, session))
-    statement = compiled.filter(partner.id, "read", model)
+    statement = _small_filter(tmp_path, body, partner, model)
     sql = {row.id for row in session.scalars(statement, {"request_time": NOW})}
+    in_memory = _small_oso(tmp_path, body, session)
     actor = PartnerActor(partner.id, partner.name, NOW)
     memory = {row.id for row in session.scalars(select(model)) if in_memory.is_allowed(actor, "read", row)}
     return sql, memory
+
+
+def _small_filter(tmp_path: Path, body: str, partner: Partner, model: type) -> Any:
+    actor = PartnerActor(partner.id, partner.name, REQUEST_TIME)
+    return _small_oso(tmp_path, body).authorized_query(actor, "read", model)
 
 
 APPOINTMENT_BLOCK = 'resource Appointment { permissions = ["read"]; }\n'
@@ -355,7 +359,7 @@ def test_small_policy_rows_in_sql_are_the_rows_allowed_in_memory(tmp_path, sessi
 
 def test_two_matching_grants_still_give_the_practice_once(tmp_path, session, data):
     body = PRACTICE_BLOCK + "has_permission(_p: Partner, \"read\", x: Practice) if g in x.grants and g.appointments_read = true;\n"
-    statement = Authorizer(_small_oso(tmp_path, body)).filter(data.partners[0].id, "read", Practice)
+    statement = _small_filter(tmp_path, body, data.partners[0], Practice)
     assert [p.id for p in session.scalars(statement, {"request_time": NOW})] == [data.practices[0].id]
 
 
@@ -365,7 +369,7 @@ def test_a_typed_helper_argument_compiles_to_false(tmp_path, session, data):
         "ok(g: Grant) if g.appointments_read = true;\n"
         "has_permission(p: Partner, \"read\", a: Appointment) if g in a.grants and g.partner_id = p.id and ok(g);\n"
     )
-    statement = Authorizer(_small_oso(tmp_path, body)).filter(data.partners[0].id, "read", Appointment)
+    statement = _small_filter(tmp_path, body, data.partners[0], Appointment)
     assert session.scalars(statement, {"request_time": NOW}).all() == []
 
 
