@@ -32,6 +32,8 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=5000")
+        # In WAL mode, NORMAL survives an application crash and fsyncs only at checkpoints.
+        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
 

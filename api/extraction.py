@@ -1,7 +1,7 @@
 """The distinct-patient budget: the defence against bulk extraction.
 
-Per partner and practice, patients whose data was returned are remembered with the time of the
-last disclosure. Before new patients are returned, their count in the rolling window is
+Per partner and practice, patients whose data was returned are remembered with the time of their
+first disclosure in the window. Before new patients are returned, their count in the rolling window is
 checked against a threshold: the grant's own, or by default a multiple of the patients the
 practice really sees in a week (with a floor), so that a day of sync never hits it while
 paging through the whole patient file does, early. A refusal records an alert.
@@ -68,13 +68,13 @@ class ExtractionGuard:
                     limit=threshold,
                     windowHours=self.settings.extraction_window_hours,
                 )
-        # Remember every patient returned now, known ones included (their window restarts).
-        await session.execute(delete(PatientDisclosure).where(*in_window, PatientDisclosure.patient_id.in_(set(patient_ids))))
-        await session.execute(
-            insert(PatientDisclosure),
-            [{"partner_id": partner_id, "practice_id": practice_id, "patient_id": p, "disclosed_at": now} for p in patient_ids],
-        )
-        await session.commit()
+            # A patient counts from its first disclosure in the window: known ones cost no write.
+            await session.execute(delete(PatientDisclosure).where(*in_window, PatientDisclosure.patient_id.in_(new)))
+            await session.execute(
+                insert(PatientDisclosure),
+                [{"partner_id": partner_id, "practice_id": practice_id, "patient_id": p, "disclosed_at": now} for p in new],
+            )
+            await session.commit()
 
     async def threshold(self, session: AsyncSession, partner_id: int, practice_id: int, now: datetime) -> int:
         configured = (
