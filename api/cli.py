@@ -53,7 +53,9 @@ def serve(
 def seed(
     size: Annotated[str, typer.Option(help="small (tests), medium (demo) or large (benchmarks).")] = "medium",
     seed: Annotated[int, typer.Option(help="Same seed, same data.")] = 2020,
-    reference_date: Annotated[str | None, typer.Option(help="Day the data is centred on (YYYY-MM-DD); default today.")] = None,
+    reference_date: Annotated[
+        str | None, typer.Option(help="Day the data is centred on (YYYY-MM-DD); default: fixed by the seed.")
+    ] = None,
     keys_file: Annotated[Path | None, typer.Option(help="Where to write the demo keys (JSON).")] = None,
 ) -> None:
     """Migrate, then fill an empty database with deterministic French demo data and partners."""
@@ -76,6 +78,7 @@ def seed(
         typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
         raise typer.Exit(1) from None
     typer.echo(", ".join(f"{count} {what}" for what, count in report.counts.items()))
+    typer.echo(f"centred on {report.reference_date}, seeded in {report.seconds} s")
     typer.echo(f"demo keys written to {keys_file or settings.demo_keys_file}")
 
 
