@@ -38,7 +38,7 @@ def check(files: Annotated[list[Path] | None, typer.Argument(help="Policy files 
     report = check_policy(tuple(files) if files else POLICY_FILES)
     for problem in report.problems:
         color = typer.colors.RED if problem.severity == "error" else typer.colors.YELLOW
-        typer.secho(str(problem), err=True, fg=color)
+        typer.secho(str(problem), fg=color)
     typer.echo(report.summary)
     if not report.ok:
         raise typer.Exit(1)

@@ -16,6 +16,7 @@ Location = tuple[str, int]
 LOCATION = re.compile(r" at line (\d+), column (\d+)(?: of file ([^:\n]+))?:?")
 _EXCERPT = re.compile(r"^\s*(\d{3,}): (.*)$", re.MULTILINE)
 _HELP = re.compile(r"\n?\s*Get help with Oso from our engineers: \S+\s*$")
+_TRACE = re.compile(r"trace \(most recent evaluation last\):.*?\n\n", re.DOTALL)
 _TOKEN = re.compile(r'#[^\n]*|"(?:[^"\\]|\\.)*"|[A-Za-z_][A-Za-z0-9_]*|\S')
 
 
@@ -68,7 +69,8 @@ class PolicySources:
     def problem(self, severity: Severity, message: str, fallback: Location | None = None) -> Problem:
         """A problem located by Polar's own "at line L, column C [of file F]", else by guessing,
         else at `fallback`; Polar's source excerpt is kept, its help link dropped."""
-        message = _HELP.sub("", message).rstrip()
+        # A runtime error's trace is Polar's call stack: the error itself follows it.
+        message = _TRACE.sub("", _HELP.sub("", message)).rstrip()
         found = LOCATION.search(message)
         if found is None:
             file, line = self._guess(message) or fallback or (None, None)

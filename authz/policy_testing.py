@@ -15,15 +15,18 @@ A case describes one grant and asks one question, in the words of a policy autho
 
 `grant` may also say `expired: true`, `revoked: true`, `other_partner: true` (the grant is
 another partner's) or `other_practice: true` (it is for another practice); `grant: none`, or no
-`grant` line, means no grant at all. Each case gets a fresh in-memory SQLite database holding one practice with one
-record of each kind; a row case runs the compiled SQL filter (`Authorizer.filter`) there, a
-field case asks `Authorizer.readable_fields` on the partner's grants at the practice, exactly
-like a request.
+`grant` line, means no grant at all.
+
+Each case is decided on its own small world, in an in-memory SQLite database and rolled back
+after it: one practice holding one record of each kind, another practice, the partner and
+another partner, and the grant. A row case runs the compiled SQL filter (`Authorizer.filter`)
+there with the request time bound; a field case asks `Authorizer.readable_fields` on the
+partner's grants at the practice, as `api.context.RequestContext` does for a request.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -164,9 +167,12 @@ def _case(item: Any, file: Path, line: int) -> PolicyCase:
         raise fail(f"{name!r}: unknown resource {resource!r}; known: {', '.join(RESOURCES)}")
     if not isinstance(action, str):
         raise fail(f"{name!r}: `action` is a word such as read or cancel")
+    grant = _grant(item.get("grant"), fail)
+    if resource == "Grant" and grant is None:
+        raise fail(f"{name!r}: a case about Grant needs a grant: it is the record asked about")
     return PolicyCase(
         name=name.strip(),
-        grant=_grant(item.get("grant"), fail),
+        grant=grant,
         expect_allow=item["expect"] == "allow",
         file=file,
         line=line,
@@ -176,7 +182,7 @@ def _case(item: Any, file: Path, line: int) -> PolicyCase:
     )
 
 
-def _grant(value: Any, fail: Any) -> GrantSpec | None:
+def _grant(value: Any, fail: Callable[[str], CaseError]) -> GrantSpec | None:
     if value is None or value == "none":
         return None
     if not isinstance(value, dict):
@@ -291,8 +297,6 @@ class _World:
         return PartnerActor(id=self.me.id, name=self.me.name, request_time=self.now)
 
     def row_allowed(self, authorizer: Authorizer, resource: str, action: str) -> bool:
-        if resource not in self.rows:
-            raise CaseError(f"a case about {resource} needs a grant: it is the record asked about")
         statement = authorizer.filter(self.me.id, action, RESOURCES[resource])
         return self.rows[resource] in self.session.scalars(statement, {"request_time": self.now}).all()
 

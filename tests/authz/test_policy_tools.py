@@ -117,6 +117,18 @@ def test_a_misspelt_field_in_a_row_rule_is_located(tmp_path):
     )
 
 
+def test_a_misspelt_field_in_a_field_rule_is_located(tmp_path):
+    policy = write(tmp_path, POLICY, "policy.polar")
+    broken = FIELDS.replace("field_with_any_grant(field);", "grant.apointments_read = true and field_with_any_grant(field);")
+    fields = write(tmp_path, broken, "fields.polar")
+    (problem,) = check_policy([policy, fields]).problems
+    line = next(i for i, text in enumerate(broken.splitlines(), start=1) if "apointments_read" in text)
+    assert (problem.file, problem.line) == (str(fields), line)
+    assert problem.message.startswith(
+        "the field rules fail on a live grant: Application error: 'Grant' object has no attribute 'apointments_read'"
+    )
+
+
 def test_a_field_rule_with_an_unknown_scope_is_reported(tmp_path):
     policy = write(tmp_path, POLICY, "policy.polar")
     fields = write(tmp_path, FIELDS.replace('"Patient.email", "patients:contact"', '"Patient.email", "patients:contacts"'), "fields.polar")
@@ -184,6 +196,7 @@ def test_the_cases_catch_a_policy_that_forgets_revocation(tmp_path):
         ("- name: x\n  grant: {scopes: [patients:phone]}\n  field: Patient.phone\n  expect: deny\n", "unknown scope(s)"),
         ("- name: x\n  grant: {scopes: [], expird: true}\n  field: Patient.phone\n  expect: deny\n", "unknown grant key(s) expird"),
         ("- name: x\n  resource: Invoice\n  expect: deny\n", "unknown resource 'Invoice'"),
+        ("- name: x\n  resource: Grant\n  expect: deny\n", "a case about Grant needs a grant"),
         ("- name: x\n  field: Patient.phone\n  resource: Patient\n  expect: deny\n", "either `field"),
         ("- name: x\n  field: phone\n  expect: deny\n", "Type.field"),
         ("- field: Patient.phone\n  expect: deny\n", "needs a `name`"),
