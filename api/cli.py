@@ -88,6 +88,7 @@ def demo(
 ) -> None:
     """Migrate, seed when empty, print the demo keys, and serve the API with GraphiQL."""
     import json
+    from datetime import date
 
     from sqlalchemy import func, select
     from sqlalchemy.orm import Session
@@ -104,7 +105,8 @@ def demo(
         empty = not session.scalar(select(func.count()).select_from(Practice))
     if empty:
         typer.echo(f"seeding the {size} demo data set (once)...")
-        run_seed(engine, size, keys_file=settings.demo_keys_file)
+        # Centred on today, so the demo has appointments this week and live grants.
+        run_seed(engine, size, keys_file=settings.demo_keys_file, reference_date=date.today())
     engine.dispose()
     if settings.demo_keys_file.exists():
         keys = json.loads(settings.demo_keys_file.read_text())
