@@ -10,7 +10,7 @@ from sqlalchemy.orm import joinedload
 from api import models, reads
 from api.context import RequestContext
 from api.cost import Cost, ListSize
-from api.errors import bad_input
+from api.errors import ApiError, ErrorCode, bad_input
 from api.schema.changes import ChangeQuery
 from api.schema.appointments import Appointment, AppointmentConnection, AppointmentEdge, AppointmentStatus, Patient
 from api.schema.practices import Practice, PracticeConnection, PracticeEdge, Practitioner
@@ -146,6 +146,8 @@ class Query(ChangeQuery):
         for public_id in ids:
             try:
                 results.append(await _node(info.context, public_id))
-            except Exception:  # noqa: BLE001 - a missing node is null, like GitHub's API
-                results.append(None)
+            except ApiError as error:
+                if error.extensions["code"] != ErrorCode.NOT_FOUND:
+                    raise  # e.g. the distinct-patient budget: refuse, do not hide it as missing
+                results.append(None)  # a missing node is null, like GitHub's API
         return results
