@@ -16,6 +16,7 @@ from typing import Any
 
 from oso import Oso
 from polar import Variable
+from polar.exceptions import PolarRuntimeError
 from polar.data_filtering import Relation
 from sqlalchemy import Select
 
@@ -97,8 +98,11 @@ class Authorizer:
         self._fields: dict[tuple[Any, ...], frozenset[str]] = {}
         # "Type.field" -> the scopes its rules ask for: what the ledger calls a field's group.
         scopes: dict[str, set[str]] = {}
-        for result in self.oso.query_rule("field_needs_scope", Variable("field"), Variable("scope")):
-            scopes.setdefault(result["bindings"]["field"], set()).add(result["bindings"]["scope"])
+        try:
+            for result in self.oso.query_rule("field_needs_scope", Variable("field"), Variable("scope")):
+                scopes.setdefault(result["bindings"]["field"], set()).add(result["bindings"]["scope"])
+        except PolarRuntimeError:  # a policy without field rules (e.g. a row-rules file on its own)
+            pass
         self.field_scopes = {name: frozenset(needed) for name, needed in scopes.items()}
 
     def filter(self, partner_id: int, action: str, model: type[models.Base]) -> Select[Any]:
