@@ -10,13 +10,12 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-
-
 revision: str = 'a95cab164beb'
 down_revision: str | None = 'd155616e1c9c'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:
@@ -64,12 +63,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_index('ix_disclosures_practice', table_name='disclosures')
-    op.drop_index('ix_disclosures_patient', table_name='disclosures')
-    op.drop_index('ix_disclosures_access_id', table_name='disclosures')
-
-    op.drop_table('disclosures')
-    op.drop_index('ix_access_records_partner_at', table_name='access_records')
-    op.drop_index('ix_access_records_at', table_name='access_records')
-
-    op.drop_table('access_records')
+    # Dropping a table drops its indexes.
+    op.drop_table("disclosures")
+    op.drop_table("access_records")
