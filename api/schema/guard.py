@@ -15,6 +15,7 @@ from strawberry.types.base import get_object_definition
 from strawberry.utils.str_converters import to_camel_case
 
 from api.errors import FieldForbidden
+from api.reads import Deferred
 
 T = TypeVar("T")
 
@@ -27,10 +28,13 @@ class Forbidden:
 
 
 def resolve_field(source: Any, name: str) -> object:
-    """strawberry's default resolver (getattr), refusing `Forbidden` markers."""
+    """strawberry's default resolver (getattr), refusing `Forbidden` markers and computing
+    `Deferred` values (cursors) only for fields the client selected."""
     value = getattr(source, name)
     if value.__class__ is Forbidden:
         raise FieldForbidden(value.field)
+    if value.__class__ is Deferred:
+        return value.compute()
     return value
 
 
