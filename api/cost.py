@@ -15,7 +15,7 @@ prices what a response really contained (the same rules, real list lengths).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,7 +119,7 @@ class CostModel:
         """The price of the operation; `selected` collects every (type, field) it may return."""
         root = self.schema.get_root_type(operation.operation)
         assert root is not None
-        return _Pricer(self, fragments, variables, None, selected).selection_cost(root, operation.selection_set, None)
+        return _Pricer(self, fragments, variables, selected).selection_cost(root, operation.selection_set, None)
 
     def actual_cost(
         self,
@@ -132,7 +132,7 @@ class CostModel:
             return 0
         root = self.schema.get_root_type(operation.operation)
         assert root is not None
-        return _Pricer(self, fragments, variables, True).selection_cost(root, operation.selection_set, data)
+        return _Pricer(self, fragments, variables).actual_cost(root, operation.selection_set, data)
 
 
 class _Pricer:
@@ -141,34 +141,72 @@ class _Pricer:
         model: CostModel,
         fragments: Mapping[str, FragmentDefinitionNode],
         variables: Mapping[str, Any],
-        actual: bool | None,
         selected: set[tuple[str, str]] | None = None,
     ) -> None:
-        self.model, self.fragments, self.variables, self.actual = model, fragments, variables, actual
-        self.selected = selected
+        self.model, self.fragments, self.variables, self.selected = model, fragments, variables, selected
+        # The fields of each selection on each type, fragments flattened: a response repeats the
+        # same selection once per list item, so the actual cost resolves it once.
+        self._plans: dict[tuple[str, int], list[tuple[str, int, bool, Any, SelectionSetNode | None]]] = {}
 
     def selection_cost(self, parent: GraphQLCompositeType, selection_set: SelectionSetNode, data: Any) -> int:
         if is_abstract_type(parent):
             assert isinstance(parent, GraphQLAbstractType)
             possible = self.model.schema.get_possible_types(parent)
-            return max((self._fields_cost(t, selection_set, data) for t in possible), default=0)
+            return max((self._fields_cost(t, selection_set) for t in possible), default=0)
         assert isinstance(parent, GraphQLObjectType)
-        return self._fields_cost(parent, selection_set, data)
+        return self._fields_cost(parent, selection_set)
 
-    def _fields_cost(self, parent: GraphQLObjectType, selection_set: SelectionSetNode, data: Any) -> int:
+    def actual_cost(self, parent: GraphQLCompositeType, selection_set: SelectionSetNode, data: Mapping[str, Any]) -> int:
+        if is_abstract_type(parent):
+            assert isinstance(parent, GraphQLAbstractType)
+            possible = self.model.schema.get_possible_types(parent)
+            return max((self.actual_cost(t, selection_set, data) for t in possible), default=0)
         total = 0
+        for key, weight, is_list, returned, children in self._plan(parent, selection_set):  # type: ignore[arg-type]
+            value = data.get(key)
+            if value is None:
+                continue
+            if children is None:
+                total += weight
+                continue
+            for item in value if is_list else (value,):
+                if item is not None:
+                    total += weight + self.actual_cost(returned, children, item)
+        return total
+
+    def _plan(self, parent: GraphQLObjectType, selection_set: SelectionSetNode) -> list[tuple[str, int, bool, Any, SelectionSetNode | None]]:
+        key = (parent.name, id(selection_set))  # the document outlives this pricer: ids are stable
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = []
+            for node in self._field_nodes(parent, selection_set):
+                name = node.name.value
+                if name.startswith("__"):
+                    continue
+                field = parent.fields[name]
+                returned = get_named_type(field.type)
+                composite = node.selection_set is not None and isinstance(returned, GraphQLCompositeType)
+                plan.append((
+                    node.alias.value if node.alias else name, self.model.fields[(parent.name, name)].weight,
+                    _is_list(field.type), returned, node.selection_set if composite else None,
+                ))
+        return plan
+
+    def _field_nodes(self, parent: GraphQLObjectType, selection_set: SelectionSetNode) -> Iterator[FieldNode]:
         for selection in selection_set.selections:
             if isinstance(selection, FieldNode):
-                total += self._field_cost(parent, selection, data)
+                yield selection
             elif isinstance(selection, InlineFragmentNode):
                 condition = selection.type_condition
                 if condition is None or self._applies(condition.name.value, parent):
-                    total += self._fields_cost(parent, selection.selection_set, data)
+                    yield from self._field_nodes(parent, selection.selection_set)
             elif isinstance(selection, FragmentSpreadNode):
                 fragment = self.fragments.get(selection.name.value)
                 if fragment is not None and self._applies(fragment.type_condition.name.value, parent):
-                    total += self._fields_cost(parent, fragment.selection_set, data)
-        return total
+                    yield from self._field_nodes(parent, fragment.selection_set)
+
+    def _fields_cost(self, parent: GraphQLObjectType, selection_set: SelectionSetNode) -> int:
+        return sum(self._field_cost(parent, node) for node in self._field_nodes(parent, selection_set))
 
     def _applies(self, type_name: str, parent: GraphQLObjectType) -> bool:
         condition = self.model.schema.get_type(type_name)
@@ -176,7 +214,7 @@ class _Pricer:
             return True
         return is_abstract_type(condition) and self.model.schema.is_sub_type(condition, parent)  # type: ignore[arg-type]
 
-    def _field_cost(self, parent: GraphQLObjectType, node: FieldNode, data: Any, size: int | None = None) -> int:
+    def _field_cost(self, parent: GraphQLObjectType, node: FieldNode, size: int | None = None) -> int:
         """Cost of one field; `size` is the length its list will have, when a parent decided it."""
         name = node.name.value
         if name.startswith("__"):
@@ -185,26 +223,18 @@ class _Pricer:
         cost = self.model.fields[(parent.name, name)]
         if self.selected is not None:
             self.selected.add((parent.name, name))
-        value = data.get(node.alias.value if node.alias else name) if isinstance(data, Mapping) else None
-        if self.actual and value is None:
-            return 0
         returned = get_named_type(field.type)
         if node.selection_set is None or not isinstance(returned, GraphQLCompositeType):
             return cost.weight
         children = node.selection_set
-        if self.actual:
-            items = [item for item in (value if _is_list(field.type) else [value]) if item is not None]
-            return sum(cost.weight + self.selection_cost(returned, children, item) for item in items)
         list_size = cost.list_size
         if list_size is not None and list_size.sized_fields:
             # A connection: its slicing argument gives the length of its `edges`.
             assert isinstance(returned, GraphQLObjectType)
             edges = self._size(node, list_size)
             return cost.weight + sum(
-                self._field_cost(returned, s, None, edges if s.name.value in list_size.sized_fields else None)
-                if isinstance(s, FieldNode)
-                else self._fields_cost(returned, SelectionSetNode(selections=(s,)), None)
-                for s in children.selections
+                self._field_cost(returned, child, edges if child.name.value in list_size.sized_fields else None)
+                for child in self._field_nodes(returned, children)
             )
         if _is_list(field.type):
             length = size if size is not None else self._size(node, list_size)

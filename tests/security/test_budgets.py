@@ -89,3 +89,13 @@ async def test_budgets_are_per_partner(make_api, world):
         await api.query(world.keys["full"], PRICED, variables(world, 50))
     other = await api.query(world.keys["no-contact"], "{ rateLimit { currentlyAvailable } }")
     assert other.data["rateLimit"]["currentlyAvailable"] == 600
+
+
+async def test_fragments_are_priced_like_the_fields_they_spread(api, world):
+    query = """fragment Rows on AppointmentConnection {
+      edges { node { id reason patient { firstName lastName gender birthDate phone email } practitioner { id } practice { id } } } }
+    query($p: ID!, $from: DateTime!, $to: DateTime!, $n: Int!) {
+      appointments(practiceId: $p, from: $from, to: $to, first: $n) { ...Rows } }"""
+    response = await api.query(world.keys["full"], query, variables(world, 10))
+    assert response.body["extensions"]["cost"]["requestedQueryCost"] == 11 * 10
+    assert response.body["extensions"]["cost"]["actualQueryCost"] == 11 * len(world.appointments["A"])
