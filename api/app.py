@@ -120,7 +120,13 @@ def create_app(
                 return error_response(404, ErrorCode.NOT_FOUND, "GraphiQL is disabled on this server.", request_id)
             return render_graphiql(request)
         started, now = time.perf_counter(), utcnow()
-        response, context = await serve(request, request_id, now)
+        try:
+            response, context = await serve(request, request_id, now)
+        except Exception:  # the database is away or saturated: a clear refusal, never a bare 500
+            logger.exception("request %s failed outside GraphQL execution", request_id)
+            return error_response(
+                503, ErrorCode.INTERNAL_SERVER_ERROR, "The service is temporarily unavailable; retry later.", request_id
+            )
         served = response.status_code == 200 and getattr(request.state, "served", False)
         operation = _operation(request) or {}
         entry = AccessEntry(
@@ -163,7 +169,7 @@ def create_app(
                 ), None
             context = RequestContext(
                 request=request, principal=principal, request_time=now, authorizer=authorizer,
-                session=session, cursors=cursors, request_id=request_id, settings=settings, sessions=sessions,
+                session=session, cursors=cursors, request_id=request_id, settings=settings,
                 budgets=budgets, extraction=extraction,
             )
             context.loaders = Loaders(context)

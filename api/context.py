@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Result, Select, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 
 from api.auth import Principal
 from api.budgets import Budgets
 from api.cursors import CursorCodec
+from api.errors import ApiError
 from api.extraction import ExtractionGuard
 from api.settings import Settings
 from api.ledger import Disclosures, FieldGroup, groups_for
@@ -33,8 +35,6 @@ class RequestContext:
     cursors: CursorCodec
     request_id: str
     settings: Settings
-    # Budgets and disclosures commit on their own, outside the read transaction.
-    sessions: async_sessionmaker[AsyncSession]
     budgets: Budgets
     extraction: ExtractionGuard
     loaders: Any = None  # api.schema.loaders.Loaders, set by the app
@@ -56,6 +56,23 @@ class RequestContext:
     def authorized(self, model: type[Base], action: str = "read") -> Select[Any]:
         """`select(model)` narrowed by the policy to the rows this partner may `action`."""
         return self.authorizer.filter(self.principal.partner_id, action, model)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """The request's session for a write that commits on its own (budget, disclosures, booking).
+
+        A request never holds two connections at once: with a pool shared by concurrent
+        requests, that could leave every request waiting for a second one.
+        """
+        async with self._lock:
+            await self.session.commit()  # end the read transaction: the write starts fresh
+            try:
+                yield self.session
+            except ApiError:
+                raise  # a refusal, after its own commit: rolling back would expire the loaded rows
+            except BaseException:
+                await self.session.rollback()
+                raise
 
     async def execute(self, statement: Select[Any]) -> Result[Any]:
         async with self._lock:

@@ -53,7 +53,7 @@ class CostAndBudget(SchemaExtension):
             )
             yield
             return
-        async with ctx.sessions() as session:
+        async with ctx.transaction() as session:
             charge = await ctx.budgets.take(session, ctx.principal, requested, time.time())
         if not charge.granted:
             ctx.retry_after = charge.retry_after
@@ -72,7 +72,7 @@ class CostAndBudget(SchemaExtension):
         result = execution.result
         data = getattr(result, "data", None)
         actual = min(requested, self.model.actual_cost(operation, fragments, variables, data))
-        async with ctx.sessions() as session:
+        async with ctx.transaction() as session:
             throttle = await ctx.budgets.refund(session, ctx.principal, requested - actual, time.time())
         ctx.cost = {"requestedQueryCost": requested, "actualQueryCost": actual, "throttleStatus": throttle.as_extension()}
 

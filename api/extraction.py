@@ -14,7 +14,9 @@ import time
 from collections.abc import Collection
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.errors import ApiError, ErrorCode
@@ -47,34 +49,45 @@ class ExtractionGuard:
             ).scalars()
         )
         new = set(patient_ids) - known
-        if new:
-            count = (
-                await session.execute(select(func.count()).where(*in_window, PatientDisclosure.disclosed_at >= cutoff))
-            ).scalar_one()
-            threshold = await self.threshold(session, partner_id, practice_id, now)
-            if count + len(new) > threshold:
-                session.add(
-                    ExtractionAlert(
-                        partner_id=partner_id, practice_id=practice_id, key_id=key_id, raised_at=now,
-                        patients_in_window=count, patients_refused=len(new), threshold=threshold,
-                        window_hours=self.settings.extraction_window_hours,
-                    )
-                )
-                await session.commit()
-                raise ApiError(
-                    ErrorCode.EXTRACTION_LIMIT_EXCEEDED,
-                    f"You have read {count} distinct patients of this practice in the last "
-                    f"{self.settings.extraction_window_hours} h; the limit is {threshold}. The operator has been alerted.",
-                    limit=threshold,
-                    windowHours=self.settings.extraction_window_hours,
-                )
-            # A patient counts from its first disclosure in the window: known ones cost no write.
-            await session.execute(delete(PatientDisclosure).where(*in_window, PatientDisclosure.patient_id.in_(new)))
-            await session.execute(
-                insert(PatientDisclosure),
-                [{"partner_id": partner_id, "practice_id": practice_id, "patient_id": p, "disclosed_at": now} for p in new],
-            )
+        if not new:
+            return
+        threshold = await self.threshold(session, partner_id, practice_id, now)
+        # Record first, count after: concurrent requests for the same patients then add them once
+        # (the insert ignores rows already there), and the count includes every request's rows.
+        # A patient counts from its first disclosure in the window: known ones cost no write.
+        dialect_insert = sqlite_insert if session.bind.dialect.name == "sqlite" else postgresql_insert
+        savepoint = await session.begin_nested()  # undone alone on refusal: loaded rows stay valid
+        await session.execute(
+            delete(PatientDisclosure).where(*in_window, PatientDisclosure.patient_id.in_(new), PatientDisclosure.disclosed_at < cutoff)
+        )
+        await session.execute(
+            dialect_insert(PatientDisclosure).on_conflict_do_nothing(),
+            [{"partner_id": partner_id, "practice_id": practice_id, "patient_id": p, "disclosed_at": now} for p in new],
+        )
+        count = (
+            await session.execute(select(func.count()).where(*in_window, PatientDisclosure.disclosed_at >= cutoff))
+        ).scalar_one()
+        if count <= threshold:
+            await savepoint.commit()
             await session.commit()
+            return
+        await savepoint.rollback()
+        before = count - len(new)
+        session.add(
+            ExtractionAlert(
+                partner_id=partner_id, practice_id=practice_id, key_id=key_id, raised_at=now,
+                patients_in_window=before, patients_refused=len(new), threshold=threshold,
+                window_hours=self.settings.extraction_window_hours,
+            )
+        )
+        await session.commit()
+        raise ApiError(
+            ErrorCode.EXTRACTION_LIMIT_EXCEEDED,
+            f"You have read {before} distinct patients of this practice in the last "
+            f"{self.settings.extraction_window_hours} h; the limit is {threshold}. The operator has been alerted.",
+            limit=threshold,
+            windowHours=self.settings.extraction_window_hours,
+        )
 
     async def threshold(self, session: AsyncSession, partner_id: int, practice_id: int, now: datetime) -> int:
         configured = (

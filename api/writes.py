@@ -161,7 +161,7 @@ async def book(
         "new_patient": asdict(new_patient) if new_patient else None, "starts": starts_at, "ends": ends_at, "reason": reason,
     }
     digest = _request_hash("book", payload)
-    async with ctx.sessions() as session:
+    async with ctx.transaction() as session:
         replay = await _replayed(session, ctx, idempotency_key, "book", digest)
         if replay is not None:
             return replay
@@ -209,7 +209,7 @@ async def reschedule(
     ctx: RequestContext, appointment_id: str, starts_at: datetime, ends_at: datetime, idempotency_key: str | None
 ) -> Appointment | Refusal:
     digest = _request_hash("reschedule", {"appointment": appointment_id, "starts": starts_at, "ends": ends_at})
-    async with ctx.sessions() as session:
+    async with ctx.transaction() as session:
         replay = await _replayed(session, ctx, idempotency_key, "reschedule", digest)
         if replay is not None:
             return replay
@@ -232,7 +232,7 @@ async def reschedule(
 
 async def cancel(ctx: RequestContext, appointment_id: str) -> Appointment:
     """Cancel; cancelling a cancelled appointment changes nothing (safe to retry)."""
-    async with ctx.sessions() as session:
+    async with ctx.transaction() as session:
         appointment = await _authorized(session, ctx, Appointment, "cancel", appointment_id, "appointment")
         if appointment.status == AppointmentStatus.CANCELLED:
             return appointment

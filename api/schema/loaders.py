@@ -40,7 +40,7 @@ class Loaders:
             refused: dict[int, ApiError] = {}
             for practice_id, patient_ids in by_practice.items():
                 try:
-                    async with ctx.sessions() as session:
+                    async with ctx.transaction() as session:
                         await ctx.extraction.admit(
                             session, ctx.principal.partner_id, ctx.principal.key_id, practice_id, patient_ids, ctx.request_time
                         )

@@ -60,7 +60,7 @@ class Query(ChangeQuery):
     )
     async def rate_limit(self, info: Info) -> RateLimit:
         ctx = info.context
-        async with ctx.sessions() as session:
+        async with ctx.transaction() as session:
             throttle = await ctx.budgets.status(session, ctx.principal, time.time())
         return RateLimit(
             maximum_available=throttle.maximum_available,
