@@ -85,5 +85,5 @@ class ChangeQuery:
                 )
                 for change, cursor in zip(page.rows, page.cursors, strict=True)
             ],
-            page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
+            page_info=PageInfo.of(page),
         )

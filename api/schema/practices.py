@@ -73,7 +73,7 @@ class Practice(Node):
                 PractitionerEdge(cursor=cursor, node=Practitioner.from_row(row, self.readable))
                 for row, cursor in zip(page.rows, page.cursors, strict=True)
             ],
-            page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
+            page_info=PageInfo.of(page),
         )
 
 

@@ -87,7 +87,7 @@ class Query(ChangeQuery):
                 PracticeEdge(cursor=cursor, node=Practice.from_row(row, readable[row.id]))
                 for row, cursor in zip(page.rows, page.cursors, strict=True)
             ],
-            page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
+            page_info=PageInfo.of(page),
         )
 
     @strawberry.field(description="A practice by id. NOT_FOUND when it does not exist or did not grant you access.")
@@ -124,7 +124,7 @@ class Query(ChangeQuery):
                 )
                 for row, cursor in zip(page.rows, page.cursors, strict=True)
             ],
-            page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
+            page_info=PageInfo.of(page),
         )
 
     @strawberry.field(description="Any object by its global id. NOT_FOUND when missing or not visible to you.")

@@ -1,6 +1,9 @@
+from typing import Any
+
 import strawberry
 
 from api.cost import Cost
+from api.reads import Page
 
 
 @strawberry.interface(description="An object with a stable, opaque global id, fetchable with `node(id:)`.")
@@ -14,3 +17,7 @@ class PageInfo:
     end_cursor: str | None = strawberry.field(
         description="Pass as `after` to get the next page. Bound to this query and to your key."
     )
+
+    @classmethod
+    def of(cls, page: Page[Any]) -> "PageInfo":
+        return cls(has_next_page=page.has_next_page, end_cursor=page.end_cursor)
