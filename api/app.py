@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from cross_web import HTTPException
 
-from api import ledger
+from api import ledger, logs, metrics
 from api.auth import authenticate, bearer_token
 from api.keys import split_token
 from api.ledger import AccessEntry
@@ -115,6 +116,7 @@ def create_app(
     async def graphql_endpoint(request: Request) -> Response:
         request_id = uuid.uuid4().hex
         request.state.request_id = request_id
+        logs.request_id.set(request_id)  # on every log line of this request
         if wants_graphiql(request):
             if not settings.graphiql:
                 return error_response(404, ErrorCode.NOT_FOUND, "GraphiQL is disabled on this server.", request_id)
@@ -149,10 +151,16 @@ def create_app(
                 await ledger.write(session, entry, context.disclosures if served and context else None)
         except Exception:  # fail closed: what cannot be recorded is not sent
             logger.exception("could not write the access ledger for request %s", request_id)
-            return error_response(
+            response = error_response(
                 503, ErrorCode.INTERNAL_SERVER_ERROR,
                 "The access could not be recorded, so no data is sent; retry later.", request_id,
             )
+            entry = replace(entry, outcome="refused", error_code=ErrorCode.INTERNAL_SERVER_ERROR.value, http_status=503)
+        # Metrics and the log line count the ledger write in the duration: it is part of the latency.
+        entry = replace(entry, duration_ms=round((time.perf_counter() - started) * 1000, 3))
+        partner = context.principal.partner_name if context else None
+        metrics.observe(entry, partner)
+        logs.log_request(entry, partner)
         return response
 
     async def serve(request: Request, request_id: str, now: datetime) -> tuple[Response, RequestContext | None]:
@@ -193,6 +201,7 @@ def create_app(
             Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/metrics", metrics.endpoint),
             *(graphiql_routes() if settings.graphiql else []),
         ],
         lifespan=lifespan,

@@ -5,6 +5,7 @@ from typing import Annotated
 
 import typer
 
+from api.ledger_cli import reports_app
 from api.operator_cli import grant_app, key_app, partner_app
 from api.settings import get_settings
 from authz.cli import policy_app
@@ -16,6 +17,7 @@ app.add_typer(partner_app, name="partner")
 app.add_typer(key_app, name="key")
 app.add_typer(grant_app, name="grant")
 app.add_typer(policy_app, name="policy")
+app.add_typer(reports_app)  # exposure, alerts, ledger purge
 
 
 @db_app.command("upgrade")
@@ -35,18 +37,31 @@ def serve(
     port: Annotated[int | None, typer.Option(help="TCP port.")] = None,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
 ) -> None:
-    """Serve the API (and GraphiQL on GET /graphql) with uvicorn."""
+    """Serve the API (and GraphiQL on GET /graphql) with uvicorn; logs are JSON lines on stderr."""
+    import os
+    import tempfile
+    from contextlib import ExitStack
+
     import uvicorn
 
+    from api.logs import log_config
+    from api.metrics import MULTIPROCESS_DIR
+
     settings = get_settings()
-    uvicorn.run(
-        "api.app:create_app",
-        factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
-        workers=workers,
-        log_level=settings.log_level,
-    )
+    with ExitStack() as stack:
+        if workers > 1 and not os.environ.get(MULTIPROCESS_DIR):
+            # Each worker writes its metrics there, so that /metrics sums them (see api.metrics).
+            os.environ[MULTIPROCESS_DIR] = stack.enter_context(tempfile.TemporaryDirectory(prefix="partner-api-metrics-"))
+        uvicorn.run(
+            "api.app:create_app",
+            factory=True,
+            host=host or settings.host,
+            port=port or settings.port,
+            workers=workers,
+            log_level=settings.log_level,
+            log_config=log_config(settings.log_level),
+            access_log=False,  # api.logs writes one line per request, without the query string
+        )
 
 
 @app.command()

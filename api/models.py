@@ -292,7 +292,11 @@ class PatientDisclosure(Base):
     """The last time a partner received data of a patient: the distinct-patient budget counts these."""
 
     __tablename__ = "patient_disclosures"
-    __table_args__ = (Index("ix_patient_disclosures_window", "partner_id", "practice_id", "disclosed_at"),)
+    __table_args__ = (
+        Index("ix_patient_disclosures_window", "partner_id", "practice_id", "disclosed_at"),
+        # The purge of rows past the window, across partners and practices.
+        Index("ix_patient_disclosures_disclosed_at", "disclosed_at"),
+    )
 
     partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id", ondelete="CASCADE"), primary_key=True)
     practice_id: Mapped[int] = mapped_column(ForeignKey("practices.id", ondelete="CASCADE"), primary_key=True)
@@ -378,6 +382,8 @@ class Disclosure(Base):
     __table_args__ = (
         Index("ix_disclosures_patient", "patient_id"),
         Index("ix_disclosures_practice", "practice_id"),
+        # Who read a patient's appointments (exposure report), and deleting an appointment (SET NULL).
+        Index("ix_disclosures_appointment", "appointment_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

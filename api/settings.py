@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     extraction_activity_factor: float = Field(
         default=2.0, description="Default limit: this many times the patients seen at the practice in a week."
     )
+    ledger_retention_days: int = Field(
+        default=400, ge=1, description="Days the access ledger is kept; `partner-api ledger purge` deletes older requests."
+    )
     secret_key: str = Field(
         default="",
         description="Signs paging cursors. Set the same value on every worker; empty: random per process.",
