@@ -138,11 +138,14 @@ def exposure(
     with _session() as session:
         if patient is not None:
             readers = reports.patient_readers(session, patient, start, end)
-            _print_readers(readers, format)
-            return
-        end = end or utcnow()
-        report = reports.partner_exposure(session, partner or "", start or end - DEFAULT_PERIOD, end, key, with_names)
-    _print_exposure(report, format, with_names)
+        else:
+            assert partner is not None  # one of the two, checked above
+            end = end or utcnow()
+            report = reports.partner_exposure(session, partner, start or end - DEFAULT_PERIOD, end, key, with_names)
+    if patient is not None:
+        _print_readers(readers, format)
+    else:
+        _print_exposure(report, format, with_names)
 
 
 def _print_exposure(report: reports.PartnerExposure, format: Format, with_names: bool) -> None:
