@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
@@ -15,6 +16,9 @@ from typing import Any
 
 from sqlalchemy import text
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -27,11 +31,12 @@ from api.ledger import AccessEntry
 from api.context import RequestContext
 from api.cursors import CursorCodec
 from api.database import make_async_engine, make_session_factory
-from api.errors import ErrorCode
+from api.errors import ApiError, ErrorCode, timed_out
 from api.graphiql import graphiql_routes, render_graphiql, wants_graphiql
-from api.graphql_view import PartnerGraphQL
+from api.graphql_view import DATABASE_UNAVAILABLE, PartnerGraphQL, is_database_unavailable, is_statement_timeout
 from api.budgets import Budgets
 from api.extraction import ExtractionGuard
+from api.fairness import CredentialGates
 from api.schema import PartnerSchema, build_schema
 from api.schema.loaders import Loaders
 from api.settings import Settings, get_settings
@@ -47,7 +52,7 @@ def _operation(request: Request) -> dict[str, Any] | None:
         return dict(request.query_params)
     try:
         body = json.loads(getattr(request, "_body", b"") or b"null")
-    except ValueError:
+    except (ValueError, RecursionError):  # the view has refused it already
         return None
     return body if isinstance(body, dict) and all(isinstance(body.get(k), (str, type(None))) for k in ("query", "operationName")) else None
 
@@ -72,6 +77,26 @@ def error_response(status: int, code: ErrorCode, message: str, request_id: str, 
     return JSONResponse(body, status_code=status, headers={"X-Request-Id": request_id, **headers})
 
 
+def refusal_response(status: int, refusal: ApiError, request_id: str) -> Response:
+    body = {"errors": [{"message": str(refusal), "extensions": {**refusal.extensions, "requestId": request_id}}]}
+    return JSONResponse(body, status_code=status, headers={"X-Request-Id": request_id})
+
+
+def _unavailable(error: Exception, settings: Settings) -> ApiError:
+    if is_statement_timeout(error):
+        return timed_out("statement", settings.statement_timeout_seconds)
+    reason = {"reason": DATABASE_UNAVAILABLE} if is_database_unavailable(error) else {}
+    return ApiError(ErrorCode.INTERNAL_SERVER_ERROR, "The service is temporarily unavailable; retry later.", **reason)
+
+
+async def http_error(request: Request, error: Exception) -> Response:
+    """Starlette's own refusals (unknown path, method not allowed) in the API's JSON error shape."""
+    assert isinstance(error, StarletteHTTPException)
+    code = ErrorCode.NOT_FOUND if error.status_code == 404 else ErrorCode.BAD_USER_INPUT
+    body = {"errors": [{"message": error.detail, "extensions": {"code": code.value}}]}
+    return JSONResponse(body, status_code=error.status_code, headers=error.headers)
+
+
 async def _body_too_large(request: Request, limit: int) -> bool:
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
@@ -92,14 +117,16 @@ def create_app(
     settings: Settings | None = None, authorizer: Authorizer | None = None, schema: PartnerSchema | None = None
 ) -> Starlette:
     settings = settings or get_settings()
-    engine = make_async_engine(settings.database_url)
+    engine = make_async_engine(settings.database_url, settings.statement_timeout_seconds)
     sessions = make_session_factory(engine)
     authorizer = authorizer or Authorizer()
     if not settings.secret_key:
         logger.warning("PARTNER_API_SECRET_KEY is unset: cursors will not survive a restart or cross workers")
     cursors = CursorCodec(settings.secret_key.encode() or secrets.token_bytes(32))
     view = PartnerGraphQL(schema or build_schema(settings), graphql_ide=None)
+    view.statement_timeout = settings.statement_timeout_seconds
     budgets, extraction = Budgets(settings), ExtractionGuard(settings)
+    gates = CredentialGates(settings.max_concurrent_requests_per_key)
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -124,17 +151,16 @@ def create_app(
         started, now = time.perf_counter(), utcnow()
         try:
             response, context = await serve(request, request_id, now)
-        except Exception:  # the database is away or saturated: a clear refusal, never a bare 500
+        except Exception as error:  # the database is away, saturated or slow: a clear refusal, never a bare 500
             logger.exception("request %s failed outside GraphQL execution", request_id)
-            return error_response(
-                503, ErrorCode.INTERNAL_SERVER_ERROR, "The service is temporarily unavailable; retry later.", request_id
-            )
+            response, context = refusal_response(503, _unavailable(error, settings), request_id), None
         served = response.status_code == 200 and getattr(request.state, "served", False)
+        principal = context.principal if context else getattr(request.state, "principal", None)
         operation = _operation(request) or {}
         entry = AccessEntry(
             request_id=request_id, at=now,
-            partner_id=context.principal.partner_id if context else None,
-            key_id=context.principal.key_id if context else None,
+            partner_id=principal.partner_id if principal else None,
+            key_id=principal.key_id if principal else None,
             key_prefix=_presented_prefix(request),
             operation_name=(context.operation_name if context else None) or operation.get("operationName"),
             query=operation.get("query"),
@@ -158,7 +184,7 @@ def create_app(
             entry = replace(entry, outcome="refused", error_code=ErrorCode.INTERNAL_SERVER_ERROR.value, http_status=503)
         # Metrics and the log line count the ledger write in the duration: it is part of the latency.
         entry = replace(entry, duration_ms=round((time.perf_counter() - started) * 1000, 3))
-        partner = context.principal.partner_name if context else None
+        partner = principal.partner_name if principal else None
         metrics.observe(entry, partner)
         logs.log_request(entry, partner)
         return response
@@ -168,6 +194,19 @@ def create_app(
             return error_response(
                 413, ErrorCode.BAD_USER_INPUT, f"Request bodies are limited to {settings.max_body_bytes} bytes.", request_id
             ), None
+        credential = request.headers.get("authorization")
+        async with gates.turn(credential) as refusal:
+            if refusal is not None:
+                request.state.principal = refusal.principal
+                return error_response(
+                    429, ErrorCode.RATE_LIMITED, refusal.message, request_id, **{"Retry-After": str(refusal.retry_after)}
+                ), None
+            response, context = await serve_in_turn(request, request_id, now)
+        if context is not None and context.retry_after is not None:
+            gates.cool(credential, context.principal, context.retry_after)
+        return response, context
+
+    async def serve_in_turn(request: Request, request_id: str, now: datetime) -> tuple[Response, RequestContext | None]:
         async with sessions() as session:
             principal = await authenticate(session, bearer_token(request.headers.get("authorization")), now)
             if principal is None:
@@ -182,9 +221,14 @@ def create_app(
             )
             context.loaders = Loaders(context)
             try:
-                response = await view.run(request, context=context)
+                async with asyncio.timeout(settings.request_timeout_seconds) as deadline:
+                    response = await view.run(request, context=context)
             except HTTPException as error:
                 return error_response(error.status_code, ErrorCode.BAD_USER_INPUT, error.reason, request_id), context
+            except TimeoutError:
+                if not deadline.expired():
+                    raise
+                return refusal_response(503, timed_out("request", settings.request_timeout_seconds), request_id), context
         response.headers["X-Request-Id"] = request_id
         response.status_code = getattr(request.state, "http_status", response.status_code)
         if context.retry_after is not None:
@@ -196,7 +240,16 @@ def create_app(
         yield
         await engine.dispose()
 
+    # CORS is closed unless origins are configured: no Access-Control-* header at all by default.
+    cors = [
+        Middleware(
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"], expose_headers=["X-Request-Id", "Retry-After"], max_age=600,
+        )
+    ] if settings.cors_origins else []
     app = Starlette(
+        middleware=cors,
+        exception_handlers={StarletteHTTPException: http_error},
         routes=[
             Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
             Route("/healthz", healthz),

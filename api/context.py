@@ -65,18 +65,24 @@ class RequestContext:
         requests, that could leave every request waiting for a second one.
         """
         async with self._lock:
-            await self.session.commit()  # end the read transaction: the write starts fresh
             try:
+                await self.session.commit()  # end the read transaction: the write starts fresh
                 yield self.session
             except ApiError:
                 raise  # a refusal, after its own commit: rolling back would expire the loaded rows
-            except BaseException:
+            except BaseException:  # also a cancellation (see `execute`), which may cut the commit itself
                 await self.session.rollback()
                 raise
 
     async def execute(self, statement: Select[Any]) -> Result[Any]:
         async with self._lock:
-            return await self.session.execute(statement, {"request_time": self.request_time})
+            try:
+                return await self.session.execute(statement, {"request_time": self.request_time})
+            except asyncio.CancelledError:
+                # graphql-core cancels the siblings of a failed non-null field: a statement cut in
+                # half leaves the session's transaction unusable for the rest of the request.
+                await self.session.rollback()
+                raise
 
     async def readable_fields(self, practice_ids: Iterable[int]) -> dict[int, frozenset[str]]:
         """"Type.field" names readable at each practice, decided by the policy on the partner's

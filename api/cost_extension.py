@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from graphql import ExecutionResult, FragmentDefinitionNode, GraphQLError, get_operation_ast
+from graphql.execution.values import get_variable_values
 from strawberry.extensions import SchemaExtension
 
 from api.context import RequestContext
@@ -34,7 +35,16 @@ class CostAndBudget(SchemaExtension):
             return
         ctx.operation_name = operation.name.value if operation.name else None
         fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}  # type: ignore[union-attr]
-        variables: dict[str, Any] = execution.variables or {}
+        # Priced with the variables as the execution will see them: defaults applied, a single value
+        # where a list is declared made a list. Variables that do not coerce are refused by
+        # graphql-core before any resolver runs, so there is nothing to price or charge.
+        coerced = get_variable_values(
+            execution.schema._schema, operation.variable_definitions or (), execution.variables or {}, hide_suggestions=True
+        )
+        if isinstance(coerced, list):
+            yield
+            return
+        variables: dict[str, Any] = coerced.coerced
         try:
             requested = self.model.requested_cost(operation, fragments, variables, ctx.selected)
         except ApiError as error:

@@ -44,8 +44,14 @@ def make_sync_engine(url: str | URL) -> Engine:
     return engine
 
 
-def make_async_engine(url: str | URL, **kwargs: object) -> AsyncEngine:
-    engine = create_async_engine(async_url(url), **kwargs)
+def make_async_engine(url: str | URL, statement_timeout_seconds: float = 0, **kwargs: object) -> AsyncEngine:
+    """The request path's engine; on PostgreSQL, every statement is cancelled past the timeout (0: none)."""
+    url = async_url(url)
+    if statement_timeout_seconds and url.get_backend_name() == "postgresql":
+        # A server setting of each connection: the server cancels the statement, even when the client is stuck.
+        server_settings = {"statement_timeout": str(max(1, round(statement_timeout_seconds * 1000)))}
+        kwargs["connect_args"] = {**kwargs.get("connect_args", {}), "server_settings": server_settings}  # type: ignore[dict-item]
+    engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine.sync_engine)
     return engine

@@ -23,7 +23,7 @@ ERROR_DESCRIPTIONS = {
     ErrorCode.FORBIDDEN: "The field needs a scope your grant at this practice does not have; it is null.",
     ErrorCode.BAD_USER_INPUT: "The request, an argument, an id or a cursor is invalid.",
     ErrorCode.NOT_FOUND: "No such object, or none you may see (the two are indistinguishable).",
-    ErrorCode.COST_LIMIT_EXCEEDED: "The operation costs more than the maximum per request.",
+    ErrorCode.COST_LIMIT_EXCEEDED: "The operation costs more than the maximum per request, or ran past a timeout (`reason: TIMEOUT`).",
     ErrorCode.RATE_LIMITED: "Your cost budget is spent; retry after the delay given.",
     ErrorCode.EXTRACTION_LIMIT_EXCEEDED: "Too many distinct patients read at this practice in the window.",
     ErrorCode.INTERNAL_SERVER_ERROR: "Unexpected failure; quote `requestId` to the operator.",
@@ -51,3 +51,16 @@ class FieldForbidden(ApiError):
         super().__init__(
             ErrorCode.FORBIDDEN, f"Your grant at this practice does not allow reading {field}.", field=field
         )
+
+
+TIMEOUT = "TIMEOUT"  # `extensions.reason` of a refusal because time ran out
+
+
+def timed_out(limit: str, seconds: float) -> ApiError:
+    """The request (`limit="request"`) or one of its database statements (`"statement"`) ran past its
+    timeout. The closest code of the vocabulary: the operation cost more than a request may spend."""
+    return ApiError(
+        ErrorCode.COST_LIMIT_EXCEEDED,
+        f"The {limit} ran past its {seconds:g} s timeout and was stopped; ask for smaller pages, or retry later.",
+        reason=TIMEOUT, limit=f"{limit}_timeout", maximum=seconds,
+    )

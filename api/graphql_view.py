@@ -2,29 +2,98 @@
 
 - Errors raised on purpose (`ApiError`) keep their message and code.
 - Parse and validation errors get BAD_USER_INPUT.
+- A statement cancelled by the database's statement timeout is a refusal, not a failure:
+  COST_LIMIT_EXCEEDED with `reason: TIMEOUT`, answered 503 when nothing could be served.
+- A lost database connection is INTERNAL_SERVER_ERROR with `reason: DATABASE_UNAVAILABLE`, 503
+  when nothing could be served: the client may retry.
 - Anything else is masked: a generic message, INTERNAL_SERVER_ERROR and the request id; the
   exception itself is logged with that id, never sent (no stack trace or SQL to the client).
+
+Requests the HTTP layer cannot read (not JSON, not UTF-8, nested too deep, not an object, or
+holding strings no database column can store) are refused with 400 before anything runs.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import re
+from collections.abc import Iterator
+from typing import Any
 
+from cross_web import HTTPException
 from graphql import ExecutionResult, GraphQLError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, PendingRollbackError
 from starlette.requests import Request
 from strawberry.asgi import GraphQL
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 
-from api.errors import ApiError, ErrorCode
+from api.errors import TIMEOUT, ApiError, ErrorCode, timed_out
 
 logger = logging.getLogger("api.errors")
 
 
-def classify(error: GraphQLError, request_id: str) -> GraphQLError:
+# U+0000 and unpaired surrogates: PostgreSQL text cannot hold the first, UTF-8 cannot encode the second.
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+QUERY_CANCELED = "57014"  # SQLSTATE of a statement stopped by statement_timeout
+DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"  # `extensions.reason` of an INTERNAL_SERVER_ERROR
+
+
+def holds_unstorable_text(value: Any) -> bool:
+    """True when a string anywhere in a decoded JSON value (keys included) holds U+0000 or a lone surrogate."""
+    pending = [value]
+    while pending:  # not recursive: the value may be nested as deep as the JSON parser allows
+        item = pending.pop()
+        if isinstance(item, str):
+            if UNSTORABLE.search(item):
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
+
+
+def _causes(error: BaseException | None) -> Iterator[BaseException]:
+    """The error and what it wraps, whichever layer wrapped it (SQLAlchemy's `orig`, `raise from`)."""
+    for _ in range(10):
+        if error is None:
+            return
+        yield error
+        error = getattr(error, "orig", None) or error.__cause__
+
+
+def is_statement_timeout(error: BaseException | None) -> bool:
+    """The database cancelled a statement (statement_timeout)."""
+    return any(getattr(cause, "sqlstate", None) == QUERY_CANCELED for cause in _causes(error))
+
+
+def is_database_unavailable(error: BaseException | None) -> bool:
+    """The connection to the database was lost, or the session still holds the transaction it lost."""
+    return any(
+        isinstance(cause, (DisconnectionError, PendingRollbackError))
+        or (isinstance(cause, DBAPIError) and cause.connection_invalidated)
+        for cause in _causes(error)
+    )
+
+
+def classify(error: GraphQLError, request_id: str, statement_timeout: float = 0) -> GraphQLError:
     original = error.original_error
     if isinstance(original, ApiError):
         return error
-    if original is None:
+    if is_statement_timeout(original):
+        refusal = timed_out("statement", statement_timeout)
+        return GraphQLError(str(refusal), error.nodes, error.source, error.positions, error.path, extensions=refusal.extensions)
+    if is_database_unavailable(original):
+        logger.warning("database unavailable in request %s at %s: %s", request_id, error.path, original)
+        return GraphQLError(
+            "The database is temporarily unavailable; retry later.", error.nodes, error.source, error.positions, error.path,
+            extensions={"code": ErrorCode.INTERNAL_SERVER_ERROR.value, "reason": DATABASE_UNAVAILABLE, "requestId": request_id},
+        )
+    # graphql-core's own errors, and strawberry's coercion of an input (a DateTime that is no
+    # date, an Int out of range) wrapped in one, are about the request, not the server.
+    if original is None or isinstance(original, GraphQLError):
         code = (error.extensions or {}).get("code") or ErrorCode.BAD_USER_INPUT.value
         return GraphQLError(error.message, error.nodes, error.source, error.positions, error.path,
                             extensions={**(error.extensions or {}), "code": code})
@@ -45,14 +114,42 @@ REFUSAL_STATUS = {
 }
 
 
+def refusal_status(extensions: dict[str, Any] | None) -> int:
+    extensions = extensions or {}
+    if extensions.get("reason") in (TIMEOUT, DATABASE_UNAVAILABLE):
+        return 503  # not the request's fault: the same request may pass later
+    return REFUSAL_STATUS.get(extensions.get("code"), 200)
+
+
 class PartnerGraphQL(GraphQL):
+    statement_timeout: float = 0  # seconds, for the message of a statement timeout
+
+    def decode_json(self, data: str | bytes) -> object:
+        try:
+            return json.loads(data)
+        except (ValueError, RecursionError) as error:  # not UTF-8, nested too deep, a 5,000-digit number...
+            raise HTTPException(400, "Unable to parse request body as JSON") from error
+
+    def parse_json(self, data: str | bytes) -> Any:
+        value = super().parse_json(data)
+        if not isinstance(value, (dict, list)):  # a list is a batch, which strawberry refuses itself
+            raise HTTPException(400, "The request must be a JSON object.")
+        return value
+
+    async def parse_http_body(self, request: Any) -> GraphQLRequestData | list[GraphQLRequestData]:
+        data = await super().parse_http_body(request)
+        if isinstance(data, GraphQLRequestData) and holds_unstorable_text(
+            [data.query, data.operation_name, data.variables, data.extensions]
+        ):
+            raise HTTPException(400, "Strings may not contain U+0000 or unpaired surrogates.")
+        return data
+
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
         request.state.served = result.data is not None
         if result.errors:
             request_id = getattr(request.state, "request_id", "-")
-            result.errors = [classify(error, request_id) for error in result.errors]
+            result.errors = [classify(error, request_id, self.statement_timeout) for error in result.errors]
             request.state.error_code = (result.errors[0].extensions or {}).get("code")
             if result.data is None:
-                statuses = [REFUSAL_STATUS.get((e.extensions or {}).get("code"), 200) for e in result.errors]
-                request.state.http_status = max(statuses)
+                request.state.http_status = max(refusal_status(e.extensions) for e in result.errors)
         return await super().process_result(request, result)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -79,10 +80,28 @@ class AccessEntry:
     client_address: str | None
 
 
+# What a client sends is recorded as far as the columns can hold it: a refusal of a hostile request
+# must not fail on its own record (a NUL or 200-character name, a cost past 32 bits).
+GRAPHQL_NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]*")
+MAX_NAME_LENGTH = 100
+MAX_COST = 2**31 - 1
+
+
+def _storable(entry: AccessEntry) -> dict[str, object]:
+    values = {k: v for k, v in entry.__dict__.items() if k != "query"}
+    name = entry.operation_name
+    values["operation_name"] = name[:MAX_NAME_LENGTH] if name and GRAPHQL_NAME.fullmatch(name) else None
+    for column in ("requested_cost", "actual_cost"):
+        cost = values[column]
+        values[column] = None if cost is None else max(-MAX_COST, min(MAX_COST, int(cost)))  # type: ignore[call-overload]
+    # The hash names the document as sent, lone surrogates included.
+    values["document_hash"] = hashlib.sha256(entry.query.encode("utf-8", "surrogatepass")).hexdigest() if entry.query else None
+    return values
+
+
 async def write(session: AsyncSession, entry: AccessEntry, disclosures: Disclosures | None) -> None:
     """One transaction: the request and what it disclosed. Raises when it cannot be written."""
-    values = {k: v for k, v in entry.__dict__.items() if k != "query"}
-    values["document_hash"] = hashlib.sha256(entry.query.encode()).hexdigest() if entry.query else None
+    values = _storable(entry)
     access_id = (await session.execute(insert(AccessRecord).values(**values).returning(AccessRecord.id))).scalar_one()
     rows = disclosures.rows(access_id) if disclosures else []
     if rows:

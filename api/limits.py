@@ -18,6 +18,8 @@ from graphql import (
     FieldNode,
     GraphQLError,
     GraphQLSchema,
+    OperationDefinitionNode,
+    StringValueNode,
     ValidationContext,
     ValidationRule,
     specified_rules,
@@ -69,12 +71,22 @@ def _directives_validator(maximum: int) -> type[ASTValidationRule]:
     return DirectivesPerField
 
 
+class StorableStrings(ValidationRule):
+    """A string literal may not hold U+0000 (`"\\u0000"`): no text column of PostgreSQL can store it.
+    The same check on JSON variables is made by the HTTP view."""
+
+    def enter_string_value(self, node: StringValueNode, *_: Any) -> None:
+        if "\x00" in node.value:
+            self.report_error(GraphQLError("Strings may not contain U+0000.", node))
+
+
 def limit_rules(settings: Settings) -> tuple[type[ASTValidationRule], ...]:
     """Built once: a rule class made per request would defeat the validation cache."""
     return (
         *specified_rules,
         MaybeNullValidationRule,
         OneOfInputValidationRule,
+        StorableStrings,
         _labelled(depth_validator(settings.max_query_depth, None, None), "depth", settings.max_query_depth),
         _labelled(aliases_validator(settings.max_aliases), "aliases", settings.max_aliases),
         _labelled(_directives_validator(settings.max_directives_per_field), "directives", settings.max_directives_per_field),
@@ -117,7 +129,11 @@ class CachedValidation(SchemaExtension):
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
         assert context.graphql_document is not None and context.query is not None
-        context.pre_execution_errors = _cache.validate(
-            context.schema._schema, context.query, context.graphql_document, self.rules
-        )
+        errors = _cache.validate(context.schema._schema, context.query, context.graphql_document, self.rules)
+        # strawberry runs the first operation when no name is given; the GraphQL spec refuses to guess.
+        # (Not cached: it depends on the request's operationName, which strawberry keeps private.)
+        operations = sum(isinstance(d, OperationDefinitionNode) for d in context.graphql_document.definitions)
+        if operations > 1 and getattr(context, "_provided_operation_name", None) is None:
+            errors = [*errors, GraphQLError("Must provide operation name if query contains multiple operations.")]
+        context.pre_execution_errors = errors
         yield

@@ -2,9 +2,10 @@
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -39,10 +40,27 @@ class Settings(BaseSettings):
     ledger_retention_days: int = Field(
         default=400, ge=1, description="Days the access ledger is kept; `partner-api ledger purge` deletes older requests."
     )
+    max_concurrent_requests_per_key: int = Field(
+        default=4, ge=1, description="Requests with one API key running at once in each worker; the next ones wait their turn."
+    )
+    # Timeouts: a request that runs past either is stopped and answered COST_LIMIT_EXCEEDED, reason TIMEOUT.
+    request_timeout_seconds: float = Field(default=10.0, gt=0, description="Longest a GraphQL operation may run.")
+    statement_timeout_seconds: float = Field(
+        default=5.0, ge=0, description="Longest one SQL statement may run (PostgreSQL statement_timeout; 0: none)."
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated origins whose browser pages may call the API (CORS); empty: none.",
+    )
     secret_key: str = Field(
         default="",
         description="Signs paging cursors. Set the same value on every worker; empty: random per process.",
     )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        return [origin.strip() for origin in value.split(",") if origin.strip()] if isinstance(value, str) else value
 
 
 @lru_cache

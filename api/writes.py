@@ -108,6 +108,8 @@ def _remember(session: AsyncSession, ctx: RequestContext, key: str | None, opera
 async def _authorized(session: AsyncSession, ctx: RequestContext, model: type[Any], action: str, public_id: str, what: str) -> Any:
     """The row if the policy allows `action` on it; FORBIDDEN if the partner may only read it,
     NOT_FOUND if it may not even see it (no existence oracle)."""
+    if kind_of(public_id) != model.__name__:
+        raise not_found(what)  # not even an id of this kind: the database is not asked
     params = {"request_time": ctx.request_time}
     row = (await session.execute(ctx.authorized(model, action).where(model.public_id == public_id), params)).scalar_one_or_none()
     if row is not None:

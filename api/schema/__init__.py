@@ -14,6 +14,7 @@ from api.schema.guard import resolve_field
 from api.schema.practices import Practice, Practitioner
 from api.schema.mutations import Mutation
 from api.schema.query import Query
+from api.schema.scalars import SCALAR_OVERRIDES
 from api.settings import Settings
 
 PARSER_CACHE_SIZE = 512
@@ -34,6 +35,7 @@ def build_schema(settings: Settings, cost_analysis: bool = True) -> PartnerSchem
         mutation=Mutation,
         types=[Appointment, Patient, Practice, Practitioner, ErrorCodes],
         config=StrawberryConfig(default_resolver=resolve_field),
+        scalar_overrides=SCALAR_OVERRIDES,
         extensions=[
             lambda: MaxTokensLimiter(settings.max_tokens),
             lambda: ParserCache(maxsize=PARSER_CACHE_SIZE),

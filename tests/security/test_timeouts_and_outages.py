@@ -1,0 +1,144 @@
+"""Timeouts and outages: a request that runs too long, a statement the database stops, the
+database going away mid-request. Each gets a clear, structured refusal, is recorded in the ledger
+when the ledger can be written, never sends data that was not recorded, and the next request is
+served as usual."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+from prometheus_client import REGISTRY
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.orm import Session
+
+from api.app import create_app
+from api.context import RequestContext
+from api.models import AccessRecord, Disclosure
+from api.settings import Settings
+from tests.client import ApiClient
+from tests.world import window_args
+
+ON_POSTGRESQL = pytest.mark.parametrize("database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
+PAGE = """query Page($p: ID!, $from: DateTime!, $to: DateTime!) {
+  appointments(practiceId: $p, from: $from, to: $to, first: 5) { edges { node { id reason patient { lastName } } } } }"""
+
+
+def page(world):
+    return {"p": world.practice_id("A"), **window_args()}
+
+
+def last_record(sync_engine) -> AccessRecord:
+    with Session(sync_engine) as session:
+        record = session.scalars(select(AccessRecord).order_by(AccessRecord.id.desc())).first()
+        assert record is not None
+        session.expunge(record)
+        return record
+
+
+def disclosed(sync_engine, record: AccessRecord) -> int:
+    with Session(sync_engine) as session:
+        return len(session.scalars(select(Disclosure).where(Disclosure.access_id == record.id)).all())
+
+
+def slowed(monkeypatch, before):
+    """Every statement a resolver runs first awaits `before(context)`."""
+    execute = RequestContext.execute
+
+    async def slow(self, statement):
+        await before(self)
+        return await execute(self, statement)
+
+    monkeypatch.setattr(RequestContext, "execute", slow)
+
+
+def assert_timeout(response, limit: str) -> None:
+    assert response.status == 503 and response.data is None, response.body
+    [error] = response.body["errors"]
+    assert error["extensions"]["code"] == "COST_LIMIT_EXCEEDED" and error["extensions"]["reason"] == "TIMEOUT", error
+    assert error["extensions"]["limit"] == f"{limit}_timeout" and "timeout" in error["message"]
+
+
+async def test_a_request_past_its_timeout_is_stopped_recorded_and_the_next_one_served(make_api, world, sync_engine, monkeypatch):
+    api = make_api(request_timeout_seconds=0.2)
+    slowed(monkeypatch, lambda _: asyncio.sleep(1))
+    response = await api.query(world.keys["full"], PAGE, page(world))
+    assert_timeout(response, "request")
+    record = last_record(sync_engine)
+    assert (record.outcome, record.error_code, record.http_status) == ("refused", "COST_LIMIT_EXCEEDED", 503)
+    assert record.partner_id is not None and disclosed(sync_engine, record) == 0
+
+    monkeypatch.undo()
+    served = await api.query(world.keys["full"], PAGE, page(world))
+    assert served.status == 200 and served.errors == [] and served.data["appointments"]["edges"]
+
+
+@ON_POSTGRESQL  # statement_timeout is PostgreSQL's
+async def test_a_statement_past_the_database_timeout_is_stopped_and_recorded(make_api, world, sync_engine, monkeypatch):
+    api = make_api(statement_timeout_seconds=0.1)
+    slowed(monkeypatch, lambda context: context.session.execute(text("SELECT pg_sleep(2)")))
+    response = await api.query(world.keys["full"], PAGE, page(world))
+    assert_timeout(response, "statement")
+    record = last_record(sync_engine)
+    assert (record.error_code, record.http_status) == ("COST_LIMIT_EXCEEDED", 503) and disclosed(sync_engine, record) == 0
+
+    monkeypatch.undo()
+    assert (await api.query(world.keys["full"], PAGE, page(world))).errors == []
+
+
+@ON_POSTGRESQL  # an embedded SQLite database does not go away
+async def test_the_database_going_away_mid_request_is_a_clear_refusal_and_the_server_recovers(
+    make_api, world, database_url, sync_engine, monkeypatch
+):
+    api = make_api()
+    assert (await api.query(world.keys["full"], PAGE, page(world))).errors == []  # the pool holds a live connection
+    admin = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT")
+
+    async def cut(_context) -> None:  # every connection of the app's, as a restart or failover would
+        with admin.connect() as connection:
+            connection.execute(text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ))
+
+    slowed(monkeypatch, cut)
+    try:
+        response = await api.query(world.keys["full"], PAGE, page(world))
+    finally:
+        monkeypatch.undo()
+        admin.dispose()
+    assert response.status == 503 and response.data is None, response.body
+    [error] = response.body["errors"]
+    assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR" and error["extensions"]["reason"] == "DATABASE_UNAVAILABLE"
+    assert error["extensions"]["requestId"] and "retry later" in error["message"]
+    assert "Motif" not in str(response.body) and "pat_" not in str(response.body)
+
+    # The ledger, written on a new connection, holds the refusal; the next requests are served.
+    sync_engine.dispose()  # the test's own connections were cut too
+    record = last_record(sync_engine)
+    assert (record.outcome, record.http_status) == ("refused", 503) and disclosed(sync_engine, record) == 0
+    assert (await api.http.get("/readyz")).status_code == 200
+    assert (await api.query(world.keys["full"], PAGE, page(world))).errors == []
+
+
+async def test_an_unreachable_database_is_a_503_counted_in_the_metrics_and_readyz_says_so(world):
+    """No server listens where the database should be: authentication cannot run, neither can the
+    ledger; the answer is still structured, and the refusal is counted and logged."""
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(Settings(database_url=f"postgresql://nobody@127.0.0.1:{port}/none", secret_key="x"))
+    api = ApiClient(app)
+    labels = {"partner": "", "outcome": "refused", "code": "INTERNAL_SERVER_ERROR"}
+    counted = REGISTRY.get_sample_value("partner_api_requests_total", labels) or 0
+    try:
+        response = await api.query(world.keys["full"], "{ viewer { name } }")
+        assert response.status == 503 and response.data is None
+        [error] = response.body["errors"]
+        assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR" and "retry later" in error["message"]
+        assert error["extensions"]["requestId"] == response.headers["X-Request-Id"]
+        assert (await api.http.get("/readyz")).status_code == 503
+        assert REGISTRY.get_sample_value("partner_api_requests_total", labels) == counted + 1
+    finally:
+        await api.close()
+        await app.state.engine.dispose()
