@@ -174,6 +174,8 @@ def create_app(
         )
         try:
             async with sessions() as session:
+                if context is not None and context.refund:
+                    await budgets.refund(session, context.principal, context.refund, time.time())
                 await ledger.write(session, entry, context.disclosures if served and context else None)
         except Exception:  # fail closed: what cannot be recorded is not sent
             logger.exception("could not write the access ledger for request %s", request_id)

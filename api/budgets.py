@@ -7,7 +7,7 @@ points. Works the same on SQLite and PostgreSQL, and survives restarts.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import case, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
@@ -23,6 +23,10 @@ class Throttle:
     maximum_available: int
     currently_available: float
     restore_rate: float
+
+    def refunded(self, points: int) -> Throttle:
+        """The bucket once `points` are given back (the refund itself is written with the ledger)."""
+        return replace(self, currently_available=min(self.maximum_available, self.currently_available + points))
 
     def as_extension(self) -> dict[str, float]:
         return {
@@ -73,20 +77,15 @@ class Budgets:
         await session.commit()
         return Charge(False, Throttle(capacity, available, rate), max(1, math.ceil((cost - available) / rate)))
 
-    async def refund(self, session: AsyncSession, principal: Principal, points: int, now: float) -> Throttle:
-        """Give back what was taken but not spent; commits."""
+    async def refund(self, session: AsyncSession, principal: Principal, points: int, now: float) -> None:
+        """Give back what was taken but not spent, in the caller's transaction (the ledger's)."""
         capacity, rate = self.limits(principal)
         refilled = self._refilled(capacity, rate, now) + points
-        left = (
-            await session.execute(
-                update(PartnerBudget)
-                .where(PartnerBudget.partner_id == principal.partner_id)
-                .values(points=case((refilled > capacity, float(capacity)), else_=refilled), refilled_at=now)
-                .returning(PartnerBudget.points)
-            )
-        ).scalar_one()
-        await session.commit()
-        return Throttle(capacity, left, rate)
+        await session.execute(
+            update(PartnerBudget)
+            .where(PartnerBudget.partner_id == principal.partner_id)
+            .values(points=case((refilled > capacity, float(capacity)), else_=refilled), refilled_at=now)
+        )
 
     async def status(self, session: AsyncSession, principal: Principal, now: float) -> Throttle:
         capacity, rate = self.limits(principal)

@@ -39,6 +39,7 @@ class RequestContext:
     extraction: ExtractionGuard
     loaders: Any = None  # api.schema.loaders.Loaders, set by the app
     cost: dict[str, Any] | None = None  # the `cost` response extension
+    refund: int = 0  # budget points taken but not spent, given back with the ledger write
     retry_after: int | None = None
     # For the ledger: the operation, every (type, field) it selects, and the records built for it.
     operation_name: str | None = None

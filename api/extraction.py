@@ -14,7 +14,7 @@ import time
 from collections.abc import Collection
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Select, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,24 +33,21 @@ class ExtractionGuard:
         self.window = timedelta(hours=settings.extraction_window_hours)
         self._activity: dict[int, tuple[float, int]] = {}
 
+    def disclosed(self, partner_id: int, practice_id: int, patient_ids: Collection[int], now: datetime) -> Select[tuple[int]]:
+        """Which of these patients the partner already read at the practice in the window: they cost
+        nothing more, and a request that reads only those needs no write (read in the request's
+        transaction)."""
+        return select(PatientDisclosure.patient_id).where(
+            PatientDisclosure.partner_id == partner_id, PatientDisclosure.practice_id == practice_id,
+            PatientDisclosure.disclosed_at >= now - self.window, PatientDisclosure.patient_id.in_(set(patient_ids)),
+        )
+
     async def admit(
-        self, session: AsyncSession, partner_id: int, key_id: int, practice_id: int, patient_ids: Collection[int], now: datetime
+        self, session: AsyncSession, partner_id: int, key_id: int, practice_id: int, new: Collection[int], now: datetime
     ) -> None:
-        """Record the disclosure of these patients, or raise EXTRACTION_LIMIT_EXCEEDED; commits."""
+        """Record the disclosure of patients new in the window, or raise EXTRACTION_LIMIT_EXCEEDED; commits."""
         cutoff = now - self.window
         in_window = PatientDisclosure.partner_id == partner_id, PatientDisclosure.practice_id == practice_id
-        known = set(
-            (
-                await session.execute(
-                    select(PatientDisclosure.patient_id).where(
-                        *in_window, PatientDisclosure.disclosed_at >= cutoff, PatientDisclosure.patient_id.in_(set(patient_ids))
-                    )
-                )
-            ).scalars()
-        )
-        new = set(patient_ids) - known
-        if not new:
-            return
         threshold = await self.threshold(session, partner_id, practice_id, now)
         # Record first, count after: concurrent requests for the same patients then add them once
         # (the insert ignores rows already there), and the count includes every request's rows.

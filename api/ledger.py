@@ -105,7 +105,7 @@ async def write(session: AsyncSession, entry: AccessEntry, disclosures: Disclosu
     access_id = (await session.execute(insert(AccessRecord).values(**values).returning(AccessRecord.id))).scalar_one()
     rows = disclosures.rows(access_id) if disclosures else []
     if rows:
-        await session.execute(insert(Disclosure), rows)
+        await session.execute(insert(Disclosure.__table__), rows)  # the table: no ORM bulk processing per row
     await session.commit()
 
 

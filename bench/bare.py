@@ -1,15 +1,17 @@
 """The baseline: bare strawberry serving the same page with the same data loading (a page query,
 then one batched query per nested type), and no authentication, authorization, cost analysis
-or budgets. Only what any strawberry app would have: its parser and validation caches."""
+or budgets. Only what any strawberry app would have: its parser and validation caches. And the
+same schema serving rows held in memory: strawberry's share of the CPU floor."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Annotated
 
 import strawberry
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 from strawberry.dataloader import DataLoader
@@ -20,7 +22,7 @@ from api import models
 
 @dataclass
 class Context:
-    session: AsyncSession
+    page: Callable[[str, datetime, datetime, int], Awaitable[Sequence[models.Appointment]]]
     patients: DataLoader
     practitioners: DataLoader
 
@@ -87,13 +89,7 @@ class Query:
         to: datetime,
         first: int = 50,
     ) -> Connection:
-        session = info.context.session
-        practice = (await session.execute(select(models.Practice.id).where(models.Practice.public_id == practice_id))).scalar_one()
-        rows = (await session.execute(
-            select(models.Appointment)
-            .where(models.Appointment.practice_id == practice, models.Appointment.starts_at >= from_, models.Appointment.starts_at < to)
-            .order_by(models.Appointment.starts_at, models.Appointment.public_id).limit(first + 1)
-        )).scalars().all()[:first]
+        rows = await info.context.page(practice_id, from_, to, first)
         return Connection(edges=[
             Edge(node=Appointment(row=r, id=r.public_id, starts_at=r.starts_at, ends_at=r.ends_at, status=r.status.value, reason=r.reason))
             for r in rows
@@ -101,14 +97,20 @@ class Query:
 
 
 def make_context(session: AsyncSession) -> Context:
+    async def page(practice_id: str, from_: datetime, to: datetime, first: int) -> Sequence[models.Appointment]:
+        practice = (await session.execute(select(models.Practice.id).where(models.Practice.public_id == practice_id))).scalar_one()
+        return (await session.execute(
+            select(models.Appointment)
+            .where(models.Appointment.practice_id == practice, models.Appointment.starts_at >= from_, models.Appointment.starts_at < to)
+            .order_by(models.Appointment.starts_at, models.Appointment.public_id).limit(first + 1)
+        )).scalars().all()[:first]
+
     async def patients(ids):
         rows = (await session.execute(select(models.Patient).where(models.Patient.id.in_(set(ids))))).scalars()
         found = {r.id: r for r in rows}
         return [found[i] for i in ids]
 
     async def practitioners(keys):
-        from sqlalchemy import tuple_
-
         rows = (await session.execute(
             select(models.PracticeMembership).options(joinedload(models.PracticeMembership.practitioner))
             .where(tuple_(models.PracticeMembership.practice_id, models.PracticeMembership.practitioner_id).in_(set(keys)))
@@ -116,7 +118,27 @@ def make_context(session: AsyncSession) -> Context:
         found = {(r.practice_id, r.practitioner_id): r for r in rows}
         return [found[k] for k in keys]
 
-    return Context(session, DataLoader(patients), DataLoader(practitioners))
+    return Context(page, DataLoader(patients), DataLoader(practitioners))
+
+
+async def in_memory_context(session: AsyncSession, variables: dict[str, str]) -> Callable[[], Context]:
+    """Contexts serving the page from rows loaded once: strawberry's own work, without a database."""
+    loading = make_context(session)
+    rows = await loading.page(variables["p"], datetime.fromisoformat(variables["from"]), datetime.fromisoformat(variables["to"]), 50)
+    patients = dict(zip([r.patient_id for r in rows], await loading.patients.load_many([r.patient_id for r in rows]), strict=True))
+    keys = [(r.practice_id, r.practitioner_id) for r in rows]
+    memberships = dict(zip(keys, await loading.practitioners.load_many(keys), strict=True))
+
+    async def page(*_: object) -> Sequence[models.Appointment]:
+        return rows
+
+    async def from_patients(ids):  # type: ignore[no-untyped-def]
+        return [patients[i] for i in ids]
+
+    async def from_memberships(keys):  # type: ignore[no-untyped-def]
+        return [memberships[k] for k in keys]
+
+    return lambda: Context(page, DataLoader(from_patients), DataLoader(from_memberships))
 
 
 def bare_schema(caches: bool = True) -> strawberry.Schema:

@@ -2,17 +2,23 @@
 
     python -m bench.run [--size large] [--db sqlite|postgresql|both] [--iterations 300] [--http]
 
-Seeds each data set once (kept under bench/data/), then measures in one run:
+Seeds each data set once (kept under bench/data/, PostgreSQL's in a server of its own there
+unless PARTNER_API_BENCH_POSTGRES_URL names one), then measures in one run, the variants taking
+turns request by request so that a shared machine's slow moments hit them alike:
   floor        the raw SQL of the page, joined, through the async engine
+  memory       bare strawberry resolving the same 50 rows held in memory (floor + memory: the CPU floor)
   bare         bare strawberry, same data loading, parser and validation caches, in-process ASGI
   bare-nocache the same without the caches
   no-authz     the full stack with an allow-all authorizer (authorization off)
   no-cost      the full stack without cost analysis and budgets
   full         the full stack in-process: authentication, policy filters, field rules, cost, budgets
   full-10k     the full stack on a 10,000-appointment database (cost must not grow with the table)
-and with --http, requests per second and p50/p99 over loopback with wrk, for 1 and 2 workers.
+and the plan of each SQL read the full stack issues for the page (bench/explain.py), written to
+bench/results/plans-<db>.txt; and with --http, requests per second and p50/p99 over loopback with
+wrk, for 1 and 2 workers.
 Figures are medians (and p99) in milliseconds, and ratios to `bare` of the same run. It prints a
-table and writes bench/results/latest.json.
+table and writes bench/results/latest.json. `python -m bench.fairness` measures fairness under a
+flood (one partner's sync while another floods).
 """
 
 from __future__ import annotations
@@ -29,13 +35,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import ExitStack
+from contextlib import AsyncExitStack, ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import func, select, text
+from sqlalchemy import Select, func, select, text
 from sqlalchemy.orm import Session
 
 from api import models
@@ -45,7 +51,8 @@ from api.migrate import upgrade
 from api.seed import SIZES, SeedSize, reference_date_for, seed
 from api.schema import build_schema
 from api.settings import Settings
-from bench.bare import bare_asgi
+from bench import explain
+from bench.bare import bare_asgi, bare_schema, in_memory_context
 from bench.open_authorizer import OpenAuthorizer
 
 HERE = Path(__file__).resolve().parent
@@ -71,6 +78,10 @@ def prepare(url: str, size: str) -> dict[str, Any]:
     if not seeded or not keys_file.exists():
         print(f"seeding {size} on {engine.dialect.name} (once)...", flush=True)
         seed(engine, size, keys_file=keys_file, reference_date=REFERENCE)
+        if engine.dialect.name == "postgresql":
+            # Autovacuum's statistics can lag a bulk load; the plans must be those of a settled table.
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                connection.execute(text("ANALYZE"))
     engine.dispose()
     return json.loads(keys_file.read_text())
 
@@ -91,16 +102,22 @@ def page_variables(url: str, keys: dict[str, Any]) -> dict[str, str]:
     return {"p": busiest[0], "from": start.isoformat(), "to": (start + timedelta(days=31)).isoformat()}
 
 
-async def timed(call: Callable[[], Awaitable[None]], iterations: int) -> dict[str, float]:
-    for _ in range(max(5, iterations // 10)):
-        await call()
-    samples = []
+async def interleaved(calls: dict[str, Callable[[], Awaitable[None]]], iterations: int) -> dict[str, dict[str, float]]:
+    """Each call timed `iterations` times, the variants taking turns: a machine that slows down for
+    a while slows every variant alike, so the ratios of one run stay comparable."""
+    for call in calls.values():
+        for _ in range(max(5, iterations // 10)):
+            await call()
+    samples: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(iterations):
-        began = time.perf_counter()
-        await call()
-        samples.append((time.perf_counter() - began) * 1000)
-    samples.sort()
-    return {"median_ms": statistics.median(samples), "p99_ms": samples[int(len(samples) * 0.99) - 1]}
+        for name, call in calls.items():
+            began = time.perf_counter()
+            await call()
+            samples[name].append((time.perf_counter() - began) * 1000)
+    return {
+        name: {"median_ms": statistics.median(taken), "p99_ms": sorted(taken)[int(len(taken) * 0.99) - 1]}
+        for name, taken in samples.items()
+    }
 
 
 def _asgi_client(app: Any) -> httpx.AsyncClient:
@@ -113,16 +130,10 @@ def _checked(response: httpx.Response) -> None:
         raise RuntimeError(f"the benchmark page is not a clean 50-row page: {str(body)[:300]}")
 
 
-async def in_process(url: str, keys: dict[str, Any], variables: dict[str, str], iterations: int) -> dict[str, dict[str, float]]:
-    key = keys[PARTNER]["key"]
-    payload = {"query": PAGE, "variables": variables}
-    auth = {"Authorization": f"Bearer {key}"}
-    engine = make_async_engine(url)
-    sessions = make_session_factory(engine)
-    results: dict[str, dict[str, float]] = {}
-
+def _floor_sql(variables: dict[str, str]) -> Select[Any]:
+    """The page as one hand-written join: what the database alone needs."""
     start, end = datetime.fromisoformat(variables["from"]), datetime.fromisoformat(variables["to"])
-    floor_sql = (
+    return (
         select(models.Appointment, models.Patient, models.Practitioner)
         .join(models.Patient, models.Patient.id == models.Appointment.patient_id)
         .join(models.Practitioner, models.Practitioner.id == models.Appointment.practitioner_id)
@@ -131,35 +142,63 @@ async def in_process(url: str, keys: dict[str, Any], variables: dict[str, str], 
         .order_by(models.Appointment.starts_at, models.Appointment.public_id).limit(50)
     )
 
-    async def floor() -> None:
+
+async def in_process(
+    url: str, keys: dict[str, Any], small_url: str, small_keys: dict[str, Any], iterations: int,
+    explained: list[dict[str, Any]] | None = None,
+) -> dict[str, dict[str, float]]:
+    """The timings of every in-process variant; and, given a list, the plans of the full stack's
+    statements appended to it."""
+    async with AsyncExitStack() as stack:
+        engine = make_async_engine(url)
+        stack.push_async_callback(engine.dispose)
+        sessions = make_session_factory(engine)
+        variables = page_variables(url, keys)
+        floor_sql = _floor_sql(variables)
+
+        async def floor() -> None:
+            async with sessions() as session:
+                assert len((await session.execute(floor_sql)).all()) == 50
+
+        async def over_asgi(app: Any, variables: dict[str, str], key: str | None = None) -> Callable[[], Awaitable[None]]:
+            client = await stack.enter_async_context(_asgi_client(app))
+            payload, headers = {"query": PAGE, "variables": variables}, {"Authorization": f"Bearer {key}"} if key else {}
+
+            async def call() -> None:
+                _checked(await client.post("/graphql", json=payload, headers=headers))
+
+            return call
+
+        apps = {}
+
+        async def full_stack(name: str, database_url: str, keys: dict[str, Any], **variant: Any) -> Callable[[], Awaitable[None]]:
+            apps[name] = app = create_app(Settings(database_url=database_url, secret_key="bench", **UNLIMITED), **variant)
+            stack.push_async_callback(app.state.engine.dispose)
+            return await over_asgi(app, page_variables(database_url, keys), keys[PARTNER]["key"])
+
         async with sessions() as session:
-            assert len((await session.execute(floor_sql)).all()) == 50
+            memory_context = await in_memory_context(session, variables)
+        bare = bare_schema(caches=True)
 
-    results["floor"] = await timed(floor, iterations)
+        async def memory() -> None:
+            result = await bare.execute(PAGE, variable_values=variables, context_value=memory_context())
+            assert not result.errors and len(result.data["appointments"]["edges"]) == 50  # type: ignore[index]
 
-    for name, caches in (("bare", True), ("bare-nocache", False)):
-        async with _asgi_client(bare_asgi(sessions, caches)) as client:
-            async def bare() -> None:
-                _checked(await client.post("/graphql", json=payload))
-
-            results[name] = await timed(bare, iterations)
-
-    settings = Settings(database_url=url, secret_key="bench", **UNLIMITED)
-    variants = {
-        "no-authz": {"authorizer": OpenAuthorizer()},
-        "no-cost": {"schema": build_schema(settings, cost_analysis=False)},
-        "full": {},
-    }
-    for name, variant in variants.items():
-        app = create_app(settings, **variant)
-        async with _asgi_client(app) as client:
-            async def full() -> None:
-                _checked(await client.post("/graphql", json=payload, headers=auth))
-
-            results[name] = await timed(full, iterations)
-        await app.state.engine.dispose()
-    await engine.dispose()
-    return results
+        calls = {
+            "floor": floor,
+            "memory": memory,
+            "bare": await over_asgi(bare_asgi(sessions, True), variables),
+            "bare-nocache": await over_asgi(bare_asgi(sessions, False), variables),
+            "no-authz": await full_stack("no-authz", url, keys, authorizer=OpenAuthorizer()),
+            "no-cost": await full_stack("no-cost", url, keys, schema=build_schema(Settings(database_url=url), cost_analysis=False)),
+            "full": await full_stack("full", url, keys),
+            "full-10k": await full_stack("full-10k", small_url, small_keys),
+        }
+        results = await interleaved(calls, iterations)
+        if explained is not None:  # warm by now, as the timings were
+            full_engine = apps["full"].state.engine
+            explained += await explain.explain(full_engine, await explain.capture(full_engine, calls["full"]))
+        return results
 
 
 def wrk(url: str, keys: dict[str, Any], variables: dict[str, str], workers: int, bare: bool, seconds: int) -> dict[str, float]:
@@ -230,7 +269,7 @@ def database_urls(kind: str, stack: ExitStack) -> dict[str, Callable[[str], str]
         if admin is None:
             from tests.postgres_server import postgres_server
 
-            admin = stack.enter_context(postgres_server())
+            admin = stack.enter_context(postgres_server(keep_in=DATA / "postgresql"))
         admin_engine = make_sync_engine(admin).execution_options(isolation_level="AUTOCOMMIT")
 
         def pg(size: str) -> str:
@@ -255,22 +294,23 @@ def main() -> None:
     report: dict[str, Any] = {
         "taken_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "size": args.size, "databases": {},
+        "size": args.size, "databases": {}, "plans": {},
     }
     with ExitStack() as stack:
         for db, url_for in database_urls(args.db, stack).items():
             url, small_url = url_for(args.size), url_for("10k")
             keys, small_keys = prepare(url, args.size), prepare(small_url, "10k")
             variables = page_variables(url, keys)
-            results = asyncio.run(in_process(url, keys, variables, args.iterations))
-            small = asyncio.run(in_process(small_url, small_keys, page_variables(small_url, small_keys), args.iterations))
-            results["full-10k"] = small["full"]
+            explained: list[dict[str, Any]] = []
+            results = asyncio.run(in_process(url, keys, small_url, small_keys, args.iterations, explained))
             if args.http:
                 for workers in (1, 2):
                     results[f"http-full-{workers}w"] = wrk(url, keys, variables, workers, False, args.seconds)
                     results[f"http-bare-nocache-{workers}w"] = wrk(url, keys, variables, workers, True, args.seconds)
             report["databases"][db] = results
-    RESULTS.mkdir(exist_ok=True)
+            report["plans"][db] = explain.summary(explained)
+            RESULTS.mkdir(exist_ok=True)
+            explain.write(RESULTS / f"plans-{db}.txt", db, args.size, explained)
     (RESULTS / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
     print(render(report))
 
@@ -283,9 +323,14 @@ def render(report: dict[str, Any]) -> str:
         for name, r in results.items():
             if "median_ms" in r:
                 lines.append(f"{name:<22} {r['median_ms']:>10.2f} {r['p99_ms']:>9.2f} {r['median_ms'] / base:>8.2f}")
+        cpu_floor = results["floor"]["median_ms"] + results["memory"]["median_ms"]
+        lines.append(f"CPU floor (floor + memory) {cpu_floor:.2f} ms; full / CPU floor: {results['full']['median_ms'] / cpu_floor:.2f}x")
         lines.append(f"authorization overhead (full / no-authz): {results['full']['median_ms'] / results['no-authz']['median_ms']:.2f}x")
         lines.append(f"cost analysis overhead (full / no-cost): {results['full']['median_ms'] / results['no-cost']['median_ms']:.2f}x")
         lines.append(f"table size (full on {report['size']} / full on 10k): {results['full']['median_ms'] / results['full-10k']['median_ms']:.2f}x")
+        plans = report["plans"].get(db, [])
+        scans = "; ".join(f"{p['table']} ({', '.join(p['full_scans'])})" for p in plans if p["large_table_full_scan"])
+        lines.append(f"full scans of a large table, in {len(plans)} reads explained: {scans or 'none'}")
         for name, r in results.items():
             if "requests_per_second" in r:
                 lines.append(f"{name:<22} {r['requests_per_second']:>8.0f} req/s  p50 {r.get('p50_ms', 0):.1f} ms  p99 {r.get('p99_ms', 0):.1f} ms")

@@ -52,12 +52,16 @@ def _free_port() -> int:
 
 
 @contextmanager
-def postgres_server() -> Iterator[str]:
-    """Start a fresh server; yield the URL of its `postgres` database (superuser, no password); stop it."""
+def postgres_server(keep_in: Path | None = None) -> Iterator[str]:
+    """Start a server; yield the URL of its `postgres` database (superuser, no password); stop it.
+    Fresh and thrown away, unless `keep_in` names a folder: there its data is kept across runs
+    (the benchmark's seeded data sets)."""
     bindir = find_bindir()
     as_root = os.geteuid() == 0
     run_as = ["runuser", "-u", "postgres", "--"] if as_root else []
-    root = Path(tempfile.mkdtemp(prefix="partner-api-pg-"))
+    if keep_in is not None:
+        keep_in.mkdir(parents=True, exist_ok=True)
+    root = keep_in or Path(tempfile.mkdtemp(prefix="partner-api-pg-"))
     data, log = root / "data", root / "server.log"
     port = _free_port()
 
@@ -73,13 +77,15 @@ def postgres_server() -> Iterator[str]:
                 shutil.chown(root, "postgres", "postgres")
             except LookupError:
                 raise PostgresUnavailable("running as root needs the `postgres` user (Debian's package creates it)")
-        run(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale")
+        if not (data / "PG_VERSION").exists():
+            run(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale")
         options = " ".join([f"-p {port}", f"-k {root}", *(f"-c {k}={v}" for k, v in SERVER_SETTINGS.items())])
         run(str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(log), "-w", "start")
         try:
             yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
         finally:
-            subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                           cwd=root, capture_output=True)
+            stop = "fast" if keep_in else "immediate"  # a kept server shuts down cleanly
+            subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-m", stop, "stop"], cwd=root, capture_output=True)
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        if keep_in is None:
+            shutil.rmtree(root, ignore_errors=True)

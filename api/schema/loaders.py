@@ -38,12 +38,15 @@ class Loaders:
             for patient in found.values():
                 by_practice[patient.practice_id].append(patient.id)
             refused: dict[int, ApiError] = {}
+            partner_id = ctx.principal.partner_id
             for practice_id, patient_ids in by_practice.items():
+                known = (await ctx.execute(ctx.extraction.disclosed(partner_id, practice_id, patient_ids, ctx.request_time))).scalars()
+                new = set(patient_ids) - set(known)
+                if not new:
+                    continue
                 try:
                     async with ctx.transaction() as session:
-                        await ctx.extraction.admit(
-                            session, ctx.principal.partner_id, ctx.principal.key_id, practice_id, patient_ids, ctx.request_time
-                        )
+                        await ctx.extraction.admit(session, partner_id, ctx.principal.key_id, practice_id, new, ctx.request_time)
                 except ApiError as error:
                     refused[practice_id] = error
             return [
