@@ -196,14 +196,14 @@ def create_app(
             return error_response(
                 413, ErrorCode.BAD_USER_INPUT, f"Request bodies are limited to {settings.max_body_bytes} bytes.", request_id
             ), None
-        credential = request.headers.get("authorization")
+        credential = bearer_token(request.headers.get("authorization"))  # "bearer  K" and "Bearer K" share a gate
         async with gates.turn(credential) as refusal:
             if refusal is not None:
                 request.state.principal = refusal.principal
                 return error_response(
                     429, ErrorCode.RATE_LIMITED, refusal.message, request_id, **{"Retry-After": str(refusal.retry_after)}
                 ), None
-            response, context = await serve_in_turn(request, request_id, now)
+            response, context = await serve_in_turn(request, request_id, utcnow())  # its time starts once admitted
         if context is not None and context.retry_after is not None:
             gates.cool(credential, context.principal, context.retry_after)
         return response, context

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -23,6 +24,9 @@ from api.ledger import Disclosures, FieldGroup, groups_for
 from api.models import Appointment, Base, Grant, Patient
 from authz.actors import PartnerActor
 from authz.engine import Authorizer
+
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -82,7 +86,10 @@ class RequestContext:
             except asyncio.CancelledError:
                 # graphql-core cancels the siblings of a failed non-null field: a statement cut in
                 # half leaves the session's transaction unusable for the rest of the request.
-                await self.session.rollback()
+                try:
+                    await self.session.rollback()
+                except Exception:  # the cancellation, not the rollback's failure, must go on
+                    logger.warning("rollback after a cancelled statement failed", exc_info=True)
                 raise
 
     async def readable_fields(self, practice_ids: Iterable[int]) -> dict[int, frozenset[str]]:

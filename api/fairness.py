@@ -5,10 +5,10 @@ worker an authentication, a budget update and a ledger row; a partner sending fr
 connections at once would crowd the others out of the event loop with refusals alone. So, per
 worker process, requests presenting the same credential run at most N at a time, before any
 database work: the next ones wait their turn (holding nothing), and past QUEUE_FACTOR * N
-waiting, a request is refused (RATE_LIMITED) at once. Other partners' requests never wait
-behind them.
+waiting, a request is refused (RATE_LIMITED) at once. Other keys' requests do not queue behind
+them here (they still share the worker's pool of database connections).
 
-The gate is keyed by a hash of the whole presented credential, not by its public prefix: a
+The gate is keyed by a hash of the whole presented token (as `api.auth.bearer_token` reads it), not by its public prefix: a
 client that knows another partner's key prefix must not be able to fill that partner's gate
 with wrong secrets. Idle gates are dropped, so the table holds only requests in flight.
 

@@ -67,3 +67,16 @@ async def test_a_key_whose_budget_is_spent_is_refused_before_the_database_and_re
     assert (await api.query(world.keys["no-contact"], "{ viewer { name } }")).data == {"viewer": {"name": "no-contact"}}
     prefix = "_".join(world.keys["full"].split("_")[:2])  # pak_<prefix>
     assert (await api.query(prefix + "_" + "x" * 43, "{ viewer { name } }")).status == 401
+
+
+async def test_spellings_of_one_authorization_header_share_one_gate(make_api, world):
+    """`bearer  K` is the same key as `Bearer K` to authentication, so to the gate as well."""
+    api = make_api(budget_capacity=600, budget_refill_per_second=1)
+    key = world.keys["full"]
+    for _ in range(8):
+        response = await api.query(key, PRICED, variables(world, 50))
+        if response.status == 429:
+            break
+    for header in (f"bearer {key}", f"BEARER   {key}", f"Bearer {key}  "):
+        again = await api.http.post("/graphql", json={"query": "{ viewer { name } }"}, headers={"Authorization": header})
+        assert again.status_code == 429 and again.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED", header
