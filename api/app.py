@@ -73,13 +73,12 @@ def _code_of(response: Response) -> str | None:
 
 
 def error_response(status: int, code: ErrorCode, message: str, request_id: str, **headers: str) -> Response:
-    body = {"errors": [{"message": message, "extensions": {"code": code.value, "requestId": request_id}}]}
-    return JSONResponse(body, status_code=status, headers={"X-Request-Id": request_id, **headers})
+    return refusal_response(status, ApiError(code, message), request_id, **headers)
 
 
-def refusal_response(status: int, refusal: ApiError, request_id: str) -> Response:
+def refusal_response(status: int, refusal: ApiError, request_id: str, **headers: str) -> Response:
     body = {"errors": [{"message": str(refusal), "extensions": {**refusal.extensions, "requestId": request_id}}]}
-    return JSONResponse(body, status_code=status, headers={"X-Request-Id": request_id})
+    return JSONResponse(body, status_code=status, headers={"X-Request-Id": request_id, **headers})
 
 
 def _unavailable(error: Exception, settings: Settings) -> ApiError:
