@@ -202,14 +202,14 @@ def create_app(
                 return error_response(
                     429, ErrorCode.RATE_LIMITED, refusal.message, request_id, **{"Retry-After": str(refusal.retry_after)}
                 ), None
-            response, context = await serve_in_turn(request, request_id, utcnow())  # its time starts once admitted
+            response, context = await serve_in_turn(request, credential, request_id, utcnow())  # its time starts once admitted
         if context is not None and context.retry_after is not None:
             gates.cool(credential, context.principal, context.retry_after)
         return response, context
 
-    async def serve_in_turn(request: Request, request_id: str, now: datetime) -> tuple[Response, RequestContext | None]:
+    async def serve_in_turn(request: Request, credential: str | None, request_id: str, now: datetime) -> tuple[Response, RequestContext | None]:
         async with sessions() as session:
-            principal = await authenticate(session, bearer_token(request.headers.get("authorization")), now)
+            principal = await authenticate(session, credential, now)
             if principal is None:
                 return error_response(
                     401, ErrorCode.UNAUTHENTICATED, "A valid API key is required: `Authorization: Bearer <key>`.",
