@@ -1,7 +1,9 @@
 """Per-partner cost budgets: a token bucket in the database, so every worker shares it.
 
 Each change is one atomic UPDATE: refill for the time elapsed (capped), then take or give back
-points. Works the same on SQLite and PostgreSQL, and survives restarts.
+points. Works the same on SQLite and PostgreSQL, and survives restarts. Concurrent requests reach
+the row in any order: a clock reading older than the bucket's refills nothing and leaves its time
+alone, so a late writer can neither drive the bucket negative nor refill the same time twice.
 """
 
 from __future__ import annotations
@@ -54,8 +56,13 @@ class Budgets:
         )
 
     def _refilled(self, capacity: int, rate: float, now: float):  # type: ignore[no-untyped-def]
-        refilled = PartnerBudget.points + (literal(now) - PartnerBudget.refilled_at) * rate
+        elapsed = case((literal(now) > PartnerBudget.refilled_at, literal(now) - PartnerBudget.refilled_at), else_=0.0)
+        refilled = PartnerBudget.points + elapsed * rate
         return case((refilled > capacity, float(capacity)), else_=refilled)
+
+    @staticmethod
+    def _latest(now: float):  # type: ignore[no-untyped-def]
+        return case((literal(now) > PartnerBudget.refilled_at, literal(now)), else_=PartnerBudget.refilled_at)
 
     async def take(self, session: AsyncSession, principal: Principal, cost: int, now: float) -> Charge:
         """Take `cost` points if the bucket holds them; commits."""
@@ -64,7 +71,7 @@ class Budgets:
         taking = (
             update(PartnerBudget)
             .where(PartnerBudget.partner_id == principal.partner_id, refilled >= cost)
-            .values(points=refilled - cost, refilled_at=now)
+            .values(points=refilled - cost, refilled_at=self._latest(now))
             .returning(PartnerBudget.points)
         )
         taken = (await session.execute(taking)).scalar_one_or_none()
@@ -84,7 +91,7 @@ class Budgets:
         await session.execute(
             update(PartnerBudget)
             .where(PartnerBudget.partner_id == principal.partner_id)
-            .values(points=case((refilled > capacity, float(capacity)), else_=refilled), refilled_at=now)
+            .values(points=case((refilled > capacity, float(capacity)), else_=refilled), refilled_at=self._latest(now))
         )
 
     async def status(self, session: AsyncSession, principal: Principal, now: float) -> Throttle:

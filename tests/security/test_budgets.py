@@ -1,6 +1,15 @@
 """Pricing before execution, the cost extension, and the per-partner budget shared by workers."""
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.auth import Principal
+from api.budgets import Budgets
+from api.models import Partner, PartnerBudget
+from api.settings import Settings
 
 from tests.world import window_args
 
@@ -99,3 +108,31 @@ async def test_fragments_are_priced_like_the_fields_they_spread(api, world):
     response = await api.query(world.keys["full"], query, variables(world, 10))
     assert response.body["extensions"]["cost"]["requestedQueryCost"] == 11 * 10
     assert response.body["extensions"]["cost"]["actualQueryCost"] == 11 * len(world.appointments["A"])
+
+
+# Concurrent requests read the clock, then queue for the bucket's row: their readings reach it in any order.
+clock_readings = st.lists(st.tuples(st.floats(-5, 5), st.integers(0, 150)), min_size=1, max_size=12)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=clock_readings)
+async def test_clock_readings_out_of_order_never_overdraw_nor_wrongly_refuse(async_engine, world, steps):
+    budgets, capacity, rate = Budgets(Settings(budget_capacity=1000, budget_refill_per_second=100)), 1000, 100
+    async with AsyncSession(async_engine, expire_on_commit=False) as session:
+        partner = (await session.execute(select(Partner).where(Partner.name == "full"))).scalar_one()
+        await session.execute(delete(PartnerBudget).where(PartnerBudget.partner_id == partner.id))
+        await session.commit()
+        principal = Principal(partner.id, partner.public_id, partner.name, 0, "")
+        start, spent, latest = 1_000_000.0, 0, 1_000_000.0
+        await budgets.take(session, principal, 0, start)
+        for offset, cost in steps:
+            charge = await budgets.take(session, principal, cost, start + offset)
+            latest = max(latest, start + offset)
+            if spent + cost <= capacity:  # affordable without any refill, whatever the clock says
+                assert charge.granted
+            if charge.granted:
+                spent += cost
+                assert charge.throttle.currently_available >= 0
+            bucket = (await session.execute(select(PartnerBudget).where(PartnerBudget.partner_id == partner.id))).scalar_one()
+            assert bucket.refilled_at == latest  # the bucket's time never goes back
+            assert spent <= capacity + rate * (latest - start)
