@@ -245,17 +245,20 @@ def _parse_wrk(out: str) -> dict[str, float]:
         number, unit = float(value[:-2] if value.endswith(("ms", "us")) else value[:-1]), value[-2:] if value[-2:] in ("ms", "us") else value[-1]
         return number * {"ms": 1, "us": 0.001, "s": 1000}[unit]
 
-    result: dict[str, float] = {}
+    result: dict[str, float] = {"non_2xx": 0}
+    requests, seconds = 0, 0.0
     for line in out.splitlines():
         parts = line.split()
-        if line.strip().startswith("Requests/sec:"):
-            result["requests_per_second"] = float(parts[1])
+        if len(parts) > 3 and parts[1:3] == ["requests", "in"]:  # "1234 requests in 10.01s, 5.6MB read"
+            requests, seconds = int(parts[0]), ms(parts[3].rstrip(",")) / 1000
         elif parts[:1] == ["50%"]:
             result["p50_ms"] = ms(parts[1])
         elif parts[:1] == ["99%"]:
             result["p99_ms"] = ms(parts[1])
         elif "Non-2xx" in line:
             result["non_2xx"] = float(parts[-1])
+    # Refusals are not throughput: only answered pages count.
+    result["requests_per_second"] = round((requests - result["non_2xx"]) / seconds, 2)
     return result
 
 
@@ -333,7 +336,10 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"full scans of a large table, in {len(plans)} reads explained: {scans or 'none'}")
         for name, r in results.items():
             if "requests_per_second" in r:
-                lines.append(f"{name:<22} {r['requests_per_second']:>8.0f} req/s  p50 {r.get('p50_ms', 0):.1f} ms  p99 {r.get('p99_ms', 0):.1f} ms")
+                lines.append(
+                    f"{name:<22} {r['requests_per_second']:>8.0f} req/s  p50 {r.get('p50_ms', 0):.1f} ms  p99 {r.get('p99_ms', 0):.1f} ms"
+                    + (f"  ({r['non_2xx']:.0f} refused, not counted)" if r.get("non_2xx") else "")
+                )
     return "\n".join(lines)
 
 
