@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import secrets
@@ -37,6 +38,7 @@ from api.graphql_view import DATABASE_UNAVAILABLE, PartnerGraphQL, is_database_u
 from api.budgets import Budgets
 from api.extraction import ExtractionGuard
 from api.fairness import CredentialGates
+from api.grant_cache import GrantCache
 from api.schema import PartnerSchema, build_schema
 from api.schema.loaders import Loaders
 from api.settings import Settings, get_settings
@@ -124,7 +126,7 @@ def create_app(
     cursors = CursorCodec(settings.secret_key.encode() or secrets.token_bytes(32))
     view = PartnerGraphQL(schema or build_schema(settings), graphql_ide=None)
     view.statement_timeout = settings.statement_timeout_seconds
-    budgets, extraction = Budgets(settings), ExtractionGuard(settings)
+    budgets, extraction, grants = Budgets(settings), ExtractionGuard(settings), GrantCache()
     gates = CredentialGates(settings.max_concurrent_requests_per_key)
 
     async def healthz(_: Request) -> Response:
@@ -218,7 +220,7 @@ def create_app(
             context = RequestContext(
                 request=request, principal=principal, request_time=now, authorizer=authorizer,
                 session=session, cursors=cursors, request_id=request_id, settings=settings,
-                budgets=budgets, extraction=extraction,
+                budgets=budgets, extraction=extraction, grants=grants,
             )
             context.loaders = Loaders(context)
             try:
@@ -238,6 +240,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        # What exists now (schema, policy, mappers: ~100k objects) lives as long as the worker: frozen,
+        # the collector's full passes skip it, instead of pausing every request they hit for ~50 ms.
+        gc.freeze()
         yield
         await engine.dispose()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.keys import hash_secret, secret_matches, split_token
@@ -14,6 +14,9 @@ from api.models import Partner, PartnerKey, PartnerStatus
 # Recording every use would turn each read into a write; a minute is precise enough.
 LAST_USED_PRECISION = timedelta(minutes=1)
 _DUMMY_HASH = hash_secret("no key has this secret")
+_KEY_AND_PARTNER = select(PartnerKey, Partner).join(Partner, Partner.id == PartnerKey.partner_id).where(
+    PartnerKey.prefix == bindparam("prefix")
+)
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,7 @@ class Principal:
     key_prefix: str
     budget_capacity: int | None = None  # the partner's own budget, when it has one
     budget_refill_per_second: float | None = None
+    grants_version: int = 0  # changes with any of the partner's grants (see api.grant_cache)
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -42,11 +46,7 @@ async def authenticate(session: AsyncSession, token: str | None, now: datetime) 
     if parts is None:
         return None
     prefix, secret = parts
-    row = (
-        await session.execute(
-            select(PartnerKey, Partner).join(Partner, Partner.id == PartnerKey.partner_id).where(PartnerKey.prefix == prefix)
-        )
-    ).first()
+    row = (await session.execute(_KEY_AND_PARTNER, {"prefix": prefix})).first()
     key, partner = (row[0], row[1]) if row else (None, None)
     # Always compare a hash, so that an unknown prefix costs the same as a wrong secret.
     matches = secret_matches(secret, key.secret_hash if key else _DUMMY_HASH)
@@ -61,5 +61,5 @@ async def authenticate(session: AsyncSession, token: str | None, now: datetime) 
         await session.commit()
     return Principal(
         partner.id, partner.public_id, partner.name, key.id, key.prefix,
-        partner.budget_capacity, partner.budget_refill_per_second,
+        partner.budget_capacity, partner.budget_refill_per_second, partner.grants_version,
     )

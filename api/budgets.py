@@ -11,13 +11,30 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from sqlalchemy import case, insert, literal, select, update
+from sqlalchemy import Float, bindparam, case, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth import Principal
 from api.models import PartnerBudget
 from api.settings import Settings
+
+
+# Built once, executed with bound values: the request path builds no SQL expression for its budget.
+_NOW, _RATE, _POINTS = bindparam("now", type_=Float), bindparam("rate", type_=Float), bindparam("points", type_=Float)
+_CAPACITY = bindparam("capacity", type_=Float)
+_OF_PARTNER = PartnerBudget.partner_id == bindparam("partner")
+_ELAPSED = case((_NOW > PartnerBudget.refilled_at, _NOW - PartnerBudget.refilled_at), else_=0.0)
+_REFILLED = case((PartnerBudget.points + _ELAPSED * _RATE > _CAPACITY, _CAPACITY), else_=PartnerBudget.points + _ELAPSED * _RATE)
+_LATEST = case((_NOW > PartnerBudget.refilled_at, _NOW), else_=PartnerBudget.refilled_at)
+_TAKE = (
+    update(PartnerBudget).where(_OF_PARTNER, _REFILLED >= _POINTS)
+    .values(points=_REFILLED - _POINTS, refilled_at=_LATEST).returning(PartnerBudget.points)
+)
+_REFUND = update(PartnerBudget).where(_OF_PARTNER).values(
+    points=case((_REFILLED + _POINTS > _CAPACITY, _CAPACITY), else_=_REFILLED + _POINTS), refilled_at=_LATEST
+)
+_AVAILABLE = select(_REFILLED).where(_OF_PARTNER)
 
 
 @dataclass(frozen=True)
@@ -55,52 +72,30 @@ class Budgets:
             principal.budget_refill_per_second or self.settings.budget_refill_per_second,
         )
 
-    def _refilled(self, capacity: int, rate: float, now: float):  # type: ignore[no-untyped-def]
-        elapsed = case((literal(now) > PartnerBudget.refilled_at, literal(now) - PartnerBudget.refilled_at), else_=0.0)
-        refilled = PartnerBudget.points + elapsed * rate
-        return case((refilled > capacity, float(capacity)), else_=refilled)
-
-    @staticmethod
-    def _latest(now: float):  # type: ignore[no-untyped-def]
-        return case((literal(now) > PartnerBudget.refilled_at, literal(now)), else_=PartnerBudget.refilled_at)
-
     async def take(self, session: AsyncSession, principal: Principal, cost: int, now: float) -> Charge:
         """Take `cost` points if the bucket holds them; commits."""
         capacity, rate = self.limits(principal)
-        refilled = self._refilled(capacity, rate, now)
-        taking = (
-            update(PartnerBudget)
-            .where(PartnerBudget.partner_id == principal.partner_id, refilled >= cost)
-            .values(points=refilled - cost, refilled_at=self._latest(now))
-            .returning(PartnerBudget.points)
-        )
-        taken = (await session.execute(taking)).scalar_one_or_none()
+        values = {"partner": principal.partner_id, "capacity": float(capacity), "rate": rate, "now": now, "points": cost}
+        taken = (await session.execute(_TAKE, values)).scalar_one_or_none()
         if taken is None and await self._created(session, principal.partner_id, capacity, now):
-            taken = (await session.execute(taking)).scalar_one_or_none()
+            taken = (await session.execute(_TAKE, values)).scalar_one_or_none()
         if taken is not None:
             await session.commit()
             return Charge(True, Throttle(capacity, taken, rate), 0)
-        available = (await session.execute(select(refilled).where(PartnerBudget.partner_id == principal.partner_id))).scalar_one()
+        available = (await session.execute(_AVAILABLE, values)).scalar_one()
         await session.commit()
         return Charge(False, Throttle(capacity, available, rate), max(1, math.ceil((cost - available) / rate)))
 
     async def refund(self, session: AsyncSession, principal: Principal, points: int, now: float) -> None:
         """Give back what was taken but not spent, in the caller's transaction (the ledger's)."""
         capacity, rate = self.limits(principal)
-        refilled = self._refilled(capacity, rate, now) + points
-        await session.execute(
-            update(PartnerBudget)
-            .where(PartnerBudget.partner_id == principal.partner_id)
-            .values(points=case((refilled > capacity, float(capacity)), else_=refilled), refilled_at=self._latest(now))
-        )
+        values = {"partner": principal.partner_id, "capacity": float(capacity), "rate": rate, "now": now, "points": points}
+        await session.execute(_REFUND, values)
 
     async def status(self, session: AsyncSession, principal: Principal, now: float) -> Throttle:
         capacity, rate = self.limits(principal)
-        available = (
-            await session.execute(
-                select(self._refilled(capacity, rate, now)).where(PartnerBudget.partner_id == principal.partner_id)
-            )
-        ).scalar_one_or_none()
+        values = {"partner": principal.partner_id, "capacity": float(capacity), "rate": rate, "now": now}
+        available = (await session.execute(_AVAILABLE, values)).scalar_one_or_none()
         return Throttle(capacity, capacity if available is None else available, rate)
 
     async def _created(self, session: AsyncSession, partner_id: int, capacity: int, now: float) -> bool:

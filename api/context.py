@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Result, Select, select
+from sqlalchemy import Result, Select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 
@@ -19,9 +19,10 @@ from api.budgets import Budgets
 from api.cursors import CursorCodec
 from api.errors import ApiError
 from api.extraction import ExtractionGuard
+from api.grant_cache import GrantCache
 from api.settings import Settings
 from api.ledger import Disclosures, FieldGroup, groups_for
-from api.models import Appointment, Base, Grant, Patient
+from api.models import Appointment, Base, Patient
 from authz.actors import PartnerActor
 from authz.engine import Authorizer
 
@@ -41,6 +42,7 @@ class RequestContext:
     settings: Settings
     budgets: Budgets
     extraction: ExtractionGuard
+    grants: GrantCache
     loaders: Any = None  # api.schema.loaders.Loaders, set by the app
     cost: dict[str, Any] | None = None  # the `cost` response extension
     refund: int = 0  # budget points taken but not spent, given back with the ledger write
@@ -97,15 +99,9 @@ class RequestContext:
         grants there; computed once per practice and request."""
         missing = set(practice_ids) - self._fields.keys()
         if missing:
-            grants = (
-                await self.execute(
-                    select(Grant).where(Grant.partner_id == self.principal.partner_id, Grant.practice_id.in_(missing))
-                )
-            ).scalars()
-            found: dict[int, frozenset[str]] = {practice_id: frozenset() for practice_id in missing}
-            for grant in grants:
-                found[grant.practice_id] |= self.authorizer.readable_fields(self.actor, grant)
-            self._fields.update(found)
+            grants = await self.grants.at_practices(self.execute, self.principal.partner_id, self.principal.grants_version, missing)
+            for practice_id, at_practice in grants.items():
+                self._fields[practice_id] = frozenset().union(*(self.authorizer.readable_fields(self.actor, g) for g in at_practice))
         return self._fields
 
     def _field_groups(self, type_name: str, readable: frozenset[str]) -> int:

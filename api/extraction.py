@@ -14,13 +14,13 @@ import time
 from collections.abc import Collection
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, delete, func, select
+from sqlalchemy import Exists, delete, exists, func, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.errors import ApiError, ErrorCode
-from api.models import Appointment, ExtractionAlert, Grant, PatientDisclosure
+from api.models import Appointment, ExtractionAlert, Grant, Patient, PatientDisclosure
 from api.settings import Settings
 
 ACTIVITY_CACHE_SECONDS = 600
@@ -33,13 +33,12 @@ class ExtractionGuard:
         self.window = timedelta(hours=settings.extraction_window_hours)
         self._activity: dict[int, tuple[float, int]] = {}
 
-    def disclosed(self, partner_id: int, practice_id: int, patient_ids: Collection[int], now: datetime) -> Select[tuple[int]]:
-        """Which of these patients the partner already read at the practice in the window: they cost
-        nothing more, and a request that reads only those needs no write (read in the request's
-        transaction)."""
-        return select(PatientDisclosure.patient_id).where(
-            PatientDisclosure.partner_id == partner_id, PatientDisclosure.practice_id == practice_id,
-            PatientDisclosure.disclosed_at >= now - self.window, PatientDisclosure.patient_id.in_(set(patient_ids)),
+    def already_disclosed(self, partner_id: int, now: datetime) -> Exists:
+        """For a query of patients: whether the partner already read each one at its practice in the
+        window. Those cost nothing more, and a request that reads only those needs no write."""
+        return exists().where(
+            PatientDisclosure.partner_id == partner_id, PatientDisclosure.practice_id == Patient.practice_id,
+            PatientDisclosure.patient_id == Patient.id, PatientDisclosure.disclosed_at >= now - self.window,
         )
 
     async def admit(

@@ -202,6 +202,10 @@ class Partner(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     budget_capacity: Mapped[int | None] = mapped_column(Integer, comment="Cost points; NULL: the default")
     budget_refill_per_second: Mapped[float | None] = mapped_column(Float, comment="NULL: the default")
+    # The API keeps grants between requests under this version (migration 6c1f0e2b9d47).
+    grants_version: Mapped[int] = mapped_column(
+        Integer, server_default="0", default=0, comment="Bumped by a trigger on every change to the partner's grants"
+    )
 
     keys: Mapped[list[PartnerKey]] = relationship(back_populates="partner")
     grants: Mapped[list[Grant]] = relationship(back_populates="partner")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import platform
@@ -194,6 +195,7 @@ async def in_process(
             "full": await full_stack("full", url, keys),
             "full-10k": await full_stack("full-10k", small_url, small_keys),
         }
+        gc.freeze()  # every variant's long-lived objects, as the API's lifespan does in a server (ASGITransport runs none)
         results = await interleaved(calls, iterations)
         if explained is not None:  # warm by now, as the timings were
             full_engine = apps["full"].state.engine

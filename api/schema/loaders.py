@@ -33,20 +33,16 @@ class Loaders:
         """Patients, each practice's batch admitted by the distinct-patient budget first."""
 
         async def load(ids: Sequence[int]) -> list[models.Patient | ApiError | None]:
-            found = await reads.by_ids(ctx, models.Patient, ids)
-            by_practice: dict[int, list[int]] = defaultdict(list)
-            for patient in found.values():
-                by_practice[patient.practice_id].append(patient.id)
+            found, new = await reads.patients(ctx, ids)
+            by_practice: dict[int, set[int]] = defaultdict(set)
+            for patient_id in new:
+                by_practice[found[patient_id].practice_id].add(patient_id)
             refused: dict[int, ApiError] = {}
-            partner_id = ctx.principal.partner_id
+            partner_id, key_id = ctx.principal.partner_id, ctx.principal.key_id
             for practice_id, patient_ids in by_practice.items():
-                known = (await ctx.execute(ctx.extraction.disclosed(partner_id, practice_id, patient_ids, ctx.request_time))).scalars()
-                new = set(patient_ids) - set(known)
-                if not new:
-                    continue
                 try:
                     async with ctx.transaction() as session:
-                        await ctx.extraction.admit(session, partner_id, ctx.principal.key_id, practice_id, new, ctx.request_time)
+                        await ctx.extraction.admit(session, partner_id, key_id, practice_id, patient_ids, ctx.request_time)
                 except ApiError as error:
                     refused[practice_id] = error
             return [

@@ -28,3 +28,21 @@ async def test_statements_per_request_do_not_grow_with_page_size(make_api, world
 
     await count(50)  # first use: the budget row, the key's last use, the patients' first disclosure
     assert await count(5) == await count(50)
+
+
+async def test_a_warm_page_reads_each_table_it_shows_once_and_nothing_else(make_api, world):
+    """The practice check rides in the page query, known patients in the patients query, grants in a
+    cache: what is left is the key, the budget, three reads and the ledger."""
+    api = make_api()
+    statements: list[str] = []
+    event.listen(api.http._transport.app.state.engine.sync_engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    variables = {"p": world.practice_id("A"), **window_args(), "n": 50}
+    for _ in range(2):
+        statements.clear()
+        assert (await api.query(world.keys["full"], PAGE, variables)).errors == []
+    shapes = [" ".join(s.split()[:2]) if s.startswith(("UPDATE", "INSERT")) else s.split(".")[0] for s in statements]
+    assert sorted(s for s in shapes if s != "UPDATE partner_budgets") == [
+        "INSERT INTO", "INSERT INTO", "SELECT appointments", "SELECT partner_keys", "SELECT patients",
+        "SELECT practice_memberships", "SELECT practices",
+    ], statements
+    assert 1 <= shapes.count("UPDATE partner_budgets") <= 2  # the charge, and a refund when fewer points were spent
