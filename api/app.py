@@ -31,7 +31,7 @@ from api.keys import split_token
 from api.ledger import AccessEntry
 from api.context import RequestContext
 from api.cursors import CursorCodec
-from api.database import make_async_engine, make_session_factory
+from api.database import make_async_engine, make_session_factory, write_turns
 from api.errors import ApiError, ErrorCode, timed_out
 from api.graphiql import graphiql_routes, render_graphiql, wants_graphiql
 from api.graphql_view import DATABASE_UNAVAILABLE, PartnerGraphQL, is_database_unavailable, is_statement_timeout
@@ -119,7 +119,7 @@ def create_app(
 ) -> Starlette:
     settings = settings or get_settings()
     engine = make_async_engine(settings.database_url, settings.statement_timeout_seconds)
-    sessions = make_session_factory(engine)
+    sessions, write_turn = make_session_factory(engine), write_turns(engine)
     authorizer = authorizer or Authorizer()
     if not settings.secret_key:
         logger.warning("PARTNER_API_SECRET_KEY is unset: cursors will not survive a restart or cross workers")
@@ -175,9 +175,12 @@ def create_app(
         )
         try:
             async with sessions() as session:
-                if context is not None and context.refund:
-                    await budgets.refund(session, context.principal, context.refund, time.time())
-                await ledger.write(session, entry, context.disclosures if served and context else None)
+                await session.connection()  # before the turn, as in RequestContext.transaction
+                async with write_turn():
+                    await ledger.write(session, entry, context.disclosures if served and context else None)
+                    if context is not None and context.refund:  # last: the budget row stays locked until the commit
+                        await budgets.refund(session, context.principal, context.refund, time.time())
+                    await session.commit()
         except Exception:  # fail closed: what cannot be recorded is not sent
             logger.exception("could not write the access ledger for request %s", request_id)
             response = error_response(
@@ -220,7 +223,7 @@ def create_app(
             context = RequestContext(
                 request=request, principal=principal, request_time=now, authorizer=authorizer,
                 session=session, cursors=cursors, request_id=request_id, settings=settings,
-                budgets=budgets, extraction=extraction, grants=grants,
+                budgets=budgets, extraction=extraction, grants=grants, write_turn=write_turn,
             )
             context.loaders = Loaders(context)
             try:

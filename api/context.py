@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -43,6 +43,7 @@ class RequestContext:
     budgets: Budgets
     extraction: ExtractionGuard
     grants: GrantCache
+    write_turn: Callable[[], AbstractAsyncContextManager[object]]  # api.database.write_turns
     loaders: Any = None  # api.schema.loaders.Loaders, set by the app
     cost: dict[str, Any] | None = None  # the `cost` response extension
     refund: int = 0  # budget points taken but not spent, given back with the ledger write
@@ -74,7 +75,10 @@ class RequestContext:
         async with self._lock:
             try:
                 await self.session.commit()  # end the read transaction: the write starts fresh
-                yield self.session
+                # A connection first, then the turn: the holder of the turn never waits for the pool.
+                await self.session.connection()
+                async with self.write_turn():
+                    yield self.session
             except ApiError:
                 raise  # a refusal, after its own commit: rolling back would expire the loaded rows
             except BaseException:  # also a cancellation (see `execute`), which may cut the commit itself

@@ -1,5 +1,9 @@
 """Engines and sessions: async for the request path, sync for the CLI, seeding and migrations."""
 
+import asyncio
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
+
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -24,14 +28,17 @@ def async_url(url: str | URL) -> URL:
     return _with_driver(url, ASYNC_DRIVERS)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+DEFAULT_BUSY_TIMEOUT_MS = 5000
+
+
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
         cursor = dbapi_connection.cursor()
         # WAL lets readers run beside the single writer; foreign keys are off by default in SQLite.
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")  # waiting for another writer
         # In WAL mode, NORMAL survives an application crash and fsyncs only at checkpoints.
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
@@ -45,7 +52,8 @@ def make_sync_engine(url: str | URL) -> Engine:
 
 
 def make_async_engine(url: str | URL, statement_timeout_seconds: float = 0, **kwargs: object) -> AsyncEngine:
-    """The request path's engine; on PostgreSQL, every statement is cancelled past the timeout (0: none)."""
+    """The request path's engine; on PostgreSQL, every statement is cancelled past the timeout (0: none);
+    on SQLite, a statement waits that long at most for another writer."""
     url = async_url(url)
     if statement_timeout_seconds and url.get_backend_name() == "postgresql":
         # A server setting of each connection: the server cancels the statement, even when the client is stuck.
@@ -53,9 +61,23 @@ def make_async_engine(url: str | URL, statement_timeout_seconds: float = 0, **kw
         kwargs["connect_args"] = {**kwargs.get("connect_args", {}), "server_settings": server_settings}  # type: ignore[dict-item]
     engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
-        _configure_sqlite(engine.sync_engine)
+        _configure_sqlite(engine.sync_engine, round(statement_timeout_seconds * 1000) or DEFAULT_BUSY_TIMEOUT_MS)
     return engine
 
 
 def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def write_turns(engine: AsyncEngine) -> Callable[[], AbstractAsyncContextManager[object]]:
+    """What a writer of this process holds for its write transaction.
+
+    SQLite lets one writer in at a time and makes the others poll (busy_timeout): under load a
+    writer can keep missing its turn until it fails with "database is locked". Writers of one
+    process queue in the event loop instead, first come first served. PostgreSQL locks rows and
+    needs no turns.
+    """
+    if engine.dialect.name != "sqlite":
+        return nullcontext
+    lock = asyncio.Lock()
+    return lambda: lock

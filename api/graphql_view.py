@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
@@ -70,10 +71,12 @@ def is_statement_timeout(error: BaseException | None) -> bool:
 
 
 def is_database_unavailable(error: BaseException | None) -> bool:
-    """The connection to the database was lost, or the session still holds the transaction it lost."""
+    """The connection to the database was lost, the session still holds the transaction it lost,
+    or SQLite stayed locked by another writer past its busy timeout."""
     return any(
         isinstance(cause, (DisconnectionError, PendingRollbackError))
         or (isinstance(cause, DBAPIError) and cause.connection_invalidated)
+        or (isinstance(cause, sqlite3.OperationalError) and getattr(cause, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY)
         for cause in _causes(error)
     )
 

@@ -100,13 +100,12 @@ def _storable(entry: AccessEntry) -> dict[str, object]:
 
 
 async def write(session: AsyncSession, entry: AccessEntry, disclosures: Disclosures | None) -> None:
-    """One transaction: the request and what it disclosed. Raises when it cannot be written."""
+    """The request and what it disclosed, in the caller's transaction. Raises when it cannot be written."""
     values = _storable(entry)
     access_id = (await session.execute(insert(AccessRecord).values(**values).returning(AccessRecord.id))).scalar_one()
     rows = disclosures.rows(access_id) if disclosures else []
     if rows:
         await session.execute(insert(Disclosure.__table__), rows)  # the table: no ORM bulk processing per row
-    await session.commit()
 
 
 def groups_for(type_name: str, selected: Iterable[tuple[str, str]], readable: frozenset[str], field_scopes: dict[str, frozenset[str]]) -> int:

@@ -14,7 +14,8 @@ turns request by request so that a shared machine's slow moments hit them alike:
   full         the full stack in-process: authentication, policy filters, field rules, cost, budgets
   full-10k     the full stack on a 10,000-appointment database (cost must not grow with the table)
 and the plan of each SQL read the full stack issues for the page (bench/explain.py), written to
-bench/results/plans-<db>.txt; and with --http, requests per second and p50/p99 over loopback with
+bench/results/plans-<db>.txt; what a policy evaluation costs with and without the caches
+(bench/policy.py); and with --http, requests per second and p50/p99 over loopback with
 wrk, for 1 and 2 workers.
 Figures are medians (and p99) in milliseconds, and ratios to `bare` of the same run. It prints a
 table and writes bench/results/latest.json. `python -m bench.fairness` measures fairness under a
@@ -52,7 +53,7 @@ from api.migrate import upgrade
 from api.seed import SIZES, SeedSize, reference_date_for, seed
 from api.schema import build_schema
 from api.settings import Settings
-from bench import explain
+from bench import explain, policy
 from bench.bare import bare_asgi, bare_schema, in_memory_context
 from bench.open_authorizer import OpenAuthorizer
 
@@ -318,8 +319,10 @@ def main() -> None:
             report["plans"][db] = explain.summary(explained)
             RESULTS.mkdir(exist_ok=True)
             explain.write(RESULTS / f"plans-{db}.txt", db, args.size, explained)
+    report["policy"] = policy.measure()
     (RESULTS / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
     print(render(report))
+    print(policy.render(report["policy"]))
 
 
 def render(report: dict[str, Any]) -> str:

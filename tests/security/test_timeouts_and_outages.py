@@ -14,6 +14,7 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.orm import Session
 
 from api.app import create_app
+from api.budgets import Budgets
 from api.context import RequestContext
 from api.models import AccessRecord, Disclosure
 from api.settings import Settings
@@ -142,3 +143,31 @@ async def test_an_unreachable_database_is_a_503_counted_in_the_metrics_and_ready
     finally:
         await api.close()
         await app.state.engine.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # PostgreSQL locks rows, not the database
+async def test_sqlite_locked_by_another_writer_past_the_timeout_is_a_503_and_the_server_recovers(
+    make_api, world, sync_engine, monkeypatch
+):
+    api = make_api(statement_timeout_seconds=0.3)
+    take = Budgets.take
+
+    async def take_while_another_process_writes(self, *args):
+        with sync_engine.connect() as holder:
+            holder.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                return await take(self, *args)
+            finally:
+                holder.rollback()
+
+    monkeypatch.setattr(Budgets, "take", take_while_another_process_writes)
+    response = await api.query(world.keys["full"], PAGE, page(world))
+    assert response.status == 503 and response.data is None, response.body
+    [error] = response.body["errors"]
+    assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR" and error["extensions"]["reason"] == "DATABASE_UNAVAILABLE"
+    assert "retry later" in error["message"] and "locked" not in str(response.body)
+    record = last_record(sync_engine)  # the ledger, written once the other writer is done
+    assert (record.outcome, record.http_status) == ("refused", 503) and disclosed(sync_engine, record) == 0
+
+    monkeypatch.undo()
+    assert (await api.query(world.keys["full"], PAGE, page(world))).errors == []
