@@ -78,6 +78,7 @@ class CostAndBudget(SchemaExtension):
             )
             yield
             return
+        ctx.cost = {"requestedQueryCost": requested}  # what the ledger records if the operation never ends (timeout)
         yield
         result = execution.result
         data = getattr(result, "data", None)

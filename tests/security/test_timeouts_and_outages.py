@@ -69,6 +69,7 @@ async def test_a_request_past_its_timeout_is_stopped_recorded_and_the_next_one_s
     record = last_record(sync_engine)
     assert (record.outcome, record.error_code, record.http_status) == ("refused", "COST_LIMIT_EXCEEDED", 503)
     assert record.partner_id is not None and disclosed(sync_engine, record) == 0
+    assert record.requested_cost == 20 and record.actual_cost is None  # charged before it ran (5 rows x 4), never finished
 
     monkeypatch.undo()
     served = await api.query(world.keys["full"], PAGE, page(world))
