@@ -13,6 +13,8 @@ turns request by request so that a shared machine's slow moments hit them alike:
   no-cost      the full stack without cost analysis and budgets
   full         the full stack in-process: authentication, policy filters, field rules, cost, budgets
   full-10k     the full stack on a 10,000-appointment database (cost must not grow with the table)
+  no-ledger    the full stack without writing the access ledger (its price, not an option)
+  no-key-lookup the full stack with the key looked up once (what a principal cache would save)
 and the plan of each SQL read the full stack issues for the page (bench/explain.py), written to
 bench/results/plans-<db>.txt; what a policy evaluation costs with and without the caches
 (bench/policy.py); and with --http, requests per second and p50/p99 over loopback with
@@ -46,7 +48,7 @@ import httpx
 from sqlalchemy import Select, func, select, text
 from sqlalchemy.orm import Session
 
-from api import models
+from api import app as app_module, ledger, models
 from api.app import create_app
 from api.database import make_async_engine, make_session_factory, make_sync_engine
 from api.migrate import upgrade
@@ -124,6 +126,36 @@ async def interleaved(calls: dict[str, Callable[[], Awaitable[None]]], iteration
     }
 
 
+def _with(call: Callable[[], Awaitable[None]], module: Any, name: str, replacement: Any) -> Callable[[], Awaitable[None]]:
+    """`call` with `module.name` swapped for its duration: the variants take turns, never overlap."""
+
+    async def swapped() -> None:
+        original = getattr(module, name)
+        setattr(module, name, replacement)
+        try:
+            await call()
+        finally:
+            setattr(module, name, original)
+
+    return swapped
+
+
+async def _no_ledger(*_: object) -> None:
+    """The access record and its disclosures not written (the budget refund still is)."""
+
+
+def _remembered(authenticate: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """Authentication that looks the key up once: what a principal cache would save."""
+    known: dict[str | None, Any] = {}
+
+    async def remembered(session: Any, token: str | None, now: datetime) -> Any:
+        if token not in known:
+            known[token] = await authenticate(session, token, now)
+        return known[token]
+
+    return remembered
+
+
 def _asgi_client(app: Any) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench")
 
@@ -198,6 +230,9 @@ async def in_process(
             "full": await full_stack("full", url, keys),
             "full-10k": await full_stack("full-10k", small_url, small_keys),
         }
+        # Two more parts priced alone, on the full app: the access ledger, and the key's lookup.
+        calls["no-ledger"] = _with(calls["full"], ledger, "write", _no_ledger)
+        calls["no-key-lookup"] = _with(calls["full"], app_module, "authenticate", _remembered(app_module.authenticate))
         gc.freeze()  # every variant's long-lived objects, as the API's lifespan does in a server (ASGITransport runs none)
         results = await interleaved(calls, iterations)
         if explained is not None:  # warm by now, as the timings were
@@ -337,6 +372,8 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"CPU floor (floor + memory) {cpu_floor:.2f} ms; full / CPU floor: {results['full']['median_ms'] / cpu_floor:.2f}x")
         lines.append(f"authorization overhead (full / no-authz): {results['full']['median_ms'] / results['no-authz']['median_ms']:.2f}x")
         lines.append(f"cost analysis overhead (full / no-cost): {results['full']['median_ms'] / results['no-cost']['median_ms']:.2f}x")
+        lines.append(f"access ledger overhead (full / no-ledger): {results['full']['median_ms'] / results['no-ledger']['median_ms']:.2f}x")
+        lines.append(f"key lookup overhead (full / no-key-lookup): {results['full']['median_ms'] / results['no-key-lookup']['median_ms']:.2f}x")
         lines.append(f"table size (full on {report['size']} / full on 10k): {results['full']['median_ms'] / results['full-10k']['median_ms']:.2f}x")
         plans = report["plans"].get(db, [])
         scans = "; ".join(f"{p['table']} ({', '.join(p['full_scans'])})" for p in plans if p["large_table_full_scan"])
