@@ -80,3 +80,30 @@ def test_a_partner_has_at_most_one_live_grant_per_practice(sync_engine):
         grant(revoked=False)
         with pytest.raises(IntegrityError):
             grant(revoked=False)
+
+
+def test_any_change_to_a_grant_bumps_its_partners_grants_version(sync_engine):
+    """Workers cache grants under this version (api.grant_cache): a trigger, so that no writer can forget it."""
+    with Session(sync_engine) as session:
+        practice, first, second = Practice(name="A", address="1 rue A"), Partner(name="P1"), Partner(name="P2")
+        session.add_all([practice, first, second])
+        session.flush()
+
+        def versions() -> tuple[int, int]:
+            session.expire_all()
+            return first.grants_version, second.grants_version
+
+        assert versions() == (0, 0)
+        grant = Grant(partner_id=first.id, practice_id=practice.id, expires_at=utcnow() + timedelta(days=1))
+        session.add(grant)
+        session.flush()
+        assert versions() == (1, 0)
+        grant.patients_contact = not grant.patients_contact
+        session.flush()
+        assert versions() == (2, 0)
+        grant.partner_id = second.id  # both partners' grants changed
+        session.flush()
+        assert versions() == (3, 1)
+        session.delete(grant)
+        session.flush()
+        assert versions() == (3, 2)

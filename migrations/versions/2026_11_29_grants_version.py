@@ -26,8 +26,10 @@ SQLITE_TRIGGERS = {
 POSTGRESQL_FUNCTION = f"""
 CREATE FUNCTION bump_grants_version() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  IF TG_OP <> 'INSERT' THEN {BUMP.format(partners="OLD.partner_id")}; END IF;
-  IF TG_OP <> 'DELETE' THEN {BUMP.format(partners="NEW.partner_id")}; END IF;
+  IF TG_OP = 'INSERT' THEN {BUMP.format(partners="NEW.partner_id")};
+  ELSIF TG_OP = 'DELETE' THEN {BUMP.format(partners="OLD.partner_id")};
+  ELSE {BUMP.format(partners="OLD.partner_id, NEW.partner_id")};
+  END IF;
   RETURN NULL;
 END $$
 """
