@@ -53,12 +53,13 @@ class Disclosures:
         previous = records.get(record_id, (practice_id, 0))[1]
         records[record_id] = (practice_id, previous | groups)
 
-    def rows(self, access_id: int) -> list[dict[str, int | None]]:
+    def rows(self) -> list[dict[str, int | None]]:
+        """The `disclosures` rows, but for the access record's id."""
         return [
-            {"access_id": access_id, "practice_id": practice, "appointment_id": i, "patient_id": None, "field_groups": groups}
+            {"practice_id": practice, "appointment_id": i, "patient_id": None, "field_groups": groups}
             for i, (practice, groups) in self.appointments.items()
         ] + [
-            {"access_id": access_id, "practice_id": practice, "appointment_id": None, "patient_id": i, "field_groups": groups}
+            {"practice_id": practice, "appointment_id": None, "patient_id": i, "field_groups": groups}
             for i, (practice, groups) in self.patients.items()
         ]
 
@@ -103,15 +104,13 @@ def _storable(entry: AccessEntry) -> dict[str, object]:
 async def write(session: AsyncSession, entry: AccessEntry, disclosures: Disclosures | None) -> None:
     """The request and what it disclosed, in the caller's transaction. Raises when it cannot be written."""
     values = _storable(entry)
-    rows = disclosures.rows(0) if disclosures else []
+    rows = disclosures.rows() if disclosures else []
     if rows and session.bind.dialect.name == "postgresql":
         await session.execute(_ACCESS_WITH_DISCLOSURES, {**values, **_columns(rows)})  # one round trip
         return
     access_id = (await session.execute(insert(AccessRecord.__table__).values(**values).returning(AccessRecord.id))).scalar_one()
-    if rows:
-        for row in rows:
-            row["access_id"] = access_id
-        await session.execute(insert(Disclosure.__table__), rows)  # the table: no ORM bulk processing per row
+    if rows:  # the table: no ORM bulk processing per row
+        await session.execute(insert(Disclosure.__table__), [{"access_id": access_id, **row} for row in rows])
 
 
 # PostgreSQL: the access record and its disclosures in one statement (a data-modifying CTE, the
