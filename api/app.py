@@ -204,9 +204,8 @@ def create_app(
         async with gates.turn(credential) as refusal:
             if refusal is not None:
                 request.state.principal = refusal.principal
-                return error_response(
-                    429, ErrorCode.RATE_LIMITED, refusal.message, request_id, **{"Retry-After": str(refusal.retry_after)}
-                ), None
+                limited = ApiError(ErrorCode.RATE_LIMITED, refusal.message, retryAfter=refusal.retry_after)  # as a budget refusal says it
+                return refusal_response(429, limited, request_id, **{"Retry-After": str(refusal.retry_after)}), None
             response, context = await serve_in_turn(request, credential, request_id, utcnow())  # its time starts once admitted
         if context is not None and context.retry_after is not None:
             gates.cool(credential, context.principal, context.retry_after)

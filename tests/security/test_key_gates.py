@@ -58,6 +58,7 @@ async def test_a_key_whose_budget_is_spent_is_refused_before_the_database_and_re
         event.remove(engine, "before_cursor_execute", listener)
     assert again.status == 429 and again.codes == {"RATE_LIMITED"}
     assert 1 <= int(again.headers["retry-after"]) <= retry_after
+    assert again.body["errors"][0]["extensions"]["retryAfter"] == int(again.headers["retry-after"])  # as the budget's refusal
     assert statements and all("access_records" in s for s in statements), statements  # only its ledger row
     with Session(sync_engine) as session:
         last = session.scalars(select(AccessRecord).order_by(AccessRecord.id.desc())).first()
