@@ -72,10 +72,14 @@ class Budgets:
             principal.budget_refill_per_second or self.settings.budget_refill_per_second,
         )
 
+    def _bound(self, principal: Principal, now: float, points: int = 0) -> tuple[int, float, dict[str, float]]:
+        """The partner's capacity and rate, and the values the statements above are executed with."""
+        capacity, rate = self.limits(principal)
+        return capacity, rate, {"partner": principal.partner_id, "capacity": float(capacity), "rate": rate, "now": now, "points": points}
+
     async def take(self, session: AsyncSession, principal: Principal, cost: int, now: float) -> Charge:
         """Take `cost` points if the bucket holds them; commits."""
-        capacity, rate = self.limits(principal)
-        values = {"partner": principal.partner_id, "capacity": float(capacity), "rate": rate, "now": now, "points": cost}
+        capacity, rate, values = self._bound(principal, now, cost)
         taken = (await session.execute(_TAKE, values)).scalar_one_or_none()
         if taken is None and await self._created(session, principal.partner_id, capacity, now):
             taken = (await session.execute(_TAKE, values)).scalar_one_or_none()
@@ -88,13 +92,10 @@ class Budgets:
 
     async def refund(self, session: AsyncSession, principal: Principal, points: int, now: float) -> None:
         """Give back what was taken but not spent, in the caller's transaction (the ledger's)."""
-        capacity, rate = self.limits(principal)
-        values = {"partner": principal.partner_id, "capacity": float(capacity), "rate": rate, "now": now, "points": points}
-        await session.execute(_REFUND, values)
+        await session.execute(_REFUND, self._bound(principal, now, points)[2])
 
     async def status(self, session: AsyncSession, principal: Principal, now: float) -> Throttle:
-        capacity, rate = self.limits(principal)
-        values = {"partner": principal.partner_id, "capacity": float(capacity), "rate": rate, "now": now}
+        capacity, rate, values = self._bound(principal, now)
         available = (await session.execute(_AVAILABLE, values)).scalar_one_or_none()
         return Throttle(capacity, capacity if available is None else available, rate)
 
