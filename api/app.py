@@ -174,13 +174,11 @@ def create_app(
             client_address=request.client.host if request.client else None,
         )
         try:
-            async with sessions() as session:
-                await session.connection()  # before the turn, as in RequestContext.transaction
-                async with write_turn():
-                    await ledger.write(session, entry, context.disclosures if served and context else None)
-                    if context is not None and context.refund:  # last: the budget row stays locked until the commit
-                        await budgets.refund(session, context.principal, context.refund, time.time())
-                    await session.commit()
+            async with sessions() as session, write_turn(session):
+                await ledger.write(session, entry, context.disclosures if served and context else None)
+                if context is not None and context.refund:  # last: the budget row stays locked until the commit
+                    await budgets.refund(session, context.principal, context.refund, time.time())
+                await session.commit()
         except Exception:  # fail closed: what cannot be recorded is not sent
             logger.exception("could not write the access ledger for request %s", request_id)
             response = error_response(

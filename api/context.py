@@ -43,7 +43,7 @@ class RequestContext:
     budgets: Budgets
     extraction: ExtractionGuard
     grants: GrantCache
-    write_turn: Callable[[], AbstractAsyncContextManager[object]]  # api.database.write_turns
+    write_turn: Callable[[AsyncSession], AbstractAsyncContextManager[None]]  # api.database.write_turns
     loaders: Any = None  # api.schema.loaders.Loaders, set by the app
     cost: dict[str, Any] | None = None  # the `cost` response extension
     refund: int = 0  # budget points taken but not spent, given back with the ledger write
@@ -75,10 +75,8 @@ class RequestContext:
         async with self._lock:
             try:
                 # The write joins the request's reads, which changed nothing (on SQLite they hold no
-                # transaction at all): committing them first would cost a round trip. A connection
-                # before the turn: the holder of the turn never waits for the pool.
-                await self.session.connection()
-                async with self.write_turn():
+                # transaction at all): committing them first would cost a round trip.
+                async with self.write_turn(self.session):
                     yield self.session
             except ApiError:
                 raise  # a refusal, after its own commit: rolling back would expire the loaded rows

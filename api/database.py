@@ -1,8 +1,8 @@
 """Engines and sessions: async for the request path, sync for the CLI, seeding and migrations."""
 
 import asyncio
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager, nullcontext
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
@@ -69,15 +69,21 @@ def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-def write_turns(engine: AsyncEngine) -> Callable[[], AbstractAsyncContextManager[object]]:
-    """What a writer of this process holds for its write transaction.
+def write_turns(engine: AsyncEngine) -> Callable[[AsyncSession], AbstractAsyncContextManager[None]]:
+    """What a session of this process holds for a write transaction.
 
     SQLite lets one writer in at a time and makes the others poll (busy_timeout): under load a
     writer can keep missing its turn until it fails with "database is locked". Writers of one
     process queue in the event loop instead, first come first served. PostgreSQL locks rows and
     needs no turns.
     """
-    if engine.dialect.name != "sqlite":
-        return nullcontext
-    lock = asyncio.Lock()
-    return lambda: lock
+    lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+
+    @asynccontextmanager
+    async def turn(session: AsyncSession) -> AsyncIterator[None]:
+        # A connection first, then the turn: the holder of the turn never waits for the pool.
+        await session.connection()
+        async with lock or nullcontext():
+            yield
+
+    return turn

@@ -10,7 +10,8 @@ them here (they still share the worker's pool of database connections).
 
 The gate is keyed by a hash of the whole presented token (as `api.auth.bearer_token` reads
 it), not by its public prefix: a client that knows another partner's key prefix must not be
-able to fill that partner's gate with wrong secrets. Idle gates are dropped, so the table holds only requests in flight.
+able to fill that partner's gate with wrong secrets. Idle gates are dropped, so the table holds
+only requests in flight.
 
 A key whose request was refused for its budget is told when to come back (Retry-After); until
 then its requests are refused here at once, before the database, so that a client ignoring the

@@ -360,6 +360,10 @@ def main() -> None:
     print(policy.render(report["policy"]))
 
 
+# Each protection's price: the full stack against the variant without it.
+PARTS = (("authorization", "no-authz"), ("cost analysis", "no-cost"), ("access ledger", "no-ledger"), ("key lookup", "no-key-lookup"))
+
+
 def render(report: dict[str, Any]) -> str:
     lines = [f"{report['taken_at']} · {report['machine']} · data set {report['size']}"]
     for db, results in report["databases"].items():
@@ -370,10 +374,8 @@ def render(report: dict[str, Any]) -> str:
                 lines.append(f"{name:<22} {r['median_ms']:>10.2f} {r['p99_ms']:>9.2f} {r['median_ms'] / base:>8.2f}")
         cpu_floor = results["floor"]["median_ms"] + results["memory"]["median_ms"]
         lines.append(f"CPU floor (floor + memory) {cpu_floor:.2f} ms; full / CPU floor: {results['full']['median_ms'] / cpu_floor:.2f}x")
-        lines.append(f"authorization overhead (full / no-authz): {results['full']['median_ms'] / results['no-authz']['median_ms']:.2f}x")
-        lines.append(f"cost analysis overhead (full / no-cost): {results['full']['median_ms'] / results['no-cost']['median_ms']:.2f}x")
-        lines.append(f"access ledger overhead (full / no-ledger): {results['full']['median_ms'] / results['no-ledger']['median_ms']:.2f}x")
-        lines.append(f"key lookup overhead (full / no-key-lookup): {results['full']['median_ms'] / results['no-key-lookup']['median_ms']:.2f}x")
+        for part, without in PARTS:
+            lines.append(f"{part} overhead (full / {without}): {results['full']['median_ms'] / results[without]['median_ms']:.2f}x")
         lines.append(f"table size (full on {report['size']} / full on 10k): {results['full']['median_ms'] / results['full-10k']['median_ms']:.2f}x")
         plans = report["plans"].get(db, [])
         scans = "; ".join(f"{p['table']} ({', '.join(p['full_scans'])})" for p in plans if p["large_table_full_scan"])

@@ -14,6 +14,15 @@ from api.models import AccessRecord
 from tests.security.test_budgets import PRICED, variables
 
 
+async def spend_the_budget(api, world):
+    """Priced pages with the "full" key until its budget refuses one: that refusal."""
+    for _ in range(8):
+        response = await api.query(world.keys["full"], PRICED, variables(world, 50))
+        if response.status == 429:
+            return response
+    raise AssertionError("the budget was never spent")
+
+
 async def test_a_key_runs_at_most_its_limit_at_once_and_is_refused_past_its_queue():
     gates, running, most = CredentialGates(limit=2), 0, 0
     release = asyncio.Event()
@@ -42,11 +51,7 @@ async def test_a_key_runs_at_most_its_limit_at_once_and_is_refused_past_its_queu
 
 async def test_a_key_whose_budget_is_spent_is_refused_before_the_database_and_recorded(make_api, world, sync_engine):
     api = make_api(budget_capacity=600, budget_refill_per_second=1)
-    for _ in range(8):
-        response = await api.query(world.keys["full"], PRICED, variables(world, 50))
-        if response.status == 429:
-            break
-    retry_after = int(response.headers["retry-after"])
+    retry_after = int((await spend_the_budget(api, world)).headers["retry-after"])
 
     statements: list[str] = []
     engine = api.http._transport.app.state.engine.sync_engine  # type: ignore[attr-defined]
@@ -74,10 +79,7 @@ async def test_spellings_of_one_authorization_header_share_one_gate(make_api, wo
     """`bearer  K` is the same key as `Bearer K` to authentication, so to the gate as well."""
     api = make_api(budget_capacity=600, budget_refill_per_second=1)
     key = world.keys["full"]
-    for _ in range(8):
-        response = await api.query(key, PRICED, variables(world, 50))
-        if response.status == 429:
-            break
+    await spend_the_budget(api, world)
     for header in (f"bearer {key}", f"BEARER   {key}", f"Bearer {key}  "):
         again = await api.http.post("/graphql", json={"query": "{ viewer { name } }"}, headers={"Authorization": header})
         assert again.status_code == 429 and again.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED", header
