@@ -19,7 +19,7 @@ from polar.exceptions import OsoError
 from polar.ffi import process_messages
 from sqlalchemy.dialects import sqlite
 
-from api.models import Grant
+from api.data.models import Grant
 from api.scopes import Scope
 from authz.actors import REQUEST_TIME, PartnerActor
 from authz.adapter import SqlAlchemyFilterAdapter, UntranslatableFilter

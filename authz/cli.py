@@ -80,7 +80,7 @@ def explain(
     grant and which rule."""
     from sqlalchemy.orm import Session
 
-    from api.database import make_sync_engine
+    from api.data.database import make_sync_engine
     from api.settings import get_settings
     from authz.engine import POLICY_FILES
     from authz.explain import ExplainError

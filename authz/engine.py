@@ -20,7 +20,7 @@ from polar.exceptions import PolarRuntimeError
 from polar.data_filtering import Relation
 from sqlalchemy import Select
 
-from api import models
+from api.data import models
 from authz.actors import REQUEST_TIME, PartnerActor
 from authz.adapter import SqlAlchemyFilterAdapter
 

@@ -20,7 +20,7 @@ from polar import Variable
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from api.models import Base, Grant, Partner, PartnerStatus, Practice
+from api.data.models import Base, Grant, Partner, PartnerStatus, Practice
 from authz.actors import PartnerActor
 from authz.adapter import SqlAlchemyFilterAdapter
 from authz.engine import POLAR_CLASSES, POLICY_FILES, Authorizer, build_oso

@@ -17,7 +17,7 @@ from sqlalchemy.orm import joinedload
 from strawberry.dataloader import DataLoader
 from strawberry.extensions import ParserCache, ValidationCache
 
-from api import models
+from api.data import models
 
 
 @dataclass

@@ -3,8 +3,8 @@
 import gc
 import os
 
-from api.database import make_async_engine, make_session_factory
+from api.data.database import make_async_engine, make_session_factory
 from bench.bare import bare_asgi
 
 app = bare_asgi(make_session_factory(make_async_engine(os.environ["PARTNER_API_DATABASE_URL"])), caches=False)
-gc.freeze()  # as the API does at startup (api.app's lifespan): the comparison stays like for like
+gc.freeze()  # as the API does at startup (api.http.app's lifespan): the comparison stays like for like

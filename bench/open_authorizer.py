@@ -5,7 +5,7 @@ from typing import Any
 from polar import Variable
 from sqlalchemy import Select, select
 
-from api import models
+from api.data import models
 from authz.actors import PartnerActor
 from authz.engine import Authorizer
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from api.models import Appointment, Grant
+from api.data.models import Appointment, Grant
 from api.scopes import Scope
 from api.timeutil import utcnow
 from authz.actors import PartnerActor

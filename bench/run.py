@@ -48,11 +48,15 @@ import httpx
 from sqlalchemy import Select, func, select, text
 from sqlalchemy.orm import Session
 
-from api import app as app_module, ledger, models
-from api.app import create_app
-from api.database import make_async_engine, make_session_factory, make_sync_engine
-from api.migrate import upgrade
-from api.seed import SIZES, SeedSize, reference_date_for, seed
+from api.http import app as app_module
+
+from api.ledger import access as ledger
+
+from api.data import models
+from api.http.app import create_app
+from api.data.database import make_async_engine, make_session_factory, make_sync_engine
+from api.data.migrate import upgrade
+from api.data.seed import SIZES, SeedSize, reference_date_for, seed
 from api.schema import build_schema
 from api.settings import Settings
 from bench import explain, policy
@@ -248,7 +252,7 @@ def wrk(url: str, keys: dict[str, Any], variables: dict[str, str], workers: int,
     port = 18000 + workers + (10 if bare else 0)
     env = {**os.environ, "PARTNER_API_DATABASE_URL": url, "PARTNER_API_SECRET_KEY": "bench",
            **{f"PARTNER_API_{k.upper()}": str(v) for k, v in UNLIMITED.items()}, "PARTNER_API_LOG_LEVEL": "warning"}
-    target = "bench.bare_app:app" if bare else "api.app:create_app"
+    target = "bench.bare_app:app" if bare else "api.http.app:create_app"
     command = [sys.executable, "-m", "uvicorn", target, "--port", str(port), "--workers", str(workers), "--log-level", "warning",
                "--no-access-log"] + ([] if bare else ["--factory"])
     server = subprocess.Popen(command, env=env)

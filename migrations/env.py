@@ -6,8 +6,8 @@ from alembic import context
 from alembic.autogenerate.api import AutogenContext
 from sqlalchemy import Connection, Engine
 
-from api.database import make_sync_engine
-from api.models import Base
+from api.data.database import make_sync_engine
+from api.data.models import Base
 from api.settings import get_settings
 from api.timeutil import UTCDateTime
 
@@ -25,7 +25,7 @@ def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | 
 
 
 def run_migrations_online() -> None:
-    connectable = config.attributes.get("connection")  # handed over by api.migrate or the tests
+    connectable = config.attributes.get("connection")  # handed over by api.data.migrate or the tests
     if isinstance(connectable, Connection):
         _run(connectable)
         return

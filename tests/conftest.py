@@ -23,9 +23,9 @@ import pytest
 from sqlalchemy import Engine, make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.app import create_app
-from api.database import make_async_engine, make_sync_engine
-from api.migrate import upgrade
+from api.http.app import create_app
+from api.data.database import make_async_engine, make_sync_engine
+from api.data.migrate import upgrade
 from api.settings import Settings
 from tests.client import ApiClient
 from tests.postgres_server import postgres_server

@@ -8,8 +8,8 @@ from datetime import date, timedelta
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from api import operators
-from api.models import (
+from api.operators import accounts as operators
+from api.data.models import (
     Appointment,
     AppointmentStatus,
     ChangeCounter,

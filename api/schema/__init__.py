@@ -6,8 +6,8 @@ from strawberry.extensions import MaxTokensLimiter, ParserCache
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
-from api.cost_extension import CostAndBudget
-from api.limits import CachedValidation, limit_rules
+from api.protection.cost_and_budget import CostAndBudget
+from api.protection.shape_limits import CachedValidation, limit_rules
 from api.schema.appointments import Appointment, Patient
 from api.schema.errors import ErrorCodes
 from api.schema.guard import resolve_field
@@ -23,7 +23,7 @@ PARSER_CACHE_SIZE = 512
 class PartnerSchema(Schema):
     def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
         # Refusals and bad input are the client's business; unexpected failures are logged by
-        # api.graphql_view, with the request id.
+        # api.http.graphql_view, with the request id.
         return None
 
 

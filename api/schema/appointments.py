@@ -4,9 +4,9 @@ from datetime import date, datetime
 
 import strawberry
 
-from api import models
-from api.context import RequestContext
-from api.cost import CONTACT_COST, HEALTH_COST, IDENTITY_COST, Cost
+from api.data import models
+from api.services.context import RequestContext
+from api.protection.cost import CONTACT_COST, HEALTH_COST, IDENTITY_COST, Cost
 from api.errors import not_found
 from api.schema.guard import build, require
 from api.schema.practices import Practice, Practitioner

@@ -15,7 +15,7 @@ from strawberry.types.base import get_object_definition
 from strawberry.utils.str_converters import to_camel_case
 
 from api.errors import FieldForbidden
-from api.reads import Deferred
+from api.services.reads import Deferred
 
 T = TypeVar("T")
 

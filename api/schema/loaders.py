@@ -9,8 +9,10 @@ from typing import Any
 
 from strawberry.dataloader import DataLoader
 
-from api import models, reads
-from api.context import RequestContext
+from api.data import models
+
+from api.services import reads
+from api.services.context import RequestContext
 from api.errors import ApiError
 
 

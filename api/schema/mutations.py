@@ -3,9 +3,9 @@ from typing import Annotated
 
 import strawberry
 
-from api import writes
-from api.context import RequestContext
-from api.cost import Cost
+from api.services import writes
+from api.services.context import RequestContext
+from api.protection.cost import Cost
 from api.errors import bad_input
 from api.schema.appointments import Appointment, Gender
 

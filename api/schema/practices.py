@@ -3,10 +3,10 @@ from typing import Annotated
 
 import strawberry
 
-from api import models
-from api import reads
-from api.context import RequestContext
-from api.cost import Cost, ListSize
+from api.data import models
+from api.services import reads
+from api.services.context import RequestContext
+from api.protection.cost import Cost, ListSize
 from api.schema.guard import build, require
 from api.schema.relay import Node, PageInfo
 

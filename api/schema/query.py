@@ -7,9 +7,11 @@ from typing import Annotated
 import strawberry
 from sqlalchemy.orm import joinedload
 
-from api import models, reads
-from api.context import RequestContext
-from api.cost import Cost, ListSize
+from api.data import models
+
+from api.services import reads
+from api.services.context import RequestContext
+from api.protection.cost import Cost, ListSize
 from api.errors import ApiError, ErrorCode, bad_input
 from api.schema.changes import ChangeQuery
 from api.schema.appointments import Appointment, AppointmentConnection, AppointmentEdge, AppointmentStatus, Patient

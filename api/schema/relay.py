@@ -2,8 +2,8 @@ from typing import Any
 
 import strawberry
 
-from api.cost import Cost
-from api.reads import Page
+from api.protection.cost import Cost
+from api.services.reads import Page
 
 
 @strawberry.interface(description="An object with a stable, opaque global id, fetchable with `node(id:)`.")

@@ -3,7 +3,7 @@ from datetime import datetime
 
 import strawberry
 
-from api.cost import ListSize
+from api.protection.cost import ListSize
 from api.scopes import Scope
 
 ScopeEnum = strawberry.enum(

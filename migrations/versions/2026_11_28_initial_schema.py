@@ -1,6 +1,6 @@
 """Initial schema: practices and their people, partners and their grants, appointments, defences.
 
-Written from api/models.py; tests/test_migrations.py checks that the two never drift apart.
+Written from api/data/models.py; tests/data/test_migrations.py checks that the two never drift apart.
 
 Revision ID: d155616e1c9c
 Revises:
@@ -175,7 +175,7 @@ def upgrade() -> None:
 
     # --- Appointments and the sync feed --------------------------------------------------
 
-    # The one row writers increment in their transaction (see api.models.ChangeCounter).
+    # The one row writers increment in their transaction (see api.data.models.ChangeCounter).
     op.create_table(
         "change_counter",
         sa.Column("id", sa.Integer(), nullable=False),

@@ -22,7 +22,7 @@ from polar.data.filter import Relation as FilterRelation
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from api.models import (
+from api.data.models import (
     Appointment,
     AppointmentStatus,
     Gender,

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
-from api.cli import app
+from api.operators.cli import app
 from api.settings import get_settings
 from authz.checking import check_policy
 from authz.engine import POLAR_CLASSES, POLICY_DIR, POLICY_FILES

@@ -6,9 +6,9 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.auth import Principal
-from api.budgets import Budgets
-from api.models import Partner, PartnerBudget
+from api.identity.authentication import Principal
+from api.protection.budgets import Budgets
+from api.data.models import Partner, PartnerBudget
 from api.settings import Settings
 
 from tests.world import window_args

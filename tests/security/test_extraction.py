@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from api import operators
+from api.operators import accounts as operators
 from api.ids import new_public_id
-from api.models import Appointment, ExtractionAlert, Gender, Patient, Practice, PracticeMembership, Practitioner
+from api.data.models import Appointment, ExtractionAlert, Gender, Patient, Practice, PracticeMembership, Practitioner
 from api.scopes import Scope
 from api.timeutil import utcnow
 

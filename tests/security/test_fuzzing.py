@@ -26,7 +26,7 @@ from hypothesis_graphql import Mode, from_schema, nodes
 from schemathesis.generation.modes import GenerationMode
 from schemathesis.python import asgi
 
-from api.app import create_app
+from api.http.app import create_app
 from api.schema import schema as api_schema
 from api.settings import Settings
 from tests.security.conformance import data_violations, error_contract_violations

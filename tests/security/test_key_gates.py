@@ -1,4 +1,4 @@
-"""Each key's share of a worker (api/fairness.py): a bounded number of its requests run at once,
+"""Each key's share of a worker (api/protection/key_gates.py): a bounded number of its requests run at once,
 a key told to come back later is refused before the database, and neither can be used by one
 partner against another."""
 
@@ -9,8 +9,8 @@ import asyncio
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
-from api.fairness import QUEUE_FACTOR, CredentialGates
-from api.models import AccessRecord
+from api.protection.key_gates import QUEUE_FACTOR, CredentialGates
+from api.data.models import AccessRecord
 from tests.security.test_budgets import PRICED, variables
 
 

@@ -260,7 +260,7 @@ async def test_long_operation_names_are_served_and_recorded(api, world, sync_eng
     from sqlalchemy import select
     from sqlalchemy.orm import Session
 
-    from api.models import AccessRecord
+    from api.data.models import AccessRecord
 
     name = "Q" * name_length
     response = await api.query(world.keys["full"], f"query {name} {{ viewer {{ name }} }}", operationName=name)

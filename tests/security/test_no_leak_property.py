@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from api.models import Appointment, Grant, Partner, Patient, Practice
+from api.data.models import Appointment, Grant, Partner, Patient, Practice
 from api.scopes import Scope
 from api.timeutil import utcnow
 from tests.client import walk

@@ -3,8 +3,8 @@
 from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
-from api import operators
-from api.models import PartnerStatus
+from api.operators import accounts as operators
+from api.data.models import PartnerStatus
 from api.scopes import Scope
 from tests.world import window_args
 
@@ -45,7 +45,7 @@ async def test_revoked_key_and_suspended_partner_are_refused_on_the_next_request
 
 
 async def test_grants_changed_by_hand_in_sql_count_in_every_worker_on_the_next_request(make_api, world, sync_engine):
-    """Workers keep grants between requests (api.grant_cache): a trigger, not the CLI, invalidates them."""
+    """Workers keep grants between requests (api.identity.grant_cache): a trigger, not the CLI, invalidates them."""
     workers = make_api(), make_api()
     variables = {"p": world.practice_id("A"), **window_args()}
     with sync_engine.connect() as connection:

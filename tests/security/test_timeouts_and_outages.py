@@ -13,10 +13,10 @@ from prometheus_client import REGISTRY
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.orm import Session
 
-from api.app import create_app
-from api.budgets import Budgets
-from api.context import RequestContext
-from api.models import AccessRecord, Disclosure
+from api.http.app import create_app
+from api.protection.budgets import Budgets
+from api.services.context import RequestContext
+from api.data.models import AccessRecord, Disclosure
 from api.settings import Settings
 from tests.client import ApiClient
 from tests.world import window_args

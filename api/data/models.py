@@ -1,0 +1,398 @@
+"""The data model: practices, their people and appointments, and the partners they connect to.
+
+Integer primary keys stay inside the database; everything exposed is named by `public_id`
+(see `api.ids`). All datetimes are timezone-aware UTC (`UTCDateTime`).
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from api.ids import new_public_id
+from api.scopes import Scope
+from api.timeutil import UTCDateTime, utcnow
+
+# Deterministic constraint names, so that migrations name them the same on every database.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# BIGINT on PostgreSQL, INTEGER on SQLite (where only INTEGER PRIMARY KEY autoincrements).
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _public_id(kind: str) -> Mapped[str]:
+    return mapped_column(String(32), unique=True, default=lambda: new_public_id(kind))
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    # A CHECK constraint rather than a native PostgreSQL enum: adding a value is a plain migration.
+    return Enum(cls, name=name, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e])
+
+
+class Practice(Base):
+    """A medical office or health establishment, and the owner of its patient file."""
+
+    __tablename__ = "practices"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    public_id: Mapped[str] = _public_id("Practice")
+    name: Mapped[str] = mapped_column(String(200))
+    address: Mapped[str] = mapped_column(String(300))
+    timezone: Mapped[str] = mapped_column(String(64), default="Europe/Paris")
+
+    memberships: Mapped[list[PracticeMembership]] = relationship(back_populates="practice")
+
+
+class Practitioner(Base):
+    __tablename__ = "practitioners"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    first_name: Mapped[str] = mapped_column(String(100))
+    last_name: Mapped[str] = mapped_column(String(100))
+    specialty: Mapped[str] = mapped_column(String(100))
+    rpps: Mapped[str] = mapped_column(String(11), unique=True, comment="National professional id (RPPS)")
+
+    memberships: Mapped[list[PracticeMembership]] = relationship(back_populates="practitioner")
+
+
+class PracticeMembership(Base):
+    """A practitioner working at a practice (a practitioner may work at several).
+
+    This is what partners see as a `Practitioner`: its public id names the practitioner *at
+    this practice*, so a partner of one practice learns nothing of the others.
+    """
+
+    __tablename__ = "practice_memberships"
+
+    practice_id: Mapped[int] = mapped_column(ForeignKey("practices.id", ondelete="CASCADE"), primary_key=True)
+    practitioner_id: Mapped[int] = mapped_column(
+        ForeignKey("practitioners.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    public_id: Mapped[str] = _public_id("Practitioner")
+
+    practice: Mapped[Practice] = relationship(back_populates="memberships")
+    practitioner: Mapped[Practitioner] = relationship(back_populates="memberships")
+
+
+class Gender(enum.StrEnum):
+    FEMALE = "female"
+    MALE = "male"
+    OTHER = "other"
+    UNKNOWN = "unknown"
+
+
+class Patient(Base):
+    """A patient record of one practice's file: the same person at two practices is two records."""
+
+    __tablename__ = "patients"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    public_id: Mapped[str] = _public_id("Patient")
+    practice_id: Mapped[int] = mapped_column(ForeignKey("practices.id", ondelete="CASCADE"), index=True)
+    first_name: Mapped[str] = mapped_column(String(100))
+    last_name: Mapped[str] = mapped_column(String(100))
+    gender: Mapped[Gender] = mapped_column(_enum(Gender, "gender"))
+    birth_date: Mapped[date | None] = mapped_column(Date)
+    phone: Mapped[str | None] = mapped_column(String(32))
+    email: Mapped[str | None] = mapped_column(String(254))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AppointmentStatus(enum.StrEnum):
+    BOOKED = "booked"
+    ARRIVED = "arrived"
+    FULFILLED = "fulfilled"
+    CANCELLED = "cancelled"
+    NOSHOW = "noshow"
+
+
+class Appointment(Base):
+    __tablename__ = "appointments"
+    __table_args__ = (
+        CheckConstraint("ends_at > starts_at", name="ends_after_start"),
+        # The partner's day view and keyset paging: practice, then start time.
+        # Cursors carry (starts_at, public_id): no internal id ever leaves the database.
+        Index("ix_appointments_practice_starts", "practice_id", "starts_at", "public_id"),
+        # The sync feed: practice, then change sequence.
+        Index("ix_appointments_practice_change_seq", "practice_id", "change_seq"),
+        Index("ix_appointments_practitioner_starts", "practitioner_id", "starts_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    public_id: Mapped[str] = _public_id("Appointment")
+    practice_id: Mapped[int] = mapped_column(ForeignKey("practices.id", ondelete="CASCADE"))
+    practitioner_id: Mapped[int] = mapped_column(ForeignKey("practitioners.id"))
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[AppointmentStatus] = mapped_column(
+        _enum(AppointmentStatus, "appointment_status"), default=AppointmentStatus.BOOKED
+    )
+    reason: Mapped[str | None] = mapped_column(Text, comment="Medical motive: sensitive health data")
+    internal_note: Mapped[str | None] = mapped_column(Text, comment="Practice-only: never exposed to partners")
+    source_partner_id: Mapped[int | None] = mapped_column(
+        ForeignKey("partners.id"), comment="Partner that created it; NULL when the practice did"
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    change_seq: Mapped[int] = mapped_column(BigInteger, comment="From change_counter: increases with every write")
+
+    practice: Mapped[Practice] = relationship()
+    practitioner: Mapped[Practitioner] = relationship()
+    patient: Mapped[Patient] = relationship()
+
+
+class ChangeCounter(Base):
+    """One row holding the last change sequence number.
+
+    Writers increment it inside their transaction, so sequence numbers become visible in commit
+    order and a sync cursor never skips a change (a database sequence does not guarantee that).
+    """
+
+    __tablename__ = "change_counter"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class PartnerStatus(enum.StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+
+
+class Partner(Base):
+    """A third-party software vendor connected to practices through grants."""
+
+    __tablename__ = "partners"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    public_id: Mapped[str] = _public_id("Partner")
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    status: Mapped[PartnerStatus] = mapped_column(
+        _enum(PartnerStatus, "partner_status"), default=PartnerStatus.ACTIVE
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    budget_capacity: Mapped[int | None] = mapped_column(Integer, comment="Cost points; NULL: the default")
+    budget_refill_per_second: Mapped[float | None] = mapped_column(Float, comment="NULL: the default")
+    # The API keeps grants between requests under this version (migration 6c1f0e2b9d47).
+    grants_version: Mapped[int] = mapped_column(
+        Integer, server_default="0", default=0, comment="Bumped by a trigger on every change to the partner's grants"
+    )
+
+    keys: Mapped[list[PartnerKey]] = relationship(back_populates="partner")
+    grants: Mapped[list[Grant]] = relationship(back_populates="partner")
+
+
+class PartnerKey(Base):
+    """An API key of a partner. Only a SHA-256 hash of the secret is stored."""
+
+    __tablename__ = "partner_keys"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id", ondelete="CASCADE"), index=True)
+    prefix: Mapped[str] = mapped_column(String(16), unique=True, comment="Public part of the key, to find it")
+    secret_hash: Mapped[str] = mapped_column(String(64), comment="SHA-256 of the secret part, hex")
+    label: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    partner: Mapped[Partner] = relationship(back_populates="keys")
+
+
+class Grant(Base):
+    """A practice's consent connecting a partner to it, with scopes and an expiry.
+
+    Each scope of `api.scopes.Scope` is a boolean column named after it: the policy reads them
+    as plain fields, both in SQL filters and in memory. A revoked grant is kept for the record;
+    at most one unrevoked grant exists per partner and practice.
+    """
+
+    __tablename__ = "grants"
+    __table_args__ = (
+        Index(
+            "uq_grants_live_partner_practice",
+            "partner_id",
+            "practice_id",
+            unique=True,
+            sqlite_where=text("revoked_at IS NULL"),
+            postgresql_where=text("revoked_at IS NULL"),
+        ),
+        # Row filters join appointments, patients and practices to grants on practice_id.
+        Index("ix_grants_practice_partner", "practice_id", "partner_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    public_id: Mapped[str] = _public_id("Grant")
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id", ondelete="CASCADE"))
+    practice_id: Mapped[int] = mapped_column(ForeignKey("practices.id", ondelete="CASCADE"))
+    appointments_read: Mapped[bool] = mapped_column(Boolean, default=False)
+    appointments_write: Mapped[bool] = mapped_column(Boolean, default=False)
+    patients_identity: Mapped[bool] = mapped_column(Boolean, default=False)
+    patients_contact: Mapped[bool] = mapped_column(Boolean, default=False)
+    appointments_reason: Mapped[bool] = mapped_column(Boolean, default=False)
+    granted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, comment="Consent always ends")
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    max_patients_per_window: Mapped[int | None] = mapped_column(
+        Integer, comment="Distinct patients readable per rolling window; NULL: sized from the practice's activity"
+    )
+
+    partner: Mapped[Partner] = relationship(back_populates="grants")
+    practice: Mapped[Practice] = relationship()
+
+    @property
+    def scopes(self) -> frozenset[Scope]:
+        return frozenset(scope for scope in Scope if getattr(self, scope.column))
+
+    def set_scopes(self, scopes: set[Scope]) -> None:
+        for scope in Scope:
+            setattr(self, scope.column, scope in scopes)
+
+
+class PartnerBudget(Base):
+    """A partner's cost points: a token bucket shared by every server process.
+
+    Times are epoch seconds so that the refill arithmetic is one portable SQL expression.
+    """
+
+    __tablename__ = "partner_budgets"
+
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id", ondelete="CASCADE"), primary_key=True)
+    points: Mapped[float] = mapped_column(Float, comment="Available at refilled_at")
+    refilled_at: Mapped[float] = mapped_column(Float, comment="Epoch seconds")
+
+
+class PatientDisclosure(Base):
+    """The last time a partner received data of a patient: the distinct-patient budget counts these."""
+
+    __tablename__ = "patient_disclosures"
+    __table_args__ = (
+        Index("ix_patient_disclosures_window", "partner_id", "practice_id", "disclosed_at"),
+        # The purge of rows past the window, across partners and practices.
+        Index("ix_patient_disclosures_disclosed_at", "disclosed_at"),
+    )
+
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id", ondelete="CASCADE"), primary_key=True)
+    practice_id: Mapped[int] = mapped_column(ForeignKey("practices.id", ondelete="CASCADE"), primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"), primary_key=True)
+    disclosed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ExtractionAlert(Base):
+    """Recorded when a partner reaches its distinct-patient limit at a practice: for operators."""
+
+    __tablename__ = "extraction_alerts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id", ondelete="CASCADE"), index=True)
+    practice_id: Mapped[int] = mapped_column(ForeignKey("practices.id", ondelete="CASCADE"))
+    key_id: Mapped[int | None] = mapped_column(ForeignKey("partner_keys.id", ondelete="SET NULL"))
+    raised_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    patients_in_window: Mapped[int] = mapped_column(Integer, comment="Distinct patients already disclosed")
+    patients_refused: Mapped[int] = mapped_column(Integer, comment="New patients this request asked for")
+    threshold: Mapped[int] = mapped_column(Integer)
+    window_hours: Mapped[int] = mapped_column(Integer)
+
+
+class AppointmentTombstone(Base):
+    """What remains of an appointment the practice deleted: enough for sync feeds to drop it."""
+
+    __tablename__ = "appointment_tombstones"
+    __table_args__ = (Index("ix_appointment_tombstones_practice_change_seq", "practice_id", "change_seq"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, comment="The deleted appointment's id")
+    practice_id: Mapped[int] = mapped_column(ForeignKey("practices.id", ondelete="CASCADE"))
+    deleted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    change_seq: Mapped[int] = mapped_column(BigInteger)
+
+
+class IdempotencyRecord(Base):
+    """A write already done under a partner's idempotency key: a retry gets the same outcome."""
+
+    __tablename__ = "idempotency_records"
+    __table_args__ = (UniqueConstraint("partner_id", "key", name="uq_idempotency_records_partner_key"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(100))
+    operation: Mapped[str] = mapped_column(String(40))
+    request_hash: Mapped[str] = mapped_column(String(64), comment="SHA-256 of the operation and its input")
+    appointment_id: Mapped[int] = mapped_column(ForeignKey("appointments.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AccessRecord(Base):
+    """The access ledger: one row per request to /graphql, served or refused. No personal data."""
+
+    __tablename__ = "access_records"
+    __table_args__ = (
+        Index("ix_access_records_partner_at", "partner_id", "at"),
+        Index("ix_access_records_at", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(32), unique=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    partner_id: Mapped[int | None] = mapped_column(ForeignKey("partners.id", ondelete="SET NULL"))
+    key_id: Mapped[int | None] = mapped_column(ForeignKey("partner_keys.id", ondelete="SET NULL"))
+    key_prefix: Mapped[str | None] = mapped_column(String(16), comment="As presented, even when unknown")
+    operation_name: Mapped[str | None] = mapped_column(String(100))
+    document_hash: Mapped[str | None] = mapped_column(String(64), comment="SHA-256 of the query text")
+    outcome: Mapped[str] = mapped_column(String(16), comment="served or refused")
+    error_code: Mapped[str | None] = mapped_column(String(40), comment="Why refused, or the first error")
+    http_status: Mapped[int] = mapped_column(Integer)
+    requested_cost: Mapped[int | None] = mapped_column(Integer)
+    actual_cost: Mapped[int | None] = mapped_column(Integer)
+    duration_ms: Mapped[float] = mapped_column(Float)
+    client_address: Mapped[str | None] = mapped_column(String(64))
+
+
+class Disclosure(Base):
+    """A record a served request returned: an appointment or a patient, with the field groups
+    returned (api.ledger.access.FieldGroup bits). The values themselves are never copied here."""
+
+    __tablename__ = "disclosures"
+    __table_args__ = (
+        Index("ix_disclosures_patient", "patient_id"),
+        Index("ix_disclosures_practice", "practice_id"),
+        # Who read a patient's appointments (exposure report), and deleting an appointment (SET NULL).
+        Index("ix_disclosures_appointment", "appointment_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    access_id: Mapped[int] = mapped_column(ForeignKey("access_records.id", ondelete="CASCADE"), index=True)
+    practice_id: Mapped[int] = mapped_column(ForeignKey("practices.id", ondelete="CASCADE"))
+    appointment_id: Mapped[int | None] = mapped_column(ForeignKey("appointments.id", ondelete="SET NULL"))
+    patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id", ondelete="SET NULL"))
+    field_groups: Mapped[int] = mapped_column(Integer)

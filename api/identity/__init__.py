@@ -1,0 +1,1 @@
+"""Who is calling: API keys, authentication, and the partner's grants."""

@@ -1,0 +1,65 @@
+"""Bearer-key authentication: one answer for every kind of failure, so no key can be probed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.identity.keys import hash_secret, secret_matches, split_token
+from api.data.models import Partner, PartnerKey, PartnerStatus
+
+# Recording every use would turn each read into a write; a minute is precise enough.
+LAST_USED_PRECISION = timedelta(minutes=1)
+_DUMMY_HASH = hash_secret("no key has this secret")
+_KEY_AND_PARTNER = select(PartnerKey, Partner).join(Partner, Partner.id == PartnerKey.partner_id).where(
+    PartnerKey.prefix == bindparam("prefix")
+)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller: a partner, through one of its keys."""
+
+    partner_id: int
+    partner_public_id: str
+    partner_name: str
+    key_id: int
+    key_prefix: str
+    budget_capacity: int | None = None  # the partner's own budget, when it has one
+    budget_refill_per_second: float | None = None
+    grants_version: int = 0  # changes with any of the partner's grants (see api.identity.grant_cache)
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+async def authenticate(session: AsyncSession, token: str | None, now: datetime) -> Principal | None:
+    """The principal for a valid, live key of an active partner; None for anything else."""
+    parts = split_token(token) if token else None
+    if parts is None:
+        return None
+    prefix, secret = parts
+    row = (await session.execute(_KEY_AND_PARTNER, {"prefix": prefix})).first()
+    key, partner = (row[0], row[1]) if row else (None, None)
+    # Always compare a hash, so that an unknown prefix costs the same as a wrong secret.
+    matches = secret_matches(secret, key.secret_hash if key else _DUMMY_HASH)
+    if key is None or partner is None or not matches:
+        return None
+    if key.revoked_at is not None or (key.expires_at is not None and key.expires_at <= now):
+        return None
+    if partner.status != PartnerStatus.ACTIVE:
+        return None
+    if key.last_used_at is None or now - key.last_used_at > LAST_USED_PRECISION:
+        await session.execute(update(PartnerKey).where(PartnerKey.id == key.id).values(last_used_at=now))
+        await session.commit()
+    return Principal(
+        partner.id, partner.public_id, partner.name, key.id, key.prefix,
+        partner.budget_capacity, partner.budget_refill_per_second, partner.grants_version,
+    )

@@ -1,0 +1,1 @@
+"""The access ledger: what each request disclosed, the exposure reports, retention."""

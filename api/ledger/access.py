@@ -1,0 +1,145 @@
+"""The access ledger: every request, and every record a served request disclosed.
+
+Records are registered while the response is built (an Appointment or Patient object made for
+the response), with the field groups the query selected and the grant allowed. The ledger is
+written, and committed, before the response leaves: if it cannot be, the response is replaced
+by an error and no data is sent (fail closed).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import bindparam, func, insert, select, true
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.data.models import AccessRecord, Disclosure
+from api.scopes import Scope
+
+
+class FieldGroup(enum.IntFlag):
+    APPOINTMENT = 1  # times, status, practitioner
+    REASON = 2  # appointments:reason
+    PATIENT = 4  # the patient's opaque id
+    IDENTITY = 8  # patients:identity
+    CONTACT = 16  # patients:contact
+
+
+SCOPE_GROUPS = {
+    Scope.APPOINTMENTS_REASON: FieldGroup.REASON,
+    Scope.PATIENTS_IDENTITY: FieldGroup.IDENTITY,
+    Scope.PATIENTS_CONTACT: FieldGroup.CONTACT,
+}
+
+
+def group_names(mask: int) -> list[str]:
+    return [g.name.lower() for g in FieldGroup if mask & g and g.name]  # type: ignore[union-attr]
+
+
+@dataclass
+class Disclosures:
+    """What one request's response carries, keyed by record."""
+
+    appointments: dict[int, tuple[int, int]] = field(default_factory=dict)  # id -> (practice, groups)
+    patients: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+    def add(self, records: dict[int, tuple[int, int]], record_id: int, practice_id: int, groups: int) -> None:
+        previous = records.get(record_id, (practice_id, 0))[1]
+        records[record_id] = (practice_id, previous | groups)
+
+    def rows(self) -> list[dict[str, int | None]]:
+        """The `disclosures` rows, but for the access record's id."""
+        return [
+            {"practice_id": practice, "appointment_id": i, "patient_id": None, "field_groups": groups}
+            for i, (practice, groups) in self.appointments.items()
+        ] + [
+            {"practice_id": practice, "appointment_id": None, "patient_id": i, "field_groups": groups}
+            for i, (practice, groups) in self.patients.items()
+        ]
+
+
+@dataclass(frozen=True)
+class AccessEntry:
+    request_id: str
+    at: datetime
+    partner_id: int | None
+    key_id: int | None
+    key_prefix: str | None
+    operation_name: str | None
+    query: str | None
+    outcome: str
+    error_code: str | None
+    http_status: int
+    requested_cost: int | None
+    actual_cost: int | None
+    duration_ms: float
+    client_address: str | None
+
+
+# What a client sends is recorded as far as the columns can hold it: a refusal of a hostile request
+# must not fail on its own record (a NUL or 200-character name, a cost past 32 bits).
+GRAPHQL_NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]*")
+MAX_NAME_LENGTH = 100
+MAX_COST = 2**31 - 1
+
+
+def _storable(entry: AccessEntry) -> dict[str, object]:
+    values = {k: v for k, v in entry.__dict__.items() if k != "query"}
+    name = entry.operation_name
+    values["operation_name"] = name[:MAX_NAME_LENGTH] if name and GRAPHQL_NAME.fullmatch(name) else None
+    for column in ("requested_cost", "actual_cost"):
+        cost = values[column]
+        values[column] = None if cost is None else max(-MAX_COST, min(MAX_COST, int(cost)))  # type: ignore[call-overload]
+    # The hash names the document as sent, lone surrogates included.
+    values["document_hash"] = hashlib.sha256(entry.query.encode("utf-8", "surrogatepass")).hexdigest() if entry.query else None
+    return values
+
+
+async def write(session: AsyncSession, entry: AccessEntry, disclosures: Disclosures | None) -> None:
+    """The request and what it disclosed, in the caller's transaction. Raises when it cannot be written."""
+    values = _storable(entry)
+    rows = disclosures.rows() if disclosures else []
+    if rows and session.bind.dialect.name == "postgresql":
+        await session.execute(_ACCESS_WITH_DISCLOSURES, {**values, **_columns(rows)})  # one round trip
+        return
+    access_id = (await session.execute(insert(AccessRecord.__table__).values(**values).returning(AccessRecord.id))).scalar_one()
+    if rows:  # the table: no ORM bulk processing per row
+        await session.execute(insert(Disclosure.__table__), [{"access_id": access_id, **row} for row in rows])
+
+
+# PostgreSQL: the access record and its disclosures in one statement (a data-modifying CTE, the
+# disclosures as arrays unnested): the ledger is the largest part of a request's overhead.
+_DISCLOSED = ("practice_id", "appointment_id", "patient_id", "field_groups")
+_ACCESS = (
+    insert(AccessRecord.__table__)
+    .values({column.name: bindparam(column.name, type_=column.type) for column in AccessRecord.__table__.c if column.name != "id"})
+    .returning(AccessRecord.id)
+    .cte("access")
+)
+_SHOWN = func.unnest(
+    *(bindparam(name, type_=ARRAY(Disclosure.__table__.c[name].type)) for name in _DISCLOSED)
+).table_valued(*_DISCLOSED).render_derived("shown")
+_ACCESS_WITH_DISCLOSURES = insert(Disclosure.__table__).from_select(
+    ["access_id", *_DISCLOSED], select(_ACCESS.c.id, *(_SHOWN.c[name] for name in _DISCLOSED)).select_from(_ACCESS.join(_SHOWN, true()))
+).add_cte(_ACCESS)
+
+
+def _columns(rows: list[dict[str, int | None]]) -> dict[str, list[int | None]]:
+    return {name: [row[name] for row in rows] for name in _DISCLOSED}
+
+
+def groups_for(type_name: str, selected: Iterable[tuple[str, str]], readable: frozenset[str], field_scopes: dict[str, frozenset[str]]) -> int:
+    """The sensitive field groups of `type_name` that the query selected and the grant let through."""
+    groups = 0
+    for selected_type, name in selected:
+        qualified = f"{selected_type}.{name}"
+        if selected_type == type_name and qualified in readable:
+            for scope in field_scopes.get(qualified, ()):
+                groups |= SCOPE_GROUPS.get(Scope(scope), 0)
+    return groups

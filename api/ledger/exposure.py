@@ -1,0 +1,232 @@
+"""Reports over the access ledger, for a data-protection officer (GDPR art. 33/34).
+
+What a partner was shown and when, who was shown a patient, and the extraction alerts: every
+figure is aggregated in SQL from the ledger (`access_records`, `disclosures`), through its
+indexes, so a report over millions of rows reads only the rows it reports on.
+
+A patient is concerned by a disclosure of their own record and by one of their appointments
+(its time, practitioner and reason are data about them, even when the patient field was not
+selected): the report joins appointment disclosures to the appointment's patient.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, case, distinct, func, select, union_all
+from sqlalchemy.orm import Session
+
+from api.ledger.access import FieldGroup
+from api.data.models import AccessRecord, Appointment, Disclosure, ExtractionAlert, Partner, PartnerKey, Patient, Practice
+from api.operators.accounts import OperatorError, find_partner
+
+
+@dataclass(frozen=True)
+class PracticeExposure:
+    """What one practice's file lost to the partner: distinct records, and how many with each sensitive group."""
+
+    practice_id: str
+    practice: str
+    patients: int
+    appointments: int
+    field_groups: int  # api.ledger.access.FieldGroup bits, all disclosures together
+    with_identity: int  # patients whose names were disclosed
+    with_contact: int  # patients whose phone or e-mail was disclosed
+    with_reason: int  # appointments whose medical reason was disclosed
+
+
+@dataclass(frozen=True)
+class PatientExposure:
+    patient_id: str
+    practice_id: str
+    practice: str
+    field_groups: int
+    appointments: int  # of theirs, disclosed
+    requests: int
+    first_disclosed: datetime
+    last_disclosed: datetime
+    first_name: str | None = None  # only when asked for: to notify, not to spread
+    last_name: str | None = None
+
+
+@dataclass(frozen=True)
+class PartnerExposure:
+    """`partner-api exposure --partner`: one partner (or one of its keys) over [since, until)."""
+
+    partner: str
+    key_prefix: str | None
+    since: datetime
+    until: datetime
+    practices: list[PracticeExposure]
+    patients: list[PatientExposure]
+
+
+@dataclass(frozen=True)
+class Reader:
+    """One partner key that read a patient."""
+
+    partner: str | None  # None: the partner was deleted since
+    key_prefix: str | None
+    field_groups: int
+    appointments: int
+    requests: int
+    first_disclosed: datetime
+    last_disclosed: datetime
+
+
+@dataclass(frozen=True)
+class PatientReaders:
+    """`partner-api exposure --patient`: every partner that read one patient."""
+
+    patient_id: str
+    practice_id: str
+    practice: str
+    since: datetime | None
+    until: datetime | None
+    readers: list[Reader]
+
+
+@dataclass(frozen=True)
+class Alert:
+    """An extraction alert and its evidence."""
+
+    raised_at: datetime
+    partner: str
+    key_prefix: str | None
+    practice_id: str
+    practice: str
+    patients_in_window: int
+    patients_refused: int
+    threshold: int
+    window_hours: int
+
+
+def _has(groups: ColumnElement[int], group: FieldGroup) -> ColumnElement[bool]:
+    return groups.op("&")(int(group)) != 0
+
+
+def _union_of(groups: ColumnElement[int]) -> ColumnElement[int]:
+    """The OR of every row's bits, in portable SQL (SQLite has no bit_or): max(bit) summed per bit."""
+    return functools.reduce(operator.add, [func.max(groups.op("&")(int(group))) for group in FieldGroup])
+
+
+def _in_period(since: datetime | None, until: datetime | None) -> list[ColumnElement[bool]]:
+    return [
+        *([AccessRecord.at >= since] if since else []),
+        *([AccessRecord.at < until] if until else []),
+    ]
+
+
+def partner_exposure(
+    session: Session, partner_name: str, since: datetime, until: datetime, key_prefix: str | None = None, with_names: bool = False
+) -> PartnerExposure:
+    """What PARTNER (or only its key KEY_PREFIX) was shown in [since, until): per practice, then per patient."""
+    partner = find_partner(session, partner_name)
+    scope = [AccessRecord.partner_id == partner.id, *_in_period(since, until)]
+    if key_prefix is not None:
+        key_id = session.scalar(select(PartnerKey.id).where(PartnerKey.prefix == key_prefix, PartnerKey.partner_id == partner.id))
+        if key_id is None:
+            raise OperatorError(f"{partner.name} has no key with prefix {key_prefix!r}")
+        scope.append(AccessRecord.key_id == key_id)
+    shown = (
+        select(
+            Disclosure.access_id, Disclosure.practice_id, Disclosure.appointment_id, Disclosure.field_groups, AccessRecord.at,
+            func.coalesce(Disclosure.patient_id, Appointment.patient_id).label("patient_id"),
+        )
+        .join(AccessRecord, AccessRecord.id == Disclosure.access_id)
+        .outerjoin(Appointment, Appointment.id == Disclosure.appointment_id)
+        .where(*scope)
+        .subquery("shown")
+    )
+    groups = shown.c.field_groups
+    practices = session.execute(
+        select(
+            Practice.public_id, Practice.name,
+            func.count(distinct(shown.c.patient_id)), func.count(distinct(shown.c.appointment_id)), _union_of(groups),
+            func.count(distinct(case((_has(groups, FieldGroup.IDENTITY), shown.c.patient_id)))),
+            func.count(distinct(case((_has(groups, FieldGroup.CONTACT), shown.c.patient_id)))),
+            func.count(distinct(case((_has(groups, FieldGroup.REASON), shown.c.appointment_id)))),
+        )
+        .join(Practice, Practice.id == shown.c.practice_id)
+        .group_by(Practice.id, Practice.public_id, Practice.name)
+        .order_by(Practice.name, Practice.public_id)
+    )
+    names: list[Any] = [Patient.first_name, Patient.last_name] if with_names else []
+    patients = session.execute(
+        select(
+            Patient.public_id, Practice.public_id, Practice.name, _union_of(groups),
+            func.count(distinct(shown.c.appointment_id)), func.count(distinct(shown.c.access_id)),
+            func.min(shown.c.at), func.max(shown.c.at), *names,
+        )
+        .join(Patient, Patient.id == shown.c.patient_id)
+        .join(Practice, Practice.id == Patient.practice_id)
+        .group_by(Patient.id, Patient.public_id, Practice.public_id, Practice.name, *names)
+        .order_by(Practice.name, Practice.public_id, Patient.public_id)
+    )
+    return PartnerExposure(
+        partner=partner.name, key_prefix=key_prefix, since=since, until=until,
+        practices=[PracticeExposure(*row) for row in practices],
+        patients=[PatientExposure(*row) for row in patients],
+    )
+
+
+def patient_readers(
+    session: Session, patient_public_id: str, since: datetime | None = None, until: datetime | None = None
+) -> PatientReaders:
+    """Every partner key that was shown the patient (their record or one of their appointments), when, and what."""
+    row = session.execute(
+        select(Patient.id, Practice.public_id, Practice.name)
+        .join(Practice, Practice.id == Patient.practice_id)
+        .where(Patient.public_id == patient_public_id)
+    ).one_or_none()
+    if row is None:
+        raise OperatorError(f"no patient with id {patient_public_id!r}")
+    patient_id, practice_id, practice = row
+    columns = Disclosure.access_id, Disclosure.appointment_id, Disclosure.field_groups
+    # Two index lookups rather than one OR, which would scan the ledger.
+    shown = union_all(
+        select(*columns).where(Disclosure.patient_id == patient_id),
+        select(*columns).join(Appointment, Appointment.id == Disclosure.appointment_id).where(Appointment.patient_id == patient_id),
+    ).subquery("shown")
+    first_at = func.min(AccessRecord.at)
+    readers = session.execute(
+        select(
+            Partner.name, AccessRecord.key_prefix, _union_of(shown.c.field_groups),
+            func.count(distinct(shown.c.appointment_id)), func.count(distinct(shown.c.access_id)),
+            first_at, func.max(AccessRecord.at),
+        )
+        .join(AccessRecord, AccessRecord.id == shown.c.access_id)
+        .outerjoin(Partner, Partner.id == AccessRecord.partner_id)
+        .where(*_in_period(since, until))
+        .group_by(AccessRecord.partner_id, Partner.name, AccessRecord.key_prefix)
+        .order_by(first_at, Partner.name, AccessRecord.key_prefix)
+    )
+    return PatientReaders(
+        patient_id=patient_public_id, practice_id=practice_id, practice=practice, since=since, until=until,
+        readers=[Reader(*r) for r in readers],
+    )
+
+
+def alerts(session: Session, partner_name: str | None = None, since: datetime | None = None) -> list[Alert]:
+    """The extraction alerts, oldest first, with the evidence recorded when each was raised."""
+    query: Select[Any] = (
+        select(
+            ExtractionAlert.raised_at, Partner.name, PartnerKey.prefix, Practice.public_id, Practice.name,
+            ExtractionAlert.patients_in_window, ExtractionAlert.patients_refused,
+            ExtractionAlert.threshold, ExtractionAlert.window_hours,
+        )
+        .join(Partner, Partner.id == ExtractionAlert.partner_id)
+        .join(Practice, Practice.id == ExtractionAlert.practice_id)
+        .outerjoin(PartnerKey, PartnerKey.id == ExtractionAlert.key_id)
+        .order_by(ExtractionAlert.raised_at, ExtractionAlert.id)
+    )
+    if partner_name is not None:
+        query = query.where(ExtractionAlert.partner_id == find_partner(session, partner_name).id)
+    if since is not None:
+        query = query.where(ExtractionAlert.raised_at >= since)
+    return [Alert(*row) for row in session.execute(query)]
+

@@ -1,0 +1,149 @@
+"""Operator commands: `partner-api partner|key|grant ...`, thin wrappers over `api.operators.accounts`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Annotated, TypeVar
+
+import typer
+from sqlalchemy.orm import Session
+
+from api.operators import accounts as operators
+from api.data.database import make_sync_engine
+from api.data.models import PartnerStatus
+from api.scopes import Scope, parse_scopes
+from api.settings import get_settings
+
+partner_app = typer.Typer(no_args_is_help=True, help="Partners (software vendors).")
+key_app = typer.Typer(no_args_is_help=True, help="Partners' API keys.")
+grant_app = typer.Typer(no_args_is_help=True, help="Practices' grants to partners.")
+
+T = TypeVar("T")
+ScopesOption = Annotated[
+    str, typer.Option(help=f"Comma-separated scopes among: {', '.join(s.value for s in Scope)}.")
+]
+
+
+@contextmanager
+def _session() -> Iterator[Session]:
+    """One transaction per command; an `OperatorError` becomes a clean exit 1 with its message."""
+    engine = make_sync_engine(get_settings().database_url)
+    try:
+        with Session(engine, expire_on_commit=False) as session, session.begin():
+            yield session
+    except operators.OperatorError as error:
+        typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+
+
+def _parse(parser: Callable[[str], T], text: str, what: str) -> T:
+    try:
+        return parser(text)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint=what) from None
+
+
+def _when(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    value = _parse(datetime.fromisoformat, text, "--expires")
+    if value.tzinfo is None:
+        raise typer.BadParameter("give a time zone, e.g. 2027-06-30T00:00:00+02:00", param_hint="--expires")
+    return value
+
+
+@partner_app.command("create")
+def partner_create(name: str) -> None:
+    """Register a partner (active, with no key and no grant)."""
+    with _session() as session:
+        partner = operators.create_partner(session, name)
+        typer.echo(f"created partner {partner.name} ({partner.public_id})")
+
+
+@partner_app.command("suspend")
+def partner_suspend(name: str) -> None:
+    """Refuse every key of the partner from its next request on."""
+    with _session() as session:
+        operators.set_partner_status(session, name, PartnerStatus.SUSPENDED)
+        typer.echo(f"suspended {name}")
+
+
+@partner_app.command("activate")
+def partner_activate(name: str) -> None:
+    """Lift a suspension."""
+    with _session() as session:
+        operators.set_partner_status(session, name, PartnerStatus.ACTIVE)
+        typer.echo(f"activated {name}")
+
+
+@key_app.command("issue")
+def key_issue(
+    partner: str,
+    label: Annotated[str | None, typer.Option(help="What the key is for.")] = None,
+    expires: Annotated[str | None, typer.Option(help="ISO 8601 expiry with time zone.")] = None,
+) -> None:
+    """Issue a key. The key is printed once and never stored: hand it over now."""
+    with _session() as session:
+        key = operators.issue_partner_key(session, partner, label, _when(expires))
+    typer.echo(f"key for {key.partner} (prefix {key.prefix}), shown only this once:\n{key.token}")
+
+
+@key_app.command("list")
+def key_list(partner: str) -> None:
+    """A partner's keys: prefix, state and dates (never secrets)."""
+    with _session() as session:
+        for key in operators.list_keys(session, partner):
+            state = "revoked" if key.revoked_at else "active"
+            typer.echo(
+                f"{key.prefix}  {state:8}  created {key.created_at:%Y-%m-%d}  "
+                f"last used {key.last_used_at or '-'}  expires {key.expires_at or '-'}  {key.label or ''}"
+            )
+
+
+@key_app.command("revoke")
+def key_revoke(prefix: str) -> None:
+    """Revoke a key by its prefix; it is refused from the next request on."""
+    with _session() as session:
+        key = operators.revoke_key(session, prefix)
+        typer.echo(f"revoked key {key.prefix}")
+
+
+@grant_app.command("add")
+def grant_add(
+    partner: str,
+    practice: str,
+    scopes: ScopesOption,
+    expires: Annotated[str | None, typer.Option(help="ISO 8601 expiry with time zone (default: in a year).")] = None,
+) -> None:
+    """Record a practice's consent: PARTNER may access PRACTICE (name or prc_ id) with SCOPES."""
+    with _session() as session:
+        grant = operators.grant_practice(session, partner, practice, _parse(parse_scopes, scopes, "--scopes"), _when(expires))
+        typer.echo(f"granted {grant.public_id}: {', '.join(sorted(grant.scopes))} until {grant.expires_at:%Y-%m-%d}")
+
+
+@grant_app.command("change")
+def grant_change(
+    partner: str,
+    practice: str,
+    scopes: Annotated[str | None, typer.Option(help="New comma-separated scopes.")] = None,
+    expires: Annotated[str | None, typer.Option(help="New ISO 8601 expiry with time zone.")] = None,
+) -> None:
+    """Change the scopes or the expiry of the live grant between PARTNER and PRACTICE."""
+    if scopes is None and expires is None:
+        raise typer.BadParameter("give --scopes and/or --expires")
+    with _session() as session:
+        new_scopes = _parse(parse_scopes, scopes, "--scopes") if scopes is not None else None
+        grant = operators.change_grant(session, partner, practice, new_scopes, _when(expires))
+        typer.echo(f"grant {grant.public_id}: {', '.join(sorted(grant.scopes))} until {grant.expires_at:%Y-%m-%d}")
+
+
+@grant_app.command("revoke")
+def grant_revoke(partner: str, practice: str) -> None:
+    """Withdraw the practice's consent; effective on the partner's next request."""
+    with _session() as session:
+        grant = operators.revoke_grant(session, partner, practice)
+        typer.echo(f"revoked grant {grant.public_id}")

@@ -1,0 +1,151 @@
+"""Operator use cases: partners, keys and grants. Shared by the CLI, the seeder and the tests.
+
+Every change takes effect on the partner's very next request: nothing about keys or grants is
+cached across requests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.identity.keys import issue_key
+from api.data.models import Grant, Partner, PartnerKey, PartnerStatus, Practice
+from api.scopes import Scope
+from api.timeutil import utcnow
+
+DEFAULT_GRANT_DURATION = timedelta(days=365)
+
+
+class OperatorError(Exception):
+    """A refusal worded for the operator (unknown name, bad input)."""
+
+
+@dataclass(frozen=True)
+class NewKey:
+    partner: str
+    prefix: str
+    token: str  # shown once
+
+
+def _one(session: Session, model: type, name: str, what: str):  # type: ignore[no-untyped-def]
+    found = session.scalars(select(model).where(model.name == name)).all()
+    if not found:
+        near = session.scalars(select(model.name).where(model.name.ilike(f"%{name[:4]}%")).limit(5)).all()
+        hint = f" (did you mean: {', '.join(near)}?)" if near else ""
+        raise OperatorError(f"no {what} named {name!r}{hint}")
+    if len(found) > 1:
+        raise OperatorError(f"several {what}s are named {name!r}; use its public id")
+    return found[0]
+
+
+def find_partner(session: Session, name: str) -> Partner:
+    return _one(session, Partner, name, "partner")
+
+
+def find_practice(session: Session, name: str) -> Practice:
+    if name.startswith("prc_"):
+        practice = session.scalar(select(Practice).where(Practice.public_id == name))
+        if practice is None:
+            raise OperatorError(f"no practice with id {name!r}")
+        return practice
+    return _one(session, Practice, name, "practice")
+
+
+def create_partner(session: Session, name: str) -> Partner:
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise OperatorError("a partner name has 1 to 100 characters")
+    if session.scalar(select(Partner).where(Partner.name == name)):
+        raise OperatorError(f"a partner named {name!r} exists already")
+    partner = Partner(name=name)
+    session.add(partner)
+    session.flush()
+    return partner
+
+
+def set_partner_status(session: Session, name: str, status: PartnerStatus) -> Partner:
+    partner = find_partner(session, name)
+    partner.status = status
+    return partner
+
+
+def issue_partner_key(session: Session, name: str, label: str | None = None, expires_at: datetime | None = None) -> NewKey:
+    partner = find_partner(session, name)
+    if expires_at is not None and expires_at <= utcnow():
+        raise OperatorError("a key's expiry must be in the future")
+    issued = issue_key()
+    session.add(
+        PartnerKey(partner_id=partner.id, prefix=issued.prefix, secret_hash=issued.secret_hash, label=label, expires_at=expires_at)
+    )
+    session.flush()
+    return NewKey(partner=partner.name, prefix=issued.prefix, token=issued.token)
+
+
+def list_keys(session: Session, name: str) -> list[PartnerKey]:
+    partner = find_partner(session, name)
+    return list(session.scalars(select(PartnerKey).where(PartnerKey.partner_id == partner.id).order_by(PartnerKey.id)))
+
+
+def revoke_key(session: Session, prefix: str) -> PartnerKey:
+    key = session.scalar(select(PartnerKey).where(PartnerKey.prefix == prefix))
+    if key is None:
+        raise OperatorError(f"no key with prefix {prefix!r}")
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+    return key
+
+
+def live_grant(session: Session, partner: Partner, practice: Practice) -> Grant | None:
+    """The grant not yet revoked between them (the database allows at most one)."""
+    return session.scalar(
+        select(Grant).where(Grant.partner_id == partner.id, Grant.practice_id == practice.id, Grant.revoked_at.is_(None))
+    )
+
+
+def grant_practice(
+    session: Session, partner_name: str, practice_name: str, scopes: set[Scope], expires_at: datetime | None = None
+) -> Grant:
+    partner, practice = find_partner(session, partner_name), find_practice(session, practice_name)
+    if not scopes:
+        raise OperatorError("a grant needs at least one scope")
+    expires_at = expires_at or utcnow() + DEFAULT_GRANT_DURATION
+    if expires_at <= utcnow():
+        raise OperatorError("a grant's expiry must be in the future")
+    if live_grant(session, partner, practice) is not None:
+        raise OperatorError(f"{partner.name} already has a grant at {practice.name}: change its scopes or revoke it")
+    grant = Grant(partner_id=partner.id, practice_id=practice.id, expires_at=expires_at)
+    grant.set_scopes(scopes)
+    session.add(grant)
+    session.flush()
+    return grant
+
+
+def change_grant(
+    session: Session, partner_name: str, practice_name: str, scopes: set[Scope] | None = None, expires_at: datetime | None = None
+) -> Grant:
+    partner, practice = find_partner(session, partner_name), find_practice(session, practice_name)
+    grant = live_grant(session, partner, practice)
+    if grant is None:
+        raise OperatorError(f"{partner.name} has no grant at {practice.name}")
+    if scopes is not None:
+        if not scopes:
+            raise OperatorError("a grant needs at least one scope; revoke it instead")
+        grant.set_scopes(scopes)
+    if expires_at is not None:
+        if expires_at <= utcnow():
+            raise OperatorError("a grant's expiry must be in the future; revoke it instead")
+        grant.expires_at = expires_at
+    return grant
+
+
+def revoke_grant(session: Session, partner_name: str, practice_name: str) -> Grant:
+    partner, practice = find_partner(session, partner_name), find_practice(session, practice_name)
+    grant = live_grant(session, partner, practice)
+    if grant is None:
+        raise OperatorError(f"{partner.name} has no grant at {practice.name}")
+    grant.revoked_at = utcnow()
+    return grant

@@ -1,0 +1,145 @@
+"""`partner-api`: the operator's command line. Each command calls the same services as the API."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from api.operators.ledger_commands import reports_app
+from api.operators.account_commands import grant_app, key_app, partner_app
+from api.settings import get_settings
+from authz.cli import policy_app
+
+app = typer.Typer(no_args_is_help=True, help="Partner API for medical appointments: run it and operate it.")
+db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
+app.add_typer(db_app, name="db")
+app.add_typer(partner_app, name="partner")
+app.add_typer(key_app, name="key")
+app.add_typer(grant_app, name="grant")
+app.add_typer(policy_app, name="policy")
+app.add_typer(reports_app)  # exposure, alerts, ledger purge
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply the alembic migrations to the configured database."""
+    from api.data.database import make_sync_engine
+    from api.data.migrate import upgrade
+
+    engine = make_sync_engine(get_settings().database_url)
+    upgrade(engine, revision)
+    typer.echo(f"database at {revision}: {engine.url.render_as_string(hide_password=True)}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port.")] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+) -> None:
+    """Serve the API (and GraphiQL on GET /graphql) with uvicorn; logs are JSON lines on stderr."""
+    import os
+    import tempfile
+    from contextlib import ExitStack
+
+    import uvicorn
+
+    from api.http.logs import log_config
+    from api.http.metrics import MULTIPROCESS_DIR
+
+    settings = get_settings()
+    with ExitStack() as stack:
+        if workers > 1 and not os.environ.get(MULTIPROCESS_DIR):
+            # Each worker writes its metrics there, so that /metrics sums them (see api.http.metrics).
+            os.environ[MULTIPROCESS_DIR] = stack.enter_context(tempfile.TemporaryDirectory(prefix="partner-api-metrics-"))
+        uvicorn.run(
+            "api.http.app:create_app",
+            factory=True,
+            host=host or settings.host,
+            port=port or settings.port,
+            workers=workers,
+            log_level=settings.log_level,
+            log_config=log_config(settings.log_level),
+            access_log=False,  # api.http.logs writes one line per request, without the query string
+        )
+
+
+@app.command()
+def seed(
+    size: Annotated[str, typer.Option(help="small (tests), medium (demo) or large (benchmarks).")] = "medium",
+    seed: Annotated[int, typer.Option(help="Same seed, same data.")] = 2020,
+    reference_date: Annotated[
+        str | None, typer.Option(help="Day the data is centred on (YYYY-MM-DD); default: fixed by the seed.")
+    ] = None,
+    keys_file: Annotated[Path | None, typer.Option(help="Where to write the demo keys (JSON).")] = None,
+) -> None:
+    """Migrate, then fill an empty database with deterministic French demo data and partners."""
+    from datetime import date
+
+    from api.data.database import make_sync_engine
+    from api.data.migrate import upgrade
+    from api.data.seed import SeedError, seed as run_seed
+
+    settings = get_settings()
+    engine = make_sync_engine(settings.database_url)
+    upgrade(engine)
+    try:
+        day = date.fromisoformat(reference_date) if reference_date else None
+    except ValueError:
+        raise typer.BadParameter("use YYYY-MM-DD", param_hint="--reference-date") from None
+    try:
+        report = run_seed(engine, size, seed, keys_file or settings.demo_keys_file, day)
+    except SeedError as error:
+        typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(1) from None
+    typer.echo(", ".join(f"{count} {what}" for what, count in report.counts.items()))
+    typer.echo(f"centred on {report.reference_date}, seeded in {report.seconds} s")
+    typer.echo(f"demo keys written to {keys_file or settings.demo_keys_file}")
+
+
+@app.command()
+def demo(
+    size: Annotated[str, typer.Option(help="Data set to seed when the database is empty.")] = "medium",
+) -> None:
+    """Migrate, seed when empty, print the demo keys, and serve the API with GraphiQL."""
+    import json
+    from datetime import date
+
+    from sqlalchemy import func, select
+    from sqlalchemy.orm import Session
+
+    from api.data.database import make_sync_engine
+    from api.data.migrate import upgrade
+    from api.data.models import Practice
+    from api.data.seed import seed as run_seed
+
+    settings = get_settings()
+    engine = make_sync_engine(settings.database_url)
+    upgrade(engine)
+    with Session(engine) as session:
+        empty = not session.scalar(select(func.count()).select_from(Practice))
+    if empty:
+        typer.echo(f"seeding the {size} demo data set (once)...")
+        # Centred on today, so the demo has appointments this week and live grants.
+        run_seed(engine, size, keys_file=settings.demo_keys_file, reference_date=date.today())
+    engine.dispose()
+    if settings.demo_keys_file.exists():
+        keys = json.loads(settings.demo_keys_file.read_text())
+        typer.echo("\nDemo partners (keys also in %s):" % settings.demo_keys_file)
+        for name, entry in keys.items():
+            typer.echo(f"  {name:<13} {entry['status']:<9} {len(entry['grants'])} grant(s)  {entry['key']}")
+    typer.echo(f"\nGraphiQL: http://{settings.host}:{settings.port}/graphql  (paste a key in the key field)\n")
+    serve(host=None, port=None, workers=1)
+
+
+@app.command("export-schema")
+def export_schema(output: Path = Path("schema.graphql")) -> None:
+    """Write the GraphQL schema, as the code defines it, to OUTPUT."""
+    from api.schema import schema
+
+    output.write_text(schema.as_str() + "\n")
+    typer.echo(f"wrote {output}")
+
+
+def main() -> None:
+    app()

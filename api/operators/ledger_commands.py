@@ -1,0 +1,221 @@
+"""`partner-api exposure|alerts|ledger purge`: the data-protection officer's and the operator's
+commands over the access ledger, thin over `api.ledger.exposure` and `api.ledger.retention`."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.orm import Session
+
+from api.ledger import exposure as reports
+from api.ledger import retention
+from api.data.database import make_sync_engine
+from api.ledger.access import group_names
+from api.operators.accounts import OperatorError
+from api.settings import get_settings
+from api.timeutil import utcnow
+
+# Merged into `partner-api` itself: `partner-api exposure`, `partner-api alerts`, `partner-api ledger purge`.
+reports_app = typer.Typer()
+ledger_app = typer.Typer(no_args_is_help=True, help="The access ledger.")
+reports_app.add_typer(ledger_app, name="ledger")
+
+DEFAULT_PERIOD = timedelta(days=30)
+
+
+class Format(StrEnum):
+    TABLE = "table"
+    CSV = "csv"
+    JSON = "json"
+
+
+FormatOption = Annotated[Format, typer.Option("--format", help="table, csv or json.")]
+
+
+@contextmanager
+def _session(snapshot: bool = True) -> Iterator[Session]:
+    """A session for one command; an `OperatorError` becomes a clean exit 1 with its message.
+    `snapshot`: every query sees the database as of the first (the figures of a report agree)."""
+    engine = make_sync_engine(get_settings().database_url)
+    if snapshot and engine.dialect.name == "postgresql":  # SQLite's transactions see one snapshot already
+        engine = engine.execution_options(isolation_level="REPEATABLE READ")
+    try:
+        with Session(engine) as session:
+            yield session
+    except OperatorError as error:
+        typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+
+
+def _time(text: str | None, option: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint=option) from None
+    if value.tzinfo is None:
+        raise typer.BadParameter("give a time zone, e.g. 2026-11-01T00:00:00+01:00", param_hint=option)
+    return value
+
+
+def _columns(record_type: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(record_type)]
+
+
+def _dicts(records: Sequence[Any], columns: Sequence[str], as_text: bool) -> list[dict[str, Any]]:
+    """Records as dicts of `columns`: times in ISO 8601, field groups by name ("patient+identity" as text)."""
+    rows = []
+    for record in records:
+        row = {}
+        for name in columns:
+            value = getattr(record, name)
+            if name == "field_groups":
+                value = "+".join(group_names(value)) if as_text else group_names(value)
+            elif isinstance(value, datetime):
+                value = value.isoformat(timespec="seconds")
+            row[name] = value
+        rows.append(row)
+    return rows
+
+
+def _print(records: Sequence[Any], format: Format, title: str, columns: Sequence[str]) -> None:
+    """Records as a table, CSV with a header, or a JSON list."""
+    rows = _dicts(records, columns, as_text=format is not Format.JSON)
+    if format is Format.JSON:
+        typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+    elif format is Format.CSV:
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(columns), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        table = Table(*columns, title=title)
+        for row in rows:
+            table.add_row(*("-" if value is None else str(value) for value in row.values()))
+        # Piped to a file, rich would fold the ids at 80 columns.
+        Console(width=None if sys.stdout.isatty() else 240).print(table)
+
+
+def _period(since: datetime | None, until: datetime | None) -> str:
+    return f"{since.isoformat(timespec='seconds') if since else 'the start of the ledger'} to {until.isoformat(timespec='seconds') if until else 'now'}"
+
+
+@reports_app.command()
+def exposure(
+    partner: Annotated[str | None, typer.Option(help="What this partner was shown (name).")] = None,
+    patient: Annotated[str | None, typer.Option(help="Which partners were shown this patient (pat_ id).")] = None,
+    key: Annotated[str | None, typer.Option(help="Only what this key of the partner was shown (its prefix).")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="ISO 8601 with zone; default: 30 days before --until (--partner), no limit (--patient).")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="ISO 8601 with zone, excluded; default: now.")] = None,
+    with_names: Annotated[
+        bool, typer.Option("--with-names", help="Add the patients' names, to notify them (only public ids otherwise).")
+    ] = False,
+    format: FormatOption = Format.TABLE,
+) -> None:
+    """What a partner was shown: per practice, distinct patients and appointments and which field
+    groups, then every patient with what and when (GDPR art. 33/34). Or, with --patient, every
+    partner key that was shown one patient, when and what. csv gives the patient (or reader) list."""
+    if (partner is None) == (patient is None):
+        raise typer.BadParameter("give --partner NAME or --patient ID")
+    if patient is not None and (key is not None or with_names):
+        raise typer.BadParameter("--key and --with-names go with --partner")
+    start, end = _time(since, "--since"), _time(until, "--until")
+    with _session() as session:
+        if patient is not None:
+            readers = reports.patient_readers(session, patient, start, end)
+        else:
+            assert partner is not None  # one of the two, checked above
+            end = end or utcnow()
+            report = reports.partner_exposure(session, partner, start or end - DEFAULT_PERIOD, end, key, with_names)
+    if patient is not None:
+        _print_readers(readers, format)
+    else:
+        _print_exposure(report, format, with_names)
+
+
+def _print_exposure(report: reports.PartnerExposure, format: Format, with_names: bool) -> None:
+    names = ("first_name", "last_name")
+    patient_columns = [c for c in _columns(reports.PatientExposure) if with_names or c not in names]
+    if format is Format.JSON:
+        typer.echo(json.dumps({
+            "partner": report.partner, "key_prefix": report.key_prefix,
+            "since": report.since.isoformat(), "until": report.until.isoformat(),
+            "practices": _dicts(report.practices, _columns(reports.PracticeExposure), as_text=False),
+            "patients": _dicts(report.patients, patient_columns, as_text=False),
+        }, indent=2, ensure_ascii=False))
+        return
+    if format is Format.TABLE:
+        who = report.partner + (f" (key {report.key_prefix})" if report.key_prefix else "")
+        typer.echo(
+            f"{who}, from {_period(report.since, report.until)}: {len(report.patients)} patient(s) and "
+            f"{sum(p.appointments for p in report.practices)} appointment(s) of {len(report.practices)} practice(s)"
+        )
+        _print(report.practices, format, "Practices", _columns(reports.PracticeExposure))
+    _print(report.patients, format, "Patients", patient_columns)
+
+
+def _print_readers(report: reports.PatientReaders, format: Format) -> None:
+    if format is Format.JSON:
+        typer.echo(json.dumps({
+            "patient_id": report.patient_id, "practice_id": report.practice_id, "practice": report.practice,
+            "since": report.since.isoformat() if report.since else None,
+            "until": report.until.isoformat() if report.until else None,
+            "readers": _dicts(report.readers, _columns(reports.Reader), as_text=False),
+        }, indent=2, ensure_ascii=False))
+        return
+    if format is Format.TABLE:
+        typer.echo(
+            f"{report.patient_id} of {report.practice} ({report.practice_id}), from {_period(report.since, report.until)}: "
+            f"shown to {len({r.partner for r in report.readers})} partner(s)"
+        )
+    _print(report.readers, format, "Readers", _columns(reports.Reader))
+
+
+@reports_app.command()
+def alerts(
+    partner: Annotated[str | None, typer.Option(help="Only this partner's alerts (name).")] = None,
+    since: Annotated[str | None, typer.Option(help="ISO 8601 with zone; default: every alert.")] = None,
+    format: FormatOption = Format.TABLE,
+) -> None:
+    """The extraction alerts, oldest first, with their evidence: partner, key, practice, time,
+    distinct patients already read in the window, new ones refused, the threshold and the window."""
+    with _session() as session:
+        found = reports.alerts(session, partner, _time(since, "--since"))
+    _print(found, format, "Extraction alerts", _columns(reports.Alert))
+
+
+@ledger_app.command("purge")
+def purge(
+    older_than: Annotated[
+        int | None, typer.Option(min=1, help="Days of ledger to keep; default: PARTNER_API_LEDGER_RETENTION_DAYS.")
+    ] = None,
+) -> None:
+    """Delete the requests recorded more than OLDER_THAN days ago with what they disclosed, and the
+    distinct-patient windows past the extraction window; in batches, each its own transaction."""
+    settings = get_settings()
+    days = older_than or settings.ledger_retention_days
+    with _session(snapshot=False) as session:
+        purged = retention.purge(session, timedelta(days=days), timedelta(hours=settings.extraction_window_hours))
+    typer.echo(
+        f"deleted {purged.access_records} access record(s) and their {purged.disclosures} disclosure(s), "
+        f"recorded before {purged.ledger_cutoff.isoformat(timespec='seconds')} ({days} days)"
+    )
+    typer.echo(
+        f"deleted {purged.patient_disclosures} patient window row(s) older than the "
+        f"{settings.extraction_window_hours} h extraction window"
+    )

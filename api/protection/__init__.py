@@ -1,0 +1,1 @@
+"""What a request may cost and take: shape limits, cost, budgets, the extraction guard, per-key gates."""

@@ -1,0 +1,92 @@
+"""Prices every operation before it runs and charges the partner's budget.
+
+Runs at execution time, with the request's variables, so that a cached document is priced anew
+with every set of variables. A refusal happens before any resolver touches the database.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from graphql import ExecutionResult, FragmentDefinitionNode, GraphQLError, get_operation_ast
+from graphql.execution.values import get_variable_values
+from strawberry.extensions import SchemaExtension
+
+from api.services.context import RequestContext
+from api.protection.cost import CostModel
+from api.errors import ApiError, ErrorCode
+
+
+def _refusal(error: ApiError) -> ExecutionResult:
+    return ExecutionResult(data=None, errors=[GraphQLError(str(error), original_error=error)])
+
+
+class CostAndBudget(SchemaExtension):
+    async def on_execute(self) -> AsyncIterator[None]:
+        execution = self.execution_context
+        self.model = CostModel.of(execution.schema._schema)
+        ctx: RequestContext = execution.context
+        document = execution.graphql_document
+        operation = get_operation_ast(document, execution.operation_name) if document else None
+        if operation is None:  # graphql-core reports the missing operation itself
+            yield
+            return
+        ctx.operation_name = operation.name.value if operation.name else None
+        fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}  # type: ignore[union-attr]
+        # Priced with the variables as the execution will see them: defaults applied, a single value
+        # where a list is declared made a list. Variables that do not coerce are refused by
+        # graphql-core before any resolver runs, so there is nothing to price or charge.
+        coerced = get_variable_values(
+            execution.schema._schema, operation.variable_definitions or (), execution.variables or {}, hide_suggestions=True
+        )
+        if isinstance(coerced, list):
+            yield
+            return
+        variables: dict[str, Any] = coerced.coerced
+        try:
+            requested = self.model.requested_cost(operation, fragments, variables, ctx.selected)
+        except ApiError as error:
+            execution.result = _refusal(error)
+            yield
+            return
+        maximum = ctx.settings.max_query_cost
+        if requested > maximum:
+            ctx.cost = {"requestedQueryCost": requested, "maximumQueryCost": maximum}
+            execution.result = _refusal(
+                ApiError(
+                    ErrorCode.COST_LIMIT_EXCEEDED,
+                    f"This operation costs {requested} points; the maximum is {maximum}. Ask for smaller pages or fewer fields.",
+                    cost=requested, maximum=maximum,
+                )
+            )
+            yield
+            return
+        async with ctx.transaction() as session:
+            charge = await ctx.budgets.take(session, ctx.principal, requested, time.time())
+        if not charge.granted:
+            ctx.retry_after = charge.retry_after
+            ctx.cost = {"requestedQueryCost": requested, "throttleStatus": charge.throttle.as_extension()}
+            execution.result = _refusal(
+                ApiError(
+                    ErrorCode.RATE_LIMITED,
+                    f"Your budget holds {int(charge.throttle.currently_available)} points and this operation costs "
+                    f"{requested}; retry in {charge.retry_after} s.",
+                    retryAfter=charge.retry_after,
+                )
+            )
+            yield
+            return
+        ctx.cost = {"requestedQueryCost": requested}  # what the ledger records if the operation never ends (timeout)
+        yield
+        result = execution.result
+        data = getattr(result, "data", None)
+        actual = min(requested, self.model.actual_cost(operation, fragments, variables, data))
+        ctx.refund = requested - actual  # given back in the ledger's transaction: one write less per request
+        throttle = charge.throttle.refunded(ctx.refund)
+        ctx.cost = {"requestedQueryCost": requested, "actualQueryCost": actual, "throttleStatus": throttle.as_extension()}
+
+    def get_results(self) -> dict[str, Any]:
+        cost = self.execution_context.context.cost
+        return {"cost": cost} if cost else {}

@@ -1,0 +1,244 @@
+"""Booking, rescheduling and cancelling: authorized by the policy, validated, idempotent.
+
+Every write bumps the change counter first, inside its transaction: that serializes writers
+(so two partners cannot book the same slot at once) and orders the sync feed.
+Business refusals (slot taken, time in the past...) are returned as `Refusal`s, distinct from
+authorization errors (NOT_FOUND / FORBIDDEN), which are raised.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.services.context import RequestContext
+from api.errors import ApiError, ErrorCode, bad_input, not_found
+from api.ids import kind_of
+from api.data.models import (
+    Appointment,
+    AppointmentStatus,
+    ChangeCounter,
+    Gender,
+    IdempotencyRecord,
+    Patient,
+    Practice,
+    PracticeMembership,
+)
+
+MAX_DURATION = timedelta(hours=8)
+MAX_KEY_LENGTH = 100
+
+
+class RefusalReason(enum.Enum):
+    SLOT_TAKEN = "The practitioner already has an appointment at that time."
+    IN_THE_PAST = "Appointments can only be booked or moved to the future."
+    ENDS_BEFORE_START = "The end must come after the start."
+    TOO_LONG = f"An appointment lasts at most {MAX_DURATION.seconds // 3600} hours."
+    PRACTITIONER_NOT_AT_PRACTICE = "This practitioner does not work at this practice."
+    PATIENT_NOT_AT_PRACTICE = "This patient is not in this practice's file."
+    NOT_CHANGEABLE = "Only a booked appointment can be rescheduled."
+
+
+@dataclass(frozen=True)
+class Refusal:
+    reason: RefusalReason
+
+
+@dataclass(frozen=True)
+class NewPatient:
+    first_name: str
+    last_name: str
+    gender: Gender
+    birth_date: date | None
+    phone: str | None
+    email: str | None
+
+
+async def next_change_seq(session: AsyncSession) -> int:
+    """Take the next change sequence number, locking the counter until commit."""
+    value = (
+        await session.execute(
+            update(ChangeCounter).where(ChangeCounter.id == 1).values(value=ChangeCounter.value + 1).returning(ChangeCounter.value)
+        )
+    ).scalar_one_or_none()
+    if value is None:
+        await session.execute(insert(ChangeCounter).values(id=1, value=1))
+        value = 1
+    return value
+
+
+def _request_hash(operation: str, payload: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps([operation, payload], sort_keys=True, default=str).encode()).hexdigest()
+
+
+async def _replayed(session: AsyncSession, ctx: RequestContext, key: str | None, operation: str, digest: str) -> Appointment | None:
+    if key is None:
+        return None
+    if not 1 <= len(key) <= MAX_KEY_LENGTH:
+        raise bad_input(f"`idempotencyKey` has 1 to {MAX_KEY_LENGTH} characters.", argument="idempotencyKey")
+    record = (
+        await session.execute(
+            select(IdempotencyRecord).where(IdempotencyRecord.partner_id == ctx.principal.partner_id, IdempotencyRecord.key == key)
+        )
+    ).scalar_one_or_none()
+    if record is None:
+        return None
+    if record.operation != operation or record.request_hash != digest:
+        raise bad_input("This idempotency key was used for another request; use a new key.", argument="idempotencyKey")
+    return await session.get(Appointment, record.appointment_id)
+
+
+def _remember(session: AsyncSession, ctx: RequestContext, key: str | None, operation: str, digest: str, appointment: Appointment) -> None:
+    if key is not None:
+        session.add(
+            IdempotencyRecord(
+                partner_id=ctx.principal.partner_id, key=key, operation=operation, request_hash=digest,
+                appointment_id=appointment.id, created_at=ctx.request_time,
+            )
+        )
+
+
+async def _authorized(session: AsyncSession, ctx: RequestContext, model: type[Any], action: str, public_id: str, what: str) -> Any:
+    """The row if the policy allows `action` on it; FORBIDDEN if the partner may only read it,
+    NOT_FOUND if it may not even see it (no existence oracle)."""
+    if kind_of(public_id) != model.__name__:
+        raise not_found(what)  # not even an id of this kind: the database is not asked
+    params = {"request_time": ctx.request_time}
+    row = (await session.execute(ctx.authorized(model, action).where(model.public_id == public_id), params)).scalar_one_or_none()
+    if row is not None:
+        return row
+    if (await session.execute(ctx.authorized(model).where(model.public_id == public_id), params)).first():
+        raise ApiError(ErrorCode.FORBIDDEN, f"Your grant at this practice does not allow you to {action} {what}s.")
+    raise not_found(what)
+
+
+def _check_times(ctx: RequestContext, starts_at: datetime, ends_at: datetime) -> Refusal | None:
+    if starts_at.tzinfo is None or ends_at.tzinfo is None:
+        raise bad_input("`startsAt` and `endsAt` need a time zone offset.")
+    if starts_at <= ctx.request_time:
+        return Refusal(RefusalReason.IN_THE_PAST)
+    if ends_at <= starts_at:
+        return Refusal(RefusalReason.ENDS_BEFORE_START)
+    if ends_at - starts_at > MAX_DURATION:
+        return Refusal(RefusalReason.TOO_LONG)
+    return None
+
+
+async def _slot_taken(session: AsyncSession, practitioner_id: int, starts_at: datetime, ends_at: datetime, ignore: int | None) -> bool:
+    overlapping = select(Appointment.id).where(
+        Appointment.practitioner_id == practitioner_id,
+        Appointment.status != AppointmentStatus.CANCELLED,
+        Appointment.starts_at < ends_at,
+        Appointment.ends_at > starts_at,
+    )
+    if ignore is not None:
+        overlapping = overlapping.where(Appointment.id != ignore)
+    return (await session.execute(overlapping.limit(1))).first() is not None
+
+
+async def book(
+    ctx: RequestContext,
+    practice_id: str,
+    practitioner_id: str,
+    patient_id: str | None,
+    new_patient: NewPatient | None,
+    starts_at: datetime,
+    ends_at: datetime,
+    reason: str | None,
+    idempotency_key: str | None,
+) -> Appointment | Refusal:
+    if (patient_id is None) == (new_patient is None):
+        raise bad_input("Give either `patientId` or `newPatient`.")
+    if kind_of(practice_id) != "Practice":
+        raise not_found("practice")
+    payload = {
+        "practice": practice_id, "practitioner": practitioner_id, "patient": patient_id,
+        "new_patient": asdict(new_patient) if new_patient else None, "starts": starts_at, "ends": ends_at, "reason": reason,
+    }
+    digest = _request_hash("book", payload)
+    async with ctx.transaction() as session:
+        replay = await _replayed(session, ctx, idempotency_key, "book", digest)
+        if replay is not None:
+            return replay
+        practice = await _authorized(session, ctx, Practice, "book", practice_id, "practice")
+        refusal = _check_times(ctx, starts_at, ends_at)
+        if refusal:
+            return refusal
+        membership = (
+            await session.execute(
+                select(PracticeMembership).where(
+                    PracticeMembership.public_id == practitioner_id, PracticeMembership.practice_id == practice.id
+                )
+            )
+        ).scalar_one_or_none()
+        if membership is None:
+            return Refusal(RefusalReason.PRACTITIONER_NOT_AT_PRACTICE)
+        if patient_id is not None:
+            patient = (
+                await session.execute(select(Patient).where(Patient.public_id == patient_id, Patient.practice_id == practice.id))
+            ).scalar_one_or_none()
+            if patient is None:
+                return Refusal(RefusalReason.PATIENT_NOT_AT_PRACTICE)
+        seq = await next_change_seq(session)
+        if await _slot_taken(session, membership.practitioner_id, starts_at, ends_at, None):
+            await session.rollback()
+            return Refusal(RefusalReason.SLOT_TAKEN)
+        if new_patient is not None:
+            patient = Patient(practice_id=practice.id, created_at=ctx.request_time, **asdict(new_patient))
+            session.add(patient)
+            await session.flush()
+        appointment = Appointment(
+            practice_id=practice.id, practitioner_id=membership.practitioner_id, patient_id=patient.id,
+            starts_at=starts_at, ends_at=ends_at, status=AppointmentStatus.BOOKED, reason=reason,
+            source_partner_id=ctx.principal.partner_id, created_at=ctx.request_time, updated_at=ctx.request_time,
+            change_seq=seq,
+        )
+        session.add(appointment)
+        await session.flush()
+        _remember(session, ctx, idempotency_key, "book", digest, appointment)
+        await session.commit()
+        return appointment
+
+
+async def reschedule(
+    ctx: RequestContext, appointment_id: str, starts_at: datetime, ends_at: datetime, idempotency_key: str | None
+) -> Appointment | Refusal:
+    digest = _request_hash("reschedule", {"appointment": appointment_id, "starts": starts_at, "ends": ends_at})
+    async with ctx.transaction() as session:
+        replay = await _replayed(session, ctx, idempotency_key, "reschedule", digest)
+        if replay is not None:
+            return replay
+        appointment = await _authorized(session, ctx, Appointment, "reschedule", appointment_id, "appointment")
+        if appointment.status != AppointmentStatus.BOOKED:
+            return Refusal(RefusalReason.NOT_CHANGEABLE)
+        refusal = _check_times(ctx, starts_at, ends_at)
+        if refusal:
+            return refusal
+        seq = await next_change_seq(session)
+        if await _slot_taken(session, appointment.practitioner_id, starts_at, ends_at, appointment.id):
+            await session.rollback()
+            return Refusal(RefusalReason.SLOT_TAKEN)
+        appointment.starts_at, appointment.ends_at = starts_at, ends_at
+        appointment.updated_at, appointment.change_seq = ctx.request_time, seq
+        _remember(session, ctx, idempotency_key, "reschedule", digest, appointment)
+        await session.commit()
+        return appointment
+
+
+async def cancel(ctx: RequestContext, appointment_id: str) -> Appointment:
+    """Cancel; cancelling a cancelled appointment changes nothing (safe to retry)."""
+    async with ctx.transaction() as session:
+        appointment = await _authorized(session, ctx, Appointment, "cancel", appointment_id, "appointment")
+        if appointment.status == AppointmentStatus.CANCELLED:
+            return appointment
+        appointment.status = AppointmentStatus.CANCELLED
+        appointment.updated_at, appointment.change_seq = ctx.request_time, await next_change_seq(session)
+        await session.commit()
+        return appointment

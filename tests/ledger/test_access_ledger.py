@@ -1,0 +1,74 @@
+"""The access ledger: every request recorded; every record a response carried, and nothing else,
+with the field groups it carried; no data leaves when the ledger cannot be written."""
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.ledger.access import FieldGroup
+from api.data.models import AccessRecord, Appointment, Disclosure, Patient
+from tests.client import walk
+from tests.world import window_args
+
+PAGE = """query Day($p: ID!, $from: DateTime!, $to: DateTime!, $n: Int!) {
+  appointments(practiceId: $p, from: $from, to: $to, first: $n) {
+    edges { node { id startsAt reason patient { id firstName phone } } } } }"""
+
+
+def ledger(sync_engine):
+    with Session(sync_engine) as session:
+        records = session.scalars(select(AccessRecord).order_by(AccessRecord.id)).all()
+        disclosures = session.scalars(select(Disclosure).order_by(Disclosure.id)).all()
+        appointments = {a.id: a.public_id for a in session.scalars(select(Appointment))}
+        patients = {p.id: p.public_id for p in session.scalars(select(Patient))}
+    return records, disclosures, appointments, patients
+
+
+async def test_every_record_returned_is_in_the_ledger_and_nothing_else(api, world, sync_engine):
+    response = await api.query(world.keys["no-contact"], PAGE, {"p": world.practice_id("A"), **window_args(), "n": 4})
+    returned = {value for key, value in walk(response.data) if key == "id"}
+    records, disclosures, appointments, patients = ledger(sync_engine)
+    (record,) = records
+    assert record.outcome == "served" and record.operation_name == "Day" and record.http_status == 200
+    assert record.requested_cost and record.actual_cost and len(record.document_hash) == 64
+    disclosed = {appointments.get(d.appointment_id) or patients.get(d.patient_id) for d in disclosures}
+    assert disclosed == returned
+    groups = {patients[d.patient_id]: d.field_groups for d in disclosures if d.patient_id}
+    # identity was selected and granted; contact was selected but forbidden; so only identity.
+    assert set(groups.values()) == {FieldGroup.PATIENT | FieldGroup.IDENTITY}
+    appointment_groups = {d.field_groups for d in disclosures if d.appointment_id}
+    assert appointment_groups == {FieldGroup.APPOINTMENT}  # reason is forbidden without its scope
+
+
+async def test_unselected_fields_are_not_recorded_as_disclosed(api, world, sync_engine):
+    query = PAGE.replace("reason patient { id firstName phone }", "patient { id }")
+    await api.query(world.keys["full"], query, {"p": world.practice_id("A"), **window_args(), "n": 2})
+    _, disclosures, _, _ = ledger(sync_engine)
+    assert {d.field_groups for d in disclosures if d.patient_id} == {FieldGroup.PATIENT}
+
+
+async def test_refusals_are_recorded_without_disclosures(api, world, sync_engine):
+    await api.query(None, "{ viewer { name } }")
+    await api.query("pak_000000000000_" + "x" * 43, "{ viewer { name } }")
+    await api.query(world.keys["other"], PAGE, {"p": world.practice_id("A"), **window_args(), "n": 2})
+    await api.query(world.keys["full"], PAGE, {"p": world.practice_id("A"), **window_args(), "n": 500})
+    records, disclosures, _, _ = ledger(sync_engine)
+    assert [(r.outcome, r.error_code, r.http_status) for r in records] == [
+        ("refused", "UNAUTHENTICATED", 401),
+        ("refused", "UNAUTHENTICATED", 401),
+        ("refused", "NOT_FOUND", 200),
+        ("refused", "COST_LIMIT_EXCEEDED", 400),
+    ]
+    assert records[1].key_prefix == "000000000000" and records[1].partner_id is None
+    assert disclosures == []
+
+
+async def test_no_data_is_sent_when_the_ledger_cannot_be_written(api, world, monkeypatch):
+    async def broken(*_args, **_kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr("api.ledger.access.write", broken)
+    response = await api.query(world.keys["full"], PAGE, {"p": world.practice_id("A"), **window_args(), "n": 2})
+    assert response.status == 503
+    assert response.data is None and response.codes == {"INTERNAL_SERVER_ERROR"}
+    assert "Motif" not in str(response.body) and "pat_" not in str(response.body)

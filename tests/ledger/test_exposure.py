@@ -1,0 +1,338 @@
+"""The exposure report tells exactly what partners were shown: the tests read through the API,
+note every id the responses carried and with which fields, and compare with the report."""
+
+import csv
+import io
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import event, func, insert, select, update
+from sqlalchemy.orm import Session
+from typer.testing import CliRunner
+
+from api.operators import accounts as operators
+
+from api.ledger import retention
+from api.operators.cli import app
+from api.ledger.exposure import alerts, partner_exposure, patient_readers
+from api.ledger.access import FieldGroup
+from api.data.models import AccessRecord, Appointment, Disclosure, Partner, Patient, PatientDisclosure
+from api.settings import get_settings
+from api.timeutil import utcnow
+from tests.world import window_args
+
+PAGE = """query Day($p: ID!, $from: DateTime!, $to: DateTime!, $n: Int!) {
+  appointments(practiceId: $p, from: $from, to: $to, first: $n) {
+    edges { node { id startsAt reason patient { id firstName phone } } } } }"""
+IDS_ONLY = PAGE.replace("reason patient { id firstName phone }", "patient { id }")
+TIMES_ONLY = PAGE.replace("reason patient { id firstName phone }", "")
+NODE = "query One($id: ID!) { node(id: $id) { id ... on Patient { email } } }"
+IDENTITY, CONTACT = ("firstName", "lastName", "gender", "birthDate"), ("phone", "email")
+
+
+@dataclass
+class Shown:
+    """What responses carried, per patient public id, worked out from their JSON alone."""
+
+    owners: dict[str, str]  # appointment public id -> its patient's, for appointments read without their patient
+    groups: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    appointments: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    requests: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def add(self, data: object) -> None:
+        patients: set[str] = set()
+        for record in _records(data):
+            if record["id"].startswith("apt_"):
+                patient = self.owners[record["id"]]
+                self.appointments[patient].add(record["id"])
+                groups = FieldGroup.APPOINTMENT | (FieldGroup.REASON if record.get("reason") else 0)
+            else:
+                patient = record["id"]
+                groups = FieldGroup.PATIENT
+                groups |= FieldGroup.IDENTITY if any(record.get(f) for f in IDENTITY) else 0
+                groups |= FieldGroup.CONTACT if any(record.get(f) for f in CONTACT) else 0
+            self.groups[patient] |= groups
+            patients.add(patient)
+        for patient in patients:
+            self.requests[patient] += 1
+
+
+def _records(value: object):
+    if isinstance(value, dict):
+        if str(value.get("id", "")).startswith(("apt_", "pat_")):
+            yield value
+        for item in value.values():
+            yield from _records(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _records(item)
+
+
+@pytest.fixture
+def owners(sync_engine, world) -> dict[str, str]:
+    with Session(sync_engine) as session:
+        rows = session.execute(select(Appointment.public_id, Patient.public_id).join(Patient, Patient.id == Appointment.patient_id))
+        return {appointment: patient for appointment, patient in rows}
+
+
+@pytest.fixture
+def second_key(sync_engine, world) -> tuple[str, str]:
+    """Another key of `full`: (prefix, token)."""
+    with Session(sync_engine) as session, session.begin():
+        key = operators.issue_partner_key(session, "full", "second")
+    return key.prefix, key.token
+
+
+async def read(api, token, query, **variables):
+    response = await api.query(token, query, variables)
+    assert response.status == 200, response.body
+    return response.data
+
+
+def report(sync_engine, partner, since, key=None, with_names=False):
+    with Session(sync_engine) as session:
+        return partner_exposure(session, partner, since, utcnow() + timedelta(seconds=1), key, with_names)
+
+
+@pytest.fixture
+async def readings(api, world, owners, second_key):
+    """Several partners, keys and scopes reading practices A and B; returns what each was shown."""
+    since = utcnow() - timedelta(seconds=1)
+    page = {"p": world.practice_id("A"), **window_args()}
+    full, key_shown, no_contact, other = Shown(owners), Shown(owners), Shown(owners), Shown(owners)
+    full.add(await read(api, world.keys["full"], PAGE, **page, n=2))
+    full.add(await read(api, world.keys["full"], IDS_ONLY, **page, n=5))
+    full.add(await read(api, world.keys["full"], NODE, id=world.patients["A"][2]))
+    key_shown.add(await read(api, second_key[1], TIMES_ONLY, **page, n=3))
+    no_contact.add(await read(api, world.keys["no-contact"], PAGE, **page, n=4))
+    other.add(await read(api, world.keys["other"], PAGE, p=world.practice_id("B"), **window_args(), n=6))
+    await api.query(world.keys["other"], PAGE, {**page, "n": 6})  # refused (NOT_FOUND): nothing shown
+    both = Shown(owners)
+    for shown in (full, key_shown):
+        for patient, groups in shown.groups.items():
+            both.groups[patient] |= groups
+            both.appointments[patient] |= shown.appointments.get(patient, set())
+            both.requests[patient] += shown.requests[patient]
+    return since, {"full": both, "first key": full, "second key": key_shown, "no-contact": no_contact, "other": other}
+
+
+def assert_report_matches(found, shown: Shown) -> None:
+    assert {p.patient_id: FieldGroup(p.field_groups) for p in found.patients} == shown.groups
+    assert {p.patient_id: p.appointments for p in found.patients} == {k: len(shown.appointments.get(k, ())) for k in shown.groups}
+    assert {p.patient_id: p.requests for p in found.patients} == shown.requests
+    (practice,) = found.practices
+    assert practice.patients == len(shown.groups)
+    assert practice.appointments == sum(len(a) for a in shown.appointments.values())
+    assert practice.with_identity == sum(1 for g in shown.groups.values() if g & FieldGroup.IDENTITY)
+    assert practice.with_contact == sum(1 for g in shown.groups.values() if g & FieldGroup.CONTACT)
+    union = 0
+    for groups in shown.groups.values():
+        union |= groups
+    assert practice.field_groups == union
+
+
+async def test_the_report_is_what_each_partner_was_shown(readings, sync_engine, world):
+    since, shown = readings
+    for partner in ("full", "no-contact", "other"):
+        found = report(sync_engine, partner, since)
+        assert_report_matches(found, shown[partner])
+    assert report(sync_engine, "other", since).practices[0].practice == "B"
+    assert all(not p.field_groups & FieldGroup.CONTACT for p in report(sync_engine, "no-contact", since).patients)
+    assert report(sync_engine, "reader", since).patients == []
+
+
+async def test_the_report_of_one_key_is_what_that_key_was_shown(readings, sync_engine, second_key):
+    since, shown = readings
+    found = report(sync_engine, "full", since, key=second_key[0])
+    assert_report_matches(found, shown["second key"])
+    # Read without the patient field, the appointments still concern their patients.
+    assert {p.field_groups for p in found.patients} == {FieldGroup.APPOINTMENT}
+    assert found.practices[0].with_reason == 0
+
+
+async def test_the_report_counts_only_the_period_asked(readings, sync_engine):
+    since, _ = readings
+    with Session(sync_engine) as session:
+        before = partner_exposure(session, "full", since - timedelta(days=1), since)
+        after = partner_exposure(session, "full", utcnow() + timedelta(seconds=1), utcnow() + timedelta(days=1))
+    assert before.practices == before.patients == after.practices == after.patients == []
+
+
+async def test_a_patient_report_names_every_partner_key_that_was_shown_them(readings, sync_engine, world, second_key):
+    _, shown = readings
+    patient = world.patients["A"][0]
+    with Session(sync_engine) as session:
+        found = patient_readers(session, patient)
+        full_prefix = session.scalar(select(Partner).where(Partner.name == "full")).keys[0].prefix
+    readers = {(r.partner, r.key_prefix): FieldGroup(r.field_groups) for r in found.readers}
+    assert readers == {
+        ("full", full_prefix): shown["first key"].groups[patient],
+        ("full", second_key[0]): shown["second key"].groups[patient],
+        ("no-contact", world.keys["no-contact"].split("_")[1]): shown["no-contact"].groups[patient],
+    }
+    assert found.practice == "A" and all(r.first_disclosed <= r.last_disclosed for r in found.readers)
+    assert sum(r.requests for r in found.readers) == sum(shown[p].requests[patient] for p in ("full", "no-contact"))
+    with Session(sync_engine) as session:
+        assert patient_readers(session, world.patients["C"][0]).readers == []
+
+
+# --- The command line ----------------------------------------------------------------------------
+
+@pytest.fixture
+def cli(database_url, monkeypatch):
+    monkeypatch.setenv("PARTNER_API_DATABASE_URL", database_url)
+    get_settings.cache_clear()
+    runner = CliRunner()
+    yield lambda *args: runner.invoke(app, list(args))
+    get_settings.cache_clear()
+
+
+async def test_exposure_as_csv_lists_each_patient_without_names(readings, cli, world):
+    since, shown = readings
+    result = cli("exposure", "--partner", "full", "--since", since.isoformat(), "--format", "csv")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.output)))
+    assert {r["patient_id"]: r["field_groups"] for r in rows} == {
+        p: "+".join(g.name.lower() for g in FieldGroup if groups & g) for p, groups in shown["full"].groups.items()
+    }
+    assert {r["practice_id"] for r in rows} == {world.practice_id("A")}
+    assert "first_name" not in rows[0] and "Prénom" not in result.output and "Nom" not in result.output
+
+
+async def test_exposure_with_names_adds_them_for_notification(readings, cli, world):
+    since, _ = readings
+    result = cli("exposure", "--partner", "no-contact", "--since", since.isoformat(), "--format", "json", "--with-names")
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.output)
+    assert body["partner"] == "no-contact" and body["practices"][0]["field_groups"] == ["appointment", "patient", "identity"]
+    assert {(p["first_name"], p["last_name"]) for p in body["patients"]} <= {(f"PrénomA{i}", f"NomA{i}") for i in range(3)}
+    table = cli("exposure", "--partner", "no-contact", "--since", since.isoformat())
+    assert table.exit_code == 0 and world.patients["A"][0] in table.output and "PrénomA" not in table.output
+
+
+async def test_exposure_of_a_patient_as_json_and_table(readings, cli, world):
+    patient = world.patients["A"][1]
+    body = json.loads(cli("exposure", "--patient", patient, "--format", "json").output)
+    assert body["patient_id"] == patient and {r["partner"] for r in body["readers"]} == {"full", "no-contact"}
+    assert all(isinstance(r["field_groups"], list) for r in body["readers"])
+    table = cli("exposure", "--patient", patient)
+    assert table.exit_code == 0 and "shown to 2 partner(s)" in table.output
+
+
+def test_exposure_refuses_unclear_requests(cli, world):
+    assert cli("exposure").exit_code == 2
+    assert cli("exposure", "--partner", "full", "--patient", world.patients["A"][0]).exit_code == 2
+    assert cli("exposure", "--partner", "full", "--since", "2026-11-01T00:00:00").exit_code == 2  # no zone
+    unknown = cli("exposure", "--partner", "nobody")
+    assert unknown.exit_code == 1 and "no partner named" in unknown.output
+    assert cli("exposure", "--partner", "full", "--key", "000000000000").exit_code == 1
+    assert cli("exposure", "--patient", "pat_" + "a" * 26).exit_code == 1
+
+
+# --- Alerts --------------------------------------------------------------------------------------
+
+async def test_alerts_show_their_evidence(make_api, world, cli):
+    api = make_api(extraction_floor=1, extraction_activity_factor=0.0)
+    response = await api.query(world.keys["full"], PAGE, {"p": world.practice_id("A"), **window_args(), "n": 6})
+    assert response.codes == {"EXTRACTION_LIMIT_EXCEEDED"}
+    result = cli("alerts", "--partner", "full", "--format", "json")
+    assert result.exit_code == 0, result.output
+    (alert,) = json.loads(result.output)
+    assert alert["partner"] == "full" and alert["key_prefix"] == world.keys["full"].split("_")[1]
+    assert alert["practice_id"] == world.practice_id("A") and alert["practice"] == "A"
+    assert (alert["patients_in_window"], alert["patients_refused"], alert["threshold"], alert["window_hours"]) == (0, 3, 1, 24)
+    assert cli("alerts", "--partner", "other", "--format", "json").output.strip() == "[]"
+    later = (utcnow() + timedelta(minutes=1)).isoformat()
+    assert cli("alerts", "--since", later, "--format", "csv").output.splitlines()[1:] == []
+    assert "Extraction alerts" in cli("alerts").output
+
+
+# --- Retention -----------------------------------------------------------------------------------
+
+def _old_request(session, world, days_ago: int) -> None:
+    at = utcnow() - timedelta(days=days_ago)
+    partner = session.scalar(select(Partner).where(Partner.name == "full"))
+    patient = session.scalar(select(Patient).where(Patient.public_id == world.patients["A"][0]))
+    access_id = session.execute(
+        insert(AccessRecord).values(
+            request_id=f"old{days_ago:05d}{id(at):016x}"[:32], at=at, partner_id=partner.id, outcome="served", http_status=200,
+            duration_ms=1.0,
+        ).returning(AccessRecord.id)
+    ).scalar_one()
+    session.execute(insert(Disclosure), [
+        {"access_id": access_id, "practice_id": patient.practice_id, "patient_id": patient.id, "appointment_id": None, "field_groups": 4},
+        {"access_id": access_id, "practice_id": patient.practice_id, "patient_id": None, "appointment_id": None, "field_groups": 1},
+    ])
+
+
+async def test_purge_deletes_the_ledger_past_retention_and_windows_past_the_extraction_window(
+    api, world, sync_engine, cli
+):
+    await read(api, world.keys["full"], PAGE, p=world.practice_id("A"), **window_args(), n=2)  # today: kept
+    with Session(sync_engine) as session, session.begin():
+        for days in (401, 402, 500, 399):
+            _old_request(session, world, days)
+        session.execute(update(PatientDisclosure).values(disclosed_at=utcnow() - timedelta(hours=25)))
+        with_window = session.scalar(select(func.count()).select_from(PatientDisclosure))
+    assert with_window == 2
+    with Session(sync_engine) as session:
+        purged = retention.purge(session, timedelta(days=400), timedelta(hours=24), batch_size=2)
+    assert (purged.access_records, purged.disclosures, purged.patient_disclosures) == (3, 6, 2)
+    with Session(sync_engine) as session:
+        assert session.scalar(select(func.count()).select_from(AccessRecord)) == 2
+        assert session.scalar(select(func.count()).select_from(PatientDisclosure)) == 0
+        assert session.scalar(select(func.count()).select_from(Disclosure)) == 2 + 4  # 399 days ago, today's page
+    result = cli("ledger", "purge", "--older-than", "1")
+    assert result.exit_code == 0, result.output
+    assert "deleted 1 access record(s) and their 2 disclosure(s)" in result.output
+    assert "deleted 0 patient window row(s) older than the 24 h extraction window" in result.output
+    assert cli("ledger", "purge", "--older-than", "0").exit_code == 2
+
+
+# --- Indexes ------------------------------------------------------------------------------------
+
+LEDGER = {"access_records", "disclosures", "patient_disclosures", "extraction_alerts"}
+
+
+def _nodes(plan: dict):
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _nodes(child)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_reports_and_purge_read_the_ledger_only_through_its_indexes(readings, sync_engine, world, second_key):
+    """With sequential scans priced out, every read of a ledger table is an index lookup with a
+    condition: the queries have an index to use, whatever the planner picks on a small table."""
+    since, _ = readings
+    statements = []
+
+    def capture(_connection, _cursor, statement, parameters, _context, _many):
+        statements.append((statement, parameters))
+
+    event.listen(sync_engine, "before_cursor_execute", capture)
+    try:
+        with Session(sync_engine) as session:
+            partner_exposure(session, "full", since, utcnow(), second_key[0], with_names=True)
+            patient_readers(session, world.patients["A"][0], since, utcnow())
+            alerts(session, "full", since)
+            retention.purge(session, timedelta(days=400), timedelta(hours=24))
+    finally:
+        event.remove(sync_engine, "before_cursor_execute", capture)
+    explained = 0
+    with sync_engine.connect() as connection:
+        connection.exec_driver_sql("SET enable_seqscan = off")
+        for statement, parameters in statements:
+            if not any(table in statement for table in LEDGER):
+                continue
+            (plan,) = connection.exec_driver_sql("EXPLAIN (FORMAT JSON) " + statement, parameters).scalar_one()
+            scans = [n for n in _nodes(plan["Plan"]) if n.get("Relation Name") in LEDGER and "Scan" in n["Node Type"]]
+            assert scans and all(
+                n["Node Type"] != "Seq Scan" and ("Index Cond" in n or "Recheck Cond" in n) for n in scans
+            ), (statement, plan)
+            explained += 1
+    assert explained >= 6
