@@ -1,14 +1,99 @@
-"""The scopes a practice can grant to a partner: the single list read by models, CLI and docs."""
+"""The scopes a practice can grant to a partner: the one table the rest of the code derives from.
 
+One row per scope holds all that is said of it:
+
+- its value (`appointments:read`) and `description`: the CLI, the schema's `Scope` enum and the
+  docs' scope tables are made from them;
+- its grant column (`Scope.column`): the `Grant` model's boolean columns and the Grant fields oso
+  lets the policy read are made from it;
+- how the access ledger records the fields it opens (`ledger`): a `LedgerGroup` of its own (a bit
+  of `disclosures.field_groups`, and a `with_<name>` column of the exposure report), or
+  `AS_RECORD` when its fields are the appointment and patient records themselves.
+
+What cannot be derived from Python, the policy's `has_scope` rule and the fields a scope opens
+(`authz/*.polar`), and the migration adding the column, is checked against this table by
+`tests/test_scope_table.py`; docs/policy-guide.md ("Adding a scope") lists the steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import Final, Literal
+
+
+@dataclass(frozen=True)
+class LedgerGroup:
+    """A group of fields the access ledger records apart, so that the exposure report can count it.
+
+    Example: `LedgerGroup("reason", bit=2, counted_per="appointment", holds="the medical reason")`.
+
+    - `name`: the group's name in reports (`field_groups: reason`), and its `with_reason` column;
+    - `bit`: its bit in `disclosures.field_groups`. Stored in the ledger: never renumber or reuse one;
+    - `counted_per`: what the report's `with_<name>` counts, the patients or the appointments it
+      was disclosed with;
+    - `holds`: what the group holds, for the docs.
+    """
+
+    name: str
+    bit: int
+    counted_per: Literal["patient", "appointment"]
+    holds: str
+
+
+# The fields of a scope recorded as the appointment or patient record itself, whose group the
+# ledger always sets (`api.ledger.access.RECORD_GROUPS`): times, status, the patient's opaque id.
+AS_RECORD: Final = "record"
+
+
+@dataclass(frozen=True)
+class ScopeRow:
+    """One scope: its value, what it lets a partner do, and how the ledger records what it opens."""
+
+    value: str
+    description: str
+    ledger: LedgerGroup | Literal["record"]
 
 
 class Scope(StrEnum):
-    APPOINTMENTS_READ = "appointments:read"
-    APPOINTMENTS_WRITE = "appointments:write"
-    PATIENTS_IDENTITY = "patients:identity"
-    PATIENTS_CONTACT = "patients:contact"
-    APPOINTMENTS_REASON = "appointments:reason"
+    """The scopes, one row each (see the module's docstring for what derives from a row)."""
+
+    # Set by `__new__` from the row: typed here for readers and type checkers.
+    description: str
+    ledger: LedgerGroup | Literal["record"]
+
+    def __new__(cls, row: ScopeRow) -> Scope:
+        scope = str.__new__(cls, row.value)
+        scope._value_ = row.value
+        scope.description = row.description
+        scope.ledger = row.ledger
+        return scope
+
+    APPOINTMENTS_READ = ScopeRow(
+        "appointments:read",
+        "See the practice, its practitioners and its appointments (times, status).",
+        ledger=AS_RECORD,
+    )
+    APPOINTMENTS_WRITE = ScopeRow(
+        "appointments:write",
+        "Book, reschedule and cancel appointments at the practice.",
+        ledger=AS_RECORD,
+    )
+    PATIENTS_IDENTITY = ScopeRow(
+        "patients:identity",
+        "Read patients' names, gender and birth date.",
+        ledger=LedgerGroup("identity", bit=8, counted_per="patient", holds="names, gender, birth date"),
+    )
+    PATIENTS_CONTACT = ScopeRow(
+        "patients:contact",
+        "Read patients' phone number and e-mail address.",
+        ledger=LedgerGroup("contact", bit=16, counted_per="patient", holds="phone, e-mail"),
+    )
+    APPOINTMENTS_REASON = ScopeRow(
+        "appointments:reason",
+        "Read the medical reason of appointments (sensitive health data).",
+        ledger=LedgerGroup("reason", bit=2, counted_per="appointment", holds="the medical reason"),
+    )
 
     @property
     def column(self) -> str:
@@ -16,17 +101,9 @@ class Scope(StrEnum):
         return self.value.replace(":", "_")
 
     @property
-    def description(self) -> str:
-        return SCOPE_DESCRIPTIONS[self]
-
-
-SCOPE_DESCRIPTIONS = {
-    Scope.APPOINTMENTS_READ: "See the practice, its practitioners and its appointments (times, status).",
-    Scope.APPOINTMENTS_WRITE: "Book, reschedule and cancel appointments at the practice.",
-    Scope.PATIENTS_IDENTITY: "Read patients' names, gender and birth date.",
-    Scope.PATIENTS_CONTACT: "Read patients' phone number and e-mail address.",
-    Scope.APPOINTMENTS_REASON: "Read the medical reason of appointments (sensitive health data).",
-}
+    def group(self) -> LedgerGroup | None:
+        """The ledger group of its own, None when its fields are recorded as the record itself."""
+        return self.ledger if isinstance(self.ledger, LedgerGroup) else None
 
 
 def parse_scopes(text: str) -> set[Scope]:
@@ -38,3 +115,14 @@ def parse_scopes(text: str) -> set[Scope]:
             f"unknown scope(s): {', '.join(sorted(unknown))}; known: {', '.join(s.value for s in Scope)}"
         )
     return {Scope(name) for name in names}
+
+
+def markdown_table() -> str:
+    """The scopes as the docs show them (README, docs/policy-guide.md); tests/test_scope_table.py
+    fails when a doc's copy differs."""
+    lines = ["| scope | what it allows | grant column | access ledger group |", "| --- | --- | --- | --- |"]
+    for scope in Scope:
+        group = scope.group
+        recorded = f"`{group.name}` ({group.holds})" if group else "the record itself (`appointment`, `patient`)"
+        lines.append(f"| `{scope.value}` | {scope.description} | `{scope.column}` | {recorded} |")
+    return "\n".join(lines)

@@ -22,8 +22,8 @@ from sqlalchemy.dialects import sqlite
 from api.data.models import Grant
 from api.scopes import Scope
 from authz.actors import REQUEST_TIME, PartnerActor
-from authz.adapter import SqlAlchemyFilterAdapter, UntranslatableFilter
-from authz.engine import POLAR_CLASSES, POLICY_FILES
+from authz.adapter import UntranslatableFilter
+from authz.engine import POLAR_CLASSES, POLICY_FILES, new_oso
 from authz.polar_source import LOCATION, PolicySources, Problem, Severity
 
 T = TypeVar("T")
@@ -62,13 +62,11 @@ def check_policy(files: Sequence[Path] = POLICY_FILES) -> CheckReport:
 
 def load(files: Sequence[Path], sources: PolicySources) -> tuple[Oso | None, list[Problem]]:
     """An Oso with the application's classes and these files, and what loading them reported."""
-    oso = Oso()
-    for name, (cls, fields) in POLAR_CLASSES.items():
-        oso.register_class(cls, name=name, fields=fields)
-    oso.set_data_filtering_adapter(SqlAlchemyFilterAdapter())
+    oso: Oso | None = new_oso()
+    ffi = oso.ffi_polar
     # Polar prints its warnings to stdout; collect them instead.
     messages: list[str] = []
-    oso.ffi_polar.process_messages = lambda: messages.extend(process_messages(oso.ffi_polar.next_message))
+    ffi.process_messages = lambda: messages.extend(process_messages(ffi.next_message))
     problems: list[Problem] = []
     try:
         oso.load_files([str(f) for f in files])

@@ -21,6 +21,7 @@ from polar.data_filtering import Relation
 from sqlalchemy import Select
 
 from api.data import models
+from api.scopes import Scope
 from authz.actors import REQUEST_TIME, PartnerActor
 from authz.adapter import SqlAlchemyFilterAdapter
 
@@ -41,11 +42,7 @@ POLAR_CLASSES: dict[str, tuple[type, dict[str, Any]]] = {
             "id": int,
             "partner_id": int,
             "practice_id": int,
-            "appointments_read": bool,
-            "appointments_write": bool,
-            "patients_identity": bool,
-            "patients_contact": bool,
-            "appointments_reason": bool,
+            **{scope.column: bool for scope in Scope},  # one per row of the scope table
             "granted_at": datetime,
             "expires_at": datetime,
             "revoked_at": datetime,
@@ -77,11 +74,17 @@ POLAR_CLASSES: dict[str, tuple[type, dict[str, Any]]] = {
 }
 
 
-def build_oso(policy_files: tuple[Path, ...] = POLICY_FILES, adapter: SqlAlchemyFilterAdapter | None = None) -> Oso:
+def new_oso(adapter: SqlAlchemyFilterAdapter | None = None) -> Oso:
+    """An Oso knowing the application's classes and their fields, with no policy loaded yet."""
     oso = Oso()
     for name, (cls, fields) in POLAR_CLASSES.items():
         oso.register_class(cls, name=name, fields=fields)
     oso.set_data_filtering_adapter(adapter or SqlAlchemyFilterAdapter())
+    return oso
+
+
+def build_oso(policy_files: tuple[Path, ...] = POLICY_FILES, adapter: SqlAlchemyFilterAdapter | None = None) -> Oso:
+    oso = new_oso(adapter)
     oso.load_files([str(path) for path in policy_files])
     return oso
 

@@ -229,7 +229,17 @@ class PartnerKey(Base):
     partner: Mapped[Partner] = relationship(back_populates="keys")
 
 
-class Grant(Base):
+def _scope_columns() -> type:
+    """One boolean column per row of the scope table (`api.scopes`), named `Scope.column`.
+
+    Built from the table rather than written out, so that a new scope cannot lack its column;
+    `alembic check` (tests/data/test_migrations.py) then fails until a migration adds it.
+    """
+    columns = {scope.column: mapped_column(Boolean, nullable=False, default=False) for scope in Scope}
+    return type("ScopeColumns", (), columns)
+
+
+class Grant(_scope_columns(), Base):  # type: ignore[misc]  # a base built at import: see _scope_columns
     """A practice's consent connecting a partner to it, with scopes and an expiry.
 
     Each scope of `api.scopes.Scope` is a boolean column named after it: the policy reads them
@@ -255,11 +265,6 @@ class Grant(Base):
     public_id: Mapped[str] = _public_id("Grant")
     partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id", ondelete="CASCADE"))
     practice_id: Mapped[int] = mapped_column(ForeignKey("practices.id", ondelete="CASCADE"))
-    appointments_read: Mapped[bool] = mapped_column(Boolean, default=False)
-    appointments_write: Mapped[bool] = mapped_column(Boolean, default=False)
-    patients_identity: Mapped[bool] = mapped_column(Boolean, default=False)
-    patients_contact: Mapped[bool] = mapped_column(Boolean, default=False)
-    appointments_reason: Mapped[bool] = mapped_column(Boolean, default=False)
     granted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, comment="Consent always ends")
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

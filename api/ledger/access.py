@@ -20,26 +20,25 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.data.models import AccessRecord, Disclosure
-from api.scopes import Scope
+from api.scopes import LedgerGroup, Scope
 
 
-class FieldGroup(enum.IntFlag):
-    APPOINTMENT = 1  # times, status, practitioner
-    REASON = 2  # appointments:reason
-    PATIENT = 4  # the patient's opaque id
-    IDENTITY = 8  # patients:identity
-    CONTACT = 16  # patients:contact
+# The groups every disclosure of a record carries: the record itself (its times, status and
+# practitioner; the patient's opaque id). Each scope then adds the group of its own row in the
+# scope table, if it has one (`api.scopes`). The bits are stored in `disclosures.field_groups`.
+APPOINTMENT = LedgerGroup("appointment", bit=1, counted_per="appointment", holds="times, status, practitioner")
+PATIENT = LedgerGroup("patient", bit=4, counted_per="patient", holds="the patient's opaque id")
+RECORD_GROUPS = (APPOINTMENT, PATIENT)
+SCOPE_GROUPS: dict[Scope, LedgerGroup] = {scope: group for scope in Scope if (group := scope.group)}
+FIELD_GROUPS: tuple[LedgerGroup, ...] = tuple(sorted({*RECORD_GROUPS, *SCOPE_GROUPS.values()}, key=lambda g: g.bit))
 
-
-SCOPE_GROUPS = {
-    Scope.APPOINTMENTS_REASON: FieldGroup.REASON,
-    Scope.PATIENTS_IDENTITY: FieldGroup.IDENTITY,
-    Scope.PATIENTS_CONTACT: FieldGroup.CONTACT,
-}
+# The same bits as flags, named, for reading a stored value (`FieldGroup(row.field_groups)`).
+FieldGroup = enum.IntFlag("FieldGroup", {group.name.upper(): group.bit for group in FIELD_GROUPS})  # type: ignore[misc]
 
 
 def group_names(mask: int) -> list[str]:
-    return [g.name.lower() for g in FieldGroup if mask & g and g.name]  # type: ignore[union-attr]
+    """The names of the groups set in a stored `field_groups`, in bit order."""
+    return [group.name for group in FIELD_GROUPS if mask & group.bit]
 
 
 @dataclass
@@ -141,5 +140,6 @@ def groups_for(type_name: str, selected: Iterable[tuple[str, str]], readable: fr
         qualified = f"{selected_type}.{name}"
         if selected_type == type_name and qualified in readable:
             for scope in field_scopes.get(qualified, ()):
-                groups |= SCOPE_GROUPS.get(Scope(scope), 0)
+                group = Scope(scope).group  # None: the record's own group, which the caller sets
+                groups |= group.bit if group else 0
     return groups

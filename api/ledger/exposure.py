@@ -20,7 +20,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, case, distinct, func, select, union_all
 from sqlalchemy.orm import Session
 
-from api.ledger.access import FieldGroup
+from api.ledger.access import FIELD_GROUPS, SCOPE_GROUPS
+from api.scopes import LedgerGroup
 from api.data.models import AccessRecord, Appointment, Disclosure, ExtractionAlert, Partner, PartnerKey, Patient, Practice
 from api.operators.accounts import OperatorError, find_partner
 
@@ -33,10 +34,10 @@ class PracticeExposure:
     practice: str
     patients: int
     appointments: int
-    field_groups: int  # api.ledger.access.FieldGroup bits, all disclosures together
-    with_identity: int  # patients whose names were disclosed
-    with_contact: int  # patients whose phone or e-mail was disclosed
-    with_reason: int  # appointments whose medical reason was disclosed
+    field_groups: int  # api.ledger.access.FIELD_GROUPS bits, all disclosures together
+    # Per group of a scope (api.scopes), e.g. "identity": the patients (or, for "reason", the
+    # appointments) disclosed with it. Shown as `with_identity`, `with_contact`... columns.
+    with_groups: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -105,13 +106,17 @@ class Alert:
     window_hours: int
 
 
-def _has(groups: ColumnElement[int], group: FieldGroup) -> ColumnElement[bool]:
-    return groups.op("&")(int(group)) != 0
+def _has(groups: ColumnElement[int], group: LedgerGroup) -> ColumnElement[bool]:
+    return groups.op("&")(group.bit) != 0
 
 
 def _union_of(groups: ColumnElement[int]) -> ColumnElement[int]:
     """The OR of every row's bits, in portable SQL (SQLite has no bit_or): max(bit) summed per bit."""
-    return functools.reduce(operator.add, [func.max(groups.op("&")(int(group))) for group in FieldGroup])
+    return functools.reduce(operator.add, [func.max(groups.op("&")(group.bit)) for group in FIELD_GROUPS])
+
+
+# The groups the report counts apart: one per scope that has its own (api.scopes), in table order.
+COUNTED_GROUPS = tuple(dict.fromkeys(SCOPE_GROUPS.values()))
 
 
 def _in_period(since: datetime | None, until: datetime | None) -> list[ColumnElement[bool]]:
@@ -147,9 +152,10 @@ def partner_exposure(
         select(
             Practice.public_id, Practice.name,
             func.count(distinct(shown.c.patient_id)), func.count(distinct(shown.c.appointment_id)), _union_of(groups),
-            func.count(distinct(case((_has(groups, FieldGroup.IDENTITY), shown.c.patient_id)))),
-            func.count(distinct(case((_has(groups, FieldGroup.CONTACT), shown.c.patient_id)))),
-            func.count(distinct(case((_has(groups, FieldGroup.REASON), shown.c.appointment_id)))),
+            *(
+                func.count(distinct(case((_has(groups, group), shown.c[f"{group.counted_per}_id"]))))
+                for group in COUNTED_GROUPS
+            ),
         )
         .join(Practice, Practice.id == shown.c.practice_id)
         .group_by(Practice.id, Practice.public_id, Practice.name)
@@ -169,7 +175,10 @@ def partner_exposure(
     )
     return PartnerExposure(
         partner=partner.name, key_prefix=key_prefix, since=since, until=until,
-        practices=[PracticeExposure(*row) for row in practices],
+        practices=[
+            PracticeExposure(*row[:5], with_groups={g.name: count for g, count in zip(COUNTED_GROUPS, row[5:], strict=True)})
+            for row in practices
+        ],
         patients=[PatientExposure(*row) for row in patients],
     )
 

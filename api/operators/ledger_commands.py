@@ -73,7 +73,20 @@ def _time(text: str | None, option: str) -> datetime | None:
 
 
 def _columns(record_type: type) -> list[str]:
-    return [f.name for f in dataclasses.fields(record_type)]
+    """A report record's columns; its counts per ledger group (`with_groups`) as one column each."""
+    columns = []
+    for field in dataclasses.fields(record_type):
+        if field.name == "with_groups":
+            columns += [f"with_{group.name}" for group in reports.COUNTED_GROUPS]
+        else:
+            columns.append(field.name)
+    return columns
+
+
+def _value(record: Any, column: str) -> Any:
+    if column.startswith("with_") and hasattr(record, "with_groups"):
+        return record.with_groups[column.removeprefix("with_")]
+    return getattr(record, column)
 
 
 def _dicts(records: Sequence[Any], columns: Sequence[str], as_text: bool) -> list[dict[str, Any]]:
@@ -82,7 +95,7 @@ def _dicts(records: Sequence[Any], columns: Sequence[str], as_text: bool) -> lis
     for record in records:
         row = {}
         for name in columns:
-            value = getattr(record, name)
+            value = _value(record, name)
             if name == "field_groups":
                 value = "+".join(group_names(value)) if as_text else group_names(value)
             elif isinstance(value, datetime):

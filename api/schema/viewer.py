@@ -1,4 +1,5 @@
 
+import enum
 from datetime import datetime
 
 import strawberry
@@ -6,9 +7,13 @@ import strawberry
 from api.protection.cost import ListSize
 from api.scopes import Scope
 
+# GraphQL enum values are the Python names (APPOINTMENTS_READ), described by the scope table's rows;
+# the resolvers return `api.scopes.Scope` members, which serialize by their value.
 ScopeEnum = strawberry.enum(
-    Scope, name="Scope", description="What a practice's grant lets you do.",
-    # GraphQL enum values are the Python names (APPOINTMENTS_READ); descriptions from api.scopes.
+    enum.Enum(  # type: ignore[misc]
+        "Scope", {scope.name: strawberry.enum_value(scope.value, description=scope.description) for scope in Scope}
+    ),
+    description="What a practice's grant lets you do.",
 )
 
 

@@ -21,8 +21,9 @@ from api.errors import ApiError
 from api.protection.extraction import ExtractionGuard
 from api.identity.grant_cache import GrantCache
 from api.settings import Settings
-from api.ledger.access import Disclosures, FieldGroup, groups_for
+from api.ledger.access import APPOINTMENT, PATIENT, Disclosures, groups_for
 from api.data.models import Appointment, Base, Patient
+from api.scopes import LedgerGroup
 from authz.actors import PartnerActor
 from authz.engine import Authorizer
 
@@ -107,20 +108,20 @@ class RequestContext:
                 self._fields[practice_id] = frozenset().union(*(self.authorizer.readable_fields(self.actor, g) for g in at_practice))
         return self._fields
 
-    def _field_groups(self, type_name: str, record: FieldGroup, readable: frozenset[str]) -> int:
+    def _field_groups(self, type_name: str, record: LedgerGroup, readable: frozenset[str]) -> int:
         """The groups a record of `type_name` discloses: computed once per grant state and request,
         as a plain int (IntFlag arithmetic per row is measurably slow)."""
         key = (type_name, readable)
         if key not in self._groups:
-            self._groups[key] = int(record | groups_for(type_name, self.selected, readable, self.authorizer.field_scopes))
+            self._groups[key] = record.bit | groups_for(type_name, self.selected, readable, self.authorizer.field_scopes)
         return self._groups[key]
 
     def disclose_appointment(self, row: Appointment, readable: frozenset[str]) -> None:
-        groups = self._field_groups("Appointment", FieldGroup.APPOINTMENT, readable)
+        groups = self._field_groups("Appointment", APPOINTMENT, readable)
         self.disclosures.add(self.disclosures.appointments, row.id, row.practice_id, groups)
 
     def disclose_patient(self, row: Patient, readable: frozenset[str]) -> None:
-        groups = self._field_groups("Patient", FieldGroup.PATIENT, readable)
+        groups = self._field_groups("Patient", PATIENT, readable)
         self.disclosures.add(self.disclosures.patients, row.id, row.practice_id, groups)
 
     async def readable_at(self, practice_id: int) -> frozenset[str]:

@@ -19,6 +19,7 @@ from api.ledger import retention
 from api.operators.cli import app
 from api.ledger.exposure import alerts, partner_exposure, patient_readers
 from api.ledger.access import FieldGroup
+from api.scopes import Scope
 from api.data.models import AccessRecord, Appointment, Disclosure, Partner, Patient, PatientDisclosure
 from api.settings import get_settings
 from api.timeutil import utcnow
@@ -126,8 +127,8 @@ def assert_report_matches(found, shown: Shown) -> None:
     (practice,) = found.practices
     assert practice.patients == len(shown.groups)
     assert practice.appointments == sum(len(a) for a in shown.appointments.values())
-    assert practice.with_identity == sum(1 for g in shown.groups.values() if g & FieldGroup.IDENTITY)
-    assert practice.with_contact == sum(1 for g in shown.groups.values() if g & FieldGroup.CONTACT)
+    assert practice.with_groups["identity"] == sum(1 for g in shown.groups.values() if g & FieldGroup.IDENTITY)
+    assert practice.with_groups["contact"] == sum(1 for g in shown.groups.values() if g & FieldGroup.CONTACT)
     union = 0
     for groups in shown.groups.values():
         union |= groups
@@ -150,7 +151,7 @@ async def test_the_report_of_one_key_is_what_that_key_was_shown(readings, sync_e
     assert_report_matches(found, shown["second key"])
     # Read without the patient field, the appointments still concern their patients.
     assert {p.field_groups for p in found.patients} == {FieldGroup.APPOINTMENT}
-    assert found.practices[0].with_reason == 0
+    assert found.practices[0].with_groups["reason"] == 0
 
 
 async def test_the_report_counts_only_the_period_asked(readings, sync_engine):
@@ -208,6 +209,9 @@ async def test_exposure_with_names_adds_them_for_notification(readings, cli, wor
     assert result.exit_code == 0, result.output
     body = json.loads(result.output)
     assert body["partner"] == "no-contact" and body["practices"][0]["field_groups"] == ["appointment", "patient", "identity"]
+    # One count per scope that has a ledger group of its own (api.scopes), and nothing shown without contact.
+    counts = {k: v for k, v in body["practices"][0].items() if k.startswith("with_")}
+    assert counts.keys() == {f"with_{s.group.name}" for s in Scope if s.group} and counts["with_contact"] == 0
     assert {(p["first_name"], p["last_name"]) for p in body["patients"]} <= {(f"PrénomA{i}", f"NomA{i}") for i in range(3)}
     table = cli("exposure", "--partner", "no-contact", "--since", since.isoformat())
     assert table.exit_code == 0 and world.patients["A"][0] in table.output and "PrénomA" not in table.output
