@@ -27,6 +27,12 @@ has_scope(grant, "patients:identity") if grant.patients_identity = true;
 has_scope(grant, "patients:contact") if grant.patients_contact = true;
 has_scope(grant, "appointments:reason") if grant.appointments_reason = true;
 
+# A partner holds a scope at a record's practice: through its live grant there that has the scope.
+holds(partner: Partner, scope: String, record) if
+    grant in record.grants and
+    live_grant(partner, grant) and
+    has_scope(grant, scope);
+
 # ---------------------------------------------------------------------------
 # Rows: which records a partner may see or change
 # ---------------------------------------------------------------------------
@@ -41,9 +47,7 @@ has_permission(partner: Partner, "read", practice: Practice) if
     live_grant(partner, grant);
 
 has_permission(partner: Partner, "book", practice: Practice) if
-    grant in practice.grants and
-    live_grant(partner, grant) and
-    has_scope(grant, "appointments:write");
+    holds(partner, "appointments:write", practice);
 
 resource Practitioner {
     permissions = ["read"];
@@ -51,9 +55,7 @@ resource Practitioner {
 
 # A Practitioner is a practitioner at one practice: visible with appointments:read there.
 has_permission(partner: Partner, "read", practitioner: Practitioner) if
-    grant in practitioner.grants and
-    live_grant(partner, grant) and
-    has_scope(grant, "appointments:read");
+    holds(partner, "appointments:read", practitioner);
 
 resource Patient {
     permissions = ["read"];
@@ -61,25 +63,19 @@ resource Patient {
 
 # The patient record (its id) comes with appointments:read; its fields need more (see below).
 has_permission(partner: Partner, "read", patient: Patient) if
-    grant in patient.grants and
-    live_grant(partner, grant) and
-    has_scope(grant, "appointments:read");
+    holds(partner, "appointments:read", patient);
 
 resource Appointment {
     permissions = ["read", "reschedule", "cancel"];
 }
 
+# Seeing appointments needs appointments:read; moving or cancelling them, appointments:write.
 has_permission(partner: Partner, "read", appointment: Appointment) if
-    grant in appointment.grants and
-    live_grant(partner, grant) and
-    has_scope(grant, "appointments:read");
+    holds(partner, "appointments:read", appointment);
 
 has_permission(partner: Partner, action: String, appointment: Appointment) if
     action in ["reschedule", "cancel"] and
-    grant in appointment.grants and
-    live_grant(partner, grant) and
-    has_scope(grant, "appointments:write");
-
+    holds(partner, "appointments:write", appointment);
 
 # An appointment the practice deleted, as the sync feed reports it.
 resource DeletedAppointment {
@@ -87,9 +83,7 @@ resource DeletedAppointment {
 }
 
 has_permission(partner: Partner, "read", deleted: DeletedAppointment) if
-    grant in deleted.grants and
-    live_grant(partner, grant) and
-    has_scope(grant, "appointments:read");
+    holds(partner, "appointments:read", deleted);
 
 resource Grant {
     permissions = ["read"];
