@@ -10,7 +10,7 @@ from api.protection.cost import CONTACT_COST, HEALTH_COST, IDENTITY_COST, Cost
 from api.errors import not_found
 from api.schema.guard import build, require
 from api.schema.practices import Practice, Practitioner
-from api.schema.relay import Node, PageInfo
+from api.schema.relay import Node
 
 
 AppointmentStatus = strawberry.enum(models.AppointmentStatus, description="Where an appointment stands.")
@@ -93,15 +93,3 @@ class Appointment(Node):
         if patient is None:
             raise not_found("patient")
         return Patient.from_row(patient, await info.context.readable_at(patient.practice_id), info.context)
-
-
-@strawberry.type(description="One edge of an appointment connection.", directives=[Cost(weight=0)])
-class AppointmentEdge:
-    cursor: str = strawberry.field(description="Position of this edge, for `after`.")
-    node: Appointment = strawberry.field(description="The appointment.")
-
-
-@strawberry.type(description="A page of appointments, ordered by start time.", directives=[Cost(weight=0)])
-class AppointmentConnection:
-    edges: list[AppointmentEdge] = strawberry.field(description="The appointments of this page, with cursors.")
-    page_info: PageInfo = strawberry.field(description="Paging position.")

@@ -7,10 +7,10 @@ from api.data import models
 
 from api.services import reads
 from api.services.context import RequestContext
-from api.protection.cost import Cost, ListSize
+from api.protection.cost import ListSize
 from api.schema.appointments import Appointment
 from api.schema.guard import build, require
-from api.schema.relay import PageInfo
+from api.schema.relay import Connection
 
 
 @strawberry.enum(description="What happened to an appointment.")
@@ -45,20 +45,6 @@ class AppointmentChange:
         return Appointment.from_row(self.row.appointment, self.readable, info.context)
 
 
-@strawberry.type(description="One edge of the change feed.", directives=[Cost(weight=0)])
-class AppointmentChangeEdge:
-    cursor: str = strawberry.field(description="Resume after this change with `since`.")
-    node: AppointmentChange = strawberry.field(description="The change.")
-
-
-@strawberry.type(description="A page of the change feed, oldest change first.", directives=[Cost(weight=0)])
-class AppointmentChangeConnection:
-    edges: list[AppointmentChangeEdge] = strawberry.field(description="Changes, in the order they happened.")
-    page_info: PageInfo = strawberry.field(
-        description="`endCursor` is where to resume next time, even when this page is empty."
-    )
-
-
 @strawberry.type
 class ChangeQuery:
     @strawberry.field(
@@ -72,20 +58,14 @@ class ChangeQuery:
         practice_id: Annotated[strawberry.ID, strawberry.argument(description="Practice id.")],
         first: Annotated[int, strawberry.argument(description="Page size, 1 to 100.")],
         since: Annotated[str | None, strawberry.argument(description="`endCursor` of your last sync; none for the start.")] = None,
-    ) -> AppointmentChangeConnection:
+    ) -> Connection[AppointmentChange]:
         ctx = info.context
         page = await reads.changes(ctx, practice_id, since, first)
         readable = await ctx.readable_fields({change.practice_id for change in page.rows})
-        return AppointmentChangeConnection(
-            edges=[
-                AppointmentChangeEdge(
-                    cursor=cursor,
-                    node=build(
-                        AppointmentChange, readable[change.practice_id], row=change, kind=kind_of(change),
-                        appointment_id=strawberry.ID(change.appointment_public_id),
-                    ),
-                )
-                for change, cursor in zip(page.rows, page.cursors, strict=True)
-            ],
-            page_info=PageInfo.of(page),
+        return Connection.of(
+            page,
+            lambda change: build(
+                AppointmentChange, readable[change.practice_id], row=change, kind=kind_of(change),
+                appointment_id=strawberry.ID(change.appointment_public_id),
+            ),
         )

@@ -6,10 +6,9 @@ import strawberry
 from api.data import models
 from api.services import reads
 from api.services.context import RequestContext
-from api.protection.cost import Cost, ListSize
+from api.protection.cost import ListSize
 from api.schema.guard import build, require
-from api.schema.relay import Node, PageInfo
-
+from api.schema.relay import Connection, Node
 
 
 @strawberry.type(description="A practitioner at one practice. The id names the practitioner at this practice only.")
@@ -27,18 +26,6 @@ class Practitioner(Node):
             cls, readable, id=membership.public_id, first_name=person.first_name, last_name=person.last_name,
             specialty=person.specialty, rpps=person.rpps,
         )
-
-
-@strawberry.type(description="One edge of a practitioner connection.", directives=[Cost(weight=0)])
-class PractitionerEdge:
-    cursor: str = strawberry.field(description="Position of this edge, for `after`.")
-    node: Practitioner = strawberry.field(description="The practitioner.")
-
-
-@strawberry.type(description="A page of practitioners.", directives=[Cost(weight=0)])
-class PractitionerConnection:
-    edges: list[PractitionerEdge] = strawberry.field(description="The practitioners of this page, with cursors.")
-    page_info: PageInfo = strawberry.field(description="Paging position.")
 
 
 @strawberry.type(description="A medical office or health establishment that granted you access.")
@@ -65,25 +52,7 @@ class Practice(Node):
         info: strawberry.Info[RequestContext, None],
         first: Annotated[int, strawberry.argument(description="Page size, 1 to 100.")],
         after: Annotated[str | None, strawberry.argument(description="`endCursor` of the previous page.")] = None,
-    ) -> PractitionerConnection | None:
+    ) -> Connection[Practitioner] | None:
         require(self, "Practice.practitioners")
         page = await reads.practitioners(info.context, self.internal_id, first, after)
-        return PractitionerConnection(
-            edges=[
-                PractitionerEdge(cursor=cursor, node=Practitioner.from_row(row, self.readable))
-                for row, cursor in zip(page.rows, page.cursors, strict=True)
-            ],
-            page_info=PageInfo.of(page),
-        )
-
-
-@strawberry.type(description="One edge of a practice connection.", directives=[Cost(weight=0)])
-class PracticeEdge:
-    cursor: str = strawberry.field(description="Position of this edge, for `after`.")
-    node: Practice = strawberry.field(description="The practice.")
-
-
-@strawberry.type(description="A page of practices.", directives=[Cost(weight=0)])
-class PracticeConnection:
-    edges: list[PracticeEdge] = strawberry.field(description="The practices of this page, with cursors.")
-    page_info: PageInfo = strawberry.field(description="Paging position.")
+        return Connection.of(page, lambda row: Practitioner.from_row(row, self.readable))

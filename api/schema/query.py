@@ -14,9 +14,9 @@ from api.services.context import RequestContext
 from api.protection.cost import Cost, ListSize
 from api.errors import ApiError, ErrorCode, bad_input
 from api.schema.changes import ChangeQuery
-from api.schema.appointments import Appointment, AppointmentConnection, AppointmentEdge, AppointmentStatus, Patient
-from api.schema.practices import Practice, PracticeConnection, PracticeEdge, Practitioner
-from api.schema.relay import Node, PageInfo
+from api.schema.appointments import Appointment, AppointmentStatus, Patient
+from api.schema.practices import Practice, Practitioner
+from api.schema.relay import Connection, Node
 from api.schema.viewer import RateLimit, Viewer, ViewerGrant
 
 Info = strawberry.Info[RequestContext, None]
@@ -80,17 +80,11 @@ class Query(ChangeQuery):
         info: Info,
         first: Annotated[int, strawberry.argument(description="Page size, 1 to 100.")],
         after: Annotated[str | None, strawberry.argument(description="`endCursor` of the previous page.")] = None,
-    ) -> PracticeConnection:
+    ) -> Connection[Practice]:
         ctx = info.context
         page = await reads.practices(ctx, first, after)
         readable = await ctx.readable_fields(p.id for p in page.rows)
-        return PracticeConnection(
-            edges=[
-                PracticeEdge(cursor=cursor, node=Practice.from_row(row, readable[row.id]))
-                for row, cursor in zip(page.rows, page.cursors, strict=True)
-            ],
-            page_info=PageInfo.of(page),
-        )
+        return Connection.of(page, lambda row: Practice.from_row(row, readable[row.id]))
 
     @strawberry.field(description="A practice by id. NOT_FOUND when it does not exist or did not grant you access.")
     async def practice(
@@ -115,19 +109,11 @@ class Query(ChangeQuery):
         after: Annotated[str | None, strawberry.argument(description="`endCursor` of the previous page.")] = None,
         practitioner_id: Annotated[strawberry.ID | None, strawberry.argument(description="Only this practitioner's.")] = None,
         status: Annotated[AppointmentStatus | None, strawberry.argument(description="Only this status.")] = None,
-    ) -> AppointmentConnection:
+    ) -> Connection[Appointment]:
         ctx = info.context
         page = await reads.appointments(ctx, practice_id, from_, to, practitioner_id, status, first, after)
         readable = await ctx.readable_fields({row.practice_id for row in page.rows})
-        return AppointmentConnection(
-            edges=[
-                AppointmentEdge(
-                    cursor=cursor, node=Appointment.from_row(row, readable[row.practice_id], ctx)
-                )
-                for row, cursor in zip(page.rows, page.cursors, strict=True)
-            ],
-            page_info=PageInfo.of(page),
-        )
+        return Connection.of(page, lambda row: Appointment.from_row(row, readable[row.practice_id], ctx))
 
     @strawberry.field(description="Any object by its global id. NOT_FOUND when missing or not visible to you.")
     async def node(
