@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import ScalarSelect, Select, literal, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
 from api.services.context import RequestContext
@@ -83,9 +84,20 @@ def _typed(position: list[object], columns: Sequence[Any]) -> list[Any]:
     return values
 
 
+async def visible(
+    ctx: RequestContext, model: type[Any], public_id: str, action: str = "read", session: AsyncSession | None = None
+) -> Any | None:
+    """The row with this public id if the policy lets the partner `action` it, else None.
+    `session`: a write's, inside its transaction (which holds the request's session)."""
+    statement = ctx.authorized(model, action).where(model.public_id == public_id)
+    if session is None:
+        return (await ctx.execute(statement)).scalar_one_or_none()
+    return (await session.execute(statement, {"request_time": ctx.request_time})).scalar_one_or_none()
+
+
 async def find_by_public_id(ctx: RequestContext, model: type[Any], public_id: str) -> Any:
     """The visible row with this public id; NOT_FOUND alike for a missing or a hidden one."""
-    row = (await ctx.execute(ctx.authorized(model).where(model.public_id == public_id))).scalar_one_or_none()
+    row = await visible(ctx, model, public_id)
     if row is None:
         raise not_found(model.__name__ if model is not PracticeMembership else "Practitioner")
     return row

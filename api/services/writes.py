@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.services import reads
 from api.services.context import RequestContext
 from api.errors import ApiError, ErrorCode, bad_input, not_found
 from api.ids import kind_of
@@ -110,11 +111,10 @@ async def _authorized(session: AsyncSession, ctx: RequestContext, model: type[An
     NOT_FOUND if it may not even see it (no existence oracle)."""
     if kind_of(public_id) != model.__name__:
         raise not_found(what)  # not even an id of this kind: the database is not asked
-    params = {"request_time": ctx.request_time}
-    row = (await session.execute(ctx.authorized(model, action).where(model.public_id == public_id), params)).scalar_one_or_none()
+    row = await reads.visible(ctx, model, public_id, action, session)
     if row is not None:
         return row
-    if (await session.execute(ctx.authorized(model).where(model.public_id == public_id), params)).first():
+    if await reads.visible(ctx, model, public_id, session=session) is not None:
         raise ApiError(ErrorCode.FORBIDDEN, f"Your grant at this practice does not allow you to {action} {what}s.")
     raise not_found(what)
 
