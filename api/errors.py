@@ -1,6 +1,7 @@
 """The API's one error vocabulary: every GraphQL error carries `extensions.code` from `ErrorCode`."""
 
 from enum import StrEnum
+from typing import Any
 
 
 class ErrorCode(StrEnum):
@@ -36,6 +37,12 @@ class ApiError(Exception):
     def __init__(self, code: ErrorCode, message: str, **extensions: object) -> None:
         super().__init__(message)
         self.extensions = {"code": code.value, **extensions}
+
+
+def error_body(error: ApiError, **extensions: object) -> dict[str, Any]:
+    """The JSON body of a request refused before GraphQL could answer, in GraphQL's own error shape
+    (`{"errors": [{"message", "extensions": {"code", ...}}]}`), so clients parse one shape only."""
+    return {"errors": [{"message": str(error), "extensions": {**error.extensions, **extensions}}]}
 
 
 def not_found(what: str = "object") -> ApiError:

@@ -36,7 +36,7 @@ from api.ledger.access import AccessEntry
 from api.services.context import RequestContext
 from api.services.cursors import CursorCodec
 from api.data.database import make_async_engine, make_session_factory, write_turns
-from api.errors import ApiError, ErrorCode, timed_out
+from api.errors import ApiError, ErrorCode, error_body, timed_out
 from api.http.graphiql import graphiql_routes, render_graphiql, wants_graphiql
 from api.http.graphql_view import DATABASE_UNAVAILABLE, PartnerGraphQL, is_database_unavailable, is_statement_timeout
 from api.protection.budgets import Budgets
@@ -83,7 +83,7 @@ def error_response(status: int, code: ErrorCode, message: str, request_id: str, 
 
 
 def refusal_response(status: int, refusal: ApiError, request_id: str, **headers: str) -> Response:
-    body = {"errors": [{"message": str(refusal), "extensions": {**refusal.extensions, "requestId": request_id}}]}
+    body = error_body(refusal, requestId=request_id)
     return JSONResponse(body, status_code=status, headers={"X-Request-Id": request_id, **headers})
 
 
@@ -98,8 +98,7 @@ async def http_error(request: Request, error: Exception) -> Response:
     """Starlette's own refusals (unknown path, method not allowed) in the API's JSON error shape."""
     assert isinstance(error, StarletteHTTPException)
     code = ErrorCode.NOT_FOUND if error.status_code == 404 else ErrorCode.BAD_USER_INPUT
-    body = {"errors": [{"message": error.detail, "extensions": {"code": code.value}}]}
-    return JSONResponse(body, status_code=error.status_code, headers=error.headers)
+    return JSONResponse(error_body(ApiError(code, error.detail)), status_code=error.status_code, headers=error.headers)
 
 
 async def _body_too_large(request: Request, limit: int) -> bool:

@@ -81,31 +81,34 @@ def is_database_unavailable(error: BaseException | None) -> bool:
     )
 
 
+def _replaced(error: GraphQLError, refusal: ApiError) -> GraphQLError:
+    """The error, at the same place in the document and the response, saying what `refusal` says."""
+    return GraphQLError(str(refusal), error.nodes, error.source, error.positions, error.path, extensions=refusal.extensions)
+
+
 def classify(error: GraphQLError, request_id: str, statement_timeout: float = 0) -> GraphQLError:
     original = error.original_error
     if isinstance(original, ApiError):
         return error
     if is_statement_timeout(original):
-        refusal = timed_out("statement", statement_timeout)
-        return GraphQLError(str(refusal), error.nodes, error.source, error.positions, error.path, extensions=refusal.extensions)
+        return _replaced(error, timed_out("statement", statement_timeout))
     if is_database_unavailable(original):
         logger.warning("database unavailable in request %s at %s: %s", request_id, error.path, original)
-        return GraphQLError(
-            "The database is temporarily unavailable; retry later.", error.nodes, error.source, error.positions, error.path,
-            extensions={"code": ErrorCode.INTERNAL_SERVER_ERROR.value, "reason": DATABASE_UNAVAILABLE, "requestId": request_id},
-        )
+        return _replaced(error, ApiError(
+            ErrorCode.INTERNAL_SERVER_ERROR, "The database is temporarily unavailable; retry later.",
+            reason=DATABASE_UNAVAILABLE, requestId=request_id,
+        ))
     # graphql-core's own errors, and strawberry's coercion of an input (a DateTime that is no
     # date, an Int out of range) wrapped in one, are about the request, not the server.
     if original is None or isinstance(original, GraphQLError):
-        code = (error.extensions or {}).get("code") or ErrorCode.BAD_USER_INPUT.value
-        return GraphQLError(error.message, error.nodes, error.source, error.positions, error.path,
-                            extensions={**(error.extensions or {}), "code": code})
+        extensions = dict(error.extensions or {})
+        code = extensions.pop("code", None)
+        known = code in {c.value for c in ErrorCode}  # the API's vocabulary only (deny by default)
+        return _replaced(error, ApiError(ErrorCode(code) if known else ErrorCode.BAD_USER_INPUT, error.message, **extensions))
     logger.error("unexpected error in request %s at %s", request_id, error.path, exc_info=original)
-    return GraphQLError(
-        f"Internal error; quote request id {request_id} to the operator.",
-        error.nodes, error.source, error.positions, error.path,
-        extensions={"code": ErrorCode.INTERNAL_SERVER_ERROR.value, "requestId": request_id},
-    )
+    return _replaced(error, ApiError(
+        ErrorCode.INTERNAL_SERVER_ERROR, f"Internal error; quote request id {request_id} to the operator.", requestId=request_id
+    ))
 
 
 # HTTP status of a request refused as a whole (no data): limits and budgets answer 4xx.
