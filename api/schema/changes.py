@@ -7,10 +7,9 @@ from api.data import models
 
 from api.services import reads
 from api.services.context import RequestContext
-from api.protection.cost import ListSize
 from api.schema.appointments import Appointment
 from api.schema.guard import build, require
-from api.schema.relay import Connection
+from api.schema.relay import Connection, First, PAGED
 
 
 @strawberry.enum(description="What happened to an appointment.")
@@ -50,13 +49,13 @@ class ChangeQuery:
     @strawberry.field(
         description="Sync feed: appointments of a practice created, updated, cancelled or deleted after `since`. "
         "Start without `since`, then keep the last `endCursor`. Needs appointments:read.",
-        directives=[ListSize(slicing_arguments=["first"], sized_fields=["edges"])],
+        directives=[PAGED],
     )
     async def appointment_changes(
         self,
         info: strawberry.Info[RequestContext, None],
         practice_id: Annotated[strawberry.ID, strawberry.argument(description="Practice id.")],
-        first: Annotated[int, strawberry.argument(description="Page size, 1 to 100.")],
+        first: First,
         since: Annotated[str | None, strawberry.argument(description="`endCursor` of your last sync; none for the start.")] = None,
     ) -> Connection[AppointmentChange]:
         ctx = info.context

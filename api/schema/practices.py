@@ -1,14 +1,12 @@
 
-from typing import Annotated
 
 import strawberry
 
 from api.data import models
 from api.services import reads
 from api.services.context import RequestContext
-from api.protection.cost import ListSize
 from api.schema.guard import build, require
-from api.schema.relay import Connection, Node
+from api.schema.relay import After, Connection, First, Node, PAGED
 
 
 @strawberry.type(description="A practitioner at one practice. The id names the practitioner at this practice only.")
@@ -44,14 +42,10 @@ class Practice(Node):
         )
 
     @strawberry.field(
-        description="Practitioners working at this practice, ordered by id. Needs appointments:read.",
-        directives=[ListSize(slicing_arguments=["first"], sized_fields=["edges"])],
+        description="Practitioners working at this practice, ordered by id. Needs appointments:read.", directives=[PAGED]
     )
     async def practitioners(
-        self,
-        info: strawberry.Info[RequestContext, None],
-        first: Annotated[int, strawberry.argument(description="Page size, 1 to 100.")],
-        after: Annotated[str | None, strawberry.argument(description="`endCursor` of the previous page.")] = None,
+        self, info: strawberry.Info[RequestContext, None], first: First, after: After = None
     ) -> Connection[Practitioner] | None:
         require(self, "Practice.practitioners")
         page = await reads.practitioners(info.context, self.internal_id, first, after)

@@ -16,7 +16,7 @@ from api.errors import ApiError, ErrorCode, bad_input
 from api.schema.changes import ChangeQuery
 from api.schema.appointments import Appointment, AppointmentStatus, Patient
 from api.schema.practices import Practice, Practitioner
-from api.schema.relay import Connection, Node
+from api.schema.relay import After, Connection, First, Node, PAGED
 from api.schema.viewer import RateLimit, Viewer, ViewerGrant
 
 Info = strawberry.Info[RequestContext, None]
@@ -71,16 +71,8 @@ class Query(ChangeQuery):
             max_query_cost=ctx.settings.max_query_cost,
         )
 
-    @strawberry.field(
-        description="Practices that granted you access, ordered by id.",
-        directives=[ListSize(slicing_arguments=["first"], sized_fields=["edges"])],
-    )
-    async def practices(
-        self,
-        info: Info,
-        first: Annotated[int, strawberry.argument(description="Page size, 1 to 100.")],
-        after: Annotated[str | None, strawberry.argument(description="`endCursor` of the previous page.")] = None,
-    ) -> Connection[Practice]:
+    @strawberry.field(description="Practices that granted you access, ordered by id.", directives=[PAGED])
+    async def practices(self, info: Info, first: First, after: After = None) -> Connection[Practice]:
         ctx = info.context
         page = await reads.practices(ctx, first, after)
         readable = await ctx.readable_fields(p.id for p in page.rows)
@@ -95,7 +87,7 @@ class Query(ChangeQuery):
 
     @strawberry.field(
         description="Appointments of a practice starting in [from, to), ordered by start time. Needs appointments:read.",
-        directives=[ListSize(slicing_arguments=["first"], sized_fields=["edges"])],
+        directives=[PAGED],
     )
     async def appointments(
         self,
@@ -105,8 +97,8 @@ class Query(ChangeQuery):
             datetime, strawberry.argument(name="from", description="Window start (inclusive), with a time zone offset.")
         ],
         to: Annotated[datetime, strawberry.argument(description=f"Window end (exclusive); at most {reads.MAX_WINDOW_DAYS} days after `from`.")],
-        first: Annotated[int, strawberry.argument(description="Page size, 1 to 100.")],
-        after: Annotated[str | None, strawberry.argument(description="`endCursor` of the previous page.")] = None,
+        first: First,
+        after: After = None,
         practitioner_id: Annotated[strawberry.ID | None, strawberry.argument(description="Only this practitioner's.")] = None,
         status: Annotated[AppointmentStatus | None, strawberry.argument(description="Only this status.")] = None,
     ) -> Connection[Appointment]:

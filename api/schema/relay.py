@@ -2,15 +2,21 @@
 schema's `PracticeConnection`, its edges `PracticeEdge`: strawberry names a generic by its node)."""
 
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 import strawberry
 
-from api.protection.cost import Cost
+from api.protection.cost import Cost, ListSize
 from api.services.reads import Page
 
 NodeType = TypeVar("NodeType")
 Row = TypeVar("Row")
+
+
+# The arguments of every paged field, and its cost directive: `first` items, each an edge.
+First = Annotated[int, strawberry.argument(description="Page size, 1 to 100.")]
+After = Annotated[str | None, strawberry.argument(description="`endCursor` of the previous page.")]
+PAGED = ListSize(slicing_arguments=["first"], sized_fields=["edges"])
 
 
 @strawberry.interface(description="An object with a stable, opaque global id, fetchable with `node(id:)`.")
