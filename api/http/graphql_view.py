@@ -89,7 +89,8 @@ def classify(error: GraphQLError, request_id: str, statement_timeout: float = 0)
         refusal = timed_out("statement", statement_timeout)
         return GraphQLError(str(refusal), error.nodes, error.source, error.positions, error.path, extensions=refusal.extensions)
     if is_database_unavailable(original):
-        logger.warning("database unavailable in request %s at %s: %s", request_id, error.path, original)
+        # The exception as its types and frames (api.http.logs), never its text: that quotes the statement.
+        logger.warning("database unavailable in request %s at %s", request_id, error.path, exc_info=original)
         return GraphQLError(
             "The database is temporarily unavailable; retry later.", error.nodes, error.source, error.positions, error.path,
             extensions={"code": ErrorCode.INTERNAL_SERVER_ERROR.value, "reason": DATABASE_UNAVAILABLE, "requestId": request_id},

@@ -8,6 +8,8 @@ from api.data import models
 from api.services import reads
 from api.services.context import RequestContext
 from api.protection.cost import Cost, ListSize
+from api.protection.input_validation import ValidatedInput
+from api.schema import constraints
 from api.schema.appointments import Appointment
 from api.schema.guard import build, require
 from api.schema.relay import PageInfo
@@ -65,13 +67,17 @@ class ChangeQuery:
         description="Sync feed: appointments of a practice created, updated, cancelled or deleted after `since`. "
         "Start without `since`, then keep the last `endCursor`. Needs appointments:read.",
         directives=[ListSize(slicing_arguments=["first"], sized_fields=["edges"])],
+        extensions=[ValidatedInput()],
     )
     async def appointment_changes(
         self,
         info: strawberry.Info[RequestContext, None],
-        practice_id: Annotated[strawberry.ID, strawberry.argument(description="Practice id.")],
+        practice_id: Annotated[strawberry.ID, strawberry.argument(description="Practice id.", directives=[constraints.ID])],
         first: Annotated[int, strawberry.argument(description="Page size, 1 to 100.")],
-        since: Annotated[str | None, strawberry.argument(description="`endCursor` of your last sync; none for the start.")] = None,
+        since: Annotated[
+            str | None,
+            strawberry.argument(description="`endCursor` of your last sync; none for the start.", directives=[constraints.CURSOR]),
+        ] = None,
     ) -> AppointmentChangeConnection:
         ctx = info.context
         page = await reads.changes(ctx, practice_id, since, first)

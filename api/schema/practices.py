@@ -7,6 +7,8 @@ from api.data import models
 from api.services import reads
 from api.services.context import RequestContext
 from api.protection.cost import Cost, ListSize
+from api.protection.input_validation import ValidatedInput
+from api.schema import constraints
 from api.schema.guard import build, require
 from api.schema.relay import Node, PageInfo
 
@@ -59,12 +61,15 @@ class Practice(Node):
     @strawberry.field(
         description="Practitioners working at this practice, ordered by id. Needs appointments:read.",
         directives=[ListSize(slicing_arguments=["first"], sized_fields=["edges"])],
+        extensions=[ValidatedInput()],
     )
     async def practitioners(
         self,
         info: strawberry.Info[RequestContext, None],
         first: Annotated[int, strawberry.argument(description="Page size, 1 to 100.")],
-        after: Annotated[str | None, strawberry.argument(description="`endCursor` of the previous page.")] = None,
+        after: Annotated[
+            str | None, strawberry.argument(description="`endCursor` of the previous page.", directives=[constraints.CURSOR])
+        ] = None,
     ) -> PractitionerConnection | None:
         require(self, "Practice.practitioners")
         page = await reads.practitioners(info.context, self.internal_id, first, after)
