@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import enum
 import re
-import unicodedata
 from dataclasses import dataclass
 
 import strawberry
@@ -61,17 +60,14 @@ class Violation:
     limit: dict[str, object]
 
 
-# Control characters (Unicode Cc), line and paragraph separators; free text keeps tab and line breaks.
-_LINE_BREAKS = {"\t", "\n", "\r"}
-_SEPARATORS = {"\u2028", "\u2029"}
+# Control characters (Unicode Cc is exactly C0, DEL and C1), line and paragraph separators;
+# free text keeps tab and line breaks.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL_BUT_LINE_BREAKS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")
 # By hand: what a patient gives as their number, foreign ones included, in any usual notation;
 # libphonenumber's per-country rules would refuse numbers the practice itself takes down.
 _PHONE = re.compile(r"\+?[0-9 ().\-]+")
 _TOKEN = re.compile(r"[\x21-\x7e]*")
-
-
-def _has_control(value: str, allowed: set[str]) -> bool:
-    return any((unicodedata.category(c) == "Cc" and c not in allowed) or c in _SEPARATORS for c in value)
 
 
 def violation(rule: Constraint, value: str) -> Violation | None:
@@ -80,7 +76,7 @@ def violation(rule: Constraint, value: str) -> Violation | None:
         return Violation(f"holds at most {rule.max_length} characters", {"limit": "maxLength", "maximum": rule.max_length})
     if len(value) < rule.min_length:
         return Violation(f"holds at least {rule.min_length} character(s)", {"limit": "minLength", "minimum": rule.min_length})
-    if _has_control(value, _LINE_BREAKS if rule.format is TextFormat.TEXT else set()):
+    if (_CONTROL_BUT_LINE_BREAKS if rule.format is TextFormat.TEXT else _CONTROL).search(value):
         return Violation("may not contain control characters or line breaks", {"limit": "format", "format": rule.format.value})
     problem = _format_problem(rule.format, value)
     return Violation(problem, {"limit": "format", "format": rule.format.value}) if problem else None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import string
+import unicodedata
 import weakref
 from datetime import timedelta
 
@@ -198,3 +199,12 @@ async def test_any_text_up_to_and_beyond_its_column_is_stored_exactly_or_refused
             models.Appointment.public_id == response.data["bookAppointment"]["appointment"]["id"]))
         stored = appointment.reason if name == "reason" else getattr(appointment.patient, {"firstName": "first_name", "lastName": "last_name"}.get(name, name))
     assert stored == (value.strip() if FIELDS[name][2] else value)
+
+
+def test_every_control_character_is_refused_and_free_text_keeps_its_line_breaks():
+    from api.protection.input_rules import violation
+    from api.schema import constraints
+
+    controls = [chr(c) for c in range(0x110000) if unicodedata.category(chr(c)) == "Cc"] + ["\u2028", "\u2029"]
+    assert [c for c in controls if violation(constraints.LAST_NAME, f"Mar{c}tin") is None] == []
+    assert [c for c in controls if violation(constraints.REASON, f"Motif{c}") is None] == ["\t", "\n", "\r"]
