@@ -10,6 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 SYNC_DRIVERS = {"sqlite": "sqlite+pysqlite", "postgresql": "postgresql+psycopg"}
+# A statement's parameters are patients' names, phones, e-mails: SQLAlchemy leaves them out of its
+# exception messages and logs, so no log line or traceback can quote them.
+PRIVATE_PARAMETERS = {"hide_parameters": True}
 
 
 def _with_driver(url: str | URL, drivers: dict[str, str]) -> URL:
@@ -45,7 +48,7 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOU
 
 
 def make_sync_engine(url: str | URL) -> Engine:
-    engine = create_engine(sync_url(url))
+    engine = create_engine(sync_url(url), **PRIVATE_PARAMETERS)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
     return engine
@@ -59,7 +62,7 @@ def make_async_engine(url: str | URL, statement_timeout_seconds: float = 0, **kw
         # A server setting of each connection: the server cancels the statement, even when the client is stuck.
         server_settings = {"statement_timeout": str(max(1, round(statement_timeout_seconds * 1000)))}
         kwargs["connect_args"] = {**kwargs.get("connect_args", {}), "server_settings": server_settings}  # type: ignore[dict-item]
-    engine = create_async_engine(url, **kwargs)
+    engine = create_async_engine(url, **{**kwargs, **PRIVATE_PARAMETERS})
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine.sync_engine, round(statement_timeout_seconds * 1000) or DEFAULT_BUSY_TIMEOUT_MS)
     return engine

@@ -156,7 +156,7 @@ class Appointment(Base):
     status: Mapped[AppointmentStatus] = mapped_column(
         _enum(AppointmentStatus, "appointment_status"), default=AppointmentStatus.BOOKED
     )
-    reason: Mapped[str | None] = mapped_column(Text, comment="Medical motive: sensitive health data")
+    reason: Mapped[str | None] = mapped_column(String(1000), comment="Medical motive: sensitive health data")
     internal_note: Mapped[str | None] = mapped_column(Text, comment="Practice-only: never exposed to partners")
     source_partner_id: Mapped[int | None] = mapped_column(
         ForeignKey("partners.id"), comment="Partner that created it; NULL when the practice did"

@@ -93,7 +93,8 @@ def classify(error: GraphQLError, request_id: str, statement_timeout: float = 0)
     if is_statement_timeout(original):
         return _replaced(error, timed_out("statement", statement_timeout))
     if is_database_unavailable(original):
-        logger.warning("database unavailable in request %s at %s: %s", request_id, error.path, original)
+        # The exception as its types and frames (api.http.logs), never its text: that quotes the statement.
+        logger.warning("database unavailable in request %s at %s", request_id, error.path, exc_info=original)
         return _replaced(error, ApiError(
             ErrorCode.INTERNAL_SERVER_ERROR, "The database is temporarily unavailable; retry later.",
             reason=DATABASE_UNAVAILABLE, requestId=request_id,

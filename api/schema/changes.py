@@ -7,6 +7,8 @@ from api.data import models
 
 from api.services import reads
 from api.services.context import RequestContext
+from api.protection.input_validation import ValidatedInput
+from api.schema import constraints
 from api.schema.appointments import Appointment
 from api.schema.guard import build, require
 from api.schema.relay import Connection, First, PAGED
@@ -50,13 +52,17 @@ class ChangeQuery:
         description="Sync feed: appointments of a practice created, updated, cancelled or deleted after `since`. "
         "Start without `since`, then keep the last `endCursor`. Needs appointments:read.",
         directives=[PAGED],
+        extensions=[ValidatedInput()],
     )
     async def appointment_changes(
         self,
         info: strawberry.Info[RequestContext, None],
-        practice_id: Annotated[strawberry.ID, strawberry.argument(description="Practice id.")],
+        practice_id: Annotated[strawberry.ID, strawberry.argument(description="Practice id.", directives=[constraints.ID])],
         first: First,
-        since: Annotated[str | None, strawberry.argument(description="`endCursor` of your last sync; none for the start.")] = None,
+        since: Annotated[
+            str | None,
+            strawberry.argument(description="`endCursor` of your last sync; none for the start.", directives=[constraints.CURSOR]),
+        ] = None,
     ) -> Connection[AppointmentChange]:
         ctx = info.context
         page = await reads.changes(ctx, practice_id, since, first)

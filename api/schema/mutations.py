@@ -6,7 +6,8 @@ import strawberry
 from api.services import writes
 from api.services.context import RequestContext
 from api.protection.cost import Cost
-from api.errors import bad_input
+from api.protection.input_validation import ValidatedInput
+from api.schema import constraints
 from api.schema.appointments import Appointment, Gender
 
 Info = strawberry.Info[RequestContext, None]
@@ -21,34 +22,38 @@ RefusalReason = strawberry.enum(
 
 @strawberry.input(description="A patient to add to the practice's file with the booking.")
 class NewPatientInput:
-    first_name: str = strawberry.field(description="First name.")
-    last_name: str = strawberry.field(description="Last name.")
+    first_name: str = strawberry.field(description="First name; stored without surrounding spaces.", directives=[constraints.FIRST_NAME])
+    last_name: str = strawberry.field(description="Last name; stored without surrounding spaces.", directives=[constraints.LAST_NAME])
     gender: Gender = strawberry.field(description="Gender.")
     birth_date: date | None = strawberry.field(description="Birth date.", default=None)
-    phone: str | None = strawberry.field(description="Phone number.", default=None)
-    email: str | None = strawberry.field(description="E-mail address.", default=None)
+    phone: str | None = strawberry.field(description="Phone number.", default=None, directives=[constraints.PHONE])
+    email: str | None = strawberry.field(description="E-mail address.", default=None, directives=[constraints.EMAIL])
 
 
 @strawberry.input(description="An appointment to book.")
 class BookAppointmentInput:
-    practice_id: strawberry.ID = strawberry.field(description="Practice id.")
-    practitioner_id: strawberry.ID = strawberry.field(description="Practitioner id, at this practice.")
+    practice_id: strawberry.ID = strawberry.field(description="Practice id.", directives=[constraints.ID])
+    practitioner_id: strawberry.ID = strawberry.field(description="Practitioner id, at this practice.", directives=[constraints.ID])
     starts_at: datetime = strawberry.field(description="Start, with a time zone offset; in the future.")
     ends_at: datetime = strawberry.field(description="End, after the start, at most 8 hours later.")
-    patient_id: strawberry.ID | None = strawberry.field(description="An existing patient of this practice...", default=None)
+    patient_id: strawberry.ID | None = strawberry.field(
+        description="An existing patient of this practice...", default=None, directives=[constraints.ID]
+    )
     new_patient: NewPatientInput | None = strawberry.field(description="...or a new one.", default=None)
-    reason: str | None = strawberry.field(description="Medical motive, if known.", default=None)
+    reason: str | None = strawberry.field(description="Medical motive, if known.", default=None, directives=[constraints.REASON])
     idempotency_key: str | None = strawberry.field(
-        description="Any unique string (1 to 100 characters): retrying with it never books twice.", default=None
+        description="Any unique string: retrying with it never books twice.", default=None, directives=[constraints.IDEMPOTENCY_KEY]
     )
 
 
 @strawberry.input(description="A new time for a booked appointment.")
 class RescheduleAppointmentInput:
-    appointment_id: strawberry.ID = strawberry.field(description="Appointment id.")
+    appointment_id: strawberry.ID = strawberry.field(description="Appointment id.", directives=[constraints.ID])
     starts_at: datetime = strawberry.field(description="New start, with a time zone offset; in the future.")
     ends_at: datetime = strawberry.field(description="New end.")
-    idempotency_key: str | None = strawberry.field(description="Makes retries safe.", default=None)
+    idempotency_key: str | None = strawberry.field(
+        description="Makes retries safe.", default=None, directives=[constraints.IDEMPOTENCY_KEY]
+    )
 
 
 @strawberry.type(description="The appointment was booked.")
@@ -89,15 +94,16 @@ async def _appointment(info: Info, row) -> Appointment:  # type: ignore[no-untyp
 
 @strawberry.type(description="Writes. Each needs appointments:write at the practice and costs 10 points.")
 class Mutation:
-    @strawberry.mutation(description="Book an appointment for an existing or a new patient.", directives=[Cost(weight=WRITE_COST)])
+    @strawberry.mutation(
+        description="Book an appointment for an existing or a new patient.", directives=[Cost(weight=WRITE_COST)],
+        extensions=[ValidatedInput()],
+    )
     async def book_appointment(
         self, info: Info, input: Annotated[BookAppointmentInput, strawberry.argument(description="What to book.")]
     ) -> BookResult:
         new_patient = None
         if input.new_patient is not None:
-            p = input.new_patient
-            if not p.first_name.strip() or not p.last_name.strip():
-                raise bad_input("A new patient needs a first and a last name.", argument="newPatient")
+            p = input.new_patient  # names are not blank: their @constraint says so
             new_patient = writes.NewPatient(p.first_name.strip(), p.last_name.strip(), p.gender, p.birth_date, p.phone, p.email)
         result = await writes.book(
             info.context, input.practice_id, input.practitioner_id, input.patient_id, new_patient,
@@ -107,7 +113,7 @@ class Mutation:
             return _refused(result)
         return AppointmentBooked(appointment=await _appointment(info, result))
 
-    @strawberry.mutation(description="Move a booked appointment.", directives=[Cost(weight=WRITE_COST)])
+    @strawberry.mutation(description="Move a booked appointment.", directives=[Cost(weight=WRITE_COST)], extensions=[ValidatedInput()])
     async def reschedule_appointment(
         self, info: Info, input: Annotated[RescheduleAppointmentInput, strawberry.argument(description="Where to move it.")]
     ) -> RescheduleResult:
@@ -116,8 +122,11 @@ class Mutation:
             return _refused(result)
         return AppointmentRescheduled(appointment=await _appointment(info, result))
 
-    @strawberry.mutation(description="Cancel an appointment. Safe to retry.", directives=[Cost(weight=WRITE_COST)])
+    @strawberry.mutation(
+        description="Cancel an appointment. Safe to retry.", directives=[Cost(weight=WRITE_COST)], extensions=[ValidatedInput()]
+    )
     async def cancel_appointment(
-        self, info: Info, appointment_id: Annotated[strawberry.ID, strawberry.argument(description="Appointment id.")]
+        self, info: Info,
+        appointment_id: Annotated[strawberry.ID, strawberry.argument(description="Appointment id.", directives=[constraints.ID])],
     ) -> AppointmentCancelled:
         return AppointmentCancelled(appointment=await _appointment(info, await writes.cancel(info.context, appointment_id)))

@@ -5,6 +5,7 @@ import strawberry
 from api.data import models
 from api.services import reads
 from api.services.context import RequestContext
+from api.protection.input_validation import ValidatedInput
 from api.schema.guard import build, require
 from api.schema.relay import After, Connection, First, Node, PAGED
 
@@ -42,7 +43,9 @@ class Practice(Node):
         )
 
     @strawberry.field(
-        description="Practitioners working at this practice, ordered by id. Needs appointments:read.", directives=[PAGED]
+        description="Practitioners working at this practice, ordered by id. Needs appointments:read.",
+        directives=[PAGED],
+        extensions=[ValidatedInput()],
     )
     async def practitioners(
         self, info: strawberry.Info[RequestContext, None], first: First, after: After = None

@@ -13,6 +13,8 @@ from api.services import reads
 from api.services.context import RequestContext
 from api.protection.cost import Cost, ListSize
 from api.errors import ApiError, ErrorCode, bad_input
+from api.protection.input_validation import ValidatedInput
+from api.schema import constraints
 from api.schema.changes import ChangeQuery
 from api.schema.appointments import Appointment, AppointmentStatus, Patient
 from api.schema.practices import Practice, Practitioner
@@ -71,16 +73,20 @@ class Query(ChangeQuery):
             max_query_cost=ctx.settings.max_query_cost,
         )
 
-    @strawberry.field(description="Practices that granted you access, ordered by id.", directives=[PAGED])
+    @strawberry.field(
+        description="Practices that granted you access, ordered by id.", directives=[PAGED], extensions=[ValidatedInput()]
+    )
     async def practices(self, info: Info, first: First, after: After = None) -> Connection[Practice]:
         ctx = info.context
         page = await reads.practices(ctx, first, after)
         readable = await ctx.readable_fields(p.id for p in page.rows)
         return Connection.of(page, lambda row: Practice.from_row(row, readable[row.id]))
 
-    @strawberry.field(description="A practice by id. NOT_FOUND when it does not exist or did not grant you access.")
+    @strawberry.field(
+        description="A practice by id. NOT_FOUND when it does not exist or did not grant you access.", extensions=[ValidatedInput()]
+    )
     async def practice(
-        self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="Practice id.")]
+        self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="Practice id.", directives=[constraints.ID])]
     ) -> Practice | None:
         row = await reads.find_by_public_id(info.context, models.Practice, id)
         return Practice.from_row(row, await info.context.readable_at(row.id))
@@ -88,18 +94,21 @@ class Query(ChangeQuery):
     @strawberry.field(
         description="Appointments of a practice starting in [from, to), ordered by start time. Needs appointments:read.",
         directives=[PAGED],
+        extensions=[ValidatedInput()],
     )
     async def appointments(
         self,
         info: Info,
-        practice_id: Annotated[strawberry.ID, strawberry.argument(description="Practice id.")],
+        practice_id: Annotated[strawberry.ID, strawberry.argument(description="Practice id.", directives=[constraints.ID])],
         from_: Annotated[
             datetime, strawberry.argument(name="from", description="Window start (inclusive), with a time zone offset.")
         ],
         to: Annotated[datetime, strawberry.argument(description=f"Window end (exclusive); at most {reads.MAX_WINDOW_DAYS} days after `from`.")],
         first: First,
         after: After = None,
-        practitioner_id: Annotated[strawberry.ID | None, strawberry.argument(description="Only this practitioner's.")] = None,
+        practitioner_id: Annotated[
+            strawberry.ID | None, strawberry.argument(description="Only this practitioner's.", directives=[constraints.ID])
+        ] = None,
         status: Annotated[AppointmentStatus | None, strawberry.argument(description="Only this status.")] = None,
     ) -> Connection[Appointment]:
         ctx = info.context
@@ -107,18 +116,21 @@ class Query(ChangeQuery):
         readable = await ctx.readable_fields({row.practice_id for row in page.rows})
         return Connection.of(page, lambda row: Appointment.from_row(row, readable[row.practice_id], ctx))
 
-    @strawberry.field(description="Any object by its global id. NOT_FOUND when missing or not visible to you.")
+    @strawberry.field(
+        description="Any object by its global id. NOT_FOUND when missing or not visible to you.", extensions=[ValidatedInput()]
+    )
     async def node(
-        self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="Global id.")]
+        self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="Global id.", directives=[constraints.ID])]
     ) -> Node | None:
         return await _node(info.context, id)
 
     @strawberry.field(
         description=f"Several objects by global id (at most {MAX_NODES}); null where not found.",
         directives=[ListSize(slicing_arguments=["ids"])],
+        extensions=[ValidatedInput()],
     )
     async def nodes(
-        self, info: Info, ids: Annotated[list[strawberry.ID], strawberry.argument(description="Global ids.")]
+        self, info: Info, ids: Annotated[list[strawberry.ID], strawberry.argument(description="Global ids.", directives=[constraints.ID])]
     ) -> list[Node | None]:
         if not 1 <= len(ids) <= MAX_NODES:
             raise bad_input(f"`ids` holds 1 to {MAX_NODES} ids.", argument="ids")

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Generic, TypeVar
 import strawberry
 
 from api.protection.cost import Cost, ListSize
+from api.schema import constraints
 from api.services.reads import Page
 
 NodeType = TypeVar("NodeType")
@@ -15,7 +16,7 @@ Row = TypeVar("Row")
 
 # The arguments of every paged field, and its cost directive: `first` items, each an edge.
 First = Annotated[int, strawberry.argument(description="Page size, 1 to 100.")]
-After = Annotated[str | None, strawberry.argument(description="`endCursor` of the previous page.")]
+After = Annotated[str | None, strawberry.argument(description="`endCursor` of the previous page.", directives=[constraints.CURSOR])]
 PAGED = ListSize(slicing_arguments=["first"], sized_fields=["edges"])
 
 

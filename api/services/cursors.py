@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from api.errors import bad_input
 
 SIGNATURE_BYTES = 16
+MAX_LENGTH = 1024  # characters; the cursors this codec issues hold about 150
 
 
 class CursorCodec:
@@ -51,6 +52,6 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    if not text or len(text) > 2048:
+    if not text or len(text) > MAX_LENGTH:
         raise ValueError("bad length")
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

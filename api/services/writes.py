@@ -34,7 +34,6 @@ from api.data.models import (
 )
 
 MAX_DURATION = timedelta(hours=8)
-MAX_KEY_LENGTH = 100
 
 
 class RefusalReason(enum.Enum):
@@ -82,8 +81,6 @@ def _request_hash(operation: str, payload: dict[str, Any]) -> str:
 async def _replayed(session: AsyncSession, ctx: RequestContext, key: str | None, operation: str, digest: str) -> Appointment | None:
     if key is None:
         return None
-    if not 1 <= len(key) <= MAX_KEY_LENGTH:
-        raise bad_input(f"`idempotencyKey` has 1 to {MAX_KEY_LENGTH} characters.", argument="idempotencyKey")
     record = (
         await session.execute(
             select(IdempotencyRecord).where(IdempotencyRecord.partner_id == ctx.principal.partner_id, IdempotencyRecord.key == key)

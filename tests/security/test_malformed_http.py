@@ -190,8 +190,13 @@ CASES = [
               post(lambda world: {"query": CANCEL, "variables": {"id": world.appointments["A"][0][:-1]}}), 200, "NOT_FOUND"),
     Malformed("practice id to cancel", post(lambda world: {"query": CANCEL, "variables": {"id": world.practice_id("A")}}),
               200, "NOT_FOUND"),
-    Malformed("SQL in an id to cancel", post({"query": CANCEL, "variables": {"id": "apt_' OR 1=1 --"}}), 200, "NOT_FOUND",
-              "apt_' OR 1=1 --"),
+    Malformed("SQL in an id to cancel", post({"query": CANCEL, "variables": {"id": "apt_' OR 1=1 --"}}), 400, "BAD_USER_INPUT",
+              "apt_' OR 1=1 --"),  # spaces are no id's characters (@constraint)
+    Malformed("an id longer than any id", page(p="prc_" + "a" * 200), 400, "BAD_USER_INPUT", "prc_" + "a" * 200),
+    Malformed("a line break in an idempotency key", post(lambda world: {"query": BOOK, "variables": {"input": {
+        "practiceId": world.practice_id("A"), "practitionerId": world.practitioners["A"][0],
+        "startsAt": window_args()["to"], "endsAt": window_args()["to"].replace("T08", "T09"),
+        "patientId": world.patients["A"][0], "idempotencyKey": "sync\n42"}}}), 400, "BAD_USER_INPUT", "sync\n42"),
     # Methods
     Malformed("GET with a mutation", lambda api, world: _get({"query": CANCEL, "variables": json.dumps({"id": "apt_x"})}),
               400, "BAD_USER_INPUT", "apt_x"),

@@ -72,11 +72,17 @@ async def test_nodes_mixing_own_and_foreign_ids_returns_only_own(api, world):
     assert response.data["nodes"] == [{"id": world.appointments["B"][0]}, None, None, None]
 
 
-@pytest.mark.parametrize("guess", ["apt_" + "a" * 26, "1", "apt_1", "prc_" + "2" * 26, "", "x" * 5000, "pat_ABCDEFGHIJKLMNOPQRSTUVWXYZ"])
+@pytest.mark.parametrize("guess", ["apt_" + "a" * 26, "1", "apt_1", "prc_" + "2" * 26, "", "pat_ABCDEFGHIJKLMNOPQRSTUVWXYZ"])
 async def test_guessed_ids_find_nothing(api, world, guess):
     response = await api.query(world.keys["full"], "query($id: ID!) { node(id: $id) { id } }", {"id": guess})
     assert response.data == {"node": None}
     assert response.codes == {"NOT_FOUND"}
+
+
+async def test_an_id_longer_than_any_id_is_refused_before_the_database(api, world):
+    response = await api.query(world.keys["full"], "query($id: ID!) { node(id: $id) { id } }", {"id": "x" * 5000})
+    assert response.data == {"node": None} and response.codes == {"BAD_USER_INPUT"}
+    assert response.errors[0]["extensions"]["field"] == "id"
 
 
 async def test_filter_by_a_foreign_practitioner_is_not_found(api, world):
