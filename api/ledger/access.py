@@ -29,6 +29,11 @@ class FieldGroup(enum.IntFlag):
     PATIENT = 4  # the patient's opaque id
     IDENTITY = 8  # patients:identity
     CONTACT = 16  # patients:contact
+    HISTORY = 32  # purpose-bound groups of a record outside the reading horizon: the grant's history permission
+
+
+#: What a record outside the grant's reading horizon can only disclose through its history permission.
+PURPOSE_BOUND_GROUPS = FieldGroup.REASON | FieldGroup.IDENTITY | FieldGroup.CONTACT
 
 
 SCOPE_GROUPS = {
@@ -36,6 +41,14 @@ SCOPE_GROUPS = {
     Scope.PATIENTS_IDENTITY: FieldGroup.IDENTITY,
     Scope.PATIENTS_CONTACT: FieldGroup.CONTACT,
 }
+
+
+def through_history(groups: int, in_horizon: bool) -> int:
+    """`groups`, marked HISTORY when they disclose purpose-bound fields of a record outside the horizon:
+    the policy opens those only through the grant's history permission (authz/fields.polar)."""
+    if not in_horizon and groups & PURPOSE_BOUND_GROUPS:
+        return groups | FieldGroup.HISTORY
+    return groups
 
 
 def group_names(mask: int) -> list[str]:

@@ -11,6 +11,7 @@ from api.protection.cost import Cost, ListSize
 from api.schema.appointments import Appointment
 from api.schema.guard import build, require
 from api.schema.relay import PageInfo
+from api.services.horizon import RecordFields
 
 
 @strawberry.enum(description="What happened to an appointment.")
@@ -34,6 +35,7 @@ def kind_of(change: reads.Change) -> ChangeKind:
 class AppointmentChange:
     readable: strawberry.Private[frozenset[str]]
     row: strawberry.Private[reads.Change]
+    record_fields: strawberry.Private[RecordFields]
     kind: ChangeKind | None = strawberry.field(description="Created, updated, cancelled, or deleted (a tombstone).")
     appointment_id: strawberry.ID | None = strawberry.field(description="Id of the appointment, also for deleted ones.")
 
@@ -42,7 +44,7 @@ class AppointmentChange:
         require(self, "AppointmentChange.appointment")
         if self.row.appointment is None:
             return None
-        return Appointment.from_row(self.row.appointment, self.readable, info.context)
+        return Appointment.from_row(self.row.appointment, self.record_fields, info.context)
 
 
 @strawberry.type(description="One edge of the change feed.", directives=[Cost(weight=0)])
@@ -75,13 +77,14 @@ class ChangeQuery:
     ) -> AppointmentChangeConnection:
         ctx = info.context
         page = await reads.changes(ctx, practice_id, since, first)
-        readable = await ctx.readable_fields({change.practice_id for change in page.rows})
+        fields = await ctx.record_fields({change.practice_id for change in page.rows})
         return AppointmentChangeConnection(
             edges=[
                 AppointmentChangeEdge(
                     cursor=cursor,
                     node=build(
-                        AppointmentChange, readable[change.practice_id], row=change, kind=kind_of(change),
+                        AppointmentChange, fields[change.practice_id].outside, row=change,
+                        record_fields=fields[change.practice_id], kind=kind_of(change),
                         appointment_id=strawberry.ID(change.appointment_public_id),
                     ),
                 )
