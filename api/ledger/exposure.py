@@ -37,6 +37,7 @@ class PracticeExposure:
     with_identity: int  # patients whose names were disclosed
     with_contact: int  # patients whose phone or e-mail was disclosed
     with_reason: int  # appointments whose medical reason was disclosed
+    with_history: int  # patients disclosed outside the reading horizon, through the grant's history permission
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,7 @@ def partner_exposure(
             func.count(distinct(case((_has(groups, FieldGroup.IDENTITY), shown.c.patient_id)))),
             func.count(distinct(case((_has(groups, FieldGroup.CONTACT), shown.c.patient_id)))),
             func.count(distinct(case((_has(groups, FieldGroup.REASON), shown.c.appointment_id)))),
+            func.count(distinct(case((_has(groups, FieldGroup.HISTORY), shown.c.patient_id)))),
         )
         .join(Practice, Practice.id == shown.c.practice_id)
         .group_by(Practice.id, Practice.public_id, Practice.name)
