@@ -34,6 +34,7 @@ class FieldGroup(enum.IntFlag):
 
 #: What a record outside the grant's reading horizon can only disclose through its history permission.
 PURPOSE_BOUND_GROUPS = FieldGroup.REASON | FieldGroup.IDENTITY | FieldGroup.CONTACT
+_PURPOSE_BOUND, _HISTORY = int(PURPOSE_BOUND_GROUPS), int(FieldGroup.HISTORY)
 
 
 SCOPE_GROUPS = {
@@ -46,8 +47,8 @@ SCOPE_GROUPS = {
 def through_history(groups: int, in_horizon: bool) -> int:
     """`groups`, marked HISTORY when they disclose purpose-bound fields of a record outside the horizon:
     the policy opens those only through the grant's history permission (authz/fields.polar)."""
-    if not in_horizon and groups & PURPOSE_BOUND_GROUPS:
-        return groups | FieldGroup.HISTORY
+    if not in_horizon and groups & _PURPOSE_BOUND:
+        return groups | _HISTORY  # plain ints: asyncpg takes no IntFlag in an array, and per row they are slow
     return groups
 
 
