@@ -117,9 +117,11 @@ def _print_explanation(result: Explanation) -> None:
     )
     for note in result.notes:
         console.print(f"[yellow]{note}[/]")
-    grants = Table("grant", "scopes", "state", title="Grants")
+    grants = Table("grant", "scopes", "state", "reading horizon", title="Grants")
     for g in result.grants:
-        grants.add_row(g.grant, ", ".join(g.scopes) or "(none)", "[green]live[/]" if g.live else f"[red]{g.state}[/]")
+        grants.add_row(
+            g.grant, ", ".join(g.scopes) or "(none)", "[green]live[/]" if g.live else f"[red]{g.state}[/]", g.horizon
+        )
     console.print(grants)
     rows = Table("resource", "action", "allowed", "through", "rule", "decided by", title="Rows and actions")
     for r in result.rows:
@@ -127,14 +129,14 @@ def _print_explanation(result: Explanation) -> None:
             r.resource, r.action, _yes(r.allowed), r.through, ", ".join(r.rules) or "-", r.how
         )
     console.print(rows)
-    fields = Table("field", "readable", "through", "rule", "why", title="Fields")
+    fields = Table("field", "readable", "outside horizon", "through", "rule", "why", title="Fields")
     for f in result.fields:
         reason = f.reason
         satisfied = "satisfied" if reason and reason.satisfied else "not satisfied"
         fields.add_row(
-            f.field, _yes(f.readable), f.grant or "-",
+            f.field, _yes(f.readable), _yes(f.readable_outside_horizon), f.grant or "-",
             f"{reason.rule} {satisfied}" if reason else "no rule: never readable",
-            reason.why if reason else "-",
+            (reason.why if reason else "-") + (f"; {f.outside_why}" if f.outside_why else ""),
         )
     console.print(fields)
 

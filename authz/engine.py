@@ -3,8 +3,9 @@
 - `filter(partner_id, action, model)`: a SQL `select` of the rows the partner may see; compiled
   once per partner, action and model, since it only depends on the partner id (grants are read
   by the SQL itself, so a revoked grant counts on the very next query).
-- `readable_fields(actor, grant)`: the "Type.field" names the partner may read at the grant's
-  practice; computed once per distinct grant state, never per row.
+- `readable_fields(actor, grant, in_horizon=...)`: the "Type.field" names the partner may read of a
+  record at the grant's practice, inside the grant's reading horizon or outside it; computed once
+  per distinct grant state, never per row.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from api.data import models
 from api.scopes import Scope
 from authz.actors import REQUEST_TIME, PartnerActor
 from authz.adapter import SqlAlchemyFilterAdapter
+from authz.records import GrantedRecord
 
 POLICY_DIR = Path(__file__).resolve().parent
 POLICY_FILES = (POLICY_DIR / "policy.polar", POLICY_DIR / "fields.polar")
@@ -46,8 +48,12 @@ POLAR_CLASSES: dict[str, tuple[type, dict[str, Any]]] = {
             "granted_at": datetime,
             "expires_at": datetime,
             "revoked_at": datetime,
+            "days_back": int,
+            "days_ahead": int,
+            "history_until": datetime,
         },
     ),
+    "Record": (GrantedRecord, {"grant": models.Grant, "in_horizon": bool}),
     "Practice": (models.Practice, {"id": int, "grants": _grants_of("id")}),
     # A practitioner as partners see it: the practitioner at one practice (practice_memberships).
     "Practitioner": (
@@ -107,6 +113,11 @@ class Authorizer:
         except PolarRuntimeError:  # a policy without field rules (e.g. a row-rules file on its own)
             pass
         self.field_scopes = {name: frozenset(needed) for name, needed in scopes.items()}
+        # Fields readable only inside a grant's reading horizon, or with its history permission.
+        try:
+            self.purpose_bound = frozenset(r["bindings"]["field"] for r in self.oso.query_rule("purpose_bound", Variable("field")))
+        except PolarRuntimeError:
+            self.purpose_bound = frozenset()
 
     def filter(self, partner_id: int, action: str, model: type[models.Base]) -> Select[Any]:
         """Rows of `model` the partner may `action`; bind `request_time` when executing."""
@@ -119,12 +130,18 @@ class Authorizer:
     def is_allowed(self, actor: PartnerActor, action: str, resource: object) -> bool:
         return bool(self.oso.is_allowed(actor, action, resource))
 
-    def readable_fields(self, actor: PartnerActor, grant: models.Grant) -> frozenset[str]:
-        """The "Type.field" names readable through this grant (empty unless it is the actor's live grant).
+    def history_open(self, actor: PartnerActor, grant: models.Grant) -> bool:
+        """Whether the grant's permission to read history (outside the reading horizon) is live."""
+        return bool(self.oso.query_rule_once("history_open", actor, grant))
+
+    def readable_fields(self, actor: PartnerActor, grant: models.Grant, *, in_horizon: bool) -> frozenset[str]:
+        """The "Type.field" names readable through this grant (empty unless it is the actor's live
+        grant) of a record inside its reading horizon (`in_horizon`) or outside it.
 
         The answer is cached under everything it can depend on: the actor, every grant field
-        the policy can see, and where the request time stands against each of the grant's
-        dates. Changing a grant changes the key, so the cache never outlives a change.
+        the policy can see, where the request time stands against each of the grant's dates,
+        and the record's side of the horizon. Changing a grant changes the key, so the cache
+        never outlives a change.
         """
         assert isinstance(actor.request_time, datetime)
         key = (
@@ -132,12 +149,14 @@ class Authorizer:
             actor.name,
             tuple(getattr(grant, name) for name in GRANT_FIELDS),
             tuple(_order(getattr(grant, name), actor.request_time) for name in GRANT_TIMES),
+            in_horizon,
         )
         fields = self._fields.get(key)
         if fields is None:
             if len(self._fields) >= FIELDS_CACHE_SIZE:
                 self._fields.clear()
-            fields = self._fields[key] = frozenset(self.oso.authorized_fields(actor, "read", grant))
+            record = GrantedRecord(grant, in_horizon)
+            fields = self._fields[key] = frozenset(self.oso.authorized_fields(actor, "read", record))
         return fields
 
 

@@ -4,7 +4,8 @@ Nothing is decided here. Rows: the compiled SQL filters the API uses are run aga
 practice's own rows (or, when it has none of a kind, the same rule in memory on a new record of
 that practice). Fields: `Authorizer.readable_fields`, as for a request; the rules named beside
 each answer come from Polar queries (`field_needs_scope`, `field_with_any_grant`, `has_scope`,
-`live_grant`), not from a copy of the policy.
+`live_grant`, `purpose_bound`, `history_open`), not from a copy of the policy. A field is
+answered for a record inside the grant's reading horizon and for one outside it.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class GrantInfo:
     scopes: list[str]
     live: bool
     state: str  # "live", "revoked at ...", "expired at ..."
+    horizon: str  # the reading horizon and the history permission, in words
 
 
 @dataclass(frozen=True)
@@ -62,9 +64,11 @@ class RuleCheck:
 @dataclass(frozen=True)
 class FieldAnswer:
     field: str
-    readable: bool
+    readable: bool  # of a record inside the grant's reading horizon
     grant: str | None  # the grant that gives it
     checks: list[RuleCheck]
+    readable_outside_horizon: bool = False  # of a record outside it (purpose-bound fields need the history permission)
+    outside_why: str | None = None  # why a purpose-bound field is (not) readable outside the horizon
 
     @property
     def reason(self) -> RuleCheck | None:
@@ -145,7 +149,17 @@ def _find(session: Session, model: type[Partner] | type[Practice], name: str, wh
 
 def _grant_info(authorizer: Authorizer, actor: PartnerActor, grant: Grant) -> GrantInfo:
     live = authorizer.oso.query_rule_once("live_grant", actor, grant)
-    return GrantInfo(grant.public_id, sorted(grant.scopes), live, "live" if live else _why_not_live(grant, actor))
+    state = "live" if live else _why_not_live(grant, actor)
+    return GrantInfo(grant.public_id, sorted(grant.scopes), live, state, _horizon(authorizer, actor, grant))
+
+
+def _horizon(authorizer: Authorizer, actor: PartnerActor, grant: Grant) -> str:
+    words = f"{grant.days_back} day(s) back, {grant.days_ahead} ahead"
+    if authorizer.history_open(actor, grant):
+        return f"{words}; history readable until {grant.history_until:%Y-%m-%d %H:%M} UTC"
+    if grant.history_until is not None:
+        return f"{words}; history permission ended {grant.history_until:%Y-%m-%d %H:%M} UTC"
+    return f"{words}; no history permission"
 
 
 def _why_not_live(grant: Grant, actor: PartnerActor) -> str:
@@ -196,7 +210,9 @@ def _field_answers(
     needs: dict[str, list[str]] = {}
     for result in oso.query_rule("field_needs_scope", Variable("f"), Variable("s")):
         needs.setdefault(result["bindings"]["f"], []).append(result["bindings"]["s"])
-    readable = {grant.public_id: authorizer.readable_fields(actor, grant) for grant in grants}
+    readable = {grant.public_id: authorizer.readable_fields(actor, grant, in_horizon=True) for grant in grants}
+    outside = {grant.public_id: authorizer.readable_fields(actor, grant, in_horizon=False) for grant in grants}
+    horizons = {info.grant: info.horizon for info in infos}
     has_scope = {
         (grant.public_id, scope): oso.query_rule_once("has_scope", grant, scope)
         for grant in grants
@@ -216,5 +232,11 @@ def _field_answers(
                 why = dead or (f"grant has {scope}" if ok else f"grant lacks {scope}")
                 checks.append(RuleCheck(info.grant, f'field_needs_scope("{field}", "{scope}")', ok, why))
         giving = next((g for g, fields in readable.items() if field in fields), None)
-        answers.append(FieldAnswer(field, giving is not None, giving, checks))
+        giving_outside = next((g for g, fields in outside.items() if field in fields), None)
+        outside_why = None
+        if field in authorizer.purpose_bound and giving is not None:
+            outside_why = (
+                f'purpose_bound("{field}"): outside the reading horizon ({horizons[giving_outside or giving]})'
+            )
+        answers.append(FieldAnswer(field, giving is not None, giving, checks, giving_outside is not None, outside_why))
     return answers

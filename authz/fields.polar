@@ -7,6 +7,17 @@
 # is never readable, and a line whose scope the grant lacks makes the field null with a
 # FORBIDDEN error.
 
+# The application asks about a Record: an appointment or a patient read through a grant,
+# inside the grant's reading horizon or not (purpose binding, below).
+allow_field(partner: Partner, "read", record: Record, field: String) if
+    allow_field(partner, "read", record.grant, field) and
+    not purpose_bound(field);
+
+allow_field(partner: Partner, "read", record: Record, field: String) if
+    allow_field(partner, "read", record.grant, field) and
+    purpose_bound(field) and
+    within_purpose(partner, record);
+
 allow_field(partner: Partner, "read", grant: Grant, field: String) if
     live_grant(partner, grant) and
     field_with_any_grant(field);
@@ -63,6 +74,33 @@ field_needs_scope("Patient.gender", "patients:identity");
 field_needs_scope("Patient.birthDate", "patients:identity");
 field_needs_scope("Patient.phone", "patients:contact");
 field_needs_scope("Patient.email", "patients:contact");
+
+# Purpose binding: a partner's work is about appointments near today (reminders, the day's
+# schedule, the coming weeks). Who a patient is, how to reach them and why they come are readable
+# only for a record inside the grant's reading horizon (days back and ahead of the request), or
+# while the practice lets the partner read history (an initial import, until a date). Outside,
+# an appointment's times and status stay readable; these fields are FORBIDDEN.
+# A patient is inside while they have an appointment at the practice inside the horizon that the
+# practice made (or, for a patient the partner itself created, that the partner made): the
+# application decides it in SQL (api/services/horizon.py), never per row in the policy.
+purpose_bound("Patient.firstName");
+purpose_bound("Patient.lastName");
+purpose_bound("Patient.gender");
+purpose_bound("Patient.birthDate");
+purpose_bound("Patient.phone");
+purpose_bound("Patient.email");
+purpose_bound("Appointment.reason");
+
+within_purpose(_partner: Partner, record: Record) if
+    record.in_horizon = true;
+
+within_purpose(partner: Partner, record: Record) if
+    history_open(partner, record.grant);
+
+# The practice approved reading history through this grant until `history_until`.
+history_open(partner: Partner, grant: Grant) if
+    grant.history_until != nil and
+    grant.history_until > partner.request_time;
 
 # Types that hold no practice data, only the partner's own account or paging bookkeeping:
 # every field is readable by the authenticated partner.

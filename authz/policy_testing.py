@@ -14,8 +14,10 @@ A case describes one grant and asks one question, in the words of a policy autho
       expect: allow
 
 `grant` may also say `expired: true`, `revoked: true`, `other_partner: true` (the grant is
-another partner's) or `other_practice: true` (it is for another practice); `grant: none`, or no
-`grant` line, means no grant at all.
+another partner's), `other_practice: true` (it is for another practice) or `history: live` /
+`history: expired` (its permission to read history); `grant: none`, or no `grant` line, means no
+grant at all. A field case may say `horizon: outside` (the record lies outside the grant's reading
+horizon); it is `inside` otherwise.
 
 Each case is decided on its own small world, in an in-memory SQLite database and rolled back
 after it: one practice holding one record of each kind, another practice, the partner and
@@ -44,8 +46,9 @@ from authz.engine import POLAR_CLASSES, POLICY_DIR, Authorizer
 
 CASES_DIR = POLICY_DIR / "policy_tests"
 RESOURCES = {name: cls for name, (cls, _) in POLAR_CLASSES.items() if name != "Partner"}
-_CASE_KEYS = {"name", "grant", "field", "resource", "action", "expect"}
-_GRANT_KEYS = {"scopes", "expired", "revoked", "other_partner", "other_practice"}
+_CASE_KEYS = {"name", "grant", "field", "resource", "action", "expect", "horizon"}
+_GRANT_KEYS = {"scopes", "expired", "revoked", "other_partner", "other_practice", "history"}
+_HISTORY = {"live", "expired"}
 
 
 class CaseError(ValueError):
@@ -59,6 +62,7 @@ class GrantSpec:
     revoked: bool = False
     other_partner: bool = False
     other_practice: bool = False
+    history: str | None = None  # "live" or "expired": the grant's permission to read history
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,7 @@ class PolicyCase:
     field: str | None = None
     resource: str | None = None
     action: str = "read"
+    in_horizon: bool = True
 
     @property
     def location(self) -> str:
@@ -78,7 +83,8 @@ class PolicyCase:
 
     @property
     def question(self) -> str:
-        return f"read {self.field}" if self.field else f"{self.action} {self.resource}"
+        where = "" if self.in_horizon else " outside the horizon"
+        return f"read {self.field}{where}" if self.field else f"{self.action} {self.resource}"
 
 
 @dataclass(frozen=True)
@@ -167,6 +173,9 @@ def _case(item: Any, file: Path, line: int) -> PolicyCase:
         raise fail(f"{name!r}: unknown resource {resource!r}; known: {', '.join(RESOURCES)}")
     if not isinstance(action, str):
         raise fail(f"{name!r}: `action` is a word such as read or cancel")
+    horizon = item.get("horizon", "inside")
+    if horizon not in ("inside", "outside") or (resource is not None and "horizon" in item):
+        raise fail(f"{name!r}: `horizon` is inside or outside, and only for a field case")
     grant = _grant(item.get("grant"), fail)
     if resource == "Grant" and grant is None:
         raise fail(f"{name!r}: a case about Grant needs a grant: it is the record asked about")
@@ -179,6 +188,7 @@ def _case(item: Any, file: Path, line: int) -> PolicyCase:
         field=field,
         resource=resource,
         action=action,
+        in_horizon=horizon == "inside",
     )
 
 
@@ -194,10 +204,13 @@ def _grant(value: Any, fail: Callable[[str], CaseError]) -> GrantSpec | None:
     known = {s.value for s in Scope}
     if not isinstance(scopes, list) or not set(scopes) <= known:
         raise fail(f"unknown scope(s) in {scopes!r}; known: {', '.join(sorted(known))}")
-    flags = {key: value.get(key, False) for key in _GRANT_KEYS - {"scopes"}}
+    history = value.get("history")
+    if history is not None and history not in _HISTORY:
+        raise fail(f"`history` is {' or '.join(sorted(_HISTORY))}")
+    flags = {key: value.get(key, False) for key in _GRANT_KEYS - {"scopes", "history"}}
     if not all(isinstance(flag, bool) for flag in flags.values()):
         raise fail(f"{', '.join(sorted(flags))} are true or false")
-    return GrantSpec(scopes=frozenset(Scope(s) for s in scopes), **flags)
+    return GrantSpec(scopes=frozenset(Scope(s) for s in scopes), history=history, **flags)
 
 
 def _display(path: Path) -> str:
@@ -234,7 +247,7 @@ def run_case(case: PolicyCase, authorizer: Authorizer, engine: Engine) -> CaseRe
     with Session(engine) as session:
         world = _World.build(session, case.grant, now)
         if case.field is not None:
-            allowed = case.field in world.readable_fields(authorizer)
+            allowed = case.field in world.readable_fields(authorizer, case.in_horizon)
         else:
             assert case.resource is not None
             allowed = world.row_allowed(authorizer, case.resource, case.action)
@@ -285,6 +298,7 @@ class _World:
                 granted_at=now - timedelta(days=30),
                 expires_at=now - timedelta(minutes=1) if spec.expired else now + timedelta(days=30),
                 revoked_at=now - timedelta(minutes=1) if spec.revoked else None,
+                history_until={"live": now + timedelta(days=7), "expired": now - timedelta(minutes=1)}.get(spec.history or ""),
             )
             grant.set_scopes(set(spec.scopes))
             session.add(grant)
@@ -300,12 +314,12 @@ class _World:
         statement = authorizer.filter(self.me.id, action, RESOURCES[resource])
         return self.rows[resource] in self.session.scalars(statement, {"request_time": self.now}).all()
 
-    def readable_fields(self, authorizer: Authorizer) -> frozenset[str]:
+    def readable_fields(self, authorizer: Authorizer, in_horizon: bool) -> frozenset[str]:
         # As `api.services.context.RequestContext.readable_fields`: the union over the partner's grants here.
         grants = self.session.scalars(
             select(models.Grant).where(models.Grant.partner_id == self.me.id, models.Grant.practice_id == self.here.id)
         )
         readable: frozenset[str] = frozenset()
         for grant in grants:
-            readable |= authorizer.readable_fields(self.actor, grant)
+            readable |= authorizer.readable_fields(self.actor, grant, in_horizon=in_horizon)
         return readable

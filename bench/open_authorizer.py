@@ -19,5 +19,5 @@ class OpenAuthorizer(Authorizer):
     def filter(self, partner_id: int, action: str, model: type[models.Base]) -> Select[Any]:
         return select(model)
 
-    def readable_fields(self, actor: PartnerActor, grant: models.Grant) -> frozenset[str]:
+    def readable_fields(self, actor: PartnerActor, grant: models.Grant, *, in_horizon: bool) -> frozenset[str]:
         return self.every_field

@@ -25,7 +25,7 @@ CHECKS = [
 ROW = '''    PATIENTS_PHONE = ScopeRow(
         "patients:phone",
         "Read patients' phone number alone (appointment reminders).",
-        ledger=LedgerGroup("phone", bit=32, counted_per="patient", holds="phone"),
+        ledger=LedgerGroup("phone", bit=64, counted_per="patient", holds="phone"),
     )
 
 '''

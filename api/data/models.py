@@ -27,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from api import reading_horizon
 from api.ids import new_public_id
 from api.scopes import Scope
 from api.timeutil import UTCDateTime, utcnow
@@ -124,6 +125,9 @@ class Patient(Base):
     phone: Mapped[str | None] = mapped_column(String(32))
     email: Mapped[str | None] = mapped_column(String(254))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    source_partner_id: Mapped[int | None] = mapped_column(
+        ForeignKey("partners.id"), comment="Partner that created the record with a booking; NULL when the practice did"
+    )
 
 
 class AppointmentStatus(enum.StrEnum):
@@ -270,6 +274,18 @@ class Grant(_scope_columns(), Base):  # type: ignore[misc]  # a base built at im
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     max_patients_per_window: Mapped[int | None] = mapped_column(
         Integer, comment="Distinct patients readable per rolling window; NULL: sized from the practice's activity"
+    )
+    # The reading horizon (api.reading_horizon): identity, contact and reason only near the request time.
+    days_back: Mapped[int] = mapped_column(
+        Integer, server_default=str(reading_horizon.DEFAULT.days_back), default=reading_horizon.DEFAULT.days_back,
+        comment="Reading horizon: days before the request",
+    )
+    days_ahead: Mapped[int] = mapped_column(
+        Integer, server_default=str(reading_horizon.DEFAULT.days_ahead), default=reading_horizon.DEFAULT.days_ahead,
+        comment="Reading horizon: days after the request",
+    )
+    history_until: Mapped[datetime | None] = mapped_column(
+        UTCDateTime, comment="Reading history (outside the horizon) is allowed until then; NULL: never"
     )
 
     partner: Mapped[Partner] = relationship(back_populates="grants")

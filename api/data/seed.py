@@ -51,6 +51,8 @@ from api.data.models import (
     PracticeMembership,
     Practitioner,
 )
+from api import reading_horizon
+from api.reading_horizon import ReadingHorizon
 from api.scopes import Scope
 
 CHUNK_ROWS = 5_000
@@ -157,6 +159,7 @@ class DemoGrant:
     practices: slice  # positions in the list of practices
     scopes: frozenset[Scope]
     state: GrantState = GrantState.LIVE
+    horizon: ReadingHorizon = reading_horizon.DEFAULT  # each profile's own: see api/reading_horizon.py
 
 
 @dataclass(frozen=True)
@@ -179,23 +182,23 @@ TELECONSULTATION = READ | {Scope.APPOINTMENTS_WRITE, Scope.APPOINTMENTS_REASON}
 DEMO_PARTNERS = (
     DemoPartner(
         "Logimed", "Practice-management software: every scope, at every other practice.",
-        (DemoGrant(slice(0, None, 2), EVERY_SCOPE),),
+        (DemoGrant(slice(0, None, 2), EVERY_SCOPE, horizon=reading_horizon.PRACTICE_MANAGEMENT),),
     ),
     DemoPartner(
         "AgendaPlus", "Online booking directory: appointments and patient identity, no contact details.",
-        (DemoGrant(slice(1, None, 2), IDENTITY),),
+        (DemoGrant(slice(1, None, 2), IDENTITY, horizon=reading_horizon.BOOKING_DIRECTORY),),
     ),
     DemoPartner(
         "TeleConsult+", "Teleconsultation: reads, books and sees reasons at one practice.",
-        (DemoGrant(slice(0, 1), TELECONSULTATION),), books_share=0.2,
+        (DemoGrant(slice(0, 1), TELECONSULTATION, horizon=reading_horizon.TELECONSULTATION),), books_share=0.2,
     ),
     DemoPartner(
         "RappelSMS", "Appointment reminders by SMS: its grant has expired.",
-        (DemoGrant(slice(1, 2), CONTACT, GrantState.EXPIRED),),
+        (DemoGrant(slice(1, 2), CONTACT, GrantState.EXPIRED, horizon=reading_horizon.REMINDERS),),
     ),
     DemoPartner(
         "StatSanté", "Activity statistics: the practice revoked its grant.",
-        (DemoGrant(slice(0, 1), READ, GrantState.REVOKED),),
+        (DemoGrant(slice(0, 1), READ, GrantState.REVOKED, horizon=reading_horizon.READ_ONLY_STATISTICS),),
     ),
     DemoPartner("Newcomer", "Signed up, connected to no practice yet."),
     DemoPartner(
@@ -456,6 +459,7 @@ def _partners(
                         "practice": practice["name"], "practice_id": practice["public_id"],
                         "scopes": sorted(scope.value for scope in demo_grant.scopes),
                         "expires_at": grant.expires_at.isoformat(), "revoked": grant.revoked_at is not None,
+                        "days_back": grant.days_back, "days_ahead": grant.days_ahead,
                     })
                     books = demo_grant.state == GrantState.LIVE and Scope.APPOINTMENTS_WRITE in demo_grant.scopes
                     if demo.books_share and books:
@@ -473,6 +477,7 @@ def _grant(state: _State, partner: Partner, practice: dict[str, Any], demo: Demo
     grant = Grant(
         public_id=state.public_id("Grant"), partner_id=partner.id, practice_id=practice["id"],
         granted_at=granted_at, expires_at=expires_at, revoked_at=revoked_at,
+        days_back=demo.horizon.days_back, days_ahead=demo.horizon.days_ahead,
     )
     grant.set_scopes(set(demo.scopes))
     return grant

@@ -16,7 +16,7 @@ from sqlalchemy import Result, Select, select
 
 from api.data.models import Grant
 
-MAX_ENTRIES = 16384
+MAX_ENTRIES = 4096  # partners (each entry holds all of one partner's grants)
 
 
 def _detached_copy(grant: Grant) -> Grant:
@@ -27,7 +27,23 @@ def _detached_copy(grant: Grant) -> Grant:
 class GrantCache:
     def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
         self.max_entries = max_entries
-        self._entries: dict[tuple[int, int, int], tuple[Grant, ...]] = {}
+        self._entries: dict[tuple[int, int], dict[int, tuple[Grant, ...]]] = {}
+
+    async def of_partner(
+        self, execute: Callable[[Select[Any]], Awaitable[Result[Any]]], partner_id: int, version: int
+    ) -> dict[int, tuple[Grant, ...]]:
+        """Every grant of the partner (live or not), by practice: one statement when not cached
+        under this version. All of them at once: each request needs every practice's reading
+        horizon before its first query (api.services.horizon), and a partner has tens of grants."""
+        found = self._entries.get((partner_id, version))
+        if found is None:
+            fetched: dict[int, list[Grant]] = {}
+            for grant in (await execute(select(Grant).where(Grant.partner_id == partner_id))).scalars():
+                fetched.setdefault(grant.practice_id, []).append(_detached_copy(grant))
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()  # older versions linger until then; bounded either way
+            found = self._entries[(partner_id, version)] = {p: tuple(grants) for p, grants in fetched.items()}
+        return found
 
     async def at_practices(
         self,
@@ -36,17 +52,6 @@ class GrantCache:
         version: int,
         practice_ids: Collection[int],
     ) -> dict[int, tuple[Grant, ...]]:
-        """The partner's grants (live or not) at each practice, read from the database only for
-        practices not cached under this version."""
-        found = {p: self._entries[(partner_id, version, p)] for p in practice_ids if (partner_id, version, p) in self._entries}
-        missing = set(practice_ids) - found.keys()
-        if missing:
-            fetched: dict[int, list[Grant]] = {p: [] for p in missing}
-            statement = select(Grant).where(Grant.partner_id == partner_id, Grant.practice_id.in_(missing))
-            for grant in (await execute(statement)).scalars():
-                fetched[grant.practice_id].append(_detached_copy(grant))
-            if len(self._entries) + len(missing) > self.max_entries:
-                self._entries.clear()  # older versions linger until then; bounded either way
-            for practice_id, grants in fetched.items():
-                found[practice_id] = self._entries[(partner_id, version, practice_id)] = tuple(grants)
-        return found
+        """The partner's grants (live or not) at each practice."""
+        grants = await self.of_partner(execute, partner_id, version)
+        return {practice_id: grants.get(practice_id, ()) for practice_id in practice_ids}

@@ -30,10 +30,27 @@ APPOINTMENT = LedgerGroup("appointment", bit=1, counted_per="appointment", holds
 PATIENT = LedgerGroup("patient", bit=4, counted_per="patient", holds="the patient's opaque id")
 RECORD_GROUPS = (APPOINTMENT, PATIENT)
 SCOPE_GROUPS: dict[Scope, LedgerGroup] = {scope: group for scope in Scope if (group := scope.group)}
-FIELD_GROUPS: tuple[LedgerGroup, ...] = tuple(sorted({*RECORD_GROUPS, *SCOPE_GROUPS.values()}, key=lambda g: g.bit))
+# Not a scope's: the mark of purpose-bound fields read outside the reading horizon (authz/fields.polar).
+HISTORY = LedgerGroup(
+    "history", bit=32, counted_per="patient",
+    holds="purpose-bound fields of a record outside the reading horizon, read through the grant's history permission",
+)
+FIELD_GROUPS: tuple[LedgerGroup, ...] = tuple(
+    sorted({*RECORD_GROUPS, *SCOPE_GROUPS.values(), HISTORY}, key=lambda g: g.bit)
+)
+# What a record outside the grant's reading horizon can only disclose through its history permission.
+_PURPOSE_BOUND = sum(group.bit for group in SCOPE_GROUPS.values())
 
 # The same bits as flags, named, for reading a stored value (`FieldGroup(row.field_groups)`).
 FieldGroup = enum.IntFlag("FieldGroup", {group.name.upper(): group.bit for group in FIELD_GROUPS})  # type: ignore[misc]
+
+
+def through_history(groups: int, in_horizon: bool) -> int:
+    """`groups`, marked HISTORY when they disclose purpose-bound fields of a record outside the horizon:
+    the policy opens those only through the grant's history permission (authz/fields.polar)."""
+    if not in_horizon and groups & _PURPOSE_BOUND:
+        return groups | HISTORY.bit  # plain ints: asyncpg takes no IntFlag in an array, and per row they are slow
+    return groups
 
 
 def group_names(mask: int) -> list[str]:

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, case, distinct, func, select, union_all
 from sqlalchemy.orm import Session
 
-from api.ledger.access import FIELD_GROUPS, SCOPE_GROUPS
+from api.ledger.access import FIELD_GROUPS, HISTORY, SCOPE_GROUPS
 from api.scopes import LedgerGroup
 from api.data.models import AccessRecord, Appointment, Disclosure, ExtractionAlert, Partner, PartnerKey, Patient, Practice
 from api.operators.accounts import OperatorError, find_partner
@@ -116,7 +116,7 @@ def _union_of(groups: ColumnElement[int]) -> ColumnElement[int]:
 
 
 # The groups the report counts apart: one per scope that has its own (api.scopes), in table order.
-COUNTED_GROUPS = tuple(dict.fromkeys(SCOPE_GROUPS.values()))
+COUNTED_GROUPS = (*dict.fromkeys(SCOPE_GROUPS.values()), HISTORY)
 
 
 def _in_period(since: datetime | None, until: datetime | None) -> list[ColumnElement[bool]]:

@@ -12,7 +12,9 @@ from sqlalchemy.orm import Session
 
 from api.operators import accounts as operators
 from api.data.database import make_sync_engine
-from api.data.models import PartnerStatus
+from api import reading_horizon
+from api.data.models import Grant, PartnerStatus
+from api.reading_horizon import MAX_DAYS
 from api.scopes import Scope, parse_scopes
 from api.settings import get_settings
 
@@ -23,6 +25,15 @@ grant_app = typer.Typer(no_args_is_help=True, help="Practices' grants to partner
 T = TypeVar("T")
 ScopesOption = Annotated[
     str, typer.Option(help=f"Comma-separated scopes among: {', '.join(s.value for s in Scope)}.")
+]
+DaysBackOption = Annotated[
+    int | None,
+    typer.Option(help=f"Reading horizon: days before today whose patients' identity, contact and reason are readable "
+                      f"(0 to {MAX_DAYS}; default {reading_horizon.DEFAULT.days_back} for a new grant)."),
+]
+DaysAheadOption = Annotated[
+    int | None,
+    typer.Option(help=f"Reading horizon: days after today (0 to {MAX_DAYS}; default {reading_horizon.DEFAULT.days_ahead} for a new grant)."),
 ]
 
 
@@ -47,13 +58,21 @@ def _parse(parser: Callable[[str], T], text: str, what: str) -> T:
         raise typer.BadParameter(str(error), param_hint=what) from None
 
 
-def _when(text: str | None) -> datetime | None:
+def _when(text: str | None, option: str = "--expires") -> datetime | None:
     if text is None:
         return None
-    value = _parse(datetime.fromisoformat, text, "--expires")
+    value = _parse(datetime.fromisoformat, text, option)
     if value.tzinfo is None:
-        raise typer.BadParameter("give a time zone, e.g. 2027-06-30T00:00:00+02:00", param_hint="--expires")
+        raise typer.BadParameter("give a time zone, e.g. 2027-06-30T00:00:00+02:00", param_hint=option)
     return value
+
+
+def _describe(grant: Grant) -> str:
+    history = f", history until {grant.history_until:%Y-%m-%d %H:%M} UTC" if grant.history_until else ""
+    return (
+        f"{', '.join(sorted(grant.scopes))} until {grant.expires_at:%Y-%m-%d}; "
+        f"reads identity {grant.days_back} day(s) back to {grant.days_ahead} ahead{history}"
+    )
 
 
 @partner_app.command("create")
@@ -118,11 +137,20 @@ def grant_add(
     practice: str,
     scopes: ScopesOption,
     expires: Annotated[str | None, typer.Option(help="ISO 8601 expiry with time zone (default: in a year).")] = None,
+    days_back: DaysBackOption = None,
+    days_ahead: DaysAheadOption = None,
 ) -> None:
-    """Record a practice's consent: PARTNER may access PRACTICE (name or prc_ id) with SCOPES."""
+    """Record a practice's consent: PARTNER may access PRACTICE (name or prc_ id) with SCOPES, reading
+    who patients are only for appointments from DAYS_BACK before today to DAYS_AHEAD after."""
+    horizon = (
+        reading_horizon.DEFAULT.days_back if days_back is None else days_back,
+        reading_horizon.DEFAULT.days_ahead if days_ahead is None else days_ahead,
+    )
     with _session() as session:
-        grant = operators.grant_practice(session, partner, practice, _parse(parse_scopes, scopes, "--scopes"), _when(expires))
-        typer.echo(f"granted {grant.public_id}: {', '.join(sorted(grant.scopes))} until {grant.expires_at:%Y-%m-%d}")
+        grant = operators.grant_practice(
+            session, partner, practice, _parse(parse_scopes, scopes, "--scopes"), _when(expires), horizon
+        )
+        typer.echo(f"granted {grant.public_id}: {_describe(grant)}")
 
 
 @grant_app.command("change")
@@ -131,14 +159,35 @@ def grant_change(
     practice: str,
     scopes: Annotated[str | None, typer.Option(help="New comma-separated scopes.")] = None,
     expires: Annotated[str | None, typer.Option(help="New ISO 8601 expiry with time zone.")] = None,
+    days_back: DaysBackOption = None,
+    days_ahead: DaysAheadOption = None,
 ) -> None:
-    """Change the scopes or the expiry of the live grant between PARTNER and PRACTICE."""
-    if scopes is None and expires is None:
-        raise typer.BadParameter("give --scopes and/or --expires")
+    """Change the scopes, the expiry or the reading horizon of the live grant between PARTNER and PRACTICE."""
+    if scopes is None and expires is None and days_back is None and days_ahead is None:
+        raise typer.BadParameter("give --scopes, --expires, --days-back and/or --days-ahead")
     with _session() as session:
         new_scopes = _parse(parse_scopes, scopes, "--scopes") if scopes is not None else None
-        grant = operators.change_grant(session, partner, practice, new_scopes, _when(expires))
-        typer.echo(f"grant {grant.public_id}: {', '.join(sorted(grant.scopes))} until {grant.expires_at:%Y-%m-%d}")
+        grant = operators.change_grant(session, partner, practice, new_scopes, _when(expires), days_back, days_ahead)
+        typer.echo(f"grant {grant.public_id}: {_describe(grant)}")
+
+
+@grant_app.command("history")
+def grant_history(
+    partner: str,
+    practice: str,
+    until: Annotated[
+        str | None, typer.Option(help="ISO 8601 end, with time zone, of the permission to read history (an initial import).")
+    ] = None,
+    withdraw: Annotated[bool, typer.Option("--withdraw", help="End the permission now.")] = False,
+) -> None:
+    """Let PARTNER read patients' identity, contact and reason outside its reading horizon at PRACTICE
+    until UNTIL, as the practice approved (an initial import); every such disclosure is marked
+    `history` in the ledger. --withdraw ends it."""
+    if (until is None) == (not withdraw):
+        raise typer.BadParameter("give --until T or --withdraw")
+    with _session() as session:
+        grant = operators.allow_history(session, partner, practice, _when(until, "--until"))
+        typer.echo(f"grant {grant.public_id}: {_describe(grant)}")
 
 
 @grant_app.command("revoke")

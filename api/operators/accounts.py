@@ -14,6 +14,8 @@ from sqlalchemy.orm import Session
 
 from api.identity.keys import issue_key
 from api.data.models import Grant, Partner, PartnerKey, PartnerStatus, Practice
+from api import reading_horizon
+from api.reading_horizon import ReadingHorizon
 from api.scopes import Scope
 from api.timeutil import utcnow
 
@@ -106,18 +108,35 @@ def live_grant(session: Session, partner: Partner, practice: Practice) -> Grant 
     )
 
 
+def _horizon(days_back: int, days_ahead: int) -> ReadingHorizon:
+    try:
+        return ReadingHorizon(days_back, days_ahead)
+    except ValueError as error:
+        raise OperatorError(str(error)) from None
+
+
 def grant_practice(
-    session: Session, partner_name: str, practice_name: str, scopes: set[Scope], expires_at: datetime | None = None
+    session: Session,
+    partner_name: str,
+    practice_name: str,
+    scopes: set[Scope],
+    expires_at: datetime | None = None,
+    horizon: tuple[int, int] | None = None,
 ) -> Grant:
+    """`horizon`: (days back, days ahead) of the reading horizon; default `api.reading_horizon.DEFAULT`."""
     partner, practice = find_partner(session, partner_name), find_practice(session, practice_name)
     if not scopes:
         raise OperatorError("a grant needs at least one scope")
+    reading = _horizon(*horizon) if horizon is not None else reading_horizon.DEFAULT
     expires_at = expires_at or utcnow() + DEFAULT_GRANT_DURATION
     if expires_at <= utcnow():
         raise OperatorError("a grant's expiry must be in the future")
     if live_grant(session, partner, practice) is not None:
         raise OperatorError(f"{partner.name} already has a grant at {practice.name}: change its scopes or revoke it")
-    grant = Grant(partner_id=partner.id, practice_id=practice.id, expires_at=expires_at)
+    grant = Grant(
+        partner_id=partner.id, practice_id=practice.id, expires_at=expires_at,
+        days_back=reading.days_back, days_ahead=reading.days_ahead,
+    )
     grant.set_scopes(scopes)
     session.add(grant)
     session.flush()
@@ -125,12 +144,20 @@ def grant_practice(
 
 
 def change_grant(
-    session: Session, partner_name: str, practice_name: str, scopes: set[Scope] | None = None, expires_at: datetime | None = None
+    session: Session,
+    partner_name: str,
+    practice_name: str,
+    scopes: set[Scope] | None = None,
+    expires_at: datetime | None = None,
+    days_back: int | None = None,
+    days_ahead: int | None = None,
 ) -> Grant:
     partner, practice = find_partner(session, partner_name), find_practice(session, practice_name)
     grant = live_grant(session, partner, practice)
     if grant is None:
         raise OperatorError(f"{partner.name} has no grant at {practice.name}")
+    reading = _horizon(grant.days_back if days_back is None else days_back, grant.days_ahead if days_ahead is None else days_ahead)
+    grant.days_back, grant.days_ahead = reading.days_back, reading.days_ahead
     if scopes is not None:
         if not scopes:
             raise OperatorError("a grant needs at least one scope; revoke it instead")
@@ -139,6 +166,22 @@ def change_grant(
         if expires_at <= utcnow():
             raise OperatorError("a grant's expiry must be in the future; revoke it instead")
         grant.expires_at = expires_at
+    return grant
+
+
+def allow_history(session: Session, partner_name: str, practice_name: str, until: datetime | None) -> Grant:
+    """Let the partner read outside its reading horizon until `until` (an initial import the practice
+    approved); `None` withdraws the permission at once."""
+    partner, practice = find_partner(session, partner_name), find_practice(session, practice_name)
+    grant = live_grant(session, partner, practice)
+    if grant is None:
+        raise OperatorError(f"{partner.name} has no grant at {practice.name}")
+    if until is not None:
+        if until <= utcnow():
+            raise OperatorError("the history permission must end in the future; withdraw it instead")
+        if until > grant.expires_at:
+            raise OperatorError(f"the history permission cannot outlast the grant (it expires {grant.expires_at:%Y-%m-%d})")
+    grant.history_until = until
     return grant
 
 

@@ -11,6 +11,7 @@ from api.errors import not_found
 from api.schema.guard import build, require
 from api.schema.practices import Practice, Practitioner
 from api.schema.relay import Node
+from api.services.horizon import RecordFields
 
 
 AppointmentStatus = strawberry.enum(models.AppointmentStatus, description="Where an appointment stands.")
@@ -24,7 +25,10 @@ class AppointmentSource(enum.Enum):
     OTHER_PARTNER = "other_partner"
 
 
-@strawberry.type(description="A patient record of one practice's file. Fields need patients:identity or patients:contact.")
+@strawberry.type(
+    description="A patient record of one practice's file. Fields need patients:identity or patients:contact, and the "
+    "patient to have an appointment made by the practice inside your grant's reading horizon (or its history permission)."
+)
 class Patient(Node):
     readable: strawberry.Private[frozenset[str]]
     first_name: str | None = strawberry.field(description="First name. Needs patients:identity.", directives=[Cost(weight=IDENTITY_COST)])
@@ -35,8 +39,10 @@ class Patient(Node):
     email: str | None = strawberry.field(description="E-mail address. Needs patients:contact.", directives=[Cost(weight=CONTACT_COST)])
 
     @classmethod
-    def from_row(cls, patient: models.Patient, readable: frozenset[str], ctx: RequestContext) -> "Patient":
-        ctx.disclose_patient(patient, readable)
+    def from_row(cls, patient: models.Patient, fields: RecordFields, in_horizon: bool, ctx: RequestContext) -> "Patient":
+        """`in_horizon`: the patient has an appointment inside the reading horizon that counts (reads.patients)."""
+        readable = fields.side(in_horizon)
+        ctx.disclose_patient(patient, readable, in_horizon)
         return build(
             cls, readable, id=patient.public_id, first_name=patient.first_name, last_name=patient.last_name,
             gender=patient.gender, birth_date=patient.birth_date, phone=patient.phone, email=patient.email,
@@ -50,14 +56,16 @@ class Appointment(Node):
     starts_at: datetime | None = strawberry.field(description="Start, ISO 8601 in UTC.")
     ends_at: datetime | None = strawberry.field(description="End, ISO 8601 in UTC.")
     status: AppointmentStatus | None = strawberry.field(description="Status.")
-    reason: str | None = strawberry.field(description="Medical motive (health data). Needs appointments:reason.", directives=[Cost(weight=HEALTH_COST)])
+    reason: str | None = strawberry.field(description="Medical motive (health data). Needs appointments:reason, and the appointment inside your grant's reading horizon (or its history permission).", directives=[Cost(weight=HEALTH_COST)])
     source: AppointmentSource | None = strawberry.field(description="Who created it.")
     created_at: datetime | None = strawberry.field(description="When it was created.")
     updated_at: datetime | None = strawberry.field(description="When it last changed.")
 
     @classmethod
-    def from_row(cls, row: models.Appointment, readable: frozenset[str], ctx: RequestContext) -> "Appointment":
-        ctx.disclose_appointment(row, readable)
+    def from_row(cls, row: models.Appointment, fields: RecordFields, ctx: RequestContext) -> "Appointment":
+        in_horizon = fields.contains(row.starts_at)
+        readable = fields.side(in_horizon)
+        ctx.disclose_appointment(row, readable, in_horizon)
         source = (
             AppointmentSource.PRACTICE if row.source_partner_id is None
             else AppointmentSource.YOU if row.source_partner_id == ctx.principal.partner_id
@@ -92,4 +100,5 @@ class Appointment(Node):
         patient = await info.context.loaders.patients.load(self.row.patient_id)
         if patient is None:
             raise not_found("patient")
-        return Patient.from_row(patient, await info.context.readable_at(patient.practice_id), info.context)
+        fields = await info.context.record_fields_at(patient.row.practice_id)
+        return Patient.from_row(patient.row, fields, patient.in_horizon, info.context)

@@ -12,6 +12,7 @@ from api.schema import constraints
 from api.schema.appointments import Appointment
 from api.schema.guard import build, require
 from api.schema.relay import Connection, First, PAGED
+from api.services.horizon import RecordFields
 
 
 @strawberry.enum(description="What happened to an appointment.")
@@ -35,6 +36,7 @@ def kind_of(change: reads.Change) -> ChangeKind:
 class AppointmentChange:
     readable: strawberry.Private[frozenset[str]]
     row: strawberry.Private[reads.Change]
+    record_fields: strawberry.Private[RecordFields]
     kind: ChangeKind | None = strawberry.field(description="Created, updated, cancelled, or deleted (a tombstone).")
     appointment_id: strawberry.ID | None = strawberry.field(description="Id of the appointment, also for deleted ones.")
 
@@ -43,7 +45,7 @@ class AppointmentChange:
         require(self, "AppointmentChange.appointment")
         if self.row.appointment is None:
             return None
-        return Appointment.from_row(self.row.appointment, self.readable, info.context)
+        return Appointment.from_row(self.row.appointment, self.record_fields, info.context)
 
 
 @strawberry.type
@@ -66,11 +68,12 @@ class ChangeQuery:
     ) -> Connection[AppointmentChange]:
         ctx = info.context
         page = await reads.changes(ctx, practice_id, since, first)
-        readable = await ctx.readable_fields({change.practice_id for change in page.rows})
+        fields = await ctx.record_fields({change.practice_id for change in page.rows})
         return Connection.of(
             page,
             lambda change: build(
-                AppointmentChange, readable[change.practice_id], row=change, kind=kind_of(change),
+                AppointmentChange, fields[change.practice_id].outside, row=change,
+                record_fields=fields[change.practice_id], kind=kind_of(change),
                 appointment_id=strawberry.ID(change.appointment_public_id),
             ),
         )

@@ -34,11 +34,11 @@ class Loaders:
     def _patients(ctx: RequestContext):  # type: ignore[no-untyped-def]
         """Patients, each practice's batch admitted by the distinct-patient budget first."""
 
-        async def load(ids: Sequence[int]) -> list[models.Patient | ApiError | None]:
+        async def load(ids: Sequence[int]) -> list[reads.LoadedPatient | ApiError | None]:
             found, new = await reads.patients(ctx, ids)
             by_practice: dict[int, set[int]] = defaultdict(set)
             for patient_id in new:
-                by_practice[found[patient_id].practice_id].add(patient_id)
+                by_practice[found[patient_id].row.practice_id].add(patient_id)
             refused: dict[int, ApiError] = {}
             partner_id, key_id = ctx.principal.partner_id, ctx.principal.key_id
             for practice_id, patient_ids in by_practice.items():
@@ -48,7 +48,7 @@ class Loaders:
                 except ApiError as error:
                     refused[practice_id] = error
             return [
-                refused.get(found[i].practice_id, found[i]) if i in found else None
+                refused.get(found[i].row.practice_id, found[i]) if i in found else None
                 for i in ids
             ]
 

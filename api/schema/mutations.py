@@ -89,7 +89,7 @@ def _refused(refusal: writes.Refusal) -> WriteRefused:
 
 async def _appointment(info: Info, row) -> Appointment:  # type: ignore[no-untyped-def]
     ctx = info.context
-    return Appointment.from_row(row, await ctx.readable_at(row.practice_id), ctx)
+    return Appointment.from_row(row, await ctx.record_fields_at(row.practice_id), ctx)
 
 
 @strawberry.type(description="Writes. Each needs appointments:write at the practice and costs 10 points.")

@@ -28,13 +28,13 @@ MAX_NODES = 100
 async def _node(ctx: RequestContext, public_id: str) -> Node:
     kind, row = await reads.find_node(ctx, public_id)
     if kind == "Appointment":
-        return Appointment.from_row(row, await ctx.readable_at(row.practice_id), ctx)
+        return Appointment.from_row(row, await ctx.record_fields_at(row.practice_id), ctx)
     if kind == "Practitioner":
         membership = await ctx.loaders.practitioners.load((row.practice_id, row.practitioner_id))
         return Practitioner.from_row(membership, await ctx.readable_at(row.practice_id))
     if kind == "Patient":
         patient = await ctx.loaders.patients.load(row.id)  # through the distinct-patient budget
-        return Patient.from_row(patient, await ctx.readable_at(row.practice_id), ctx)
+        return Patient.from_row(patient.row, await ctx.record_fields_at(row.practice_id), patient.in_horizon, ctx)
     return Practice.from_row(row, await ctx.readable_at(row.id))
 
 
@@ -53,7 +53,9 @@ class Query(ChangeQuery):
                 ViewerGrant(
                     id=strawberry.ID(g.public_id), practice_id=strawberry.ID(g.practice.public_id),
                     practice_name=g.practice.name, scopes=sorted(g.scopes), granted_at=g.granted_at,
-                    expires_at=g.expires_at,
+                    expires_at=g.expires_at, days_back=g.days_back, days_ahead=g.days_ahead,
+                    # An ended permission is no permission: the partner sees null, as for none.
+                    history_until=g.history_until if ctx.authorizer.history_open(ctx.actor, g) else None,
                 )
                 for g in grants
             ],
@@ -113,8 +115,8 @@ class Query(ChangeQuery):
     ) -> Connection[Appointment]:
         ctx = info.context
         page = await reads.appointments(ctx, practice_id, from_, to, practitioner_id, status, first, after)
-        readable = await ctx.readable_fields({row.practice_id for row in page.rows})
-        return Connection.of(page, lambda row: Appointment.from_row(row, readable[row.practice_id], ctx))
+        fields = await ctx.record_fields({row.practice_id for row in page.rows})
+        return Connection.of(page, lambda row: Appointment.from_row(row, fields[row.practice_id], ctx))
 
     @strawberry.field(
         description="Any object by its global id. NOT_FOUND when missing or not visible to you.", extensions=[ValidatedInput()]

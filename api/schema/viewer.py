@@ -25,6 +25,15 @@ class ViewerGrant:
     scopes: list[ScopeEnum] = strawberry.field(description="Scopes granted.")
     granted_at: datetime = strawberry.field(description="When the practice granted access.")
     expires_at: datetime = strawberry.field(description="When the grant ends unless renewed.")
+    days_back: int = strawberry.field(
+        description="Reading horizon: patients' identity and contact, and appointments' reasons, are readable for "
+        "appointments starting at most this many days (of 24 h) before now..."
+    )
+    days_ahead: int = strawberry.field(description="...and less than this many days after now. Outside, those fields are FORBIDDEN.")
+    history_until: datetime | None = strawberry.field(
+        description="Until then the practice lets you read outside the horizon (an initial import it approved); "
+        "null: it does not."
+    )
 
 
 @strawberry.type(description="The calling partner: who you are and what practices granted you.")

@@ -21,7 +21,8 @@ from api.errors import ApiError
 from api.protection.extraction import ExtractionGuard
 from api.identity.grant_cache import GrantCache
 from api.settings import Settings
-from api.ledger.access import APPOINTMENT, PATIENT, Disclosures, groups_for
+from api.ledger.access import APPOINTMENT, PATIENT, Disclosures, groups_for, through_history
+from api.services.horizon import Horizons, RecordFields
 from api.data.models import Appointment, Base, Patient
 from api.scopes import LedgerGroup
 from authz.actors import PartnerActor
@@ -56,7 +57,8 @@ class RequestContext:
     _groups: dict[tuple[str, frozenset[str]], int] = field(default_factory=dict)
     # Resolvers run concurrently; one AsyncSession must not.
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    _fields: dict[int, frozenset[str]] = field(default_factory=dict)
+    _fields: dict[tuple[int, bool], frozenset[str]] = field(default_factory=dict)
+    _horizons: Horizons | None = None
 
     @property
     def actor(self) -> PartnerActor:
@@ -98,15 +100,26 @@ class RequestContext:
                     logger.warning("rollback after a cancelled statement failed", exc_info=True)
                 raise
 
-    async def readable_fields(self, practice_ids: Iterable[int]) -> dict[int, frozenset[str]]:
-        """"Type.field" names readable at each practice, decided by the policy on the partner's
-        grants there; computed once per practice and request."""
-        missing = set(practice_ids) - self._fields.keys()
+    async def horizons(self) -> Horizons:
+        """Where each of the partner's grants draws its reading horizon at this request's time."""
+        if self._horizons is None:
+            grants = await self.grants.of_partner(self.execute, self.principal.partner_id, self.principal.grants_version)
+            self._horizons = Horizons.of((g for at_practice in grants.values() for g in at_practice), self.request_time)
+        return self._horizons
+
+    async def readable_fields(self, practice_ids: Iterable[int], in_horizon: bool = False) -> dict[int, frozenset[str]]:
+        """"Type.field" names readable at each practice of a record inside the reading horizon there
+        (`in_horizon`) or outside it (the default: deny unless shown inside), decided by the policy
+        on the partner's grants there; computed once per practice, side and request."""
+        wanted = set(practice_ids)
+        missing = {p for p in wanted if (p, in_horizon) not in self._fields}
         if missing:
             grants = await self.grants.at_practices(self.execute, self.principal.partner_id, self.principal.grants_version, missing)
             for practice_id, at_practice in grants.items():
-                self._fields[practice_id] = frozenset().union(*(self.authorizer.readable_fields(self.actor, g) for g in at_practice))
-        return self._fields
+                self._fields[(practice_id, in_horizon)] = frozenset().union(
+                    *(self.authorizer.readable_fields(self.actor, g, in_horizon=in_horizon) for g in at_practice)
+                )
+        return {p: self._fields[(p, in_horizon)] for p in wanted}
 
     def _field_groups(self, type_name: str, record: LedgerGroup, readable: frozenset[str]) -> int:
         """The groups a record of `type_name` discloses: computed once per grant state and request,
@@ -116,13 +129,24 @@ class RequestContext:
             self._groups[key] = record.bit | groups_for(type_name, self.selected, readable, self.authorizer.field_scopes)
         return self._groups[key]
 
-    def disclose_appointment(self, row: Appointment, readable: frozenset[str]) -> None:
-        groups = self._field_groups("Appointment", APPOINTMENT, readable)
+    def disclose_appointment(self, row: Appointment, readable: frozenset[str], in_horizon: bool) -> None:
+        groups = through_history(self._field_groups("Appointment", APPOINTMENT, readable), in_horizon)
         self.disclosures.add(self.disclosures.appointments, row.id, row.practice_id, groups)
 
-    def disclose_patient(self, row: Patient, readable: frozenset[str]) -> None:
-        groups = self._field_groups("Patient", PATIENT, readable)
+    def disclose_patient(self, row: Patient, readable: frozenset[str], in_horizon: bool) -> None:
+        groups = through_history(self._field_groups("Patient", PATIENT, readable), in_horizon)
         self.disclosures.add(self.disclosures.patients, row.id, row.practice_id, groups)
 
-    async def readable_at(self, practice_id: int) -> frozenset[str]:
-        return (await self.readable_fields([practice_id]))[practice_id]
+    async def readable_at(self, practice_id: int, in_horizon: bool = False) -> frozenset[str]:
+        return (await self.readable_fields([practice_id], in_horizon))[practice_id]
+
+    async def record_fields(self, practice_ids: Iterable[int]) -> dict[int, RecordFields]:
+        """For appointments and patients: what is readable at each practice inside and outside the
+        reading horizon there, and its bounds at this request's time."""
+        wanted = set(practice_ids)
+        horizons = await self.horizons()
+        inside, outside = await self.readable_fields(wanted, True), await self.readable_fields(wanted, False)
+        return {p: RecordFields(inside[p], outside[p], horizons.bounds.get(p)) for p in wanted}
+
+    async def record_fields_at(self, practice_id: int) -> RecordFields:
+        return (await self.record_fields([practice_id]))[practice_id]

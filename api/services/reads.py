@@ -192,12 +192,23 @@ async def by_ids(ctx: RequestContext, model: type[Any], ids: Sequence[int]) -> d
     return {row.id: row for row in rows}
 
 
-async def patients(ctx: RequestContext, ids: Sequence[int]) -> tuple[dict[int, Patient], set[int]]:
-    """The visible patients among `ids`, and which of them the partner has not read in the
-    extraction window (one query: the known ones need no write)."""
+@dataclass(frozen=True)
+class LoadedPatient:
+    row: Patient
+    in_horizon: bool  # has an appointment inside the reading horizon that counts (api.services.horizon)
+
+
+async def patients(ctx: RequestContext, ids: Sequence[int]) -> tuple[dict[int, LoadedPatient], set[int]]:
+    """The visible patients among `ids`, whether each is inside the reading horizon, and which of
+    them the partner has not read in the extraction window (one query: the known ones need no write)."""
     known = ctx.extraction.already_disclosed(ctx.principal.partner_id, ctx.request_time)
-    rows = (await ctx.execute(ctx.authorized(Patient).where(Patient.id.in_(set(ids))).add_columns(known))).all()
-    return {patient.id: patient for patient, _ in rows}, {patient.id for patient, seen in rows if not seen}
+    inside = (await ctx.horizons()).patient_inside(ctx.principal.partner_id)
+    statement = ctx.authorized(Patient).where(Patient.id.in_(set(ids))).add_columns(known, inside)
+    rows = (await ctx.execute(statement)).all()
+    return (
+        {patient.id: LoadedPatient(patient, bool(in_horizon)) for patient, _, in_horizon in rows},
+        {patient.id for patient, seen, _ in rows if not seen},
+    )
 
 
 async def memberships(ctx: RequestContext, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], PracticeMembership]:

@@ -188,7 +188,10 @@ async def book(
             await session.rollback()
             return Refusal(RefusalReason.SLOT_TAKEN)
         if new_patient is not None:
-            patient = Patient(practice_id=practice.id, created_at=ctx.request_time, **asdict(new_patient))
+            patient = Patient(
+                practice_id=practice.id, created_at=ctx.request_time, source_partner_id=ctx.principal.partner_id,
+                **asdict(new_patient),
+            )
             session.add(patient)
             await session.flush()
         appointment = Appointment(

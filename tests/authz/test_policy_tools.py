@@ -249,6 +249,17 @@ def test_explain_names_the_rule_and_the_missing_scope(sync_engine, world):
     assert field(result, "Practice.name").reason.rule == 'field_with_any_grant("Practice.name")'
 
 
+def test_explain_says_a_purpose_bound_field_needs_the_horizon_or_the_history_permission(sync_engine, world):
+    result = explained(sync_engine, "no-contact")
+    (grant,) = result.grants
+    assert grant.horizon == "1 day(s) back, 30 ahead; no history permission"
+    name = field(result, "Patient.lastName")
+    assert name.readable and not name.readable_outside_horizon
+    assert name.outside_why == f'purpose_bound("Patient.lastName"): outside the reading horizon ({grant.horizon})'
+    status = field(result, "Appointment.status")
+    assert status.readable and status.readable_outside_horizon and status.outside_why is None
+
+
 def test_explain_runs_the_row_filters_on_the_practice(sync_engine, world):
     result = explained(sync_engine, "writer-only")
     (grant,) = result.grants

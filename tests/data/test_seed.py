@@ -203,6 +203,20 @@ def test_every_kind_of_partner_exists(seeded):
     assert any(p.status == PartnerStatus.SUSPENDED and live[name] for name, p in partners.items())
 
 
+def test_each_demo_grant_reads_patients_within_its_profiles_horizon(seeded):
+    from api.data.seed import DEMO_PARTNERS
+
+    wanted = {demo.name: {(g.horizon.days_back, g.horizon.days_ahead) for g in demo.grants} for demo in DEMO_PARTNERS}
+    with Session(seeded.engine) as session:
+        found = {
+            name: {(g.days_back, g.days_ahead) for g in session.scalars(select(Grant).join(Partner).where(Partner.name == name))}
+            for name in wanted
+        }
+    assert found == wanted
+    assert found["RappelSMS"] == {(1, 7)}  # reminders: the coming week, not the practice's history
+    assert max(ahead for horizons in found.values() for _, ahead in horizons) <= 90
+
+
 def test_the_keys_file_names_every_partner_and_its_keys_verify(seeded):
     keys = json.loads(seeded.keys_file.read_text())
     with Session(seeded.engine) as session:
@@ -223,6 +237,7 @@ def test_the_keys_file_names_every_partner_and_its_keys_verify(seeded):
             assert {Scope(scope) for scope in grant["scopes"]}
             assert datetime.fromisoformat(grant["expires_at"]).tzinfo is not None
             assert isinstance(grant["revoked"], bool)
+            assert 0 <= grant["days_back"] and 0 <= grant["days_ahead"]
 
 
 def test_a_database_that_has_practices_is_refused(seeded):

@@ -209,9 +209,11 @@ async def test_exposure_with_names_adds_them_for_notification(readings, cli, wor
     assert result.exit_code == 0, result.output
     body = json.loads(result.output)
     assert body["partner"] == "no-contact" and body["practices"][0]["field_groups"] == ["appointment", "patient", "identity"]
-    # One count per scope that has a ledger group of its own (api.scopes), and nothing shown without contact.
+    # One count per scope that has a ledger group of its own (api.scopes) and one for reads through
+    # the history permission, and nothing shown without contact.
     counts = {k: v for k, v in body["practices"][0].items() if k.startswith("with_")}
-    assert counts.keys() == {f"with_{s.group.name}" for s in Scope if s.group} and counts["with_contact"] == 0
+    assert counts.keys() == {f"with_{s.group.name}" for s in Scope if s.group} | {"with_history"}
+    assert counts["with_contact"] == 0 and counts["with_history"] == 0
     assert {(p["first_name"], p["last_name"]) for p in body["patients"]} <= {(f"PrénomA{i}", f"NomA{i}") for i in range(3)}
     table = cli("exposure", "--partner", "no-contact", "--since", since.isoformat())
     assert table.exit_code == 0 and world.patients["A"][0] in table.output and "PrénomA" not in table.output

@@ -54,6 +54,9 @@ def big_practice(sync_engine, world) -> str:
             operators.create_partner(session, partner)
             world.keys[partner] = operators.issue_partner_key(session, partner).token
             operators.grant_practice(session, partner, "Grand Cabinet", set(Scope))
+        # The extractor may read history: this file tests the distinct-patient limit on its own
+        # (tests/security/test_reading_horizon.py tests the horizon).
+        operators.allow_history(session, "extractor", "Grand Cabinet", now + timedelta(days=1))
         return practice.public_id
 
 

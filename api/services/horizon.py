@@ -1,0 +1,94 @@
+"""Where each of a partner's grants draws its reading horizon, for one request.
+
+The policy says which fields are purpose-bound (`authz/fields.polar`); this module tells, for each
+record, whether it lies inside the horizon of the partner's grant at its practice. The bounds are
+computed once per request and practice, from the grant's days back and ahead (`api.reading_horizon`):
+
+- an appointment is inside when it starts in [now - days_back, now + days_ahead) — a comparison
+  with those two bounds, in Python for rows already loaded;
+- a patient is inside while they have such an appointment at their practice that the practice
+  made (`source_partner_id IS NULL`), or, for a patient the partner created itself with a booking,
+  that the partner made: an EXISTS in the patients query. A partner booking for an existing
+  patient therefore never widens what it reads about them.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, and_, exists, false, or_, select
+from sqlalchemy.orm import aliased
+
+from api.data.models import Appointment, Grant, Patient
+
+Bounds = tuple[datetime, datetime]
+
+
+@dataclass(frozen=True)
+class Horizons:
+    """Each practice's reading horizon for one partner at one request time (practices without an
+    unrevoked grant have none: nothing of theirs is inside)."""
+
+    bounds: dict[int, Bounds]
+
+    @classmethod
+    def of(cls, grants: Iterable[Grant], now: datetime) -> Horizons:
+        # At most one unrevoked grant per partner and practice (a unique index); a revoked one opens nothing.
+        return cls({
+            g.practice_id: (now - timedelta(days=g.days_back), now + timedelta(days=g.days_ahead))
+            for g in grants
+            if g.revoked_at is None
+        })
+
+    def contains(self, practice_id: int, starts_at: datetime) -> bool:
+        """Whether an appointment of this practice starting then is inside the horizon."""
+        bounds = self.bounds.get(practice_id)
+        return bounds is not None and bounds[0] <= starts_at < bounds[1]
+
+    def appointment_inside(self, practice_id: ColumnElement[int], starts_at: ColumnElement[datetime]) -> ColumnElement[bool]:
+        """`contains` as a SQL condition: one branch per distinct horizon, not per practice."""
+        practices: dict[Bounds, list[int]] = defaultdict(list)
+        for practice, bounds in self.bounds.items():
+            practices[bounds].append(practice)
+        if not practices:
+            return false()
+        return or_(*(
+            and_(practice_id.in_(ids), starts_at >= low, starts_at < high) for (low, high), ids in practices.items()
+        ))
+
+    def patient_inside(self, partner_id: int) -> ColumnElement[bool]:
+        """For a query over `Patient`: whether the patient has an appointment inside the horizon
+        that counts for them (made by the practice, or by this partner for a patient it created)."""
+        theirs = aliased(Appointment)
+        counts = or_(
+            theirs.source_partner_id.is_(None),
+            and_(theirs.source_partner_id == partner_id, Patient.source_partner_id == partner_id),
+        )
+        return exists(
+            select(theirs.id).where(
+                theirs.patient_id == Patient.id,
+                theirs.practice_id == Patient.practice_id,
+                counts,
+                self.appointment_inside(theirs.practice_id, theirs.starts_at),
+            )
+        )
+
+
+@dataclass(frozen=True)
+class RecordFields:
+    """What the partner may read of an appointment or a patient at one practice: the "Type.field"
+    names on each side of its grant's reading horizon, and where that horizon lies."""
+
+    inside: frozenset[str]
+    outside: frozenset[str]
+    bounds: Bounds | None
+
+    def side(self, in_horizon: bool) -> frozenset[str]:
+        return self.inside if in_horizon else self.outside
+
+    def contains(self, starts_at: datetime) -> bool:
+        """Whether an appointment of this practice starting then is inside the horizon."""
+        return self.bounds is not None and self.bounds[0] <= starts_at < self.bounds[1]
