@@ -6,9 +6,10 @@ import strawberry
 from api.data import models
 
 from api.services import reads
-from api.services.context import RequestContext
+from api.schema.context import GraphQLContext
 from api.protection.cost import Cost, ListSize
 from api.schema.appointments import Appointment
+from api.schema.deferred import Deferred
 from api.schema.guard import build, require
 from api.schema.relay import PageInfo
 
@@ -38,7 +39,7 @@ class AppointmentChange:
     appointment_id: strawberry.ID | None = strawberry.field(description="Id of the appointment, also for deleted ones.")
 
     @strawberry.field(description="The appointment as it is now; null when it was deleted.")
-    async def appointment(self, info: strawberry.Info[RequestContext, None]) -> Appointment | None:
+    async def appointment(self, info: strawberry.Info[GraphQLContext, None]) -> Appointment | None:
         require(self, "AppointmentChange.appointment")
         if self.row.appointment is None:
             return None
@@ -68,18 +69,18 @@ class ChangeQuery:
     )
     async def appointment_changes(
         self,
-        info: strawberry.Info[RequestContext, None],
+        info: strawberry.Info[GraphQLContext, None],
         practice_id: Annotated[strawberry.ID, strawberry.argument(description="Practice id.")],
         first: Annotated[int, strawberry.argument(description="Page size, 1 to 100.")],
         since: Annotated[str | None, strawberry.argument(description="`endCursor` of your last sync; none for the start.")] = None,
     ) -> AppointmentChangeConnection:
         ctx = info.context
-        page = await reads.changes(ctx, practice_id, since, first)
-        readable = await ctx.readable_fields({change.practice_id for change in page.rows})
+        page = await reads.changes(ctx.uow, ctx.cursors, practice_id, since, first)
+        readable = await ctx.fields.at_practices({change.practice_id for change in page.rows})
         return AppointmentChangeConnection(
             edges=[
                 AppointmentChangeEdge(
-                    cursor=cursor,
+                    cursor=Deferred(cursor),  # type: ignore[arg-type]
                     node=build(
                         AppointmentChange, readable[change.practice_id], row=change, kind=kind_of(change),
                         appointment_id=strawberry.ID(change.appointment_public_id),

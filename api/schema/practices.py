@@ -5,8 +5,9 @@ import strawberry
 
 from api.data import models
 from api.services import reads
-from api.services.context import RequestContext
+from api.schema.context import GraphQLContext
 from api.protection.cost import Cost, ListSize
+from api.schema.deferred import Deferred
 from api.schema.guard import build, require
 from api.schema.relay import Node, PageInfo
 
@@ -62,15 +63,17 @@ class Practice(Node):
     )
     async def practitioners(
         self,
-        info: strawberry.Info[RequestContext, None],
+        info: strawberry.Info[GraphQLContext, None],
         first: Annotated[int, strawberry.argument(description="Page size, 1 to 100.")],
         after: Annotated[str | None, strawberry.argument(description="`endCursor` of the previous page.")] = None,
     ) -> PractitionerConnection | None:
         require(self, "Practice.practitioners")
-        page = await reads.practitioners(info.context, self.internal_id, first, after)
+        ctx = info.context
+        page = await reads.practitioners(ctx.uow, ctx.cursors, self.internal_id, first, after)
         return PractitionerConnection(
             edges=[
-                PractitionerEdge(cursor=cursor, node=Practitioner.from_row(row, self.readable))
+                PractitionerEdge(cursor=Deferred(cursor),  # type: ignore[arg-type]
+                                  node=Practitioner.from_row(row, self.readable))
                 for row, cursor in zip(page.rows, page.cursors, strict=True)
             ],
             page_info=PageInfo.of(page),

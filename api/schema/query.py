@@ -10,30 +10,31 @@ from sqlalchemy.orm import joinedload
 from api.data import models
 
 from api.services import reads
-from api.services.context import RequestContext
+from api.schema.context import GraphQLContext
 from api.protection.cost import Cost, ListSize
 from api.errors import ApiError, ErrorCode, bad_input
 from api.schema.changes import ChangeQuery
+from api.schema.deferred import Deferred
 from api.schema.appointments import Appointment, AppointmentConnection, AppointmentEdge, AppointmentStatus, Patient
 from api.schema.practices import Practice, PracticeConnection, PracticeEdge, Practitioner
 from api.schema.relay import Node, PageInfo
 from api.schema.viewer import RateLimit, Viewer, ViewerGrant
 
-Info = strawberry.Info[RequestContext, None]
+Info = strawberry.Info[GraphQLContext, None]
 MAX_NODES = 100
 
 
-async def _node(ctx: RequestContext, public_id: str) -> Node:
-    kind, row = await reads.find_node(ctx, public_id)
+async def _node(ctx: GraphQLContext, public_id: str) -> Node:
+    kind, row = await reads.find_node(ctx.uow, public_id)
     if kind == "Appointment":
-        return Appointment.from_row(row, await ctx.readable_at(row.practice_id), ctx)
+        return Appointment.from_row(row, await ctx.fields.at(row.practice_id), ctx)
     if kind == "Practitioner":
         membership = await ctx.loaders.practitioners.load((row.practice_id, row.practitioner_id))
-        return Practitioner.from_row(membership, await ctx.readable_at(row.practice_id))
+        return Practitioner.from_row(membership, await ctx.fields.at(row.practice_id))
     if kind == "Patient":
         patient = await ctx.loaders.patients.load(row.id)  # through the distinct-patient budget
-        return Patient.from_row(patient, await ctx.readable_at(row.practice_id), ctx)
-    return Practice.from_row(row, await ctx.readable_at(row.id))
+        return Patient.from_row(patient, await ctx.fields.at(row.practice_id), ctx)
+    return Practice.from_row(row, await ctx.fields.at(row.id))
 
 
 @strawberry.type(description="Entry points for partner software. Every list is paged with `first` (1 to 100).")
@@ -41,8 +42,8 @@ class Query(ChangeQuery):
     @strawberry.field(description="You, the calling partner, and your grants.")
     async def viewer(self, info: Info) -> Viewer:
         ctx = info.context
-        statement = ctx.authorized(models.Grant).options(joinedload(models.Grant.practice)).order_by(models.Grant.id)
-        grants = (await ctx.execute(statement)).scalars()
+        statement = ctx.uow.authorized(models.Grant).options(joinedload(models.Grant.practice)).order_by(models.Grant.id)
+        grants = (await ctx.uow.execute(statement)).scalars()
         return Viewer(
             id=strawberry.ID(ctx.principal.partner_public_id),
             name=ctx.principal.partner_name,
@@ -62,7 +63,7 @@ class Query(ChangeQuery):
     )
     async def rate_limit(self, info: Info) -> RateLimit:
         ctx = info.context
-        async with ctx.transaction() as session:
+        async with ctx.uow.transaction() as session:
             throttle = await ctx.budgets.status(session, ctx.principal, time.time())
         return RateLimit(
             maximum_available=throttle.maximum_available,
@@ -82,11 +83,12 @@ class Query(ChangeQuery):
         after: Annotated[str | None, strawberry.argument(description="`endCursor` of the previous page.")] = None,
     ) -> PracticeConnection:
         ctx = info.context
-        page = await reads.practices(ctx, first, after)
-        readable = await ctx.readable_fields(p.id for p in page.rows)
+        page = await reads.practices(ctx.uow, ctx.cursors, first, after)
+        readable = await ctx.fields.at_practices(p.id for p in page.rows)
         return PracticeConnection(
             edges=[
-                PracticeEdge(cursor=cursor, node=Practice.from_row(row, readable[row.id]))
+                PracticeEdge(cursor=Deferred(cursor),  # type: ignore[arg-type]
+                              node=Practice.from_row(row, readable[row.id]))
                 for row, cursor in zip(page.rows, page.cursors, strict=True)
             ],
             page_info=PageInfo.of(page),
@@ -96,8 +98,8 @@ class Query(ChangeQuery):
     async def practice(
         self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="Practice id.")]
     ) -> Practice | None:
-        row = await reads.find_by_public_id(info.context, models.Practice, id)
-        return Practice.from_row(row, await info.context.readable_at(row.id))
+        row = await reads.find_by_public_id(info.context.uow, models.Practice, id)
+        return Practice.from_row(row, await info.context.fields.at(row.id))
 
     @strawberry.field(
         description="Appointments of a practice starting in [from, to), ordered by start time. Needs appointments:read.",
@@ -117,12 +119,13 @@ class Query(ChangeQuery):
         status: Annotated[AppointmentStatus | None, strawberry.argument(description="Only this status.")] = None,
     ) -> AppointmentConnection:
         ctx = info.context
-        page = await reads.appointments(ctx, practice_id, from_, to, practitioner_id, status, first, after)
-        readable = await ctx.readable_fields({row.practice_id for row in page.rows})
+        page = await reads.appointments(ctx.uow, ctx.cursors, practice_id, from_, to, practitioner_id, status, first, after)
+        readable = await ctx.fields.at_practices({row.practice_id for row in page.rows})
         return AppointmentConnection(
             edges=[
                 AppointmentEdge(
-                    cursor=cursor, node=Appointment.from_row(row, readable[row.practice_id], ctx)
+                    cursor=Deferred(cursor),  # type: ignore[arg-type]
+                    node=Appointment.from_row(row, readable[row.practice_id], ctx)
                 )
                 for row, cursor in zip(page.rows, page.cursors, strict=True)
             ],
