@@ -62,10 +62,19 @@ def assert_timeout(response, limit: str) -> None:
 
 
 async def test_a_request_past_its_timeout_is_stopped_recorded_and_the_next_one_served(make_api, world, sync_engine, monkeypatch):
-    api = make_api(request_timeout_seconds=0.2)
-    assert (await api.query(world.keys["full"], PAGE, page(world))).errors == []  # warm: the charge is quick now
-    slowed(monkeypatch, lambda _: asyncio.sleep(1))
+    api = make_api()
+    assert (await api.query(world.keys["full"], PAGE, page(world))).errors == []  # warm, under the default timeout
+    # Then a short timeout, and a statement that never ends: only the timeout can stop the request.
+    monkeypatch.setattr(api.http._transport.app.state.settings, "request_timeout_seconds", 0.5)  # type: ignore[attr-defined]
+    reached, never = asyncio.Event(), asyncio.Event()
+
+    async def stall(_uow) -> None:
+        reached.set()
+        await never.wait()
+
+    slowed(monkeypatch, stall)
     response = await api.query(world.keys["full"], PAGE, page(world))
+    assert reached.is_set()
     assert_timeout(response, "request")
     record = last_record(sync_engine)
     assert (record.outcome, record.error_code, record.http_status) == ("refused", "COST_LIMIT_EXCEEDED", 503)
