@@ -70,9 +70,14 @@ class GraphQLPipeline:
     6. `observe`: metrics (api/http/metrics.py) and the request's log line (api/http/logs.py).
 
     A failure of the database outside GraphQL execution (steps 2 to 4) is a 503 (`unavailable`),
-    recorded and observed like any refusal. Writes answer inside step 4, each in its own
-    transaction; slow clients and disconnects, like outages, would be refused at the step where
-    they show and still pass through `record` and `observe`.
+    recorded and observed like any refusal. Every step answers with an `Outcome`
+    (api/http/outcome.py), so `record` and `observe` see every request, refused or served.
+
+    Where the next steps go: a refusal of an authenticated but barred key (quarantine) at the end
+    of `authenticate`; a slow client (408) in `read_body`, a client gone away around `execute`
+    (the replayed request's `receive` hands on its disconnect); an outage's Retry-After in
+    `unavailable`; a write committed with its access record would hand its transaction from
+    `execute` to `record`.
     """
 
     def __init__(
