@@ -23,7 +23,7 @@ Each case is decided on its own small world, in an in-memory SQLite database and
 after it: one practice holding one record of each kind, another practice, the partner and
 another partner, and the grant. A row case runs the compiled SQL filter (`Authorizer.filter`)
 there with the request time bound; a field case asks `Authorizer.readable_fields` on the
-partner's grants at the practice, as `api.services.context.RequestContext` does for a request.
+partner's grants at the practice, as `api.services.readable_fields.ReadableFields` does for a request.
 """
 
 from __future__ import annotations
@@ -315,7 +315,7 @@ class _World:
         return self.rows[resource] in self.session.scalars(statement, {"request_time": self.now}).all()
 
     def readable_fields(self, authorizer: Authorizer, in_horizon: bool) -> frozenset[str]:
-        # As `api.services.context.RequestContext.readable_fields`: the union over the partner's grants here.
+        # As `api.services.readable_fields.ReadableFields.at_practices`: the union over the partner's grants here.
         grants = self.session.scalars(
             select(models.Grant).where(models.Grant.partner_id == self.me.id, models.Grant.practice_id == self.here.id)
         )

@@ -48,7 +48,7 @@ import httpx
 from sqlalchemy import Select, func, select, text
 from sqlalchemy.orm import Session
 
-from api.http import app as app_module
+from api.http import pipeline as pipeline_module
 
 from api.ledger import access as ledger
 
@@ -236,7 +236,7 @@ async def in_process(
         }
         # Two more parts priced alone, on the full app: the access ledger, and the key's lookup.
         calls["no-ledger"] = _with(calls["full"], ledger, "write", _no_ledger)
-        calls["no-key-lookup"] = _with(calls["full"], app_module, "authenticate", _remembered(app_module.authenticate))
+        calls["no-key-lookup"] = _with(calls["full"], pipeline_module, "authenticate", _remembered(pipeline_module.authenticate))
         gc.freeze()  # every variant's long-lived objects, as the API's lifespan does in a server (ASGITransport runs none)
         results = await interleaved(calls, iterations)
         if explained is not None:  # warm by now, as the timings were

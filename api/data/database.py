@@ -72,21 +72,25 @@ def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-def write_turns(engine: AsyncEngine) -> Callable[[AsyncSession], AbstractAsyncContextManager[None]]:
-    """What a session of this process holds for a write transaction.
+# What a session holds around a write transaction (see `sqlite_writer_lock`).
+WriterLock = Callable[[AsyncSession], AbstractAsyncContextManager[None]]
+
+
+def sqlite_writer_lock(engine: AsyncEngine) -> WriterLock:
+    """This process's lock of SQLite's single writer: a session holds it around a write transaction.
 
     SQLite lets one writer in at a time and makes the others poll (busy_timeout): under load a
     writer can keep missing its turn until it fails with "database is locked". Writers of one
     process queue in the event loop instead, first come first served. PostgreSQL locks rows and
-    needs no turns.
+    needs no such lock: there, holding it costs nothing.
     """
     lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
 
     @asynccontextmanager
-    async def turn(session: AsyncSession) -> AsyncIterator[None]:
-        # A connection first, then the turn: the holder of the turn never waits for the pool.
+    async def hold(session: AsyncSession) -> AsyncIterator[None]:
+        # A connection first, then the lock: the holder of the lock never waits for the pool.
         await session.connection()
         async with lock or nullcontext():
             yield
 
-    return turn
+    return hold

@@ -18,26 +18,25 @@ from __future__ import annotations
 import json
 import logging
 import re
-import sqlite3
-from collections.abc import Iterator
 from typing import Any
 
 from cross_web import HTTPException
 from graphql import ExecutionResult, GraphQLError
-from sqlalchemy.exc import DBAPIError, DisconnectionError, PendingRollbackError
 from starlette.requests import Request
 from strawberry.asgi import GraphQL
-from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.http import GraphQLRequestData
+from strawberry.schema import BaseSchema
 
-from api.errors import TIMEOUT, ApiError, ErrorCode, timed_out
+from api.data.failures import DATABASE_UNAVAILABLE, is_database_unavailable, is_statement_timeout
+from api.errors import TIMEOUT, ApiError, ErrorCode, bad_input, timed_out
+from api.http.outcome import Outcome, refused
+from api.schema.context import GraphQLContext
 
 logger = logging.getLogger("api.errors")
 
 
 # U+0000 and unpaired surrogates: PostgreSQL text cannot hold the first, UTF-8 cannot encode the second.
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-QUERY_CANCELED = "57014"  # SQLSTATE of a statement stopped by statement_timeout
-DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"  # `extensions.reason` of an INTERNAL_SERVER_ERROR
 
 
 def holds_unstorable_text(value: Any) -> bool:
@@ -54,31 +53,6 @@ def holds_unstorable_text(value: Any) -> bool:
         elif isinstance(item, list):
             pending.extend(item)
     return False
-
-
-def _causes(error: BaseException | None) -> Iterator[BaseException]:
-    """The error and what it wraps, whichever layer wrapped it (SQLAlchemy's `orig`, `raise from`)."""
-    for _ in range(10):
-        if error is None:
-            return
-        yield error
-        error = getattr(error, "orig", None) or error.__cause__
-
-
-def is_statement_timeout(error: BaseException | None) -> bool:
-    """The database cancelled a statement (statement_timeout)."""
-    return any(getattr(cause, "sqlstate", None) == QUERY_CANCELED for cause in _causes(error))
-
-
-def is_database_unavailable(error: BaseException | None) -> bool:
-    """The connection to the database was lost, the session still holds the transaction it lost,
-    or SQLite stayed locked by another writer past its busy timeout."""
-    return any(
-        isinstance(cause, (DisconnectionError, PendingRollbackError))
-        or (isinstance(cause, DBAPIError) and cause.connection_invalidated)
-        or (isinstance(cause, sqlite3.OperationalError) and getattr(cause, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY)
-        for cause in _causes(error)
-    )
 
 
 def _replaced(error: GraphQLError, refusal: ApiError) -> GraphQLError:
@@ -128,8 +102,34 @@ def refusal_status(extensions: dict[str, Any] | None) -> int:
     return REFUSAL_STATUS.get(extensions.get("code"), 200)
 
 
-class PartnerGraphQL(GraphQL):
-    statement_timeout: float = 0  # seconds, for the message of a statement timeout
+class PartnerGraphQL(GraphQL[GraphQLContext, None]):
+    """strawberry's view, answering with an `Outcome` (see `serve`)."""
+
+    def __init__(self, schema: BaseSchema, statement_timeout: float = 0) -> None:
+        super().__init__(schema, graphql_ide=None)
+        self.statement_timeout = statement_timeout  # seconds, for the message of a statement timeout
+
+    async def serve(self, request: Request, context: GraphQLContext) -> Outcome:
+        """Runs the operation of `request` (its body already read) and tells what became of it."""
+        request_id = context.identity.request_id
+        try:
+            response = await self.run(request, context=context)
+        except HTTPException as error:  # a request that is not GraphQL over HTTP with JSON
+            return refused(error.status_code, bad_input(error.reason), request_id, context.principal)
+        response.headers["X-Request-Id"] = request_id
+        result, served, code = context.result, False, None
+        if result is not None:
+            served = result.data is not None
+            if result.errors:
+                code = (result.errors[0].extensions or {}).get("code")
+                if result.data is None:
+                    response.status_code = max(refusal_status(e.extensions) for e in result.errors)
+        if context.metering.retry_after is not None:
+            response.headers["Retry-After"] = str(context.metering.retry_after)
+        return Outcome(
+            response, served=served and response.status_code == 200, error_code=code, principal=context.principal,
+            metering=context.metering, disclosures=context.disclosures.disclosures() if served else None,
+        )
 
     def decode_json(self, data: str | bytes) -> object:
         try:
@@ -151,12 +151,12 @@ class PartnerGraphQL(GraphQL):
             raise HTTPException(400, "Strings may not contain U+0000 or unpaired surrogates.")
         return data
 
-    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
-        request.state.served = result.data is not None
+    async def execute_single(  # noqa: PLR0917
+        self, request: Request, request_adapter: Any, sub_response: Any, context: GraphQLContext, root_value: None,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        result = await super().execute_single(request, request_adapter, sub_response, context, root_value, request_data)
         if result.errors:
-            request_id = getattr(request.state, "request_id", "-")
-            result.errors = [classify(error, request_id, self.statement_timeout) for error in result.errors]
-            request.state.error_code = (result.errors[0].extensions or {}).get("code")
-            if result.data is None:
-                request.state.http_status = max(refusal_status(e.extensions) for e in result.errors)
-        return await super().process_result(request, result)
+            result.errors = [classify(error, context.identity.request_id, self.statement_timeout) for error in result.errors]
+        context.result = result
+        return result

@@ -1,7 +1,7 @@
 """The access ledger: every request, and every record a served request disclosed.
 
-Records are registered while the response is built (an Appointment or Patient object made for
-the response), with the field groups the query selected and the grant allowed. The ledger is
+Records are registered while the response is built (api/ledger/disclosure_recorder.py), with
+the field groups the response actually carried. The ledger is
 written, and committed, before the response leaves: if it cannot be, the response is replaced
 by an error and no data is sent (fail closed).
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 import enum
 import hashlib
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -149,14 +148,3 @@ _ACCESS_WITH_DISCLOSURES = insert(Disclosure.__table__).from_select(
 def _columns(rows: list[dict[str, int | None]]) -> dict[str, list[int | None]]:
     return {name: [row[name] for row in rows] for name in _DISCLOSED}
 
-
-def groups_for(type_name: str, selected: Iterable[tuple[str, str]], readable: frozenset[str], field_scopes: dict[str, frozenset[str]]) -> int:
-    """The sensitive field groups of `type_name` that the query selected and the grant let through."""
-    groups = 0
-    for selected_type, name in selected:
-        qualified = f"{selected_type}.{name}"
-        if selected_type == type_name and qualified in readable:
-            for scope in field_scopes.get(qualified, ()):
-                group = Scope(scope).group  # None: the record's own group, which the caller sets
-                groups |= group.bit if group else 0
-    return groups

@@ -8,15 +8,50 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from graphql import ExecutionResult, FragmentDefinitionNode, GraphQLError, get_operation_ast
 from graphql.execution.values import get_variable_values
 from strawberry.extensions import SchemaExtension
 
-from api.services.context import RequestContext
-from api.protection.cost import CostModel
 from api.errors import ApiError, ErrorCode
+from api.identity.request_identity import RequestIdentity
+from api.protection.budgets import Budgets
+from api.protection.cost import CostModel
+from api.services.unit_of_work import UnitOfWork
+from api.settings import Settings
+
+__all__ = ["CostAndBudget", "Metered", "Metering"]
+
+
+@dataclass
+class Metering:
+    """What pricing and charging decided for one request, read by the pipeline for the ledger,
+    the refund and the per-key gate."""
+
+    operation_name: str | None = None  # the operation executed, as named in the document
+    cost: dict[str, Any] | None = None  # the `cost` response extension
+    refund: int = 0  # points taken but not spent, given back with the ledger write
+    retry_after: int | None = None  # seconds, when the budget refused the operation
+
+    @property
+    def requested(self) -> int | None:
+        return (self.cost or {}).get("requestedQueryCost")
+
+    @property
+    def actual(self) -> int | None:
+        return (self.cost or {}).get("actualQueryCost")
+
+
+class Metered(Protocol):
+    """What this extension needs of the execution context (api.schema.context.GraphQLContext)."""
+
+    identity: RequestIdentity
+    uow: UnitOfWork
+    budgets: Budgets
+    settings: Settings
+    metering: Metering
 
 
 def _refusal(error: ApiError) -> ExecutionResult:
@@ -27,13 +62,14 @@ class CostAndBudget(SchemaExtension):
     async def on_execute(self) -> AsyncIterator[None]:
         execution = self.execution_context
         self.model = CostModel.of(execution.schema._schema)
-        ctx: RequestContext = execution.context
+        ctx: Metered = execution.context
+        metering = ctx.metering
         document = execution.graphql_document
         operation = get_operation_ast(document, execution.operation_name) if document else None
         if operation is None:  # graphql-core reports the missing operation itself
             yield
             return
-        ctx.operation_name = operation.name.value if operation.name else None
+        metering.operation_name = operation.name.value if operation.name else None
         fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}  # type: ignore[union-attr]
         # Priced with the variables as the execution will see them: defaults applied, a single value
         # where a list is declared made a list. Variables that do not coerce are refused by
@@ -46,14 +82,14 @@ class CostAndBudget(SchemaExtension):
             return
         variables: dict[str, Any] = coerced.coerced
         try:
-            requested = self.model.requested_cost(operation, fragments, variables, ctx.selected)
+            requested = self.model.requested_cost(operation, fragments, variables)
         except ApiError as error:
             execution.result = _refusal(error)
             yield
             return
         maximum = ctx.settings.max_query_cost
         if requested > maximum:
-            ctx.cost = {"requestedQueryCost": requested, "maximumQueryCost": maximum}
+            metering.cost = {"requestedQueryCost": requested, "maximumQueryCost": maximum}
             execution.result = _refusal(
                 ApiError(
                     ErrorCode.COST_LIMIT_EXCEEDED,
@@ -63,11 +99,11 @@ class CostAndBudget(SchemaExtension):
             )
             yield
             return
-        async with ctx.transaction() as session:
-            charge = await ctx.budgets.take(session, ctx.principal, requested, time.time())
+        async with ctx.uow.transaction() as session:
+            charge = await ctx.budgets.take(session, ctx.identity.principal, requested, time.time())
         if not charge.granted:
-            ctx.retry_after = charge.retry_after
-            ctx.cost = {"requestedQueryCost": requested, "throttleStatus": charge.throttle.as_extension()}
+            metering.retry_after = charge.retry_after
+            metering.cost = {"requestedQueryCost": requested, "throttleStatus": charge.throttle.as_extension()}
             execution.result = _refusal(
                 ApiError(
                     ErrorCode.RATE_LIMITED,
@@ -78,15 +114,15 @@ class CostAndBudget(SchemaExtension):
             )
             yield
             return
-        ctx.cost = {"requestedQueryCost": requested}  # what the ledger records if the operation never ends (timeout)
+        metering.cost = {"requestedQueryCost": requested}  # what the ledger records if the operation never ends (timeout)
         yield
         result = execution.result
         data = getattr(result, "data", None)
         actual = min(requested, self.model.actual_cost(operation, fragments, variables, data))
-        ctx.refund = requested - actual  # given back in the ledger's transaction: one write less per request
-        throttle = charge.throttle.refunded(ctx.refund)
-        ctx.cost = {"requestedQueryCost": requested, "actualQueryCost": actual, "throttleStatus": throttle.as_extension()}
+        metering.refund = requested - actual  # given back in the ledger's transaction: one write less per request
+        throttle = charge.throttle.refunded(metering.refund)
+        metering.cost = {"requestedQueryCost": requested, "actualQueryCost": actual, "throttleStatus": throttle.as_extension()}
 
     def get_results(self) -> dict[str, Any]:
-        cost = self.execution_context.context.cost
+        cost = self.execution_context.context.metering.cost
         return {"cost": cost} if cost else {}

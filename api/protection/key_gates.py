@@ -44,7 +44,9 @@ def _key(credential: str | None) -> bytes:
 
 
 @dataclass(frozen=True)
-class Refusal:
+class GateRefusal:
+    """The gate turns a request away before any database work (not a write's `api.services.writes.Refusal`)."""
+
     retry_after: int  # seconds
     message: str
     principal: Principal | None = None  # whose budget is cooling down
@@ -64,18 +66,18 @@ class CredentialGates:
         self._cooling[_key(credential)] = (now + seconds, principal)
 
     @asynccontextmanager
-    async def turn(self, credential: str | None) -> AsyncIterator[Refusal | None]:
+    async def turn(self, credential: str | None) -> AsyncIterator[GateRefusal | None]:
         """Waits for one of the credential's N places (yields None); yields a refusal, at once, when its
         budget is cooling down or too many of its requests already wait."""
         key = _key(credential)
         until, principal = self._cooling.get(key, (0.0, None))
         if until > time.monotonic():
             wait = math.ceil(until - time.monotonic())
-            yield Refusal(wait, f"Your budget is spent; retry in {wait} s.", principal)
+            yield GateRefusal(wait, f"Your budget is spent; retry in {wait} s.", principal)
             return
         gate = self._gates.setdefault(key, _Gate(asyncio.Semaphore(self.limit)))
         if gate.users >= (QUEUE_FACTOR + 1) * self.limit:
-            yield Refusal(1, "Too many of your requests are running or waiting; retry in 1 s.")
+            yield GateRefusal(1, "Too many of your requests are running or waiting; retry in 1 s.")
             return
         gate.users += 1
         try:

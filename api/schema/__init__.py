@@ -28,7 +28,13 @@ class PartnerSchema(Schema):
 
 
 def build_schema(settings: Settings, cost_analysis: bool = True) -> PartnerSchema:
-    """The schema with its extensions; `cost_analysis=False` only serves to measure what it costs."""
+    """The schema with its extensions; `cost_analysis=False` only serves to measure what it costs.
+
+    The extensions run in this order, inside step 4 (`execute`) of api/http/pipeline.py: the token
+    limit and the parser cache, the shape limits (api/protection/shape_limits.py: depth, aliases,
+    directives, at validation), then the price and the budget charge
+    (api/protection/cost_and_budget.py, before any resolver runs).
+    """
     rules = limit_rules(settings)  # built once, so the validation cache keeps hitting
     return PartnerSchema(
         query=Query,

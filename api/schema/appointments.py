@@ -5,9 +5,10 @@ from datetime import date, datetime
 import strawberry
 
 from api.data import models
-from api.services.context import RequestContext
+from api.schema.context import GraphQLContext
 from api.protection.cost import CONTACT_COST, HEALTH_COST, IDENTITY_COST, Cost
 from api.errors import not_found
+from api.ledger.disclosure_recorder import DisclosedRecord
 from api.schema.guard import build, require
 from api.schema.practices import Practice, Practitioner
 from api.schema.relay import Node
@@ -31,6 +32,7 @@ class AppointmentSource(enum.Enum):
 )
 class Patient(Node):
     readable: strawberry.Private[frozenset[str]]
+    disclosed: strawberry.Private[DisclosedRecord]  # its fields' values, recorded as they are resolved
     first_name: str | None = strawberry.field(description="First name. Needs patients:identity.", directives=[Cost(weight=IDENTITY_COST)])
     last_name: str | None = strawberry.field(description="Last name. Needs patients:identity.", directives=[Cost(weight=IDENTITY_COST)])
     gender: Gender | None = strawberry.field(description="Gender. Needs patients:identity.", directives=[Cost(weight=IDENTITY_COST)])
@@ -39,12 +41,12 @@ class Patient(Node):
     email: str | None = strawberry.field(description="E-mail address. Needs patients:contact.", directives=[Cost(weight=CONTACT_COST)])
 
     @classmethod
-    def from_row(cls, patient: models.Patient, fields: RecordFields, in_horizon: bool, ctx: RequestContext) -> "Patient":
+    def from_row(cls, patient: models.Patient, fields: RecordFields, in_horizon: bool, ctx: GraphQLContext) -> "Patient":
         """`in_horizon`: the patient has an appointment inside the reading horizon that counts (reads.patients)."""
         readable = fields.side(in_horizon)
-        ctx.disclose_patient(patient, readable, in_horizon)
         return build(
-            cls, readable, id=patient.public_id, first_name=patient.first_name, last_name=patient.last_name,
+            cls, readable, disclosed=ctx.disclosures.patient(patient, in_horizon), id=patient.public_id,
+            first_name=patient.first_name, last_name=patient.last_name,
             gender=patient.gender, birth_date=patient.birth_date, phone=patient.phone, email=patient.email,
         )
 
@@ -52,6 +54,7 @@ class Patient(Node):
 @strawberry.type(description="An appointment at a practice.")
 class Appointment(Node):
     readable: strawberry.Private[frozenset[str]]
+    disclosed: strawberry.Private[DisclosedRecord]
     row: strawberry.Private[models.Appointment]
     starts_at: datetime | None = strawberry.field(description="Start, ISO 8601 in UTC.")
     ends_at: datetime | None = strawberry.field(description="End, ISO 8601 in UTC.")
@@ -62,43 +65,43 @@ class Appointment(Node):
     updated_at: datetime | None = strawberry.field(description="When it last changed.")
 
     @classmethod
-    def from_row(cls, row: models.Appointment, fields: RecordFields, ctx: RequestContext) -> "Appointment":
+    def from_row(cls, row: models.Appointment, fields: RecordFields, ctx: GraphQLContext) -> "Appointment":
         in_horizon = fields.contains(row.starts_at)
         readable = fields.side(in_horizon)
-        ctx.disclose_appointment(row, readable, in_horizon)
         source = (
             AppointmentSource.PRACTICE if row.source_partner_id is None
             else AppointmentSource.YOU if row.source_partner_id == ctx.principal.partner_id
             else AppointmentSource.OTHER_PARTNER
         )
         return build(
-            cls, readable, row=row, id=row.public_id, starts_at=row.starts_at, ends_at=row.ends_at,
+            cls, readable, disclosed=ctx.disclosures.appointment(row, in_horizon), row=row, id=row.public_id,
+            starts_at=row.starts_at, ends_at=row.ends_at,
             status=row.status, reason=row.reason, source=source, created_at=row.created_at,
             updated_at=row.updated_at,
         )
 
     @strawberry.field(description="The practice.")
-    async def practice(self, info: strawberry.Info[RequestContext, None]) -> Practice | None:
+    async def practice(self, info: strawberry.Info[GraphQLContext, None]) -> Practice | None:
         require(self, "Appointment.practice")
         practice = await info.context.loaders.practices.load(self.row.practice_id)
         if practice is None:
             raise not_found("practice")
-        return Practice.from_row(practice, await info.context.readable_at(practice.id))
+        return Practice.from_row(practice, await info.context.fields.at(practice.id))
 
     @strawberry.field(description="The practitioner, as seen at this practice.")
-    async def practitioner(self, info: strawberry.Info[RequestContext, None]) -> Practitioner | None:
+    async def practitioner(self, info: strawberry.Info[GraphQLContext, None]) -> Practitioner | None:
         require(self, "Appointment.practitioner")
         key = (self.row.practice_id, self.row.practitioner_id)
         membership = await info.context.loaders.practitioners.load(key)
         if membership is None:  # the practitioner has left the practice
             raise not_found("practitioner")
-        return Practitioner.from_row(membership, await info.context.readable_at(membership.practice_id))
+        return Practitioner.from_row(membership, await info.context.fields.at(membership.practice_id))
 
     @strawberry.field(description="The patient record. Its fields need patients:identity or patients:contact.")
-    async def patient(self, info: strawberry.Info[RequestContext, None]) -> Patient | None:
+    async def patient(self, info: strawberry.Info[GraphQLContext, None]) -> Patient | None:
         require(self, "Appointment.patient")
         patient = await info.context.loaders.patients.load(self.row.patient_id)
         if patient is None:
             raise not_found("patient")
-        fields = await info.context.record_fields_at(patient.row.practice_id)
+        fields = await info.context.fields.record_fields_at(patient.row.practice_id)
         return Patient.from_row(patient.row, fields, patient.in_horizon, info.context)

@@ -6,10 +6,11 @@ import strawberry
 from api.data import models
 
 from api.services import reads
-from api.services.context import RequestContext
+from api.schema.context import GraphQLContext
 from api.protection.input_validation import ValidatedInput
 from api.schema import constraints
 from api.schema.appointments import Appointment
+from api.schema.deferred import Deferred
 from api.schema.guard import build, require
 from api.schema.relay import Connection, First, PAGED
 from api.services.horizon import RecordFields
@@ -41,7 +42,7 @@ class AppointmentChange:
     appointment_id: strawberry.ID | None = strawberry.field(description="Id of the appointment, also for deleted ones.")
 
     @strawberry.field(description="The appointment as it is now; null when it was deleted.")
-    async def appointment(self, info: strawberry.Info[RequestContext, None]) -> Appointment | None:
+    async def appointment(self, info: strawberry.Info[GraphQLContext, None]) -> Appointment | None:
         require(self, "AppointmentChange.appointment")
         if self.row.appointment is None:
             return None
@@ -58,7 +59,7 @@ class ChangeQuery:
     )
     async def appointment_changes(
         self,
-        info: strawberry.Info[RequestContext, None],
+        info: strawberry.Info[GraphQLContext, None],
         practice_id: Annotated[strawberry.ID, strawberry.argument(description="Practice id.", directives=[constraints.ID])],
         first: First,
         since: Annotated[
@@ -67,8 +68,8 @@ class ChangeQuery:
         ] = None,
     ) -> Connection[AppointmentChange]:
         ctx = info.context
-        page = await reads.changes(ctx, practice_id, since, first)
-        fields = await ctx.record_fields({change.practice_id for change in page.rows})
+        page = await reads.changes(ctx.uow, ctx.cursors, practice_id, since, first)
+        fields = await ctx.fields.record_fields({change.practice_id for change in page.rows})
         return Connection.of(
             page,
             lambda change: build(

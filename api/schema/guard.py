@@ -15,7 +15,7 @@ from strawberry.types.base import get_object_definition
 from strawberry.utils.str_converters import to_camel_case
 
 from api.errors import FieldForbidden
-from api.services.reads import Deferred
+from api.schema.deferred import Deferred
 
 T = TypeVar("T")
 
@@ -28,14 +28,30 @@ class Forbidden:
 
 
 def resolve_field(source: Any, name: str) -> object:
-    """strawberry's default resolver (getattr), refusing `Forbidden` markers and computing
-    `Deferred` values (cursors) only for fields the client selected."""
+    """strawberry's default resolver (getattr), refusing `Forbidden` markers, computing `Deferred`
+    values (cursors) only for fields the client selected, and recording in the ledger each value a
+    disclosed record (an appointment, a patient) actually sends.
+
+    graphql-core calls it only for fields it executes (after `@skip`/`@include`, once per response
+    key), so the ledger records what the response carries: not what was selected, nor nulls."""
     value = getattr(source, name)
     if value.__class__ is Forbidden:
         raise FieldForbidden(value.field)
     if value.__class__ is Deferred:
         return value.compute()
+    if value is not None:
+        disclosed = getattr(source, "disclosed", None)
+        if disclosed is not None:
+            disclosed.carried(_qualified(source.__class__, name))
     return value
+
+
+@lru_cache(maxsize=256)
+def _qualified(cls: type, python_name: str) -> str:
+    """"Type.field", the name the policy and the ledger give a field of strawberry type `cls`."""
+    definition = get_object_definition(cls, strict=True)
+    field = next(f for f in definition.fields if f.python_name == python_name)
+    return f"{definition.name}.{field.graphql_name or to_camel_case(python_name)}"
 
 
 def require(source: Any, field: str) -> None:

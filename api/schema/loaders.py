@@ -4,60 +4,61 @@ so the number of SQL statements does not grow with the page size."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 from strawberry.dataloader import DataLoader
 
 from api.data import models
-
-from api.services import reads
-from api.services.context import RequestContext
 from api.errors import ApiError
+from api.protection.extraction import ExtractionGuard
+from api.services import reads
+from api.services.readable_fields import ReadableFields
+from api.services.unit_of_work import UnitOfWork
+
+__all__ = ["Loaders"]
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _in_order(found: Callable[[Sequence[K]], Awaitable[dict[K, V]]]) -> Callable[[Sequence[K]], Awaitable[list[V | None]]]:
+    """A batch function giving DataLoader one value (or None) per key, in the keys' order."""
+
+    async def load(keys: Sequence[K]) -> list[V | None]:
+        by_key = await found(keys)
+        return [by_key.get(key) for key in keys]
+
+    return load
 
 
 class Loaders:
-    def __init__(self, ctx: RequestContext) -> None:
-        self.practices = DataLoader(self._by_ids(ctx, models.Practice))
-        self.patients = DataLoader(self._patients(ctx))
-        self.practitioners = DataLoader(self._memberships(ctx))
+    """One request's loaders, over its unit of work."""
 
-    @staticmethod
-    def _by_ids(ctx: RequestContext, model: type[Any]):  # type: ignore[no-untyped-def]
-        async def load(ids: Sequence[int]) -> list[Any]:
-            found = await reads.by_ids(ctx, model, ids)
-            return [found.get(i) for i in ids]
+    def __init__(self, uow: UnitOfWork, extraction: ExtractionGuard, fields: ReadableFields) -> None:
+        self._uow, self._extraction, self._fields = uow, extraction, fields
+        self.practices: DataLoader[int, models.Practice | None] = DataLoader(
+            _in_order(lambda ids: reads.by_ids(uow, models.Practice, ids))
+        )
+        self.patients: DataLoader[int, reads.LoadedPatient | ApiError | None] = DataLoader(self._patients)
+        self.practitioners: DataLoader[tuple[int, int], models.PracticeMembership | None] = DataLoader(
+            _in_order(lambda keys: reads.memberships(uow, keys))
+        )
 
-        return load
-
-    @staticmethod
-    def _patients(ctx: RequestContext):  # type: ignore[no-untyped-def]
+    async def _patients(self, ids: Sequence[int]) -> list[reads.LoadedPatient | ApiError | None]:
         """Patients, each practice's batch admitted by the distinct-patient budget first."""
-
-        async def load(ids: Sequence[int]) -> list[reads.LoadedPatient | ApiError | None]:
-            found, new = await reads.patients(ctx, ids)
-            by_practice: dict[int, set[int]] = defaultdict(set)
-            for patient_id in new:
-                by_practice[found[patient_id].row.practice_id].add(patient_id)
-            refused: dict[int, ApiError] = {}
-            partner_id, key_id = ctx.principal.partner_id, ctx.principal.key_id
-            for practice_id, patient_ids in by_practice.items():
-                try:
-                    async with ctx.transaction() as session:
-                        await ctx.extraction.admit(session, partner_id, key_id, practice_id, patient_ids, ctx.request_time)
-                except ApiError as error:
-                    refused[practice_id] = error
-            return [
-                refused.get(found[i].row.practice_id, found[i]) if i in found else None
-                for i in ids
-            ]
-
-        return load
-
-    @staticmethod
-    def _memberships(ctx: RequestContext):  # type: ignore[no-untyped-def]
-        async def load(keys: Sequence[tuple[int, int]]) -> list[models.PracticeMembership | None]:
-            found = await reads.memberships(ctx, keys)
-            return [found.get(key) for key in keys]
-
-        return load
+        uow = self._uow
+        found, new = await reads.patients(uow, self._extraction, await self._fields.horizons(), ids)
+        by_practice: dict[int, set[int]] = defaultdict(set)
+        for patient_id in new:
+            by_practice[found[patient_id].row.practice_id].add(patient_id)
+        refused: dict[int, ApiError] = {}
+        partner_id, key_id = uow.principal.partner_id, uow.principal.key_id
+        for practice_id, patient_ids in by_practice.items():
+            try:
+                async with uow.transaction() as session:
+                    await self._extraction.admit(session, partner_id, key_id, practice_id, patient_ids, uow.request_time)
+            except ApiError as error:
+                refused[practice_id] = error
+        results: list[Any] = [refused.get(found[i].row.practice_id, found[i]) if i in found else None for i in ids]
+        return results

@@ -4,13 +4,13 @@ from typing import Annotated
 import strawberry
 
 from api.services import writes
-from api.services.context import RequestContext
+from api.schema.context import GraphQLContext
 from api.protection.cost import Cost
 from api.protection.input_validation import ValidatedInput
 from api.schema import constraints
 from api.schema.appointments import Appointment, Gender
 
-Info = strawberry.Info[RequestContext, None]
+Info = strawberry.Info[GraphQLContext, None]
 WRITE_COST = 10
 
 RefusalReason = strawberry.enum(
@@ -89,7 +89,7 @@ def _refused(refusal: writes.Refusal) -> WriteRefused:
 
 async def _appointment(info: Info, row) -> Appointment:  # type: ignore[no-untyped-def]
     ctx = info.context
-    return Appointment.from_row(row, await ctx.record_fields_at(row.practice_id), ctx)
+    return Appointment.from_row(row, await ctx.fields.record_fields_at(row.practice_id), ctx)
 
 
 @strawberry.type(description="Writes. Each needs appointments:write at the practice and costs 10 points.")
@@ -106,7 +106,7 @@ class Mutation:
             p = input.new_patient  # names are not blank: their @constraint says so
             new_patient = writes.NewPatient(p.first_name.strip(), p.last_name.strip(), p.gender, p.birth_date, p.phone, p.email)
         result = await writes.book(
-            info.context, input.practice_id, input.practitioner_id, input.patient_id, new_patient,
+            info.context.uow, input.practice_id, input.practitioner_id, input.patient_id, new_patient,
             input.starts_at, input.ends_at, input.reason, input.idempotency_key,
         )
         if isinstance(result, writes.Refusal):
@@ -117,7 +117,7 @@ class Mutation:
     async def reschedule_appointment(
         self, info: Info, input: Annotated[RescheduleAppointmentInput, strawberry.argument(description="Where to move it.")]
     ) -> RescheduleResult:
-        result = await writes.reschedule(info.context, input.appointment_id, input.starts_at, input.ends_at, input.idempotency_key)
+        result = await writes.reschedule(info.context.uow, input.appointment_id, input.starts_at, input.ends_at, input.idempotency_key)
         if isinstance(result, writes.Refusal):
             return _refused(result)
         return AppointmentRescheduled(appointment=await _appointment(info, result))
@@ -129,4 +129,4 @@ class Mutation:
         self, info: Info,
         appointment_id: Annotated[strawberry.ID, strawberry.argument(description="Appointment id.", directives=[constraints.ID])],
     ) -> AppointmentCancelled:
-        return AppointmentCancelled(appointment=await _appointment(info, await writes.cancel(info.context, appointment_id)))
+        return AppointmentCancelled(appointment=await _appointment(info, await writes.cancel(info.context.uow, appointment_id)))

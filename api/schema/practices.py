@@ -4,7 +4,7 @@ import strawberry
 
 from api.data import models
 from api.services import reads
-from api.services.context import RequestContext
+from api.schema.context import GraphQLContext
 from api.protection.input_validation import ValidatedInput
 from api.schema.guard import build, require
 from api.schema.relay import After, Connection, First, Node, PAGED
@@ -48,8 +48,9 @@ class Practice(Node):
         extensions=[ValidatedInput()],
     )
     async def practitioners(
-        self, info: strawberry.Info[RequestContext, None], first: First, after: After = None
+        self, info: strawberry.Info[GraphQLContext, None], first: First, after: After = None
     ) -> Connection[Practitioner] | None:
         require(self, "Practice.practitioners")
-        page = await reads.practitioners(info.context, self.internal_id, first, after)
+        ctx = info.context
+        page = await reads.practitioners(ctx.uow, ctx.cursors, self.internal_id, first, after)
         return Connection.of(page, lambda row: Practitioner.from_row(row, self.readable))

@@ -10,7 +10,7 @@ from sqlalchemy.orm import joinedload
 from api.data import models
 
 from api.services import reads
-from api.services.context import RequestContext
+from api.schema.context import GraphQLContext
 from api.protection.cost import Cost, ListSize
 from api.errors import ApiError, ErrorCode, bad_input
 from api.protection.input_validation import ValidatedInput
@@ -21,21 +21,21 @@ from api.schema.practices import Practice, Practitioner
 from api.schema.relay import After, Connection, First, Node, PAGED
 from api.schema.viewer import RateLimit, Viewer, ViewerGrant
 
-Info = strawberry.Info[RequestContext, None]
+Info = strawberry.Info[GraphQLContext, None]
 MAX_NODES = 100
 
 
-async def _node(ctx: RequestContext, public_id: str) -> Node:
-    kind, row = await reads.find_node(ctx, public_id)
+async def _node(ctx: GraphQLContext, public_id: str) -> Node:
+    kind, row = await reads.find_node(ctx.uow, public_id)
     if kind == "Appointment":
-        return Appointment.from_row(row, await ctx.record_fields_at(row.practice_id), ctx)
+        return Appointment.from_row(row, await ctx.fields.record_fields_at(row.practice_id), ctx)
     if kind == "Practitioner":
         membership = await ctx.loaders.practitioners.load((row.practice_id, row.practitioner_id))
-        return Practitioner.from_row(membership, await ctx.readable_at(row.practice_id))
+        return Practitioner.from_row(membership, await ctx.fields.at(row.practice_id))
     if kind == "Patient":
         patient = await ctx.loaders.patients.load(row.id)  # through the distinct-patient budget
-        return Patient.from_row(patient.row, await ctx.record_fields_at(row.practice_id), patient.in_horizon, ctx)
-    return Practice.from_row(row, await ctx.readable_at(row.id))
+        return Patient.from_row(patient.row, await ctx.fields.record_fields_at(row.practice_id), patient.in_horizon, ctx)
+    return Practice.from_row(row, await ctx.fields.at(row.id))
 
 
 @strawberry.type(description="Entry points for partner software. Every list is paged with `first` (1 to 100).")
@@ -43,8 +43,8 @@ class Query(ChangeQuery):
     @strawberry.field(description="You, the calling partner, and your grants.")
     async def viewer(self, info: Info) -> Viewer:
         ctx = info.context
-        statement = ctx.authorized(models.Grant).options(joinedload(models.Grant.practice)).order_by(models.Grant.id)
-        grants = (await ctx.execute(statement)).scalars()
+        statement = ctx.uow.authorized(models.Grant).options(joinedload(models.Grant.practice)).order_by(models.Grant.id)
+        grants = (await ctx.uow.execute(statement)).scalars()
         return Viewer(
             id=strawberry.ID(ctx.principal.partner_public_id),
             name=ctx.principal.partner_name,
@@ -55,7 +55,7 @@ class Query(ChangeQuery):
                     practice_name=g.practice.name, scopes=sorted(g.scopes), granted_at=g.granted_at,
                     expires_at=g.expires_at, days_back=g.days_back, days_ahead=g.days_ahead,
                     # An ended permission is no permission: the partner sees null, as for none.
-                    history_until=g.history_until if ctx.authorizer.history_open(ctx.actor, g) else None,
+                    history_until=g.history_until if ctx.uow.authorizer.history_open(ctx.identity.actor, g) else None,
                 )
                 for g in grants
             ],
@@ -66,7 +66,7 @@ class Query(ChangeQuery):
     )
     async def rate_limit(self, info: Info) -> RateLimit:
         ctx = info.context
-        async with ctx.transaction() as session:
+        async with ctx.uow.transaction() as session:
             throttle = await ctx.budgets.status(session, ctx.principal, time.time())
         return RateLimit(
             maximum_available=throttle.maximum_available,
@@ -80,8 +80,8 @@ class Query(ChangeQuery):
     )
     async def practices(self, info: Info, first: First, after: After = None) -> Connection[Practice]:
         ctx = info.context
-        page = await reads.practices(ctx, first, after)
-        readable = await ctx.readable_fields(p.id for p in page.rows)
+        page = await reads.practices(ctx.uow, ctx.cursors, first, after)
+        readable = await ctx.fields.at_practices(p.id for p in page.rows)
         return Connection.of(page, lambda row: Practice.from_row(row, readable[row.id]))
 
     @strawberry.field(
@@ -90,8 +90,8 @@ class Query(ChangeQuery):
     async def practice(
         self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="Practice id.", directives=[constraints.ID])]
     ) -> Practice | None:
-        row = await reads.find_by_public_id(info.context, models.Practice, id)
-        return Practice.from_row(row, await info.context.readable_at(row.id))
+        row = await reads.find_by_public_id(info.context.uow, models.Practice, id)
+        return Practice.from_row(row, await info.context.fields.at(row.id))
 
     @strawberry.field(
         description="Appointments of a practice starting in [from, to), ordered by start time. Needs appointments:read.",
@@ -114,8 +114,8 @@ class Query(ChangeQuery):
         status: Annotated[AppointmentStatus | None, strawberry.argument(description="Only this status.")] = None,
     ) -> Connection[Appointment]:
         ctx = info.context
-        page = await reads.appointments(ctx, practice_id, from_, to, practitioner_id, status, first, after)
-        fields = await ctx.record_fields({row.practice_id for row in page.rows})
+        page = await reads.appointments(ctx.uow, ctx.cursors, practice_id, from_, to, practitioner_id, status, first, after)
+        fields = await ctx.fields.record_fields({row.practice_id for row in page.rows})
         return Connection.of(page, lambda row: Appointment.from_row(row, fields[row.practice_id], ctx))
 
     @strawberry.field(

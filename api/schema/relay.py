@@ -8,6 +8,7 @@ import strawberry
 
 from api.protection.cost import Cost, ListSize
 from api.schema import constraints
+from api.schema.deferred import Deferred
 from api.services.reads import Page
 
 NodeType = TypeVar("NodeType")
@@ -53,6 +54,9 @@ class Connection(Generic[NodeType]):
     def of(cls, page: Page[Row], node: Callable[[Row], NodeType]) -> "Connection[NodeType]":
         """The page's rows as edges, each row made a node by `node`."""
         return cls(
-            edges=[Edge(cursor=cursor, node=node(row)) for row, cursor in zip(page.rows, page.cursors, strict=True)],
+            edges=[
+                Edge(cursor=Deferred(cursor), node=node(row))  # type: ignore[arg-type]  # signed if selected
+                for row, cursor in zip(page.rows, page.cursors, strict=True)
+            ],
             page_info=PageInfo.of(page),
         )

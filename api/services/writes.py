@@ -19,7 +19,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.services import reads
-from api.services.context import RequestContext
+from api.services.unit_of_work import UnitOfWork
 from api.errors import ApiError, ErrorCode, bad_input, not_found
 from api.ids import kind_of
 from api.data.models import (
@@ -78,7 +78,7 @@ def _request_hash(operation: str, payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps([operation, payload], sort_keys=True, default=str).encode()).hexdigest()
 
 
-async def _replayed(session: AsyncSession, ctx: RequestContext, key: str | None, operation: str, digest: str) -> Appointment | None:
+async def _replayed(session: AsyncSession, ctx: UnitOfWork, key: str | None, operation: str, digest: str) -> Appointment | None:
     if key is None:
         return None
     record = (
@@ -93,7 +93,7 @@ async def _replayed(session: AsyncSession, ctx: RequestContext, key: str | None,
     return await session.get(Appointment, record.appointment_id)
 
 
-def _remember(session: AsyncSession, ctx: RequestContext, key: str | None, operation: str, digest: str, appointment: Appointment) -> None:
+def _remember(session: AsyncSession, ctx: UnitOfWork, key: str | None, operation: str, digest: str, appointment: Appointment) -> None:
     if key is not None:
         session.add(
             IdempotencyRecord(
@@ -103,7 +103,7 @@ def _remember(session: AsyncSession, ctx: RequestContext, key: str | None, opera
         )
 
 
-async def _authorized(session: AsyncSession, ctx: RequestContext, model: type[Any], action: str, public_id: str, what: str) -> Any:
+async def _authorized(session: AsyncSession, ctx: UnitOfWork, model: type[Any], action: str, public_id: str, what: str) -> Any:
     """The row if the policy allows `action` on it; FORBIDDEN if the partner may only read it,
     NOT_FOUND if it may not even see it (no existence oracle)."""
     if kind_of(public_id) != model.__name__:
@@ -116,7 +116,7 @@ async def _authorized(session: AsyncSession, ctx: RequestContext, model: type[An
     raise not_found(what)
 
 
-def _check_times(ctx: RequestContext, starts_at: datetime, ends_at: datetime) -> Refusal | None:
+def _check_times(ctx: UnitOfWork, starts_at: datetime, ends_at: datetime) -> Refusal | None:
     if starts_at.tzinfo is None or ends_at.tzinfo is None:
         raise bad_input("`startsAt` and `endsAt` need a time zone offset.")
     if starts_at <= ctx.request_time:
@@ -141,7 +141,7 @@ async def _slot_taken(session: AsyncSession, practitioner_id: int, starts_at: da
 
 
 async def book(
-    ctx: RequestContext,
+    ctx: UnitOfWork,
     practice_id: str,
     practitioner_id: str,
     patient_id: str | None,
@@ -208,7 +208,7 @@ async def book(
 
 
 async def reschedule(
-    ctx: RequestContext, appointment_id: str, starts_at: datetime, ends_at: datetime, idempotency_key: str | None
+    ctx: UnitOfWork, appointment_id: str, starts_at: datetime, ends_at: datetime, idempotency_key: str | None
 ) -> Appointment | Refusal:
     digest = _request_hash("reschedule", {"appointment": appointment_id, "starts": starts_at, "ends": ends_at})
     async with ctx.transaction() as session:
@@ -232,7 +232,7 @@ async def reschedule(
         return appointment
 
 
-async def cancel(ctx: RequestContext, appointment_id: str) -> Appointment:
+async def cancel(ctx: UnitOfWork, appointment_id: str) -> Appointment:
     """Cancel; cancelling a cancelled appointment changes nothing (safe to retry)."""
     async with ctx.transaction() as session:
         appointment = await _authorized(session, ctx, Appointment, "cancel", appointment_id, "appointment")

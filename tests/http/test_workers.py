@@ -52,7 +52,7 @@ def two_workers(database_url, world):
 
 
 # Several workers share their state through PostgreSQL; SQLite is the single-process default.
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
 async def test_a_budget_is_enforced_across_two_workers(two_workers, world, sync_engine):
     from tests.world import window_args
 

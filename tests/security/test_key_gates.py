@@ -24,24 +24,32 @@ async def spend_the_budget(api, world):
 
 
 async def test_a_key_runs_at_most_its_limit_at_once_and_is_refused_past_its_queue():
-    gates, running, most = CredentialGates(limit=2), 0, 0
-    release = asyncio.Event()
+    gates, running, most, refused = CredentialGates(limit=2), 0, 0, 0
+    release, settled = asyncio.Event(), asyncio.Event()
+
+    def check() -> None:
+        # The flood's 2 and the other key's request run, and the 3 past the queue are refused.
+        if running >= 3 and refused >= 3:
+            settled.set()
 
     async def request(credential: str) -> bool:
-        nonlocal running, most
+        nonlocal running, most, refused
         async with gates.turn(credential) as refusal:
             if refusal is not None:
+                refused += 1
+                check()
                 return False
             running += 1
             most = max(most, running)
+            check()
             await release.wait()
             running -= 1
             return True
 
     flood = [asyncio.create_task(request("Bearer flood")) for _ in range((QUEUE_FACTOR + 1) * 2 + 3)]
     other = asyncio.create_task(request("Bearer other"))
-    await asyncio.sleep(0.01)
-    assert running == 3  # the flood's 2, and the other key's request, which did not wait
+    await asyncio.wait_for(settled.wait(), timeout=10)  # a bound for a broken gate, not a timing assertion
+    assert running == 3 and refused == 3  # the other key's request did not wait behind the flood
     release.set()
     outcomes = await asyncio.gather(*flood)
     assert await other and most <= 3

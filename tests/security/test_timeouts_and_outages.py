@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from api.http.app import create_app
 from api.protection.budgets import Budgets
-from api.services.context import RequestContext
+from api.services.unit_of_work import UnitOfWork
 from api.data.models import AccessRecord, Disclosure
 from api.settings import Settings
 from tests.client import ApiClient
@@ -45,13 +45,13 @@ def disclosed(sync_engine, record: AccessRecord) -> int:
 
 def slowed(monkeypatch, before):
     """Every statement a resolver runs first awaits `before(context)`."""
-    execute = RequestContext.execute
+    execute = UnitOfWork.execute
 
     async def slow(self, statement):
         await before(self)
         return await execute(self, statement)
 
-    monkeypatch.setattr(RequestContext, "execute", slow)
+    monkeypatch.setattr(UnitOfWork, "execute", slow)
 
 
 def assert_timeout(response, limit: str) -> None:
@@ -62,10 +62,19 @@ def assert_timeout(response, limit: str) -> None:
 
 
 async def test_a_request_past_its_timeout_is_stopped_recorded_and_the_next_one_served(make_api, world, sync_engine, monkeypatch):
-    api = make_api(request_timeout_seconds=0.2)
-    assert (await api.query(world.keys["full"], PAGE, page(world))).errors == []  # warm: the charge is quick now
-    slowed(monkeypatch, lambda _: asyncio.sleep(1))
+    api = make_api()
+    assert (await api.query(world.keys["full"], PAGE, page(world))).errors == []  # warm, under the default timeout
+    # Then a short timeout, and a statement that never ends: only the timeout can stop the request.
+    monkeypatch.setattr(api.http._transport.app.state.settings, "request_timeout_seconds", 0.5)  # type: ignore[attr-defined]
+    reached, never = asyncio.Event(), asyncio.Event()
+
+    async def stall(_uow) -> None:
+        reached.set()
+        await never.wait()
+
+    slowed(monkeypatch, stall)
     response = await api.query(world.keys["full"], PAGE, page(world))
+    assert reached.is_set()
     assert_timeout(response, "request")
     record = last_record(sync_engine)
     assert (record.outcome, record.error_code, record.http_status) == ("refused", "COST_LIMIT_EXCEEDED", 503)
@@ -80,7 +89,7 @@ async def test_a_request_past_its_timeout_is_stopped_recorded_and_the_next_one_s
 @ON_POSTGRESQL  # statement_timeout is PostgreSQL's
 async def test_a_statement_past_the_database_timeout_is_stopped_and_recorded(make_api, world, sync_engine, monkeypatch):
     api = make_api(statement_timeout_seconds=0.1)
-    slowed(monkeypatch, lambda context: context.session.execute(text("SELECT pg_sleep(2)")))
+    slowed(monkeypatch, lambda uow: uow.session.execute(text("SELECT pg_sleep(2)")))
     response = await api.query(world.keys["full"], PAGE, page(world))
     assert_timeout(response, "statement")
     record = last_record(sync_engine)

@@ -1,0 +1,40 @@
+"""What a database error means for the client: a statement the database stopped, or a database
+out of reach. The request path (api/http/pipeline.py) and the GraphQL view classify failures
+with these, whichever layer wrapped the driver's error."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+
+from sqlalchemy.exc import DBAPIError, DisconnectionError, PendingRollbackError
+
+__all__ = ["DATABASE_UNAVAILABLE", "QUERY_CANCELED", "is_database_unavailable", "is_statement_timeout"]
+
+QUERY_CANCELED = "57014"  # SQLSTATE of a statement stopped by statement_timeout
+DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"  # `extensions.reason` of an INTERNAL_SERVER_ERROR
+
+
+def _causes(error: BaseException | None) -> Iterator[BaseException]:
+    """The error and what it wraps, whichever layer wrapped it (SQLAlchemy's `orig`, `raise from`)."""
+    for _ in range(10):
+        if error is None:
+            return
+        yield error
+        error = getattr(error, "orig", None) or error.__cause__
+
+
+def is_statement_timeout(error: BaseException | None) -> bool:
+    """The database cancelled a statement (statement_timeout)."""
+    return any(getattr(cause, "sqlstate", None) == QUERY_CANCELED for cause in _causes(error))
+
+
+def is_database_unavailable(error: BaseException | None) -> bool:
+    """The connection to the database was lost, the session still holds the transaction it lost,
+    or SQLite stayed locked by another writer past its busy timeout."""
+    return any(
+        isinstance(cause, (DisconnectionError, PendingRollbackError))
+        or (isinstance(cause, DBAPIError) and cause.connection_invalidated)
+        or (isinstance(cause, sqlite3.OperationalError) and getattr(cause, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY)
+        for cause in _causes(error)
+    )

@@ -1,0 +1,267 @@
+"""The path of one request to `/graphql`, step by step, in one class."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Message
+
+from api.data.database import WriterLock
+from api.data.failures import DATABASE_UNAVAILABLE, is_database_unavailable, is_statement_timeout
+from api.errors import ApiError, ErrorCode, timed_out
+from api.http import logs, metrics
+from api.http.graphiql import render_graphiql, wants_graphiql
+from api.http.graphql_view import PartnerGraphQL
+from api.http.outcome import Outcome, refused
+from api.identity.authentication import Principal, authenticate, bearer_token
+from api.identity.grant_cache import GrantCache
+from api.identity.keys import split_token
+from api.identity.request_identity import RequestIdentity
+from api.ledger import access as ledger
+from api.ledger.access import AccessEntry
+from api.ledger.disclosure_recorder import DisclosureRecorder, sensitive_field_groups
+from api.protection.budgets import Budgets
+from api.protection.extraction import ExtractionGuard
+from api.protection.key_gates import CredentialGates
+from api.schema.context import GraphQLContext
+from api.services.cursors import CursorCodec
+from api.services.readable_fields import ReadableFields
+from api.services.unit_of_work import UnitOfWork
+from api.settings import Settings
+from api.timeutil import utcnow
+from authz.engine import Authorizer
+
+__all__ = ["GraphQLPipeline"]
+
+logger = logging.getLogger("api")
+
+
+class GraphQLPipeline:
+    """The `/graphql` endpoint: each request goes through these steps, in this order.
+
+    1. `read_body`: at most PARTNER_API_MAX_BODY_BYTES, read here once (413 above).
+    2. `take_turn`: the per-key gate, before any database work (api/protection/key_gates.py):
+       a key's requests run N at a time, and a key whose budget is spent is refused (429).
+    3. `authenticate`: the bearer key (api/identity/authentication.py), 401 for any failure.
+       (A refusal of a known but barred key, e.g. a quarantined one, belongs here, after it.)
+    4. `execute`: the GraphQL view (api/http/graphql_view.py), bounded by
+       PARTNER_API_REQUEST_TIMEOUT_SECONDS (503). The schema's extensions run inside, in this
+       order (api/schema/__init__.py): the token limit and parser cache (strawberry), the shape
+       limits (api/protection/shape_limits.py: depth, aliases, directives), then the price and
+       the budget charge (api/protection/cost_and_budget.py: 400 above the maximum, 429 when the
+       budget is spent). Then the resolvers (api/schema/) read through the services
+       (api/services/reads.py, writes.py) with the policy's row filter; fields are guarded and
+       disclosed values recorded by the default resolver (api/schema/guard.py); new patients pass
+       the distinct-patient budget in the patient loader (api/schema/loaders.py ->
+       api/protection/extraction.py).
+    5. `record`: the access ledger (api/ledger/access.py) and the refund of unspent points
+       (api/protection/budgets.py), in one transaction; fail closed: what cannot be recorded is
+       not sent (503).
+    6. `observe`: metrics (api/http/metrics.py) and the request's log line (api/http/logs.py).
+
+    A failure of the database outside GraphQL execution (steps 2 to 4) is a 503 (`unavailable`),
+    recorded and observed like any refusal. Every step answers with an `Outcome`
+    (api/http/outcome.py), so `record` and `observe` see every request, refused or served.
+
+    Where the next steps go: a refusal of an authenticated but barred key (quarantine) at the end
+    of `authenticate`; a slow client (408) in `read_body`, a client gone away around `execute`
+    (the replayed request's `receive` hands on its disconnect); an outage's Retry-After in
+    `unavailable`; a write committed with its access record would hand its transaction from
+    `execute` to `record`.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        writer_lock: WriterLock,
+        view: PartnerGraphQL,
+        authorizer: Authorizer,
+        gates: CredentialGates,
+        grants: GrantCache,
+        budgets: Budgets,
+        extraction: ExtractionGuard,
+        cursors: CursorCodec,
+    ) -> None:
+        self.settings, self.sessions, self.writer_lock, self.view = settings, sessions, writer_lock, view
+        self.authorizer, self.gates, self.grants = authorizer, gates, grants
+        self.budgets, self.extraction, self.cursors = budgets, extraction, cursors
+        # Derived once from the policy: the ledger group of each sensitive field.
+        self.field_groups = sensitive_field_groups(authorizer.field_scopes)
+
+    async def handle(self, request: Request) -> Response:
+        """One request, through the steps above."""
+        request_id = uuid.uuid4().hex
+        logs.request_id.set(request_id)  # on every log line of this request
+        if wants_graphiql(request):
+            if not self.settings.graphiql:
+                return refused(404, ApiError(ErrorCode.NOT_FOUND, "GraphiQL is disabled on this server."), request_id).response
+            return render_graphiql(request)
+        started, now = time.perf_counter(), utcnow()
+        body = await self.read_body(request)
+        if body is None:
+            limit = self.settings.max_body_bytes
+            outcome = refused(413, ApiError(ErrorCode.BAD_USER_INPUT, f"Request bodies are limited to {limit} bytes."), request_id)
+        else:
+            try:
+                outcome = await self.take_turn(_replaying(request, body), request_id)
+            except Exception as error:  # the database is away, saturated or slow: a clear refusal, never a bare 500
+                logger.exception("request %s failed outside GraphQL execution", request_id)
+                outcome = self.unavailable(error, request_id)
+        entry = _entry(request, body, outcome, request_id, now, started)
+        outcome, entry = await self.record(outcome, entry)
+        # Metrics and the log line count the ledger write in the duration: it is part of the latency.
+        self.observe(replace(entry, duration_ms=_elapsed_ms(started)), outcome.principal)
+        return outcome.response
+
+    async def read_body(self, request: Request) -> bytes | None:
+        """Step 1: the body, or None when it is larger than allowed (bounded even without a Content-Length)."""
+        limit = self.settings.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            return None
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def take_turn(self, request: Request, request_id: str) -> Outcome:
+        """Step 2: waits for one of the key's places; steps 3 and 4 run while it is held."""
+        credential = bearer_token(request.headers.get("authorization"))  # "bearer  K" and "Bearer K" share a gate
+        async with self.gates.turn(credential) as refusal:
+            if refusal is not None:
+                limited = ApiError(ErrorCode.RATE_LIMITED, refusal.message, retryAfter=refusal.retry_after)  # as a budget refusal says it
+                return refused(429, limited, request_id, refusal.principal, **{"Retry-After": str(refusal.retry_after)})
+            outcome = await self.authenticate(request, credential, request_id, utcnow())  # its time starts once admitted
+        if outcome.principal is not None and outcome.metering.retry_after is not None:
+            self.gates.cool(credential, outcome.principal, outcome.metering.retry_after)
+        return outcome
+
+    async def authenticate(self, request: Request, credential: str | None, request_id: str, now: datetime) -> Outcome:
+        """Step 3: the key's principal; step 4 runs on the same session."""
+        async with self.sessions() as session:
+            principal = await authenticate(session, credential, now)
+            if principal is None:
+                return refused(
+                    401, ApiError(ErrorCode.UNAUTHENTICATED, "A valid API key is required: `Authorization: Bearer <key>`."),
+                    request_id, **{"WWW-Authenticate": 'Bearer realm="partner-api"'},
+                )
+            return await self.execute(request, self.context(session, RequestIdentity(principal, now, request_id)))
+
+    def context(self, session: AsyncSession, identity: RequestIdentity) -> GraphQLContext:
+        """What the resolvers get: the request's parts, each from its layer."""
+        uow = UnitOfWork(session, self.authorizer, identity, self.writer_lock)
+        return GraphQLContext(
+            identity=identity, uow=uow, fields=ReadableFields(uow, self.authorizer, self.grants),
+            disclosures=DisclosureRecorder(self.field_groups), cursors=self.cursors, settings=self.settings,
+            budgets=self.budgets, extraction=self.extraction,
+        )
+
+    async def execute(self, request: Request, context: GraphQLContext) -> Outcome:
+        """Step 4: the operation, stopped past the request timeout."""
+        seconds = self.settings.request_timeout_seconds
+        try:
+            async with asyncio.timeout(seconds) as deadline:
+                return await self.view.serve(request, context)
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            stopped = refused(503, timed_out("request", seconds), context.identity.request_id, context.principal)
+            return replace(stopped, metering=context.metering)  # what was charged before it was stopped
+
+    def unavailable(self, error: Exception, request_id: str) -> Outcome:
+        """A database failure outside GraphQL execution (the gate, authentication, the timeout's cleanup)."""
+        if is_statement_timeout(error):
+            return refused(503, timed_out("statement", self.settings.statement_timeout_seconds), request_id)
+        reason = {"reason": DATABASE_UNAVAILABLE} if is_database_unavailable(error) else {}
+        return refused(503, ApiError(ErrorCode.INTERNAL_SERVER_ERROR, "The service is temporarily unavailable; retry later.", **reason), request_id)
+
+    async def record(self, outcome: Outcome, entry: AccessEntry) -> tuple[Outcome, AccessEntry]:
+        """Step 5: the access ledger and the refund, committed before the response leaves."""
+        try:
+            async with self.sessions() as session, self.writer_lock(session):
+                await ledger.write(session, entry, outcome.disclosures if outcome.served else None)
+                if outcome.principal is not None and outcome.metering.refund:  # last: the budget row stays locked until the commit
+                    await self.budgets.refund(session, outcome.principal, outcome.metering.refund, time.time())
+                await session.commit()
+        except Exception:  # fail closed: what cannot be recorded is not sent
+            logger.exception("could not write the access ledger for request %s", entry.request_id)
+            unrecorded = ApiError(ErrorCode.INTERNAL_SERVER_ERROR, "The access could not be recorded, so no data is sent; retry later.")
+            outcome = replace(refused(503, unrecorded, entry.request_id), principal=outcome.principal)
+            entry = replace(entry, outcome="refused", error_code=ErrorCode.INTERNAL_SERVER_ERROR.value, http_status=503)
+        return outcome, entry
+
+    def observe(self, entry: AccessEntry, principal: Principal | None) -> None:
+        """Step 6: metrics and the log line, labelled by partner name (empty when unknown)."""
+        partner = principal.partner_name if principal else None
+        metrics.observe(entry, partner)
+        logs.log_request(entry, partner)
+
+
+def _replaying(request: Request, body: bytes) -> Request:
+    """The request as the view reads it: the same scope, its body replayed from what step 1 read."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:  # the body is over; what remains is the client leaving
+            return await request.receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return Request(request.scope, receive)
+
+
+def _operation(request: Request, body: bytes | None) -> dict[str, Any]:
+    """The request's JSON body or query string, for the ledger; empty when it is not an object."""
+    if request.method == "GET":
+        return dict(request.query_params)
+    try:
+        operation = json.loads(body or b"null")
+    except (ValueError, RecursionError):  # the view has refused it already
+        return {}
+    fields_are_text = isinstance(operation, dict) and all(isinstance(operation.get(k), (str, type(None))) for k in ("query", "operationName"))
+    return operation if fields_are_text else {}
+
+
+def _presented_prefix(request: Request) -> str | None:
+    token = bearer_token(request.headers.get("authorization"))
+    parts = split_token(token) if token else None
+    return parts[0] if parts else None
+
+
+def _elapsed_ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
+
+
+def _entry(request: Request, body: bytes | None, outcome: Outcome, request_id: str, now: datetime, started: float) -> AccessEntry:
+    """The ledger's line for this request."""
+    operation, principal = _operation(request, body), outcome.principal
+    return AccessEntry(
+        request_id=request_id, at=now,
+        partner_id=principal.partner_id if principal else None,
+        key_id=principal.key_id if principal else None,
+        key_prefix=_presented_prefix(request),
+        operation_name=outcome.metering.operation_name or operation.get("operationName"),
+        query=operation.get("query"),
+        outcome="served" if outcome.served else "refused",
+        error_code=outcome.error_code,
+        http_status=outcome.status,
+        requested_cost=outcome.metering.requested,
+        actual_cost=outcome.metering.actual,
+        duration_ms=_elapsed_ms(started),
+        client_address=request.client.host if request.client else None,
+    )
