@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import logging
@@ -30,9 +31,10 @@ from api.ledger import access as ledger
 from api.http import logs
 
 from api.http import metrics
-from api.identity.authentication import authenticate, bearer_token
+from api.identity.authentication import KeyQuarantined, authenticate, bearer_token
 from api.identity.keys import split_token
 from api.ledger.access import AccessEntry
+from api.ledger.webhook import WebhookSender
 from api.services.context import RequestContext
 from api.services.cursors import CursorCodec
 from api.data.database import make_async_engine, make_session_factory, write_turns
@@ -130,7 +132,8 @@ def create_app(
     cursors = CursorCodec(settings.secret_key.encode() or secrets.token_bytes(32))
     view = PartnerGraphQL(schema or build_schema(settings), graphql_ide=None)
     view.statement_timeout = settings.statement_timeout_seconds
-    budgets, extraction, grants = Budgets(settings), ExtractionGuard(settings), GrantCache()
+    alert_sender = WebhookSender(settings, sessions, write_turn)
+    budgets, extraction, grants = Budgets(settings), ExtractionGuard(settings, on_alert=alert_sender.wake), GrantCache()
     gates = CredentialGates(settings.max_concurrent_requests_per_key)
 
     async def healthz(_: Request) -> Response:
@@ -215,7 +218,11 @@ def create_app(
 
     async def serve_in_turn(request: Request, credential: str | None, request_id: str, now: datetime) -> tuple[Response, RequestContext | None]:
         async with sessions() as session:
-            principal = await authenticate(session, credential, now)
+            try:
+                principal = await authenticate(session, credential, now)
+            except KeyQuarantined as quarantined:
+                request.state.principal = quarantined.principal
+                return refusal_response(403, quarantined, request_id), None
             if principal is None:
                 return error_response(
                     401, ErrorCode.UNAUTHENTICATED, "A valid API key is required: `Authorization: Bearer <key>`.",
@@ -247,7 +254,13 @@ def create_app(
         # What exists now (schema, policy, mappers: ~100k objects) lives as long as the worker: frozen,
         # the collector's full passes skip it, instead of pausing every request they hit for ~50 ms.
         gc.freeze()
+        # Every worker sends the alert outbox: rows are claimed one sender at a time.
+        sender = asyncio.create_task(alert_sender.run()) if alert_sender.configured else None
         yield
+        if sender is not None:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
         await engine.dispose()
 
     # CORS is closed unless origins are configured: no Access-Control-* header at all by default.
@@ -273,4 +286,5 @@ def create_app(
     app.state.sessions = sessions
     app.state.settings = settings
     app.state.authorizer = authorizer
+    app.state.alert_sender = alert_sender
     return app

@@ -41,12 +41,17 @@ class Loaders:
                 by_practice[found[patient_id].practice_id].add(patient_id)
             refused: dict[int, ApiError] = {}
             partner_id, key_id = ctx.principal.partner_id, ctx.principal.key_id
+            halted: ApiError | None = None  # a quarantined key is served nothing more
             for practice_id, patient_ids in by_practice.items():
+                if halted is not None:
+                    refused[practice_id] = halted
+                    continue
                 try:
                     async with ctx.transaction() as session:
                         await ctx.extraction.admit(session, partner_id, key_id, practice_id, patient_ids, ctx.request_time)
                 except ApiError as error:
                     refused[practice_id] = error
+                    halted = error if error.extensions.get("quarantined") else None
             return [
                 refused.get(found[i].practice_id, found[i]) if i in found else None
                 for i in ids

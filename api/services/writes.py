@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.protection import churn
 from api.services.context import RequestContext
 from api.errors import ApiError, ErrorCode, bad_input, not_found
 from api.ids import kind_of
@@ -240,5 +241,11 @@ async def cancel(ctx: RequestContext, appointment_id: str) -> Appointment:
             return appointment
         appointment.status = AppointmentStatus.CANCELLED
         appointment.updated_at, appointment.change_seq = ctx.request_time, await next_change_seq(session)
+        await session.flush()
+        alerted = await churn.after_cancel(
+            session, ctx.settings, appointment, ctx.principal.partner_id, ctx.principal.key_id, ctx.request_time
+        )
         await session.commit()
-        return appointment
+    if alerted:
+        ctx.extraction.on_alert()
+    return appointment
