@@ -12,6 +12,7 @@ class ErrorCode(StrEnum):
     COST_LIMIT_EXCEEDED = "COST_LIMIT_EXCEEDED"
     RATE_LIMITED = "RATE_LIMITED"
     EXTRACTION_LIMIT_EXCEEDED = "EXTRACTION_LIMIT_EXCEEDED"
+    KEY_QUARANTINED = "KEY_QUARANTINED"
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
 
     @property
@@ -26,7 +27,8 @@ ERROR_DESCRIPTIONS = {
     ErrorCode.NOT_FOUND: "No such object, or none you may see (the two are indistinguishable).",
     ErrorCode.COST_LIMIT_EXCEEDED: "The operation costs more than the maximum per request, or ran past a timeout (`reason: TIMEOUT`).",
     ErrorCode.RATE_LIMITED: "Your cost budget is spent; retry after the delay given.",
-    ErrorCode.EXTRACTION_LIMIT_EXCEEDED: "Too many distinct patients read at this practice in the window.",
+    ErrorCode.EXTRACTION_LIMIT_EXCEEDED: "Too many distinct patients of a practice read; the operator is alerted (HTTP 429).",
+    ErrorCode.KEY_QUARANTINED: "This key was quarantined after a distinct-patient refusal; ask the operator to release it (HTTP 403).",
     ErrorCode.INTERNAL_SERVER_ERROR: "Unexpected failure; quote `requestId` to the operator.",
 }
 

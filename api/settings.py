@@ -4,8 +4,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from standardwebhooks import Webhook
 
 
 class Settings(BaseSettings):
@@ -32,11 +33,47 @@ class Settings(BaseSettings):
     max_query_cost: int = Field(default=1000, description="Most points one operation may cost.")
     budget_capacity: int = Field(default=2000, description="Points a partner's bucket holds (per-partner override).")
     budget_refill_per_second: float = Field(default=100.0, description="Points restored per second.")
-    extraction_window_hours: int = Field(default=24, description="Rolling window of the distinct-patient budget.")
-    extraction_floor: int = Field(default=50, description="Distinct patients always allowed per practice and window.")
+    # The distinct-patient budget (api.protection.extraction); each default's reasoning is in the README.
+    extraction_window_hours: int = Field(default=24, ge=1, description="Short window of the distinct-patient budget.")
+    extraction_long_window_days: int = Field(default=30, ge=1, description="Long window of the distinct-patient budget.")
+    extraction_floor: int = Field(default=50, ge=1, description="Distinct patients always allowed per practice and short window.")
     extraction_activity_factor: float = Field(
-        default=2.0, description="Default limit: this many times the patients seen at the practice in a week."
+        default=1.5, ge=0, description="Short-window limit: this many times the practice's weekly patients (its baseline)."
     )
+    extraction_long_floor: int = Field(default=150, ge=1, description="Distinct patients always allowed per practice and long window.")
+    extraction_long_factor: float = Field(
+        default=10.0, ge=0, description="Long-window limit: this many times the practice's weekly patients."
+    )
+    extraction_daily_cap: int = Field(
+        default=1500, ge=1, description="Most the computed short-window limit may reach (per-grant override)."
+    )
+    extraction_long_cap: int = Field(
+        default=8000, ge=1, description="Most the computed long-window limit may reach (per-grant override)."
+    )
+    extraction_baseline_weeks_back: int = Field(default=4, ge=0, description="Past weeks the baseline measures.")
+    extraction_baseline_weeks_ahead: int = Field(default=2, ge=0, description="Coming weeks the baseline measures.")
+    extraction_baseline_max_growth: float = Field(
+        default=0.25, ge=0, description="Most the baseline may grow from one daily computation to the next (0.25: +25 %)."
+    )
+    extraction_warning_fractions: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [0.5, 0.8], description="Fractions of each budget that raise a warning, comma-separated."
+    )
+    extraction_churn_cancellations: int = Field(
+        default=20, ge=1, description="A partner's own bookings cancelled soon after booking, per practice and day, that raise a churn alert."
+    )
+    extraction_churn_minutes: int = Field(
+        default=60, ge=1, description="A cancellation this soon after its booking counts as churn."
+    )
+    # The operators' webhook (api.ledger.webhook): Standard Webhooks signature.
+    alert_webhook_url: str = Field(default="", description="Where every alert is POSTed; empty: kept in the outbox, listed only.")
+    alert_webhook_secret: str = Field(
+        default="", description="Standard Webhooks secret (`whsec_` + base64) that signs each body with HMAC-SHA256."
+    )
+    alert_webhook_timeout_seconds: float = Field(default=5.0, gt=0, description="Longest one delivery attempt waits.")
+    alert_webhook_poll_seconds: float = Field(
+        default=5.0, gt=0, description="How often the app's sender looks for due deliveries when not woken by a new alert."
+    )
+    alert_webhook_max_backoff_seconds: float = Field(default=3600.0, gt=0, description="Longest wait between two attempts.")
     ledger_retention_days: int = Field(
         default=400, ge=1, description="Days the access ledger is kept; `partner-api ledger purge` deletes older requests."
     )
@@ -56,6 +93,30 @@ class Settings(BaseSettings):
         default="",
         description="Signs paging cursors. Set the same value on every worker; empty: random per process.",
     )
+
+    @field_validator("extraction_warning_fractions", mode="before")
+    @classmethod
+    def _fractions(cls, value: object) -> object:
+        return [float(f) for f in value.split(",") if f.strip()] if isinstance(value, str) else value
+
+    @field_validator("extraction_warning_fractions")
+    @classmethod
+    def _between_zero_and_one(cls, value: list[float]) -> list[float]:
+        if any(not 0 < f < 1 for f in value):
+            raise ValueError("each warning fraction is between 0 and 1 (exclusive)")
+        return sorted(set(value))
+
+    @model_validator(mode="after")
+    def _webhook_is_signed(self) -> "Settings":
+        # Deny by default: an unsigned alert could be forged by anyone who can reach the receiver.
+        if self.alert_webhook_url and not self.alert_webhook_secret:
+            raise ValueError("PARTNER_API_ALERT_WEBHOOK_URL needs PARTNER_API_ALERT_WEBHOOK_SECRET")
+        if self.alert_webhook_secret:
+            try:
+                Webhook(self.alert_webhook_secret)
+            except Exception as error:
+                raise ValueError("PARTNER_API_ALERT_WEBHOOK_SECRET is `whsec_` followed by base64") from error
+        return self
 
     @field_validator("cors_origins", mode="before")
     @classmethod

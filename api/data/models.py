@@ -148,6 +148,11 @@ class Appointment(Base):
         # The sync feed: practice, then change sequence.
         Index("ix_appointments_practice_change_seq", "practice_id", "change_seq"),
         Index("ix_appointments_practitioner_starts", "practitioner_id", "starts_at"),
+        # A partner's own recent bookings (book-then-cancel churn); the practice's own are left out.
+        Index(
+            "ix_appointments_source_partner_created", "source_partner_id", "practice_id", "created_at",
+            sqlite_where=text("source_partner_id IS NOT NULL"), postgresql_where=text("source_partner_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -210,6 +215,10 @@ class Partner(Base):
     grants_version: Mapped[int] = mapped_column(
         Integer, server_default="0", default=0, comment="Bumped by a trigger on every change to the partner's grants"
     )
+    quarantine_on_refusal: Mapped[bool] = mapped_column(
+        Boolean, server_default=text("true"), default=True,
+        comment="Quarantine a key at its first distinct-patient refusal (api.protection.extraction)",
+    )
 
     keys: Mapped[list[PartnerKey]] = relationship(back_populates="partner")
     grants: Mapped[list[Grant]] = relationship(back_populates="partner")
@@ -229,6 +238,9 @@ class PartnerKey(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    quarantined_at: Mapped[datetime | None] = mapped_column(
+        UTCDateTime, comment="Refused (KEY_QUARANTINED) from then until an operator releases it"
+    )
 
     partner: Mapped[Partner] = relationship(back_populates="keys")
 
@@ -272,6 +284,7 @@ class Grant(_scope_columns(), Base):  # type: ignore[misc]  # a base built at im
     granted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, comment="Consent always ends")
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # An operator's explicit limit of the 24 h window, in place of the computed one (api.protection.extraction).
     max_patients_per_window: Mapped[int | None] = mapped_column(
         Integer, comment="Distinct patients readable per rolling window; NULL: sized from the practice's activity"
     )
@@ -286,6 +299,12 @@ class Grant(_scope_columns(), Base):  # type: ignore[misc]  # a base built at im
     )
     history_until: Mapped[datetime | None] = mapped_column(
         UTCDateTime, comment="Reading history (outside the horizon) is allowed until then; NULL: never"
+    )
+    patients_daily_cap: Mapped[int | None] = mapped_column(
+        Integer, comment="Most distinct patients per 24 h the computed limit may reach; NULL: the setting"
+    )
+    patients_monthly_cap: Mapped[int | None] = mapped_column(
+        Integer, comment="Most distinct patients per 30 days the computed limit may reach; NULL: the setting"
     )
 
     partner: Mapped[Partner] = relationship(back_populates="grants")
@@ -314,35 +333,82 @@ class PartnerBudget(Base):
 
 
 class PatientDisclosure(Base):
-    """The last time a partner received data of a patient: the distinct-patient budget counts these."""
+    """A patient a partner received data of, with the start of its current stay in each window of the
+    distinct-patient budget: counting either window is a range scan of one index."""
 
     __tablename__ = "patient_disclosures"
     __table_args__ = (
-        Index("ix_patient_disclosures_window", "partner_id", "practice_id", "disclosed_at"),
-        # The purge of rows past the window, across partners and practices.
-        Index("ix_patient_disclosures_disclosed_at", "disclosed_at"),
+        Index("ix_patient_disclosures_day", "partner_id", "practice_id", "day_first_at"),
+        Index("ix_patient_disclosures_month", "partner_id", "practice_id", "month_first_at"),
+        # The purge of rows past the longest window, across partners and practices.
+        Index("ix_patient_disclosures_month_first_at", "month_first_at"),
     )
 
     partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id", ondelete="CASCADE"), primary_key=True)
     practice_id: Mapped[int] = mapped_column(ForeignKey("practices.id", ondelete="CASCADE"), primary_key=True)
     patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"), primary_key=True)
-    disclosed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    day_first_at: Mapped[datetime] = mapped_column(UTCDateTime, comment="First disclosure in the current 24 h window")
+    month_first_at: Mapped[datetime] = mapped_column(UTCDateTime, comment="First disclosure in the current 30-day window")
+
+
+class PracticeActivity(Base):
+    """A practice's activity baseline, recomputed at most daily and shared by every worker: the
+    distinct patients of a typical week, counting only appointments the practice made itself."""
+
+    __tablename__ = "practice_activity"
+
+    practice_id: Mapped[int] = mapped_column(ForeignKey("practices.id", ondelete="CASCADE"), primary_key=True)
+    weekly_patients: Mapped[int] = mapped_column(Integer, comment="After the growth bound")
+    measured_patients: Mapped[int] = mapped_column(Integer, comment="As measured, before the growth bound")
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AlertKind(enum.StrEnum):
+    WARNING = "warning"  # a fraction of a budget reached
+    REFUSAL = "refusal"  # a budget would be exceeded: the patients were refused
+    CHURN = "churn"  # the partner cancelled many of its own fresh bookings
+    QUARANTINE = "quarantine"  # the key was quarantined
 
 
 class ExtractionAlert(Base):
-    """Recorded when a partner reaches its distinct-patient limit at a practice: for operators."""
+    """An early warning, refusal, churn or quarantine of a partner at a practice: for operators,
+    delivered to their webhook through `AlertDelivery`. No personal data."""
 
     __tablename__ = "extraction_alerts"
+    __table_args__ = (
+        # "Once per window": the last alert of a kind for a partner and practice.
+        Index("ix_extraction_alerts_partner_practice_kind", "partner_id", "practice_id", "kind", "raised_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id", ondelete="CASCADE"), index=True)
     practice_id: Mapped[int] = mapped_column(ForeignKey("practices.id", ondelete="CASCADE"))
     key_id: Mapped[int | None] = mapped_column(ForeignKey("partner_keys.id", ondelete="SET NULL"))
+    kind: Mapped[AlertKind] = mapped_column(_enum(AlertKind, "alert_kind"), server_default="refusal")
     raised_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    patients_in_window: Mapped[int] = mapped_column(Integer, comment="Distinct patients already disclosed")
+    patients_in_window: Mapped[int] = mapped_column(Integer, comment="Distinct patients already disclosed (churn: bookings cancelled)")
     patients_refused: Mapped[int] = mapped_column(Integer, comment="New patients this request asked for")
-    threshold: Mapped[int] = mapped_column(Integer)
+    threshold: Mapped[int] = mapped_column(Integer, comment="The budget's limit (churn: cancellations that alert)")
     window_hours: Mapped[int] = mapped_column(Integer)
+    fraction: Mapped[float | None] = mapped_column(Float, comment="Of the limit, for a warning")
+
+
+class AlertDelivery(Base):
+    """The transactional outbox of the operators' webhook: inserted with its alert, sent with retries."""
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (Index("ix_alert_deliveries_due", "delivered_at", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("extraction_alerts.id", ondelete="CASCADE"), unique=True)
+    message_id: Mapped[str] = mapped_column(String(40), unique=True, comment="webhook-id: the receiver's deduplication key")
+    payload: Mapped[str] = mapped_column(Text, comment="The JSON body, fixed at insertion: every retry signs the same bytes")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime, comment="A sender holds it until then")
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0", default=0)
+    last_error: Mapped[str | None] = mapped_column(String(200))
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class AppointmentTombstone(Base):

@@ -6,6 +6,8 @@ The engine, the per-worker caches and gates, the GraphQL view and the request pi
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
 import secrets
@@ -28,6 +30,7 @@ from api.http.graphiql import graphiql_routes
 from api.http.graphql_view import PartnerGraphQL
 from api.http.pipeline import GraphQLPipeline
 from api.identity.grant_cache import GrantCache
+from api.ledger.webhook import WebhookSender
 from api.protection.budgets import Budgets
 from api.protection.extraction import ExtractionGuard
 from api.protection.key_gates import CredentialGates
@@ -54,16 +57,18 @@ def create_app(
     authorizer = authorizer or Authorizer()
     if not settings.secret_key:
         logger.warning("PARTNER_API_SECRET_KEY is unset: cursors will not survive a restart or cross workers")
+    sessions, writer_lock = make_session_factory(engine), sqlite_writer_lock(engine)
+    alert_sender = WebhookSender(settings, sessions, writer_lock)  # alerts and quarantines to the operators
     graphql = GraphQLPipeline(
         settings=settings,
-        sessions=make_session_factory(engine),
-        writer_lock=sqlite_writer_lock(engine),
+        sessions=sessions,
+        writer_lock=writer_lock,
         view=PartnerGraphQL(schema or build_schema(settings), statement_timeout=settings.statement_timeout_seconds),
         authorizer=authorizer,
         gates=CredentialGates(settings.max_concurrent_requests_per_key),
         grants=GrantCache(),
         budgets=Budgets(settings),
-        extraction=ExtractionGuard(settings),
+        extraction=ExtractionGuard(settings, on_alert=alert_sender.wake),
         cursors=CursorCodec(settings.secret_key.encode() or secrets.token_bytes(32)),
     )
 
@@ -84,7 +89,13 @@ def create_app(
         # What exists now (schema, policy, mappers) lives as long as the worker: frozen, the
         # collector's full passes skip it instead of pausing the requests they hit.
         gc.freeze()
+        # Every worker sends the alert outbox: rows are claimed one sender at a time.
+        sender = asyncio.create_task(alert_sender.run()) if alert_sender.configured else None
         yield
+        if sender is not None:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
         await engine.dispose()
 
     # CORS is closed unless origins are configured: no Access-Control-* header at all by default.
@@ -110,4 +121,5 @@ def create_app(
     app.state.sessions = graphql.sessions
     app.state.settings = settings
     app.state.authorizer = authorizer
+    app.state.alert_sender = alert_sender
     return app

@@ -36,7 +36,7 @@ ACTUAL_COST = Histogram(
     "partner_api_actual_cost_points", "Cost of each operation as it ran (charged to the budget).", ["partner"], buckets=COST_BUCKETS
 )
 EXTRACTION_ALERTS = Counter(
-    "partner_api_extraction_alerts", "Requests refused by the distinct-patient limit, each recorded as an alert.", ["partner"]
+    "partner_api_extraction_alerts", "Requests refused by the distinct-patient limit (their alerts: `partner-api alerts`).", ["partner"]
 )
 
 

@@ -23,7 +23,7 @@ from api.http import logs, metrics
 from api.http.graphiql import render_graphiql, wants_graphiql
 from api.http.graphql_view import PartnerGraphQL
 from api.http.outcome import Outcome, refused
-from api.identity.authentication import Principal, authenticate, bearer_token
+from api.identity.authentication import KeyQuarantined, Principal, authenticate, bearer_token
 from api.identity.grant_cache import GrantCache
 from api.identity.keys import split_token
 from api.identity.request_identity import RequestIdentity
@@ -52,8 +52,9 @@ class GraphQLPipeline:
     1. `read_body`: at most PARTNER_API_MAX_BODY_BYTES, read here once (413 above).
     2. `take_turn`: the per-key gate, before any database work (api/protection/key_gates.py):
        a key's requests run N at a time, and a key whose budget is spent is refused (429).
-    3. `authenticate`: the bearer key (api/identity/authentication.py), 401 for any failure.
-       (A refusal of a known but barred key, e.g. a quarantined one, belongs here, after it.)
+    3. `authenticate`: the bearer key (api/identity/authentication.py), 401 for any failure; a
+       key quarantined after a distinct-patient refusal gets 403 KEY_QUARANTINED, after every
+       other check (api/protection/extraction.py quarantines it, `partner-api key release` frees it).
     4. `execute`: the GraphQL view (api/http/graphql_view.py), bounded by
        PARTNER_API_REQUEST_TIMEOUT_SECONDS (503). The schema's extensions run inside, in this
        order (api/schema/__init__.py): the token limit and parser cache (strawberry), the shape
@@ -73,8 +74,7 @@ class GraphQLPipeline:
     recorded and observed like any refusal. Every step answers with an `Outcome`
     (api/http/outcome.py), so `record` and `observe` see every request, refused or served.
 
-    Where the next steps go: a refusal of an authenticated but barred key (quarantine) at the end
-    of `authenticate`; a slow client (408) in `read_body`, a client gone away around `execute`
+    Where the next steps go: a slow client (408) in `read_body`, a client gone away around `execute`
     (the replayed request's `receive` hands on its disconnect); an outage's Retry-After in
     `unavailable`; a write committed with its access record would hand its transaction from
     `execute` to `record`.
@@ -153,7 +153,10 @@ class GraphQLPipeline:
     async def authenticate(self, request: Request, credential: str | None, request_id: str, now: datetime) -> Outcome:
         """Step 3: the key's principal; step 4 runs on the same session."""
         async with self.sessions() as session:
-            principal = await authenticate(session, credential, now)
+            try:
+                principal = await authenticate(session, credential, now)
+            except KeyQuarantined as quarantined:  # contained after an extraction refusal, until released
+                return refused(403, quarantined, request_id, quarantined.principal)
             if principal is None:
                 return refused(
                     401, ApiError(ErrorCode.UNAUTHENTICATED, "A valid API key is required: `Authorization: Bearer <key>`."),

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.errors import ApiError, ErrorCode
 from api.identity.keys import hash_secret, secret_matches, split_token
 from api.data.models import Partner, PartnerKey, PartnerStatus
 
@@ -33,6 +34,18 @@ class Principal:
     grants_version: int = 0  # changes with any of the partner's grants (see api.identity.grant_cache)
 
 
+class KeyQuarantined(ApiError):
+    """A live key of an active partner, quarantined after a distinct-patient refusal: said plainly,
+    since only the holder of the secret learns it, and refused until an operator releases it."""
+
+    def __init__(self, principal: Principal) -> None:
+        super().__init__(
+            ErrorCode.KEY_QUARANTINED,
+            "This API key is quarantined after an unusual volume of patient data; contact the operator to release it.",
+        )
+        self.principal = principal
+
+
 def bearer_token(authorization: str | None) -> str | None:
     if not authorization:
         return None
@@ -41,7 +54,9 @@ def bearer_token(authorization: str | None) -> str | None:
 
 
 async def authenticate(session: AsyncSession, token: str | None, now: datetime) -> Principal | None:
-    """The principal for a valid, live key of an active partner; None for anything else."""
+    """The principal for a valid, live key of an active partner; None for anything else. Raises
+    KeyQuarantined for a quarantined one (after every other check: unknown, revoked, expired or
+    suspended keys still get the one answer for all)."""
     parts = split_token(token) if token else None
     if parts is None:
         return None
@@ -59,7 +74,10 @@ async def authenticate(session: AsyncSession, token: str | None, now: datetime) 
     if key.last_used_at is None or now - key.last_used_at > LAST_USED_PRECISION:
         await session.execute(update(PartnerKey).where(PartnerKey.id == key.id).values(last_used_at=now))
         await session.commit()
-    return Principal(
+    principal = Principal(
         partner.id, partner.public_id, partner.name, key.id, key.prefix,
         partner.budget_capacity, partner.budget_refill_per_second, partner.grants_version,
     )
+    if key.quarantined_at is not None:
+        raise KeyQuarantined(principal)
+    return principal

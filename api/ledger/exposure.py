@@ -22,7 +22,9 @@ from sqlalchemy.orm import Session
 
 from api.ledger.access import FIELD_GROUPS, HISTORY, SCOPE_GROUPS
 from api.scopes import LedgerGroup
-from api.data.models import AccessRecord, Appointment, Disclosure, ExtractionAlert, Partner, PartnerKey, Patient, Practice
+from api.data.models import (
+    AccessRecord, AlertDelivery, Appointment, Disclosure, ExtractionAlert, Partner, PartnerKey, Patient, Practice,
+)
 from api.operators.accounts import OperatorError, find_partner
 
 
@@ -93,17 +95,27 @@ class PatientReaders:
 
 @dataclass(frozen=True)
 class Alert:
-    """An extraction alert and its evidence."""
+    """An extraction alert, its evidence and the state of its delivery to the operators' webhook.
+
+    `patients_in_window` is the distinct patients already read in the window (for churn: the
+    bookings cancelled soon after booking), `threshold` the limit of that window (churn: the
+    cancellations that alert), `fraction` the share of the limit a warning marks."""
 
     raised_at: datetime
+    kind: str
     partner: str
     key_prefix: str | None
     practice_id: str
     practice: str
+    window_hours: int
     patients_in_window: int
     patients_refused: int
     threshold: int
-    window_hours: int
+    fraction: float | None
+    delivery: str  # delivered, pending, retrying
+    delivery_attempts: int
+    delivered_at: datetime | None
+    last_error: str | None
 
 
 def _has(groups: ColumnElement[int], group: LedgerGroup) -> ColumnElement[bool]:
@@ -221,16 +233,24 @@ def patient_readers(
 
 
 def alerts(session: Session, partner_name: str | None = None, since: datetime | None = None) -> list[Alert]:
-    """The extraction alerts, oldest first, with the evidence recorded when each was raised."""
+    """The extraction alerts of every kind, oldest first, with the evidence recorded when each was
+    raised and the state of its webhook delivery."""
+    delivery = case(
+        (AlertDelivery.delivered_at.is_not(None), "delivered"),
+        (AlertDelivery.attempts > 0, "retrying"),
+        else_="pending",
+    )
     query: Select[Any] = (
         select(
-            ExtractionAlert.raised_at, Partner.name, PartnerKey.prefix, Practice.public_id, Practice.name,
-            ExtractionAlert.patients_in_window, ExtractionAlert.patients_refused,
-            ExtractionAlert.threshold, ExtractionAlert.window_hours,
+            ExtractionAlert.raised_at, ExtractionAlert.kind, Partner.name, PartnerKey.prefix, Practice.public_id, Practice.name,
+            ExtractionAlert.window_hours, ExtractionAlert.patients_in_window, ExtractionAlert.patients_refused,
+            ExtractionAlert.threshold, ExtractionAlert.fraction,
+            delivery, func.coalesce(AlertDelivery.attempts, 0), AlertDelivery.delivered_at, AlertDelivery.last_error,
         )
         .join(Partner, Partner.id == ExtractionAlert.partner_id)
         .join(Practice, Practice.id == ExtractionAlert.practice_id)
         .outerjoin(PartnerKey, PartnerKey.id == ExtractionAlert.key_id)
+        .outerjoin(AlertDelivery, AlertDelivery.alert_id == ExtractionAlert.id)
         .order_by(ExtractionAlert.raised_at, ExtractionAlert.id)
     )
     if partner_name is not None:
@@ -238,4 +258,3 @@ def alerts(session: Session, partner_name: str | None = None, since: datetime | 
     if since is not None:
         query = query.where(ExtractionAlert.raised_at >= since)
     return [Alert(*row) for row in session.execute(query)]
-

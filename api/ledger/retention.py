@@ -1,5 +1,6 @@
 """Retention: the access ledger is kept `PARTNER_API_LEDGER_RETENTION_DAYS`, the distinct-patient
-windows only as long as the extraction defence reads them.
+windows only as long as the extraction defence reads them (its long window: a row whose 30-day stay
+has ended counts in neither window).
 
 Rows are deleted in batches, each its own short transaction, so that a purge of millions of
 rows never holds the locks that the request path's ledger writes and window updates wait on.
@@ -32,7 +33,7 @@ def purge(
     session: Session, older_than: timedelta, extraction_window: timedelta, now: datetime | None = None, batch_size: int = BATCH_SIZE
 ) -> Purged:
     """Delete the requests recorded before `now - older_than` with what they disclosed, and the
-    patients' first disclosures that have left the extraction window; commits after each batch."""
+    patients' disclosures that have left the extraction's long window; commits after each batch."""
     now = now or utcnow()
     ledger_cutoff, window_cutoff = now - older_than, now - extraction_window
     records = disclosures = 0
@@ -45,10 +46,10 @@ def purge(
         session.commit()
     windows = 0
     key = PatientDisclosure.partner_id, PatientDisclosure.practice_id, PatientDisclosure.patient_id
-    stale = PatientDisclosure.disclosed_at < window_cutoff
+    stale = PatientDisclosure.month_first_at < window_cutoff
     while True:
         # In index order: each batch starts past the entries the previous ones deleted, never a scan of the table.
-        batch = select(*key).where(stale).order_by(PatientDisclosure.disclosed_at).limit(batch_size)
+        batch = select(*key).where(stale).order_by(PatientDisclosure.month_first_at).limit(batch_size)
         # `stale` again: a request may have disclosed the patient anew since the batch was chosen.
         deleted = session.execute(delete(PatientDisclosure).where(tuple_(*key).in_(batch), stale)).rowcount
         session.commit()

@@ -99,6 +99,17 @@ def partner_activate(name: str) -> None:
         typer.echo(f"activated {name}")
 
 
+@partner_app.command("quarantine")
+def partner_quarantine(
+    name: str,
+    enabled: Annotated[bool, typer.Option("--on/--off", help="Quarantine a key at its first distinct-patient refusal.")],
+) -> None:
+    """Whether a key of the partner is quarantined at its first distinct-patient refusal (on by default)."""
+    with _session() as session:
+        operators.set_quarantine_on_refusal(session, name, enabled)
+        typer.echo(f"quarantine on refusal {'on' if enabled else 'off'} for {name}")
+
+
 @key_app.command("issue")
 def key_issue(
     partner: str,
@@ -116,9 +127,9 @@ def key_list(partner: str) -> None:
     """A partner's keys: prefix, state and dates (never secrets)."""
     with _session() as session:
         for key in operators.list_keys(session, partner):
-            state = "revoked" if key.revoked_at else "active"
+            state = "revoked" if key.revoked_at else "quarantined" if key.quarantined_at else "active"
             typer.echo(
-                f"{key.prefix}  {state:8}  created {key.created_at:%Y-%m-%d}  "
+                f"{key.prefix}  {state:11}  created {key.created_at:%Y-%m-%d}  "
                 f"last used {key.last_used_at or '-'}  expires {key.expires_at or '-'}  {key.label or ''}"
             )
 
@@ -129,6 +140,14 @@ def key_revoke(prefix: str) -> None:
     with _session() as session:
         key = operators.revoke_key(session, prefix)
         typer.echo(f"revoked key {key.prefix}")
+
+
+@key_app.command("release")
+def key_release(prefix: str) -> None:
+    """Release a key quarantined after a distinct-patient refusal; it is served from its next request on."""
+    with _session() as session:
+        key = operators.release_key(session, prefix)
+        typer.echo(f"released key {key.prefix}")
 
 
 @grant_app.command("add")

@@ -101,6 +101,23 @@ def revoke_key(session: Session, prefix: str) -> PartnerKey:
     return key
 
 
+def release_key(session: Session, prefix: str) -> PartnerKey:
+    """Lift a key's quarantine; its distinct-patient budgets stay as they are (nothing is forgiven)."""
+    key = session.scalar(select(PartnerKey).where(PartnerKey.prefix == prefix))
+    if key is None:
+        raise OperatorError(f"no key with prefix {prefix!r}")
+    if key.quarantined_at is None:
+        raise OperatorError(f"key {prefix} is not quarantined")
+    key.quarantined_at = None
+    return key
+
+
+def set_quarantine_on_refusal(session: Session, name: str, enabled: bool) -> Partner:
+    partner = find_partner(session, name)
+    partner.quarantine_on_refusal = enabled
+    return partner
+
+
 def live_grant(session: Session, partner: Partner, practice: Practice) -> Grant | None:
     """The grant not yet revoked between them (the database allows at most one)."""
     return session.scalar(

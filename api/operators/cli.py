@@ -5,6 +5,7 @@ from typing import Annotated
 
 import typer
 
+from api.operators.alert_commands import alerts_app
 from api.operators.ledger_commands import reports_app
 from api.operators.account_commands import grant_app, key_app, partner_app
 from api.settings import get_settings
@@ -17,7 +18,8 @@ app.add_typer(partner_app, name="partner")
 app.add_typer(key_app, name="key")
 app.add_typer(grant_app, name="grant")
 app.add_typer(policy_app, name="policy")
-app.add_typer(reports_app)  # exposure, alerts, ledger purge
+app.add_typer(reports_app)  # exposure, ledger purge
+app.add_typer(alerts_app, name="alerts")
 
 
 @db_app.command("upgrade")

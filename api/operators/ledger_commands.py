@@ -199,19 +199,6 @@ def _print_readers(report: reports.PatientReaders, format: Format) -> None:
     _print(report.readers, format, "Readers", _columns(reports.Reader))
 
 
-@reports_app.command()
-def alerts(
-    partner: Annotated[str | None, typer.Option(help="Only this partner's alerts (name).")] = None,
-    since: Annotated[str | None, typer.Option(help="ISO 8601 with zone; default: every alert.")] = None,
-    format: FormatOption = Format.TABLE,
-) -> None:
-    """The extraction alerts, oldest first, with their evidence: partner, key, practice, time,
-    distinct patients already read in the window, new ones refused, the threshold and the window."""
-    with _session() as session:
-        found = reports.alerts(session, partner, _time(since, "--since"))
-    _print(found, format, "Extraction alerts", _columns(reports.Alert))
-
-
 @ledger_app.command("purge")
 def purge(
     older_than: Annotated[
@@ -223,12 +210,12 @@ def purge(
     settings = get_settings()
     days = older_than or settings.ledger_retention_days
     with _session(snapshot=False) as session:
-        purged = retention.purge(session, timedelta(days=days), timedelta(hours=settings.extraction_window_hours))
+        purged = retention.purge(session, timedelta(days=days), timedelta(days=settings.extraction_long_window_days))
     typer.echo(
         f"deleted {purged.access_records} access record(s) and their {purged.disclosures} disclosure(s), "
         f"recorded before {purged.ledger_cutoff.isoformat(timespec='seconds')} ({days} days)"
     )
     typer.echo(
-        f"deleted {purged.patient_disclosures} patient window row(s) older than the "
-        f"{settings.extraction_window_hours} h extraction window"
+        f"deleted {purged.patient_disclosures} patient window row(s) past the "
+        f"{settings.extraction_long_window_days}-day extraction window"
     )

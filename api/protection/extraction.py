@@ -1,115 +1,201 @@
 """The distinct-patient budget: the defence against bulk extraction.
 
-Per partner and practice, patients whose data was returned are remembered with the time of their
-first disclosure in the window. Before new patients are returned, their count in the rolling window is
-checked against a threshold: the grant's own, or by default a multiple of the patients the
-practice really sees in a week (with a floor), so that a day of sync never hits it while
-paging through the whole patient file does, early. A refusal records an alert.
+Per partner and practice, the patients whose data was returned are counted over two windows, 24 h
+and 30 days, each against its limit: a multiple of the practice's typical week
+(`api.protection.activity`, which no partner can inflate) with a floor, and never above the
+grant's hard cap; or the grant's explicit `max_patients_per_window` for the short window. The short
+budget stops a day's bulk read, the long one an extractor who stays just under it day after day.
+
+Crossing a configured fraction of a budget raises a warning; going past it refuses the new patients
+(the client is not told the limit nor how far it got: the figures go to the alert) and, unless the
+partner is configured otherwise, quarantines the key until an operator releases it. Every alert is
+recorded with its webhook outbox row in the same transaction (`api.ledger.alerts`).
+
+Concurrent requests of one partner at one practice are serialized on PostgreSQL by a transaction
+advisory lock on the pair, so that each counts what the others recorded (under READ COMMITTED,
+record-then-count lets them miss each other); SQLite lets one writer in at a time.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
-import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Exists, delete, exists, func, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import ColumnElement, Exists, case, exists, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
+from api.data.models import AlertKind, Grant, Partner, PartnerKey, Patient, PatientDisclosure
 from api.errors import ApiError, ErrorCode
-from api.data.models import Appointment, ExtractionAlert, Grant, Patient, PatientDisclosure
+from api.ledger import alerts
+from api.protection.activity import weekly_patients
 from api.settings import Settings
 
-ACTIVITY_CACHE_SECONDS = 600
-ACTIVITY_DAYS_BACK, ACTIVITY_DAYS_AHEAD = 1, 6
+__all__ = ["Budget", "ExtractionGuard", "extraction_refused"]
+
+_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One window of the distinct-patient budget, with its limit for a partner at a practice."""
+
+    window: timedelta
+    limit: int
+    first_at: InstrumentedAttribute[datetime]  # the column where a patient's stay in this window starts
+
+    @property
+    def window_hours(self) -> int:
+        return round(self.window.total_seconds() / 3600)
+
+
+def extraction_refused(quarantined: bool) -> ApiError:
+    """What the client is told: neither the limit nor the headroom, which would tell an extractor
+    how far to go next time."""
+    then = " This key is quarantined until an operator releases it." if quarantined else ""
+    return ApiError(
+        ErrorCode.EXTRACTION_LIMIT_EXCEEDED,
+        f"Too many distinct patients of this practice were read; the operator has been alerted.{then}",
+        quarantined=quarantined,
+    )
+
+
+def _lock_key(partner_id: int, practice_id: int) -> int:
+    """A signed 64-bit advisory lock key for the pair (a collision only serializes two pairs)."""
+    digest = hashlib.blake2b(f"extraction:{partner_id}:{practice_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 class ExtractionGuard:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, on_alert: Callable[[], None] | None = None) -> None:
         self.settings = settings
-        self.window = timedelta(hours=settings.extraction_window_hours)
-        self._activity: dict[int, tuple[float, int]] = {}
+        self.day = timedelta(hours=settings.extraction_window_hours)
+        self.month = timedelta(days=settings.extraction_long_window_days)
+        self.on_alert = on_alert or (lambda: None)  # wakes the webhook sender of this process
 
     def already_disclosed(self, partner_id: int, now: datetime) -> Exists:
         """For a query of patients: whether the partner already read each one at its practice in the
-        window. Those cost nothing more, and a request that reads only those needs no write."""
+        short window. Those cost nothing more, and a request that reads only those needs no write."""
         return exists().where(
             PatientDisclosure.partner_id == partner_id, PatientDisclosure.practice_id == Patient.practice_id,
-            PatientDisclosure.patient_id == Patient.id, PatientDisclosure.disclosed_at >= now - self.window,
+            PatientDisclosure.patient_id == Patient.id, PatientDisclosure.day_first_at >= now - self.day,
         )
+
+    async def budgets(self, session: AsyncSession, partner_id: int, practice_id: int, now: datetime) -> tuple[Budget, Budget]:
+        """The short and long budgets of the partner at the practice."""
+        s = self.settings
+        grant = (
+            await session.execute(
+                select(Grant.max_patients_per_window, Grant.patients_daily_cap, Grant.patients_monthly_cap).where(
+                    Grant.partner_id == partner_id, Grant.practice_id == practice_id, Grant.revoked_at.is_(None)
+                )
+            )
+        ).first()
+        explicit, day_cap, month_cap = grant if grant is not None else (None, None, None)
+        weekly = await weekly_patients(session, s, practice_id, now)
+        day_limit = min(day_cap or s.extraction_daily_cap, max(s.extraction_floor, math.ceil(s.extraction_activity_factor * weekly)))
+        month_limit = min(month_cap or s.extraction_long_cap, max(s.extraction_long_floor, math.ceil(s.extraction_long_factor * weekly)))
+        if explicit is not None:
+            # An operator's explicit daily limit replaces the computed one; the long window never
+            # allows less than one such day.
+            day_limit, month_limit = explicit, max(month_limit, explicit)
+        return Budget(self.day, day_limit, PatientDisclosure.day_first_at), Budget(self.month, month_limit, PatientDisclosure.month_first_at)
 
     async def admit(
         self, session: AsyncSession, partner_id: int, key_id: int, practice_id: int, new: Collection[int], now: datetime
     ) -> None:
-        """Record the disclosure of patients new in the window, or raise EXTRACTION_LIMIT_EXCEEDED; commits."""
-        cutoff = now - self.window
-        in_window = PatientDisclosure.partner_id == partner_id, PatientDisclosure.practice_id == practice_id
-        threshold = await self.threshold(session, partner_id, practice_id, now)
-        # Record first, count after: concurrent requests for the same patients then add them once
-        # (the insert ignores rows already there), and the count includes every request's rows.
-        # A patient counts from its first disclosure in the window: known ones cost no write.
-        dialect_insert = sqlite_insert if session.bind.dialect.name == "sqlite" else postgresql_insert
-        savepoint = await session.begin_nested()  # undone alone on refusal: loaded rows stay valid
-        await session.execute(
-            delete(PatientDisclosure).where(*in_window, PatientDisclosure.patient_id.in_(new), PatientDisclosure.disclosed_at < cutoff)
-        )
-        await session.execute(
-            dialect_insert(PatientDisclosure).on_conflict_do_nothing(),
-            [{"partner_id": partner_id, "practice_id": practice_id, "patient_id": p, "disclosed_at": now} for p in new],
-        )
-        count = (
-            await session.execute(select(func.count()).where(*in_window, PatientDisclosure.disclosed_at >= cutoff))
-        ).scalar_one()
-        if count <= threshold:
-            await savepoint.commit()
+        """Record the disclosure of patients new in the short window, or raise EXTRACTION_LIMIT_EXCEEDED; commits."""
+        if session.bind.dialect.name == "postgresql":
+            await session.execute(_ADVISORY_LOCK, {"key": _lock_key(partner_id, practice_id)})
+        pair = (PatientDisclosure.partner_id == partner_id, PatientDisclosure.practice_id == practice_id)
+        budgets = await self.budgets(session, partner_id, practice_id, now)
+        known = {
+            row.patient_id: row
+            for row in await session.execute(
+                select(PatientDisclosure.patient_id, PatientDisclosure.day_first_at, PatientDisclosure.month_first_at)
+                .where(*pair, PatientDisclosure.patient_id.in_(set(new)))
+            )
+        }
+        counts: list[tuple[Budget, int, int]] = []  # budget, already in its window, new to it
+        for budget in budgets:
+            cutoff = now - budget.window
+            fresh = sum(1 for p in set(new) if p not in known or getattr(known[p], budget.first_at.key) < cutoff)
+            if fresh:
+                held = (await session.execute(select(func.count()).where(*pair, budget.first_at >= cutoff))).scalar_one()
+                counts.append((budget, held, fresh))
+        if not counts:
             await session.commit()
             return
-        await savepoint.rollback()
-        before = count - len(new)
-        session.add(
-            ExtractionAlert(
-                partner_id=partner_id, practice_id=practice_id, key_id=key_id, raised_at=now,
-                patients_in_window=before, patients_refused=len(new), threshold=threshold,
-                window_hours=self.settings.extraction_window_hours,
-            )
-        )
+        over = [(b, held, fresh) for b, held, fresh in counts if held + fresh > b.limit]
+        if over:
+            await self._refuse(session, partner_id, key_id, practice_id, over, now)
+        await self._record(session, partner_id, practice_id, new, known, now)
+        raised = [
+            await alerts.record(session, alerts.NewAlert(
+                AlertKind.WARNING, partner_id, practice_id, key_id, now, held + fresh, b.limit, b.window_hours, fraction=f,
+            ))
+            for b, held, fresh in counts for f in self.settings.extraction_warning_fractions
+            if held < f * b.limit <= held + fresh
+        ]
         await session.commit()
-        raise ApiError(
-            ErrorCode.EXTRACTION_LIMIT_EXCEEDED,
-            f"You have read {before} distinct patients of this practice in the last "
-            f"{self.settings.extraction_window_hours} h; the limit is {threshold}. The operator has been alerted.",
-            limit=threshold,
-            windowHours=self.settings.extraction_window_hours,
-        )
+        if any(raised):
+            self.on_alert()
 
-    async def threshold(self, session: AsyncSession, partner_id: int, practice_id: int, now: datetime) -> int:
-        configured = (
+    async def _record(
+        self, session: AsyncSession, partner_id: int, practice_id: int, new: Collection[int], known: dict[int, object], now: datetime
+    ) -> None:
+        day_cutoff, month_cutoff = now - self.day, now - self.month
+        unseen = [p for p in set(new) if p not in known]
+        if unseen:
             await session.execute(
-                select(Grant.max_patients_per_window).where(
-                    Grant.partner_id == partner_id, Grant.practice_id == practice_id, Grant.revoked_at.is_(None)
-                )
+                insert(PatientDisclosure),
+                [{"partner_id": partner_id, "practice_id": practice_id, "patient_id": p, "day_first_at": now, "month_first_at": now}
+                 for p in unseen],
             )
-        ).scalar_one_or_none()
-        if configured is not None:
-            return configured
-        weekly = await self._weekly_patients(session, practice_id, now)
-        return max(self.settings.extraction_floor, math.ceil(self.settings.extraction_activity_factor * weekly))
+        returning = [p for p in set(new) if p in known]
+        if returning:
+            restarted: ColumnElement[datetime] = case(
+                (PatientDisclosure.month_first_at < month_cutoff, now), else_=PatientDisclosure.month_first_at
+            )
+            await session.execute(
+                update(PatientDisclosure)
+                .where(
+                    PatientDisclosure.partner_id == partner_id, PatientDisclosure.practice_id == practice_id,
+                    PatientDisclosure.patient_id.in_(returning), PatientDisclosure.day_first_at < day_cutoff,
+                )
+                .values(day_first_at=now, month_first_at=restarted)
+                .execution_options(synchronize_session=False)
+            )
 
-    async def _weekly_patients(self, session: AsyncSession, practice_id: int, now: datetime) -> int:
-        cached = self._activity.get(practice_id)
-        if cached and time.monotonic() - cached[0] < ACTIVITY_CACHE_SECONDS:
-            return cached[1]
-        count = (
-            await session.execute(
-                select(func.count(func.distinct(Appointment.patient_id))).where(
-                    Appointment.practice_id == practice_id,
-                    Appointment.starts_at >= now - timedelta(days=ACTIVITY_DAYS_BACK),
-                    Appointment.starts_at < now + timedelta(days=ACTIVITY_DAYS_AHEAD),
+    async def _refuse(
+        self, session: AsyncSession, partner_id: int, key_id: int, practice_id: int,
+        over: list[tuple[Budget, int, int]], now: datetime,
+    ) -> None:
+        raised = [
+            await alerts.record(session, alerts.NewAlert(
+                AlertKind.REFUSAL, partner_id, practice_id, key_id, now, held, b.limit, b.window_hours, patients_refused=fresh,
+            ))
+            for b, held, fresh in over
+        ]
+        quarantined = False
+        policy = (await session.execute(select(Partner.quarantine_on_refusal).where(Partner.id == partner_id))).scalar_one()
+        if policy:
+            quarantined = True
+            newly = (
+                await session.execute(
+                    update(PartnerKey).where(PartnerKey.id == key_id, PartnerKey.quarantined_at.is_(None))
+                    .values(quarantined_at=now).execution_options(synchronize_session=False)
                 )
-            )
-        ).scalar_one()
-        self._activity[practice_id] = (time.monotonic(), count)
-        return count
+            ).rowcount
+            if newly:
+                b, held, fresh = over[0]
+                raised.append(await alerts.record(session, alerts.NewAlert(
+                    AlertKind.QUARANTINE, partner_id, practice_id, key_id, now, held, b.limit, b.window_hours, patients_refused=fresh,
+                )))
+        await session.commit()
+        if any(raised):
+            self.on_alert()
+        raise extraction_refused(quarantined)

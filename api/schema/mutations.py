@@ -129,4 +129,4 @@ class Mutation:
         self, info: Info,
         appointment_id: Annotated[strawberry.ID, strawberry.argument(description="Appointment id.", directives=[constraints.ID])],
     ) -> AppointmentCancelled:
-        return AppointmentCancelled(appointment=await _appointment(info, await writes.cancel(info.context.uow, appointment_id)))
+        return AppointmentCancelled(appointment=await _appointment(info, await writes.cancel(info.context.uow, info.context.extraction, appointment_id)))

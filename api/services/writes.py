@@ -18,6 +18,8 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.protection import churn
+from api.protection.extraction import ExtractionGuard
 from api.services import reads
 from api.services.unit_of_work import UnitOfWork
 from api.errors import ApiError, ErrorCode, bad_input, not_found
@@ -232,13 +234,20 @@ async def reschedule(
         return appointment
 
 
-async def cancel(ctx: UnitOfWork, appointment_id: str) -> Appointment:
-    """Cancel; cancelling a cancelled appointment changes nothing (safe to retry)."""
+async def cancel(ctx: UnitOfWork, extraction: ExtractionGuard, appointment_id: str) -> Appointment:
+    """Cancel; cancelling a cancelled appointment changes nothing (safe to retry). A partner's own
+    bookings cancelled in quick succession raise a churn alert (api.protection.churn)."""
     async with ctx.transaction() as session:
         appointment = await _authorized(session, ctx, Appointment, "cancel", appointment_id, "appointment")
         if appointment.status == AppointmentStatus.CANCELLED:
             return appointment
         appointment.status = AppointmentStatus.CANCELLED
         appointment.updated_at, appointment.change_seq = ctx.request_time, await next_change_seq(session)
+        await session.flush()
+        alerted = await churn.after_cancel(
+            session, extraction.settings, appointment, ctx.principal.partner_id, ctx.principal.key_id, ctx.request_time
+        )
         await session.commit()
-        return appointment
+    if alerted:
+        extraction.on_alert()
+    return appointment

@@ -5,6 +5,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -20,14 +22,15 @@ PAGE = """query($p: ID!, $from: DateTime!, $to: DateTime!) {
     edges { node { id reason patient { firstName lastName gender birthDate phone email } practitioner { id } practice { id } } } } }"""
 
 
-@pytest.fixture
-def two_workers(database_url, world):
+@contextmanager
+def serving_two_workers(database_url: str, **settings: str) -> Iterator[str]:
+    """`partner-api serve --workers 2` on the database, with PARTNER_API_* settings; yields its base URL."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {
         **os.environ, "PARTNER_API_DATABASE_URL": database_url, "PARTNER_API_SECRET_KEY": "shared",
-        "PARTNER_API_BUDGET_CAPACITY": str(CAPACITY), "PARTNER_API_BUDGET_REFILL_PER_SECOND": "0.001",
+        **{f"PARTNER_API_{name.upper()}": value for name, value in settings.items()},
     }
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "partner-api"), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
@@ -49,6 +52,12 @@ def two_workers(database_url, world):
         server.terminate()
         output = server.communicate(timeout=30)[0]
     assert output.count("Started server process") == 2, output
+
+
+@pytest.fixture
+def two_workers(database_url, world):
+    with serving_two_workers(database_url, budget_capacity=str(CAPACITY), budget_refill_per_second="0.001") as base:
+        yield base
 
 
 # Several workers share their state through PostgreSQL; SQLite is the single-process default.

@@ -246,10 +246,12 @@ async def test_alerts_show_their_evidence(make_api, world, cli):
     assert response.codes == {"EXTRACTION_LIMIT_EXCEEDED"}
     result = cli("alerts", "--partner", "full", "--format", "json")
     assert result.exit_code == 0, result.output
-    (alert,) = json.loads(result.output)
+    alert, quarantine = json.loads(result.output)
+    assert (alert["kind"], quarantine["kind"]) == ("refusal", "quarantine")
     assert alert["partner"] == "full" and alert["key_prefix"] == world.keys["full"].split("_")[1]
     assert alert["practice_id"] == world.practice_id("A") and alert["practice"] == "A"
     assert (alert["patients_in_window"], alert["patients_refused"], alert["threshold"], alert["window_hours"]) == (0, 3, 1, 24)
+    assert (alert["delivery"], alert["delivery_attempts"]) == ("pending", 0)  # no webhook configured
     assert cli("alerts", "--partner", "other", "--format", "json").output.strip() == "[]"
     later = (utcnow() + timedelta(minutes=1)).isoformat()
     assert cli("alerts", "--since", later, "--format", "csv").output.splitlines()[1:] == []
@@ -281,11 +283,13 @@ async def test_purge_deletes_the_ledger_past_retention_and_windows_past_the_extr
     with Session(sync_engine) as session, session.begin():
         for days in (401, 402, 500, 399):
             _old_request(session, world, days)
-        session.execute(update(PatientDisclosure).values(disclosed_at=utcnow() - timedelta(hours=25)))
+        session.execute(update(PatientDisclosure).values(
+            day_first_at=utcnow() - timedelta(days=31), month_first_at=utcnow() - timedelta(days=31)
+        ))
         with_window = session.scalar(select(func.count()).select_from(PatientDisclosure))
     assert with_window == 2
     with Session(sync_engine) as session:
-        purged = retention.purge(session, timedelta(days=400), timedelta(hours=24), batch_size=2)
+        purged = retention.purge(session, timedelta(days=400), timedelta(days=30), batch_size=2)
     assert (purged.access_records, purged.disclosures, purged.patient_disclosures) == (3, 6, 2)
     with Session(sync_engine) as session:
         assert session.scalar(select(func.count()).select_from(AccessRecord)) == 2
@@ -294,7 +298,7 @@ async def test_purge_deletes_the_ledger_past_retention_and_windows_past_the_extr
     result = cli("ledger", "purge", "--older-than", "1")
     assert result.exit_code == 0, result.output
     assert "deleted 1 access record(s) and their 2 disclosure(s)" in result.output
-    assert "deleted 0 patient window row(s) older than the 24 h extraction window" in result.output
+    assert "deleted 0 patient window row(s) past the 30-day extraction window" in result.output
     assert cli("ledger", "purge", "--older-than", "0").exit_code == 2
 
 

@@ -1,18 +1,28 @@
-"""The 2020 scenario: a key pages through a practice's whole file. It must be stopped early,
-recorded as an alert, while a normal day of sync for the same practice is never refused."""
+"""The 2020 scenario and its variants: a key pages through a practice's whole file, inflates its
+limit by booking and cancelling, or stays just under the daily limit for a month. Each must be
+stopped early, warned of before, alerted and the key quarantined, while a partner's normal daily
+work is never refused nor alerted. Time passes through the guard's `now`, never by waiting."""
 
 import random
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from api.errors import ApiError
 from api.operators import accounts as operators
 from api.ids import new_public_id
-from api.data.models import Appointment, ExtractionAlert, Gender, Patient, Practice, PracticeMembership, Practitioner
+from api.data.models import (
+    AlertKind, Appointment, AppointmentStatus, ExtractionAlert, Gender, Grant, Partner, PartnerKey, Patient, PatientDisclosure,
+    Practice, PracticeMembership, Practitioner,
+)
+from api.protection.extraction import ExtractionGuard
 from api.scopes import Scope
+from api.settings import Settings
 from api.timeutil import utcnow
+from tests.ledger.test_exposure import cli  # noqa: F401  (the `partner-api` command line, as a fixture)
 
 PATIENTS, APPOINTMENTS, SPAN_DAYS = 1000, 3000, 180
 PAGE = """query($p: ID!, $from: DateTime!, $to: DateTime!, $n: Int!, $after: String) {
@@ -75,7 +85,25 @@ async def read_window(api, key, practice_id, start, end, page_size=50):
         after = page["pageInfo"]["endCursor"]
 
 
-async def test_paging_through_the_whole_file_is_stopped_early_and_alerted(make_api, world, big_practice, sync_engine):
+def _alerts(sync_engine, kind: AlertKind | None = None) -> list[ExtractionAlert]:
+    with Session(sync_engine) as session:
+        query = select(ExtractionAlert).order_by(ExtractionAlert.id)
+        return list(session.scalars(query.where(ExtractionAlert.kind == kind) if kind else query))
+
+
+def _ids(sync_engine, partner: str, practice: str = "Grand Cabinet") -> tuple[int, int, int, list[int]]:
+    """Internal ids: partner, its key, the practice, the practice's patients."""
+    with Session(sync_engine) as session:
+        partner_row = operators.find_partner(session, partner)
+        key = session.scalar(select(PartnerKey.id).where(PartnerKey.partner_id == partner_row.id))
+        practice_row = operators.find_practice(session, practice)
+        patients = list(session.scalars(select(Patient.id).where(Patient.practice_id == practice_row.id).order_by(Patient.id)))
+        return partner_row.id, key, practice_row.id, patients
+
+
+async def test_paging_through_the_whole_file_is_stopped_early_warned_and_the_key_quarantined(
+    make_api, world, big_practice, sync_engine
+):
     api = make_api(budget_capacity=10**6, budget_refill_per_second=10**4)  # isolate the extraction defence
     start, obtained, refusal = utcnow() - timedelta(days=SPAN_DAYS), set(), None
     while refusal is None and start < utcnow() + timedelta(days=SPAN_DAYS):
@@ -86,26 +114,208 @@ async def test_paging_through_the_whole_file_is_stopped_early_and_alerted(make_a
     assert refusal == "EXTRACTION_LIMIT_EXCEEDED"
     print(f"\nextraction stopped after {len(obtained)} distinct patients of {PATIENTS}")
     assert len(obtained) <= PATIENTS // 5
+    (refused,) = _alerts(sync_engine, AlertKind.REFUSAL)
+    assert refused.window_hours == 24 and refused.patients_in_window <= refused.threshold < refused.patients_in_window + refused.patients_refused
+    warnings = _alerts(sync_engine, AlertKind.WARNING)
+    assert [w.fraction for w in warnings] == [0.5, 0.8]  # each once, before the refusal
+    assert all(w.raised_at <= refused.raised_at for w in warnings)
+    assert len(_alerts(sync_engine, AlertKind.QUARANTINE)) == 1
+    # From now on the key is refused outright, with its own code, even for what it read already.
+    again = await api.query(world.keys["extractor"], PAGE, {
+        "p": big_practice, "from": utcnow().isoformat(), "to": (utcnow() + timedelta(days=1)).isoformat(), "n": 1,
+    })
+    assert (again.status, again.codes) == (403, {"KEY_QUARANTINED"})
+
+
+async def test_a_refusal_reveals_neither_the_limit_nor_the_headroom(make_api, world, big_practice, sync_engine):
+    with Session(sync_engine) as session, session.begin():
+        session.execute(update(Grant).values(max_patients_per_window=37))
+    api = make_api()
+    _, refusal = await read_window(api, world.keys["extractor"], big_practice, utcnow(), utcnow() + timedelta(days=30), 50)
+    assert refusal == "EXTRACTION_LIMIT_EXCEEDED"
+    response = await api.query(world.keys["extractor"], "{ viewer { name } }")
+    assert response.codes == {"KEY_QUARANTINED"}
+    (refused,) = _alerts(sync_engine, AlertKind.REFUSAL)
+    assert refused.threshold == 37  # the figures are the operator's
+    # What the client was told, in the refusing response.
+    with Session(sync_engine) as session, session.begin():
+        session.execute(update(PartnerKey).values(quarantined_at=None))
+        operators.set_quarantine_on_refusal(session, "extractor", False)
+    seen, after = set(), None
+    while True:
+        page = await api.query(world.keys["extractor"], PAGE, {
+            "p": big_practice, "from": utcnow().isoformat(), "to": (utcnow() + timedelta(days=30)).isoformat(), "n": 50,
+            "after": after,
+        })
+        if page.errors:
+            break
+        after = page.data["appointments"]["pageInfo"]["endCursor"]
+    error = next(e for e in page.errors if e["extensions"]["code"] == "EXTRACTION_LIMIT_EXCEEDED")
+    assert not any(ch.isdigit() for ch in error["message"])
+    assert set(error["extensions"]) <= {"code", "quarantined", "requestId"} and error["extensions"]["quarantined"] is False
+
+
+async def test_a_practice_smaller_than_the_floor_is_not_read_whole_without_a_warning(async_engine, sync_engine, world, big_practice):
+    partner, key, practice, patients = _ids(sync_engine, "extractor")
+    guard, now = ExtractionGuard(Settings()), utcnow()
+    async with AsyncSession(async_engine) as session:
+        day, _ = await guard.budgets(session, partner, practice, now)
+        await guard.admit(session, partner, key, practice, patients[: day.limit // 2 + 1], now)
+    assert [w.fraction for w in _alerts(sync_engine, AlertKind.WARNING)] == [0.5]
+
+
+async def test_staying_just_under_the_daily_limit_for_30_days_is_stopped_by_the_30_day_budget(
+    async_engine, sync_engine, world, big_practice
+):
+    partner, key, practice, patients = _ids(sync_engine, "extractor")
+    guard, start = ExtractionGuard(Settings()), utcnow()
+    obtained, refused_on = 0, None
+    async with AsyncSession(async_engine) as session:
+        day, month = await guard.budgets(session, partner, practice, start)
+        assert month.limit < PATIENTS  # else this practice is too small to show anything
+        for n in range(30):
+            now = start + timedelta(days=n, minutes=n)  # a day and a minute after the day before
+            day, month = await guard.budgets(session, partner, practice, now)  # the baseline follows the days
+            batch = patients[obtained : obtained + day.limit - 1]  # one under the daily limit, every day
+            try:
+                await guard.admit(session, partner, key, practice, batch, now)
+            except ApiError as error:
+                assert error.extensions["code"] == "EXTRACTION_LIMIT_EXCEEDED"
+                refused_on = n
+                break
+            obtained += len(batch)
+    assert refused_on is not None and obtained <= month.limit
+    print(f"\njust under {day.limit}/day: stopped on day {refused_on + 1} after {obtained} of {PATIENTS} patients")
+    kinds = {(a.kind, a.window_hours) for a in _alerts(sync_engine)}
+    assert {(AlertKind.WARNING, 30 * 24), (AlertKind.REFUSAL, 30 * 24), (AlertKind.QUARANTINE, 30 * 24)} <= kinds
+
+
+async def test_booking_and_cancelling_does_not_raise_the_limit(async_engine, sync_engine, world, big_practice):
+    """The 2020 variant: 400 one-minute bookings of invented patients in the coming week, cancelled
+    (or not): the practice's baseline counts only the appointments it made itself."""
+    partner, key, practice, _ = _ids(sync_engine, "extractor")
+    settings, now = Settings(), utcnow()
+    async with AsyncSession(async_engine) as session:
+        before = await ExtractionGuard(settings).budgets(session, partner, practice, now)
+        await session.rollback()  # not stored: measured again below, at the same time
+    with Session(sync_engine) as session, session.begin():
+        doctor = session.scalar(select(PracticeMembership.practitioner_id).where(PracticeMembership.practice_id == practice))
+        invented = [
+            session.execute(insert(Patient).values(
+                public_id=new_public_id("Patient"), practice_id=practice, first_name="X", last_name=f"Inventé{i}",
+                gender=Gender.UNKNOWN, created_at=now,
+            ).returning(Patient.id)).scalar_one()
+            for i in range(400)
+        ]
+        session.execute(insert(Appointment), [dict(
+            public_id=new_public_id("Appointment"), practice_id=practice, practitioner_id=doctor, patient_id=p,
+            starts_at=now + timedelta(days=1, minutes=i), ends_at=now + timedelta(days=1, minutes=i + 1),
+            status=AppointmentStatus.CANCELLED if i % 2 else AppointmentStatus.BOOKED, source_partner_id=partner,
+            created_at=now, updated_at=now, change_seq=10**6 + i,
+        ) for i, p in enumerate(invented)])
+    async with AsyncSession(async_engine) as session:
+        after = await ExtractionGuard(settings).budgets(session, partner, practice, now)
+    assert [b.limit for b in after] == [b.limit for b in before]
+
+
+async def test_the_baseline_is_computed_at_most_daily_and_grows_slowly(async_engine, sync_engine, world, big_practice):
+    partner, _, practice, patients = _ids(sync_engine, "extractor")
+    settings = Settings(extraction_floor=1, extraction_activity_factor=1.0, extraction_daily_cap=10**6)
+    guard, now = ExtractionGuard(settings), utcnow()
+    async with AsyncSession(async_engine) as session:
+        first, _ = await guard.budgets(session, partner, practice, now)
+        await session.commit()
+    with Session(sync_engine) as session, session.begin():  # the practice's own activity triples
+        doctor = session.scalar(select(PracticeMembership.practitioner_id).where(PracticeMembership.practice_id == practice))
+        session.execute(insert(Appointment), [dict(
+            public_id=new_public_id("Appointment"), practice_id=practice, practitioner_id=doctor, patient_id=patients[i % PATIENTS],
+            starts_at=now + timedelta(days=7 * w - 27, minutes=10 * i), ends_at=now + timedelta(days=7 * w - 27, minutes=10 * i + 5),
+            created_at=now, updated_at=now, change_seq=2 * 10**6 + 1000 * w + i,
+        ) for w in range(6) for i in range(2 * first.limit)])
+    async with AsyncSession(async_engine) as session:
+        same_day, _ = await guard.budgets(session, partner, practice, now + timedelta(hours=23))
+        next_day, _ = await guard.budgets(session, partner, practice, now + timedelta(hours=25))
+        await session.commit()
+    assert same_day.limit == first.limit
+    assert next_day.limit == int(-(-first.limit * 1.25 // 1))
+
+
+async def test_a_partner_churning_its_own_bookings_is_alerted(make_api, world, sync_engine):
+    from tests.services.test_writes_and_sync import BOOK, CANCEL, FREE, booking
+
+    api = make_api(extraction_churn_cancellations=3)
+    for i in range(3):
+        booked = await api.query(world.keys["full"], BOOK, {"input": booking(world, FREE + timedelta(minutes=30 * i))})
+        appointment = booked.data["bookAppointment"]["appointment"]["id"]
+        assert (await api.query(world.keys["full"], CANCEL, {"id": appointment})).errors == []
+    (churn,) = _alerts(sync_engine, AlertKind.CHURN)
+    assert (churn.patients_in_window, churn.threshold) == (3, 3)
+
+
+async def test_a_quarantined_key_is_served_again_once_released(make_api, world, big_practice, sync_engine, cli):
+    with Session(sync_engine) as session, session.begin():
+        session.execute(update(Grant).values(max_patients_per_window=5))
+    api = make_api()
+    _, refusal = await read_window(api, world.keys["extractor"], big_practice, utcnow(), utcnow() + timedelta(days=30), 10)
+    assert refusal == "EXTRACTION_LIMIT_EXCEEDED"
+    quarantined = await api.query(world.keys["extractor"], "{ viewer { name } }")
+    assert (quarantined.status, quarantined.codes) == (403, {"KEY_QUARANTINED"})
+    prefix = world.keys["extractor"].split("_")[1]
+    assert "quarantined" in cli("key", "list", "extractor").output
+    assert cli("key", "release", prefix).exit_code == 0
+    assert (await api.query(world.keys["extractor"], "{ viewer { name } }")).errors == []
+    assert cli("key", "release", prefix).exit_code == 1  # not quarantined any more
+    # Another partner's key is untouched, and one whose partner is set not to quarantine is only refused.
+    assert cli("partner", "quarantine", "daily-sync", "--off").exit_code == 0
     with Session(sync_engine) as session:
-        alerts = session.scalars(select(ExtractionAlert)).all()
-    assert len(alerts) >= 1
-    assert alerts[0].patients_in_window + alerts[0].patients_refused > alerts[0].threshold
-    assert alerts[0].patients_in_window <= alerts[0].threshold
+        assert session.scalar(select(Partner.quarantine_on_refusal).where(Partner.name == "daily-sync")) is False
 
 
-async def test_a_normal_day_of_sync_is_never_refused(make_api, world, big_practice):
+async def test_a_quarantined_key_that_is_also_revoked_gets_the_one_answer_for_every_failure(make_api, world, sync_engine):
+    with Session(sync_engine) as session, session.begin():
+        session.execute(update(PartnerKey).values(quarantined_at=utcnow()))
+    api = make_api()
+    assert (await api.query(world.keys["full"], "{ viewer { name } }")).codes == {"KEY_QUARANTINED"}
+    with Session(sync_engine) as session, session.begin():
+        operators.revoke_key(session, world.keys["full"].split("_")[1])
+    revoked = await api.query(world.keys["full"], "{ viewer { name } }")
+    wrong_secret = await api.query(world.keys["other"][:-4] + "AAAA", "{ viewer { name } }")
+
+    def without_request_id(response):
+        return [{**e, "extensions": {k: v for k, v in e["extensions"].items() if k != "requestId"}} for e in response.errors]
+
+    assert revoked.status == wrong_secret.status == 401
+    assert without_request_id(revoked) == without_request_id(wrong_secret)
+
+
+async def test_reminders_for_the_next_two_days_every_hour_are_never_refused_nor_alerted(make_api, world, big_practice, sync_engine):
     today = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
-
-    async def sync_round(api):
-        # What a practice-management software reads: today and the coming week.
-        for day in range(7):
-            start = today + timedelta(days=day)
-            _, refusal = await read_window(api, world.keys["daily-sync"], big_practice, start, start + timedelta(days=1))
-            assert refusal is None
-
-    await sync_round(make_api())  # one round fits the default budget
-    # Then hourly rounds through a working day; the hour between rounds refills the budget,
-    # which the test compresses with a fast refill. The distinct-patient budget is untouched.
-    hourly = make_api(budget_refill_per_second=10**4)
+    # A reminder service: the next two days, every hour of a working day (the budget refill compressed).
+    api = make_api(budget_refill_per_second=10**4)
     for _ in range(10):
-        await sync_round(hourly)
+        _, refusal = await read_window(api, world.keys["daily-sync"], big_practice, today, today + timedelta(days=3))
+        assert refusal is None
+    assert _alerts(sync_engine) == []
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_both_windows_are_counted_through_their_index(async_engine, sync_engine, world, big_practice):
+    partner, _, practice, _ = _ids(sync_engine, "extractor")
+    async with AsyncSession(async_engine) as session:
+        budgets = await ExtractionGuard(Settings()).budgets(session, partner, practice, utcnow())
+        await session.commit()
+    with sync_engine.connect() as connection:
+        connection.exec_driver_sql("SET enable_seqscan = off")
+        for budget in budgets:
+            count = select(func.count()).where(
+                PatientDisclosure.partner_id == partner, PatientDisclosure.practice_id == practice,
+                budget.first_at >= utcnow() - budget.window,
+            )
+            sql = str(count.compile(sync_engine, compile_kwargs={"literal_binds": True}))
+            plan = "\n".join(connection.exec_driver_sql("EXPLAIN " + sql).scalars())
+            assert "Index" in plan and "Seq Scan" not in plan, plan
+            # Its own index, whose key ends with the window's column: the count is one range scan.
+            # (Which index the planner takes on a near-empty table is its choice.)
+            keys = {tuple(c.name for c in ix.columns) for ix in PatientDisclosure.__table__.indexes}
+            assert ("partner_id", "practice_id", budget.first_at.key) in keys
