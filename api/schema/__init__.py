@@ -1,5 +1,7 @@
 """The GraphQL schema: one module per area, assembled here with the API's extensions."""
 
+from typing import Any
+
 from graphql import GraphQLError
 from strawberry import Schema
 from strawberry.extensions import MaxTokensLimiter, ParserCache
@@ -21,6 +23,13 @@ PARSER_CACHE_SIZE = 512
 
 
 class PartnerSchema(Schema):
+    def _get_custom_context_kwargs(self, operation_extensions: dict[str, Any] | None = None, *, sync: bool = False) -> dict[str, Any]:
+        # Suggestions ("Did you mean 'newPatient'?") describe the schema to whoever probes it.
+        # Validation is told so by api.protection.shape_limits; execution, which coerces the
+        # variables (input fields, enum values), is told here: strawberry has no setting that
+        # reaches graphql-core's `execute(hide_suggestions=)`, and this hook is what it passes on.
+        return {**super()._get_custom_context_kwargs(operation_extensions, sync=sync), "hide_suggestions": True}
+
     def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
         # Refusals and bad input are the client's business; unexpected failures are logged by
         # api.http.graphql_view, with the request id.
