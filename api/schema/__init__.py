@@ -4,12 +4,11 @@ from typing import Any
 
 from graphql import GraphQLError
 from strawberry import Schema
-from strawberry.extensions import MaxTokensLimiter, ParserCache
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from api.protection.cost_and_budget import CostAndBudget
-from api.protection.shape_limits import CachedValidation, limit_rules
+from api.protection.shape_limits import CachedValidation, LimitedParsing, limit_rules
 from api.schema.appointments import Appointment, Patient
 from api.schema.errors import ErrorCodes
 from api.schema.guard import resolve_field
@@ -46,8 +45,7 @@ def build_schema(settings: Settings, cost_analysis: bool = True) -> PartnerSchem
         config=StrawberryConfig(default_resolver=resolve_field),
         scalar_overrides=SCALAR_OVERRIDES,
         extensions=[
-            lambda: MaxTokensLimiter(settings.max_tokens),
-            lambda: ParserCache(maxsize=PARSER_CACHE_SIZE),
+            lambda: LimitedParsing(settings.max_tokens, maxsize=PARSER_CACHE_SIZE),
             lambda: CachedValidation(rules),
             *([CostAndBudget] if cost_analysis else []),
         ],
