@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     statement_timeout_seconds: float = Field(
         default=5.0, ge=0, description="Longest one SQL statement may run (PostgreSQL statement_timeout; 0: none)."
     )
+    worker_timeout_seconds: int = Field(
+        default=30, ge=1, description="A worker whose event loop is stuck this long is killed and replaced (serve)."
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated origins whose browser pages may call the API (CORS); empty: none.",
