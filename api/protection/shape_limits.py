@@ -9,25 +9,23 @@ with every request's variables.
 from __future__ import annotations
 
 import re
-
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from collections import OrderedDict
 from typing import Any
 
 from graphql import (
     ASTValidationRule,
     DocumentNode,
-    FieldNode,
     GraphQLError,
     GraphQLSchema,
     OperationDefinitionNode,
     StringValueNode,
-    ValidationContext,
     ValidationRule,
     specified_rules,
     validate,
 )
+from graphql.language.parser import MAX_NESTING_DEPTH as MAX_PARSER_NESTING
 from graphql.validation.rules.max_introspection_depth_rule import MAX_LIST_DEPTH as MAX_INTROSPECTION_LIST_DEPTH
 from graphql.validation.validate import ValidationAbortedError
 from strawberry.extensions import ParserCache, SchemaExtension
@@ -46,7 +44,11 @@ from api.protection.rules._measure import limit_error
 from api.settings import Settings
 
 VALIDATION_CACHE_SIZE = 512
-TOO_MANY_TOKENS = re.compile(r"Document contains more than \d+ tokens")  # graphql-core's parser
+# Errors reported per document before validation gives up (graphql-core's default is 100): each
+# error locates itself in the text, so 700 unused variables would cost 700 scans of it.
+MAX_ERRORS = 20
+TOO_MANY_TOKENS = re.compile(r"Document contains more than \d+ tokens")  # graphql-core's parser...
+TOO_DEEP_TO_PARSE = "Document is nested too deeply"  # ...and its own nesting limit
 INTROSPECTION_TOO_DEEP = "Maximum introspection depth exceeded"  # MaxIntrospectionDepthRule's message
 
 
@@ -93,7 +95,8 @@ def _named(error: GraphQLError) -> GraphQLError:
     if not isinstance(error, ValidationAbortedError):
         return error
     return GraphQLError(
-        "The document is too complex to validate: select fewer fields, or fewer fields of the same name.",
+        f"Validation stopped: the document has more than {MAX_ERRORS} errors, or is too complex to validate "
+        "(select fewer fields, or fewer fields of the same name).",
         extensions={"code": ErrorCode.BAD_USER_INPUT.value, "limit": "validation"},
     )
 
@@ -115,6 +118,8 @@ class LimitedParsing(ParserCache):
         except GraphQLError as error:
             if TOO_MANY_TOKENS.search(error.message):
                 error.extensions = {**(error.extensions or {}), "limit": "tokens", "maximum": self.max_tokens}
+            elif TOO_DEEP_TO_PARSE in error.message:
+                error.extensions = {**(error.extensions or {}), "limit": "nesting", "maximum": MAX_PARSER_NESTING}
             raise
 
 
@@ -134,7 +139,7 @@ class _ValidationCache:
             errors = validate(schema, document, rules.shape)
             if not errors:
                 # Suggestions ("did you mean") would describe the schema to whoever probes it.
-                errors = [_named(e) for e in validate(schema, document, rules.spec, hide_suggestions=True)]
+                errors = [_named(e) for e in validate(schema, document, rules.spec, max_errors=MAX_ERRORS, hide_suggestions=True)]
             self.entries[key] = errors
             if len(self.entries) > self.size:
                 self.entries.popitem(last=False)

@@ -53,16 +53,20 @@ SHAPES = [
     Shape("directives on a fragment bomb", bomb(30, 2, spread=" @include(if: true) @skip(if: false)"), limits={"selections"}),
     Shape("directives on inline fragments", "{ ... @include(if: true) @skip(if: false) @include(if: true) { viewer { name } } }",
           limits={"directives"}),
+    # 2,800 tokens, near the token limit: parsing them is most of the cost.
     Shape("700 declared variables", "query(" + " ".join(f"$v{i}: Int" for i in range(700)) + ") { viewer { name } }",
-          limits={"validation"}),
+          limits={"validation"}, trivial_requests=20),
     Shape("a huge list in the variables", "query($ids: [ID!]!) { nodes(ids: $ids) { id } }", variables={"ids": ["apt_x"] * 5000},
           codes={"COST_LIMIT_EXCEEDED"}, limits={"cost"}),
     Shape("circular fragments", "{ ...A } fragment A on Query { ...B viewer { name } } fragment B on Query { ...A ...A }", limits={None}),
     Shape("circular fragment bomb", bomb(30, 2).replace("fragment F0 on Query { viewer { name } }",
                                                         "fragment F0 on Query { viewer { name } ...F30 }"), limits={"selections", None}),
-    Shape("deeply nested input object", nested_input(600), limits={None}, extra={"operationName": "Deep"}),
+    Shape("selections nested past the parser's limit", "{ " + "viewer { " * 300 + "name" + " }" * 300 + " }", limits={"nesting"}),
+    Shape("deeply nested input object", nested_input(600), limits={"nesting"}, extra={"operationName": "Deep"}),
+    Shape("nested input object under the parser's limit", nested_input(150), limits={None}, extra={"operationName": "Deep"}),
+    # Refused once parsed: what it costs is parsing 2,100 tokens, bounded by the token limit.
     Shape("300 operations in one document", " ".join(f"query Q{i} {{ viewer {{ name }} }}" for i in range(300)),
-          limits={"operations"}, extra={"operationName": "Q150"}),
+          limits={"operations"}, extra={"operationName": "Q150"}, trivial_requests=20),
     Shape("20 operations in one document", " ".join(f"query Q{i} {{ viewer {{ name }} }}" for i in range(20)), status=200,
           extra={"operationName": "Q10"}),
     Shape("400 fragments in one operation", "{ " + " ".join(f"...F{i}" for i in range(400)) + " } "
