@@ -44,6 +44,7 @@ class PartnerServer(BaseApplication):  # type: ignore[misc]
             "logconfig_dict": _log_config(settings.log_level),
             "control_socket_disable": True,  # one fixed path per user: two servers on a host would share it
             "loglevel": settings.log_level,
+            "keepalive": 5,  # uvicorn's own default, which serve had before gunicorn (gunicorn's is 2 s)
             "accesslog": None,  # api.http.logs writes one line per request, without the query string
             "child_exit": lambda arbiter, worker: self._child_exit(worker),
         }
