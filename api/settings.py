@@ -26,7 +26,9 @@ class Settings(BaseSettings):
     # Shape limits, checked before execution (cached with the parsed document).
     max_body_bytes: int = Field(default=64 * 1024, description="Largest accepted request body.")
     max_query_depth: int = Field(default=10, description="Deepest field nesting.")
-    max_aliases: int = Field(default=20, description="Aliases per document.")
+    max_aliases: int = Field(default=20, description="Aliases per operation, fragments expanded.")
+    max_selections: int = Field(default=500, ge=1, description="Fields one operation selects, fragments expanded.")
+    max_operations: int = Field(default=20, ge=1, description="Operations in one document (one of which runs).")
     max_tokens: int = Field(default=3000, description="Lexical tokens per document.")
     max_directives_per_field: int = Field(default=2, description="Directives on one field (@skip/@include).")
     # Cost and budgets, checked with the variables of each request.
@@ -84,6 +86,9 @@ class Settings(BaseSettings):
     request_timeout_seconds: float = Field(default=10.0, gt=0, description="Longest a GraphQL operation may run.")
     statement_timeout_seconds: float = Field(
         default=5.0, ge=0, description="Longest one SQL statement may run (PostgreSQL statement_timeout; 0: none)."
+    )
+    worker_timeout_seconds: int = Field(
+        default=30, ge=1, description="A worker whose event loop is stuck this long is killed and replaced (serve)."
     )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

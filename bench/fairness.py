@@ -1,6 +1,6 @@
 """Fairness under load: one partner floods the API while another runs its normal sync.
 
-    python -m bench.fairness [--db sqlite|postgresql]
+    python -m bench.fairness [--db sqlite|postgresql] [--flood expensive|hostile|both]
 
 The server is `partner-api serve` (one worker) on 127.0.0.1, on the benchmark's 10,000-appointment
 data set; the load comes from this machine, bounded in count and in time. The flooding partner
@@ -8,9 +8,16 @@ sends expensive pages from FLOOD_CONNECTIONS connections at once, from a process
 syncing partner pages through a week of appointments and the change feed, one request after
 another, first alone (the baseline), then during the flood.
 
+Two floods: `expensive` sends the most expensive valid pages; `hostile` sends known GraphQL
+denial-of-service documents (fragment bombs, 1,000 fields, circular fragments, hundreds of
+operations...), each made unique so that no cache answers them.
+
 The stated bound, checked at the end (exit status 1 when missed): every request of the syncing
-partner succeeds, most of the flooder's are refused (RATE_LIMITED), none gets a 5xx, and the
-syncing partner's median latency under the flood stays within BOUND times its median alone.
+partner succeeds (at least HOSTILE_SUCCESS of them under the hostile flood), most of the expensive
+flood is refused (RATE_LIMITED) and all of the hostile one (400), none gets a 5xx, and the syncing
+partner's median latency under the expensive flood stays within BOUND times its median alone (under
+the hostile flood it is printed, not bounded: refusals of invalid documents are not charged to the
+flooder's budget, so only the per-key concurrency limit holds the flooder back).
 tests/security/test_fairness.py runs the same load and checks all but the latency, which a
 test on a shared machine cannot assert.
 """
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import multiprocessing
 import os
@@ -43,6 +51,7 @@ FLOOD_MAX_REQUESTS = 4000
 FLOOD_MAX_SECONDS = 20.0
 SYNC_ROUNDS = 3
 BOUND = 5.0  # the syncing partner's median latency under the flood, as a multiple of its median alone
+HOSTILE_SUCCESS = 0.99  # the share of the syncing partner's requests served under the hostile flood
 
 FLOOD = """query($p: ID!, $from: DateTime!, $to: DateTime!) {
   appointments(practiceId: $p, from: $from, to: $to, first: 50) {
@@ -54,6 +63,22 @@ FEED = """query Feed($p: ID!, $since: String) { appointmentChanges(practiceId: $
   edges { node { kind appointmentId } } pageInfo { endCursor } } }"""
 
 
+def _bomb(levels: int, width: int) -> str:
+    fragments = ["fragment F0 on Query { viewer { name } }"]
+    fragments += [f"fragment F{i} on Query {{ {' '.join([f'...F{i - 1}'] * width)} }}" for i in range(1, levels + 1)]
+    return f"{{ ...F{levels} }} " + " ".join(fragments)
+
+
+HOSTILE = [  # each refused with a 400 naming its limit (tests/security/test_denial_of_service.py has the full table)
+    _bomb(40, 2),
+    _bomb(8, 20),
+    "{ " + "__typename " * 1000 + "}",
+    "{ ...A } fragment A on Query { ...B viewer { name } } fragment B on Query { ...A ...A }",
+    " ".join(f"query Q{i} {{ viewer {{ name }} }}" for i in range(300)),
+    "{ __schema { types { fields { type { fields { type { fields { type { name } } } } } } } } }",
+]
+
+
 @dataclass(frozen=True)
 class Partner:
     key: str
@@ -62,6 +87,7 @@ class Partner:
 
 @dataclass
 class Fairness:
+    kind: str  # of the flood: "expensive" or "hostile"
     alone_ms: list[float]
     alone: Counter[str]
     flooded_ms: list[float]
@@ -72,13 +98,26 @@ class Fairness:
     def ratio(self) -> float:
         return statistics.median(self.flooded_ms) / statistics.median(self.alone_ms)
 
+    @property
+    def success(self) -> float:
+        """The share of the syncing partner's requests served under the flood."""
+        return self.flooded["ok"] / sum(self.flooded.values())
+
     def problems(self) -> list[str]:
         """What breaks the stated bound, latency aside."""
         problems = []
-        if set(self.alone) != {"ok"} or set(self.flooded) != {"ok"}:
-            problems.append(f"sync requests failed: alone {dict(self.alone)}, under the flood {dict(self.flooded)}")
-        if self.flood["429 RATE_LIMITED"] <= sum(self.flood.values()) / 2:
+        if set(self.alone) != {"ok"}:
+            problems.append(f"sync requests failed alone: {dict(self.alone)}")
+        if self.kind == "expensive" and set(self.flooded) != {"ok"}:
+            problems.append(f"sync requests failed under the flood: {dict(self.flooded)}")
+        if self.kind == "hostile" and self.success < HOSTILE_SUCCESS:
+            problems.append(f"{self.success:.1%} of sync requests served under the flood (bound {HOSTILE_SUCCESS:.0%}): {dict(self.flooded)}")
+        if self.kind == "expensive" and self.flood["429 RATE_LIMITED"] <= sum(self.flood.values()) / 2:
             problems.append(f"the flooder was not throttled: {dict(self.flood)}")
+        if self.kind == "hostile" and any(not outcome.startswith("4") for outcome in self.flood):
+            problems.append(f"hostile documents were not all refused: {dict(self.flood)}")
+        if any(outcome.startswith("client error") for outcome in self.flood):
+            problems.append(f"flood requests got no answer: {dict(self.flood)}")
         if any(outcome.startswith("5") for outcome in self.flood):
             problems.append(f"server errors under the flood: {dict(self.flood)}")
         return problems
@@ -91,7 +130,7 @@ class Fairness:
             f"sync alone: {figures(self.alone_ms)} ({len(self.alone_ms)} requests, {dict(self.alone)})\n"
             f"sync under the flood: {figures(self.flooded_ms)} ({len(self.flooded_ms)} requests, {dict(self.flooded)})\n"
             f"ratio of medians: {self.ratio:.2f} (bound {BOUND})\n"
-            f"flood: {sum(self.flood.values())} requests from {FLOOD_CONNECTIONS} connections: {dict(self.flood)}"
+            f"{self.kind} flood: {sum(self.flood.values())} requests from {FLOOD_CONNECTIONS} connections: {dict(self.flood)}"
         )
 
 
@@ -159,13 +198,14 @@ async def sync(client: httpx.AsyncClient, partner: Partner, day: datetime) -> tu
     return latencies, outcomes
 
 
-def _flood(base: str, partner: Partner, day: datetime, stop: EventType, results: Queue) -> None:
+def _flood(base: str, partner: Partner, day: datetime, kind: str, stop: EventType, results: Queue) -> None:
     """In a process of its own, so that its client work does not delay the syncing client's."""
-    results.put(asyncio.run(_flood_connections(base, partner, day, stop)))
+    results.put(asyncio.run(_flood_connections(base, partner, day, kind, stop)))
 
 
-async def _flood_connections(base: str, partner: Partner, day: datetime, stop: EventType) -> Counter[str]:
+async def _flood_connections(base: str, partner: Partner, day: datetime, kind: str, stop: EventType) -> Counter[str]:
     outcomes: Counter[str] = Counter()
+    sent = itertools.count()
     started = time.monotonic()
     variables = {"p": partner.practice_id, "from": (day - timedelta(days=1)).isoformat(), "to": (day + timedelta(days=2)).isoformat()}
     limits = httpx.Limits(max_connections=FLOOD_CONNECTIONS, max_keepalive_connections=FLOOD_CONNECTIONS)
@@ -173,9 +213,16 @@ async def _flood_connections(base: str, partner: Partner, day: datetime, stop: E
 
         async def connection() -> None:
             while not stop.is_set() and sum(outcomes.values()) < FLOOD_MAX_REQUESTS and time.monotonic() - started < FLOOD_MAX_SECONDS:
-                response = await client.post(
-                    "/graphql", json={"query": FLOOD, "variables": variables}, headers={"Authorization": f"Bearer {partner.key}"}
-                )
+                if kind == "hostile":
+                    number = next(sent)  # a comment makes each document new to the parser's and validation's caches
+                    payload = {"query": f"{HOSTILE[number % len(HOSTILE)]}\n# {number}", "operationName": "Q1" if number % len(HOSTILE) == 4 else None}
+                else:
+                    payload = {"query": FLOOD, "variables": variables}
+                try:
+                    response = await client.post("/graphql", json=payload, headers={"Authorization": f"Bearer {partner.key}"})
+                except httpx.HTTPError as error:  # counted, and reported by problems(), rather than losing the flood's figures
+                    outcomes[f"client error {type(error).__name__}"] += 1
+                    continue
                 codes = {e["extensions"]["code"] for e in response.json().get("errors", [])}
                 outcomes[f"{response.status_code} {','.join(sorted(codes)) or 'ok'}"] += 1
 
@@ -183,13 +230,13 @@ async def _flood_connections(base: str, partner: Partner, day: datetime, stop: E
     return outcomes
 
 
-async def measure(base: str, syncing: Partner, flooding: Partner, day: datetime) -> Fairness:
+async def measure(base: str, syncing: Partner, flooding: Partner, day: datetime, kind: str = "expensive") -> Fairness:
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
         await sync(client, syncing, day)  # warm-up: connections, caches, the partner's budget row
         alone_ms, alone = await sync(client, syncing, day)
         processes = multiprocessing.get_context("spawn")
         stop, results = processes.Event(), processes.Queue()
-        flooder = processes.Process(target=_flood, args=(base, flooding, day, stop, results), daemon=True)
+        flooder = processes.Process(target=_flood, args=(base, flooding, day, kind, stop, results), daemon=True)
         flooder.start()
         try:
             await asyncio.sleep(2.0)  # the flood at full pace, the flooder's budget spent
@@ -198,7 +245,7 @@ async def measure(base: str, syncing: Partner, flooding: Partner, day: datetime)
             stop.set()
             flood = await asyncio.to_thread(results.get, timeout=FLOOD_MAX_SECONDS + 30)
             flooder.join(timeout=30)
-    return Fairness(alone_ms, alone, flooded_ms, flooded, flood)
+    return Fairness(kind, alone_ms, alone, flooded_ms, flooded, flood)
 
 
 def main() -> None:
@@ -206,17 +253,25 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--db", default="sqlite", choices=["sqlite", "postgresql"])
+    parser.add_argument("--flood", default="both", choices=["expensive", "hostile", "both"])
     args = parser.parse_args()
+    kinds = ["expensive", "hostile"] if args.flood == "both" else [args.flood]
     with ExitStack() as stack:
         url = database_urls(args.db, stack)[args.db]("10k")
         keys = prepare(url, "10k")
         syncing, flooding = (Partner(keys[name]["key"], keys[name]["grants"][0]["practice_id"]) for name in ("Logimed", "AgendaPlus"))
         day = datetime.combine(REFERENCE, datetime.min.time(), tzinfo=UTC) + timedelta(days=1)
-        with served(url, Path(stack.enter_context(_temporary_log()))) as base:
-            result = asyncio.run(measure(base, syncing, flooding, day))
-    print(result.summary())
-    problems = result.problems() + ([f"latency ratio {result.ratio:.2f} is past the bound {BOUND}"] if result.ratio > BOUND else [])
-    print(json.dumps({"ratio": round(result.ratio, 2), "problems": problems}))
+        results = []
+        for kind in kinds:  # a server each: the second flood does not start on the first one's budgets
+            with served(url, Path(stack.enter_context(_temporary_log()))) as base:
+                results.append(asyncio.run(measure(base, syncing, flooding, day, kind)))
+    problems = []
+    for result in results:
+        print(result.summary())
+        late = result.kind == "expensive" and result.ratio > BOUND  # the hostile flood is bounded by its success share
+        found = result.problems() + ([f"latency ratio {result.ratio:.2f} is past the bound {BOUND}"] if late else [])
+        print(json.dumps({"flood": result.kind, "ratio": round(result.ratio, 2), "success": round(result.success, 4), "problems": found}))
+        problems += found
     sys.exit(1 if problems else 0)
 
 

@@ -9,8 +9,9 @@
 - Anything else is masked: a generic message, INTERNAL_SERVER_ERROR and the request id; the
   exception itself is logged with that id, never sent (no stack trace or SQL to the client).
 
-Requests the HTTP layer cannot read (not JSON, not UTF-8, nested too deep, not an object, or
-holding strings no database column can store) are refused with 400 before anything runs.
+Requests the HTTP layer cannot read (not JSON, not UTF-8, a key twice in one object, nested too
+deep, not an object, or holding strings no database column can store) are refused with 400 before
+anything runs.
 """
 
 from __future__ import annotations
@@ -102,6 +103,22 @@ def refusal_status(extensions: dict[str, Any] | None) -> int:
     return REFUSAL_STATUS.get(extensions.get("code"), 200)
 
 
+class DuplicateKey(ValueError):
+    """A JSON object names the same key twice: parsers disagree on which wins (RFC 8259 §4), so a
+    request whose `query` appears twice could pass a check with one and run the other."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKey(json.dumps(key[:50]))
+            seen.add(key)
+    return value
+
+
 class PartnerGraphQL(GraphQL[GraphQLContext, None]):
     """strawberry's view, answering with an `Outcome` (see `serve`)."""
 
@@ -133,9 +150,23 @@ class PartnerGraphQL(GraphQL[GraphQLContext, None]):
 
     def decode_json(self, data: str | bytes) -> object:
         try:
-            return json.loads(data)
-        except (ValueError, RecursionError) as error:  # not UTF-8, nested too deep, a 5,000-digit number...
+            # Decoded here: json.loads would take UTF-16 and UTF-32 bytes as well (RFC 8259 §8.1: UTF-8 only).
+            text = data.decode("utf-8") if isinstance(data, bytes) else data
+        except UnicodeDecodeError as error:
+            raise HTTPException(400, "The request body must be JSON encoded in UTF-8.") from error
+        try:
+            return json.loads(text, object_pairs_hook=_unique_keys)
+        except DuplicateKey as error:
+            raise HTTPException(400, f"The key {error} appears twice in one JSON object.") from error
+        except (ValueError, RecursionError) as error:  # nested too deep, a 5,000-digit number, a BOM...
             raise HTTPException(400, "Unable to parse request body as JSON") from error
+
+    def parse_query_params(self, params: Any) -> dict[str, Any]:
+        names = [name for name, _ in params.multi_items()] if hasattr(params, "multi_items") else []
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:  # ?query=A&query=B: which one would run is the server's guess
+            raise HTTPException(400, f"The parameter {json.dumps(repeated[0])} appears twice in the query string.")
+        return super().parse_query_params(params)
 
     def parse_json(self, data: str | bytes) -> Any:
         value = super().parse_json(data)

@@ -74,7 +74,7 @@ def log_request(entry: AccessEntry, partner: str | None) -> None:
 
 
 def log_config(level: str) -> dict[str, Any]:
-    """`logging.config.dictConfig` settings for `serve` (uvicorn applies them in every worker)."""
+    """`logging.config.dictConfig` settings for `serve` (gunicorn applies them in its arbiter and every worker)."""
     return {
         "version": 1,
         "disable_existing_loggers": False,

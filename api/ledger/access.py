@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import bindparam, func, insert, select, true
+from sqlalchemy import Connection, bindparam, func, insert, select, true
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -114,6 +114,14 @@ def _storable(entry: AccessEntry) -> dict[str, object]:
     # The hash names the document as sent, lone surrogates included.
     values["document_hash"] = hashlib.sha256(entry.query.encode("utf-8", "surrogatepass")).hexdigest() if entry.query else None
     return values
+
+
+def write_refusals(connection: Connection, entries: Iterable[AccessEntry]) -> None:
+    """Requests refused without disclosing anything, written by a process without an event loop (the
+    process manager recording what a replaced worker was serving), in the caller's transaction."""
+    rows = [_storable(entry) for entry in entries]
+    if rows:
+        connection.execute(insert(AccessRecord.__table__), rows)
 
 
 async def write(session: AsyncSession, entry: AccessEntry, disclosures: Disclosures | None) -> None:

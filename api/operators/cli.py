@@ -39,31 +39,12 @@ def serve(
     port: Annotated[int | None, typer.Option(help="TCP port.")] = None,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
 ) -> None:
-    """Serve the API (and GraphiQL on GET /graphql) with uvicorn; logs are JSON lines on stderr."""
-    import os
-    import tempfile
-    from contextlib import ExitStack
-
-    import uvicorn
-
-    from api.http.logs import log_config
-    from api.http.metrics import MULTIPROCESS_DIR
+    """Serve the API (and GraphiQL on GET /graphql) with gunicorn over uvicorn workers; logs are JSON lines
+    on stderr. A worker stuck for PARTNER_API_WORKER_TIMEOUT_SECONDS is replaced."""
+    from api.operators.server import serve as run_server
 
     settings = get_settings()
-    with ExitStack() as stack:
-        if workers > 1 and not os.environ.get(MULTIPROCESS_DIR):
-            # Each worker writes its metrics there, so that /metrics sums them (see api.http.metrics).
-            os.environ[MULTIPROCESS_DIR] = stack.enter_context(tempfile.TemporaryDirectory(prefix="partner-api-metrics-"))
-        uvicorn.run(
-            "api.http.app:create_app",
-            factory=True,
-            host=host or settings.host,
-            port=port or settings.port,
-            workers=workers,
-            log_level=settings.log_level,
-            log_config=log_config(settings.log_level),
-            access_log=False,  # api.http.logs writes one line per request, without the query string
-        )
+    run_server(settings, host or settings.host, port or settings.port, workers)
 
 
 @app.command()

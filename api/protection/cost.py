@@ -15,7 +15,7 @@ prices what a response really contained (the same rules, real list lengths).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,7 +135,15 @@ class CostModel:
         return _Pricer(self, fragments, variables).actual_cost(root, operation.selection_set, data)
 
 
+Plan = list[tuple[str, int, bool, Any, SelectionSetNode | None]]
+Sizing = tuple[tuple[str, ...], int] | None  # the fields of a connection that are its items, and how many
+
+
 class _Pricer:
+    """Prices one operation. Every price and plan is kept per (type, selection set): a fragment is
+    priced once per type it applies to, however often it is spread, so the work is linear in the
+    document (a fragment spread twice per level is not expanded)."""
+
     def __init__(
         self,
         model: CostModel,
@@ -144,9 +152,10 @@ class _Pricer:
         selected: set[tuple[str, str]] | None = None,
     ) -> None:
         self.model, self.fragments, self.variables, self.selected = model, fragments, variables, selected
+        self._costs: dict[tuple[str, int, Sizing], int] = {}
         # The fields of each selection on each type, fragments flattened: a response repeats the
         # same selection once per list item, so the actual cost resolves it once.
-        self._plans: dict[tuple[str, int], list[tuple[str, int, bool, Any, SelectionSetNode | None]]] = {}
+        self._plans: dict[tuple[str, int], Plan] = {}
 
     def selection_cost(self, parent: GraphQLCompositeType, selection_set: SelectionSetNode, data: Any) -> int:
         if is_abstract_type(parent):
@@ -174,39 +183,57 @@ class _Pricer:
                     total += weight + self.actual_cost(returned, children, item)
         return total
 
-    def _plan(self, parent: GraphQLObjectType, selection_set: SelectionSetNode) -> list[tuple[str, int, bool, Any, SelectionSetNode | None]]:
+    def _plan(self, parent: GraphQLObjectType, selection_set: SelectionSetNode) -> Plan:
         key = (parent.name, id(selection_set))  # the document outlives this pricer: ids are stable
         plan = self._plans.get(key)
         if plan is None:
             plan = self._plans[key] = []
-            for node in self._field_nodes(parent, selection_set):
-                name = node.name.value
+            for selection in selection_set.selections:
+                if not isinstance(selection, FieldNode):
+                    applied = self._applied(parent, selection)
+                    if applied is not None:
+                        plan.extend(self._plan(parent, applied))  # built once per fragment and type
+                    continue
+                name = selection.name.value
                 if name.startswith("__"):
                     continue
                 field = parent.fields[name]
                 returned = get_named_type(field.type)
-                composite = node.selection_set is not None and isinstance(returned, GraphQLCompositeType)
+                composite = selection.selection_set is not None and isinstance(returned, GraphQLCompositeType)
                 plan.append((
-                    node.alias.value if node.alias else name, self.model.fields[(parent.name, name)].weight,
-                    _is_list(field.type), returned, node.selection_set if composite else None,
+                    selection.alias.value if selection.alias else name, self.model.fields[(parent.name, name)].weight,
+                    _is_list(field.type), returned, selection.selection_set if composite else None,
                 ))
         return plan
 
-    def _field_nodes(self, parent: GraphQLObjectType, selection_set: SelectionSetNode) -> Iterator[FieldNode]:
-        for selection in selection_set.selections:
-            if isinstance(selection, FieldNode):
-                yield selection
-            elif isinstance(selection, InlineFragmentNode):
-                condition = selection.type_condition
-                if condition is None or self._applies(condition.name.value, parent):
-                    yield from self._field_nodes(parent, selection.selection_set)
-            elif isinstance(selection, FragmentSpreadNode):
-                fragment = self.fragments.get(selection.name.value)
-                if fragment is not None and self._applies(fragment.type_condition.name.value, parent):
-                    yield from self._field_nodes(parent, fragment.selection_set)
+    def _applied(self, parent: GraphQLObjectType, selection: Any) -> SelectionSetNode | None:
+        """The selection set of an inline fragment or a fragment spread, when it applies to `parent`."""
+        if isinstance(selection, InlineFragmentNode):
+            condition = selection.type_condition
+            if condition is None or self._applies(condition.name.value, parent):
+                return selection.selection_set
+            return None
+        assert isinstance(selection, FragmentSpreadNode)
+        fragment = self.fragments.get(selection.name.value)
+        if fragment is not None and self._applies(fragment.type_condition.name.value, parent):
+            return fragment.selection_set
+        return None
 
-    def _fields_cost(self, parent: GraphQLObjectType, selection_set: SelectionSetNode) -> int:
-        return sum(self._field_cost(parent, node) for node in self._field_nodes(parent, selection_set))
+    def _fields_cost(self, parent: GraphQLObjectType, selection_set: SelectionSetNode, sizing: Sizing = None) -> int:
+        key = (parent.name, id(selection_set), sizing)
+        cost = self._costs.get(key)
+        if cost is None:
+            cost = 0
+            for selection in selection_set.selections:
+                if isinstance(selection, FieldNode):
+                    size = sizing[1] if sizing is not None and selection.name.value in sizing[0] else None
+                    cost += self._field_cost(parent, selection, size)
+                else:
+                    applied = self._applied(parent, selection)
+                    if applied is not None:
+                        cost += self._fields_cost(parent, applied, sizing)
+            self._costs[key] = cost
+        return cost
 
     def _applies(self, type_name: str, parent: GraphQLObjectType) -> bool:
         condition = self.model.schema.get_type(type_name)
@@ -231,11 +258,7 @@ class _Pricer:
         if list_size is not None and list_size.sized_fields:
             # A connection: its slicing argument gives the length of its `edges`.
             assert isinstance(returned, GraphQLObjectType)
-            edges = self._size(node, list_size)
-            return cost.weight + sum(
-                self._field_cost(returned, child, edges if child.name.value in list_size.sized_fields else None)
-                for child in self._field_nodes(returned, children)
-            )
+            return cost.weight + self._fields_cost(returned, children, (tuple(list_size.sized_fields), self._size(node, list_size)))
         if _is_list(field.type):
             length = size if size is not None else self._size(node, list_size)
             return length * (cost.weight + self.selection_cost(returned, children, None))

@@ -8,67 +8,48 @@ with every request's variables.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
 from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from graphql import (
     ASTValidationRule,
     DocumentNode,
-    FieldNode,
     GraphQLError,
     GraphQLSchema,
     OperationDefinitionNode,
     StringValueNode,
-    ValidationContext,
     ValidationRule,
     specified_rules,
     validate,
 )
-from strawberry.extensions import SchemaExtension
-from strawberry.extensions.max_aliases import create_validator as aliases_validator
-from strawberry.extensions.query_depth_limiter import create_validator as depth_validator
+from graphql.language.parser import MAX_NESTING_DEPTH as MAX_PARSER_NESTING
+from graphql.validation.rules.max_introspection_depth_rule import MAX_LIST_DEPTH as MAX_INTROSPECTION_LIST_DEPTH
+from graphql.validation.validate import ValidationAbortedError
+from strawberry.extensions import ParserCache, SchemaExtension
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
 from api.errors import ErrorCode
+from api.protection.rules import (
+    max_aliases_rule,
+    max_depth_rule,
+    max_directives_rule,
+    max_operations_rule,
+    max_selections_rule,
+)
+from api.protection.rules._measure import limit_error
 from api.settings import Settings
 
 VALIDATION_CACHE_SIZE = 512
-
-
-def _labelled(rule: type[ASTValidationRule], limit: str, maximum: int) -> type[ASTValidationRule]:
-    """The rule, with its errors carrying the API's code, the limit's name and its maximum."""
-    extensions = {"code": ErrorCode.BAD_USER_INPUT.value, "limit": limit, "maximum": maximum}
-
-    class Labelling:
-        # strawberry's rules report through the validation context: relabel on the way.
-        def __init__(self, context: ValidationContext) -> None:
-            self._context = context
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self._context, name)
-
-        def report_error(self, error: GraphQLError) -> None:
-            self._context.report_error(GraphQLError(error.message, error.nodes, extensions=extensions))
-
-    class Labelled(rule):  # type: ignore[valid-type, misc]
-        def __init__(self, context: ValidationContext) -> None:
-            super().__init__(Labelling(context))  # type: ignore[arg-type]
-
-    Labelled.__name__ = f"{limit.title()}Limit"
-    return Labelled
-
-
-def _directives_validator(maximum: int) -> type[ASTValidationRule]:
-    class DirectivesPerField(ValidationRule):
-        def enter_field(self, node: FieldNode, *_: Any) -> None:
-            if len(node.directives or ()) > maximum:
-                self.report_error(
-                    GraphQLError(f"At most {maximum} directives per field.", node)
-                )
-
-    return DirectivesPerField
+# Errors reported per document before validation gives up (graphql-core's default is 100): each
+# error locates itself in the text, so 700 unused variables would cost 700 scans of it.
+MAX_ERRORS = 20
+TOO_MANY_TOKENS = re.compile(r"Document contains more than \d+ tokens")  # graphql-core's parser...
+TOO_DEEP_TO_PARSE = "Document is nested too deeply"  # ...and its own nesting limit
+INTROSPECTION_TOO_DEEP = "Maximum introspection depth exceeded"  # MaxIntrospectionDepthRule's message
 
 
 class StorableStrings(ValidationRule):
@@ -80,17 +61,66 @@ class StorableStrings(ValidationRule):
             self.report_error(GraphQLError("Strings may not contain U+0000.", node))
 
 
-def limit_rules(settings: Settings) -> tuple[type[ASTValidationRule], ...]:
+@dataclass(frozen=True)
+class ValidationRules:
+    """The shape limits, linear in the document and run first, then the specification's rules (and
+    strawberry's), which only ever see a document of bounded shape."""
+
+    shape: tuple[type[ASTValidationRule], ...]
+    spec: tuple[type[ASTValidationRule], ...]
+
+
+def limit_rules(settings: Settings) -> ValidationRules:
     """Built once: a rule class made per request would defeat the validation cache."""
-    return (
-        *specified_rules,
-        MaybeNullValidationRule,
-        OneOfInputValidationRule,
-        StorableStrings,
-        _labelled(depth_validator(settings.max_query_depth, None, None), "depth", settings.max_query_depth),
-        _labelled(aliases_validator(settings.max_aliases), "aliases", settings.max_aliases),
-        _labelled(_directives_validator(settings.max_directives_per_field), "directives", settings.max_directives_per_field),
+    return ValidationRules(
+        shape=(
+            max_operations_rule(settings.max_operations),
+            max_depth_rule(settings.max_query_depth),
+            max_aliases_rule(settings.max_aliases),
+            max_selections_rule(settings.max_selections),
+            max_directives_rule(settings.max_directives_per_field),
+        ),
+        spec=(*specified_rules, MaybeNullValidationRule, OneOfInputValidationRule, StorableStrings),
     )
+
+
+def _named(error: GraphQLError) -> GraphQLError:
+    """graphql-core's own limits, named as ours are: its introspection depth, and the work or the
+    errors after which it gives up on a document ("Validation aborted.")."""
+    if error.message == INTROSPECTION_TOO_DEEP:
+        return limit_error(
+            "Introspection may nest `fields`, `inputFields`, `interfaces` and `possibleTypes` at most "
+            f"{MAX_INTROSPECTION_LIST_DEPTH} deep.", error.nodes, "introspectionDepth", MAX_INTROSPECTION_LIST_DEPTH,
+        )
+    if not isinstance(error, ValidationAbortedError):
+        return error
+    return GraphQLError(
+        f"Validation stopped: the document has more than {MAX_ERRORS} errors, or is too complex to validate "
+        "(select fewer fields, or fewer fields of the same name).",
+        extensions={"code": ErrorCode.BAD_USER_INPUT.value, "limit": "validation"},
+    )
+
+
+class LimitedParsing(ParserCache):
+    """strawberry's parser cache, parsing at most `max_tokens` lexical tokens (graphql-core's parser
+    option, which MaxTokensLimiter sets), with the refusal naming the limit as the other shape limits do.
+    One extension, not MaxTokensLimiter beside ParserCache: the parse raises inside this hook, the only
+    place where its error can be caught."""
+
+    def __init__(self, max_tokens: int, maxsize: int) -> None:
+        super().__init__(maxsize=maxsize)
+        self.max_tokens = max_tokens
+
+    def on_parse(self) -> Iterator[None]:
+        self.execution_context.parse_options["max_tokens"] = self.max_tokens
+        try:
+            yield from super().on_parse()
+        except GraphQLError as error:
+            if TOO_MANY_TOKENS.search(error.message):
+                error.extensions = {**(error.extensions or {}), "limit": "tokens", "maximum": self.max_tokens}
+            elif TOO_DEEP_TO_PARSE in error.message:
+                error.extensions = {**(error.extensions or {}), "limit": "nesting", "maximum": MAX_PARSER_NESTING}
+            raise
 
 
 class _ValidationCache:
@@ -99,16 +129,18 @@ class _ValidationCache:
 
     def __init__(self, size: int = VALIDATION_CACHE_SIZE) -> None:
         self.size = size
-        self.entries: OrderedDict[tuple[str, tuple[type[ASTValidationRule], ...]], list[GraphQLError]] = OrderedDict()
+        self.entries: OrderedDict[tuple[str, ValidationRules], list[GraphQLError]] = OrderedDict()
 
-    def validate(
-        self, schema: GraphQLSchema, query: str, document: DocumentNode, rules: tuple[type[ASTValidationRule], ...]
-    ) -> list[GraphQLError]:
+    def validate(self, schema: GraphQLSchema, query: str, document: DocumentNode, rules: ValidationRules) -> list[GraphQLError]:
         key = (query, rules)
         errors = self.entries.get(key)
         if errors is None:
-            # Suggestions ("did you mean") would describe the schema to whoever probes it.
-            errors = self.entries[key] = validate(schema, document, rules, hide_suggestions=True)
+            # A document over a shape limit is refused before the other rules walk it.
+            errors = validate(schema, document, rules.shape)
+            if not errors:
+                # Suggestions ("did you mean") would describe the schema to whoever probes it.
+                errors = [_named(e) for e in validate(schema, document, rules.spec, max_errors=MAX_ERRORS, hide_suggestions=True)]
+            self.entries[key] = errors
             if len(self.entries) > self.size:
                 self.entries.popitem(last=False)
         else:
@@ -122,7 +154,7 @@ _cache = _ValidationCache()
 class CachedValidation(SchemaExtension):
     """Validates with the limit rules, once per distinct document."""
 
-    def __init__(self, rules: tuple[type[ASTValidationRule], ...]) -> None:
+    def __init__(self, rules: ValidationRules) -> None:
         super().__init__()
         self.rules = rules
 

@@ -1,13 +1,14 @@
 """The GraphQL schema: one module per area, assembled here with the API's extensions."""
 
+from typing import Any
+
 from graphql import GraphQLError
 from strawberry import Schema
-from strawberry.extensions import MaxTokensLimiter, ParserCache
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from api.protection.cost_and_budget import CostAndBudget
-from api.protection.shape_limits import CachedValidation, limit_rules
+from api.protection.shape_limits import CachedValidation, LimitedParsing, limit_rules
 from api.schema.appointments import Appointment, Patient
 from api.schema.errors import ErrorCodes
 from api.schema.guard import resolve_field
@@ -21,6 +22,13 @@ PARSER_CACHE_SIZE = 512
 
 
 class PartnerSchema(Schema):
+    def _get_custom_context_kwargs(self, operation_extensions: dict[str, Any] | None = None, *, sync: bool = False) -> dict[str, Any]:
+        # Suggestions ("Did you mean 'newPatient'?") describe the schema to whoever probes it.
+        # Validation is told so by api.protection.shape_limits; execution, which coerces the
+        # variables (input fields, enum values), is told here: strawberry has no setting that
+        # reaches graphql-core's `execute(hide_suggestions=)`, and this hook is what it passes on.
+        return {**super()._get_custom_context_kwargs(operation_extensions, sync=sync), "hide_suggestions": True}
+
     def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
         # Refusals and bad input are the client's business; unexpected failures are logged by
         # api.http.graphql_view, with the request id.
@@ -43,8 +51,7 @@ def build_schema(settings: Settings, cost_analysis: bool = True) -> PartnerSchem
         config=StrawberryConfig(default_resolver=resolve_field),
         scalar_overrides=SCALAR_OVERRIDES,
         extensions=[
-            lambda: MaxTokensLimiter(settings.max_tokens),
-            lambda: ParserCache(maxsize=PARSER_CACHE_SIZE),
+            lambda: LimitedParsing(settings.max_tokens, maxsize=PARSER_CACHE_SIZE),
             lambda: CachedValidation(rules),
             *([CostAndBudget] if cost_analysis else []),
         ],

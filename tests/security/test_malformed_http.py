@@ -109,6 +109,19 @@ CASES = [
     Malformed("non-UTF-8 bytes", raw(b'{"query": "{ viewer { name\xff } }"}'), 400, "BAD_USER_INPUT"),
     Malformed("latin-1 declared", raw(b'{"query": "{ viewer { name } }", "x": "\xe9"}', "application/json; charset=latin-1"),
               400, "BAD_USER_INPUT"),
+    Malformed("UTF-16 encoded", raw('{"query": "{ viewer { name } }"}'.encode("utf-16")), 400, "BAD_USER_INPUT"),
+    Malformed("UTF-32 encoded", raw('{"query": "{ viewer { name } }"}'.encode("utf-32")), 400, "BAD_USER_INPUT"),
+    Malformed("UTF-8 with a byte-order mark", raw('{"query": "{ viewer { name } }"}'.encode("utf-8-sig")), 400, "BAD_USER_INPUT"),
+    Malformed("query twice: a mutation behind a read", raw(lambda world: (
+        '{"query": "{ viewer { name } }", "query": ' + json.dumps(CANCEL) + ', "variables": {"id": "' + world.appointments["A"][0] + '"}}'
+    ).encode()), 400, "BAD_USER_INPUT"),
+    Malformed("a variable twice", raw(lambda world: (
+        '{"query": ' + json.dumps(CANCEL) + ', "variables": {"id": "apt_first", "id": "apt_second"}}').encode()),
+        400, "BAD_USER_INPUT", "apt_second"),
+    Malformed("operationName twice", raw(b'{"query": "query A { viewer { name } } query B { viewer { id } }", '
+                                         b'"operationName": "A", "operationName": "B"}'), 400, "BAD_USER_INPUT"),
+    Malformed("query twice in the query string", lambda api, world: _get_pairs([("query", "{ viewer { name } }"), ("query", "{ viewer { id } }")]),
+              400, "BAD_USER_INPUT"),
     Malformed("query is a number", post({"query": 5}), 400, "BAD_USER_INPUT"),
     Malformed("query is a list", post({"query": ["{ viewer { name } }"]}), 400, "BAD_USER_INPUT"),
     Malformed("query is an object", post({"query": {"viewer": "name"}}), 400, "BAD_USER_INPUT"),
@@ -208,6 +221,10 @@ CASES = [
 
 
 async def _get(params: dict[str, str]) -> dict[str, Any]:
+    return {"method": "GET", "params": params}
+
+
+async def _get_pairs(params: list[tuple[str, str]]) -> dict[str, Any]:
     return {"method": "GET", "params": params}
 
 

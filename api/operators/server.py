@@ -1,0 +1,103 @@
+"""`partner-api serve`: gunicorn's arbiter over uvicorn workers.
+
+uvicorn's own supervisor checks its workers from another thread, so a worker whose event loop is
+stuck in synchronous code looks alive forever. gunicorn's arbiter expects each worker to notify it
+(uvicorn's main loop does, every half timeout): a worker silent for `PARTNER_API_WORKER_TIMEOUT_SECONDS`
+is killed and replaced, and the requests it was serving are recorded in the ledger as refused
+(`api.http.in_flight`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+from contextlib import ExitStack
+from importlib import import_module
+from pathlib import Path
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from api.http.in_flight import IN_FLIGHT_DIR, InFlight, lost
+from api.http.logs import log_config
+from api.http.metrics import MULTIPROCESS_DIR
+from api.settings import Settings
+from api.timeutil import utcnow
+
+logger = logging.getLogger("api.server")
+APP_FACTORY = "api.http.app:create_app"
+
+
+class PartnerServer(BaseApplication):  # type: ignore[misc]
+    """gunicorn configured in code: one command, no gunicorn.conf.py to keep in step."""
+
+    def __init__(self, settings: Settings, host: str, port: int, workers: int, app_factory: str, in_flight: Path) -> None:
+        self.settings, self.app_factory, self.in_flight = settings, app_factory, in_flight
+        self.options = {
+            "bind": f"{host}:{port}",
+            "workers": workers,
+            "worker_class": "uvicorn_worker.UvicornWorker",
+            "timeout": settings.worker_timeout_seconds,
+            "graceful_timeout": math.ceil(settings.request_timeout_seconds) + 5,  # running requests may end
+            "logconfig_dict": _log_config(settings.log_level),
+            "control_socket_disable": True,  # one fixed path per user: two servers on a host would share it
+            "loglevel": settings.log_level,
+            "keepalive": 5,  # uvicorn's own default, which serve had before gunicorn (gunicorn's is 2 s)
+            "accesslog": None,  # api.http.logs writes one line per request, without the query string
+            "child_exit": lambda arbiter, worker: self._child_exit(worker),
+        }
+        super().__init__()
+
+    def load_config(self) -> None:
+        for name, value in self.options.items():
+            self.cfg.set(name, value)
+
+    def load(self) -> Any:
+        """In each worker, after the fork: the app's engines and pools are the worker's own."""
+        module, _, name = self.app_factory.partition(":")
+        return InFlight(getattr(import_module(module), name)(), self.in_flight)
+
+    def _child_exit(self, worker: Any) -> None:
+        """In the arbiter, when a worker has exited: what it was serving never got an answer."""
+        entries, files = lost(self.in_flight, worker.pid, utcnow())
+        if not entries:
+            return
+        from api.data.database import make_sync_engine
+        from api.ledger.access import write_refusals
+
+        engine = make_sync_engine(self.settings.database_url)
+        try:
+            with engine.begin() as connection:
+                write_refusals(connection, entries)
+        except Exception:  # the database is away: the files stay, the log says so
+            logger.exception("could not record the %d requests of the lost worker %s", len(entries), worker.pid)
+            return
+        finally:
+            engine.dispose()
+        for path in files:
+            path.unlink(missing_ok=True)
+        logger.error("worker %s was lost with %d requests in flight, recorded as refused", worker.pid, len(entries))
+
+
+def _log_config(level: str) -> dict[str, Any]:
+    """The API's JSON lines for gunicorn's arbiter too; uvicorn's loggers in each worker take the
+    handlers of gunicorn's error logger (uvicorn_worker), so they go there as well."""
+    config = log_config(level)
+    config["loggers"] = {
+        **config["loggers"],
+        "gunicorn.error": {"handlers": ["stderr"], "level": level.upper(), "propagate": False},
+        "gunicorn.access": {"handlers": [], "propagate": False},
+    }
+    return config
+
+
+def serve(settings: Settings, host: str, port: int, workers: int, app_factory: str = APP_FACTORY) -> None:
+    with ExitStack() as stack:
+        if workers > 1 and not os.environ.get(MULTIPROCESS_DIR):
+            # Each worker writes its metrics there, so that /metrics sums them (see api.http.metrics).
+            os.environ[MULTIPROCESS_DIR] = stack.enter_context(tempfile.TemporaryDirectory(prefix="partner-api-metrics-"))
+        if not os.environ.get(IN_FLIGHT_DIR):
+            os.environ[IN_FLIGHT_DIR] = stack.enter_context(tempfile.TemporaryDirectory(prefix="partner-api-in-flight-"))
+        PartnerServer(settings, host, port, workers, app_factory, Path(os.environ[IN_FLIGHT_DIR])).run()
