@@ -54,4 +54,9 @@ def _b64(data: bytes) -> str:
 def _unb64(text: str) -> bytes:
     if not text or len(text) > MAX_LENGTH:
         raise ValueError("bad length")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    # One spelling per cursor: base64 ignores the unused bits of the last character, so without
+    # this check some edits of a cursor would decode to the same bytes and pass.
+    if _b64(data) != text:
+        raise ValueError("not canonical base64")
+    return data

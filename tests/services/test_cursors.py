@@ -1,0 +1,32 @@
+"""Cursors are signed and bound to their query: any edit, however small, is refused."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from api.errors import ApiError
+from api.services.cursors import CursorCodec
+
+CODEC = CursorCodec(b"test secret")
+BINDING = ("appointments", 1, "prc_x")
+CURSOR = CODEC.encode(BINDING, ["2026-12-01T08:00:00+00:00", "apt_y"])
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."
+
+
+def test_a_cursor_decodes_to_its_position_for_its_own_query():
+    assert CODEC.decode(CURSOR, BINDING) == ["2026-12-01T08:00:00+00:00", "apt_y"]
+
+
+@given(index=st.integers(min_value=0, max_value=len(CURSOR) - 1), replacement=st.sampled_from(ALPHABET))
+def test_any_one_character_edit_of_a_cursor_is_refused(index, replacement):
+    edited = CURSOR[:index] + replacement + CURSOR[index + 1:]
+    if edited == CURSOR:
+        return
+    with pytest.raises(ApiError) as refused:
+        CODEC.decode(edited, BINDING)
+    assert refused.value.extensions["code"] == "BAD_USER_INPUT"
+
+
+def test_a_cursor_of_another_query_is_refused():
+    with pytest.raises(ApiError):
+        CODEC.decode(CURSOR, ("appointments", 2, "prc_x"))
