@@ -17,8 +17,8 @@ from typing import Any
 
 from oso import Oso
 from polar import Variable
-from polar.exceptions import PolarRuntimeError
 from polar.data_filtering import Relation
+from polar.exceptions import PolarRuntimeError
 from sqlalchemy import Select
 
 from api.data import models

@@ -196,8 +196,10 @@ def _row_answer(
         how = "no rows here: the rule run in memory on a new one"
     if allowed:
         through = ", ".join(live) or "-"
+    elif live:
+        through = f"not given by {', '.join(live)}"
     else:
-        through = f"not given by {', '.join(live)}" if live else "no live grant"
+        through = "no live grant"
     rules = [f"{Path(file).name}:{line}" for file, line in sources.permission_rules(resource, action)]
     return RowAnswer(resource, action, allowed, rows_allowed, rows_total, through, rules, how)
 

@@ -18,8 +18,8 @@ from api.data.models import Appointment, Grant
 from api.scopes import Scope
 from api.timeutil import utcnow
 from authz.actors import PartnerActor
-from authz.records import GrantedRecord
 from authz.engine import Authorizer
+from authz.records import GrantedRecord
 
 
 def _microseconds(call: Callable[[], Any], iterations: int) -> float:

@@ -48,15 +48,13 @@ import httpx
 from sqlalchemy import Select, func, select, text
 from sqlalchemy.orm import Session
 
-from api.http import pipeline as pipeline_module
-
-from api.ledger import access as ledger
-
 from api.data import models
-from api.http.app import create_app
 from api.data.database import make_async_engine, make_session_factory, make_sync_engine
 from api.data.migrate import upgrade
 from api.data.seed import SIZES, SeedSize, reference_date_for, seed
+from api.http import pipeline as pipeline_module
+from api.http.app import create_app
+from api.ledger import access as ledger
 from api.schema import build_schema
 from api.settings import Settings
 from bench import explain, policy

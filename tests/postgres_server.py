@@ -76,7 +76,7 @@ def postgres_server(keep_in: Path | None = None) -> Iterator[str]:
             try:
                 shutil.chown(root, "postgres", "postgres")
             except LookupError:
-                raise PostgresUnavailable("running as root needs the `postgres` user (Debian's package creates it)")
+                raise PostgresUnavailable("running as root needs the `postgres` user (Debian's package creates it)") from None
         if not (data / "PG_VERSION").exists():
             run(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale")
         options = " ".join([f"-p {port}", f"-k {root}", *(f"-c {k}={v}" for k, v in SERVER_SETTINGS.items())])

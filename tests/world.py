@@ -8,19 +8,19 @@ from datetime import date, timedelta
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from api.operators import accounts as operators
 from api.data.models import (
     Appointment,
     AppointmentStatus,
     ChangeCounter,
     Gender,
     Grant,
-    Patient,
     PartnerStatus,
+    Patient,
     Practice,
     PracticeMembership,
     Practitioner,
 )
+from api.operators import accounts as operators
 from api.scopes import Scope
 from api.timeutil import utcnow
 

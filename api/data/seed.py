@@ -34,8 +34,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy import Connection, Engine, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
-from api.ids import KIND_PREFIXES
-from api.identity.keys import issue_key
+from api import reading_horizon
 from api.data.models import (
     Appointment,
     AppointmentStatus,
@@ -51,7 +50,8 @@ from api.data.models import (
     PracticeMembership,
     Practitioner,
 )
-from api import reading_horizon
+from api.identity.keys import issue_key
+from api.ids import KIND_PREFIXES
 from api.reading_horizon import ReadingHorizon
 from api.scopes import Scope
 
@@ -348,7 +348,7 @@ def _practices(state: _State) -> list[dict[str, Any]]:
             town = Town(fake.city(), f"{department:02d}{rng.randrange(100):02d}0", "Europe/Paris")
         name = f"{rng.choice(PRACTICE_KINDS)} {town.name}"
         while name in names:
-            name = f"{rng.choice(PRACTICE_KINDS)} {fake.last_name()} – {town.name}"
+            name = f"{rng.choice(PRACTICE_KINDS)} {fake.last_name()} – {town.name}"  # noqa: RUF001  (French typography: a real en dash in a name)
         names.add(name)
         rows.append({
             "id": position + 1, "public_id": state.public_id("Practice"), "name": name,

@@ -182,7 +182,7 @@ class PartnerGraphQL(GraphQL[GraphQLContext, None]):
             raise HTTPException(400, "Strings may not contain U+0000 or unpaired surrogates.")
         return data
 
-    async def execute_single(  # noqa: PLR0917
+    async def execute_single(
         self, request: Request, request_adapter: Any, sub_response: Any, context: GraphQLContext, root_value: None,
         request_data: GraphQLRequestData,
     ) -> ExecutionResult:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -20,7 +21,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.data.models import AccessRecord, Disclosure
 from api.scopes import LedgerGroup, Scope
-
 
 # The groups every disclosure of a record carries: the record itself (its times, status and
 # practitioner; the patient's opaque id). Each scope then adds the group of its own row in the

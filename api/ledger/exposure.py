@@ -20,12 +20,20 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, case, distinct, func, select, union_all
 from sqlalchemy.orm import Session
 
-from api.ledger.access import FIELD_GROUPS, HISTORY, SCOPE_GROUPS
-from api.scopes import LedgerGroup
 from api.data.models import (
-    AccessRecord, AlertDelivery, Appointment, Disclosure, ExtractionAlert, Partner, PartnerKey, Patient, Practice,
+    AccessRecord,
+    AlertDelivery,
+    Appointment,
+    Disclosure,
+    ExtractionAlert,
+    Partner,
+    PartnerKey,
+    Patient,
+    Practice,
 )
+from api.ledger.access import FIELD_GROUPS, HISTORY, SCOPE_GROUPS
 from api.operators.accounts import OperatorError, find_partner
+from api.scopes import LedgerGroup
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ can run `partner-api alerts deliver` instead or as well.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
@@ -105,10 +106,8 @@ class WebhookSender:
                 await self.deliver_all_due()
             except Exception:  # the database or the network is away: the next pass retries
                 logger.exception("alert webhook delivery failed")
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.settings.alert_webhook_poll_seconds)
-            except TimeoutError:
-                pass
             self._wake.clear()
 
     async def _claim(self, now: datetime) -> list[tuple[int, str, str, int]]:

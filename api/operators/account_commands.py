@@ -10,10 +10,10 @@ from typing import Annotated, TypeVar
 import typer
 from sqlalchemy.orm import Session
 
-from api.operators import accounts as operators
-from api.data.database import make_sync_engine
 from api import reading_horizon
+from api.data.database import make_sync_engine
 from api.data.models import Grant, PartnerStatus
+from api.operators import accounts as operators
 from api.reading_horizon import MAX_DAYS
 from api.scopes import Scope, parse_scopes
 from api.settings import get_settings

@@ -12,9 +12,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.identity.keys import issue_key
-from api.data.models import Grant, Partner, PartnerKey, PartnerStatus, Practice
 from api import reading_horizon
+from api.data.models import Grant, Partner, PartnerKey, PartnerStatus, Practice
+from api.identity.keys import issue_key
 from api.reading_horizon import ReadingHorizon
 from api.scopes import Scope
 from api.timeutil import utcnow

@@ -18,9 +18,9 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session
 
+from api.data.database import make_sync_engine
 from api.ledger import exposure as reports
 from api.ledger import retention
-from api.data.database import make_sync_engine
 from api.ledger.access import group_names
 from api.operators.accounts import OperatorError
 from api.settings import get_settings

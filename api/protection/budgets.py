@@ -15,18 +15,17 @@ from sqlalchemy import Float, bindparam, case, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.identity.authentication import Principal
 from api.data.models import PartnerBudget
+from api.identity.authentication import Principal
 from api.settings import Settings
-
 
 # Built once, executed with bound values: the request path builds no SQL expression for its budget.
 _NOW, _RATE, _POINTS = bindparam("now", type_=Float), bindparam("rate", type_=Float), bindparam("points", type_=Float)
 _CAPACITY = bindparam("capacity", type_=Float)
 _OF_PARTNER = PartnerBudget.partner_id == bindparam("partner")
-_ELAPSED = case((_NOW > PartnerBudget.refilled_at, _NOW - PartnerBudget.refilled_at), else_=0.0)
+_ELAPSED = case((PartnerBudget.refilled_at < _NOW, _NOW - PartnerBudget.refilled_at), else_=0.0)
 _REFILLED = case((PartnerBudget.points + _ELAPSED * _RATE > _CAPACITY, _CAPACITY), else_=PartnerBudget.points + _ELAPSED * _RATE)
-_LATEST = case((_NOW > PartnerBudget.refilled_at, _NOW), else_=PartnerBudget.refilled_at)
+_LATEST = case((PartnerBudget.refilled_at < _NOW, _NOW), else_=PartnerBudget.refilled_at)
 _TAKE = (
     update(PartnerBudget).where(_OF_PARTNER, _REFILLED >= _POINTS)
     .values(points=_REFILLED - _POINTS, refilled_at=_LATEST).returning(PartnerBudget.points)

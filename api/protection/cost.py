@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import strawberry
 from graphql import (
@@ -77,7 +77,7 @@ class FieldCost:
 class CostModel:
     """The weights of one schema, read once from its directives."""
 
-    _models: dict[int, CostModel] = {}
+    _models: ClassVar[dict[int, CostModel]] = {}
 
     @classmethod
     def of(cls, schema: GraphQLSchema) -> CostModel:

@@ -42,7 +42,7 @@ def _named(type_: Any) -> Any:
 
 def _is_string(type_: Any) -> bool:
     named = _named(type_)
-    return isinstance(named, type) and issubclass(named, _STRINGS) or getattr(named, "__supertype__", None) is str
+    return (isinstance(named, type) and issubclass(named, _STRINGS)) or getattr(named, "__supertype__", None) is str
 
 
 def string_inputs(field: StrawberryField) -> Iterator[tuple[str, Constraint | None]]:

@@ -12,8 +12,8 @@ from api.protection.shape_limits import CachedValidation, LimitedParsing, limit_
 from api.schema.appointments import Appointment, Patient
 from api.schema.errors import ErrorCodes
 from api.schema.guard import resolve_field
-from api.schema.practices import Practice, Practitioner
 from api.schema.mutations import Mutation
+from api.schema.practices import Practice, Practitioner
 from api.schema.query import Query
 from api.schema.scalars import SCALAR_OVERRIDES
 from api.settings import Settings

@@ -5,15 +5,14 @@ from datetime import date, datetime
 import strawberry
 
 from api.data import models
-from api.schema.context import GraphQLContext
-from api.protection.cost import CONTACT_COST, HEALTH_COST, IDENTITY_COST, Cost
 from api.errors import not_found
 from api.ledger.disclosure_recorder import DisclosedRecord
+from api.protection.cost import CONTACT_COST, HEALTH_COST, IDENTITY_COST, Cost
+from api.schema.context import GraphQLContext
 from api.schema.guard import build, require
 from api.schema.practices import Practice, Practitioner
 from api.schema.relay import Node
 from api.services.horizon import RecordFields
-
 
 AppointmentStatus = strawberry.enum(models.AppointmentStatus, description="Where an appointment stands.")
 Gender = strawberry.enum(models.Gender, description="Gender as recorded by the practice.")

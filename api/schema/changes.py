@@ -4,15 +4,13 @@ from typing import Annotated
 import strawberry
 
 from api.data import models
-
-from api.services import reads
-from api.schema.context import GraphQLContext
 from api.protection.input_validation import ValidatedInput
 from api.schema import constraints
 from api.schema.appointments import Appointment
-from api.schema.deferred import Deferred
+from api.schema.context import GraphQLContext
 from api.schema.guard import build, require
-from api.schema.relay import Connection, First, PAGED
+from api.schema.relay import PAGED, Connection, First
+from api.services import reads
 from api.services.horizon import RecordFields
 
 

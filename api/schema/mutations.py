@@ -3,12 +3,12 @@ from typing import Annotated
 
 import strawberry
 
-from api.services import writes
-from api.schema.context import GraphQLContext
 from api.protection.cost import Cost
 from api.protection.input_validation import ValidatedInput
 from api.schema import constraints
 from api.schema.appointments import Appointment, Gender
+from api.schema.context import GraphQLContext
+from api.services import writes
 
 Info = strawberry.Info[GraphQLContext, None]
 WRITE_COST = 10

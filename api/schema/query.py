@@ -8,18 +8,17 @@ import strawberry
 from sqlalchemy.orm import joinedload
 
 from api.data import models
-
-from api.services import reads
-from api.schema.context import GraphQLContext
-from api.protection.cost import Cost, ListSize
 from api.errors import ApiError, ErrorCode, bad_input
+from api.protection.cost import Cost, ListSize
 from api.protection.input_validation import ValidatedInput
 from api.schema import constraints
-from api.schema.changes import ChangeQuery
 from api.schema.appointments import Appointment, AppointmentStatus, Patient
+from api.schema.changes import ChangeQuery
+from api.schema.context import GraphQLContext
 from api.schema.practices import Practice, Practitioner
-from api.schema.relay import After, Connection, First, Node, PAGED
+from api.schema.relay import PAGED, After, Connection, First, Node
 from api.schema.viewer import RateLimit, Viewer, ViewerGrant
+from api.services import reads
 
 Info = strawberry.Info[GraphQLContext, None]
 MAX_NODES = 100

@@ -5,22 +5,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from datetime import datetime
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import ScalarSelect, Select, literal, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
+from api.data.models import Appointment, AppointmentStatus, AppointmentTombstone, Patient, Practice, PracticeMembership
+from api.errors import bad_input, not_found
+from api.ids import kind_of
 from api.protection.extraction import ExtractionGuard
 from api.services.cursors import CursorCodec
 from api.services.horizon import Horizons
 from api.services.unit_of_work import UnitOfWork
-from api.errors import bad_input, not_found
-from api.ids import kind_of
 from api.timeutil import UTCDateTime
-from api.data.models import Appointment, AppointmentStatus, AppointmentTombstone, Patient, Practice, PracticeMembership
 
 MAX_PAGE_SIZE = 100
 MAX_WINDOW_DAYS = 31

@@ -18,12 +18,6 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.protection import churn
-from api.protection.extraction import ExtractionGuard
-from api.services import reads
-from api.services.unit_of_work import UnitOfWork
-from api.errors import ApiError, ErrorCode, bad_input, not_found
-from api.ids import kind_of
 from api.data.models import (
     Appointment,
     AppointmentStatus,
@@ -34,6 +28,12 @@ from api.data.models import (
     Practice,
     PracticeMembership,
 )
+from api.errors import ApiError, ErrorCode, bad_input, not_found
+from api.ids import kind_of
+from api.protection import churn
+from api.protection.extraction import ExtractionGuard
+from api.services import reads
+from api.services.unit_of_work import UnitOfWork
 
 MAX_DURATION = timedelta(hours=8)
 

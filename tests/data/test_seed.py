@@ -16,10 +16,7 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
-from api.operators.cli import app
 from api.data.database import make_sync_engine
-from api.ids import kind_of
-from api.identity.keys import secret_matches, split_token
 from api.data.migrate import upgrade
 from api.data.models import (
     Appointment,
@@ -35,8 +32,11 @@ from api.data.models import (
     PracticeMembership,
     Practitioner,
 )
-from api.scopes import Scope
 from api.data.seed import DAYS_AFTER, DAYS_BEFORE, SIZES, SeedError, SeedReport, reference_date_for, seed
+from api.identity.keys import secret_matches, split_token
+from api.ids import kind_of
+from api.operators.cli import app
+from api.scopes import Scope
 from api.settings import get_settings
 
 SMALL = SIZES["small"]
@@ -237,7 +237,7 @@ def test_the_keys_file_names_every_partner_and_its_keys_verify(seeded):
             assert {Scope(scope) for scope in grant["scopes"]}
             assert datetime.fromisoformat(grant["expires_at"]).tzinfo is not None
             assert isinstance(grant["revoked"], bool)
-            assert 0 <= grant["days_back"] and 0 <= grant["days_ahead"]
+            assert grant["days_back"] >= 0 and grant["days_ahead"] >= 0
 
 
 def test_a_database_that_has_practices_is_refused(seeded):

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from api.data import models
-from api.services import writes
 from api.http.logs import JsonFormatter
+from api.services import writes
 from tests.world import DAY
 
 BOOK = """mutation($input: BookAppointmentInput!) { bookAppointment(input: $input) {

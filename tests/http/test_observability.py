@@ -151,8 +151,8 @@ async def test_a_failure_is_logged_with_its_request_id_but_not_its_message(api, 
 def test_an_operation_name_that_graphql_would_not_accept_is_not_logged():
     from datetime import UTC, datetime
 
-    from api.ledger.access import AccessEntry
     from api.http.logs import log_request
+    from api.ledger.access import AccessEntry
 
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)

@@ -25,7 +25,7 @@ def simple_requests(query: str) -> list[dict]:
 @pytest.mark.parametrize("kind", ["form", "text/plain", "multipart", "GET"])
 async def test_a_mutation_runs_only_from_a_json_post(api, world, kind):
     appointment = world.appointments["A"][0]
-    request = dict(zip(["form", "text/plain", "multipart", "GET"], simple_requests(CANCEL % appointment)))[kind]
+    request = dict(zip(["form", "text/plain", "multipart", "GET"], simple_requests(CANCEL % appointment), strict=True))[kind]
     headers = {"Authorization": f"Bearer {world.keys['full']}", "Origin": EVIL, **request.pop("headers", {})}
     response = await api.http.request(url="/graphql", headers=headers, **request)
     assert response.status_code == 400, response.text

@@ -6,11 +6,10 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.data.models import Partner, PartnerBudget
 from api.identity.authentication import Principal
 from api.protection.budgets import Budgets
-from api.data.models import Partner, PartnerBudget
 from api.settings import Settings
-
 from tests.world import window_args
 
 # Per row: appointment 1 + reason 1 + patient 1 + 6 personal fields + practitioner 1 + practice 1 = 11

@@ -11,18 +11,28 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from api.errors import ApiError
-from api.operators import accounts as operators
-from api.ids import new_public_id
 from api.data.models import (
-    AlertKind, Appointment, AppointmentStatus, ExtractionAlert, Gender, Grant, Partner, PartnerKey, Patient, PatientDisclosure,
-    Practice, PracticeMembership, Practitioner,
+    AlertKind,
+    Appointment,
+    AppointmentStatus,
+    ExtractionAlert,
+    Gender,
+    Grant,
+    Partner,
+    PartnerKey,
+    Patient,
+    PatientDisclosure,
+    Practice,
+    PracticeMembership,
+    Practitioner,
 )
+from api.errors import ApiError
+from api.ids import new_public_id
+from api.operators import accounts as operators
 from api.protection.extraction import ExtractionGuard
 from api.scopes import Scope
 from api.settings import Settings
 from api.timeutil import utcnow
-from tests.ledger.test_exposure import cli  # noqa: F401  (the `partner-api` command line, as a fixture)
 
 PATIENTS, APPOINTMENTS, SPAN_DAYS = 1000, 3000, 180
 PAGE = """query($p: ID!, $from: DateTime!, $to: DateTime!, $n: Int!, $after: String) {
@@ -141,7 +151,7 @@ async def test_a_refusal_reveals_neither_the_limit_nor_the_headroom(make_api, wo
     with Session(sync_engine) as session, session.begin():
         session.execute(update(PartnerKey).values(quarantined_at=None))
         operators.set_quarantine_on_refusal(session, "extractor", False)
-    seen, after = set(), None
+    after = None
     while True:
         page = await api.query(world.keys["extractor"], PAGE, {
             "p": big_practice, "from": utcnow().isoformat(), "to": (utcnow() + timedelta(days=30)).isoformat(), "n": 50,
@@ -193,7 +203,7 @@ async def test_staying_just_under_the_daily_limit_for_30_days_is_stopped_by_the_
 async def test_booking_and_cancelling_does_not_raise_the_limit(async_engine, sync_engine, world, big_practice):
     """The 2020 variant: 400 one-minute bookings of invented patients in the coming week, cancelled
     (or not): the practice's baseline counts only the appointments it made itself."""
-    partner, key, practice, _ = _ids(sync_engine, "extractor")
+    partner, _key, practice, _ = _ids(sync_engine, "extractor")
     settings, now = Settings(), utcnow()
     async with AsyncSession(async_engine) as session:
         before = await ExtractionGuard(settings).budgets(session, partner, practice, now)

@@ -15,7 +15,7 @@ both run on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-from datetime import UTC, timedelta, timezone
+from datetime import timedelta, timezone
 
 import pytest
 import schemathesis
@@ -130,7 +130,7 @@ def test_schemathesis_finds_no_server_error_nor_schema_violation(database_url, w
     operations = [result.ok() for result in loaded.get_all_operations()]
     assert {op.label for op in operations} >= {"Query.appointments", "Query.node", "Mutation.bookAppointment"}
 
-    def ours(ctx, response, case) -> None:  # noqa: ANN001 - schemathesis' check signature
+    def ours(ctx, response, case) -> None:
         problems = violations(response.status_code, response.json(), case.body)  # the document
         assert problems == [], problems
 
@@ -140,7 +140,7 @@ def test_schemathesis_finds_no_server_error_nor_schema_violation(database_url, w
 
                 @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
                 @given(case=operation.as_strategy(generation_mode=mode))
-                def fuzz(case) -> None:  # noqa: ANN001
+                def fuzz(case) -> None:
                     response = case.call(headers=auth)
                     case.validate_response(
                         response, checks=[schemathesis.checks.response_schema_conformance], additional_checks=[ours]

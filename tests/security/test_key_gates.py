@@ -9,8 +9,8 @@ import asyncio
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
-from api.protection.key_gates import QUEUE_FACTOR, CredentialGates
 from api.data.models import AccessRecord
+from api.protection.key_gates import QUEUE_FACTOR, CredentialGates
 from tests.security.test_budgets import PRICED, variables
 
 

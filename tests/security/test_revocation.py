@@ -3,8 +3,8 @@
 from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
-from api.operators import accounts as operators
 from api.data.models import PartnerStatus
+from api.operators import accounts as operators
 from api.scopes import Scope
 from tests.world import window_args
 

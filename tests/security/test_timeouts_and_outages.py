@@ -13,10 +13,10 @@ from prometheus_client import REGISTRY
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.orm import Session
 
+from api.data.models import AccessRecord, Disclosure
 from api.http.app import create_app
 from api.protection.budgets import Budgets
 from api.services.unit_of_work import UnitOfWork
-from api.data.models import AccessRecord, Disclosure
 from api.settings import Settings
 from tests.client import ApiClient
 from tests.world import window_args

@@ -6,8 +6,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from api.operators import accounts as operators
 from api.data.models import Appointment, AppointmentTombstone
+from api.operators import accounts as operators
 from api.scopes import Scope
 from api.timeutil import utcnow
 from tests.world import DAY
