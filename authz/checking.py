@@ -137,7 +137,9 @@ def _run_field_rules(oso: Oso, sources: PolicySources) -> list[Problem]:
     given = ask("has_scope", lambda: {s for s in known if oso.query_rule_once("has_scope", grant, s)}, known)
     for scope in sorted(needed - known):
         problems.append(
-            sources.problem("error", f"unknown scope {scope!r} (known: {', '.join(sorted(known))})", sources.find(f'"{scope}"'))
+            sources.problem(
+                "error", f"unknown scope {scope!r} (known: {', '.join(sorted(known))})", sources.find(f'"{scope}"')
+            )
         )
     for scope in sorted(known - given):
         problems.append(

@@ -115,7 +115,9 @@ class Authorizer:
         self.field_scopes = {name: frozenset(needed) for name, needed in scopes.items()}
         # Fields readable only inside a grant's reading horizon, or with its history permission.
         try:
-            self.purpose_bound = frozenset(r["bindings"]["field"] for r in self.oso.query_rule("purpose_bound", Variable("field")))
+            self.purpose_bound = frozenset(
+                r["bindings"]["field"] for r in self.oso.query_rule("purpose_bound", Variable("field"))
+            )
         except PolarRuntimeError:
             self.purpose_bound = frozenset()
 

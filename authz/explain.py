@@ -112,7 +112,9 @@ def explain(
     actor = PartnerActor(id=partner.id, name=partner.name, request_time=now)
     grants = list(
         session.scalars(
-            select(Grant).where(Grant.partner_id == partner.id, Grant.practice_id == practice.id).order_by(Grant.granted_at)
+            select(Grant)
+            .where(Grant.partner_id == partner.id, Grant.practice_id == practice.id)
+            .order_by(Grant.granted_at)
         )
     )
     infos = [_grant_info(authorizer, actor, grant) for grant in grants]
@@ -130,7 +132,9 @@ def explain(
         for action in block.permissions
     ]
     fields = _field_answers(authorizer, actor, grants, infos)
-    return Explanation(partner.name, partner.public_id, practice.name, practice.public_id, now, notes, infos, rows, fields)
+    return Explanation(
+        partner.name, partner.public_id, practice.name, practice.public_id, now, notes, infos, rows, fields
+    )
 
 
 def _find(session: Session, model: type[Partner] | type[Practice], name: str, what: str) -> Any:

@@ -38,13 +38,21 @@ REQUESTS = Counter(
 )
 LATENCY = Histogram("partner_api_request_duration_seconds", "Time to answer a request to /graphql.", ["partner"])
 REQUESTED_COST = Histogram(
-    "partner_api_requested_cost_points", "Cost of each operation as priced before it runs.", ["partner"], buckets=COST_BUCKETS
+    "partner_api_requested_cost_points",
+    "Cost of each operation as priced before it runs.",
+    ["partner"],
+    buckets=COST_BUCKETS,
 )
 ACTUAL_COST = Histogram(
-    "partner_api_actual_cost_points", "Cost of each operation as it ran (charged to the budget).", ["partner"], buckets=COST_BUCKETS
+    "partner_api_actual_cost_points",
+    "Cost of each operation as it ran (charged to the budget).",
+    ["partner"],
+    buckets=COST_BUCKETS,
 )
 EXTRACTION_ALERTS = Counter(
-    "partner_api_extraction_alerts", "Requests refused by the distinct-patient limit (their alerts: `partner-api alerts`).", ["partner"]
+    "partner_api_extraction_alerts",
+    "Requests refused by the distinct-patient limit (their alerts: `partner-api alerts`).",
+    ["partner"],
 )
 
 

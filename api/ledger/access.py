@@ -112,7 +112,9 @@ def _storable(entry: AccessEntry) -> dict[str, object]:
         cost = values[column]
         values[column] = None if cost is None else max(-MAX_COST, min(MAX_COST, int(cost)))  # type: ignore[call-overload]
     # The hash names the document as sent, lone surrogates included.
-    values["document_hash"] = hashlib.sha256(entry.query.encode("utf-8", "surrogatepass")).hexdigest() if entry.query else None
+    values["document_hash"] = (
+        hashlib.sha256(entry.query.encode("utf-8", "surrogatepass")).hexdigest() if entry.query else None
+    )
     return values
 
 
@@ -131,7 +133,9 @@ async def write(session: AsyncSession, entry: AccessEntry, disclosures: Disclosu
     if rows and session.bind.dialect.name == "postgresql":
         await session.execute(_ACCESS_WITH_DISCLOSURES, {**values, **_columns(rows)})  # one round trip
         return
-    access_id = (await session.execute(insert(AccessRecord.__table__).values(**values).returning(AccessRecord.id))).scalar_one()
+    access_id = (
+        await session.execute(insert(AccessRecord.__table__).values(**values).returning(AccessRecord.id))
+    ).scalar_one()
     if rows:  # the table: no ORM bulk processing per row
         await session.execute(insert(Disclosure.__table__), [{"access_id": access_id, **row} for row in rows])
 
@@ -141,18 +145,30 @@ async def write(session: AsyncSession, entry: AccessEntry, disclosures: Disclosu
 _DISCLOSED = ("practice_id", "appointment_id", "patient_id", "field_groups")
 _ACCESS = (
     insert(AccessRecord.__table__)
-    .values({column.name: bindparam(column.name, type_=column.type) for column in AccessRecord.__table__.c if column.name != "id"})
+    .values(
+        {
+            column.name: bindparam(column.name, type_=column.type)
+            for column in AccessRecord.__table__.c
+            if column.name != "id"
+        }
+    )
     .returning(AccessRecord.id)
     .cte("access")
 )
-_SHOWN = func.unnest(
-    *(bindparam(name, type_=ARRAY(Disclosure.__table__.c[name].type)) for name in _DISCLOSED)
-).table_valued(*_DISCLOSED).render_derived("shown")
-_ACCESS_WITH_DISCLOSURES = insert(Disclosure.__table__).from_select(
-    ["access_id", *_DISCLOSED], select(_ACCESS.c.id, *(_SHOWN.c[name] for name in _DISCLOSED)).select_from(_ACCESS.join(_SHOWN, true()))
-).add_cte(_ACCESS)
+_SHOWN = (
+    func.unnest(*(bindparam(name, type_=ARRAY(Disclosure.__table__.c[name].type)) for name in _DISCLOSED))
+    .table_valued(*_DISCLOSED)
+    .render_derived("shown")
+)
+_ACCESS_WITH_DISCLOSURES = (
+    insert(Disclosure.__table__)
+    .from_select(
+        ["access_id", *_DISCLOSED],
+        select(_ACCESS.c.id, *(_SHOWN.c[name] for name in _DISCLOSED)).select_from(_ACCESS.join(_SHOWN, true())),
+    )
+    .add_cte(_ACCESS)
+)
 
 
 def _columns(rows: list[dict[str, int | None]]) -> dict[str, list[int | None]]:
     return {name: [row[name] for row in rows] for name in _DISCLOSED}
-

@@ -42,7 +42,12 @@ class DisclosedRecord:
     __slots__ = ("_field_groups", "groups", "in_horizon", "practice_id")
 
     def __init__(self, practice_id: int, groups: int, in_horizon: bool, field_groups: Mapping[str, int]) -> None:
-        self.practice_id, self.groups, self.in_horizon, self._field_groups = practice_id, groups, in_horizon, field_groups
+        self.practice_id, self.groups, self.in_horizon, self._field_groups = (
+            practice_id,
+            groups,
+            in_horizon,
+            field_groups,
+        )
 
     def carried(self, field: str) -> None:
         """The response carries a value of "Type.field" for this record."""

@@ -30,7 +30,11 @@ class Purged:
 
 
 def purge(
-    session: Session, older_than: timedelta, extraction_window: timedelta, now: datetime | None = None, batch_size: int = BATCH_SIZE
+    session: Session,
+    older_than: timedelta,
+    extraction_window: timedelta,
+    now: datetime | None = None,
+    batch_size: int = BATCH_SIZE,
 ) -> Purged:
     """Delete the requests recorded before `now - older_than` with what they disclosed, and the
     patients' disclosures that have left the extraction's long window; commits after each batch."""

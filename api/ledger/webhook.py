@@ -123,9 +123,12 @@ class WebhookSender:
             # Conditional: on SQLite, where nothing was locked, a row another sender took is skipped.
             rows = (
                 await session.execute(
-                    update(AlertDelivery).where(AlertDelivery.id.in_(ids), *due)
+                    update(AlertDelivery)
+                    .where(AlertDelivery.id.in_(ids), *due)
                     .values(claimed_until=now + self.lease)
-                    .returning(AlertDelivery.id, AlertDelivery.message_id, AlertDelivery.payload, AlertDelivery.attempts)
+                    .returning(
+                        AlertDelivery.id, AlertDelivery.message_id, AlertDelivery.payload, AlertDelivery.attempts
+                    )
                 )
             ).all()
             await session.commit()
@@ -152,7 +155,9 @@ class WebhookSender:
         if error is None:
             values["delivered_at"] = now
         else:
-            values["next_attempt_at"] = now + backoff(attempts, timedelta(seconds=self.settings.alert_webhook_max_backoff_seconds))
+            values["next_attempt_at"] = now + backoff(
+                attempts, timedelta(seconds=self.settings.alert_webhook_max_backoff_seconds)
+            )
             logger.warning("alert webhook attempt %d failed: %s", attempts, error)
         async with self.sessions() as session, self.writer_lock(session):
             await session.execute(update(AlertDelivery).where(AlertDelivery.id == delivery_id).values(**values))

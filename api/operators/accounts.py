@@ -75,13 +75,21 @@ def set_partner_status(session: Session, name: str, status: PartnerStatus) -> Pa
     return partner
 
 
-def issue_partner_key(session: Session, name: str, label: str | None = None, expires_at: datetime | None = None) -> NewKey:
+def issue_partner_key(
+    session: Session, name: str, label: str | None = None, expires_at: datetime | None = None
+) -> NewKey:
     partner = find_partner(session, name)
     if expires_at is not None and expires_at <= utcnow():
         raise OperatorError("a key's expiry must be in the future")
     issued = issue_key()
     session.add(
-        PartnerKey(partner_id=partner.id, prefix=issued.prefix, secret_hash=issued.secret_hash, label=label, expires_at=expires_at)
+        PartnerKey(
+            partner_id=partner.id,
+            prefix=issued.prefix,
+            secret_hash=issued.secret_hash,
+            label=label,
+            expires_at=expires_at,
+        )
     )
     session.flush()
     return NewKey(partner=partner.name, prefix=issued.prefix, token=issued.token)
@@ -121,7 +129,9 @@ def set_quarantine_on_refusal(session: Session, name: str, enabled: bool) -> Par
 def live_grant(session: Session, partner: Partner, practice: Practice) -> Grant | None:
     """The grant not yet revoked between them (the database allows at most one)."""
     return session.scalar(
-        select(Grant).where(Grant.partner_id == partner.id, Grant.practice_id == practice.id, Grant.revoked_at.is_(None))
+        select(Grant).where(
+            Grant.partner_id == partner.id, Grant.practice_id == practice.id, Grant.revoked_at.is_(None)
+        )
     )
 
 
@@ -151,8 +161,11 @@ def grant_practice(
     if live_grant(session, partner, practice) is not None:
         raise OperatorError(f"{partner.name} already has a grant at {practice.name}: change its scopes or revoke it")
     grant = Grant(
-        partner_id=partner.id, practice_id=practice.id, expires_at=expires_at,
-        days_back=reading.days_back, days_ahead=reading.days_ahead,
+        partner_id=partner.id,
+        practice_id=practice.id,
+        expires_at=expires_at,
+        days_back=reading.days_back,
+        days_ahead=reading.days_ahead,
     )
     grant.set_scopes(scopes)
     session.add(grant)
@@ -173,7 +186,9 @@ def change_grant(
     grant = live_grant(session, partner, practice)
     if grant is None:
         raise OperatorError(f"{partner.name} has no grant at {practice.name}")
-    reading = _horizon(grant.days_back if days_back is None else days_back, grant.days_ahead if days_ahead is None else days_ahead)
+    reading = _horizon(
+        grant.days_back if days_back is None else days_back, grant.days_ahead if days_ahead is None else days_ahead
+    )
     grant.days_back, grant.days_ahead = reading.days_back, reading.days_ahead
     if scopes is not None:
         if not scopes:
@@ -197,7 +212,9 @@ def allow_history(session: Session, partner_name: str, practice_name: str, until
         if until <= utcnow():
             raise OperatorError("the history permission must end in the future; withdraw it instead")
         if until > grant.expires_at:
-            raise OperatorError(f"the history permission cannot outlast the grant (it expires {grant.expires_at:%Y-%m-%d})")
+            raise OperatorError(
+                f"the history permission cannot outlast the grant (it expires {grant.expires_at:%Y-%m-%d})"
+            )
     grant.history_until = until
     return grant
 

@@ -47,7 +47,9 @@ def deliver() -> None:
     async def run() -> DeliveryRound:
         engine = make_async_engine(settings.database_url)
         try:
-            return await WebhookSender(settings, make_session_factory(engine), sqlite_writer_lock(engine)).deliver_all_due()
+            return await WebhookSender(
+                settings, make_session_factory(engine), sqlite_writer_lock(engine)
+            ).deliver_all_due()
         finally:
             await engine.dispose()
 

@@ -165,7 +165,9 @@ class _Pricer:
         assert isinstance(parent, GraphQLObjectType)
         return self._fields_cost(parent, selection_set)
 
-    def actual_cost(self, parent: GraphQLCompositeType, selection_set: SelectionSetNode, data: Mapping[str, Any]) -> int:
+    def actual_cost(
+        self, parent: GraphQLCompositeType, selection_set: SelectionSetNode, data: Mapping[str, Any]
+    ) -> int:
         if is_abstract_type(parent):
             assert isinstance(parent, GraphQLAbstractType)
             possible = self.model.schema.get_possible_types(parent)
@@ -200,10 +202,15 @@ class _Pricer:
                 field = parent.fields[name]
                 returned = get_named_type(field.type)
                 composite = selection.selection_set is not None and isinstance(returned, GraphQLCompositeType)
-                plan.append((
-                    selection.alias.value if selection.alias else name, self.model.fields[(parent.name, name)].weight,
-                    _is_list(field.type), returned, selection.selection_set if composite else None,
-                ))
+                plan.append(
+                    (
+                        selection.alias.value if selection.alias else name,
+                        self.model.fields[(parent.name, name)].weight,
+                        _is_list(field.type),
+                        returned,
+                        selection.selection_set if composite else None,
+                    )
+                )
         return plan
 
     def _applied(self, parent: GraphQLObjectType, selection: Any) -> SelectionSetNode | None:
@@ -258,7 +265,9 @@ class _Pricer:
         if list_size is not None and list_size.sized_fields:
             # A connection: its slicing argument gives the length of its `edges`.
             assert isinstance(returned, GraphQLObjectType)
-            return cost.weight + self._fields_cost(returned, children, (tuple(list_size.sized_fields), self._size(node, list_size)))
+            return cost.weight + self._fields_cost(
+                returned, children, (tuple(list_size.sized_fields), self._size(node, list_size))
+            )
         if _is_list(field.type):
             length = size if size is not None else self._size(node, list_size)
             return length * (cost.weight + self.selection_cost(returned, children, None))
@@ -274,7 +283,9 @@ class _Pricer:
                     return len(value)
                 if isinstance(value, int) and not isinstance(value, bool):
                     return max(value, 0)
-                raise bad_input(f"`{argument.name.value}` must be given to price this query.", argument=argument.name.value)
+                raise bad_input(
+                    f"`{argument.name.value}` must be given to price this query.", argument=argument.name.value
+                )
         return list_size.assumed_size or DEFAULT_ASSUMED_SIZE
 
     def _argument(self, value_node: ValueNode) -> Any:

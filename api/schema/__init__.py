@@ -22,7 +22,9 @@ PARSER_CACHE_SIZE = 512
 
 
 class PartnerSchema(Schema):
-    def _get_custom_context_kwargs(self, operation_extensions: dict[str, Any] | None = None, *, sync: bool = False) -> dict[str, Any]:
+    def _get_custom_context_kwargs(
+        self, operation_extensions: dict[str, Any] | None = None, *, sync: bool = False
+    ) -> dict[str, Any]:
         # Suggestions ("Did you mean 'newPatient'?") describe the schema to whoever probes it.
         # Validation is told so by api.protection.shape_limits; execution, which coerces the
         # variables (input fields, enum values), is told here: strawberry has no setting that

@@ -62,7 +62,10 @@ def require(source: Any, field: str) -> None:
 @lru_cache(maxsize=1024)
 def _forbidden_values(cls: type, readable: frozenset[str]) -> tuple[tuple[str, Forbidden], ...]:
     definition = get_object_definition(cls, strict=True)
-    names = ((f.python_name, f"{definition.name}.{f.graphql_name or to_camel_case(f.python_name)}") for f in definition.fields)
+    names = (
+        (f.python_name, f"{definition.name}.{f.graphql_name or to_camel_case(f.python_name)}")
+        for f in definition.fields
+    )
     # Only plain data fields: fields with resolvers check for themselves with `require`.
     return tuple(
         (python_name, Forbidden(qualified))

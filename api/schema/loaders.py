@@ -22,7 +22,9 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
-def _in_order(found: Callable[[Sequence[K]], Awaitable[dict[K, V]]]) -> Callable[[Sequence[K]], Awaitable[list[V | None]]]:
+def _in_order(
+    found: Callable[[Sequence[K]], Awaitable[dict[K, V]]],
+) -> Callable[[Sequence[K]], Awaitable[list[V | None]]]:
     """A batch function giving DataLoader one value (or None) per key, in the keys' order."""
 
     async def load(keys: Sequence[K]) -> list[V | None]:
@@ -61,7 +63,9 @@ class Loaders:
                 continue
             try:
                 async with uow.transaction() as session:
-                    await self._extraction.admit(session, partner_id, key_id, practice_id, patient_ids, uow.request_time)
+                    await self._extraction.admit(
+                        session, partner_id, key_id, practice_id, patient_ids, uow.request_time
+                    )
             except ApiError as error:
                 refused[practice_id] = error
                 halted = error if error.extensions.get("quarantined") else None

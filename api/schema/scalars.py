@@ -18,7 +18,9 @@ def _parse_datetime(value: object) -> datetime:
         try:
             parsed.astimezone(UTC)
         except OverflowError:
-            raise StrawberryInputCoercionError(f'Value cannot represent a DateTime: "{value}". Out of range in UTC.') from None
+            raise StrawberryInputCoercionError(
+                f'Value cannot represent a DateTime: "{value}". Out of range in UTC.'
+            ) from None
     return parsed
 
 

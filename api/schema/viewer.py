@@ -29,7 +29,9 @@ class ViewerGrant:
         description="Reading horizon: patients' identity and contact, and appointments' reasons, are readable for "
         "appointments starting at most this many days (of 24 h) before now..."
     )
-    days_ahead: int = strawberry.field(description="...and less than this many days after now. Outside, those fields are FORBIDDEN.")
+    days_ahead: int = strawberry.field(
+        description="...and less than this many days after now. Outside, those fields are FORBIDDEN."
+    )
     history_until: datetime | None = strawberry.field(
         description="Until then the practice lets you read outside the horizon (an initial import it approved); "
         "null: it does not."

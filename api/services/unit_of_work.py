@@ -36,7 +36,9 @@ class UnitOfWork:
     every request waiting for a second one.
     """
 
-    def __init__(self, session: AsyncSession, authorizer: Authorizer, identity: RequestIdentity, writer_lock: WriterLock) -> None:
+    def __init__(
+        self, session: AsyncSession, authorizer: Authorizer, identity: RequestIdentity, writer_lock: WriterLock
+    ) -> None:
         self.session = session
         self.authorizer = authorizer
         self.identity = identity
