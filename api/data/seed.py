@@ -604,7 +604,7 @@ def _day(
     slots = agenda.slots_on(day)
     count = min(len(slots), int(expected * rng.uniform(0.6, 1.4) + rng.random()))
     # Offices are never open across a change of daylight saving time (at night), so one offset holds all day.
-    midnight = datetime.combine(day, time(), tzinfo=UTC) - datetime.combine(day, time(12), tzinfo=zone).utcoffset()  # type: ignore[operator]
+    midnight = datetime.combine(day, time(), tzinfo=UTC) - datetime.combine(day, time(12), tzinfo=zone).utcoffset()  # type: ignore[operator]  # aware datetimes: never None
     drafts = []
     for start in sorted(rng.sample(slots, count)):
         starts_at = midnight + timedelta(minutes=start)

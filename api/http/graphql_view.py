@@ -22,11 +22,12 @@ import re
 from typing import Any
 
 from cross_web import HTTPException
-from graphql import ExecutionResult, GraphQLError
+from graphql import GraphQLError
 from starlette.requests import Request
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLRequestData
 from strawberry.schema import BaseSchema
+from strawberry.types import ExecutionResult
 
 from api.data.failures import DATABASE_UNAVAILABLE, is_database_unavailable, is_statement_timeout
 from api.errors import TIMEOUT, ApiError, ErrorCode, bad_input, timed_out
@@ -114,7 +115,8 @@ def refusal_status(extensions: dict[str, Any] | None) -> int:
     extensions = extensions or {}
     if extensions.get("reason") in (TIMEOUT, DATABASE_UNAVAILABLE):
         return 503  # not the request's fault: the same request may pass later
-    return REFUSAL_STATUS.get(extensions.get("code"), 200)
+    code = extensions.get("code")
+    return REFUSAL_STATUS.get(code, 200) if isinstance(code, str) else 200
 
 
 class DuplicateKey(ValueError):

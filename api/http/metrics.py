@@ -74,7 +74,7 @@ async def endpoint(_: Request) -> Response:
     """`GET /metrics`, in Prometheus' text format; no key needed."""
     if os.environ.get(MULTIPROCESS_DIR):
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # prometheus_client leaves it unannotated
     else:
         registry = REGISTRY
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -168,6 +168,7 @@ class GraphQLPipeline:
                     401,
                     ApiError(ErrorCode.UNAUTHENTICATED, "A valid API key is required: `Authorization: Bearer <key>`."),
                     request_id,
+                    None,
                     **{"WWW-Authenticate": 'Bearer realm="partner-api"'},
                 )
             return await self.execute(request, self.context(session, RequestIdentity(principal, now, request_id)))

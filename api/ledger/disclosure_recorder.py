@@ -28,7 +28,7 @@ def sensitive_field_groups(field_scopes: Mapping[str, frozenset[str]]) -> dict[s
     for qualified, scopes in field_scopes.items():
         mask = 0
         for scope in scopes:
-            group = SCOPE_GROUPS.get(Scope(scope))  # None: recorded as the record itself
+            group = SCOPE_GROUPS.get(Scope.of(scope))  # None: recorded as the record itself
             mask |= group.bit if group else 0
         if mask:
             groups[qualified] = int(mask)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, case, distinct, func, select, union_all
+from sqlalchemy import ColumnElement, case, distinct, func, select, union_all
 from sqlalchemy.orm import Session
 
 from api.data.models import (
@@ -283,7 +283,7 @@ def alerts(session: Session, partner_name: str | None = None, since: datetime | 
         (AlertDelivery.attempts > 0, "retrying"),
         else_="pending",
     )
-    query: Select[Any] = (
+    query = (
         select(
             ExtractionAlert.raised_at,
             ExtractionAlert.kind,
@@ -311,4 +311,6 @@ def alerts(session: Session, partner_name: str | None = None, since: datetime | 
         query = query.where(ExtractionAlert.partner_id == find_partner(session, partner_name).id)
     if since is not None:
         query = query.where(ExtractionAlert.raised_at >= since)
-    return [Alert(*row) for row in session.execute(query)]
+    # A Row is no tuple to the type checker, so its unpacking is checked at run time (the columns above).
+    rows: list[Any] = list(session.execute(query))
+    return [Alert(*row) for row in rows]

@@ -42,7 +42,8 @@ BATCH = 50
 
 def backoff(attempts: int, most: timedelta) -> timedelta:
     """The wait after the `attempts`-th failed attempt."""
-    return min(most, BACKOFF_BASE * 2 ** min(attempts - 1, 30))
+    wait: timedelta = BACKOFF_BASE * 2 ** min(attempts - 1, 30)
+    return min(most, wait)
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ class WebhookSender:
         due = (AlertDelivery.delivered_at.is_(None), AlertDelivery.next_attempt_at <= now, free)
         async with self.sessions() as session, self.writer_lock(session):
             candidates = select(AlertDelivery.id).where(*due).order_by(AlertDelivery.next_attempt_at).limit(BATCH)
-            if session.bind.dialect.name == "postgresql":
+            if session.get_bind().dialect.name == "postgresql":
                 candidates = candidates.with_for_update(skip_locked=True)
             ids = (await session.execute(candidates)).scalars().all()
             if not ids:
@@ -132,7 +133,7 @@ class WebhookSender:
                 )
             ).all()
             await session.commit()
-        return [tuple(row) for row in rows]  # type: ignore[misc]
+        return [tuple(row) for row in rows]  # type: ignore[misc]  # a Row is no tuple to the type checker
 
     async def _send(self, client: httpx.AsyncClient, message_id: str, payload: str) -> str | None:
         assert self.signer is not None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -21,6 +22,9 @@ from api.timeutil import utcnow
 
 DEFAULT_GRANT_DURATION = timedelta(days=365)
 
+# The accounts operators name: one of these, each typed as itself.
+Named = TypeVar("Named", Partner, Practice)
+
 
 class OperatorError(Exception):
     """A refusal worded for the operator (unknown name, bad input)."""
@@ -33,7 +37,7 @@ class NewKey:
     token: str  # shown once
 
 
-def _one(session: Session, model: type, name: str, what: str):  # type: ignore[no-untyped-def]
+def _one(session: Session, model: type[Named], name: str, what: str) -> Named:
     found = session.scalars(select(model).where(model.name == name)).all()
     if not found:
         near = session.scalars(select(model.name).where(model.name.ilike(f"%{name[:4]}%")).limit(5)).all()

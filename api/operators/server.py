@@ -30,7 +30,7 @@ logger = logging.getLogger("api.server")
 APP_FACTORY = "api.http.app:create_app"
 
 
-class PartnerServer(BaseApplication):  # type: ignore[misc]
+class PartnerServer(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped: its base class is Any
     """gunicorn configured in code: one command, no gunicorn.conf.py to keep in step."""
 
     def __init__(

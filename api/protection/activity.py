@@ -47,7 +47,7 @@ async def weekly_patients(session: AsyncSession, settings: Settings, practice_id
             max(stored.weekly_patients, settings.extraction_floor) * (1 + settings.extraction_baseline_max_growth)
         )
         value = min(measured, ceiling)
-    dialect_insert = sqlite_insert if session.bind.dialect.name == "sqlite" else postgresql_insert
+    dialect_insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert
     row = {"practice_id": practice_id, "weekly_patients": value, "measured_patients": measured, "computed_at": now}
     statement = dialect_insert(PracticeActivity).values(row)
     await session.execute(

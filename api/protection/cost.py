@@ -151,7 +151,8 @@ class _Pricer:
         variables: Mapping[str, Any],
         selected: set[tuple[str, str]] | None = None,
     ) -> None:
-        self.model, self.fragments, self.variables, self.selected = model, fragments, variables, selected
+        # A dict: graphql-core's value_from_ast_untyped takes no other mapping.
+        self.model, self.fragments, self.variables, self.selected = model, fragments, dict(variables), selected
         self._costs: dict[tuple[str, int, Sizing], int] = {}
         # The fields of each selection on each type, fragments flattened: a response repeats the
         # same selection once per list item, so the actual cost resolves it once.
@@ -173,7 +174,7 @@ class _Pricer:
             possible = self.model.schema.get_possible_types(parent)
             return max((self.actual_cost(t, selection_set, data) for t in possible), default=0)
         total = 0
-        for key, weight, is_list, returned, children in self._plan(parent, selection_set):  # type: ignore[arg-type]
+        for key, weight, is_list, returned, children in self._plan(parent, selection_set):  # type: ignore[arg-type]  # parent: an object type here
             value = data.get(key)
             if value is None:
                 continue
@@ -246,7 +247,7 @@ class _Pricer:
         condition = self.model.schema.get_type(type_name)
         if condition is parent:
             return True
-        return is_abstract_type(condition) and self.model.schema.is_sub_type(condition, parent)  # type: ignore[arg-type]
+        return is_abstract_type(condition) and self.model.schema.is_sub_type(condition, parent)
 
     def _field_cost(self, parent: GraphQLObjectType, node: FieldNode, size: int | None = None) -> int:
         """Cost of one field; `size` is the length its list will have, when a parent decided it."""

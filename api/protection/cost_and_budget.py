@@ -70,7 +70,7 @@ class CostAndBudget(SchemaExtension):
             yield
             return
         metering.operation_name = operation.name.value if operation.name else None
-        fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}  # type: ignore[union-attr]
+        fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}  # type: ignore[union-attr]  # a fragment has a name
         # Priced with the variables as the execution will see them: defaults applied, a single value
         # where a list is declared made a list. Variables that do not coerce are refused by
         # graphql-core before any resolver runs, so there is nothing to price or charge.

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Exists, case, exists, func, insert, select, text, update
+from sqlalchemy import ColumnElement, CursorResult, Exists, case, exists, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -117,7 +118,7 @@ class ExtractionGuard:
         self, session: AsyncSession, partner_id: int, key_id: int, practice_id: int, new: Collection[int], now: datetime
     ) -> None:
         """Record the disclosure of patients new in the short window, or raise EXTRACTION_LIMIT_EXCEEDED; commits."""
-        if session.bind.dialect.name == "postgresql":
+        if session.get_bind().dialect.name == "postgresql":
             await session.execute(_ADVISORY_LOCK, {"key": _lock_key(partner_id, practice_id)})
         pair = (PatientDisclosure.partner_id == partner_id, PatientDisclosure.practice_id == practice_id)
         budgets = await self.budgets(session, partner_id, practice_id, now)
@@ -174,7 +175,7 @@ class ExtractionGuard:
         partner_id: int,
         practice_id: int,
         new: Collection[int],
-        known: dict[int, object],
+        known: Mapping[int, object],
         now: datetime,
     ) -> None:
         day_cutoff, month_cutoff = now - self.day, now - self.month
@@ -242,7 +243,8 @@ class ExtractionGuard:
         ).scalar_one()
         if policy:
             quarantined = True
-            newly = (
+            newly = cast(
+                CursorResult[Any],
                 await session.execute(
                     update(PartnerKey)
                     .where(PartnerKey.id == key_id, PartnerKey.quarantined_at.is_(None))

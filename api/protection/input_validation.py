@@ -110,8 +110,8 @@ def _walk(
                     inner, field.type, _rule(field.directives), argument, [*path, names.get_graphql_name(field)], names
                 )
     elif isinstance(value, str) and rule is not None and (broken := violation(rule, value)) is not None:
-        field = _printed(argument, path)
-        raise bad_input(f"`{field}` {broken.message}.", argument=argument, field=field, **broken.limit)
+        printed = _printed(argument, path)
+        raise bad_input(f"`{printed}` {broken.message}.", argument=argument, field=printed, **broken.limit)
 
 
 def _printed(argument: str, path: list[str | int]) -> str:
