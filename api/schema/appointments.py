@@ -14,8 +14,11 @@ from api.schema.practices import Practice, Practitioner
 from api.schema.relay import Node
 from api.services.horizon import RecordFields
 
-AppointmentStatus = strawberry.enum(models.AppointmentStatus, description="Where an appointment stands.")
-Gender = strawberry.enum(models.Gender, description="Gender as recorded by the practice.")
+# strawberry.enum registers the GraphQL enum on the class itself: the aliases are for annotations.
+strawberry.enum(models.AppointmentStatus, description="Where an appointment stands.")
+strawberry.enum(models.Gender, description="Gender as recorded by the practice.")
+AppointmentStatus = models.AppointmentStatus
+Gender = models.Gender
 
 
 @strawberry.enum(description="Who created the appointment.")

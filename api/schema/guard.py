@@ -76,6 +76,7 @@ def _forbidden_values(cls: type, readable: frozenset[str]) -> tuple[tuple[str, F
 
 def build(cls: type[T], readable: frozenset[str], **values: Any) -> T:
     """An instance of strawberry type `cls` whose forbidden fields hold no value."""
-    for name, marker in _forbidden_values(cls, readable):
+    kind: type = cls  # a class is hashable, whatever T is
+    for name, marker in _forbidden_values(kind, readable):
         values[name] = marker
-    return cls(readable=readable, **values)  # type: ignore[call-arg]
+    return cls(readable=readable, **values)  # type: ignore[call-arg]  # a strawberry type's fields are its keyword arguments

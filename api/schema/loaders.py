@@ -42,7 +42,7 @@ class Loaders:
         self.practices: DataLoader[int, models.Practice | None] = DataLoader(
             _in_order(lambda ids: reads.by_ids(uow, models.Practice, ids))
         )
-        self.patients: DataLoader[int, reads.LoadedPatient | ApiError | None] = DataLoader(self._patients)
+        self.patients: DataLoader[int, reads.LoadedPatient | None] = DataLoader(self._patients)  # ApiError: raised
         self.practitioners: DataLoader[tuple[int, int], models.PracticeMembership | None] = DataLoader(
             _in_order(lambda keys: reads.memberships(uow, keys))
         )

@@ -3,6 +3,7 @@ from typing import Annotated
 
 import strawberry
 
+from api.data.models import Appointment as AppointmentRow
 from api.protection.cost import Cost
 from api.protection.input_validation import ValidatedInput
 from api.schema import constraints
@@ -13,11 +14,13 @@ from api.services import writes
 Info = strawberry.Info[GraphQLContext, None]
 WRITE_COST = 10
 
-RefusalReason = strawberry.enum(
+# Registered on the class itself (see api/schema/appointments.py); the alias is for annotations.
+strawberry.enum(
     writes.RefusalReason,
     name="WriteRefusalReason",
     description="Why a valid, authorized write was refused by the practice's agenda.",
 )
+RefusalReason = writes.RefusalReason
 
 
 @strawberry.input(description="A patient to add to the practice's file with the booking.")
@@ -100,7 +103,7 @@ def _refused(refusal: writes.Refusal) -> WriteRefused:
     return WriteRefused(reason=refusal.reason, message=refusal.reason.value)
 
 
-async def _appointment(info: Info, row) -> Appointment:  # type: ignore[no-untyped-def]
+async def _appointment(info: Info, row: AppointmentRow) -> Appointment:
     ctx = info.context
     return Appointment.from_row(row, await ctx.fields.record_fields_at(row.practice_id), ctx)
 

@@ -8,7 +8,7 @@ import strawberry
 from sqlalchemy.orm import joinedload
 
 from api.data import models
-from api.errors import ApiError, ErrorCode, bad_input
+from api.errors import ApiError, ErrorCode, bad_input, not_found
 from api.protection.cost import Cost, ListSize
 from api.protection.input_validation import ValidatedInput
 from api.schema import constraints
@@ -30,9 +30,13 @@ async def _node(ctx: GraphQLContext, public_id: str) -> Node:
         return Appointment.from_row(row, await ctx.fields.record_fields_at(row.practice_id), ctx)
     if kind == "Practitioner":
         membership = await ctx.loaders.practitioners.load((row.practice_id, row.practitioner_id))
+        if membership is None:  # found a moment ago: gone since, or no longer visible
+            raise not_found("Practitioner")
         return Practitioner.from_row(membership, await ctx.fields.at(row.practice_id))
     if kind == "Patient":
         patient = await ctx.loaders.patients.load(row.id)  # through the distinct-patient budget
+        if patient is None:  # found a moment ago: gone since, or no longer visible
+            raise not_found("Patient")
         return Patient.from_row(
             patient.row, await ctx.fields.record_fields_at(row.practice_id), patient.in_horizon, ctx
         )

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, exists, false, or_, select
+from sqlalchemy import ColumnElement, SQLColumnExpression, and_, exists, false, or_, select
 from sqlalchemy.orm import aliased
 
 from api.data.models import Appointment, Grant, Patient
@@ -49,7 +49,7 @@ class Horizons:
         return bounds is not None and bounds[0] <= starts_at < bounds[1]
 
     def appointment_inside(
-        self, practice_id: ColumnElement[int], starts_at: ColumnElement[datetime]
+        self, practice_id: SQLColumnExpression[int], starts_at: SQLColumnExpression[datetime]
     ) -> ColumnElement[bool]:
         """`contains` as a SQL condition: one branch per distinct horizon, not per practice."""
         practices: dict[Bounds, list[int]] = defaultdict(list)

@@ -13,7 +13,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,6 +36,7 @@ from api.services import reads
 from api.services.unit_of_work import UnitOfWork
 
 MAX_DURATION = timedelta(hours=8)
+Record = TypeVar("Record", Practice, Appointment)  # what a write may be authorized on
 
 
 class RefusalReason(enum.Enum):
@@ -119,13 +120,13 @@ def _remember(
 
 
 async def _authorized(
-    session: AsyncSession, ctx: UnitOfWork, model: type[Any], action: str, public_id: str, what: str
-) -> Any:
+    session: AsyncSession, ctx: UnitOfWork, model: type[Record], action: str, public_id: str, what: str
+) -> Record:
     """The row if the policy allows `action` on it; FORBIDDEN if the partner may only read it,
     NOT_FOUND if it may not even see it (no existence oracle)."""
     if kind_of(public_id) != model.__name__:
         raise not_found(what)  # not even an id of this kind: the database is not asked
-    row = await reads.visible(ctx, model, public_id, action, session)
+    row: Record | None = await reads.visible(ctx, model, public_id, action, session)
     if row is not None:
         return row
     if await reads.visible(ctx, model, public_id, session=session) is not None:
@@ -222,6 +223,7 @@ async def book(
             )
             session.add(patient)
             await session.flush()
+        assert patient is not None  # one of patient_id and new_patient, checked above
         appointment = Appointment(
             practice_id=practice.id,
             practitioner_id=membership.practitioner_id,
