@@ -127,7 +127,8 @@ class Authorizer:
 
     def _compile_filter(self, partner_id: int, action: str, model: type[models.Base]) -> Select[Any]:
         actor = PartnerActor(id=partner_id, name="", request_time=REQUEST_TIME)
-        return self.oso.authorized_query(actor, action, model)
+        query: Select[Any] = self.oso.authorized_query(actor, action, model)  # oso's API is untyped
+        return query
 
     def is_allowed(self, actor: PartnerActor, action: str, resource: object) -> bool:
         return bool(self.oso.is_allowed(actor, action, resource))

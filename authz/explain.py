@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from polar import Variable
 from sqlalchemy import func, select
@@ -137,7 +137,11 @@ def explain(
     )
 
 
-def _find(session: Session, model: type[Partner] | type[Practice], name: str, what: str) -> Any:
+# Partners and practices, found by name or public id, each typed as itself.
+Named = TypeVar("Named", Partner, Practice)
+
+
+def _find(session: Session, model: type[Named], name: str, what: str) -> Named:
     found = list(session.scalars(select(model).where((model.name == name) | (model.public_id == name))))
     if len(found) == 1:
         return found[0]
@@ -187,7 +191,7 @@ def _row_answer(
     sources: PolicySources,
 ) -> RowAnswer:
     model: type[Base] = POLAR_CLASSES[resource][0]
-    here = (model.id if model is Practice else model.practice_id) == practice.id  # type: ignore[attr-defined]
+    here = (model.id if model is Practice else model.practice_id) == practice.id  # type: ignore[attr-defined]  # the branch picks the model's column
     allowed_rows = authorizer.filter(actor.id, action, model).where(here)
     params = {"request_time": actor.request_time}
     rows_allowed = session.scalar(select(func.count()).select_from(allowed_rows.subquery()), params) or 0
@@ -196,7 +200,7 @@ def _row_answer(
         allowed = rows_allowed > 0
         how = f"SQL filter: {rows_allowed} of {rows_total} rows here"
     else:
-        allowed = authorizer.is_allowed(actor, action, model(practice_id=practice.id))  # type: ignore[call-arg]
+        allowed = authorizer.is_allowed(actor, action, model(practice_id=practice.id))
         how = "no rows here: the rule run in memory on a new one"
     if allowed:
         through = ", ".join(live) or "-"
