@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed-from-pyproject
 
-.PHONY: demo test schema postgres-binaries
+.PHONY: demo test lint schema postgres-binaries
 
 demo: $(STAMP)
 	$(VENV)/bin/partner-api demo
@@ -11,6 +11,12 @@ demo: $(STAMP)
 # The whole suite, each database test on SQLite and on a PostgreSQL server the tests start.
 test: $(STAMP) postgres-binaries
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# ruff (pyproject.toml [tool.ruff]) over the code, tests, benchmarks and migrations; strict mypy on
+# api/ and authz/ ([tool.mypy]). `.ci/run` runs it before the tests.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check api authz tests bench migrations
+	$(VENV)/bin/mypy
 
 schema: $(STAMP)
 	$(VENV)/bin/partner-api export-schema

@@ -25,10 +25,16 @@ ERROR_DESCRIPTIONS = {
     ErrorCode.FORBIDDEN: "The field needs a scope your grant at this practice does not have; it is null.",
     ErrorCode.BAD_USER_INPUT: "The request, an argument, an id or a cursor is invalid.",
     ErrorCode.NOT_FOUND: "No such object, or none you may see (the two are indistinguishable).",
-    ErrorCode.COST_LIMIT_EXCEEDED: "The operation costs more than the maximum per request, or ran past a timeout (`reason: TIMEOUT`).",
+    ErrorCode.COST_LIMIT_EXCEEDED: (
+        "The operation costs more than the maximum per request, or ran past a timeout (`reason: TIMEOUT`)."
+    ),
     ErrorCode.RATE_LIMITED: "Your cost budget is spent; retry after the delay given.",
-    ErrorCode.EXTRACTION_LIMIT_EXCEEDED: "Too many distinct patients of a practice read; the operator is alerted (HTTP 429).",
-    ErrorCode.KEY_QUARANTINED: "This key was quarantined after a distinct-patient refusal; ask the operator to release it (HTTP 403).",
+    ErrorCode.EXTRACTION_LIMIT_EXCEEDED: (
+        "Too many distinct patients of a practice read; the operator is alerted (HTTP 429)."
+    ),
+    ErrorCode.KEY_QUARANTINED: (
+        "This key was quarantined after a distinct-patient refusal; ask the operator to release it (HTTP 403)."
+    ),
     ErrorCode.INTERNAL_SERVER_ERROR: "Unexpected failure; quote `requestId` to the operator.",
 }
 
@@ -71,5 +77,7 @@ def timed_out(limit: str, seconds: float) -> ApiError:
     return ApiError(
         ErrorCode.COST_LIMIT_EXCEEDED,
         f"The {limit} ran past its {seconds:g} s timeout and was stopped; ask for smaller pages, or retry later.",
-        reason=TIMEOUT, limit=f"{limit}_timeout", maximum=seconds,
+        reason=TIMEOUT,
+        limit=f"{limit}_timeout",
+        maximum=seconds,
     )

@@ -95,6 +95,14 @@ class Scope(StrEnum):
         ledger=LedgerGroup("reason", bit=2, counted_per="appointment", holds="the medical reason"),
     )
 
+    @classmethod
+    def of(cls, value: str) -> Scope:
+        """The scope whose value is `value` (`Scope(value)`, typed: the constructor takes a row)."""
+        for scope in cls:
+            if scope.value == value:
+                return scope
+        raise ValueError(f"{value!r} is not a scope")
+
     @property
     def column(self) -> str:
         """Name of the boolean column of `grants` that holds this scope (and of the Polar field)."""
@@ -114,7 +122,7 @@ def parse_scopes(text: str) -> set[Scope]:
         raise ValueError(
             f"unknown scope(s): {', '.join(sorted(unknown))}; known: {', '.join(s.value for s in Scope)}"
         )
-    return {Scope(name) for name in names}
+    return {Scope.of(name) for name in names}
 
 
 def markdown_table() -> str:

@@ -37,12 +37,20 @@ class Settings(BaseSettings):
     budget_refill_per_second: float = Field(default=100.0, description="Points restored per second.")
     # The distinct-patient budget (api.protection.extraction); each default's reasoning is in the README.
     extraction_window_hours: int = Field(default=24, ge=1, description="Short window of the distinct-patient budget.")
-    extraction_long_window_days: int = Field(default=30, ge=1, description="Long window of the distinct-patient budget.")
-    extraction_floor: int = Field(default=50, ge=1, description="Distinct patients always allowed per practice and short window.")
-    extraction_activity_factor: float = Field(
-        default=1.5, ge=0, description="Short-window limit: this many times the practice's weekly patients (its baseline)."
+    extraction_long_window_days: int = Field(
+        default=30, ge=1, description="Long window of the distinct-patient budget."
     )
-    extraction_long_floor: int = Field(default=150, ge=1, description="Distinct patients always allowed per practice and long window.")
+    extraction_floor: int = Field(
+        default=50, ge=1, description="Distinct patients always allowed per practice and short window."
+    )
+    extraction_activity_factor: float = Field(
+        default=1.5,
+        ge=0,
+        description="Short-window limit: this many times the practice's weekly patients (its baseline).",
+    )
+    extraction_long_floor: int = Field(
+        default=150, ge=1, description="Distinct patients always allowed per practice and long window."
+    )
     extraction_long_factor: float = Field(
         default=10.0, ge=0, description="Long-window limit: this many times the practice's weekly patients."
     )
@@ -55,32 +63,48 @@ class Settings(BaseSettings):
     extraction_baseline_weeks_back: int = Field(default=4, ge=0, description="Past weeks the baseline measures.")
     extraction_baseline_weeks_ahead: int = Field(default=2, ge=0, description="Coming weeks the baseline measures.")
     extraction_baseline_max_growth: float = Field(
-        default=0.25, ge=0, description="Most the baseline may grow from one daily computation to the next (0.25: +25 %)."
+        default=0.25,
+        ge=0,
+        description="Most the baseline may grow from one daily computation to the next (0.25: +25 %).",
     )
     extraction_warning_fractions: Annotated[list[float], NoDecode] = Field(
-        default_factory=lambda: [0.5, 0.8], description="Fractions of each budget that raise a warning, comma-separated."
+        default_factory=lambda: [0.5, 0.8],
+        description="Fractions of each budget that raise a warning, comma-separated.",
     )
     extraction_churn_cancellations: int = Field(
-        default=20, ge=1, description="A partner's own bookings cancelled soon after booking, per practice and day, that raise a churn alert."
+        default=20,
+        ge=1,
+        description="A partner's own bookings cancelled soon after booking, per practice and day, that raise a "
+        "churn alert.",
     )
     extraction_churn_minutes: int = Field(
         default=60, ge=1, description="A cancellation this soon after its booking counts as churn."
     )
     # The operators' webhook (api.ledger.webhook): Standard Webhooks signature.
-    alert_webhook_url: str = Field(default="", description="Where every alert is POSTed; empty: kept in the outbox, listed only.")
+    alert_webhook_url: str = Field(
+        default="", description="Where every alert is POSTed; empty: kept in the outbox, listed only."
+    )
     alert_webhook_secret: str = Field(
         default="", description="Standard Webhooks secret (`whsec_` + base64) that signs each body with HMAC-SHA256."
     )
     alert_webhook_timeout_seconds: float = Field(default=5.0, gt=0, description="Longest one delivery attempt waits.")
     alert_webhook_poll_seconds: float = Field(
-        default=5.0, gt=0, description="How often the app's sender looks for due deliveries when not woken by a new alert."
+        default=5.0,
+        gt=0,
+        description="How often the app's sender looks for due deliveries when not woken by a new alert.",
     )
-    alert_webhook_max_backoff_seconds: float = Field(default=3600.0, gt=0, description="Longest wait between two attempts.")
+    alert_webhook_max_backoff_seconds: float = Field(
+        default=3600.0, gt=0, description="Longest wait between two attempts."
+    )
     ledger_retention_days: int = Field(
-        default=400, ge=1, description="Days the access ledger is kept; `partner-api ledger purge` deletes older requests."
+        default=400,
+        ge=1,
+        description="Days the access ledger is kept; `partner-api ledger purge` deletes older requests.",
     )
     max_concurrent_requests_per_key: int = Field(
-        default=4, ge=1, description="Requests with one API key running at once in each worker; the next ones wait their turn."
+        default=4,
+        ge=1,
+        description="Requests with one API key running at once in each worker; the next ones wait their turn.",
     )
     # Timeouts: a request that runs past either is stopped and answered COST_LIMIT_EXCEEDED, reason TIMEOUT.
     request_timeout_seconds: float = Field(default=10.0, gt=0, description="Longest a GraphQL operation may run.")

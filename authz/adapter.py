@@ -22,7 +22,7 @@ from polar.data.adapter import DataAdapter
 from polar.data.filter import Condition, DataFilter, Projection
 from polar.data_filtering import Relation as RelationField
 from sqlalchemy import ColumnElement, Select, and_, bindparam, exists, false, inspect, or_, select, true
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Mapper, Session
 
 
 class UntranslatableFilter(Exception):
@@ -73,19 +73,24 @@ def _disjunction(conjunctions: Iterable[Iterable[Condition]]) -> ColumnElement[b
 
 def _condition(condition: Condition) -> ColumnElement[bool]:
     _check_instances(condition)
+    # A side is a column, a bound parameter or a plain Polar value: its comparisons are typed at run time.
     left, right, op = _side(condition.left), _side(condition.right), condition.cmp
+    compared: ColumnElement[bool]
     if not isinstance(condition.left, Projection) and isinstance(condition.right, Projection):
         if op in ("In", "Nin"):
             raise UntranslatableFilter(f"`value in column` ({op}) needs rows or a list, not a column")
         left, right, op = right, left, _MIRRORED[op]
     if op == "Eq":
-        return left.is_(None) if right is None else left == right
+        compared = left.is_(None) if right is None else left == right
+        return compared
     if op == "Neq":
-        return left.is_not(None) if right is None else left.is_distinct_from(right)
+        compared = left.is_not(None) if right is None else left.is_distinct_from(right)
+        return compared
     if op in ("Lt", "Leq", "Gt", "Geq"):
         if right is None:
             raise UntranslatableFilter(f"{op} against nil has no meaning")
-        return _ORDERING[op](left, right)
+        compared = _ORDERING[op](left, right)
+        return compared
     if op in ("In", "Nin"):
         if not isinstance(right, (list, tuple, set, frozenset)):
             raise UntranslatableFilter(f"{op} needs a list on its right, got {type(right).__name__}")
@@ -128,10 +133,14 @@ def _is_mapped(value: Any) -> bool:
 def _primary_key(model: type) -> str:
     # A record stands for its primary key; with several columns, one of them would match
     # every record sharing it (e.g. every practitioner of a practice).
-    columns = inspect(model).primary_key
+    mapper: Mapper[Any] = inspect(model)
+    columns = mapper.primary_key
     if len(columns) != 1:
         raise UntranslatableFilter(f"{model.__name__} has a composite primary key: compare its fields instead")
-    return columns[0].key
+    key = columns[0].key
+    if key is None:  # a primary key is a named column
+        raise UntranslatableFilter(f"{model.__name__}'s primary key has no name")
+    return key
 
 
 def _check_instances(condition: Condition) -> None:

@@ -62,14 +62,15 @@ def check_policy(files: Sequence[Path] = POLICY_FILES) -> CheckReport:
 
 def load(files: Sequence[Path], sources: PolicySources) -> tuple[Oso | None, list[Problem]]:
     """An Oso with the application's classes and these files, and what loading them reported."""
-    oso: Oso | None = new_oso()
-    ffi = oso.ffi_polar
+    loaded = new_oso()
+    oso: Oso | None = loaded
+    ffi = loaded.ffi_polar
     # Polar prints its warnings to stdout; collect them instead.
     messages: list[str] = []
-    ffi.process_messages = lambda: messages.extend(process_messages(ffi.next_message))
+    ffi.process_messages = lambda: messages.extend(process_messages(ffi.next_message))  # type: ignore[method-assign]  # polar's hook, replaced on purpose
     problems: list[Problem] = []
     try:
-        oso.load_files([str(f) for f in files])
+        loaded.load_files([str(f) for f in files])
     except OsoError as error:
         problems.append(sources.problem("error", str(error)))
         oso = None
@@ -129,7 +130,7 @@ def _run_field_rules(oso: Oso, sources: PolicySources) -> list[Problem]:
 
     ask("the field rules fail on a live grant", lambda: oso.authorized_fields(actor, "read", grant), set())
     known = {scope.value for scope in Scope}
-    needed = ask(
+    needed: set[str] = ask(
         "field_needs_scope",
         lambda: {r["bindings"]["scope"] for r in oso.query_rule("field_needs_scope", Variable("f"), Variable("scope"))},
         set(),
@@ -137,14 +138,16 @@ def _run_field_rules(oso: Oso, sources: PolicySources) -> list[Problem]:
     given = ask("has_scope", lambda: {s for s in known if oso.query_rule_once("has_scope", grant, s)}, known)
     for scope in sorted(needed - known):
         problems.append(
-            sources.problem("error", f"unknown scope {scope!r} (known: {', '.join(sorted(known))})", sources.find(f'"{scope}"'))
+            sources.problem(
+                "error", f"unknown scope {scope!r} (known: {', '.join(sorted(known))})", sources.find(f'"{scope}"')
+            )
         )
     for scope in sorted(known - given):
         problems.append(
             sources.problem(
                 "error",
                 f"scope {scope!r} of api/scopes.py has no has_scope rule: add "
-                f'`has_scope(grant, "{scope}") if grant.{Scope(scope).column} = true;`',
+                f'`has_scope(grant, "{scope}") if grant.{Scope.of(scope).column} = true;`',
             )
         )
     return problems

@@ -29,7 +29,9 @@ class Format(StrEnum):
 
 
 @policy_app.command("check")
-def check(files: Annotated[list[Path] | None, typer.Argument(help="Policy files (default: authz/*.polar).")] = None) -> None:
+def check(
+    files: Annotated[list[Path] | None, typer.Argument(help="Policy files (default: authz/*.polar).")] = None,
+) -> None:
     """Load the policy and exercise it: syntax, unknown classes, unused variables, resource blocks,
     permissions that cannot compile to SQL, scopes without rules. Exit 1 on any error."""
     from authz.checking import check_policy
@@ -46,7 +48,9 @@ def check(files: Annotated[list[Path] | None, typer.Argument(help="Policy files 
 
 @policy_app.command("test")
 def test(
-    paths: Annotated[list[Path] | None, typer.Argument(help="YAML case files or folders (default: authz/policy_tests).")] = None,
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="YAML case files or folders (default: authz/policy_tests).")
+    ] = None,
     policy: PolicyOption = None,
 ) -> None:
     """Run the policy cases written in YAML, one PASS/FAIL line each; exit 1 if one fails."""
@@ -105,7 +109,9 @@ def explain(
 
 def _policy_does_not_load(error: OsoError) -> None:
     first_line = str(error).splitlines()[0]
-    typer.secho(f"error: the policy does not load ({first_line}); see `partner-api policy check`", err=True, fg=typer.colors.RED)
+    typer.secho(
+        f"error: the policy does not load ({first_line}); see `partner-api policy check`", err=True, fg=typer.colors.RED
+    )
     raise typer.Exit(1) from None
 
 
@@ -125,16 +131,17 @@ def _print_explanation(result: Explanation) -> None:
     console.print(grants)
     rows = Table("resource", "action", "allowed", "through", "rule", "decided by", title="Rows and actions")
     for r in result.rows:
-        rows.add_row(
-            r.resource, r.action, _yes(r.allowed), r.through, ", ".join(r.rules) or "-", r.how
-        )
+        rows.add_row(r.resource, r.action, _yes(r.allowed), r.through, ", ".join(r.rules) or "-", r.how)
     console.print(rows)
     fields = Table("field", "readable", "outside horizon", "through", "rule", "why", title="Fields")
     for f in result.fields:
         reason = f.reason
         satisfied = "satisfied" if reason and reason.satisfied else "not satisfied"
         fields.add_row(
-            f.field, _yes(f.readable), _yes(f.readable_outside_horizon), f.grant or "-",
+            f.field,
+            _yes(f.readable),
+            _yes(f.readable_outside_horizon),
+            f.grant or "-",
             f"{reason.rule} {satisfied}" if reason else "no rule: never readable",
             (reason.why if reason else "-") + (f"; {f.outside_why}" if f.outside_why else ""),
         )

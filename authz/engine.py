@@ -17,8 +17,8 @@ from typing import Any
 
 from oso import Oso
 from polar import Variable
-from polar.exceptions import PolarRuntimeError
 from polar.data_filtering import Relation
+from polar.exceptions import PolarRuntimeError
 from sqlalchemy import Select
 
 from api.data import models
@@ -115,7 +115,9 @@ class Authorizer:
         self.field_scopes = {name: frozenset(needed) for name, needed in scopes.items()}
         # Fields readable only inside a grant's reading horizon, or with its history permission.
         try:
-            self.purpose_bound = frozenset(r["bindings"]["field"] for r in self.oso.query_rule("purpose_bound", Variable("field")))
+            self.purpose_bound = frozenset(
+                r["bindings"]["field"] for r in self.oso.query_rule("purpose_bound", Variable("field"))
+            )
         except PolarRuntimeError:
             self.purpose_bound = frozenset()
 
@@ -125,7 +127,8 @@ class Authorizer:
 
     def _compile_filter(self, partner_id: int, action: str, model: type[models.Base]) -> Select[Any]:
         actor = PartnerActor(id=partner_id, name="", request_time=REQUEST_TIME)
-        return self.oso.authorized_query(actor, action, model)
+        query: Select[Any] = self.oso.authorized_query(actor, action, model)  # oso's API is untyped
+        return query
 
     def is_allowed(self, actor: PartnerActor, action: str, resource: object) -> bool:
         return bool(self.oso.is_allowed(actor, action, resource))

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from polar import Variable
 from sqlalchemy import func, select
@@ -112,7 +112,9 @@ def explain(
     actor = PartnerActor(id=partner.id, name=partner.name, request_time=now)
     grants = list(
         session.scalars(
-            select(Grant).where(Grant.partner_id == partner.id, Grant.practice_id == practice.id).order_by(Grant.granted_at)
+            select(Grant)
+            .where(Grant.partner_id == partner.id, Grant.practice_id == practice.id)
+            .order_by(Grant.granted_at)
         )
     )
     infos = [_grant_info(authorizer, actor, grant) for grant in grants]
@@ -130,10 +132,16 @@ def explain(
         for action in block.permissions
     ]
     fields = _field_answers(authorizer, actor, grants, infos)
-    return Explanation(partner.name, partner.public_id, practice.name, practice.public_id, now, notes, infos, rows, fields)
+    return Explanation(
+        partner.name, partner.public_id, practice.name, practice.public_id, now, notes, infos, rows, fields
+    )
 
 
-def _find(session: Session, model: type[Partner] | type[Practice], name: str, what: str) -> Any:
+# Partners and practices, found by name or public id, each typed as itself.
+Named = TypeVar("Named", Partner, Practice)
+
+
+def _find(session: Session, model: type[Named], name: str, what: str) -> Named:
     found = list(session.scalars(select(model).where((model.name == name) | (model.public_id == name))))
     if len(found) == 1:
         return found[0]
@@ -183,7 +191,7 @@ def _row_answer(
     sources: PolicySources,
 ) -> RowAnswer:
     model: type[Base] = POLAR_CLASSES[resource][0]
-    here = (model.id if model is Practice else model.practice_id) == practice.id  # type: ignore[attr-defined]
+    here = (model.id if model is Practice else model.practice_id) == practice.id  # type: ignore[attr-defined]  # the branch picks the model's column
     allowed_rows = authorizer.filter(actor.id, action, model).where(here)
     params = {"request_time": actor.request_time}
     rows_allowed = session.scalar(select(func.count()).select_from(allowed_rows.subquery()), params) or 0
@@ -192,12 +200,14 @@ def _row_answer(
         allowed = rows_allowed > 0
         how = f"SQL filter: {rows_allowed} of {rows_total} rows here"
     else:
-        allowed = authorizer.is_allowed(actor, action, model(practice_id=practice.id))  # type: ignore[call-arg]
+        allowed = authorizer.is_allowed(actor, action, model(practice_id=practice.id))
         how = "no rows here: the rule run in memory on a new one"
     if allowed:
         through = ", ".join(live) or "-"
+    elif live:
+        through = f"not given by {', '.join(live)}"
     else:
-        through = f"not given by {', '.join(live)}" if live else "no live grant"
+        through = "no live grant"
     rules = [f"{Path(file).name}:{line}" for file, line in sources.permission_rules(resource, action)]
     return RowAnswer(resource, action, allowed, rows_allowed, rows_total, through, rules, how)
 

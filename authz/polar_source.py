@@ -118,7 +118,7 @@ class PolicySources:
 
     def _statements(self) -> Iterator[list[_Token]]:
         """Top-level statements ending in `;` (rules and facts); blocks are left out."""
-        depth, statement = 0, []
+        depth, statement = 0, list[_Token]()
         for token in self._tokens():
             if token.text == "{":
                 depth += 1
@@ -175,7 +175,7 @@ class PolicySources:
 
     def rule_count(self) -> int:
         """Rules and facts ending in `;` outside blocks, plus shorthand rules inside them."""
-        count, depth, statement = 0, 0, []
+        count, depth, statement = 0, 0, list[str]()
         for token in self._tokens():
             if token.text == "{":
                 depth += 1

@@ -158,7 +158,9 @@ def _case(item: Any, file: Path, line: int) -> PolicyCase:
         raise fail("a case is a mapping with name, grant, expect and either field or resource")
     unknown = set(item) - _CASE_KEYS
     if unknown:
-        raise fail(f"unknown key(s) {', '.join(sorted(map(str, unknown)))}; a case has: {', '.join(sorted(_CASE_KEYS))}")
+        raise fail(
+            f"unknown key(s) {', '.join(sorted(map(str, unknown)))}; a case has: {', '.join(sorted(_CASE_KEYS))}"
+        )
     name = item.get("name")
     if not isinstance(name, str) or not name.strip():
         raise fail("every case needs a `name` saying what it checks")
@@ -199,7 +201,10 @@ def _grant(value: Any, fail: Callable[[str], CaseError]) -> GrantSpec | None:
         raise fail("`grant` is a mapping such as {scopes: [appointments:read]}, or none")
     unknown = set(value) - _GRANT_KEYS
     if unknown:
-        raise fail(f"unknown grant key(s) {', '.join(sorted(map(str, unknown)))}; a grant has: {', '.join(sorted(_GRANT_KEYS))}")
+        raise fail(
+            f"unknown grant key(s) {', '.join(sorted(map(str, unknown)))}; a grant has: "
+            f"{', '.join(sorted(_GRANT_KEYS))}"
+        )
     scopes = value.get("scopes", [])
     known = {s.value for s in Scope}
     if not isinstance(scopes, list) or not set(scopes) <= known:
@@ -270,25 +275,41 @@ class _World:
         me, other = models.Partner(name="me"), models.Partner(name="other")
         here = models.Practice(name="here", address="1 rue Ici, Paris")
         elsewhere = models.Practice(name="elsewhere", address="2 rue Ailleurs, Lyon")
-        doctor = models.Practitioner(first_name="Claire", last_name="Martin", specialty="généraliste", rpps="10000000001")
+        doctor = models.Practitioner(
+            first_name="Claire", last_name="Martin", specialty="généraliste", rpps="10000000001"
+        )
         session.add_all([me, other, here, elsewhere, doctor])
         session.flush()
         membership = models.PracticeMembership(practice_id=here.id, practitioner_id=doctor.id)
         patient = models.Patient(
-            practice_id=here.id, first_name="Jeanne", last_name="Durand", gender=models.Gender.FEMALE,
-            birth_date=date(1980, 1, 1), phone="+33612345678", email="jeanne@example.fr",
+            practice_id=here.id,
+            first_name="Jeanne",
+            last_name="Durand",
+            gender=models.Gender.FEMALE,
+            birth_date=date(1980, 1, 1),
+            phone="+33612345678",
+            email="jeanne@example.fr",
         )
         session.add_all([membership, patient])
         session.flush()
         starts = now + timedelta(days=7)
         appointment = models.Appointment(
-            practice_id=here.id, practitioner_id=doctor.id, patient_id=patient.id, starts_at=starts,
-            ends_at=starts + timedelta(minutes=20), reason="Motif", internal_note="Note interne", change_seq=1,
+            practice_id=here.id,
+            practitioner_id=doctor.id,
+            patient_id=patient.id,
+            starts_at=starts,
+            ends_at=starts + timedelta(minutes=20),
+            reason="Motif",
+            internal_note="Note interne",
+            change_seq=1,
         )
         tombstone = models.AppointmentTombstone(public_id="apt_deleted", practice_id=here.id, change_seq=2)
         rows: dict[str, Any] = {
-            "Practice": here, "Practitioner": membership, "Patient": patient,
-            "Appointment": appointment, "DeletedAppointment": tombstone,
+            "Practice": here,
+            "Practitioner": membership,
+            "Patient": patient,
+            "Appointment": appointment,
+            "DeletedAppointment": tombstone,
         }
         session.add_all([appointment, tombstone])
         if spec is not None:
@@ -298,7 +319,9 @@ class _World:
                 granted_at=now - timedelta(days=30),
                 expires_at=now - timedelta(minutes=1) if spec.expired else now + timedelta(days=30),
                 revoked_at=now - timedelta(minutes=1) if spec.revoked else None,
-                history_until={"live": now + timedelta(days=7), "expired": now - timedelta(minutes=1)}.get(spec.history or ""),
+                history_until={"live": now + timedelta(days=7), "expired": now - timedelta(minutes=1)}.get(
+                    spec.history or ""
+                ),
             )
             grant.set_scopes(set(spec.scopes))
             session.add(grant)

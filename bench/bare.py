@@ -90,20 +90,44 @@ class Query:
         first: int = 50,
     ) -> Connection:
         rows = await info.context.page(practice_id, from_, to, first)
-        return Connection(edges=[
-            Edge(node=Appointment(row=r, id=r.public_id, starts_at=r.starts_at, ends_at=r.ends_at, status=r.status.value, reason=r.reason))
-            for r in rows
-        ])
+        return Connection(
+            edges=[
+                Edge(
+                    node=Appointment(
+                        row=r,
+                        id=r.public_id,
+                        starts_at=r.starts_at,
+                        ends_at=r.ends_at,
+                        status=r.status.value,
+                        reason=r.reason,
+                    )
+                )
+                for r in rows
+            ]
+        )
 
 
 def make_context(session: AsyncSession) -> Context:
     async def page(practice_id: str, from_: datetime, to: datetime, first: int) -> Sequence[models.Appointment]:
-        practice = (await session.execute(select(models.Practice.id).where(models.Practice.public_id == practice_id))).scalar_one()
-        return (await session.execute(
-            select(models.Appointment)
-            .where(models.Appointment.practice_id == practice, models.Appointment.starts_at >= from_, models.Appointment.starts_at < to)
-            .order_by(models.Appointment.starts_at, models.Appointment.public_id).limit(first + 1)
-        )).scalars().all()[:first]
+        practice = (
+            await session.execute(select(models.Practice.id).where(models.Practice.public_id == practice_id))
+        ).scalar_one()
+        return (
+            (
+                await session.execute(
+                    select(models.Appointment)
+                    .where(
+                        models.Appointment.practice_id == practice,
+                        models.Appointment.starts_at >= from_,
+                        models.Appointment.starts_at < to,
+                    )
+                    .order_by(models.Appointment.starts_at, models.Appointment.public_id)
+                    .limit(first + 1)
+                )
+            )
+            .scalars()
+            .all()[:first]
+        )
 
     async def patients(ids):
         rows = (await session.execute(select(models.Patient).where(models.Patient.id.in_(set(ids))))).scalars()
@@ -111,10 +135,17 @@ def make_context(session: AsyncSession) -> Context:
         return [found[i] for i in ids]
 
     async def practitioners(keys):
-        rows = (await session.execute(
-            select(models.PracticeMembership).options(joinedload(models.PracticeMembership.practitioner))
-            .where(tuple_(models.PracticeMembership.practice_id, models.PracticeMembership.practitioner_id).in_(set(keys)))
-        )).scalars()
+        rows = (
+            await session.execute(
+                select(models.PracticeMembership)
+                .options(joinedload(models.PracticeMembership.practitioner))
+                .where(
+                    tuple_(models.PracticeMembership.practice_id, models.PracticeMembership.practitioner_id).in_(
+                        set(keys)
+                    )
+                )
+            )
+        ).scalars()
         found = {(r.practice_id, r.practitioner_id): r for r in rows}
         return [found[k] for k in keys]
 
@@ -124,8 +155,12 @@ def make_context(session: AsyncSession) -> Context:
 async def in_memory_context(session: AsyncSession, variables: dict[str, str]) -> Callable[[], Context]:
     """Contexts serving the page from rows loaded once: strawberry's own work, without a database."""
     loading = make_context(session)
-    rows = await loading.page(variables["p"], datetime.fromisoformat(variables["from"]), datetime.fromisoformat(variables["to"]), 50)
-    patients = dict(zip([r.patient_id for r in rows], await loading.patients.load_many([r.patient_id for r in rows]), strict=True))
+    rows = await loading.page(
+        variables["p"], datetime.fromisoformat(variables["from"]), datetime.fromisoformat(variables["to"]), 50
+    )
+    patients = dict(
+        zip([r.patient_id for r in rows], await loading.patients.load_many([r.patient_id for r in rows]), strict=True)
+    )
     keys = [(r.practice_id, r.practitioner_id) for r in rows]
     memberships = dict(zip(keys, await loading.practitioners.load_many(keys), strict=True))
 

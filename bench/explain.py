@@ -60,8 +60,10 @@ async def _plan(connection: AsyncConnection, sql: str, params: tuple[Any, ...]) 
 async def _explain_postgresql(connection: AsyncConnection, sql: str, params: tuple[Any, ...]) -> dict[str, Any]:
     plan = await _plan(connection, f"EXPLAIN (ANALYZE, BUFFERS, FORMAT TEXT) {sql}", params)
     cached = await _cached_plan(connection, sql, params)
-    return {**_verdict(PG_SEQ_SCAN.findall("\n".join(plan + cached)), _execution_ms(plan), plan=plan, cached_plan=cached),
-            "cached_execution_ms": _execution_ms(cached)}
+    return {
+        **_verdict(PG_SEQ_SCAN.findall("\n".join(plan + cached)), _execution_ms(plan), plan=plan, cached_plan=cached),
+        "cached_execution_ms": _execution_ms(cached),
+    }
 
 
 async def _cached_plan(connection: AsyncConnection, sql: str, params: tuple[Any, ...]) -> list[str]:
@@ -94,8 +96,12 @@ async def _explain_sqlite(connection: AsyncConnection, sql: str, params: tuple[A
 
 def _verdict(full_scans: list[str], execution_ms: float | None, **plans: list[str]) -> dict[str, Any]:
     tables = sorted(set(full_scans))
-    return {"full_scans": tables, "large_table_full_scan": bool(LARGE_TABLES.intersection(tables)),
-            "execution_ms": execution_ms, **plans}
+    return {
+        "full_scans": tables,
+        "large_table_full_scan": bool(LARGE_TABLES.intersection(tables)),
+        "execution_ms": execution_ms,
+        **plans,
+    }
 
 
 def _table(sql: str) -> str:
@@ -106,16 +112,27 @@ def _table(sql: str) -> str:
 def write(path: Path, db: str, size: str, explained: list[dict[str, Any]]) -> None:
     parts = [f"Plans of the benchmark page's statements, {db}, data set {size}\n"]
     for n, e in enumerate(explained, 1):
-        parts.append(f"\n=== {n}. from {e['table']}: {e['execution_ms']} ms, "
-                     f"full scans: {', '.join(e['full_scans']) or 'none'}\n{e['sql']}\n-- parameters: {e['parameters']}\n")
+        parts.append(
+            f"\n=== {n}. from {e['table']}: {e['execution_ms']} ms, "
+            f"full scans: {', '.join(e['full_scans']) or 'none'}\n{e['sql']}\n-- parameters: {e['parameters']}\n"
+        )
         parts.append("\n".join(e["plan"]) + "\n")
         if "cached_plan" in e:
-            parts.append("-- as the sixth run of a prepared statement, as the app's cached statements run:\n"
-                         + "\n".join(e["cached_plan"]) + "\n")
+            parts.append(
+                "-- as the sixth run of a prepared statement, as the app's cached statements run:\n"
+                + "\n".join(e["cached_plan"])
+                + "\n"
+            )
     path.write_text("".join(parts))
 
 
 def summary(explained: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """What the JSON report keeps of each statement."""
-    return [{key: e[key] for key in ("table", "large_table_full_scan", "full_scans", "execution_ms", "cached_execution_ms", "sql")
-             if key in e} for e in explained]
+    return [
+        {
+            key: e[key]
+            for key in ("table", "large_table_full_scan", "full_scans", "execution_ms", "cached_execution_ms", "sql")
+            if key in e
+        }
+        for e in explained
+    ]

@@ -55,7 +55,8 @@ HOSTILE_SUCCESS = 0.99  # the share of the syncing partner's requests served und
 
 FLOOD = """query($p: ID!, $from: DateTime!, $to: DateTime!) {
   appointments(practiceId: $p, from: $from, to: $to, first: 50) {
-    edges { node { id reason patient { firstName lastName gender birthDate phone email } practitioner { id } practice { id } } } } }"""
+    edges { node { id reason patient { firstName lastName gender birthDate phone email } practitioner { id }
+      practice { id } } } } }"""
 DAY_PAGE = """query Day($p: ID!, $from: DateTime!, $to: DateTime!, $after: String) {
   appointments(practiceId: $p, from: $from, to: $to, first: 20, after: $after) {
     edges { node { id startsAt status patient { id firstName lastName } } } pageInfo { hasNextPage endCursor } } }"""
@@ -111,7 +112,10 @@ class Fairness:
         if self.kind == "expensive" and set(self.flooded) != {"ok"}:
             problems.append(f"sync requests failed under the flood: {dict(self.flooded)}")
         if self.kind == "hostile" and self.success < HOSTILE_SUCCESS:
-            problems.append(f"{self.success:.1%} of sync requests served under the flood (bound {HOSTILE_SUCCESS:.0%}): {dict(self.flooded)}")
+            problems.append(
+                f"{self.success:.1%} of sync requests served under the flood (bound {HOSTILE_SUCCESS:.0%}): "
+                f"{dict(self.flooded)}"
+            )
         if self.kind == "expensive" and self.flood["429 RATE_LIMITED"] <= sum(self.flood.values()) / 2:
             problems.append(f"the flooder was not throttled: {dict(self.flood)}")
         if self.kind == "hostile" and any(not outcome.startswith("4") for outcome in self.flood):
@@ -128,9 +132,11 @@ class Fairness:
 
         return (
             f"sync alone: {figures(self.alone_ms)} ({len(self.alone_ms)} requests, {dict(self.alone)})\n"
-            f"sync under the flood: {figures(self.flooded_ms)} ({len(self.flooded_ms)} requests, {dict(self.flooded)})\n"
+            f"sync under the flood: {figures(self.flooded_ms)} ({len(self.flooded_ms)} requests, "
+            f"{dict(self.flooded)})\n"
             f"ratio of medians: {self.ratio:.2f} (bound {BOUND})\n"
-            f"{self.kind} flood: {sum(self.flood.values())} requests from {FLOOD_CONNECTIONS} connections: {dict(self.flood)}"
+            f"{self.kind} flood: {sum(self.flood.values())} requests from {FLOOD_CONNECTIONS} connections: "
+            f"{dict(self.flood)}"
         )
 
 
@@ -141,13 +147,18 @@ def served(database_url: str, log: Path) -> Iterator[str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {
-        **os.environ, "PARTNER_API_DATABASE_URL": database_url, "PARTNER_API_SECRET_KEY": "fairness",
-        "PARTNER_API_LOG_LEVEL": "warning", "PARTNER_API_GRAPHIQL": "false",
+        **os.environ,
+        "PARTNER_API_DATABASE_URL": database_url,
+        "PARTNER_API_SECRET_KEY": "fairness",
+        "PARTNER_API_LOG_LEVEL": "warning",
+        "PARTNER_API_GRAPHIQL": "false",
     }
     with log.open("w") as output:
         process = subprocess.Popen(
             [str(Path(sys.executable).parent / "partner-api"), "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env, stdout=output, stderr=subprocess.STDOUT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
         )
         base = f"http://127.0.0.1:{port}"
         try:
@@ -180,7 +191,9 @@ async def sync(client: httpx.AsyncClient, partner: Partner, day: datetime) -> tu
         response = await client.post("/graphql", json={"query": query, "variables": variables}, headers=headers)
         latencies.append((time.perf_counter() - started) * 1000)
         body = response.json()
-        outcomes["ok" if response.status_code == 200 and not body.get("errors") else f"{response.status_code} {body}"] += 1
+        outcomes[
+            "ok" if response.status_code == 200 and not body.get("errors") else f"{response.status_code} {body}"
+        ] += 1
         return body.get("data") or {}
 
     since = None
@@ -188,7 +201,12 @@ async def sync(client: httpx.AsyncClient, partner: Partner, day: datetime) -> tu
         for offset in range(-1, 6):
             start, after = day + timedelta(days=offset), None
             while True:
-                variables = {"p": partner.practice_id, "from": start.isoformat(), "to": (start + timedelta(days=1)).isoformat(), "after": after}
+                variables = {
+                    "p": partner.practice_id,
+                    "from": start.isoformat(),
+                    "to": (start + timedelta(days=1)).isoformat(),
+                    "after": after,
+                }
                 page = (await ask(DAY_PAGE, variables)).get("appointments")
                 if not page or not page["pageInfo"]["hasNextPage"]:
                     break
@@ -207,20 +225,34 @@ async def _flood_connections(base: str, partner: Partner, day: datetime, kind: s
     outcomes: Counter[str] = Counter()
     sent = itertools.count()
     started = time.monotonic()
-    variables = {"p": partner.practice_id, "from": (day - timedelta(days=1)).isoformat(), "to": (day + timedelta(days=2)).isoformat()}
+    variables = {
+        "p": partner.practice_id,
+        "from": (day - timedelta(days=1)).isoformat(),
+        "to": (day + timedelta(days=2)).isoformat(),
+    }
     limits = httpx.Limits(max_connections=FLOOD_CONNECTIONS, max_keepalive_connections=FLOOD_CONNECTIONS)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
 
         async def connection() -> None:
-            while not stop.is_set() and sum(outcomes.values()) < FLOOD_MAX_REQUESTS and time.monotonic() - started < FLOOD_MAX_SECONDS:
+            while (
+                not stop.is_set()
+                and sum(outcomes.values()) < FLOOD_MAX_REQUESTS
+                and time.monotonic() - started < FLOOD_MAX_SECONDS
+            ):
                 if kind == "hostile":
                     number = next(sent)  # a comment makes each document new to the parser's and validation's caches
-                    payload = {"query": f"{HOSTILE[number % len(HOSTILE)]}\n# {number}", "operationName": "Q1" if number % len(HOSTILE) == 4 else None}
+                    payload = {
+                        "query": f"{HOSTILE[number % len(HOSTILE)]}\n# {number}",
+                        "operationName": "Q1" if number % len(HOSTILE) == 4 else None,
+                    }
                 else:
                     payload = {"query": FLOOD, "variables": variables}
                 try:
-                    response = await client.post("/graphql", json=payload, headers={"Authorization": f"Bearer {partner.key}"})
-                except httpx.HTTPError as error:  # counted, and reported by problems(), rather than losing the flood's figures
+                    response = await client.post(
+                        "/graphql", json=payload, headers={"Authorization": f"Bearer {partner.key}"}
+                    )
+                # counted, and reported by problems(), rather than losing the flood's figures
+                except httpx.HTTPError as error:
                     outcomes[f"client error {type(error).__name__}"] += 1
                     continue
                 codes = {e["extensions"]["code"] for e in response.json().get("errors", [])}
@@ -259,7 +291,9 @@ def main() -> None:
     with ExitStack() as stack:
         url = database_urls(args.db, stack)[args.db]("10k")
         keys = prepare(url, "10k")
-        syncing, flooding = (Partner(keys[name]["key"], keys[name]["grants"][0]["practice_id"]) for name in ("Logimed", "AgendaPlus"))
+        syncing, flooding = (
+            Partner(keys[name]["key"], keys[name]["grants"][0]["practice_id"]) for name in ("Logimed", "AgendaPlus")
+        )
         day = datetime.combine(REFERENCE, datetime.min.time(), tzinfo=UTC) + timedelta(days=1)
         results = []
         for kind in kinds:  # a server each: the second flood does not start on the first one's budgets
@@ -270,7 +304,16 @@ def main() -> None:
         print(result.summary())
         late = result.kind == "expensive" and result.ratio > BOUND  # the hostile flood is bounded by its success share
         found = result.problems() + ([f"latency ratio {result.ratio:.2f} is past the bound {BOUND}"] if late else [])
-        print(json.dumps({"flood": result.kind, "ratio": round(result.ratio, 2), "success": round(result.success, 4), "problems": found}))
+        print(
+            json.dumps(
+                {
+                    "flood": result.kind,
+                    "ratio": round(result.ratio, 2),
+                    "success": round(result.success, 4),
+                    "problems": found,
+                }
+            )
+        )
         problems += found
     sys.exit(1 if problems else 0)
 

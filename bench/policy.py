@@ -18,8 +18,8 @@ from api.data.models import Appointment, Grant
 from api.scopes import Scope
 from api.timeutil import utcnow
 from authz.actors import PartnerActor
-from authz.records import GrantedRecord
 from authz.engine import Authorizer
+from authz.records import GrantedRecord
 
 
 def _microseconds(call: Callable[[], Any], iterations: int) -> float:
@@ -36,26 +36,34 @@ def measure(iterations: int = 200) -> dict[str, float]:
     authorizer = Authorizer()
     now = utcnow()
     actor = PartnerActor(1, "bench", now)
-    grant = Grant(id=1, partner_id=1, practice_id=1, granted_at=now - timedelta(days=1), expires_at=now + timedelta(days=1))
+    grant = Grant(
+        id=1, partner_id=1, practice_id=1, granted_at=now - timedelta(days=1), expires_at=now + timedelta(days=1)
+    )
     grant.set_scopes(set(Scope))
     authorizer.readable_fields(actor, grant, in_horizon=True)
     authorizer.filter(1, "read", Appointment)
     return {
-        "field_rules_uncached_us": _microseconds(lambda: authorizer.oso.authorized_fields(actor, "read", GrantedRecord(grant, True)), iterations),
-        "field_rules_cached_us": _microseconds(lambda: authorizer.readable_fields(actor, grant, in_horizon=True), iterations),
+        "field_rules_uncached_us": _microseconds(
+            lambda: authorizer.oso.authorized_fields(actor, "read", GrantedRecord(grant, True)), iterations
+        ),
+        "field_rules_cached_us": _microseconds(
+            lambda: authorizer.readable_fields(actor, grant, in_horizon=True), iterations
+        ),
         "row_filter_uncached_us": _microseconds(lambda: authorizer._compile_filter(1, "read", Appointment), iterations),
         "row_filter_cached_us": _microseconds(lambda: authorizer.filter(1, "read", Appointment), iterations),
     }
 
 
 def render(measured: dict[str, float]) -> str:
-    return "\n".join([
-        "policy evaluation (median per call; the API asks once per request and practice, never per row)",
-        f"  field rules of a grant: {measured['field_rules_uncached_us']:,.0f} us by oso, "
-        f"{measured['field_rules_cached_us']:,.1f} us cached",
-        f"  row filter of a partner: {measured['row_filter_uncached_us']:,.0f} us by oso, "
-        f"{measured['row_filter_cached_us']:,.1f} us cached",
-    ])
+    return "\n".join(
+        [
+            "policy evaluation (median per call; the API asks once per request and practice, never per row)",
+            f"  field rules of a grant: {measured['field_rules_uncached_us']:,.0f} us by oso, "
+            f"{measured['field_rules_cached_us']:,.1f} us cached",
+            f"  row filter of a partner: {measured['row_filter_uncached_us']:,.0f} us by oso, "
+            f"{measured['row_filter_cached_us']:,.1f} us cached",
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -48,15 +48,13 @@ import httpx
 from sqlalchemy import Select, func, select, text
 from sqlalchemy.orm import Session
 
-from api.http import pipeline as pipeline_module
-
-from api.ledger import access as ledger
-
 from api.data import models
-from api.http.app import create_app
 from api.data.database import make_async_engine, make_session_factory, make_sync_engine
 from api.data.migrate import upgrade
 from api.data.seed import SIZES, SeedSize, reference_date_for, seed
+from api.http import pipeline as pipeline_module
+from api.http.app import create_app
+from api.ledger import access as ledger
 from api.schema import build_schema
 from api.settings import Settings
 from bench import explain, policy
@@ -75,7 +73,12 @@ PAGE = """query Page($p: ID!, $from: DateTime!, $to: DateTime!) {
       practitioner { id firstName lastName specialty } } } } }"""
 # Limits that refuse are lifted (their machinery still runs): the benchmark measures capacity, with one
 # partner's key; bench/fairness.py measures the per-key limits.
-UNLIMITED = {"budget_capacity": 10**9, "budget_refill_per_second": 10**9, "max_query_cost": 10**6, "max_concurrent_requests_per_key": 64}
+UNLIMITED = {
+    "budget_capacity": 10**9,
+    "budget_refill_per_second": 10**9,
+    "max_query_cost": 10**6,
+    "max_concurrent_requests_per_key": 64,
+}
 
 
 def prepare(url: str, size: str) -> dict[str, Any]:
@@ -104,9 +107,14 @@ def page_variables(url: str, keys: dict[str, Any]) -> dict[str, str]:
         busiest = session.execute(
             select(models.Practice.public_id, func.count())
             .join(models.Appointment, models.Appointment.practice_id == models.Practice.id)
-            .where(models.Practice.public_id.in_(granted), models.Appointment.starts_at >= start,
-                   models.Appointment.starts_at < start + timedelta(days=31))
-            .group_by(models.Practice.public_id).order_by(func.count().desc()).limit(1)
+            .where(
+                models.Practice.public_id.in_(granted),
+                models.Appointment.starts_at >= start,
+                models.Appointment.starts_at < start + timedelta(days=31),
+            )
+            .group_by(models.Practice.public_id)
+            .order_by(func.count().desc())
+            .limit(1)
         ).one()
     engine.dispose()
     return {"p": busiest[0], "from": start.isoformat(), "to": (start + timedelta(days=31)).isoformat()}
@@ -130,7 +138,9 @@ async def interleaved(calls: dict[str, Callable[[], Awaitable[None]]], iteration
     }
 
 
-def _with(call: Callable[[], Awaitable[None]], module: Any, name: str, replacement: Any) -> Callable[[], Awaitable[None]]:
+def _with(
+    call: Callable[[], Awaitable[None]], module: Any, name: str, replacement: Any
+) -> Callable[[], Awaitable[None]]:
     """`call` with `module.name` swapped for its duration: the variants take turns, never overlap."""
 
     async def swapped() -> None:
@@ -178,13 +188,22 @@ def _floor_sql(variables: dict[str, str]) -> Select[Any]:
         .join(models.Patient, models.Patient.id == models.Appointment.patient_id)
         .join(models.Practitioner, models.Practitioner.id == models.Appointment.practitioner_id)
         .join(models.Practice, models.Practice.id == models.Appointment.practice_id)
-        .where(models.Practice.public_id == variables["p"], models.Appointment.starts_at >= start, models.Appointment.starts_at < end)
-        .order_by(models.Appointment.starts_at, models.Appointment.public_id).limit(50)
+        .where(
+            models.Practice.public_id == variables["p"],
+            models.Appointment.starts_at >= start,
+            models.Appointment.starts_at < end,
+        )
+        .order_by(models.Appointment.starts_at, models.Appointment.public_id)
+        .limit(50)
     )
 
 
 async def in_process(
-    url: str, keys: dict[str, Any], small_url: str, small_keys: dict[str, Any], iterations: int,
+    url: str,
+    keys: dict[str, Any],
+    small_url: str,
+    small_keys: dict[str, Any],
+    iterations: int,
     explained: list[dict[str, Any]] | None = None,
 ) -> dict[str, dict[str, float]]:
     """The timings of every in-process variant; and, given a list, the plans of the full stack's
@@ -200,9 +219,14 @@ async def in_process(
             async with sessions() as session:
                 assert len((await session.execute(floor_sql)).all()) == 50
 
-        async def over_asgi(app: Any, variables: dict[str, str], key: str | None = None) -> Callable[[], Awaitable[None]]:
+        async def over_asgi(
+            app: Any, variables: dict[str, str], key: str | None = None
+        ) -> Callable[[], Awaitable[None]]:
             client = await stack.enter_async_context(_asgi_client(app))
-            payload, headers = {"query": PAGE, "variables": variables}, {"Authorization": f"Bearer {key}"} if key else {}
+            payload, headers = (
+                {"query": PAGE, "variables": variables},
+                {"Authorization": f"Bearer {key}"} if key else {},
+            )
 
             async def call() -> None:
                 _checked(await client.post("/graphql", json=payload, headers=headers))
@@ -211,8 +235,12 @@ async def in_process(
 
         apps = {}
 
-        async def full_stack(name: str, database_url: str, keys: dict[str, Any], **variant: Any) -> Callable[[], Awaitable[None]]:
-            apps[name] = app = create_app(Settings(database_url=database_url, secret_key="bench", **UNLIMITED), **variant)
+        async def full_stack(
+            name: str, database_url: str, keys: dict[str, Any], **variant: Any
+        ) -> Callable[[], Awaitable[None]]:
+            apps[name] = app = create_app(
+                Settings(database_url=database_url, secret_key="bench", **UNLIMITED), **variant
+            )
             stack.push_async_callback(app.state.engine.dispose)
             return await over_asgi(app, page_variables(database_url, keys), keys[PARTNER]["key"])
 
@@ -230,14 +258,19 @@ async def in_process(
             "bare": await over_asgi(bare_asgi(sessions, True), variables),
             "bare-nocache": await over_asgi(bare_asgi(sessions, False), variables),
             "no-authz": await full_stack("no-authz", url, keys, authorizer=OpenAuthorizer()),
-            "no-cost": await full_stack("no-cost", url, keys, schema=build_schema(Settings(database_url=url), cost_analysis=False)),
+            "no-cost": await full_stack(
+                "no-cost", url, keys, schema=build_schema(Settings(database_url=url), cost_analysis=False)
+            ),
             "full": await full_stack("full", url, keys),
             "full-10k": await full_stack("full-10k", small_url, small_keys),
         }
         # Two more parts priced alone, on the full app: the access ledger, and the key's lookup.
         calls["no-ledger"] = _with(calls["full"], ledger, "write", _no_ledger)
-        calls["no-key-lookup"] = _with(calls["full"], pipeline_module, "authenticate", _remembered(pipeline_module.authenticate))
-        gc.freeze()  # every variant's long-lived objects, as the API's lifespan does in a server (ASGITransport runs none)
+        calls["no-key-lookup"] = _with(
+            calls["full"], pipeline_module, "authenticate", _remembered(pipeline_module.authenticate)
+        )
+        # every variant's long-lived objects, as the API's lifespan does in a server (ASGITransport runs none)
+        gc.freeze()
         results = await interleaved(calls, iterations)
         if explained is not None:  # warm by now, as the timings were
             full_engine = apps["full"].state.engine
@@ -245,16 +278,34 @@ async def in_process(
         return results
 
 
-def wrk(url: str, keys: dict[str, Any], variables: dict[str, str], workers: int, bare: bool, seconds: int) -> dict[str, float]:
+def wrk(
+    url: str, keys: dict[str, Any], variables: dict[str, str], workers: int, bare: bool, seconds: int
+) -> dict[str, float]:
     """Requests per second and latency over loopback, the server in its own processes."""
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is missing: apt-get install wrk")
     port = 18000 + workers + (10 if bare else 0)
-    env = {**os.environ, "PARTNER_API_DATABASE_URL": url, "PARTNER_API_SECRET_KEY": "bench",
-           **{f"PARTNER_API_{k.upper()}": str(v) for k, v in UNLIMITED.items()}, "PARTNER_API_LOG_LEVEL": "warning"}
+    env = {
+        **os.environ,
+        "PARTNER_API_DATABASE_URL": url,
+        "PARTNER_API_SECRET_KEY": "bench",
+        **{f"PARTNER_API_{k.upper()}": str(v) for k, v in UNLIMITED.items()},
+        "PARTNER_API_LOG_LEVEL": "warning",
+    }
     target = "bench.bare_app:app" if bare else "api.http.app:create_app"
-    command = [sys.executable, "-m", "uvicorn", target, "--port", str(port), "--workers", str(workers), "--log-level", "warning",
-               "--no-access-log"] + ([] if bare else ["--factory"])
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        target,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ] + ([] if bare else ["--factory"])
     server = subprocess.Popen(command, env=env)
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
     body = json.dumps({"query": PAGE, "variables": variables}).replace("\\", "\\\\").replace('"', '\\"')
@@ -268,14 +319,22 @@ def wrk(url: str, keys: dict[str, Any], variables: dict[str, str], workers: int,
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                httpx.get(f"http://127.0.0.1:{port}/healthz" if not bare else f"http://127.0.0.1:{port}/graphql?query=%7B__typename%7D")
+                httpx.get(
+                    f"http://127.0.0.1:{port}/healthz"
+                    if not bare
+                    else f"http://127.0.0.1:{port}/graphql?query=%7B__typename%7D"
+                )
                 break
             except httpx.HTTPError:
                 time.sleep(0.2)
-        subprocess.run(["wrk", "-t1", "-c8", "-d3s", "-s", str(script), f"http://127.0.0.1:{port}/graphql"], capture_output=True)
+        subprocess.run(
+            ["wrk", "-t1", "-c8", "-d3s", "-s", str(script), f"http://127.0.0.1:{port}/graphql"], capture_output=True
+        )
         out = subprocess.run(
             ["wrk", "-t2", "-c16", f"-d{seconds}s", "--latency", "-s", str(script), f"http://127.0.0.1:{port}/graphql"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
     finally:
         server.terminate()
@@ -286,7 +345,10 @@ def wrk(url: str, keys: dict[str, Any], variables: dict[str, str], workers: int,
 
 def _parse_wrk(out: str) -> dict[str, float]:
     def ms(value: str) -> float:
-        number, unit = float(value[:-2] if value.endswith(("ms", "us")) else value[:-1]), value[-2:] if value[-2:] in ("ms", "us") else value[-1]
+        number, unit = (
+            float(value[:-2] if value.endswith(("ms", "us")) else value[:-1]),
+            value[-2:] if value[-2:] in ("ms", "us") else value[-1],
+        )
         return number * {"ms": 1, "us": 0.001, "s": 1000}[unit]
 
     result: dict[str, float] = {"non_2xx": 0}
@@ -341,7 +403,9 @@ def main() -> None:
     report: dict[str, Any] = {
         "taken_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "size": args.size, "databases": {}, "plans": {},
+        "size": args.size,
+        "databases": {},
+        "plans": {},
     }
     with ExitStack() as stack:
         for db, url_for in database_urls(args.db, stack).items():
@@ -365,7 +429,12 @@ def main() -> None:
 
 
 # Each protection's price: the full stack against the variant without it.
-PARTS = (("authorization", "no-authz"), ("cost analysis", "no-cost"), ("access ledger", "no-ledger"), ("key lookup", "no-key-lookup"))
+PARTS = (
+    ("authorization", "no-authz"),
+    ("cost analysis", "no-cost"),
+    ("access ledger", "no-ledger"),
+    ("key lookup", "no-key-lookup"),
+)
 
 
 def render(report: dict[str, Any]) -> str:
@@ -377,17 +446,27 @@ def render(report: dict[str, Any]) -> str:
             if "median_ms" in r:
                 lines.append(f"{name:<22} {r['median_ms']:>10.2f} {r['p99_ms']:>9.2f} {r['median_ms'] / base:>8.2f}")
         cpu_floor = results["floor"]["median_ms"] + results["memory"]["median_ms"]
-        lines.append(f"CPU floor (floor + memory) {cpu_floor:.2f} ms; full / CPU floor: {results['full']['median_ms'] / cpu_floor:.2f}x")
+        lines.append(
+            f"CPU floor (floor + memory) {cpu_floor:.2f} ms; full / CPU floor: "
+            f"{results['full']['median_ms'] / cpu_floor:.2f}x"
+        )
         for part, without in PARTS:
-            lines.append(f"{part} overhead (full / {without}): {results['full']['median_ms'] / results[without]['median_ms']:.2f}x")
-        lines.append(f"table size (full on {report['size']} / full on 10k): {results['full']['median_ms'] / results['full-10k']['median_ms']:.2f}x")
+            lines.append(
+                f"{part} overhead (full / {without}): "
+                f"{results['full']['median_ms'] / results[without]['median_ms']:.2f}x"
+            )
+        lines.append(
+            f"table size (full on {report['size']} / full on 10k): "
+            f"{results['full']['median_ms'] / results['full-10k']['median_ms']:.2f}x"
+        )
         plans = report["plans"].get(db, [])
         scans = "; ".join(f"{p['table']} ({', '.join(p['full_scans'])})" for p in plans if p["large_table_full_scan"])
         lines.append(f"full scans of a large table, in {len(plans)} reads explained: {scans or 'none'}")
         for name, r in results.items():
             if "requests_per_second" in r:
                 lines.append(
-                    f"{name:<22} {r['requests_per_second']:>8.0f} req/s  p50 {r.get('p50_ms', 0):.1f} ms  p99 {r.get('p99_ms', 0):.1f} ms"
+                    f"{name:<22} {r['requests_per_second']:>8.0f} req/s  p50 {r.get('p50_ms', 0):.1f} ms  p99 "
+                    f"{r.get('p99_ms', 0):.1f} ms"
                     + (f"  ({r['non_2xx']:.0f} refused, not counted)" if r.get("non_2xx") else "")
                 )
     return "\n".join(lines)

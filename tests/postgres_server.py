@@ -76,7 +76,9 @@ def postgres_server(keep_in: Path | None = None) -> Iterator[str]:
             try:
                 shutil.chown(root, "postgres", "postgres")
             except LookupError:
-                raise PostgresUnavailable("running as root needs the `postgres` user (Debian's package creates it)")
+                raise PostgresUnavailable(
+                    "running as root needs the `postgres` user (Debian's package creates it)"
+                ) from None
         if not (data / "PG_VERSION").exists():
             run(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale")
         options = " ".join([f"-p {port}", f"-k {root}", *(f"-c {k}={v}" for k, v in SERVER_SETTINGS.items())])
@@ -85,7 +87,9 @@ def postgres_server(keep_in: Path | None = None) -> Iterator[str]:
             yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
         finally:
             stop = "fast" if keep_in else "immediate"  # a kept server shuts down cleanly
-            subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-m", stop, "stop"], cwd=root, capture_output=True)
+            subprocess.run(
+                [*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-m", stop, "stop"], cwd=root, capture_output=True
+            )
     finally:
         if keep_in is None:
             shutil.rmtree(root, ignore_errors=True)

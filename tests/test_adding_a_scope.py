@@ -130,11 +130,18 @@ def test_each_step_forgotten_fails_a_named_check(copy):
     assert failing_checks(copy) == MIGRATION_STEP | POLICY_STEP | EXPORT_STEP
 
     # 2. The migration, 3. the policy (4. the schema field: Patient.phone exists), 5. the cases.
-    head = python(copy, "-c", "from alembic.script import ScriptDirectory; from api.data.migrate import alembic_config; "
-                  "print(ScriptDirectory.from_config(alembic_config()).get_current_head())").stdout.strip()
+    head = python(
+        copy,
+        "-c",
+        "from alembic.script import ScriptDirectory; from api.data.migrate import alembic_config; "
+        "print(ScriptDirectory.from_config(alembic_config()).get_current_head())",
+    ).stdout.strip()
     (copy / "migrations/versions/2026_11_30_throwaway_scope.py").write_text(MIGRATION.format(head=head))
-    edit(copy / "authz/policy.polar", "# Each scope is a boolean field",
-         '# Each scope is a boolean field\nhas_scope(grant, "patients:phone") if grant.patients_phone = true;\n#')
+    edit(
+        copy / "authz/policy.polar",
+        "# Each scope is a boolean field",
+        '# Each scope is a boolean field\nhas_scope(grant, "patients:phone") if grant.patients_phone = true;\n#',
+    )
     with (copy / "authz/fields.polar").open("a") as fields:
         fields.write('field_needs_scope("Patient.phone", "patients:phone");\n')
     with (copy / "authz/policy_tests/patients.yaml").open("a") as cases:
@@ -144,9 +151,14 @@ def test_each_step_forgotten_fails_a_named_check(copy):
 
     # Then the exported schema and the docs' tables, made by the copy's own code.
     python(copy, "-c", "from api.operators.cli import main; main()", "export-schema")
-    python(copy, "-c", "from pathlib import Path; from api.scopes import markdown_table; import re\n"
-           "for doc in ('README.md', 'docs/policy-guide.md'):\n"
-           "    p = Path(doc); p.write_text(re.sub(r'\\| scope \\|.*?\\n(?!\\|)', markdown_table() + '\\n', p.read_text(), flags=re.S))")
+    python(
+        copy,
+        "-c",
+        "from pathlib import Path; from api.scopes import markdown_table; import re\n"
+        "for doc in ('README.md', 'docs/policy-guide.md'):\n"
+        "    p = Path(doc); p.write_text(re.sub(r'\\| scope \\|.*?\\n(?!\\|)', markdown_table() + '\\n', "
+        "p.read_text(), flags=re.S))",
+    )
     with (copy / "docs/partner-guide.md").open("a") as guide:
         guide.write("\n`patients:phone`: the phone number alone.\n")
     assert failing_checks(copy) == set()

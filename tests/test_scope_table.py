@@ -90,7 +90,9 @@ def test_the_schema_describes_each_scope_as_the_table_does():
 @pytest.mark.parametrize("doc", ["README.md", "docs/policy-guide.md"])
 def test_the_docs_scope_table_is_the_table(doc):
     text = (ROOT / doc).read_text()
-    assert markdown_table() in text, f"{doc}: replace its scope table with api.scopes.markdown_table():\n{markdown_table()}"
+    assert markdown_table() in text, (
+        f"{doc}: replace its scope table with api.scopes.markdown_table():\n{markdown_table()}"
+    )
 
 
 def test_the_partner_guide_names_every_scope():

@@ -8,19 +8,19 @@ from datetime import date, timedelta
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from api.operators import accounts as operators
 from api.data.models import (
     Appointment,
     AppointmentStatus,
     ChangeCounter,
     Gender,
     Grant,
-    Patient,
     PartnerStatus,
+    Patient,
     Practice,
     PracticeMembership,
     Practitioner,
 )
+from api.operators import accounts as operators
 from api.scopes import Scope
 from api.timeutil import utcnow
 
@@ -48,7 +48,9 @@ def build_world(engine: Engine, appointments_per_practice: int = 6) -> World:
     world = World()
     with Session(engine, expire_on_commit=False) as session:
         seq = 0
-        practices = {name: Practice(name=name, address=f"1 rue {name}, Paris", timezone="Europe/Paris") for name in "ABC"}
+        practices = {
+            name: Practice(name=name, address=f"1 rue {name}, Paris", timezone="Europe/Paris") for name in "ABC"
+        }
         session.add_all(practices.values())
         doctors = [
             Practitioner(first_name="Claire", last_name="Martin", specialty="médecin généraliste", rpps="10000000001"),
@@ -65,8 +67,12 @@ def build_world(engine: Engine, appointments_per_practice: int = 6) -> World:
         for name, practice in practices.items():
             patients = [
                 Patient(
-                    practice_id=practice.id, first_name=f"Prénom{name}{i}", last_name=f"Nom{name}{i}",
-                    gender=Gender.FEMALE, birth_date=date(1980, 1, 1 + i), phone=f"+3361234{name}{i:03d}",
+                    practice_id=practice.id,
+                    first_name=f"Prénom{name}{i}",
+                    last_name=f"Nom{name}{i}",
+                    gender=Gender.FEMALE,
+                    birth_date=date(1980, 1, 1 + i),
+                    phone=f"+3361234{name}{i:03d}",
                     email=f"patient{name}{i}@example.fr",
                 )
                 for i in range(3)
@@ -81,10 +87,15 @@ def build_world(engine: Engine, appointments_per_practice: int = 6) -> World:
                 seq += 1
                 starts = DAY + timedelta(minutes=30 * i)
                 appointment = Appointment(
-                    practice_id=practice.id, practitioner_id=memberships[name].practitioner_id,
-                    patient_id=patients[i % 3].id, starts_at=starts, ends_at=starts + timedelta(minutes=20),
-                    status=AppointmentStatus.BOOKED, reason=f"Motif secret {name}{i}",
-                    internal_note=f"Note interne {name}{i}", change_seq=seq,
+                    practice_id=practice.id,
+                    practitioner_id=memberships[name].practitioner_id,
+                    patient_id=patients[i % 3].id,
+                    starts_at=starts,
+                    ends_at=starts + timedelta(minutes=20),
+                    status=AppointmentStatus.BOOKED,
+                    reason=f"Motif secret {name}{i}",
+                    internal_note=f"Note interne {name}{i}",
+                    change_seq=seq,
                 )
                 session.add(appointment)
                 session.flush()
@@ -118,5 +129,3 @@ def build_world(engine: Engine, appointments_per_practice: int = 6) -> World:
 
 def window_args() -> dict[str, str]:
     return {"from": WINDOW[0].isoformat(), "to": WINDOW[1].isoformat()}
-
-

@@ -3,6 +3,7 @@
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
@@ -36,7 +37,7 @@ DEFAULT_BUSY_TIMEOUT_MS = 5000
 
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> None:
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:  # SQLAlchemy's DBAPI event: untyped
         cursor = dbapi_connection.cursor()
         # WAL lets readers run beside the single writer; foreign keys are off by default in SQLite.
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -61,7 +62,7 @@ def make_async_engine(url: str | URL, statement_timeout_seconds: float = 0, **kw
     if statement_timeout_seconds and url.get_backend_name() == "postgresql":
         # A server setting of each connection: the server cancels the statement, even when the client is stuck.
         server_settings = {"statement_timeout": str(max(1, round(statement_timeout_seconds * 1000)))}
-        kwargs["connect_args"] = {**kwargs.get("connect_args", {}), "server_settings": server_settings}  # type: ignore[dict-item]
+        kwargs["connect_args"] = {**kwargs.get("connect_args", {}), "server_settings": server_settings}  # type: ignore[dict-item]  # asyncpg's own keyword
     engine = create_async_engine(url, **{**kwargs, **PRIVATE_PARAMETERS})
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine.sync_engine, round(statement_timeout_seconds * 1000) or DEFAULT_BUSY_TIMEOUT_MS)

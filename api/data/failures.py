@@ -35,6 +35,9 @@ def is_database_unavailable(error: BaseException | None) -> bool:
     return any(
         isinstance(cause, (DisconnectionError, PendingRollbackError))
         or (isinstance(cause, DBAPIError) and cause.connection_invalidated)
-        or (isinstance(cause, sqlite3.OperationalError) and getattr(cause, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY)
+        or (
+            isinstance(cause, sqlite3.OperationalError)
+            and getattr(cause, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY
+        )
         for cause in _causes(error)
     )

@@ -348,7 +348,9 @@ class PatientDisclosure(Base):
     practice_id: Mapped[int] = mapped_column(ForeignKey("practices.id", ondelete="CASCADE"), primary_key=True)
     patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"), primary_key=True)
     day_first_at: Mapped[datetime] = mapped_column(UTCDateTime, comment="First disclosure in the current 24 h window")
-    month_first_at: Mapped[datetime] = mapped_column(UTCDateTime, comment="First disclosure in the current 30-day window")
+    month_first_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, comment="First disclosure in the current 30-day window"
+    )
 
 
 class PracticeActivity(Base):
@@ -386,7 +388,9 @@ class ExtractionAlert(Base):
     key_id: Mapped[int | None] = mapped_column(ForeignKey("partner_keys.id", ondelete="SET NULL"))
     kind: Mapped[AlertKind] = mapped_column(_enum(AlertKind, "alert_kind"), server_default="refusal")
     raised_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    patients_in_window: Mapped[int] = mapped_column(Integer, comment="Distinct patients already disclosed (churn: bookings cancelled)")
+    patients_in_window: Mapped[int] = mapped_column(
+        Integer, comment="Distinct patients already disclosed (churn: bookings cancelled)"
+    )
     patients_refused: Mapped[int] = mapped_column(Integer, comment="New patients this request asked for")
     threshold: Mapped[int] = mapped_column(Integer, comment="The budget's limit (churn: cancellations that alert)")
     window_hours: Mapped[int] = mapped_column(Integer)
@@ -401,8 +405,12 @@ class AlertDelivery(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     alert_id: Mapped[int] = mapped_column(ForeignKey("extraction_alerts.id", ondelete="CASCADE"), unique=True)
-    message_id: Mapped[str] = mapped_column(String(40), unique=True, comment="webhook-id: the receiver's deduplication key")
-    payload: Mapped[str] = mapped_column(Text, comment="The JSON body, fixed at insertion: every retry signs the same bytes")
+    message_id: Mapped[str] = mapped_column(
+        String(40), unique=True, comment="webhook-id: the receiver's deduplication key"
+    )
+    payload: Mapped[str] = mapped_column(
+        Text, comment="The JSON body, fixed at insertion: every retry signs the same bytes"
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime, comment="A sender holds it until then")

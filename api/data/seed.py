@@ -34,8 +34,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy import Connection, Engine, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
-from api.ids import KIND_PREFIXES
-from api.identity.keys import issue_key
+from api import reading_horizon
 from api.data.models import (
     Appointment,
     AppointmentStatus,
@@ -51,7 +50,8 @@ from api.data.models import (
     PracticeMembership,
     Practitioner,
 )
-from api import reading_horizon
+from api.identity.keys import issue_key
+from api.ids import KIND_PREFIXES
 from api.reading_horizon import ReadingHorizon
 from api.scopes import Scope
 
@@ -348,7 +348,7 @@ def _practices(state: _State) -> list[dict[str, Any]]:
             town = Town(fake.city(), f"{department:02d}{rng.randrange(100):02d}0", "Europe/Paris")
         name = f"{rng.choice(PRACTICE_KINDS)} {town.name}"
         while name in names:
-            name = f"{rng.choice(PRACTICE_KINDS)} {fake.last_name()} – {town.name}"
+            name = f"{rng.choice(PRACTICE_KINDS)} {fake.last_name()} – {town.name}"  # noqa: RUF001  (French typography: a real en dash in a name)
         names.add(name)
         rows.append({
             "id": position + 1, "public_id": state.public_id("Practice"), "name": name,
@@ -487,7 +487,8 @@ def _french_holidays(first: date, last: date) -> set[date]:
     days = set()
     for year in range(first.year, last.year + 1):
         sunday = easter(year)
-        days |= {date(year, month, day) for month, day in ((1, 1), (5, 1), (5, 8), (7, 14), (8, 15), (11, 1), (11, 11), (12, 25))}
+        fixed = ((1, 1), (5, 1), (5, 8), (7, 14), (8, 15), (11, 1), (11, 11), (12, 25))
+        days |= {date(year, month, day) for month, day in fixed}
         days |= {sunday + timedelta(days=n) for n in (1, 39, 50)}  # Easter Monday, Ascension, Whit Monday
     return days
 
@@ -556,11 +557,19 @@ def _people_and_appointments(
         drafts.sort(key=lambda d: (d.updated_at, d.starts_at, d.practitioner_id))
         rows = [
             {
-                "id": written + number, "public_id": state.public_id("Appointment"),
-                "practice_id": practice["id"], "practitioner_id": d.practitioner_id, "patient_id": d.patient_id,
-                "starts_at": d.starts_at, "ends_at": d.ends_at, "status": d.status, "reason": d.reason,
-                "internal_note": d.internal_note, "source_partner_id": d.source_partner_id,
-                "created_at": d.created_at, "updated_at": d.updated_at,
+                "id": written + number,
+                "public_id": state.public_id("Appointment"),
+                "practice_id": practice["id"],
+                "practitioner_id": d.practitioner_id,
+                "patient_id": d.patient_id,
+                "starts_at": d.starts_at,
+                "ends_at": d.ends_at,
+                "status": d.status,
+                "reason": d.reason,
+                "internal_note": d.internal_note,
+                "source_partner_id": d.source_partner_id,
+                "created_at": d.created_at,
+                "updated_at": d.updated_at,
                 # The sync feed's order: by last change within a practice, practice after practice.
                 "change_seq": written + number,
             }
@@ -583,14 +592,19 @@ def _share_out(total: int, weights: Sequence[float]) -> list[int]:
 
 
 def _day(
-    state: _State, agenda: _Agenda, day: date, zone: ZoneInfo, expected: float, bookers: list[tuple[int, float, datetime]]
+    state: _State,
+    agenda: _Agenda,
+    day: date,
+    zone: ZoneInfo,
+    expected: float,
+    bookers: list[tuple[int, float, datetime]],
 ) -> list[_Draft]:
     """One practitioner's appointments on one day: distinct slots of their agenda, so never two at once."""
     rng = state.rng
     slots = agenda.slots_on(day)
     count = min(len(slots), int(expected * rng.uniform(0.6, 1.4) + rng.random()))
     # Offices are never open across a change of daylight saving time (at night), so one offset holds all day.
-    midnight = datetime.combine(day, time(), tzinfo=UTC) - datetime.combine(day, time(12), tzinfo=zone).utcoffset()  # type: ignore[operator]
+    midnight = datetime.combine(day, time(), tzinfo=UTC) - datetime.combine(day, time(12), tzinfo=zone).utcoffset()  # type: ignore[operator]  # aware datetimes: never None
     drafts = []
     for start in sorted(rng.sample(slots, count)):
         starts_at = midnight + timedelta(minutes=start)
@@ -617,12 +631,20 @@ def _day(
         for partner_id, share, since in bookers:
             if created_at >= since and rng.random() < share:
                 source = partner_id
-        drafts.append(_Draft(
-            starts_at=starts_at, ends_at=ends_at, practitioner_id=agenda.id, children=agenda.specialty.children,
-            status=status, reason=rng.choice(agenda.specialty.reasons) if rng.random() < 0.92 else None,
-            internal_note=rng.choice(NOTES) if rng.random() < 0.08 else None,
-            created_at=created_at, updated_at=updated_at, source_partner_id=source,
-        ))
+        drafts.append(
+            _Draft(
+                starts_at=starts_at,
+                ends_at=ends_at,
+                practitioner_id=agenda.id,
+                children=agenda.specialty.children,
+                status=status,
+                reason=rng.choice(agenda.specialty.reasons) if rng.random() < 0.92 else None,
+                internal_note=rng.choice(NOTES) if rng.random() < 0.08 else None,
+                created_at=created_at,
+                updated_at=updated_at,
+                source_partner_id=source,
+            )
+        )
     return drafts
 
 
@@ -662,10 +684,20 @@ def _visits(rng: random.Random, appointments: int, people: int) -> list[int]:
     return visits
 
 
-def _patient(state: _State, practice_id: int, number: int, child: bool, first_booked: datetime | None) -> dict[str, Any]:
+def _patient(
+    state: _State, practice_id: int, number: int, child: bool, first_booked: datetime | None
+) -> dict[str, Any]:
     rng, fake = state.rng, state.fake
     roll = rng.random()
-    gender = Gender.FEMALE if roll < 0.52 else Gender.MALE if roll < 0.98 else Gender.OTHER if roll < 0.99 else Gender.UNKNOWN
+    gender = (
+        Gender.FEMALE
+        if roll < 0.52
+        else Gender.MALE
+        if roll < 0.98
+        else Gender.OTHER
+        if roll < 0.99
+        else Gender.UNKNOWN
+    )
     if gender == Gender.FEMALE:
         first_name = fake.first_name_female()
     elif gender == Gender.MALE:
@@ -677,8 +709,13 @@ def _patient(state: _State, practice_id: int, number: int, child: bool, first_bo
     birth_date = state.day - timedelta(days=int(age * 365.25))
     known_for = rng.expovariate(1 / 400)  # days the file was open before the first booking
     return {
-        "id": number, "public_id": state.public_id("Patient"), "practice_id": practice_id,
-        "first_name": first_name, "last_name": last_name, "gender": gender, "birth_date": birth_date,
+        "id": number,
+        "public_id": state.public_id("Patient"),
+        "practice_id": practice_id,
+        "first_name": first_name,
+        "last_name": last_name,
+        "gender": gender,
+        "birth_date": birth_date,
         "phone": _phone(rng) if rng.random() < 0.96 else None,
         "email": _email(rng, fake, first_name, last_name, birth_date) if rng.random() < 0.9 else None,
         "created_at": (first_booked or state.reference) - timedelta(seconds=round(known_for * 86_400)),
@@ -693,7 +730,9 @@ def _phone(rng: random.Random) -> str:
 
 def _email(rng: random.Random, fake: Faker, first_name: str, last_name: str, birth_date: date) -> str:
     first, last = _mailbox(first_name), _mailbox(last_name)
-    local = rng.choice((f"{first}.{last}", f"{first[0]}{last}", f"{first}{last}{birth_date.year % 100:02d}", f"{last}.{first}"))
+    local = rng.choice(
+        (f"{first}.{last}", f"{first[0]}{last}", f"{first}{last}{birth_date.year % 100:02d}", f"{last}.{first}")
+    )
     return f"{local}@{fake.free_email_domain()}"
 
 
@@ -702,7 +741,9 @@ def _mailbox(name: str) -> str:
     return "".join(c for c in ascii_name if c.isalnum() or c == "-")
 
 
-def _insert(connection: Connection, model: type[Base], rows: list[dict[str, Any]], advance: Callable[[int], None]) -> None:
+def _insert(
+    connection: Connection, model: type[Base], rows: list[dict[str, Any]], advance: Callable[[int], None]
+) -> None:
     """Executemany in chunks, one transaction each."""
     for start in range(0, len(rows), CHUNK_ROWS):
         chunk = rows[start : start + CHUNK_ROWS]
@@ -718,5 +759,6 @@ def _finish(connection: Connection, last_change_seq: int) -> None:
             connection.execute(insert(ChangeCounter).values(id=1, value=last_change_seq))
         if connection.dialect.name == "postgresql":  # explicit ids: move the sequences past them
             for table in ("practices", "practitioners", "patients", "appointments"):
-                connection.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"))
-
+                connection.execute(
+                    text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+                )

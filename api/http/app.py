@@ -99,12 +99,20 @@ def create_app(
         await engine.dispose()
 
     # CORS is closed unless origins are configured: no Access-Control-* header at all by default.
-    cors = [
-        Middleware(
-            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "Content-Type"], expose_headers=["X-Request-Id", "Retry-After"], max_age=600,
-        )
-    ] if settings.cors_origins else []
+    cors = (
+        [
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_origins,
+                allow_methods=["GET", "POST"],
+                allow_headers=["Authorization", "Content-Type"],
+                expose_headers=["X-Request-Id", "Retry-After"],
+                max_age=600,
+            )
+        ]
+        if settings.cors_origins
+        else []
+    )
     app = Starlette(
         middleware=cors,
         exception_handlers={StarletteHTTPException: http_error},

@@ -51,7 +51,8 @@ PAGE = """<!doctype html>
   <header class="key-bar">
     <strong>Partner API</strong>
     <label for="api-key">API key</label>
-    <input id="api-key" type="password" autocomplete="off" spellcheck="false" placeholder="pak_… (kept in this tab only)">
+    <input id="api-key" type="password" autocomplete="off" spellcheck="false"
+      placeholder="pak_… (kept in this tab only)">
     <span class="hint">Sent as <code>Authorization: Bearer &lt;key&gt;</code>; Enter loads the schema docs.</span>
   </header>
   <main id="graphiql">Loading…</main>
@@ -74,7 +75,9 @@ def asset_version() -> str:
 def graphiql_page() -> str:
     version = asset_version()
     return PAGE.format(
-        stylesheets="\n".join(f'  <link rel="stylesheet" href="{ASSETS_URL}/{name}?v={version}">' for name in STYLESHEETS),
+        stylesheets="\n".join(
+            f'  <link rel="stylesheet" href="{ASSETS_URL}/{name}?v={version}">' for name in STYLESHEETS
+        ),
         scripts="\n".join(f'  <script src="{ASSETS_URL}/{name}?v={version}"></script>' for name in SCRIPTS),
     )
 

@@ -22,11 +22,12 @@ import re
 from typing import Any
 
 from cross_web import HTTPException
-from graphql import ExecutionResult, GraphQLError
+from graphql import GraphQLError
 from starlette.requests import Request
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLRequestData
 from strawberry.schema import BaseSchema
+from strawberry.types import ExecutionResult
 
 from api.data.failures import DATABASE_UNAVAILABLE, is_database_unavailable, is_statement_timeout
 from api.errors import TIMEOUT, ApiError, ErrorCode, bad_input, timed_out
@@ -58,7 +59,9 @@ def holds_unstorable_text(value: Any) -> bool:
 
 def _replaced(error: GraphQLError, refusal: ApiError) -> GraphQLError:
     """The error, at the same place in the document and the response, saying what `refusal` says."""
-    return GraphQLError(str(refusal), error.nodes, error.source, error.positions, error.path, extensions=refusal.extensions)
+    return GraphQLError(
+        str(refusal), error.nodes, error.source, error.positions, error.path, extensions=refusal.extensions
+    )
 
 
 def classify(error: GraphQLError, request_id: str, statement_timeout: float = 0) -> GraphQLError:
@@ -70,21 +73,33 @@ def classify(error: GraphQLError, request_id: str, statement_timeout: float = 0)
     if is_database_unavailable(original):
         # The exception as its types and frames (api.http.logs), never its text: that quotes the statement.
         logger.warning("database unavailable in request %s at %s", request_id, error.path, exc_info=original)
-        return _replaced(error, ApiError(
-            ErrorCode.INTERNAL_SERVER_ERROR, "The database is temporarily unavailable; retry later.",
-            reason=DATABASE_UNAVAILABLE, requestId=request_id,
-        ))
+        return _replaced(
+            error,
+            ApiError(
+                ErrorCode.INTERNAL_SERVER_ERROR,
+                "The database is temporarily unavailable; retry later.",
+                reason=DATABASE_UNAVAILABLE,
+                requestId=request_id,
+            ),
+        )
     # graphql-core's own errors, and strawberry's coercion of an input (a DateTime that is no
     # date, an Int out of range) wrapped in one, are about the request, not the server.
     if original is None or isinstance(original, GraphQLError):
         extensions = dict(error.extensions or {})
         code = extensions.pop("code", None)
         known = code in {c.value for c in ErrorCode}  # the API's vocabulary only (deny by default)
-        return _replaced(error, ApiError(ErrorCode(code) if known else ErrorCode.BAD_USER_INPUT, error.message, **extensions))
+        return _replaced(
+            error, ApiError(ErrorCode(code) if known else ErrorCode.BAD_USER_INPUT, error.message, **extensions)
+        )
     logger.error("unexpected error in request %s at %s", request_id, error.path, exc_info=original)
-    return _replaced(error, ApiError(
-        ErrorCode.INTERNAL_SERVER_ERROR, f"Internal error; quote request id {request_id} to the operator.", requestId=request_id
-    ))
+    return _replaced(
+        error,
+        ApiError(
+            ErrorCode.INTERNAL_SERVER_ERROR,
+            f"Internal error; quote request id {request_id} to the operator.",
+            requestId=request_id,
+        ),
+    )
 
 
 # HTTP status of a request refused as a whole (no data): limits and budgets answer 4xx.
@@ -100,7 +115,8 @@ def refusal_status(extensions: dict[str, Any] | None) -> int:
     extensions = extensions or {}
     if extensions.get("reason") in (TIMEOUT, DATABASE_UNAVAILABLE):
         return 503  # not the request's fault: the same request may pass later
-    return REFUSAL_STATUS.get(extensions.get("code"), 200)
+    code = extensions.get("code")
+    return REFUSAL_STATUS.get(code, 200) if isinstance(code, str) else 200
 
 
 class DuplicateKey(ValueError):
@@ -144,8 +160,12 @@ class PartnerGraphQL(GraphQL[GraphQLContext, None]):
         if context.metering.retry_after is not None:
             response.headers["Retry-After"] = str(context.metering.retry_after)
         return Outcome(
-            response, served=served and response.status_code == 200, error_code=code, principal=context.principal,
-            metering=context.metering, disclosures=context.disclosures.disclosures() if served else None,
+            response,
+            served=served and response.status_code == 200,
+            error_code=code,
+            principal=context.principal,
+            metering=context.metering,
+            disclosures=context.disclosures.disclosures() if served else None,
         )
 
     def decode_json(self, data: str | bytes) -> object:
@@ -182,12 +202,19 @@ class PartnerGraphQL(GraphQL[GraphQLContext, None]):
             raise HTTPException(400, "Strings may not contain U+0000 or unpaired surrogates.")
         return data
 
-    async def execute_single(  # noqa: PLR0917
-        self, request: Request, request_adapter: Any, sub_response: Any, context: GraphQLContext, root_value: None,
+    async def execute_single(
+        self,
+        request: Request,
+        request_adapter: Any,
+        sub_response: Any,
+        context: GraphQLContext,
+        root_value: None,
         request_data: GraphQLRequestData,
     ) -> ExecutionResult:
         result = await super().execute_single(request, request_adapter, sub_response, context, root_value, request_data)
         if result.errors:
-            result.errors = [classify(error, context.identity.request_id, self.statement_timeout) for error in result.errors]
+            result.errors = [
+                classify(error, context.identity.request_id, self.statement_timeout) for error in result.errors
+            ]
         context.result = result
         return result

@@ -49,7 +49,11 @@ def _draft(scope: dict[str, Any], now: datetime) -> dict[str, Any]:
     token = bearer_token(headers.get("authorization"))
     parts = split_token(token) if token else None
     client = scope.get("client")
-    return {"at": now.isoformat(), "key_prefix": parts[0] if parts else None, "client_address": client[0] if client else None}
+    return {
+        "at": now.isoformat(),
+        "key_prefix": parts[0] if parts else None,
+        "client_address": client[0] if client else None,
+    }
 
 
 def lost(directory: Path, pid: int, now: datetime) -> tuple[list[AccessEntry], list[Path]]:
@@ -61,13 +65,24 @@ def lost(directory: Path, pid: int, now: datetime) -> tuple[list[AccessEntry], l
         except (OSError, ValueError):  # cut short as the worker died: recorded without its details
             draft = {"at": now.isoformat(), "key_prefix": None, "client_address": None}
         at = datetime.fromisoformat(draft["at"])
-        entries.append(AccessEntry(
-            request_id=path.name.split(".")[1], at=at, partner_id=None, key_id=None,
-            key_prefix=draft["key_prefix"], operation_name=None, query=None, outcome="refused",
-            error_code=ErrorCode.INTERNAL_SERVER_ERROR.value, http_status=503,
-            requested_cost=None, actual_cost=None, duration_ms=round((now - at).total_seconds() * 1000, 3),
-            client_address=draft["client_address"],
-        ))
+        entries.append(
+            AccessEntry(
+                request_id=path.name.split(".")[1],
+                at=at,
+                partner_id=None,
+                key_id=None,
+                key_prefix=draft["key_prefix"],
+                operation_name=None,
+                query=None,
+                outcome="refused",
+                error_code=ErrorCode.INTERNAL_SERVER_ERROR.value,
+                http_status=503,
+                requested_cost=None,
+                actual_cost=None,
+                duration_ms=round((now - at).total_seconds() * 1000, 3),
+                client_address=draft["client_address"],
+            )
+        )
     return entries, files
 
 

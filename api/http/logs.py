@@ -45,7 +45,8 @@ class JsonFormatter(logging.Formatter):
 
 
 def _exception(error: BaseException, tb: TracebackType | None) -> dict[str, Any]:
-    chain, cause = [], error
+    chain: list[str] = []
+    cause: BaseException | None = error
     while cause is not None and len(chain) < 5:
         chain.append(f"{type(cause).__module__}.{type(cause).__qualname__}")
         cause = cause.__cause__ or cause.__context__

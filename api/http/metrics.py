@@ -13,7 +13,15 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -30,13 +38,21 @@ REQUESTS = Counter(
 )
 LATENCY = Histogram("partner_api_request_duration_seconds", "Time to answer a request to /graphql.", ["partner"])
 REQUESTED_COST = Histogram(
-    "partner_api_requested_cost_points", "Cost of each operation as priced before it runs.", ["partner"], buckets=COST_BUCKETS
+    "partner_api_requested_cost_points",
+    "Cost of each operation as priced before it runs.",
+    ["partner"],
+    buckets=COST_BUCKETS,
 )
 ACTUAL_COST = Histogram(
-    "partner_api_actual_cost_points", "Cost of each operation as it ran (charged to the budget).", ["partner"], buckets=COST_BUCKETS
+    "partner_api_actual_cost_points",
+    "Cost of each operation as it ran (charged to the budget).",
+    ["partner"],
+    buckets=COST_BUCKETS,
 )
 EXTRACTION_ALERTS = Counter(
-    "partner_api_extraction_alerts", "Requests refused by the distinct-patient limit (their alerts: `partner-api alerts`).", ["partner"]
+    "partner_api_extraction_alerts",
+    "Requests refused by the distinct-patient limit (their alerts: `partner-api alerts`).",
+    ["partner"],
 )
 
 
@@ -58,7 +74,7 @@ async def endpoint(_: Request) -> Response:
     """`GET /metrics`, in Prometheus' text format; no key needed."""
     if os.environ.get(MULTIPROCESS_DIR):
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # prometheus_client leaves it unannotated
     else:
         registry = REGISTRY
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -35,7 +35,11 @@ class Outcome:
         return self.response.status_code
 
 
-def refused(status: int, error: ApiError, request_id: str, principal: Principal | None = None, **headers: str) -> Outcome:
+def refused(
+    status: int, error: ApiError, request_id: str, principal: Principal | None = None, **headers: str
+) -> Outcome:
     """A request refused as a whole, in the API's JSON error shape."""
-    response = JSONResponse(error_body(error, requestId=request_id), status_code=status, headers={"X-Request-Id": request_id, **headers})
+    response = JSONResponse(
+        error_body(error, requestId=request_id), status_code=status, headers={"X-Request-Id": request_id, **headers}
+    )
     return Outcome(response, error_code=str(error.extensions["code"]), principal=principal)

@@ -105,13 +105,17 @@ class GraphQLPipeline:
         logs.request_id.set(request_id)  # on every log line of this request
         if wants_graphiql(request):
             if not self.settings.graphiql:
-                return refused(404, ApiError(ErrorCode.NOT_FOUND, "GraphiQL is disabled on this server."), request_id).response
+                return refused(
+                    404, ApiError(ErrorCode.NOT_FOUND, "GraphiQL is disabled on this server."), request_id
+                ).response
             return render_graphiql(request)
         started, now = time.perf_counter(), utcnow()
         body = await self.read_body(request)
         if body is None:
             limit = self.settings.max_body_bytes
-            outcome = refused(413, ApiError(ErrorCode.BAD_USER_INPUT, f"Request bodies are limited to {limit} bytes."), request_id)
+            outcome = refused(
+                413, ApiError(ErrorCode.BAD_USER_INPUT, f"Request bodies are limited to {limit} bytes."), request_id
+            )
         else:
             try:
                 outcome = await self.take_turn(_replaying(request, body), request_id)
@@ -143,9 +147,11 @@ class GraphQLPipeline:
         credential = bearer_token(request.headers.get("authorization"))  # "bearer  K" and "Bearer K" share a gate
         async with self.gates.turn(credential) as refusal:
             if refusal is not None:
-                limited = ApiError(ErrorCode.RATE_LIMITED, refusal.message, retryAfter=refusal.retry_after)  # as a budget refusal says it
+                # as a budget refusal says it
+                limited = ApiError(ErrorCode.RATE_LIMITED, refusal.message, retryAfter=refusal.retry_after)
                 return refused(429, limited, request_id, refusal.principal, **{"Retry-After": str(refusal.retry_after)})
-            outcome = await self.authenticate(request, credential, request_id, utcnow())  # its time starts once admitted
+            # its time starts once admitted
+            outcome = await self.authenticate(request, credential, request_id, utcnow())
         if outcome.principal is not None and outcome.metering.retry_after is not None:
             self.gates.cool(credential, outcome.principal, outcome.metering.retry_after)
         return outcome
@@ -159,8 +165,11 @@ class GraphQLPipeline:
                 return refused(403, quarantined, request_id, quarantined.principal)
             if principal is None:
                 return refused(
-                    401, ApiError(ErrorCode.UNAUTHENTICATED, "A valid API key is required: `Authorization: Bearer <key>`."),
-                    request_id, **{"WWW-Authenticate": 'Bearer realm="partner-api"'},
+                    401,
+                    ApiError(ErrorCode.UNAUTHENTICATED, "A valid API key is required: `Authorization: Bearer <key>`."),
+                    request_id,
+                    None,
+                    **{"WWW-Authenticate": 'Bearer realm="partner-api"'},
                 )
             return await self.execute(request, self.context(session, RequestIdentity(principal, now, request_id)))
 
@@ -168,9 +177,14 @@ class GraphQLPipeline:
         """What the resolvers get: the request's parts, each from its layer."""
         uow = UnitOfWork(session, self.authorizer, identity, self.writer_lock)
         return GraphQLContext(
-            identity=identity, uow=uow, fields=ReadableFields(uow, self.authorizer, self.grants),
-            disclosures=DisclosureRecorder(self.field_groups), cursors=self.cursors, settings=self.settings,
-            budgets=self.budgets, extraction=self.extraction,
+            identity=identity,
+            uow=uow,
+            fields=ReadableFields(uow, self.authorizer, self.grants),
+            disclosures=DisclosureRecorder(self.field_groups),
+            cursors=self.cursors,
+            settings=self.settings,
+            budgets=self.budgets,
+            extraction=self.extraction,
         )
 
     async def execute(self, request: Request, context: GraphQLContext) -> Outcome:
@@ -190,19 +204,26 @@ class GraphQLPipeline:
         if is_statement_timeout(error):
             return refused(503, timed_out("statement", self.settings.statement_timeout_seconds), request_id)
         reason = {"reason": DATABASE_UNAVAILABLE} if is_database_unavailable(error) else {}
-        return refused(503, ApiError(ErrorCode.INTERNAL_SERVER_ERROR, "The service is temporarily unavailable; retry later.", **reason), request_id)
+        return refused(
+            503,
+            ApiError(ErrorCode.INTERNAL_SERVER_ERROR, "The service is temporarily unavailable; retry later.", **reason),
+            request_id,
+        )
 
     async def record(self, outcome: Outcome, entry: AccessEntry) -> tuple[Outcome, AccessEntry]:
         """Step 5: the access ledger and the refund, committed before the response leaves."""
         try:
             async with self.sessions() as session, self.writer_lock(session):
                 await ledger.write(session, entry, outcome.disclosures if outcome.served else None)
-                if outcome.principal is not None and outcome.metering.refund:  # last: the budget row stays locked until the commit
+                # last: the budget row stays locked until the commit
+                if outcome.principal is not None and outcome.metering.refund:
                     await self.budgets.refund(session, outcome.principal, outcome.metering.refund, time.time())
                 await session.commit()
         except Exception:  # fail closed: what cannot be recorded is not sent
             logger.exception("could not write the access ledger for request %s", entry.request_id)
-            unrecorded = ApiError(ErrorCode.INTERNAL_SERVER_ERROR, "The access could not be recorded, so no data is sent; retry later.")
+            unrecorded = ApiError(
+                ErrorCode.INTERNAL_SERVER_ERROR, "The access could not be recorded, so no data is sent; retry later."
+            )
             outcome = replace(refused(503, unrecorded, entry.request_id), principal=outcome.principal)
             entry = replace(entry, outcome="refused", error_code=ErrorCode.INTERNAL_SERVER_ERROR.value, http_status=503)
         return outcome, entry
@@ -236,7 +257,9 @@ def _operation(request: Request, body: bytes | None) -> dict[str, Any]:
         operation = json.loads(body or b"null")
     except (ValueError, RecursionError):  # the view has refused it already
         return {}
-    fields_are_text = isinstance(operation, dict) and all(isinstance(operation.get(k), (str, type(None))) for k in ("query", "operationName"))
+    fields_are_text = isinstance(operation, dict) and all(
+        isinstance(operation.get(k), (str, type(None))) for k in ("query", "operationName")
+    )
     return operation if fields_are_text else {}
 
 
@@ -250,11 +273,14 @@ def _elapsed_ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 3)
 
 
-def _entry(request: Request, body: bytes | None, outcome: Outcome, request_id: str, now: datetime, started: float) -> AccessEntry:
+def _entry(
+    request: Request, body: bytes | None, outcome: Outcome, request_id: str, now: datetime, started: float
+) -> AccessEntry:
     """The ledger's line for this request."""
     operation, principal = _operation(request, body), outcome.principal
     return AccessEntry(
-        request_id=request_id, at=now,
+        request_id=request_id,
+        at=now,
         partner_id=principal.partner_id if principal else None,
         key_id=principal.key_id if principal else None,
         key_prefix=_presented_prefix(request),

@@ -8,9 +8,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.data.models import Partner, PartnerKey, PartnerStatus
 from api.errors import ApiError, ErrorCode
 from api.identity.keys import hash_secret, secret_matches, split_token
-from api.data.models import Partner, PartnerKey, PartnerStatus
 
 # Recording every use would turn each read into a write; a minute is precise enough.
 LAST_USED_PRECISION = timedelta(minutes=1)

@@ -11,16 +11,28 @@ from __future__ import annotations
 import enum
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, func, insert, select, true
+from sqlalchemy import Connection, Table, bindparam, func, insert, select, true
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.data.models import AccessRecord, Disclosure
+from api.data.models import AccessRecord, Base, Disclosure
 from api.scopes import LedgerGroup, Scope
 
+
+def _table(model: type[Base]) -> Table:
+    # Declarative types `__table__` as any FromClause; these models are mapped to plain tables.
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+# Written as tables, not ORM entities: no ORM bulk processing per row.
+_ACCESS_RECORDS = _table(AccessRecord)
+_DISCLOSURES = _table(Disclosure)
 
 # The groups every disclosure of a record carries: the record itself (its times, status and
 # practitioner; the patient's opaque id). Each scope then adds the group of its own row in the
@@ -41,7 +53,7 @@ FIELD_GROUPS: tuple[LedgerGroup, ...] = tuple(
 _PURPOSE_BOUND = sum(group.bit for group in SCOPE_GROUPS.values())
 
 # The same bits as flags, named, for reading a stored value (`FieldGroup(row.field_groups)`).
-FieldGroup = enum.IntFlag("FieldGroup", {group.name.upper(): group.bit for group in FIELD_GROUPS})  # type: ignore[misc]
+FieldGroup = enum.IntFlag("FieldGroup", {group.name.upper(): group.bit for group in FIELD_GROUPS})  # type: ignore[misc]  # the functional API, with computed members
 
 
 def through_history(groups: int, in_horizon: bool) -> int:
@@ -110,9 +122,11 @@ def _storable(entry: AccessEntry) -> dict[str, object]:
     values["operation_name"] = name[:MAX_NAME_LENGTH] if name and GRAPHQL_NAME.fullmatch(name) else None
     for column in ("requested_cost", "actual_cost"):
         cost = values[column]
-        values[column] = None if cost is None else max(-MAX_COST, min(MAX_COST, int(cost)))  # type: ignore[call-overload]
+        values[column] = None if cost is None else max(-MAX_COST, min(MAX_COST, int(cost)))
     # The hash names the document as sent, lone surrogates included.
-    values["document_hash"] = hashlib.sha256(entry.query.encode("utf-8", "surrogatepass")).hexdigest() if entry.query else None
+    values["document_hash"] = (
+        hashlib.sha256(entry.query.encode("utf-8", "surrogatepass")).hexdigest() if entry.query else None
+    )
     return values
 
 
@@ -121,38 +135,52 @@ def write_refusals(connection: Connection, entries: Iterable[AccessEntry]) -> No
     process manager recording what a replaced worker was serving), in the caller's transaction."""
     rows = [_storable(entry) for entry in entries]
     if rows:
-        connection.execute(insert(AccessRecord.__table__), rows)
+        connection.execute(insert(_ACCESS_RECORDS), rows)
 
 
 async def write(session: AsyncSession, entry: AccessEntry, disclosures: Disclosures | None) -> None:
     """The request and what it disclosed, in the caller's transaction. Raises when it cannot be written."""
     values = _storable(entry)
     rows = disclosures.rows() if disclosures else []
-    if rows and session.bind.dialect.name == "postgresql":
+    if rows and session.get_bind().dialect.name == "postgresql":
         await session.execute(_ACCESS_WITH_DISCLOSURES, {**values, **_columns(rows)})  # one round trip
         return
-    access_id = (await session.execute(insert(AccessRecord.__table__).values(**values).returning(AccessRecord.id))).scalar_one()
+    access_id = (
+        await session.execute(insert(_ACCESS_RECORDS).values(**values).returning(AccessRecord.id))
+    ).scalar_one()
     if rows:  # the table: no ORM bulk processing per row
-        await session.execute(insert(Disclosure.__table__), [{"access_id": access_id, **row} for row in rows])
+        await session.execute(insert(_DISCLOSURES), [{"access_id": access_id, **row} for row in rows])
 
 
 # PostgreSQL: the access record and its disclosures in one statement (a data-modifying CTE, the
 # disclosures as arrays unnested): the ledger is the largest part of a request's overhead.
 _DISCLOSED = ("practice_id", "appointment_id", "patient_id", "field_groups")
 _ACCESS = (
-    insert(AccessRecord.__table__)
-    .values({column.name: bindparam(column.name, type_=column.type) for column in AccessRecord.__table__.c if column.name != "id"})
+    insert(_ACCESS_RECORDS)
+    .values(
+        {
+            column.name: bindparam(column.name, type_=column.type)
+            for column in AccessRecord.__table__.c
+            if column.name != "id"
+        }
+    )
     .returning(AccessRecord.id)
     .cte("access")
 )
-_SHOWN = func.unnest(
-    *(bindparam(name, type_=ARRAY(Disclosure.__table__.c[name].type)) for name in _DISCLOSED)
-).table_valued(*_DISCLOSED).render_derived("shown")
-_ACCESS_WITH_DISCLOSURES = insert(Disclosure.__table__).from_select(
-    ["access_id", *_DISCLOSED], select(_ACCESS.c.id, *(_SHOWN.c[name] for name in _DISCLOSED)).select_from(_ACCESS.join(_SHOWN, true()))
-).add_cte(_ACCESS)
+_SHOWN = (
+    func.unnest(*(bindparam(name, type_=ARRAY(Disclosure.__table__.c[name].type)) for name in _DISCLOSED))
+    .table_valued(*_DISCLOSED)
+    .render_derived("shown")
+)
+_ACCESS_WITH_DISCLOSURES = (
+    insert(_DISCLOSURES)
+    .from_select(
+        ["access_id", *_DISCLOSED],
+        select(_ACCESS.c.id, *(_SHOWN.c[name] for name in _DISCLOSED)).select_from(_ACCESS.join(_SHOWN, true())),
+    )
+    .add_cte(_ACCESS)
+)
 
 
 def _columns(rows: list[dict[str, int | None]]) -> dict[str, list[int | None]]:
     return {name: [row[name] for row in rows] for name in _DISCLOSED}
-

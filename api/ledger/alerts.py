@@ -63,7 +63,9 @@ async def record(session: AsyncSession, alert: NewAlert) -> ExtractionAlert | No
 async def _payload(session: AsyncSession, alert: ExtractionAlert) -> str:
     partner = (await session.execute(select(Partner.name).where(Partner.id == alert.partner_id))).scalar_one()
     practice = (await session.execute(select(Practice.public_id).where(Practice.id == alert.practice_id))).scalar_one()
-    prefix = (await session.execute(select(PartnerKey.prefix).where(PartnerKey.id == alert.key_id))).scalar_one_or_none()
+    prefix = (
+        await session.execute(select(PartnerKey.prefix).where(PartnerKey.id == alert.key_id))
+    ).scalar_one_or_none()
     # Standard Webhooks' payload shape: type, timestamp, data.
     return json.dumps(
         {

@@ -28,7 +28,7 @@ def sensitive_field_groups(field_scopes: Mapping[str, frozenset[str]]) -> dict[s
     for qualified, scopes in field_scopes.items():
         mask = 0
         for scope in scopes:
-            group = SCOPE_GROUPS.get(Scope(scope))  # None: recorded as the record itself
+            group = SCOPE_GROUPS.get(Scope.of(scope))  # None: recorded as the record itself
             mask |= group.bit if group else 0
         if mask:
             groups[qualified] = int(mask)
@@ -42,7 +42,12 @@ class DisclosedRecord:
     __slots__ = ("_field_groups", "groups", "in_horizon", "practice_id")
 
     def __init__(self, practice_id: int, groups: int, in_horizon: bool, field_groups: Mapping[str, int]) -> None:
-        self.practice_id, self.groups, self.in_horizon, self._field_groups = practice_id, groups, in_horizon, field_groups
+        self.practice_id, self.groups, self.in_horizon, self._field_groups = (
+            practice_id,
+            groups,
+            in_horizon,
+            field_groups,
+        )
 
     def carried(self, field: str) -> None:
         """The response carries a value of "Type.field" for this record."""

@@ -17,15 +17,23 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, case, distinct, func, select, union_all
+from sqlalchemy import ColumnElement, case, distinct, func, select, union_all
 from sqlalchemy.orm import Session
 
-from api.ledger.access import FIELD_GROUPS, HISTORY, SCOPE_GROUPS
-from api.scopes import LedgerGroup
 from api.data.models import (
-    AccessRecord, AlertDelivery, Appointment, Disclosure, ExtractionAlert, Partner, PartnerKey, Patient, Practice,
+    AccessRecord,
+    AlertDelivery,
+    Appointment,
+    Disclosure,
+    ExtractionAlert,
+    Partner,
+    PartnerKey,
+    Patient,
+    Practice,
 )
+from api.ledger.access import FIELD_GROUPS, HISTORY, SCOPE_GROUPS
 from api.operators.accounts import OperatorError, find_partner
+from api.scopes import LedgerGroup
 
 
 @dataclass(frozen=True)
@@ -139,19 +147,30 @@ def _in_period(since: datetime | None, until: datetime | None) -> list[ColumnEle
 
 
 def partner_exposure(
-    session: Session, partner_name: str, since: datetime, until: datetime, key_prefix: str | None = None, with_names: bool = False
+    session: Session,
+    partner_name: str,
+    since: datetime,
+    until: datetime,
+    key_prefix: str | None = None,
+    with_names: bool = False,
 ) -> PartnerExposure:
     """What PARTNER (or only its key KEY_PREFIX) was shown in [since, until): per practice, then per patient."""
     partner = find_partner(session, partner_name)
     scope = [AccessRecord.partner_id == partner.id, *_in_period(since, until)]
     if key_prefix is not None:
-        key_id = session.scalar(select(PartnerKey.id).where(PartnerKey.prefix == key_prefix, PartnerKey.partner_id == partner.id))
+        key_id = session.scalar(
+            select(PartnerKey.id).where(PartnerKey.prefix == key_prefix, PartnerKey.partner_id == partner.id)
+        )
         if key_id is None:
             raise OperatorError(f"{partner.name} has no key with prefix {key_prefix!r}")
         scope.append(AccessRecord.key_id == key_id)
     shown = (
         select(
-            Disclosure.access_id, Disclosure.practice_id, Disclosure.appointment_id, Disclosure.field_groups, AccessRecord.at,
+            Disclosure.access_id,
+            Disclosure.practice_id,
+            Disclosure.appointment_id,
+            Disclosure.field_groups,
+            AccessRecord.at,
             func.coalesce(Disclosure.patient_id, Appointment.patient_id).label("patient_id"),
         )
         .join(AccessRecord, AccessRecord.id == Disclosure.access_id)
@@ -162,8 +181,11 @@ def partner_exposure(
     groups = shown.c.field_groups
     practices = session.execute(
         select(
-            Practice.public_id, Practice.name,
-            func.count(distinct(shown.c.patient_id)), func.count(distinct(shown.c.appointment_id)), _union_of(groups),
+            Practice.public_id,
+            Practice.name,
+            func.count(distinct(shown.c.patient_id)),
+            func.count(distinct(shown.c.appointment_id)),
+            _union_of(groups),
             *(
                 func.count(distinct(case((_has(groups, group), shown.c[f"{group.counted_per}_id"]))))
                 for group in COUNTED_GROUPS
@@ -176,9 +198,15 @@ def partner_exposure(
     names: list[Any] = [Patient.first_name, Patient.last_name] if with_names else []
     patients = session.execute(
         select(
-            Patient.public_id, Practice.public_id, Practice.name, _union_of(groups),
-            func.count(distinct(shown.c.appointment_id)), func.count(distinct(shown.c.access_id)),
-            func.min(shown.c.at), func.max(shown.c.at), *names,
+            Patient.public_id,
+            Practice.public_id,
+            Practice.name,
+            _union_of(groups),
+            func.count(distinct(shown.c.appointment_id)),
+            func.count(distinct(shown.c.access_id)),
+            func.min(shown.c.at),
+            func.max(shown.c.at),
+            *names,
         )
         .join(Patient, Patient.id == shown.c.patient_id)
         .join(Practice, Practice.id == Patient.practice_id)
@@ -186,9 +214,14 @@ def partner_exposure(
         .order_by(Practice.name, Practice.public_id, Patient.public_id)
     )
     return PartnerExposure(
-        partner=partner.name, key_prefix=key_prefix, since=since, until=until,
+        partner=partner.name,
+        key_prefix=key_prefix,
+        since=since,
+        until=until,
         practices=[
-            PracticeExposure(*row[:5], with_groups={g.name: count for g, count in zip(COUNTED_GROUPS, row[5:], strict=True)})
+            PracticeExposure(
+                *row[:5], with_groups={g.name: count for g, count in zip(COUNTED_GROUPS, row[5:], strict=True)}
+            )
             for row in practices
         ],
         patients=[PatientExposure(*row) for row in patients],
@@ -211,14 +244,20 @@ def patient_readers(
     # Two index lookups rather than one OR, which would scan the ledger.
     shown = union_all(
         select(*columns).where(Disclosure.patient_id == patient_id),
-        select(*columns).join(Appointment, Appointment.id == Disclosure.appointment_id).where(Appointment.patient_id == patient_id),
+        select(*columns)
+        .join(Appointment, Appointment.id == Disclosure.appointment_id)
+        .where(Appointment.patient_id == patient_id),
     ).subquery("shown")
     first_at = func.min(AccessRecord.at)
     readers = session.execute(
         select(
-            Partner.name, AccessRecord.key_prefix, _union_of(shown.c.field_groups),
-            func.count(distinct(shown.c.appointment_id)), func.count(distinct(shown.c.access_id)),
-            first_at, func.max(AccessRecord.at),
+            Partner.name,
+            AccessRecord.key_prefix,
+            _union_of(shown.c.field_groups),
+            func.count(distinct(shown.c.appointment_id)),
+            func.count(distinct(shown.c.access_id)),
+            first_at,
+            func.max(AccessRecord.at),
         )
         .join(AccessRecord, AccessRecord.id == shown.c.access_id)
         .outerjoin(Partner, Partner.id == AccessRecord.partner_id)
@@ -227,7 +266,11 @@ def patient_readers(
         .order_by(first_at, Partner.name, AccessRecord.key_prefix)
     )
     return PatientReaders(
-        patient_id=patient_public_id, practice_id=practice_id, practice=practice, since=since, until=until,
+        patient_id=patient_public_id,
+        practice_id=practice_id,
+        practice=practice,
+        since=since,
+        until=until,
         readers=[Reader(*r) for r in readers],
     )
 
@@ -240,12 +283,23 @@ def alerts(session: Session, partner_name: str | None = None, since: datetime | 
         (AlertDelivery.attempts > 0, "retrying"),
         else_="pending",
     )
-    query: Select[Any] = (
+    query = (
         select(
-            ExtractionAlert.raised_at, ExtractionAlert.kind, Partner.name, PartnerKey.prefix, Practice.public_id, Practice.name,
-            ExtractionAlert.window_hours, ExtractionAlert.patients_in_window, ExtractionAlert.patients_refused,
-            ExtractionAlert.threshold, ExtractionAlert.fraction,
-            delivery, func.coalesce(AlertDelivery.attempts, 0), AlertDelivery.delivered_at, AlertDelivery.last_error,
+            ExtractionAlert.raised_at,
+            ExtractionAlert.kind,
+            Partner.name,
+            PartnerKey.prefix,
+            Practice.public_id,
+            Practice.name,
+            ExtractionAlert.window_hours,
+            ExtractionAlert.patients_in_window,
+            ExtractionAlert.patients_refused,
+            ExtractionAlert.threshold,
+            ExtractionAlert.fraction,
+            delivery,
+            func.coalesce(AlertDelivery.attempts, 0),
+            AlertDelivery.delivered_at,
+            AlertDelivery.last_error,
         )
         .join(Partner, Partner.id == ExtractionAlert.partner_id)
         .join(Practice, Practice.id == ExtractionAlert.practice_id)
@@ -257,4 +311,6 @@ def alerts(session: Session, partner_name: str | None = None, since: datetime | 
         query = query.where(ExtractionAlert.partner_id == find_partner(session, partner_name).id)
     if since is not None:
         query = query.where(ExtractionAlert.raised_at >= since)
-    return [Alert(*row) for row in session.execute(query)]
+    # A Row is no tuple to the type checker, so its unpacking is checked at run time (the columns above).
+    rows: list[Any] = list(session.execute(query))
+    return [Alert(*row) for row in rows]

@@ -14,6 +14,7 @@ can run `partner-api alerts deliver` instead or as well.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
@@ -41,7 +42,8 @@ BATCH = 50
 
 def backoff(attempts: int, most: timedelta) -> timedelta:
     """The wait after the `attempts`-th failed attempt."""
-    return min(most, BACKOFF_BASE * 2 ** min(attempts - 1, 30))
+    wait: timedelta = BACKOFF_BASE * 2 ** min(attempts - 1, 30)
+    return min(most, wait)
 
 
 @dataclass(frozen=True)
@@ -105,10 +107,8 @@ class WebhookSender:
                 await self.deliver_all_due()
             except Exception:  # the database or the network is away: the next pass retries
                 logger.exception("alert webhook delivery failed")
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.settings.alert_webhook_poll_seconds)
-            except TimeoutError:
-                pass
             self._wake.clear()
 
     async def _claim(self, now: datetime) -> list[tuple[int, str, str, int]]:
@@ -116,7 +116,7 @@ class WebhookSender:
         due = (AlertDelivery.delivered_at.is_(None), AlertDelivery.next_attempt_at <= now, free)
         async with self.sessions() as session, self.writer_lock(session):
             candidates = select(AlertDelivery.id).where(*due).order_by(AlertDelivery.next_attempt_at).limit(BATCH)
-            if session.bind.dialect.name == "postgresql":
+            if session.get_bind().dialect.name == "postgresql":
                 candidates = candidates.with_for_update(skip_locked=True)
             ids = (await session.execute(candidates)).scalars().all()
             if not ids:
@@ -124,13 +124,16 @@ class WebhookSender:
             # Conditional: on SQLite, where nothing was locked, a row another sender took is skipped.
             rows = (
                 await session.execute(
-                    update(AlertDelivery).where(AlertDelivery.id.in_(ids), *due)
+                    update(AlertDelivery)
+                    .where(AlertDelivery.id.in_(ids), *due)
                     .values(claimed_until=now + self.lease)
-                    .returning(AlertDelivery.id, AlertDelivery.message_id, AlertDelivery.payload, AlertDelivery.attempts)
+                    .returning(
+                        AlertDelivery.id, AlertDelivery.message_id, AlertDelivery.payload, AlertDelivery.attempts
+                    )
                 )
             ).all()
             await session.commit()
-        return [tuple(row) for row in rows]  # type: ignore[misc]
+        return [tuple(row) for row in rows]  # type: ignore[misc]  # a Row is no tuple to the type checker
 
     async def _send(self, client: httpx.AsyncClient, message_id: str, payload: str) -> str | None:
         assert self.signer is not None
@@ -153,7 +156,9 @@ class WebhookSender:
         if error is None:
             values["delivered_at"] = now
         else:
-            values["next_attempt_at"] = now + backoff(attempts, timedelta(seconds=self.settings.alert_webhook_max_backoff_seconds))
+            values["next_attempt_at"] = now + backoff(
+                attempts, timedelta(seconds=self.settings.alert_webhook_max_backoff_seconds)
+            )
             logger.warning("alert webhook attempt %d failed: %s", attempts, error)
         async with self.sessions() as session, self.writer_lock(session):
             await session.execute(update(AlertDelivery).where(AlertDelivery.id == delivery_id).values(**values))

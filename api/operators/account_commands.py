@@ -10,10 +10,10 @@ from typing import Annotated, TypeVar
 import typer
 from sqlalchemy.orm import Session
 
-from api.operators import accounts as operators
-from api.data.database import make_sync_engine
 from api import reading_horizon
+from api.data.database import make_sync_engine
 from api.data.models import Grant, PartnerStatus
+from api.operators import accounts as operators
 from api.reading_horizon import MAX_DAYS
 from api.scopes import Scope, parse_scopes
 from api.settings import get_settings
@@ -33,7 +33,10 @@ DaysBackOption = Annotated[
 ]
 DaysAheadOption = Annotated[
     int | None,
-    typer.Option(help=f"Reading horizon: days after today (0 to {MAX_DAYS}; default {reading_horizon.DEFAULT.days_ahead} for a new grant)."),
+    typer.Option(
+        help=f"Reading horizon: days after today (0 to {MAX_DAYS}; default {reading_horizon.DEFAULT.days_ahead} "
+        f"for a new grant)."
+    ),
 ]
 
 
@@ -102,7 +105,9 @@ def partner_activate(name: str) -> None:
 @partner_app.command("quarantine")
 def partner_quarantine(
     name: str,
-    enabled: Annotated[bool, typer.Option("--on/--off", help="Quarantine a key at its first distinct-patient refusal.")],
+    enabled: Annotated[
+        bool, typer.Option("--on/--off", help="Quarantine a key at its first distinct-patient refusal.")
+    ],
 ) -> None:
     """Whether a key of the partner is quarantined at its first distinct-patient refusal (on by default)."""
     with _session() as session:
@@ -195,7 +200,8 @@ def grant_history(
     partner: str,
     practice: str,
     until: Annotated[
-        str | None, typer.Option(help="ISO 8601 end, with time zone, of the permission to read history (an initial import).")
+        str | None,
+        typer.Option(help="ISO 8601 end, with time zone, of the permission to read history (an initial import)."),
     ] = None,
     withdraw: Annotated[bool, typer.Option("--withdraw", help="End the permission now.")] = False,
 ) -> None:

@@ -8,18 +8,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.identity.keys import issue_key
-from api.data.models import Grant, Partner, PartnerKey, PartnerStatus, Practice
 from api import reading_horizon
+from api.data.models import Grant, Partner, PartnerKey, PartnerStatus, Practice
+from api.identity.keys import issue_key
 from api.reading_horizon import ReadingHorizon
 from api.scopes import Scope
 from api.timeutil import utcnow
 
 DEFAULT_GRANT_DURATION = timedelta(days=365)
+
+# The accounts operators name: one of these, each typed as itself.
+Named = TypeVar("Named", Partner, Practice)
 
 
 class OperatorError(Exception):
@@ -33,7 +37,7 @@ class NewKey:
     token: str  # shown once
 
 
-def _one(session: Session, model: type, name: str, what: str):  # type: ignore[no-untyped-def]
+def _one(session: Session, model: type[Named], name: str, what: str) -> Named:
     found = session.scalars(select(model).where(model.name == name)).all()
     if not found:
         near = session.scalars(select(model.name).where(model.name.ilike(f"%{name[:4]}%")).limit(5)).all()
@@ -75,13 +79,21 @@ def set_partner_status(session: Session, name: str, status: PartnerStatus) -> Pa
     return partner
 
 
-def issue_partner_key(session: Session, name: str, label: str | None = None, expires_at: datetime | None = None) -> NewKey:
+def issue_partner_key(
+    session: Session, name: str, label: str | None = None, expires_at: datetime | None = None
+) -> NewKey:
     partner = find_partner(session, name)
     if expires_at is not None and expires_at <= utcnow():
         raise OperatorError("a key's expiry must be in the future")
     issued = issue_key()
     session.add(
-        PartnerKey(partner_id=partner.id, prefix=issued.prefix, secret_hash=issued.secret_hash, label=label, expires_at=expires_at)
+        PartnerKey(
+            partner_id=partner.id,
+            prefix=issued.prefix,
+            secret_hash=issued.secret_hash,
+            label=label,
+            expires_at=expires_at,
+        )
     )
     session.flush()
     return NewKey(partner=partner.name, prefix=issued.prefix, token=issued.token)
@@ -121,7 +133,9 @@ def set_quarantine_on_refusal(session: Session, name: str, enabled: bool) -> Par
 def live_grant(session: Session, partner: Partner, practice: Practice) -> Grant | None:
     """The grant not yet revoked between them (the database allows at most one)."""
     return session.scalar(
-        select(Grant).where(Grant.partner_id == partner.id, Grant.practice_id == practice.id, Grant.revoked_at.is_(None))
+        select(Grant).where(
+            Grant.partner_id == partner.id, Grant.practice_id == practice.id, Grant.revoked_at.is_(None)
+        )
     )
 
 
@@ -151,8 +165,11 @@ def grant_practice(
     if live_grant(session, partner, practice) is not None:
         raise OperatorError(f"{partner.name} already has a grant at {practice.name}: change its scopes or revoke it")
     grant = Grant(
-        partner_id=partner.id, practice_id=practice.id, expires_at=expires_at,
-        days_back=reading.days_back, days_ahead=reading.days_ahead,
+        partner_id=partner.id,
+        practice_id=practice.id,
+        expires_at=expires_at,
+        days_back=reading.days_back,
+        days_ahead=reading.days_ahead,
     )
     grant.set_scopes(scopes)
     session.add(grant)
@@ -173,7 +190,9 @@ def change_grant(
     grant = live_grant(session, partner, practice)
     if grant is None:
         raise OperatorError(f"{partner.name} has no grant at {practice.name}")
-    reading = _horizon(grant.days_back if days_back is None else days_back, grant.days_ahead if days_ahead is None else days_ahead)
+    reading = _horizon(
+        grant.days_back if days_back is None else days_back, grant.days_ahead if days_ahead is None else days_ahead
+    )
     grant.days_back, grant.days_ahead = reading.days_back, reading.days_ahead
     if scopes is not None:
         if not scopes:
@@ -197,7 +216,9 @@ def allow_history(session: Session, partner_name: str, practice_name: str, until
         if until <= utcnow():
             raise OperatorError("the history permission must end in the future; withdraw it instead")
         if until > grant.expires_at:
-            raise OperatorError(f"the history permission cannot outlast the grant (it expires {grant.expires_at:%Y-%m-%d})")
+            raise OperatorError(
+                f"the history permission cannot outlast the grant (it expires {grant.expires_at:%Y-%m-%d})"
+            )
     grant.history_until = until
     return grant
 

@@ -10,7 +10,7 @@ import typer
 from api.data.database import make_async_engine, make_session_factory, sqlite_writer_lock
 from api.ledger import exposure as reports
 from api.ledger.webhook import DeliveryRound, WebhookSender
-from api.operators.ledger_commands import FormatOption, Format, _columns, _print, _session, _time
+from api.operators.ledger_commands import Format, FormatOption, _columns, _print, _session, _time
 from api.settings import get_settings
 
 alerts_app = typer.Typer(
@@ -47,7 +47,9 @@ def deliver() -> None:
     async def run() -> DeliveryRound:
         engine = make_async_engine(settings.database_url)
         try:
-            return await WebhookSender(settings, make_session_factory(engine), sqlite_writer_lock(engine)).deliver_all_due()
+            return await WebhookSender(
+                settings, make_session_factory(engine), sqlite_writer_lock(engine)
+            ).deliver_all_due()
         finally:
             await engine.dispose()
 

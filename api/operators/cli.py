@@ -5,9 +5,9 @@ from typing import Annotated
 
 import typer
 
+from api.operators.account_commands import grant_app, key_app, partner_app
 from api.operators.alert_commands import alerts_app
 from api.operators.ledger_commands import reports_app
-from api.operators.account_commands import grant_app, key_app, partner_app
 from api.settings import get_settings
 from authz.cli import policy_app
 
@@ -61,7 +61,8 @@ def seed(
 
     from api.data.database import make_sync_engine
     from api.data.migrate import upgrade
-    from api.data.seed import SeedError, seed as run_seed
+    from api.data.seed import SeedError
+    from api.data.seed import seed as run_seed
 
     settings = get_settings()
     engine = make_sync_engine(settings.database_url)
@@ -108,7 +109,7 @@ def demo(
     engine.dispose()
     if settings.demo_keys_file.exists():
         keys = json.loads(settings.demo_keys_file.read_text())
-        typer.echo("\nDemo partners (keys also in %s):" % settings.demo_keys_file)
+        typer.echo(f"\nDemo partners (keys also in {settings.demo_keys_file}):")
         for name, entry in keys.items():
             typer.echo(f"  {name:<13} {entry['status']:<9} {len(entry['grants'])} grant(s)  {entry['key']}")
     typer.echo(f"\nGraphiQL: http://{settings.host}:{settings.port}/graphql  (paste a key in the key field)\n")

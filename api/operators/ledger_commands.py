@@ -18,9 +18,9 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session
 
+from api.data.database import make_sync_engine
 from api.ledger import exposure as reports
 from api.ledger import retention
-from api.data.database import make_sync_engine
 from api.ledger.access import group_names
 from api.operators.accounts import OperatorError
 from api.settings import get_settings
@@ -123,7 +123,8 @@ def _print(records: Sequence[Any], format: Format, title: str, columns: Sequence
 
 
 def _period(since: datetime | None, until: datetime | None) -> str:
-    return f"{since.isoformat(timespec='seconds') if since else 'the start of the ledger'} to {until.isoformat(timespec='seconds') if until else 'now'}"
+    start = since.isoformat(timespec="seconds") if since else "the start of the ledger"
+    return f"{start} to {until.isoformat(timespec='seconds') if until else 'now'}"
 
 
 @reports_app.command()
@@ -132,7 +133,8 @@ def exposure(
     patient: Annotated[str | None, typer.Option(help="Which partners were shown this patient (pat_ id).")] = None,
     key: Annotated[str | None, typer.Option(help="Only what this key of the partner was shown (its prefix).")] = None,
     since: Annotated[
-        str | None, typer.Option(help="ISO 8601 with zone; default: 30 days before --until (--partner), no limit (--patient).")
+        str | None,
+        typer.Option(help="ISO 8601 with zone; default: 30 days before --until (--partner), no limit (--patient)."),
     ] = None,
     until: Annotated[str | None, typer.Option(help="ISO 8601 with zone, excluded; default: now.")] = None,
     with_names: Annotated[
@@ -165,12 +167,20 @@ def _print_exposure(report: reports.PartnerExposure, format: Format, with_names:
     names = ("first_name", "last_name")
     patient_columns = [c for c in _columns(reports.PatientExposure) if with_names or c not in names]
     if format is Format.JSON:
-        typer.echo(json.dumps({
-            "partner": report.partner, "key_prefix": report.key_prefix,
-            "since": report.since.isoformat(), "until": report.until.isoformat(),
-            "practices": _dicts(report.practices, _columns(reports.PracticeExposure), as_text=False),
-            "patients": _dicts(report.patients, patient_columns, as_text=False),
-        }, indent=2, ensure_ascii=False))
+        typer.echo(
+            json.dumps(
+                {
+                    "partner": report.partner,
+                    "key_prefix": report.key_prefix,
+                    "since": report.since.isoformat(),
+                    "until": report.until.isoformat(),
+                    "practices": _dicts(report.practices, _columns(reports.PracticeExposure), as_text=False),
+                    "patients": _dicts(report.patients, patient_columns, as_text=False),
+                },
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
         return
     if format is Format.TABLE:
         who = report.partner + (f" (key {report.key_prefix})" if report.key_prefix else "")
@@ -184,16 +194,25 @@ def _print_exposure(report: reports.PartnerExposure, format: Format, with_names:
 
 def _print_readers(report: reports.PatientReaders, format: Format) -> None:
     if format is Format.JSON:
-        typer.echo(json.dumps({
-            "patient_id": report.patient_id, "practice_id": report.practice_id, "practice": report.practice,
-            "since": report.since.isoformat() if report.since else None,
-            "until": report.until.isoformat() if report.until else None,
-            "readers": _dicts(report.readers, _columns(reports.Reader), as_text=False),
-        }, indent=2, ensure_ascii=False))
+        typer.echo(
+            json.dumps(
+                {
+                    "patient_id": report.patient_id,
+                    "practice_id": report.practice_id,
+                    "practice": report.practice,
+                    "since": report.since.isoformat() if report.since else None,
+                    "until": report.until.isoformat() if report.until else None,
+                    "readers": _dicts(report.readers, _columns(reports.Reader), as_text=False),
+                },
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
         return
     if format is Format.TABLE:
         typer.echo(
-            f"{report.patient_id} of {report.practice} ({report.practice_id}), from {_period(report.since, report.until)}: "
+            f"{report.patient_id} of {report.practice} ({report.practice_id}), from "
+            f"{_period(report.since, report.until)}: "
             f"shown to {len({r.partner for r in report.readers})} partner(s)"
         )
     _print(report.readers, format, "Readers", _columns(reports.Reader))

@@ -30,10 +30,12 @@ logger = logging.getLogger("api.server")
 APP_FACTORY = "api.http.app:create_app"
 
 
-class PartnerServer(BaseApplication):  # type: ignore[misc]
+class PartnerServer(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped: its base class is Any
     """gunicorn configured in code: one command, no gunicorn.conf.py to keep in step."""
 
-    def __init__(self, settings: Settings, host: str, port: int, workers: int, app_factory: str, in_flight: Path) -> None:
+    def __init__(
+        self, settings: Settings, host: str, port: int, workers: int, app_factory: str, in_flight: Path
+    ) -> None:
         self.settings, self.app_factory, self.in_flight = settings, app_factory, in_flight
         self.options = {
             "bind": f"{host}:{port}",
@@ -97,7 +99,11 @@ def serve(settings: Settings, host: str, port: int, workers: int, app_factory: s
     with ExitStack() as stack:
         if workers > 1 and not os.environ.get(MULTIPROCESS_DIR):
             # Each worker writes its metrics there, so that /metrics sums them (see api.http.metrics).
-            os.environ[MULTIPROCESS_DIR] = stack.enter_context(tempfile.TemporaryDirectory(prefix="partner-api-metrics-"))
+            os.environ[MULTIPROCESS_DIR] = stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="partner-api-metrics-")
+            )
         if not os.environ.get(IN_FLIGHT_DIR):
-            os.environ[IN_FLIGHT_DIR] = stack.enter_context(tempfile.TemporaryDirectory(prefix="partner-api-in-flight-"))
+            os.environ[IN_FLIGHT_DIR] = stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="partner-api-in-flight-")
+            )
         PartnerServer(settings, host, port, workers, app_factory, Path(os.environ[IN_FLIGHT_DIR])).run()

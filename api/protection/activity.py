@@ -32,7 +32,9 @@ async def weekly_patients(session: AsyncSession, settings: Settings, practice_id
     """The practice's baseline as stored, recomputed first when it is a day old or missing."""
     stored = (
         await session.execute(
-            select(PracticeActivity.weekly_patients, PracticeActivity.computed_at).where(PracticeActivity.practice_id == practice_id)
+            select(PracticeActivity.weekly_patients, PracticeActivity.computed_at).where(
+                PracticeActivity.practice_id == practice_id
+            )
         )
     ).first()
     if stored is not None and now - stored.computed_at < RECOMPUTE_AFTER:
@@ -41,9 +43,11 @@ async def weekly_patients(session: AsyncSession, settings: Settings, practice_id
     value = measured
     if stored is not None:
         # From at least the floor's worth, so that a practice that starts small can still grow.
-        ceiling = math.ceil(max(stored.weekly_patients, settings.extraction_floor) * (1 + settings.extraction_baseline_max_growth))
+        ceiling = math.ceil(
+            max(stored.weekly_patients, settings.extraction_floor) * (1 + settings.extraction_baseline_max_growth)
+        )
         value = min(measured, ceiling)
-    dialect_insert = sqlite_insert if session.bind.dialect.name == "sqlite" else postgresql_insert
+    dialect_insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert
     row = {"practice_id": practice_id, "weekly_patients": value, "measured_patients": measured, "computed_at": now}
     statement = dialect_insert(PracticeActivity).values(row)
     await session.execute(

@@ -15,24 +15,29 @@ from sqlalchemy import Float, bindparam, case, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.identity.authentication import Principal
 from api.data.models import PartnerBudget
+from api.identity.authentication import Principal
 from api.settings import Settings
-
 
 # Built once, executed with bound values: the request path builds no SQL expression for its budget.
 _NOW, _RATE, _POINTS = bindparam("now", type_=Float), bindparam("rate", type_=Float), bindparam("points", type_=Float)
 _CAPACITY = bindparam("capacity", type_=Float)
 _OF_PARTNER = PartnerBudget.partner_id == bindparam("partner")
-_ELAPSED = case((_NOW > PartnerBudget.refilled_at, _NOW - PartnerBudget.refilled_at), else_=0.0)
-_REFILLED = case((PartnerBudget.points + _ELAPSED * _RATE > _CAPACITY, _CAPACITY), else_=PartnerBudget.points + _ELAPSED * _RATE)
-_LATEST = case((_NOW > PartnerBudget.refilled_at, _NOW), else_=PartnerBudget.refilled_at)
-_TAKE = (
-    update(PartnerBudget).where(_OF_PARTNER, _REFILLED >= _POINTS)
-    .values(points=_REFILLED - _POINTS, refilled_at=_LATEST).returning(PartnerBudget.points)
+_ELAPSED = case((PartnerBudget.refilled_at < _NOW, _NOW - PartnerBudget.refilled_at), else_=0.0)
+_REFILLED = case(
+    (PartnerBudget.points + _ELAPSED * _RATE > _CAPACITY, _CAPACITY), else_=PartnerBudget.points + _ELAPSED * _RATE
 )
-_REFUND = update(PartnerBudget).where(_OF_PARTNER).values(
-    points=case((_REFILLED + _POINTS > _CAPACITY, _CAPACITY), else_=_REFILLED + _POINTS), refilled_at=_LATEST
+_LATEST = case((PartnerBudget.refilled_at < _NOW, _NOW), else_=PartnerBudget.refilled_at)
+_TAKE = (
+    update(PartnerBudget)
+    .where(_OF_PARTNER, _REFILLED >= _POINTS)
+    .values(points=_REFILLED - _POINTS, refilled_at=_LATEST)
+    .returning(PartnerBudget.points)
+)
+_REFUND = (
+    update(PartnerBudget)
+    .where(_OF_PARTNER)
+    .values(points=case((_REFILLED + _POINTS > _CAPACITY, _CAPACITY), else_=_REFILLED + _POINTS), refilled_at=_LATEST)
 )
 _AVAILABLE = select(_REFILLED).where(_OF_PARTNER)
 
@@ -75,7 +80,11 @@ class Budgets:
     def _bound(self, principal: Principal, now: float, points: int = 0) -> tuple[int, float, dict[str, float]]:
         """The partner's capacity and rate, and the values the statements above are executed with."""
         capacity, rate = self.limits(principal)
-        return capacity, rate, {"partner": principal.partner_id, "capacity": float(capacity), "rate": rate, "now": now, "points": points}
+        return (
+            capacity,
+            rate,
+            {"partner": principal.partner_id, "capacity": float(capacity), "rate": rate, "now": now, "points": points},
+        )
 
     async def take(self, session: AsyncSession, principal: Principal, cost: int, now: float) -> Charge:
         """Take `cost` points if the bucket holds them; commits."""
@@ -101,11 +110,15 @@ class Budgets:
 
     async def _created(self, session: AsyncSession, partner_id: int, capacity: int, now: float) -> bool:
         """Create a full bucket for a partner's first request; False when it already existed."""
-        if (await session.execute(select(PartnerBudget.partner_id).where(PartnerBudget.partner_id == partner_id))).first():
+        if (
+            await session.execute(select(PartnerBudget.partner_id).where(PartnerBudget.partner_id == partner_id))
+        ).first():
             return False
         try:
             async with session.begin_nested():
-                await session.execute(insert(PartnerBudget).values(partner_id=partner_id, points=float(capacity), refilled_at=now))
+                await session.execute(
+                    insert(PartnerBudget).values(partner_id=partner_id, points=float(capacity), refilled_at=now)
+                )
         except IntegrityError:  # another worker created it first
             pass
         return True

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import strawberry
 from graphql import (
@@ -77,7 +77,7 @@ class FieldCost:
 class CostModel:
     """The weights of one schema, read once from its directives."""
 
-    _models: dict[int, CostModel] = {}
+    _models: ClassVar[dict[int, CostModel]] = {}
 
     @classmethod
     def of(cls, schema: GraphQLSchema) -> CostModel:
@@ -151,7 +151,8 @@ class _Pricer:
         variables: Mapping[str, Any],
         selected: set[tuple[str, str]] | None = None,
     ) -> None:
-        self.model, self.fragments, self.variables, self.selected = model, fragments, variables, selected
+        # A dict: graphql-core's value_from_ast_untyped takes no other mapping.
+        self.model, self.fragments, self.variables, self.selected = model, fragments, dict(variables), selected
         self._costs: dict[tuple[str, int, Sizing], int] = {}
         # The fields of each selection on each type, fragments flattened: a response repeats the
         # same selection once per list item, so the actual cost resolves it once.
@@ -165,13 +166,15 @@ class _Pricer:
         assert isinstance(parent, GraphQLObjectType)
         return self._fields_cost(parent, selection_set)
 
-    def actual_cost(self, parent: GraphQLCompositeType, selection_set: SelectionSetNode, data: Mapping[str, Any]) -> int:
+    def actual_cost(
+        self, parent: GraphQLCompositeType, selection_set: SelectionSetNode, data: Mapping[str, Any]
+    ) -> int:
         if is_abstract_type(parent):
             assert isinstance(parent, GraphQLAbstractType)
             possible = self.model.schema.get_possible_types(parent)
             return max((self.actual_cost(t, selection_set, data) for t in possible), default=0)
         total = 0
-        for key, weight, is_list, returned, children in self._plan(parent, selection_set):  # type: ignore[arg-type]
+        for key, weight, is_list, returned, children in self._plan(parent, selection_set):  # type: ignore[arg-type]  # parent: an object type here
             value = data.get(key)
             if value is None:
                 continue
@@ -200,10 +203,15 @@ class _Pricer:
                 field = parent.fields[name]
                 returned = get_named_type(field.type)
                 composite = selection.selection_set is not None and isinstance(returned, GraphQLCompositeType)
-                plan.append((
-                    selection.alias.value if selection.alias else name, self.model.fields[(parent.name, name)].weight,
-                    _is_list(field.type), returned, selection.selection_set if composite else None,
-                ))
+                plan.append(
+                    (
+                        selection.alias.value if selection.alias else name,
+                        self.model.fields[(parent.name, name)].weight,
+                        _is_list(field.type),
+                        returned,
+                        selection.selection_set if composite else None,
+                    )
+                )
         return plan
 
     def _applied(self, parent: GraphQLObjectType, selection: Any) -> SelectionSetNode | None:
@@ -239,7 +247,7 @@ class _Pricer:
         condition = self.model.schema.get_type(type_name)
         if condition is parent:
             return True
-        return is_abstract_type(condition) and self.model.schema.is_sub_type(condition, parent)  # type: ignore[arg-type]
+        return is_abstract_type(condition) and self.model.schema.is_sub_type(condition, parent)
 
     def _field_cost(self, parent: GraphQLObjectType, node: FieldNode, size: int | None = None) -> int:
         """Cost of one field; `size` is the length its list will have, when a parent decided it."""
@@ -258,7 +266,9 @@ class _Pricer:
         if list_size is not None and list_size.sized_fields:
             # A connection: its slicing argument gives the length of its `edges`.
             assert isinstance(returned, GraphQLObjectType)
-            return cost.weight + self._fields_cost(returned, children, (tuple(list_size.sized_fields), self._size(node, list_size)))
+            return cost.weight + self._fields_cost(
+                returned, children, (tuple(list_size.sized_fields), self._size(node, list_size))
+            )
         if _is_list(field.type):
             length = size if size is not None else self._size(node, list_size)
             return length * (cost.weight + self.selection_cost(returned, children, None))
@@ -274,7 +284,9 @@ class _Pricer:
                     return len(value)
                 if isinstance(value, int) and not isinstance(value, bool):
                     return max(value, 0)
-                raise bad_input(f"`{argument.name.value}` must be given to price this query.", argument=argument.name.value)
+                raise bad_input(
+                    f"`{argument.name.value}` must be given to price this query.", argument=argument.name.value
+                )
         return list_size.assumed_size or DEFAULT_ASSUMED_SIZE
 
     def _argument(self, value_node: ValueNode) -> Any:

@@ -70,12 +70,15 @@ class CostAndBudget(SchemaExtension):
             yield
             return
         metering.operation_name = operation.name.value if operation.name else None
-        fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}  # type: ignore[union-attr]
+        fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}  # type: ignore[union-attr]  # a fragment has a name
         # Priced with the variables as the execution will see them: defaults applied, a single value
         # where a list is declared made a list. Variables that do not coerce are refused by
         # graphql-core before any resolver runs, so there is nothing to price or charge.
         coerced = get_variable_values(
-            execution.schema._schema, operation.variable_definitions or (), execution.variables or {}, hide_suggestions=True
+            execution.schema._schema,
+            operation.variable_definitions or (),
+            execution.variables or {},
+            hide_suggestions=True,
         )
         if isinstance(coerced, list):
             yield
@@ -93,8 +96,10 @@ class CostAndBudget(SchemaExtension):
             execution.result = _refusal(
                 ApiError(
                     ErrorCode.COST_LIMIT_EXCEEDED,
-                    f"This operation costs {requested} points; the maximum is {maximum}. Ask for smaller pages or fewer fields.",
-                    cost=requested, maximum=maximum,
+                    f"This operation costs {requested} points; the maximum is {maximum}. Ask for smaller pages or "
+                    f"fewer fields.",
+                    cost=requested,
+                    maximum=maximum,
                 )
             )
             yield
@@ -114,14 +119,19 @@ class CostAndBudget(SchemaExtension):
             )
             yield
             return
-        metering.cost = {"requestedQueryCost": requested}  # what the ledger records if the operation never ends (timeout)
+        # what the ledger records if the operation never ends (timeout)
+        metering.cost = {"requestedQueryCost": requested}
         yield
         result = execution.result
         data = getattr(result, "data", None)
         actual = min(requested, self.model.actual_cost(operation, fragments, variables, data))
         metering.refund = requested - actual  # given back in the ledger's transaction: one write less per request
         throttle = charge.throttle.refunded(metering.refund)
-        metering.cost = {"requestedQueryCost": requested, "actualQueryCost": actual, "throttleStatus": throttle.as_extension()}
+        metering.cost = {
+            "requestedQueryCost": requested,
+            "actualQueryCost": actual,
+            "throttleStatus": throttle.as_extension(),
+        }
 
     def get_results(self) -> dict[str, Any]:
         cost = self.execution_context.context.metering.cost

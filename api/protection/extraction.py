@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Exists, case, exists, func, insert, select, text, update
+from sqlalchemy import ColumnElement, CursorResult, Exists, case, exists, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -84,7 +85,9 @@ class ExtractionGuard:
             PatientDisclosure.patient_id == Patient.id, PatientDisclosure.day_first_at >= now - self.day,
         )
 
-    async def budgets(self, session: AsyncSession, partner_id: int, practice_id: int, now: datetime) -> tuple[Budget, Budget]:
+    async def budgets(
+        self, session: AsyncSession, partner_id: int, practice_id: int, now: datetime
+    ) -> tuple[Budget, Budget]:
         """The short and long budgets of the partner at the practice."""
         s = self.settings
         grant = (
@@ -96,27 +99,35 @@ class ExtractionGuard:
         ).first()
         explicit, day_cap, month_cap = grant if grant is not None else (None, None, None)
         weekly = await weekly_patients(session, s, practice_id, now)
-        day_limit = min(day_cap or s.extraction_daily_cap, max(s.extraction_floor, math.ceil(s.extraction_activity_factor * weekly)))
-        month_limit = min(month_cap or s.extraction_long_cap, max(s.extraction_long_floor, math.ceil(s.extraction_long_factor * weekly)))
+        day_limit = min(
+            day_cap or s.extraction_daily_cap, max(s.extraction_floor, math.ceil(s.extraction_activity_factor * weekly))
+        )
+        month_limit = min(
+            month_cap or s.extraction_long_cap,
+            max(s.extraction_long_floor, math.ceil(s.extraction_long_factor * weekly)),
+        )
         if explicit is not None:
             # An operator's explicit daily limit replaces the computed one; the long window never
             # allows less than one such day.
             day_limit, month_limit = explicit, max(month_limit, explicit)
-        return Budget(self.day, day_limit, PatientDisclosure.day_first_at), Budget(self.month, month_limit, PatientDisclosure.month_first_at)
+        return Budget(self.day, day_limit, PatientDisclosure.day_first_at), Budget(
+            self.month, month_limit, PatientDisclosure.month_first_at
+        )
 
     async def admit(
         self, session: AsyncSession, partner_id: int, key_id: int, practice_id: int, new: Collection[int], now: datetime
     ) -> None:
         """Record the disclosure of patients new in the short window, or raise EXTRACTION_LIMIT_EXCEEDED; commits."""
-        if session.bind.dialect.name == "postgresql":
+        if session.get_bind().dialect.name == "postgresql":
             await session.execute(_ADVISORY_LOCK, {"key": _lock_key(partner_id, practice_id)})
         pair = (PatientDisclosure.partner_id == partner_id, PatientDisclosure.practice_id == practice_id)
         budgets = await self.budgets(session, partner_id, practice_id, now)
         known = {
             row.patient_id: row
             for row in await session.execute(
-                select(PatientDisclosure.patient_id, PatientDisclosure.day_first_at, PatientDisclosure.month_first_at)
-                .where(*pair, PatientDisclosure.patient_id.in_(set(new)))
+                select(
+                    PatientDisclosure.patient_id, PatientDisclosure.day_first_at, PatientDisclosure.month_first_at
+                ).where(*pair, PatientDisclosure.patient_id.in_(set(new)))
             )
         }
         counts: list[tuple[Budget, int, int]] = []  # budget, already in its window, new to it
@@ -124,7 +135,9 @@ class ExtractionGuard:
             cutoff = now - budget.window
             fresh = sum(1 for p in set(new) if p not in known or getattr(known[p], budget.first_at.key) < cutoff)
             if fresh:
-                held = (await session.execute(select(func.count()).where(*pair, budget.first_at >= cutoff))).scalar_one()
+                held = (
+                    await session.execute(select(func.count()).where(*pair, budget.first_at >= cutoff))
+                ).scalar_one()
                 counts.append((budget, held, fresh))
         if not counts:
             await session.commit()
@@ -134,10 +147,22 @@ class ExtractionGuard:
             await self._refuse(session, partner_id, key_id, practice_id, over, now)
         await self._record(session, partner_id, practice_id, new, known, now)
         raised = [
-            await alerts.record(session, alerts.NewAlert(
-                AlertKind.WARNING, partner_id, practice_id, key_id, now, held + fresh, b.limit, b.window_hours, fraction=f,
-            ))
-            for b, held, fresh in counts for f in self.settings.extraction_warning_fractions
+            await alerts.record(
+                session,
+                alerts.NewAlert(
+                    AlertKind.WARNING,
+                    partner_id,
+                    practice_id,
+                    key_id,
+                    now,
+                    held + fresh,
+                    b.limit,
+                    b.window_hours,
+                    fraction=f,
+                ),
+            )
+            for b, held, fresh in counts
+            for f in self.settings.extraction_warning_fractions
             if held < f * b.limit <= held + fresh
         ]
         await session.commit()
@@ -145,15 +170,29 @@ class ExtractionGuard:
             self.on_alert()
 
     async def _record(
-        self, session: AsyncSession, partner_id: int, practice_id: int, new: Collection[int], known: dict[int, object], now: datetime
+        self,
+        session: AsyncSession,
+        partner_id: int,
+        practice_id: int,
+        new: Collection[int],
+        known: Mapping[int, object],
+        now: datetime,
     ) -> None:
         day_cutoff, month_cutoff = now - self.day, now - self.month
         unseen = [p for p in set(new) if p not in known]
         if unseen:
             await session.execute(
                 insert(PatientDisclosure),
-                [{"partner_id": partner_id, "practice_id": practice_id, "patient_id": p, "day_first_at": now, "month_first_at": now}
-                 for p in unseen],
+                [
+                    {
+                        "partner_id": partner_id,
+                        "practice_id": practice_id,
+                        "patient_id": p,
+                        "day_first_at": now,
+                        "month_first_at": now,
+                    }
+                    for p in unseen
+                ],
             )
         returning = [p for p in set(new) if p in known]
         if returning:
@@ -163,38 +202,74 @@ class ExtractionGuard:
             await session.execute(
                 update(PatientDisclosure)
                 .where(
-                    PatientDisclosure.partner_id == partner_id, PatientDisclosure.practice_id == practice_id,
-                    PatientDisclosure.patient_id.in_(returning), PatientDisclosure.day_first_at < day_cutoff,
+                    PatientDisclosure.partner_id == partner_id,
+                    PatientDisclosure.practice_id == practice_id,
+                    PatientDisclosure.patient_id.in_(returning),
+                    PatientDisclosure.day_first_at < day_cutoff,
                 )
                 .values(day_first_at=now, month_first_at=restarted)
                 .execution_options(synchronize_session=False)
             )
 
     async def _refuse(
-        self, session: AsyncSession, partner_id: int, key_id: int, practice_id: int,
-        over: list[tuple[Budget, int, int]], now: datetime,
+        self,
+        session: AsyncSession,
+        partner_id: int,
+        key_id: int,
+        practice_id: int,
+        over: list[tuple[Budget, int, int]],
+        now: datetime,
     ) -> None:
         raised = [
-            await alerts.record(session, alerts.NewAlert(
-                AlertKind.REFUSAL, partner_id, practice_id, key_id, now, held, b.limit, b.window_hours, patients_refused=fresh,
-            ))
+            await alerts.record(
+                session,
+                alerts.NewAlert(
+                    AlertKind.REFUSAL,
+                    partner_id,
+                    practice_id,
+                    key_id,
+                    now,
+                    held,
+                    b.limit,
+                    b.window_hours,
+                    patients_refused=fresh,
+                ),
+            )
             for b, held, fresh in over
         ]
         quarantined = False
-        policy = (await session.execute(select(Partner.quarantine_on_refusal).where(Partner.id == partner_id))).scalar_one()
+        policy = (
+            await session.execute(select(Partner.quarantine_on_refusal).where(Partner.id == partner_id))
+        ).scalar_one()
         if policy:
             quarantined = True
-            newly = (
+            newly = cast(
+                CursorResult[Any],
                 await session.execute(
-                    update(PartnerKey).where(PartnerKey.id == key_id, PartnerKey.quarantined_at.is_(None))
-                    .values(quarantined_at=now).execution_options(synchronize_session=False)
+                    update(PartnerKey)
+                    .where(PartnerKey.id == key_id, PartnerKey.quarantined_at.is_(None))
+                    .values(quarantined_at=now)
+                    .execution_options(synchronize_session=False)
                 )
             ).rowcount
             if newly:
                 b, held, fresh = over[0]
-                raised.append(await alerts.record(session, alerts.NewAlert(
-                    AlertKind.QUARANTINE, partner_id, practice_id, key_id, now, held, b.limit, b.window_hours, patients_refused=fresh,
-                )))
+                raised.append(
+                    await alerts.record(
+                        session,
+                        alerts.NewAlert(
+                            AlertKind.QUARANTINE,
+                            partner_id,
+                            practice_id,
+                            key_id,
+                            now,
+                            held,
+                            b.limit,
+                            b.window_hours,
+                            patients_refused=fresh,
+                        ),
+                    )
+                )
         await session.commit()
         if any(raised):
             self.on_alert()

@@ -23,12 +23,22 @@ __all__ = ["Constraint", "TextFormat", "Violation", "from_column", "violation"]
 
 @strawberry.enum(description="What characters a constrained string may hold.")
 class TextFormat(enum.Enum):
-    TEXT = strawberry.enum_value("text", description="Free text: line breaks and tabs allowed, no other control character.")
-    LINE = strawberry.enum_value("line", description="One line with at least one visible character; no control character.")
-    TOKEN = strawberry.enum_value("token", description="An id or token as the API issues them: printable ASCII, no space.")
-    EMAIL = strawberry.enum_value("email", description="An e-mail address (RFC 5322 address, internationalized allowed).")
+    TEXT = strawberry.enum_value(
+        "text", description="Free text: line breaks and tabs allowed, no other control character."
+    )
+    LINE = strawberry.enum_value(
+        "line", description="One line with at least one visible character; no control character."
+    )
+    TOKEN = strawberry.enum_value(
+        "token", description="An id or token as the API issues them: printable ASCII, no space."
+    )
+    EMAIL = strawberry.enum_value(
+        "email", description="An e-mail address (RFC 5322 address, internationalized allowed)."
+    )
     PHONE = strawberry.enum_value(
-        "phone", description="A phone number: an optional leading +, then 3 to 15 digits (E.164), spaces, dots, hyphens, parentheses."
+        "phone",
+        description="A phone number: an optional leading +, then 3 to 15 digits (E.164), spaces, dots, hyphens, "
+        "parentheses.",
     )
 
 
@@ -44,7 +54,9 @@ class Constraint:
     format: TextFormat = strawberry.directive_field(name="format", default=TextFormat.LINE)
 
 
-def from_column(column: InstrumentedAttribute[str] | InstrumentedAttribute[str | None], format: TextFormat, min_length: int = 0) -> Constraint:
+def from_column(
+    column: InstrumentedAttribute[str] | InstrumentedAttribute[str | None], format: TextFormat, min_length: int = 0
+) -> Constraint:
     """The rule of an input stored in `column`: at most the column's size."""
     length = getattr(column.type, "length", None)
     if not length:
@@ -73,11 +85,17 @@ _TOKEN = re.compile(r"[\x21-\x7e]*")
 def violation(rule: Constraint, value: str) -> Violation | None:
     """None when `value` keeps to `rule`."""
     if len(value) > rule.max_length:
-        return Violation(f"holds at most {rule.max_length} characters", {"limit": "maxLength", "maximum": rule.max_length})
+        return Violation(
+            f"holds at most {rule.max_length} characters", {"limit": "maxLength", "maximum": rule.max_length}
+        )
     if len(value) < rule.min_length:
-        return Violation(f"holds at least {rule.min_length} character(s)", {"limit": "minLength", "minimum": rule.min_length})
+        return Violation(
+            f"holds at least {rule.min_length} character(s)", {"limit": "minLength", "minimum": rule.min_length}
+        )
     if (_CONTROL_BUT_LINE_BREAKS if rule.format is TextFormat.TEXT else _CONTROL).search(value):
-        return Violation("may not contain control characters or line breaks", {"limit": "format", "format": rule.format.value})
+        return Violation(
+            "may not contain control characters or line breaks", {"limit": "format", "format": rule.format.value}
+        )
     problem = _format_problem(rule.format, value)
     return Violation(problem, {"limit": "format", "format": rule.format.value}) if problem else None
 
@@ -90,7 +108,10 @@ def _format_problem(format: TextFormat, value: str) -> str | None:
     if format is TextFormat.PHONE:
         digits = sum(c.isdigit() for c in value)
         if not _PHONE.fullmatch(value) or not 3 <= digits <= 15:
-            return "is not a phone number: an optional leading +, then 3 to 15 digits, spaces, dots, hyphens or parentheses"
+            return (
+                "is not a phone number: an optional leading +, then 3 to 15 digits, spaces, dots, hyphens"
+                " or parentheses"
+            )
     if format is TextFormat.EMAIL:
         try:
             validate_email(value, check_deliverability=False)  # syntax only: no DNS lookup on the request path

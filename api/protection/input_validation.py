@@ -42,7 +42,7 @@ def _named(type_: Any) -> Any:
 
 def _is_string(type_: Any) -> bool:
     named = _named(type_)
-    return isinstance(named, type) and issubclass(named, _STRINGS) or getattr(named, "__supertype__", None) is str
+    return (isinstance(named, type) and issubclass(named, _STRINGS)) or getattr(named, "__supertype__", None) is str
 
 
 def string_inputs(field: StrawberryField) -> Iterator[tuple[str, Constraint | None]]:
@@ -52,14 +52,18 @@ def string_inputs(field: StrawberryField) -> Iterator[tuple[str, Constraint | No
         yield from _strings(names.from_argument(argument), argument.type, _rule(argument.directives), names, set())
 
 
-def _strings(path: str, type_: Any, rule: Constraint | None, names: NameConverter, seen: set[Any]) -> Iterator[tuple[str, Constraint | None]]:
+def _strings(
+    path: str, type_: Any, rule: Constraint | None, names: NameConverter, seen: set[Any]
+) -> Iterator[tuple[str, Constraint | None]]:
     named = _named(type_)
     definition = get_object_definition(named)
     if definition is not None and definition.is_input:
         if named in seen:
             return
         for field in definition.fields:
-            yield from _strings(f"{path}.{names.get_graphql_name(field)}", field.type, _rule(field.directives), names, seen | {named})
+            yield from _strings(
+                f"{path}.{names.get_graphql_name(field)}", field.type, _rule(field.directives), names, seen | {named}
+            )
     elif _is_string(type_):
         yield path, rule
 
@@ -88,7 +92,9 @@ class ValidatedInput(FieldExtension):
             _walk(kwargs.get(argument.python_name), argument.type, _rule(argument.directives), name, [], names)
 
 
-def _walk(value: Any, type_: Any, rule: Constraint | None, argument: str, path: list[str | int], names: NameConverter) -> None:
+def _walk(
+    value: Any, type_: Any, rule: Constraint | None, argument: str, path: list[str | int], names: NameConverter
+) -> None:
     if value is None:
         return
     if isinstance(type_, StrawberryOptional):
@@ -100,10 +106,12 @@ def _walk(value: Any, type_: Any, rule: Constraint | None, argument: str, path: 
         if isinstance(value, type_):  # not when strawberry could not convert it: it reports that itself
             for field in definition.fields:
                 inner = getattr(value, field.python_name, None)
-                _walk(inner, field.type, _rule(field.directives), argument, [*path, names.get_graphql_name(field)], names)
+                _walk(
+                    inner, field.type, _rule(field.directives), argument, [*path, names.get_graphql_name(field)], names
+                )
     elif isinstance(value, str) and rule is not None and (broken := violation(rule, value)) is not None:
-        field = _printed(argument, path)
-        raise bad_input(f"`{field}` {broken.message}.", argument=argument, field=field, **broken.limit)
+        printed = _printed(argument, path)
+        raise bad_input(f"`{printed}` {broken.message}.", argument=argument, field=printed, **broken.limit)
 
 
 def _printed(argument: str, path: list[str | int]) -> str:

@@ -62,7 +62,8 @@ class CredentialGates:
     def cool(self, credential: str | None, principal: Principal, seconds: int) -> None:
         """The credential's budget is spent for `seconds`: refuse it here until then."""
         now = time.monotonic()
-        self._cooling = {k: cooling for k, cooling in self._cooling.items() if cooling[0] > now}  # keys refused lately only
+        # keys refused lately only
+        self._cooling = {k: cooling for k, cooling in self._cooling.items() if cooling[0] > now}
         self._cooling[_key(credential)] = (now + seconds, principal)
 
     @asynccontextmanager

@@ -131,7 +131,9 @@ class _ValidationCache:
         self.size = size
         self.entries: OrderedDict[tuple[str, ValidationRules], list[GraphQLError]] = OrderedDict()
 
-    def validate(self, schema: GraphQLSchema, query: str, document: DocumentNode, rules: ValidationRules) -> list[GraphQLError]:
+    def validate(
+        self, schema: GraphQLSchema, query: str, document: DocumentNode, rules: ValidationRules
+    ) -> list[GraphQLError]:
         key = (query, rules)
         errors = self.entries.get(key)
         if errors is None:
@@ -139,7 +141,10 @@ class _ValidationCache:
             errors = validate(schema, document, rules.shape)
             if not errors:
                 # Suggestions ("did you mean") would describe the schema to whoever probes it.
-                errors = [_named(e) for e in validate(schema, document, rules.spec, max_errors=MAX_ERRORS, hide_suggestions=True)]
+                errors = [
+                    _named(e)
+                    for e in validate(schema, document, rules.spec, max_errors=MAX_ERRORS, hide_suggestions=True)
+                ]
             self.entries[key] = errors
             if len(self.entries) > self.size:
                 self.entries.popitem(last=False)

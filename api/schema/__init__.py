@@ -12,8 +12,8 @@ from api.protection.shape_limits import CachedValidation, LimitedParsing, limit_
 from api.schema.appointments import Appointment, Patient
 from api.schema.errors import ErrorCodes
 from api.schema.guard import resolve_field
-from api.schema.practices import Practice, Practitioner
 from api.schema.mutations import Mutation
+from api.schema.practices import Practice, Practitioner
 from api.schema.query import Query
 from api.schema.scalars import SCALAR_OVERRIDES
 from api.settings import Settings
@@ -22,7 +22,9 @@ PARSER_CACHE_SIZE = 512
 
 
 class PartnerSchema(Schema):
-    def _get_custom_context_kwargs(self, operation_extensions: dict[str, Any] | None = None, *, sync: bool = False) -> dict[str, Any]:
+    def _get_custom_context_kwargs(
+        self, operation_extensions: dict[str, Any] | None = None, *, sync: bool = False
+    ) -> dict[str, Any]:
         # Suggestions ("Did you mean 'newPatient'?") describe the schema to whoever probes it.
         # Validation is told so by api.protection.shape_limits; execution, which coerces the
         # variables (input fields, enum values), is told here: strawberry has no setting that

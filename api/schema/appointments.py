@@ -5,18 +5,20 @@ from datetime import date, datetime
 import strawberry
 
 from api.data import models
-from api.schema.context import GraphQLContext
-from api.protection.cost import CONTACT_COST, HEALTH_COST, IDENTITY_COST, Cost
 from api.errors import not_found
 from api.ledger.disclosure_recorder import DisclosedRecord
+from api.protection.cost import CONTACT_COST, HEALTH_COST, IDENTITY_COST, Cost
+from api.schema.context import GraphQLContext
 from api.schema.guard import build, require
 from api.schema.practices import Practice, Practitioner
 from api.schema.relay import Node
 from api.services.horizon import RecordFields
 
-
-AppointmentStatus = strawberry.enum(models.AppointmentStatus, description="Where an appointment stands.")
-Gender = strawberry.enum(models.Gender, description="Gender as recorded by the practice.")
+# strawberry.enum registers the GraphQL enum on the class itself: the aliases are for annotations.
+strawberry.enum(models.AppointmentStatus, description="Where an appointment stands.")
+strawberry.enum(models.Gender, description="Gender as recorded by the practice.")
+AppointmentStatus = models.AppointmentStatus
+Gender = models.Gender
 
 
 @strawberry.enum(description="Who created the appointment.")
@@ -28,26 +30,48 @@ class AppointmentSource(enum.Enum):
 
 @strawberry.type(
     description="A patient record of one practice's file. Fields need patients:identity or patients:contact, and the "
-    "patient to have an appointment made by the practice inside your grant's reading horizon (or its history permission)."
+    "patient to have an appointment made by the practice inside your grant's reading horizon (or its history "
+    "permission)."
 )
 class Patient(Node):
     readable: strawberry.Private[frozenset[str]]
     disclosed: strawberry.Private[DisclosedRecord]  # its fields' values, recorded as they are resolved
-    first_name: str | None = strawberry.field(description="First name. Needs patients:identity.", directives=[Cost(weight=IDENTITY_COST)])
-    last_name: str | None = strawberry.field(description="Last name. Needs patients:identity.", directives=[Cost(weight=IDENTITY_COST)])
-    gender: Gender | None = strawberry.field(description="Gender. Needs patients:identity.", directives=[Cost(weight=IDENTITY_COST)])
-    birth_date: date | None = strawberry.field(description="Birth date. Needs patients:identity.", directives=[Cost(weight=IDENTITY_COST)])
-    phone: str | None = strawberry.field(description="Phone number. Needs patients:contact.", directives=[Cost(weight=CONTACT_COST)])
-    email: str | None = strawberry.field(description="E-mail address. Needs patients:contact.", directives=[Cost(weight=CONTACT_COST)])
+    first_name: str | None = strawberry.field(
+        description="First name. Needs patients:identity.", directives=[Cost(weight=IDENTITY_COST)]
+    )
+    last_name: str | None = strawberry.field(
+        description="Last name. Needs patients:identity.", directives=[Cost(weight=IDENTITY_COST)]
+    )
+    gender: Gender | None = strawberry.field(
+        description="Gender. Needs patients:identity.", directives=[Cost(weight=IDENTITY_COST)]
+    )
+    birth_date: date | None = strawberry.field(
+        description="Birth date. Needs patients:identity.", directives=[Cost(weight=IDENTITY_COST)]
+    )
+    phone: str | None = strawberry.field(
+        description="Phone number. Needs patients:contact.", directives=[Cost(weight=CONTACT_COST)]
+    )
+    email: str | None = strawberry.field(
+        description="E-mail address. Needs patients:contact.", directives=[Cost(weight=CONTACT_COST)]
+    )
 
     @classmethod
-    def from_row(cls, patient: models.Patient, fields: RecordFields, in_horizon: bool, ctx: GraphQLContext) -> "Patient":
+    def from_row(
+        cls, patient: models.Patient, fields: RecordFields, in_horizon: bool, ctx: GraphQLContext
+    ) -> "Patient":
         """`in_horizon`: the patient has an appointment inside the reading horizon that counts (reads.patients)."""
         readable = fields.side(in_horizon)
         return build(
-            cls, readable, disclosed=ctx.disclosures.patient(patient, in_horizon), id=patient.public_id,
-            first_name=patient.first_name, last_name=patient.last_name,
-            gender=patient.gender, birth_date=patient.birth_date, phone=patient.phone, email=patient.email,
+            cls,
+            readable,
+            disclosed=ctx.disclosures.patient(patient, in_horizon),
+            id=patient.public_id,
+            first_name=patient.first_name,
+            last_name=patient.last_name,
+            gender=patient.gender,
+            birth_date=patient.birth_date,
+            phone=patient.phone,
+            email=patient.email,
         )
 
 
@@ -59,7 +83,11 @@ class Appointment(Node):
     starts_at: datetime | None = strawberry.field(description="Start, ISO 8601 in UTC.")
     ends_at: datetime | None = strawberry.field(description="End, ISO 8601 in UTC.")
     status: AppointmentStatus | None = strawberry.field(description="Status.")
-    reason: str | None = strawberry.field(description="Medical motive (health data). Needs appointments:reason, and the appointment inside your grant's reading horizon (or its history permission).", directives=[Cost(weight=HEALTH_COST)])
+    reason: str | None = strawberry.field(
+        description="Medical motive (health data). Needs appointments:reason, and the appointment inside your "
+        "grant's reading horizon (or its history permission).",
+        directives=[Cost(weight=HEALTH_COST)],
+    )
     source: AppointmentSource | None = strawberry.field(description="Who created it.")
     created_at: datetime | None = strawberry.field(description="When it was created.")
     updated_at: datetime | None = strawberry.field(description="When it last changed.")
@@ -69,14 +97,24 @@ class Appointment(Node):
         in_horizon = fields.contains(row.starts_at)
         readable = fields.side(in_horizon)
         source = (
-            AppointmentSource.PRACTICE if row.source_partner_id is None
-            else AppointmentSource.YOU if row.source_partner_id == ctx.principal.partner_id
+            AppointmentSource.PRACTICE
+            if row.source_partner_id is None
+            else AppointmentSource.YOU
+            if row.source_partner_id == ctx.principal.partner_id
             else AppointmentSource.OTHER_PARTNER
         )
         return build(
-            cls, readable, disclosed=ctx.disclosures.appointment(row, in_horizon), row=row, id=row.public_id,
-            starts_at=row.starts_at, ends_at=row.ends_at,
-            status=row.status, reason=row.reason, source=source, created_at=row.created_at,
+            cls,
+            readable,
+            disclosed=ctx.disclosures.appointment(row, in_horizon),
+            row=row,
+            id=row.public_id,
+            starts_at=row.starts_at,
+            ends_at=row.ends_at,
+            status=row.status,
+            reason=row.reason,
+            source=source,
+            created_at=row.created_at,
             updated_at=row.updated_at,
         )
 

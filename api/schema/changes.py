@@ -4,15 +4,13 @@ from typing import Annotated
 import strawberry
 
 from api.data import models
-
-from api.services import reads
-from api.schema.context import GraphQLContext
 from api.protection.input_validation import ValidatedInput
 from api.schema import constraints
 from api.schema.appointments import Appointment
-from api.schema.deferred import Deferred
+from api.schema.context import GraphQLContext
 from api.schema.guard import build, require
-from api.schema.relay import Connection, First, PAGED
+from api.schema.relay import PAGED, Connection, First
+from api.services import reads
 from api.services.horizon import RecordFields
 
 
@@ -60,11 +58,15 @@ class ChangeQuery:
     async def appointment_changes(
         self,
         info: strawberry.Info[GraphQLContext, None],
-        practice_id: Annotated[strawberry.ID, strawberry.argument(description="Practice id.", directives=[constraints.ID])],
+        practice_id: Annotated[
+            strawberry.ID, strawberry.argument(description="Practice id.", directives=[constraints.ID])
+        ],
         first: First,
         since: Annotated[
             str | None,
-            strawberry.argument(description="`endCursor` of your last sync; none for the start.", directives=[constraints.CURSOR]),
+            strawberry.argument(
+                description="`endCursor` of your last sync; none for the start.", directives=[constraints.CURSOR]
+            ),
         ] = None,
     ) -> Connection[AppointmentChange]:
         ctx = info.context
@@ -73,8 +75,11 @@ class ChangeQuery:
         return Connection.of(
             page,
             lambda change: build(
-                AppointmentChange, fields[change.practice_id].outside, row=change,
-                record_fields=fields[change.practice_id], kind=kind_of(change),
+                AppointmentChange,
+                fields[change.practice_id].outside,
+                row=change,
+                record_fields=fields[change.practice_id],
+                kind=kind_of(change),
                 appointment_id=strawberry.ID(change.appointment_public_id),
             ),
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from graphql import ExecutionResult
+from strawberry.types import ExecutionResult
 
 from api.identity.authentication import Principal
 from api.identity.request_identity import RequestIdentity

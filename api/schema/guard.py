@@ -62,7 +62,10 @@ def require(source: Any, field: str) -> None:
 @lru_cache(maxsize=1024)
 def _forbidden_values(cls: type, readable: frozenset[str]) -> tuple[tuple[str, Forbidden], ...]:
     definition = get_object_definition(cls, strict=True)
-    names = ((f.python_name, f"{definition.name}.{f.graphql_name or to_camel_case(f.python_name)}") for f in definition.fields)
+    names = (
+        (f.python_name, f"{definition.name}.{f.graphql_name or to_camel_case(f.python_name)}")
+        for f in definition.fields
+    )
     # Only plain data fields: fields with resolvers check for themselves with `require`.
     return tuple(
         (python_name, Forbidden(qualified))
@@ -73,6 +76,7 @@ def _forbidden_values(cls: type, readable: frozenset[str]) -> tuple[tuple[str, F
 
 def build(cls: type[T], readable: frozenset[str], **values: Any) -> T:
     """An instance of strawberry type `cls` whose forbidden fields hold no value."""
-    for name, marker in _forbidden_values(cls, readable):
+    kind: type = cls  # a class is hashable, whatever T is
+    for name, marker in _forbidden_values(kind, readable):
         values[name] = marker
-    return cls(readable=readable, **values)  # type: ignore[call-arg]
+    return cls(readable=readable, **values)  # type: ignore[call-arg]  # a strawberry type's fields are its keyword arguments

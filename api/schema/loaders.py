@@ -22,7 +22,9 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
-def _in_order(found: Callable[[Sequence[K]], Awaitable[dict[K, V]]]) -> Callable[[Sequence[K]], Awaitable[list[V | None]]]:
+def _in_order(
+    found: Callable[[Sequence[K]], Awaitable[dict[K, V]]],
+) -> Callable[[Sequence[K]], Awaitable[list[V | None]]]:
     """A batch function giving DataLoader one value (or None) per key, in the keys' order."""
 
     async def load(keys: Sequence[K]) -> list[V | None]:
@@ -40,7 +42,7 @@ class Loaders:
         self.practices: DataLoader[int, models.Practice | None] = DataLoader(
             _in_order(lambda ids: reads.by_ids(uow, models.Practice, ids))
         )
-        self.patients: DataLoader[int, reads.LoadedPatient | ApiError | None] = DataLoader(self._patients)
+        self.patients: DataLoader[int, reads.LoadedPatient | None] = DataLoader(self._patients)  # ApiError: raised
         self.practitioners: DataLoader[tuple[int, int], models.PracticeMembership | None] = DataLoader(
             _in_order(lambda keys: reads.memberships(uow, keys))
         )
@@ -61,7 +63,9 @@ class Loaders:
                 continue
             try:
                 async with uow.transaction() as session:
-                    await self._extraction.admit(session, partner_id, key_id, practice_id, patient_ids, uow.request_time)
+                    await self._extraction.admit(
+                        session, partner_id, key_id, practice_id, patient_ids, uow.request_time
+                    )
             except ApiError as error:
                 refused[practice_id] = error
                 halted = error if error.extensions.get("quarantined") else None

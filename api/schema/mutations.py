@@ -3,27 +3,34 @@ from typing import Annotated
 
 import strawberry
 
-from api.services import writes
-from api.schema.context import GraphQLContext
+from api.data.models import Appointment as AppointmentRow
 from api.protection.cost import Cost
 from api.protection.input_validation import ValidatedInput
 from api.schema import constraints
 from api.schema.appointments import Appointment, Gender
+from api.schema.context import GraphQLContext
+from api.services import writes
 
 Info = strawberry.Info[GraphQLContext, None]
 WRITE_COST = 10
 
-RefusalReason = strawberry.enum(
+# Registered on the class itself (see api/schema/appointments.py); the alias is for annotations.
+strawberry.enum(
     writes.RefusalReason,
     name="WriteRefusalReason",
     description="Why a valid, authorized write was refused by the practice's agenda.",
 )
+RefusalReason = writes.RefusalReason
 
 
 @strawberry.input(description="A patient to add to the practice's file with the booking.")
 class NewPatientInput:
-    first_name: str = strawberry.field(description="First name; stored without surrounding spaces.", directives=[constraints.FIRST_NAME])
-    last_name: str = strawberry.field(description="Last name; stored without surrounding spaces.", directives=[constraints.LAST_NAME])
+    first_name: str = strawberry.field(
+        description="First name; stored without surrounding spaces.", directives=[constraints.FIRST_NAME]
+    )
+    last_name: str = strawberry.field(
+        description="Last name; stored without surrounding spaces.", directives=[constraints.LAST_NAME]
+    )
     gender: Gender = strawberry.field(description="Gender.")
     birth_date: date | None = strawberry.field(description="Birth date.", default=None)
     phone: str | None = strawberry.field(description="Phone number.", default=None, directives=[constraints.PHONE])
@@ -33,16 +40,22 @@ class NewPatientInput:
 @strawberry.input(description="An appointment to book.")
 class BookAppointmentInput:
     practice_id: strawberry.ID = strawberry.field(description="Practice id.", directives=[constraints.ID])
-    practitioner_id: strawberry.ID = strawberry.field(description="Practitioner id, at this practice.", directives=[constraints.ID])
+    practitioner_id: strawberry.ID = strawberry.field(
+        description="Practitioner id, at this practice.", directives=[constraints.ID]
+    )
     starts_at: datetime = strawberry.field(description="Start, with a time zone offset; in the future.")
     ends_at: datetime = strawberry.field(description="End, after the start, at most 8 hours later.")
     patient_id: strawberry.ID | None = strawberry.field(
         description="An existing patient of this practice...", default=None, directives=[constraints.ID]
     )
     new_patient: NewPatientInput | None = strawberry.field(description="...or a new one.", default=None)
-    reason: str | None = strawberry.field(description="Medical motive, if known.", default=None, directives=[constraints.REASON])
+    reason: str | None = strawberry.field(
+        description="Medical motive, if known.", default=None, directives=[constraints.REASON]
+    )
     idempotency_key: str | None = strawberry.field(
-        description="Any unique string: retrying with it never books twice.", default=None, directives=[constraints.IDEMPOTENCY_KEY]
+        description="Any unique string: retrying with it never books twice.",
+        default=None,
+        directives=[constraints.IDEMPOTENCY_KEY],
     )
 
 
@@ -77,9 +90,12 @@ class WriteRefused:
     message: str = strawberry.field(description="Why, in words.")
 
 
-BookResult = Annotated[AppointmentBooked | WriteRefused, strawberry.union("BookAppointmentResult", description="Booked, or refused.")]
+BookResult = Annotated[
+    AppointmentBooked | WriteRefused, strawberry.union("BookAppointmentResult", description="Booked, or refused.")
+]
 RescheduleResult = Annotated[
-    AppointmentRescheduled | WriteRefused, strawberry.union("RescheduleAppointmentResult", description="Moved, or refused.")
+    AppointmentRescheduled | WriteRefused,
+    strawberry.union("RescheduleAppointmentResult", description="Moved, or refused."),
 ]
 
 
@@ -87,7 +103,7 @@ def _refused(refusal: writes.Refusal) -> WriteRefused:
     return WriteRefused(reason=refusal.reason, message=refusal.reason.value)
 
 
-async def _appointment(info: Info, row) -> Appointment:  # type: ignore[no-untyped-def]
+async def _appointment(info: Info, row: AppointmentRow) -> Appointment:
     ctx = info.context
     return Appointment.from_row(row, await ctx.fields.record_fields_at(row.practice_id), ctx)
 
@@ -95,7 +111,8 @@ async def _appointment(info: Info, row) -> Appointment:  # type: ignore[no-untyp
 @strawberry.type(description="Writes. Each needs appointments:write at the practice and costs 10 points.")
 class Mutation:
     @strawberry.mutation(
-        description="Book an appointment for an existing or a new patient.", directives=[Cost(weight=WRITE_COST)],
+        description="Book an appointment for an existing or a new patient.",
+        directives=[Cost(weight=WRITE_COST)],
         extensions=[ValidatedInput()],
     )
     async def book_appointment(
@@ -104,29 +121,53 @@ class Mutation:
         new_patient = None
         if input.new_patient is not None:
             p = input.new_patient  # names are not blank: their @constraint says so
-            new_patient = writes.NewPatient(p.first_name.strip(), p.last_name.strip(), p.gender, p.birth_date, p.phone, p.email)
+            new_patient = writes.NewPatient(
+                p.first_name.strip(), p.last_name.strip(), p.gender, p.birth_date, p.phone, p.email
+            )
         result = await writes.book(
-            info.context.uow, input.practice_id, input.practitioner_id, input.patient_id, new_patient,
-            input.starts_at, input.ends_at, input.reason, input.idempotency_key,
+            info.context.uow,
+            input.practice_id,
+            input.practitioner_id,
+            input.patient_id,
+            new_patient,
+            input.starts_at,
+            input.ends_at,
+            input.reason,
+            input.idempotency_key,
         )
         if isinstance(result, writes.Refusal):
             return _refused(result)
         return AppointmentBooked(appointment=await _appointment(info, result))
 
-    @strawberry.mutation(description="Move a booked appointment.", directives=[Cost(weight=WRITE_COST)], extensions=[ValidatedInput()])
+    @strawberry.mutation(
+        description="Move a booked appointment.", directives=[Cost(weight=WRITE_COST)], extensions=[ValidatedInput()]
+    )
     async def reschedule_appointment(
-        self, info: Info, input: Annotated[RescheduleAppointmentInput, strawberry.argument(description="Where to move it.")]
+        self,
+        info: Info,
+        input: Annotated[RescheduleAppointmentInput, strawberry.argument(description="Where to move it.")],
     ) -> RescheduleResult:
-        result = await writes.reschedule(info.context.uow, input.appointment_id, input.starts_at, input.ends_at, input.idempotency_key)
+        result = await writes.reschedule(
+            info.context.uow, input.appointment_id, input.starts_at, input.ends_at, input.idempotency_key
+        )
         if isinstance(result, writes.Refusal):
             return _refused(result)
         return AppointmentRescheduled(appointment=await _appointment(info, result))
 
     @strawberry.mutation(
-        description="Cancel an appointment. Safe to retry.", directives=[Cost(weight=WRITE_COST)], extensions=[ValidatedInput()]
+        description="Cancel an appointment. Safe to retry.",
+        directives=[Cost(weight=WRITE_COST)],
+        extensions=[ValidatedInput()],
     )
     async def cancel_appointment(
-        self, info: Info,
-        appointment_id: Annotated[strawberry.ID, strawberry.argument(description="Appointment id.", directives=[constraints.ID])],
+        self,
+        info: Info,
+        appointment_id: Annotated[
+            strawberry.ID, strawberry.argument(description="Appointment id.", directives=[constraints.ID])
+        ],
     ) -> AppointmentCancelled:
-        return AppointmentCancelled(appointment=await _appointment(info, await writes.cancel(info.context.uow, info.context.extraction, appointment_id)))
+        return AppointmentCancelled(
+            appointment=await _appointment(
+                info, await writes.cancel(info.context.uow, info.context.extraction, appointment_id)
+            )
+        )

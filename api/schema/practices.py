@@ -3,11 +3,11 @@
 import strawberry
 
 from api.data import models
-from api.services import reads
-from api.schema.context import GraphQLContext
 from api.protection.input_validation import ValidatedInput
+from api.schema.context import GraphQLContext
 from api.schema.guard import build, require
-from api.schema.relay import After, Connection, First, Node, PAGED
+from api.schema.relay import PAGED, After, Connection, First, Node
+from api.services import reads
 
 
 @strawberry.type(description="A practitioner at one practice. The id names the practitioner at this practice only.")

@@ -8,18 +8,17 @@ import strawberry
 from sqlalchemy.orm import joinedload
 
 from api.data import models
-
-from api.services import reads
-from api.schema.context import GraphQLContext
+from api.errors import ApiError, ErrorCode, bad_input, not_found
 from api.protection.cost import Cost, ListSize
-from api.errors import ApiError, ErrorCode, bad_input
 from api.protection.input_validation import ValidatedInput
 from api.schema import constraints
-from api.schema.changes import ChangeQuery
 from api.schema.appointments import Appointment, AppointmentStatus, Patient
+from api.schema.changes import ChangeQuery
+from api.schema.context import GraphQLContext
 from api.schema.practices import Practice, Practitioner
-from api.schema.relay import After, Connection, First, Node, PAGED
+from api.schema.relay import PAGED, After, Connection, First, Node
 from api.schema.viewer import RateLimit, Viewer, ViewerGrant
+from api.services import reads
 
 Info = strawberry.Info[GraphQLContext, None]
 MAX_NODES = 100
@@ -31,10 +30,16 @@ async def _node(ctx: GraphQLContext, public_id: str) -> Node:
         return Appointment.from_row(row, await ctx.fields.record_fields_at(row.practice_id), ctx)
     if kind == "Practitioner":
         membership = await ctx.loaders.practitioners.load((row.practice_id, row.practitioner_id))
+        if membership is None:  # found a moment ago: gone since, or no longer visible
+            raise not_found("Practitioner")
         return Practitioner.from_row(membership, await ctx.fields.at(row.practice_id))
     if kind == "Patient":
         patient = await ctx.loaders.patients.load(row.id)  # through the distinct-patient budget
-        return Patient.from_row(patient.row, await ctx.fields.record_fields_at(row.practice_id), patient.in_horizon, ctx)
+        if patient is None:  # found a moment ago: gone since, or no longer visible
+            raise not_found("Patient")
+        return Patient.from_row(
+            patient.row, await ctx.fields.record_fields_at(row.practice_id), patient.in_horizon, ctx
+        )
     return Practice.from_row(row, await ctx.fields.at(row.id))
 
 
@@ -43,7 +48,9 @@ class Query(ChangeQuery):
     @strawberry.field(description="You, the calling partner, and your grants.")
     async def viewer(self, info: Info) -> Viewer:
         ctx = info.context
-        statement = ctx.uow.authorized(models.Grant).options(joinedload(models.Grant.practice)).order_by(models.Grant.id)
+        statement = (
+            ctx.uow.authorized(models.Grant).options(joinedload(models.Grant.practice)).order_by(models.Grant.id)
+        )
         grants = (await ctx.uow.execute(statement)).scalars()
         return Viewer(
             id=strawberry.ID(ctx.principal.partner_public_id),
@@ -51,9 +58,14 @@ class Query(ChangeQuery):
             key_prefix=ctx.principal.key_prefix,
             grants=[
                 ViewerGrant(
-                    id=strawberry.ID(g.public_id), practice_id=strawberry.ID(g.practice.public_id),
-                    practice_name=g.practice.name, scopes=sorted(g.scopes), granted_at=g.granted_at,
-                    expires_at=g.expires_at, days_back=g.days_back, days_ahead=g.days_ahead,
+                    id=strawberry.ID(g.public_id),
+                    practice_id=strawberry.ID(g.practice.public_id),
+                    practice_name=g.practice.name,
+                    scopes=sorted(g.scopes),
+                    granted_at=g.granted_at,
+                    expires_at=g.expires_at,
+                    days_back=g.days_back,
+                    days_ahead=g.days_ahead,
                     # An ended permission is no permission: the partner sees null, as for none.
                     history_until=g.history_until if ctx.uow.authorizer.history_open(ctx.identity.actor, g) else None,
                 )
@@ -76,7 +88,9 @@ class Query(ChangeQuery):
         )
 
     @strawberry.field(
-        description="Practices that granted you access, ordered by id.", directives=[PAGED], extensions=[ValidatedInput()]
+        description="Practices that granted you access, ordered by id.",
+        directives=[PAGED],
+        extensions=[ValidatedInput()],
     )
     async def practices(self, info: Info, first: First, after: After = None) -> Connection[Practice]:
         ctx = info.context
@@ -85,44 +99,61 @@ class Query(ChangeQuery):
         return Connection.of(page, lambda row: Practice.from_row(row, readable[row.id]))
 
     @strawberry.field(
-        description="A practice by id. NOT_FOUND when it does not exist or did not grant you access.", extensions=[ValidatedInput()]
+        description="A practice by id. NOT_FOUND when it does not exist or did not grant you access.",
+        extensions=[ValidatedInput()],
     )
     async def practice(
-        self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="Practice id.", directives=[constraints.ID])]
+        self,
+        info: Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="Practice id.", directives=[constraints.ID])],
     ) -> Practice | None:
         row = await reads.find_by_public_id(info.context.uow, models.Practice, id)
         return Practice.from_row(row, await info.context.fields.at(row.id))
 
     @strawberry.field(
-        description="Appointments of a practice starting in [from, to), ordered by start time. Needs appointments:read.",
+        description="Appointments of a practice starting in [from, to), ordered by start time. Needs "
+        "appointments:read.",
         directives=[PAGED],
         extensions=[ValidatedInput()],
     )
     async def appointments(
         self,
         info: Info,
-        practice_id: Annotated[strawberry.ID, strawberry.argument(description="Practice id.", directives=[constraints.ID])],
+        practice_id: Annotated[
+            strawberry.ID, strawberry.argument(description="Practice id.", directives=[constraints.ID])
+        ],
         from_: Annotated[
             datetime, strawberry.argument(name="from", description="Window start (inclusive), with a time zone offset.")
         ],
-        to: Annotated[datetime, strawberry.argument(description=f"Window end (exclusive); at most {reads.MAX_WINDOW_DAYS} days after `from`.")],
+        to: Annotated[
+            datetime,
+            strawberry.argument(
+                description=f"Window end (exclusive); at most {reads.MAX_WINDOW_DAYS} days after `from`."
+            ),
+        ],
         first: First,
         after: After = None,
         practitioner_id: Annotated[
-            strawberry.ID | None, strawberry.argument(description="Only this practitioner's.", directives=[constraints.ID])
+            strawberry.ID | None,
+            strawberry.argument(description="Only this practitioner's.", directives=[constraints.ID]),
         ] = None,
         status: Annotated[AppointmentStatus | None, strawberry.argument(description="Only this status.")] = None,
     ) -> Connection[Appointment]:
         ctx = info.context
-        page = await reads.appointments(ctx.uow, ctx.cursors, practice_id, from_, to, practitioner_id, status, first, after)
+        page = await reads.appointments(
+            ctx.uow, ctx.cursors, practice_id, from_, to, practitioner_id, status, first, after
+        )
         fields = await ctx.fields.record_fields({row.practice_id for row in page.rows})
         return Connection.of(page, lambda row: Appointment.from_row(row, fields[row.practice_id], ctx))
 
     @strawberry.field(
-        description="Any object by its global id. NOT_FOUND when missing or not visible to you.", extensions=[ValidatedInput()]
+        description="Any object by its global id. NOT_FOUND when missing or not visible to you.",
+        extensions=[ValidatedInput()],
     )
     async def node(
-        self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="Global id.", directives=[constraints.ID])]
+        self,
+        info: Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="Global id.", directives=[constraints.ID])],
     ) -> Node | None:
         return await _node(info.context, id)
 
@@ -132,7 +163,11 @@ class Query(ChangeQuery):
         extensions=[ValidatedInput()],
     )
     async def nodes(
-        self, info: Info, ids: Annotated[list[strawberry.ID], strawberry.argument(description="Global ids.", directives=[constraints.ID])]
+        self,
+        info: Info,
+        ids: Annotated[
+            list[strawberry.ID], strawberry.argument(description="Global ids.", directives=[constraints.ID])
+        ],
     ) -> list[Node | None]:
         if not 1 <= len(ids) <= MAX_NODES:
             raise bad_input(f"`ids` holds 1 to {MAX_NODES} ids.", argument="ids")

@@ -17,7 +17,9 @@ Row = TypeVar("Row")
 
 # The arguments of every paged field, and its cost directive: `first` items, each an edge.
 First = Annotated[int, strawberry.argument(description="Page size, 1 to 100.")]
-After = Annotated[str | None, strawberry.argument(description="`endCursor` of the previous page.", directives=[constraints.CURSOR])]
+After = Annotated[
+    str | None, strawberry.argument(description="`endCursor` of the previous page.", directives=[constraints.CURSOR])
+]
 PAGED = ListSize(slicing_arguments=["first"], sized_fields=["edges"])
 
 

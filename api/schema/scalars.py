@@ -13,12 +13,14 @@ from strawberry.types.scalar import ScalarDefinition
 def _parse_datetime(value: object) -> datetime:
     """strawberry's ISO 8601 parsing, refusing an instant UTC cannot represent (year 1 at +14:00,
     year 9999 at -14:00): it would overflow where it is converted for storage or comparison."""
-    parsed: datetime = DateTimeDefinition.parse_value(value)  # type: ignore[misc]
+    parsed: datetime = DateTimeDefinition.parse_value(value)  # type: ignore[misc]  # strawberry's scalar wrapper
     if parsed.tzinfo is not None:
         try:
             parsed.astimezone(UTC)
         except OverflowError:
-            raise StrawberryInputCoercionError(f'Value cannot represent a DateTime: "{value}". Out of range in UTC.') from None
+            raise StrawberryInputCoercionError(
+                f'Value cannot represent a DateTime: "{value}". Out of range in UTC.'
+            ) from None
     return parsed
 
 

@@ -1,6 +1,7 @@
 
 import enum
 from datetime import datetime
+from typing import TYPE_CHECKING, cast
 
 import strawberry
 
@@ -9,12 +10,21 @@ from api.scopes import Scope
 
 # GraphQL enum values are the Python names (APPOINTMENTS_READ), described by the scope table's rows;
 # the resolvers return `api.scopes.Scope` members, which serialize by their value.
-ScopeEnum = strawberry.enum(
-    enum.Enum(  # type: ignore[misc]
+# The functional Enum API, whose members mypy types only when they are literals.
+_ScopeValues = cast(
+    type[enum.Enum],
+    enum.Enum(
         "Scope", {scope.name: strawberry.enum_value(scope.value, description=scope.description) for scope in Scope}
     ),
+)
+ScopeEnum = strawberry.enum(
+    _ScopeValues,
     description="What a practice's grant lets you do.",
 )
+if TYPE_CHECKING:
+    ScopeValue = Scope  # what the resolvers hand over
+else:
+    ScopeValue = ScopeEnum  # what the schema publishes
 
 
 @strawberry.type(description="One of your grants: a practice's consent, with its scopes.")
@@ -22,14 +32,16 @@ class ViewerGrant:
     id: strawberry.ID = strawberry.field(description="Opaque id of the grant.")
     practice_id: strawberry.ID = strawberry.field(description="Id of the practice that granted access.")
     practice_name: str = strawberry.field(description="Name of that practice.")
-    scopes: list[ScopeEnum] = strawberry.field(description="Scopes granted.")
+    scopes: list[ScopeValue] = strawberry.field(description="Scopes granted.")
     granted_at: datetime = strawberry.field(description="When the practice granted access.")
     expires_at: datetime = strawberry.field(description="When the grant ends unless renewed.")
     days_back: int = strawberry.field(
         description="Reading horizon: patients' identity and contact, and appointments' reasons, are readable for "
         "appointments starting at most this many days (of 24 h) before now..."
     )
-    days_ahead: int = strawberry.field(description="...and less than this many days after now. Outside, those fields are FORBIDDEN.")
+    days_ahead: int = strawberry.field(
+        description="...and less than this many days after now. Outside, those fields are FORBIDDEN."
+    )
     history_until: datetime | None = strawberry.field(
         description="Until then the practice lets you read outside the horizon (an initial import it approved); "
         "null: it does not."

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, exists, false, or_, select
+from sqlalchemy import ColumnElement, SQLColumnExpression, and_, exists, false, or_, select
 from sqlalchemy.orm import aliased
 
 from api.data.models import Appointment, Grant, Patient
@@ -48,16 +48,18 @@ class Horizons:
         bounds = self.bounds.get(practice_id)
         return bounds is not None and bounds[0] <= starts_at < bounds[1]
 
-    def appointment_inside(self, practice_id: ColumnElement[int], starts_at: ColumnElement[datetime]) -> ColumnElement[bool]:
+    def appointment_inside(
+        self, practice_id: SQLColumnExpression[int], starts_at: SQLColumnExpression[datetime]
+    ) -> ColumnElement[bool]:
         """`contains` as a SQL condition: one branch per distinct horizon, not per practice."""
         practices: dict[Bounds, list[int]] = defaultdict(list)
         for practice, bounds in self.bounds.items():
             practices[bounds].append(practice)
         if not practices:
             return false()
-        return or_(*(
-            and_(practice_id.in_(ids), starts_at >= low, starts_at < high) for (low, high), ids in practices.items()
-        ))
+        return or_(
+            *(and_(practice_id.in_(ids), starts_at >= low, starts_at < high) for (low, high), ids in practices.items())
+        )
 
     def patient_inside(self, partner_id: int) -> ColumnElement[bool]:
         """For a query over `Patient`: whether the patient has an appointment inside the horizon

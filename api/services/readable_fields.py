@@ -29,7 +29,9 @@ class ReadableFields:
         missing = {p for p in wanted if (p, in_horizon) not in self._fields}
         if missing:
             principal, actor = self._uow.identity.principal, self._uow.identity.actor
-            grants = await self._grants.at_practices(self._uow.execute, principal.partner_id, principal.grants_version, missing)
+            grants = await self._grants.at_practices(
+                self._uow.execute, principal.partner_id, principal.grants_version, missing
+            )
             for practice_id, at_practice in grants.items():
                 self._fields[(practice_id, in_horizon)] = frozenset().union(
                     *(self._authorizer.readable_fields(actor, g, in_horizon=in_horizon) for g in at_practice)
@@ -44,7 +46,9 @@ class ReadableFields:
         if self._horizons is None:
             principal = self._uow.identity.principal
             grants = await self._grants.of_partner(self._uow.execute, principal.partner_id, principal.grants_version)
-            self._horizons = Horizons.of((g for at_practice in grants.values() for g in at_practice), self._uow.request_time)
+            self._horizons = Horizons.of(
+                (g for at_practice in grants.values() for g in at_practice), self._uow.request_time
+            )
         return self._horizons
 
     async def record_fields(self, practice_ids: Iterable[int]) -> dict[int, RecordFields]:

@@ -5,22 +5,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from datetime import datetime
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import ScalarSelect, Select, literal, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
+from api.data.models import Appointment, AppointmentStatus, AppointmentTombstone, Patient, Practice, PracticeMembership
+from api.errors import bad_input, not_found
+from api.ids import kind_of
 from api.protection.extraction import ExtractionGuard
 from api.services.cursors import CursorCodec
 from api.services.horizon import Horizons
 from api.services.unit_of_work import UnitOfWork
-from api.errors import bad_input, not_found
-from api.ids import kind_of
 from api.timeutil import UTCDateTime
-from api.data.models import Appointment, AppointmentStatus, AppointmentTombstone, Patient, Practice, PracticeMembership
 
 MAX_PAGE_SIZE = 100
 MAX_WINDOW_DAYS = 31
@@ -119,7 +119,9 @@ def visible_practice(uow: UnitOfWork, public_id: str) -> ScalarSelect[int]:
     checks the practice, one statement less on every page that has rows."""
     if kind_of(public_id) != "Practice":
         raise bad_input("`practiceId` is not a practice id.", argument="practiceId")
-    return uow.authorized(Practice).where(Practice.public_id == public_id).with_only_columns(Practice.id).scalar_subquery()
+    return (
+        uow.authorized(Practice).where(Practice.public_id == public_id).with_only_columns(Practice.id).scalar_subquery()
+    )
 
 
 async def check_practice_if_empty(uow: UnitOfWork, public_id: str, rows: Sequence[object]) -> None:
@@ -130,18 +132,34 @@ async def check_practice_if_empty(uow: UnitOfWork, public_id: str, rows: Sequenc
 
 async def practices(uow: UnitOfWork, cursors: CursorCodec, first: int, after: str | None) -> Page[Practice]:
     return await _page(
-        uow, cursors, uow.authorized(Practice), [Practice.public_id], lambda p: [p.public_id],
-        ("practices", uow.principal.partner_id), first, after,
+        uow,
+        cursors,
+        uow.authorized(Practice),
+        [Practice.public_id],
+        lambda p: [p.public_id],
+        ("practices", uow.principal.partner_id),
+        first,
+        after,
     )
 
 
-async def practitioners(uow: UnitOfWork, cursors: CursorCodec, practice_id: int, first: int, after: str | None) -> Page[PracticeMembership]:
-    statement = uow.authorized(PracticeMembership).where(PracticeMembership.practice_id == practice_id).options(
-        joinedload(PracticeMembership.practitioner)
+async def practitioners(
+    uow: UnitOfWork, cursors: CursorCodec, practice_id: int, first: int, after: str | None
+) -> Page[PracticeMembership]:
+    statement = (
+        uow.authorized(PracticeMembership)
+        .where(PracticeMembership.practice_id == practice_id)
+        .options(joinedload(PracticeMembership.practitioner))
     )
     return await _page(
-        uow, cursors, statement, [PracticeMembership.public_id], lambda m: [m.public_id],
-        ("practitioners", uow.principal.partner_id, practice_id), first, after,
+        uow,
+        cursors,
+        statement,
+        [PracticeMembership.public_id],
+        lambda m: [m.public_id],
+        ("practitioners", uow.principal.partner_id, practice_id),
+        first,
+        after,
     )
 
 
@@ -163,7 +181,9 @@ async def appointments(
     if (end - start).total_seconds() > MAX_WINDOW_DAYS * 86400:
         raise bad_input(f"The window from `from` to `to` is at most {MAX_WINDOW_DAYS} days.")
     statement = uow.authorized(Appointment).where(
-        Appointment.practice_id == visible_practice(uow, practice_public_id), Appointment.starts_at >= start, Appointment.starts_at < end
+        Appointment.practice_id == visible_practice(uow, practice_public_id),
+        Appointment.starts_at >= start,
+        Appointment.starts_at < end,
     )
     if practitioner_public_id is not None:
         if kind_of(practitioner_public_id) != "Practitioner":
@@ -173,12 +193,23 @@ async def appointments(
     if status is not None:
         statement = statement.where(Appointment.status == status)
     binding = (
-        "appointments", uow.principal.partner_id, practice_public_id, start.isoformat(), end.isoformat(),
-        practitioner_public_id, status,
+        "appointments",
+        uow.principal.partner_id,
+        practice_public_id,
+        start.isoformat(),
+        end.isoformat(),
+        practitioner_public_id,
+        status,
     )
     page = await _page(
-        uow, cursors, statement, [Appointment.starts_at, Appointment.public_id],
-        lambda a: [a.starts_at.isoformat(), a.public_id], binding, first, after,
+        uow,
+        cursors,
+        statement,
+        [Appointment.starts_at, Appointment.public_id],
+        lambda a: [a.starts_at.isoformat(), a.public_id],
+        binding,
+        first,
+        after,
     )
     await check_practice_if_empty(uow, practice_public_id, page.rows)
     return page
@@ -227,7 +258,9 @@ class Change:
     appointment: Appointment | None  # None: deleted
 
 
-async def changes(uow: UnitOfWork, cursors: CursorCodec, practice_public_id: str, since: str | None, first: int) -> Page[Change]:
+async def changes(
+    uow: UnitOfWork, cursors: CursorCodec, practice_public_id: str, since: str | None, first: int
+) -> Page[Change]:
     """Appointments changed, and deleted, after the `since` cursor, in change order."""
     check_page_size(first)
     practice = visible_practice(uow, practice_public_id)

@@ -36,7 +36,9 @@ class UnitOfWork:
     every request waiting for a second one.
     """
 
-    def __init__(self, session: AsyncSession, authorizer: Authorizer, identity: RequestIdentity, writer_lock: WriterLock) -> None:
+    def __init__(
+        self, session: AsyncSession, authorizer: Authorizer, identity: RequestIdentity, writer_lock: WriterLock
+    ) -> None:
         self.session = session
         self.authorizer = authorizer
         self.identity = identity
@@ -55,11 +57,14 @@ class UnitOfWork:
         """`select(model)` narrowed by the policy to the rows this partner may `action`."""
         return self.authorizer.filter(self.identity.principal.partner_id, action, model)
 
-    async def execute(self, statement: Select[Any]) -> Result[Any]:
+    async def execute(self, statement: Select[*tuple[Any, ...]]) -> Result[*tuple[Any, ...]]:
         """Runs a read, with the request time bound for the policy's conditions."""
         async with self._lock:
             try:
-                return await self.session.execute(statement, {"request_time": self.identity.request_time})
+                result: Result[*tuple[Any, ...]] = await self.session.execute(
+                    statement, {"request_time": self.identity.request_time}
+                )
+                return result
             except asyncio.CancelledError:
                 # graphql-core cancels the siblings of a failed non-null field: a statement cut in
                 # half leaves the session's transaction unusable for the rest of the request.

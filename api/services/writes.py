@@ -13,17 +13,11 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.protection import churn
-from api.protection.extraction import ExtractionGuard
-from api.services import reads
-from api.services.unit_of_work import UnitOfWork
-from api.errors import ApiError, ErrorCode, bad_input, not_found
-from api.ids import kind_of
 from api.data.models import (
     Appointment,
     AppointmentStatus,
@@ -34,8 +28,15 @@ from api.data.models import (
     Practice,
     PracticeMembership,
 )
+from api.errors import ApiError, ErrorCode, bad_input, not_found
+from api.ids import kind_of
+from api.protection import churn
+from api.protection.extraction import ExtractionGuard
+from api.services import reads
+from api.services.unit_of_work import UnitOfWork
 
 MAX_DURATION = timedelta(hours=8)
+Record = TypeVar("Record", Practice, Appointment)  # what a write may be authorized on
 
 
 class RefusalReason(enum.Enum):
@@ -67,7 +68,10 @@ async def next_change_seq(session: AsyncSession) -> int:
     """Take the next change sequence number, locking the counter until commit."""
     value = (
         await session.execute(
-            update(ChangeCounter).where(ChangeCounter.id == 1).values(value=ChangeCounter.value + 1).returning(ChangeCounter.value)
+            update(ChangeCounter)
+            .where(ChangeCounter.id == 1)
+            .values(value=ChangeCounter.value + 1)
+            .returning(ChangeCounter.value)
         )
     ).scalar_one_or_none()
     if value is None:
@@ -80,12 +84,16 @@ def _request_hash(operation: str, payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps([operation, payload], sort_keys=True, default=str).encode()).hexdigest()
 
 
-async def _replayed(session: AsyncSession, ctx: UnitOfWork, key: str | None, operation: str, digest: str) -> Appointment | None:
+async def _replayed(
+    session: AsyncSession, ctx: UnitOfWork, key: str | None, operation: str, digest: str
+) -> Appointment | None:
     if key is None:
         return None
     record = (
         await session.execute(
-            select(IdempotencyRecord).where(IdempotencyRecord.partner_id == ctx.principal.partner_id, IdempotencyRecord.key == key)
+            select(IdempotencyRecord).where(
+                IdempotencyRecord.partner_id == ctx.principal.partner_id, IdempotencyRecord.key == key
+            )
         )
     ).scalar_one_or_none()
     if record is None:
@@ -95,22 +103,30 @@ async def _replayed(session: AsyncSession, ctx: UnitOfWork, key: str | None, ope
     return await session.get(Appointment, record.appointment_id)
 
 
-def _remember(session: AsyncSession, ctx: UnitOfWork, key: str | None, operation: str, digest: str, appointment: Appointment) -> None:
+def _remember(
+    session: AsyncSession, ctx: UnitOfWork, key: str | None, operation: str, digest: str, appointment: Appointment
+) -> None:
     if key is not None:
         session.add(
             IdempotencyRecord(
-                partner_id=ctx.principal.partner_id, key=key, operation=operation, request_hash=digest,
-                appointment_id=appointment.id, created_at=ctx.request_time,
+                partner_id=ctx.principal.partner_id,
+                key=key,
+                operation=operation,
+                request_hash=digest,
+                appointment_id=appointment.id,
+                created_at=ctx.request_time,
             )
         )
 
 
-async def _authorized(session: AsyncSession, ctx: UnitOfWork, model: type[Any], action: str, public_id: str, what: str) -> Any:
+async def _authorized(
+    session: AsyncSession, ctx: UnitOfWork, model: type[Record], action: str, public_id: str, what: str
+) -> Record:
     """The row if the policy allows `action` on it; FORBIDDEN if the partner may only read it,
     NOT_FOUND if it may not even see it (no existence oracle)."""
     if kind_of(public_id) != model.__name__:
         raise not_found(what)  # not even an id of this kind: the database is not asked
-    row = await reads.visible(ctx, model, public_id, action, session)
+    row: Record | None = await reads.visible(ctx, model, public_id, action, session)
     if row is not None:
         return row
     if await reads.visible(ctx, model, public_id, session=session) is not None:
@@ -130,7 +146,9 @@ def _check_times(ctx: UnitOfWork, starts_at: datetime, ends_at: datetime) -> Ref
     return None
 
 
-async def _slot_taken(session: AsyncSession, practitioner_id: int, starts_at: datetime, ends_at: datetime, ignore: int | None) -> bool:
+async def _slot_taken(
+    session: AsyncSession, practitioner_id: int, starts_at: datetime, ends_at: datetime, ignore: int | None
+) -> bool:
     overlapping = select(Appointment.id).where(
         Appointment.practitioner_id == practitioner_id,
         Appointment.status != AppointmentStatus.CANCELLED,
@@ -158,8 +176,13 @@ async def book(
     if kind_of(practice_id) != "Practice":
         raise not_found("practice")
     payload = {
-        "practice": practice_id, "practitioner": practitioner_id, "patient": patient_id,
-        "new_patient": asdict(new_patient) if new_patient else None, "starts": starts_at, "ends": ends_at, "reason": reason,
+        "practice": practice_id,
+        "practitioner": practitioner_id,
+        "patient": patient_id,
+        "new_patient": asdict(new_patient) if new_patient else None,
+        "starts": starts_at,
+        "ends": ends_at,
+        "reason": reason,
     }
     digest = _request_hash("book", payload)
     async with ctx.transaction() as session:
@@ -181,7 +204,9 @@ async def book(
             return Refusal(RefusalReason.PRACTITIONER_NOT_AT_PRACTICE)
         if patient_id is not None:
             patient = (
-                await session.execute(select(Patient).where(Patient.public_id == patient_id, Patient.practice_id == practice.id))
+                await session.execute(
+                    select(Patient).where(Patient.public_id == patient_id, Patient.practice_id == practice.id)
+                )
             ).scalar_one_or_none()
             if patient is None:
                 return Refusal(RefusalReason.PATIENT_NOT_AT_PRACTICE)
@@ -191,15 +216,25 @@ async def book(
             return Refusal(RefusalReason.SLOT_TAKEN)
         if new_patient is not None:
             patient = Patient(
-                practice_id=practice.id, created_at=ctx.request_time, source_partner_id=ctx.principal.partner_id,
+                practice_id=practice.id,
+                created_at=ctx.request_time,
+                source_partner_id=ctx.principal.partner_id,
                 **asdict(new_patient),
             )
             session.add(patient)
             await session.flush()
+        assert patient is not None  # one of patient_id and new_patient, checked above
         appointment = Appointment(
-            practice_id=practice.id, practitioner_id=membership.practitioner_id, patient_id=patient.id,
-            starts_at=starts_at, ends_at=ends_at, status=AppointmentStatus.BOOKED, reason=reason,
-            source_partner_id=ctx.principal.partner_id, created_at=ctx.request_time, updated_at=ctx.request_time,
+            practice_id=practice.id,
+            practitioner_id=membership.practitioner_id,
+            patient_id=patient.id,
+            starts_at=starts_at,
+            ends_at=ends_at,
+            status=AppointmentStatus.BOOKED,
+            reason=reason,
+            source_partner_id=ctx.principal.partner_id,
+            created_at=ctx.request_time,
+            updated_at=ctx.request_time,
             change_seq=seq,
         )
         session.add(appointment)

@@ -22,9 +22,13 @@ COMMENT = "Medical motive: sensitive health data"
 def upgrade() -> None:
     # SQLite cannot alter a column's type: batch mode rebuilds the table (PostgreSQL alters it in place).
     with op.batch_alter_table("appointments") as batch:
-        batch.alter_column("reason", type_=sa.String(1000), existing_type=sa.Text(), existing_nullable=True, existing_comment=COMMENT)
+        batch.alter_column(
+            "reason", type_=sa.String(1000), existing_type=sa.Text(), existing_nullable=True, existing_comment=COMMENT
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("appointments") as batch:
-        batch.alter_column("reason", type_=sa.Text(), existing_type=sa.String(1000), existing_nullable=True, existing_comment=COMMENT)
+        batch.alter_column(
+            "reason", type_=sa.Text(), existing_type=sa.String(1000), existing_nullable=True, existing_comment=COMMENT
+        )

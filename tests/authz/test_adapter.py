@@ -102,10 +102,15 @@ def data(session: Session) -> Data:
     return Data(partners, practices, appointments, grants, memberships)
 
 
-def _grant(partner: Partner, practice: Practice, scopes: set[Scope], expires_at: datetime, revoked: bool = False) -> Grant:
+def _grant(
+    partner: Partner, practice: Practice, scopes: set[Scope], expires_at: datetime, revoked: bool = False
+) -> Grant:
     grant = Grant(
-        partner_id=partner.id, practice_id=practice.id, granted_at=NOW - timedelta(days=30),
-        expires_at=expires_at, revoked_at=NOW - timedelta(hours=1) if revoked else None,
+        partner_id=partner.id,
+        practice_id=practice.id,
+        granted_at=NOW - timedelta(days=30),
+        expires_at=expires_at,
+        revoked_at=NOW - timedelta(hours=1) if revoked else None,
     )
     grant.set_scopes(scopes)
     return grant
@@ -136,8 +141,12 @@ CHANGE_SEQ = Projection(Appointment, "change_seq")
 def test_eq_value_and_eq_nil(session, data):
     p1 = data.partners[0].id
     apps = data.appointments
-    assert _ids(session, _filter(Appointment, [Condition(SOURCE, "Eq", p1)])) == _where(apps, lambda a: a.source_partner_id == p1)
-    assert _ids(session, _filter(Appointment, [Condition(SOURCE, "Eq", None)])) == _where(apps, lambda a: a.source_partner_id is None)
+    assert _ids(session, _filter(Appointment, [Condition(SOURCE, "Eq", p1)])) == _where(
+        apps, lambda a: a.source_partner_id == p1
+    )
+    assert _ids(session, _filter(Appointment, [Condition(SOURCE, "Eq", None)])) == _where(
+        apps, lambda a: a.source_partner_id is None
+    )
 
 
 def test_neq_keeps_nil_rows_because_nil_differs_from_any_value(session, data):
@@ -155,7 +164,12 @@ def test_neq_nil_is_is_not_null(session, data):
 
 @pytest.mark.parametrize(
     ("op", "python"),
-    [("Lt", lambda a, b: a < b), ("Leq", lambda a, b: a <= b), ("Gt", lambda a, b: a > b), ("Geq", lambda a, b: a >= b)],
+    [
+        ("Lt", lambda a, b: a < b),
+        ("Leq", lambda a, b: a <= b),
+        ("Gt", lambda a, b: a > b),
+        ("Geq", lambda a, b: a >= b),
+    ],
 )
 def test_orderings_on_either_side(session, data, op, python):
     pivot = data.appointments[4].change_seq
@@ -231,7 +245,8 @@ def test_a_relation_is_an_exists_and_never_duplicates_rows(session, data):
 def test_the_relation_joins_on_its_declared_fields(session, data):
     p2 = Condition(Projection(Grant, "partner_id"), "Eq", data.partners[1].id)
     assert _ids(session, _filter(Practice, [p2], relations=[GRANTS_OF_PRACTICE])) == {
-        data.practices[0].id, data.practices[1].id
+        data.practices[0].id,
+        data.practices[1].id,
     }
 
 
@@ -245,7 +260,9 @@ def test_a_sql_parameter_is_bound_on_each_execution(session, data):
     assert at(NOW + timedelta(days=2)) == set()
     # The parameter on the left is mirrored like any value.
     mirrored = Condition(SqlParameter("request_time"), "Lt", Projection(Grant, "expires_at"))
-    assert _ids(session, _filter(Practice, [mirrored], relations=[GRANTS_OF_PRACTICE]), NOW + timedelta(days=2)) == set()
+    assert (
+        _ids(session, _filter(Practice, [mirrored], relations=[GRANTS_OF_PRACTICE]), NOW + timedelta(days=2)) == set()
+    )
 
 
 def test_a_record_is_compared_by_its_primary_key(session, data):
@@ -271,7 +288,9 @@ def test_a_record_compared_with_a_column_is_refused(data):
     # In memory `appointment.practice_id = practice` is false: SQL must not say `practice_id = 1`.
     practice = data.practices[0]
     with pytest.raises(UntranslatableFilter, match="compare its id field"):
-        SqlAlchemyFilterAdapter().build_query(_filter(Appointment, [Condition(Projection(Appointment, "practice_id"), "Eq", practice)]))
+        SqlAlchemyFilterAdapter().build_query(
+            _filter(Appointment, [Condition(Projection(Appointment, "practice_id"), "Eq", practice)])
+        )
 
 
 @pytest.mark.parametrize(
@@ -316,7 +335,9 @@ def _small_oso(tmp_path: Path, body: str, session: Session | None = None) -> Oso
     return build_oso((policy,), adapter=SqlAlchemyFilterAdapter(session))
 
 
-def _sql_and_memory(tmp_path: Path, session: Session, body: str, model: type, partner: Partner) -> tuple[set[int], set[int]]:
+def _sql_and_memory(
+    tmp_path: Path, session: Session, body: str, model: type, partner: Partner
+) -> tuple[set[int], set[int]]:
     statement = _small_filter(tmp_path, body, partner, model)
     sql = {row.id for row in session.scalars(statement, {"request_time": NOW})}
     in_memory = _small_oso(tmp_path, body, session)
@@ -341,7 +362,7 @@ PRACTICE_BLOCK = 'resource Practice { permissions = ["read"]; }\n'
         "a.source_partner_id != p.id",  # nil != p.id holds
         "a.source_partner_id = nil",
         "a.source_partner_id != nil",
-        "a.status in [\"booked\", \"cancelled\"]",
+        'a.status in ["booked", "cancelled"]',
         "a.id < 5 and 2 < a.id",  # the immediate on either side
         "a.id >= 3 and a.id <= 6",
         "g in a.grants and g.partner_id = p.id and g.expires_at > p.request_time",
@@ -350,7 +371,7 @@ PRACTICE_BLOCK = 'resource Practice { permissions = ["read"]; }\n'
     ],
 )
 def test_small_policy_rows_in_sql_are_the_rows_allowed_in_memory(tmp_path, session, data, rule):
-    body = APPOINTMENT_BLOCK + f"has_permission(p: Partner, \"read\", a: Appointment) if {rule};\n"
+    body = APPOINTMENT_BLOCK + f'has_permission(p: Partner, "read", a: Appointment) if {rule};\n'
     body = body.replace("(p: Partner", "(_p: Partner") if "p." not in rule else body
     for partner in data.partners:
         sql, memory = _sql_and_memory(tmp_path, session, body, Appointment, partner)
@@ -358,7 +379,10 @@ def test_small_policy_rows_in_sql_are_the_rows_allowed_in_memory(tmp_path, sessi
 
 
 def test_two_matching_grants_still_give_the_practice_once(tmp_path, session, data):
-    body = PRACTICE_BLOCK + "has_permission(_p: Partner, \"read\", x: Practice) if g in x.grants and g.appointments_read = true;\n"
+    body = (
+        PRACTICE_BLOCK
+        + 'has_permission(_p: Partner, "read", x: Practice) if g in x.grants and g.appointments_read = true;\n'
+    )
     statement = _small_filter(tmp_path, body, data.partners[0], Practice)
     assert [p.id for p in session.scalars(statement, {"request_time": NOW})] == [data.practices[0].id]
 
@@ -367,7 +391,7 @@ def test_a_typed_helper_argument_compiles_to_false(tmp_path, session, data):
     # The pitfall docs/policy-guide.md warns about, and `policy check` reports.
     body = APPOINTMENT_BLOCK + (
         "ok(g: Grant) if g.appointments_read = true;\n"
-        "has_permission(p: Partner, \"read\", a: Appointment) if g in a.grants and g.partner_id = p.id and ok(g);\n"
+        'has_permission(p: Partner, "read", a: Appointment) if g in a.grants and g.partner_id = p.id and ok(g);\n'
     )
     statement = _small_filter(tmp_path, body, data.partners[0], Appointment)
     assert session.scalars(statement, {"request_time": NOW}).all() == []
@@ -378,14 +402,16 @@ def test_a_rule_without_the_relation_beside_one_with_it_is_conservative_in_sql(t
     # alternative needs a grant: it requires one for all. SQL may then refuse what memory allows
     # (here: an appointment p1 booked at practice C, which has no grant at all), never the reverse.
     body = APPOINTMENT_BLOCK + (
-        "has_permission(p: Partner, \"read\", a: Appointment) if a.source_partner_id = p.id;\n"
-        "has_permission(p: Partner, \"read\", a: Appointment) if g in a.grants and g.partner_id = p.id;\n"
+        'has_permission(p: Partner, "read", a: Appointment) if a.source_partner_id = p.id;\n'
+        'has_permission(p: Partner, "read", a: Appointment) if g in a.grants and g.partner_id = p.id;\n'
     )
     p1 = data.partners[0]
     sql, memory = _sql_and_memory(tmp_path, session, body, Appointment, p1)
     practice_c = data.practices[2].id
     assert sql <= memory
-    assert memory - sql == _where(data.appointments, lambda a: a.practice_id == practice_c and a.source_partner_id == p1.id)
+    assert memory - sql == _where(
+        data.appointments, lambda a: a.practice_id == practice_c and a.source_partner_id == p1.id
+    )
 
 
 @dataclass(frozen=True)
@@ -432,8 +458,14 @@ appointment_specs = st.lists(
     max_size=6,
 )
 CHECKED = [
-    (Appointment, "read"), (Appointment, "reschedule"), (Appointment, "cancel"),
-    (Practice, "read"), (Practice, "book"), (Patient, "read"), (PracticeMembership, "read"), (Grant, "read"),
+    (Appointment, "read"),
+    (Appointment, "reschedule"),
+    (Appointment, "cancel"),
+    (Practice, "read"),
+    (Practice, "book"),
+    (Patient, "read"),
+    (PracticeMembership, "read"),
+    (Grant, "read"),
 ]
 
 
@@ -447,7 +479,9 @@ def base(sync_engine: Engine) -> dict[str, list[Any]]:
         session.add_all([*partners, *practices, doctor])
         session.flush()
         patients = [Patient(practice_id=p.id, first_name="J", last_name="D", gender=Gender.MALE) for p in practices]
-        session.add_all([*patients, *(PracticeMembership(practice_id=p.id, practitioner_id=doctor.id) for p in practices)])
+        session.add_all(
+            [*patients, *(PracticeMembership(practice_id=p.id, practitioner_id=doctor.id) for p in practices)]
+        )
         session.commit()
         return {"partners": partners, "practices": practices, "patients": patients, "doctor": [doctor]}
 
@@ -470,9 +504,14 @@ def test_compiled_filters_return_exactly_the_rows_allowed_in_memory(sync_engine,
             starts = now + timedelta(days=1, minutes=30 * i)
             session.add(
                 Appointment(
-                    practice_id=practices[practice].id, practitioner_id=base["doctor"][0].id,
-                    patient_id=patients[practice].id, starts_at=starts, ends_at=starts + timedelta(minutes=20),
-                    status=status, source_partner_id=None if source is None else partners[source].id, change_seq=i,
+                    practice_id=practices[practice].id,
+                    practitioner_id=base["doctor"][0].id,
+                    patient_id=patients[practice].id,
+                    starts_at=starts,
+                    ends_at=starts + timedelta(minutes=20),
+                    status=status,
+                    source_partner_id=None if source is None else partners[source].id,
+                    change_seq=i,
                 )
             )
         session.flush()

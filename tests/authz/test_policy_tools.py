@@ -79,12 +79,17 @@ def test_an_unregistered_resource_block_is_reported(tmp_path):
 
 
 def test_a_singleton_variable_is_reported(tmp_path):
-    message = only_error(tmp_path, POLICY + '\nhas_scope(grant, "x") if grant.appointments_read = true and scope = 1;\n')
+    message = only_error(
+        tmp_path, POLICY + '\nhas_scope(grant, "x") if grant.appointments_read = true and scope = 1;\n'
+    )
     assert "Singleton variable scope" in message and f"broken.polar:{last_line(POLICY) + 2}:" in message
 
 
 def test_a_role_declared_without_has_role_points_at_its_resource_block(tmp_path):
-    broken = POLICY.replace('resource Patient {\n    permissions = ["read"];', 'resource Patient {\n    roles = ["reader"];\n    permissions = ["read"];')
+    broken = POLICY.replace(
+        'resource Patient {\n    permissions = ["read"];',
+        'resource Patient {\n    roles = ["reader"];\n    permissions = ["read"];',
+    )
     message = only_error(tmp_path, broken)
     assert "Missing implementation for required rule has_role" in message
     line = broken.splitlines().index("resource Patient {") + 1
@@ -92,13 +97,18 @@ def test_a_role_declared_without_has_role_points_at_its_resource_block(tmp_path)
 
 
 def test_an_undeclared_term_in_a_resource_block_is_reported(tmp_path):
-    broken = POLICY.replace('resource Patient {\n    permissions = ["read"];', 'resource Patient {\n    permissions = ["read"];\n    "read" if "reader";')
+    broken = POLICY.replace(
+        'resource Patient {\n    permissions = ["read"];',
+        'resource Patient {\n    permissions = ["read"];\n    "read" if "reader";',
+    )
     message = only_error(tmp_path, broken)
     assert 'Undeclared term "reader"' in message
 
 
 def test_a_typed_helper_argument_is_caught_because_its_filter_is_always_false(tmp_path):
-    broken = POLICY.replace('has_scope(grant, "appointments:write") if', 'has_scope(grant: Grant, "appointments:write") if')
+    broken = POLICY.replace(
+        'has_scope(grant, "appointments:write") if', 'has_scope(grant: Grant, "appointments:write") if'
+    )
     report = check_policy([write(tmp_path, broken)])
     messages = [str(p) for p in report.problems]
     assert not report.ok
@@ -119,7 +129,9 @@ def test_a_misspelt_field_in_a_row_rule_is_located(tmp_path):
 
 def test_a_misspelt_field_in_a_field_rule_is_located(tmp_path):
     policy = write(tmp_path, POLICY, "policy.polar")
-    broken = FIELDS.replace("field_with_any_grant(field);", "grant.apointments_read = true and field_with_any_grant(field);")
+    broken = FIELDS.replace(
+        "field_with_any_grant(field);", "grant.apointments_read = true and field_with_any_grant(field);"
+    )
     fields = write(tmp_path, broken, "fields.polar")
     (problem,) = check_policy([policy, fields]).problems
     line = next(i for i, text in enumerate(broken.splitlines(), start=1) if "apointments_read" in text)
@@ -131,10 +143,16 @@ def test_a_misspelt_field_in_a_field_rule_is_located(tmp_path):
 
 def test_a_field_rule_with_an_unknown_scope_is_reported(tmp_path):
     policy = write(tmp_path, POLICY, "policy.polar")
-    fields = write(tmp_path, FIELDS.replace('"Patient.email", "patients:contact"', '"Patient.email", "patients:contacts"'), "fields.polar")
+    fields = write(
+        tmp_path,
+        FIELDS.replace('"Patient.email", "patients:contact"', '"Patient.email", "patients:contacts"'),
+        "fields.polar",
+    )
     report = check_policy([policy, fields])
     line = FIELDS.splitlines().index('field_needs_scope("Patient.email", "patients:contact");') + 1
-    assert [str(p).split(" (known")[0] for p in report.problems] == [f"{fields}:{line}: error: unknown scope 'patients:contacts'"]
+    assert [str(p).split(" (known")[0] for p in report.problems] == [
+        f"{fields}:{line}: error: unknown scope 'patients:contacts'"
+    ]
 
 
 def test_a_scope_without_has_scope_is_reported(tmp_path):
@@ -171,12 +189,16 @@ def test_policy_test_runs_every_case_and_passes():
 def test_a_failing_case_prints_fail_and_exits_1(tmp_path):
     cases = write(
         tmp_path,
-        "- name: a reader cancels\n  grant: {scopes: [appointments:read]}\n  action: cancel\n  resource: Appointment\n  expect: allow\n",
+        "- name: a reader cancels\n  grant: {scopes: [appointments:read]}\n  action: cancel\n  resource: "
+        "Appointment\n  expect: allow\n",
         "cases.yaml",
     )
     result = runner.invoke(app, ["policy", "test", str(cases)])
     assert result.exit_code == 1
-    assert "FAIL  " in result.output and "cases.yaml:1  a reader cancels: cancel Appointment expected allow, got deny" in result.output
+    assert (
+        "FAIL  " in result.output
+        and "cases.yaml:1  a reader cancels: cancel Appointment expected allow, got deny" in result.output
+    )
     assert result.output.splitlines()[-1] == "0 passed, 1 failed"
 
 
@@ -193,15 +215,24 @@ def test_the_cases_catch_a_policy_that_forgets_revocation(tmp_path):
     ("text", "message"),
     [
         ("- name: x\n  field: Patient.phone\n  expect: maybe\n", "cases.yaml:1: 'x': `expect` is allow or deny"),
-        ("- name: x\n  grant: {scopes: [patients:phone]}\n  field: Patient.phone\n  expect: deny\n", "unknown scope(s)"),
-        ("- name: x\n  grant: {scopes: [], expird: true}\n  field: Patient.phone\n  expect: deny\n", "unknown grant key(s) expird"),
+        (
+            "- name: x\n  grant: {scopes: [patients:phone]}\n  field: Patient.phone\n  expect: deny\n",
+            "unknown scope(s)",
+        ),
+        (
+            "- name: x\n  grant: {scopes: [], expird: true}\n  field: Patient.phone\n  expect: deny\n",
+            "unknown grant key(s) expird",
+        ),
         ("- name: x\n  resource: Invoice\n  expect: deny\n", "unknown resource 'Invoice'"),
         ("- name: x\n  resource: Grant\n  expect: deny\n", "a case about Grant needs a grant"),
         ("- name: x\n  field: Patient.phone\n  resource: Patient\n  expect: deny\n", "either `field"),
         ("- name: x\n  field: phone\n  expect: deny\n", "Type.field"),
         ("- field: Patient.phone\n  expect: deny\n", "needs a `name`"),
         ("- name: x\n  field: Patient.phone\n  expect: deny\n  scope: x\n", "unknown key(s) scope"),
-        ("- name: x\n  field: A.b\n  expect: deny\n- name: x\n  field: A.c\n  expect: deny\n", "cases.yaml:4: the name 'x' is used already at line 1"),
+        (
+            "- name: x\n  field: A.b\n  expect: deny\n- name: x\n  field: A.c\n  expect: deny\n",
+            "cases.yaml:4: the name 'x' is used already at line 1",
+        ),
         ("name: x\n", "a list of cases"),
         ("- name: [x\n", "not valid YAML"),
     ],
@@ -270,8 +301,13 @@ def test_explain_runs_the_row_filters_on_the_practice(sync_engine, world):
     read = row(result, "Appointment", "read")
     assert not read.allowed and read.through == f"not given by {grant.grant}"
     assert {(r.resource, r.action) for r in result.rows} >= {
-        ("Practice", "read"), ("Practice", "book"), ("Practitioner", "read"), ("Patient", "read"),
-        ("Appointment", "read"), ("Appointment", "reschedule"), ("Appointment", "cancel"),
+        ("Practice", "read"),
+        ("Practice", "book"),
+        ("Practitioner", "read"),
+        ("Patient", "read"),
+        ("Appointment", "read"),
+        ("Appointment", "reschedule"),
+        ("Appointment", "cancel"),
     }
 
 
@@ -320,11 +356,15 @@ def configured(database_url, monkeypatch):
 
 
 def test_explain_command_prints_tables_and_json(configured, world):
-    table = runner.invoke(app, ["policy", "explain", "--partner", "no-contact", "--practice", "A"], env={"COLUMNS": "250"})
+    table = runner.invoke(
+        app, ["policy", "explain", "--partner", "no-contact", "--practice", "A"], env={"COLUMNS": "250"}
+    )
     assert table.exit_code == 0, table.output
     assert 'field_needs_scope("Patient.phone", "patients:contact") not satisfied' in table.output
     assert "grant lacks patients:contact" in table.output
-    as_json = runner.invoke(app, ["policy", "explain", "--partner", "no-contact", "--practice", "A", "--format", "json"])
+    as_json = runner.invoke(
+        app, ["policy", "explain", "--partner", "no-contact", "--practice", "A", "--format", "json"]
+    )
     data = json.loads(as_json.output)
     phone = next(f for f in data["fields"] if f["field"] == "Patient.phone")
     assert phone["readable"] is False and phone["rule"] == 'field_needs_scope("Patient.phone", "patients:contact")'

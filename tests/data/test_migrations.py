@@ -83,7 +83,8 @@ def test_a_partner_has_at_most_one_live_grant_per_practice(sync_engine):
 
 
 def test_any_change_to_a_grant_bumps_its_partners_grants_version(sync_engine):
-    """Workers cache grants under this version (api.identity.grant_cache): a trigger, so that no writer can forget it."""
+    """Workers cache grants under this version (api.identity.grant_cache): a trigger, so that no writer can forget
+    it."""
     with Session(sync_engine) as session:
         practice, first, second = Practice(name="A", address="1 rue A"), Partner(name="P1"), Partner(name="P2")
         session.add_all([practice, first, second])

@@ -16,10 +16,7 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
-from api.operators.cli import app
 from api.data.database import make_sync_engine
-from api.ids import kind_of
-from api.identity.keys import secret_matches, split_token
 from api.data.migrate import upgrade
 from api.data.models import (
     Appointment,
@@ -35,12 +32,23 @@ from api.data.models import (
     PracticeMembership,
     Practitioner,
 )
-from api.scopes import Scope
 from api.data.seed import DAYS_AFTER, DAYS_BEFORE, SIZES, SeedError, SeedReport, reference_date_for, seed
+from api.identity.keys import secret_matches, split_token
+from api.ids import kind_of
+from api.operators.cli import app
+from api.scopes import Scope
 from api.settings import get_settings
 
 SMALL = SIZES["small"]
-DETERMINISTIC_TABLES = ("practices", "practitioners", "practice_memberships", "patients", "appointments", "partners", "grants")
+DETERMINISTIC_TABLES = (
+    "practices",
+    "practitioners",
+    "practice_memberships",
+    "patients",
+    "appointments",
+    "partners",
+    "grants",
+)
 
 
 @dataclass
@@ -80,7 +88,11 @@ def digest(engine: Engine) -> str:
 def test_small_seed_fills_an_empty_database_to_its_declared_size(seeded):
     with Session(seeded.engine) as session:
         count = lambda model: session.scalar(select(func.count()).select_from(model))  # noqa: E731
-        assert (count(Practice), count(Practitioner), count(Patient)) == (SMALL.practices, SMALL.practitioners, SMALL.patients)
+        assert (count(Practice), count(Practitioner), count(Patient)) == (
+            SMALL.practices,
+            SMALL.practitioners,
+            SMALL.patients,
+        )
         appointments = count(Appointment)
     assert 0.9 * SMALL.appointments <= appointments <= 1.1 * SMALL.appointments
     assert seeded.report.counts["appointments"] == appointments
@@ -105,22 +117,30 @@ def test_the_reference_day_comes_from_the_seed_not_from_today(seeded):
 
 def test_no_practitioner_is_ever_booked_twice_at_once(seeded):
     with seeded.engine.connect() as connection:
-        overlaps = connection.scalar(text(
-            "SELECT count(*) FROM appointments a JOIN appointments b ON a.practitioner_id = b.practitioner_id "
-            "AND a.id < b.id AND a.starts_at < b.ends_at AND b.starts_at < a.ends_at"
-        ))
+        overlaps = connection.scalar(
+            text(
+                "SELECT count(*) FROM appointments a JOIN appointments b ON a.practitioner_id = b.practitioner_id "
+                "AND a.id < b.id AND a.starts_at < b.ends_at AND b.starts_at < a.ends_at"
+            )
+        )
     assert overlaps == 0
 
 
 def test_patients_come_several_times_and_only_to_their_own_practice(seeded):
     with Session(seeded.engine) as session:
         elsewhere = session.scalar(
-            select(func.count()).select_from(Appointment).join(Patient, Patient.id == Appointment.patient_id)
+            select(func.count())
+            .select_from(Appointment)
+            .join(Patient, Patient.id == Appointment.patient_id)
             .where(Patient.practice_id != Appointment.practice_id)
         )
-        visits = dict(session.execute(select(Appointment.patient_id, func.count()).group_by(Appointment.patient_id)).all())
+        visits = dict(
+            session.execute(select(Appointment.patient_id, func.count()).group_by(Appointment.patient_id)).all()
+        )
         patients = session.scalars(select(Patient.id)).all()
-        memberships = set(session.execute(select(PracticeMembership.practice_id, PracticeMembership.practitioner_id)).all())
+        memberships = set(
+            session.execute(select(PracticeMembership.practice_id, PracticeMembership.practitioner_id)).all()
+        )
         seen_by = set(session.execute(select(Appointment.practice_id, Appointment.practitioner_id).distinct()).all())
     assert elsewhere == 0
     assert all(visits.get(patient, 0) >= 2 for patient in patients)
@@ -175,8 +195,12 @@ def test_change_seq_strictly_increases_and_the_counter_holds_the_last(seeded):
 def test_public_ids_have_the_api_format(seeded):
     with Session(seeded.engine) as session:
         for model, kind in (
-            (Practice, "Practice"), (PracticeMembership, "Practitioner"), (Patient, "Patient"),
-            (Appointment, "Appointment"), (Grant, "Grant"), (Partner, "Partner"),
+            (Practice, "Practice"),
+            (PracticeMembership, "Practitioner"),
+            (Patient, "Patient"),
+            (Appointment, "Appointment"),
+            (Grant, "Grant"),
+            (Partner, "Partner"),
         ):
             assert {kind_of(public_id) for public_id in session.scalars(select(model.public_id))} == {kind}
 
@@ -186,7 +210,9 @@ def test_every_kind_of_partner_exists(seeded):
     with Session(seeded.engine) as session:
         partners = {p.name: p for p in session.scalars(select(Partner))}
         keys = Counter(session.scalars(select(PartnerKey.partner_id)))
-        grants = {name: session.scalars(select(Grant).where(Grant.partner_id == p.id)).all() for name, p in partners.items()}
+        grants = {
+            name: session.scalars(select(Grant).where(Grant.partner_id == p.id)).all() for name, p in partners.items()
+        }
     live = {
         name: [g for g in found if g.revoked_at is None and g.expires_at > reference] for name, found in grants.items()
     }
@@ -194,7 +220,9 @@ def test_every_kind_of_partner_exists(seeded):
     teleconsultation = frozenset({Scope.APPOINTMENTS_READ, Scope.APPOINTMENTS_WRITE, Scope.APPOINTMENTS_REASON})
     active = {name for name, p in partners.items() if p.status == PartnerStatus.ACTIVE}
     assert all(keys[p.id] == 1 for p in partners.values())
-    assert any(name in active and len([g for g in found if g.scopes == everything]) >= 2 for name, found in live.items())
+    assert any(
+        name in active and len([g for g in found if g.scopes == everything]) >= 2 for name, found in live.items()
+    )
     assert any(name in active and found and all(g.scopes == no_contact for g in found) for name, found in live.items())
     assert any(name in active and [g.scopes for g in found] == [teleconsultation] for name, found in live.items())
     assert any(found and all(g.expires_at < reference for g in found) for found in grants.values())
@@ -209,7 +237,10 @@ def test_each_demo_grant_reads_patients_within_its_profiles_horizon(seeded):
     wanted = {demo.name: {(g.horizon.days_back, g.horizon.days_ahead) for g in demo.grants} for demo in DEMO_PARTNERS}
     with Session(seeded.engine) as session:
         found = {
-            name: {(g.days_back, g.days_ahead) for g in session.scalars(select(Grant).join(Partner).where(Partner.name == name))}
+            name: {
+                (g.days_back, g.days_ahead)
+                for g in session.scalars(select(Grant).join(Partner).where(Partner.name == name))
+            }
             for name in wanted
         }
     assert found == wanted
@@ -237,7 +268,7 @@ def test_the_keys_file_names_every_partner_and_its_keys_verify(seeded):
             assert {Scope(scope) for scope in grant["scopes"]}
             assert datetime.fromisoformat(grant["expires_at"]).tzinfo is not None
             assert isinstance(grant["revoked"], bool)
-            assert 0 <= grant["days_back"] and 0 <= grant["days_ahead"]
+            assert grant["days_back"] >= 0 and grant["days_ahead"] >= 0
 
 
 def test_a_database_that_has_practices_is_refused(seeded):

@@ -23,11 +23,11 @@ import pytest
 import uvicorn
 from playwright.sync_api import Browser, ConsoleMessage, Error, Page, Route, sync_playwright
 
-from api.http.app import create_app
 from api.data.database import make_sync_engine
-from api.http.graphiql import CONTENT_SECURITY_POLICY
 from api.data.migrate import upgrade
 from api.data.seed import seed
+from api.http.app import create_app
+from api.http.graphiql import CONTENT_SECURITY_POLICY
 from api.settings import Settings
 
 # What the integrator runs, and as whom: a partner of the seeded demo keys file.

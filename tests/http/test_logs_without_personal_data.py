@@ -13,15 +13,23 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from api.data import models
-from api.services import writes
 from api.http.logs import JsonFormatter
+from api.services import writes
 from tests.world import DAY
 
 BOOK = """mutation($input: BookAppointmentInput!) { bookAppointment(input: $input) {
   __typename ... on AppointmentBooked { appointment { id } } } }"""
-PATIENT = {"firstName": "Zéphyrine", "lastName": "Quatremare", "gender": "FEMALE", "phone": "+33 6 98 76 54 32", "email": "zephyrine.q@example.org"}
+PATIENT = {
+    "firstName": "Zéphyrine",
+    "lastName": "Quatremare",
+    "gender": "FEMALE",
+    "phone": "+33 6 98 76 54 32",
+    "email": "zephyrine.q@example.org",
+}
 SECRETS = ("Zéphyrine", "Quatremare", "98 76 54", "zephyrine.q")
-ON_POSTGRESQL = pytest.mark.parametrize("database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
+ON_POSTGRESQL = pytest.mark.parametrize(
+    "database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
 
 
 @pytest.fixture
@@ -44,8 +52,11 @@ def logged():
 def book_new_patient(api, world):
     start = DAY + timedelta(days=5)
     booking = {
-        "practiceId": world.practice_id("A"), "practitionerId": world.practitioners["A"][0],
-        "startsAt": start.isoformat(), "endsAt": (start + timedelta(minutes=20)).isoformat(), "newPatient": PATIENT,
+        "practiceId": world.practice_id("A"),
+        "practitionerId": world.practitioners["A"][0],
+        "startsAt": start.isoformat(),
+        "endsAt": (start + timedelta(minutes=20)).isoformat(),
+        "newPatient": PATIENT,
     }
     return api.query(world.keys["full"], BOOK, {"input": booking})
 
@@ -70,13 +81,18 @@ def failing_patient_insert(monkeypatch, before_insert) -> None:
 @ON_POSTGRESQL  # an embedded SQLite database does not go away
 async def test_the_database_lost_mid_insert_logs_no_patient_data(api, world, database_url, logged, monkeypatch):
     assert (await api.query(world.keys["full"], "{ viewer { name } }")).errors == []  # the pool holds a live connection
-    admin = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT")
+    admin = create_engine(
+        database_url.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT"
+    )
 
     async def cut() -> None:
         with admin.connect() as connection:
-            connection.execute(text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            ))
+            connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND "
+                    "pid <> pg_backend_pid()"
+                )
+            )
 
     failing_patient_insert(monkeypatch, cut)
     try:
@@ -97,7 +113,9 @@ async def test_a_constraint_the_database_refuses_logs_no_patient_data(api, world
 
 
 @ON_POSTGRESQL  # statement_timeout is PostgreSQL's
-async def test_a_statement_timeout_on_the_insert_logs_no_patient_data(make_api, world, database_url, logged, monkeypatch):
+async def test_a_statement_timeout_on_the_insert_logs_no_patient_data(
+    make_api, world, database_url, logged, monkeypatch
+):
     api = make_api(statement_timeout_seconds=0.2)
     admin = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
     with admin.connect() as holder:
@@ -115,7 +133,9 @@ async def test_a_statement_timeout_on_the_insert_logs_no_patient_data(make_api, 
 
 async def test_an_unexpected_exception_in_a_resolver_logs_no_patient_data(api, world, logged, monkeypatch):
     async def broken(_ctx, *_args):
-        raise RuntimeError(f"could not book {PATIENT['firstName']} {PATIENT['lastName']} {PATIENT['phone']} {PATIENT['email']}")
+        raise RuntimeError(
+            f"could not book {PATIENT['firstName']} {PATIENT['lastName']} {PATIENT['phone']} {PATIENT['email']}"
+        )
 
     monkeypatch.setattr(writes, "book", broken)
     response = await book_new_patient(api, world)

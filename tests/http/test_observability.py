@@ -18,7 +18,18 @@ PAGE = """query Day($p: ID!, $from: DateTime!, $to: DateTime!, $n: Int!) {
   appointments(practiceId: $p, from: $from, to: $to, first: $n) {
     edges { node { id startsAt reason patient { id firstName lastName phone email } } } } }"""
 # What no metric and no log line may carry: the world's patient data and ids, keys, query texts.
-PERSONAL = ("Prénom", "Nom", "+3361234", "@example.fr", "Motif", "Note interne", "pat_", "apt_", "pak_", "appointments(")
+PERSONAL = (
+    "Prénom",
+    "Nom",
+    "+3361234",
+    "@example.fr",
+    "Motif",
+    "Note interne",
+    "pat_",
+    "apt_",
+    "pak_",
+    "appointments(",
+)
 
 
 def sample(name: str, **labels: str) -> float:
@@ -42,9 +53,14 @@ async def test_metrics_count_requests_cost_and_refusals_per_partner(api, world):
     actual = sample("partner_api_actual_cost_points_sum", partner="full")
     await some_requests(api, world)
     assert sample("partner_api_requests_total", partner="full", outcome="served", code="") == served + 1
-    assert sample("partner_api_requests_total", partner="full", outcome="refused", code="COST_LIMIT_EXCEEDED") == cost_refused + 1
+    assert (
+        sample("partner_api_requests_total", partner="full", outcome="refused", code="COST_LIMIT_EXCEEDED")
+        == cost_refused + 1
+    )
     assert sample("partner_api_requests_total", partner="", outcome="refused", code="UNAUTHENTICATED") == anonymous + 1
-    assert sample("partner_api_requests_total", partner="no-contact", outcome="served", code="FORBIDDEN") == forbidden + 1
+    assert (
+        sample("partner_api_requests_total", partner="no-contact", outcome="served", code="FORBIDDEN") == forbidden + 1
+    )
     assert sample("partner_api_request_duration_seconds_count", partner="full") == latency + 2
     assert sample("partner_api_actual_cost_points_sum", partner="full") > actual
 
@@ -74,9 +90,9 @@ def test_metrics_of_several_worker_processes_are_summed(tmp_path):
         from datetime import UTC, datetime
         from api.http import metrics
         from api.ledger.access import AccessEntry
-        entry = AccessEntry(request_id="r", at=datetime.now(UTC), partner_id=1, key_id=1, key_prefix="p", operation_name=None,
-                            query=None, outcome="served", error_code=None, http_status=200, requested_cost=10,
-                            actual_cost=5, duration_ms=3.0, client_address=None)
+        entry = AccessEntry(request_id="r", at=datetime.now(UTC), partner_id=1, key_id=1, key_prefix="p",
+                            operation_name=None, query=None, outcome="served", error_code=None, http_status=200,
+                            requested_cost=10, actual_cost=5, duration_ms=3.0, client_address=None)
         metrics.observe(entry, "Logimed")
     """)
     scrape = "import asyncio; from api.http import metrics; print(asyncio.run(metrics.endpoint(None)).body.decode())"
@@ -113,7 +129,8 @@ async def test_one_json_log_line_per_request_without_personal_data(api, world, l
     served = await api.query(world.keys["full"], PAGE, page)
     await api.query(None, PAGE, page)
     got = await api.http.get(
-        "/graphql", params={"query": PAGE, "variables": json.dumps(page)},
+        "/graphql",
+        params={"query": PAGE, "variables": json.dumps(page)},
         headers={"Accept": "application/json", "Authorization": f"Bearer {world.keys['full']}"},
     )
     assert got.status_code == 200 and "Motif" in got.text
@@ -123,7 +140,11 @@ async def test_one_json_log_line_per_request_without_personal_data(api, world, l
     first = requests[0]
     assert first["request_id"] == served.headers["X-Request-Id"]
     assert {k: first[k] for k in ("partner", "operation", "outcome", "code", "status")} == {
-        "partner": "full", "operation": "Day", "outcome": "served", "code": None, "status": 200,
+        "partner": "full",
+        "operation": "Day",
+        "outcome": "served",
+        "code": None,
+        "status": 200,
     }
     assert first["requested_cost"] > 0 and first["actual_cost"] > 0 and first["duration_ms"] > 0
     assert requests[1]["partner"] is None and requests[1]["code"] == "UNAUTHENTICATED"
@@ -151,8 +172,8 @@ async def test_a_failure_is_logged_with_its_request_id_but_not_its_message(api, 
 def test_an_operation_name_that_graphql_would_not_accept_is_not_logged():
     from datetime import UTC, datetime
 
-    from api.ledger.access import AccessEntry
     from api.http.logs import log_request
+    from api.ledger.access import AccessEntry
 
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
@@ -161,9 +182,22 @@ def test_an_operation_name_that_graphql_would_not_accept_is_not_logged():
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
-        entry = AccessEntry(request_id="r", at=datetime.now(UTC), partner_id=None, key_id=None, key_prefix=None,
-                            operation_name="jean.dupont@example.fr", query=None, outcome="refused", error_code="UNAUTHENTICATED",
-                            http_status=401, requested_cost=None, actual_cost=None, duration_ms=1.0, client_address=None)
+        entry = AccessEntry(
+            request_id="r",
+            at=datetime.now(UTC),
+            partner_id=None,
+            key_id=None,
+            key_prefix=None,
+            operation_name="jean.dupont@example.fr",
+            query=None,
+            outcome="refused",
+            error_code="UNAUTHENTICATED",
+            http_status=401,
+            requested_cost=None,
+            actual_cost=None,
+            duration_ms=1.0,
+            client_address=None,
+        )
         log_request(entry, None)
     finally:
         logger.removeHandler(handler)

@@ -39,7 +39,9 @@ def watched_server(database_url, world, tmp_path):
         "from api.operators.server import serve; from api.settings import Settings; "
         f"serve(Settings(), '127.0.0.1', {port}, 2, 'tests.http.blocking_app:create_app')"
     )
-    server = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_for(lambda: _ready(base), 60, "the two workers did not start")
@@ -72,7 +74,9 @@ async def _served(base: str, key: str, count: int) -> list[int]:
     statuses = []
     for _ in range(count):  # a connection each, so that any live worker may take it
         async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-            response = await client.post("/graphql", json={"query": "{ viewer { name } }"}, headers={"Authorization": f"Bearer {key}"})
+            response = await client.post(
+                "/graphql", json={"query": "{ viewer { name } }"}, headers={"Authorization": f"Bearer {key}"}
+            )
             statuses.append(response.status_code)
     return statuses
 
@@ -84,7 +88,9 @@ async def test_a_blocked_worker_is_replaced_and_its_request_recorded_as_refused(
     headers = {"Authorization": f"Bearer {key}", BLOCK_HEADER.decode(): "1"}
     async with httpx.AsyncClient(base_url=base, timeout=120) as client:
         blocked = asyncio.create_task(client.post("/graphql", json={"query": "{ viewer { name } }"}, headers=headers))
-        await asyncio.to_thread(_wait_for, lambda: any(in_flight.iterdir()), 30, "the blocking request never reached a worker")
+        await asyncio.to_thread(
+            _wait_for, lambda: any(in_flight.iterdir()), 30, "the blocking request never reached a worker"
+        )
         during = await _served(base, key, 5)  # the other worker serves while this one is stuck
         with pytest.raises(httpx.HTTPError):  # no answer: the worker is killed under the request
             await blocked

@@ -19,7 +19,8 @@ from api.data.models import AccessRecord
 CAPACITY, COST = 300, 55  # each request below reserves 55 points; refill is negligible
 PAGE = """query($p: ID!, $from: DateTime!, $to: DateTime!) {
   appointments(practiceId: $p, from: $from, to: $to, first: 5) {
-    edges { node { id reason patient { firstName lastName gender birthDate phone email } practitioner { id } practice { id } } } } }"""
+    edges { node { id reason patient { firstName lastName gender birthDate phone email } practitioner { id }
+practice { id } } } } }"""
 
 
 @contextmanager
@@ -29,12 +30,26 @@ def serving_two_workers(database_url: str, **settings: str) -> Iterator[str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {
-        **os.environ, "PARTNER_API_DATABASE_URL": database_url, "PARTNER_API_SECRET_KEY": "shared",
+        **os.environ,
+        "PARTNER_API_DATABASE_URL": database_url,
+        "PARTNER_API_SECRET_KEY": "shared",
         **{f"PARTNER_API_{name.upper()}": value for name, value in settings.items()},
     }
     server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "partner-api"), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            str(Path(sys.executable).parent / "partner-api"),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:

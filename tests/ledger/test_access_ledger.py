@@ -1,12 +1,11 @@
 """The access ledger: every request recorded; every record a response carried, and nothing else,
 with the field groups it carried; no data leaves when the ledger cannot be written."""
 
-import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.ledger.access import FieldGroup
 from api.data.models import AccessRecord, Appointment, Disclosure, Patient
+from api.ledger.access import FieldGroup
 from tests.client import walk
 from tests.world import window_args
 

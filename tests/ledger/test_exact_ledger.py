@@ -37,18 +37,24 @@ def recorded(sync_engine) -> dict[str, FieldGroup]:
 async def one_page(api, world, selection: str, variables: dict | None = None, declared: str = "", fragments: str = ""):
     query = (
         f"query Page($p: ID!, $from: DateTime!, $to: DateTime!{declared}) {{"
-        f" appointments(practiceId: $p, from: $from, to: $to, first: 3) {{ edges {{ node {{ {selection} }} }} }} }} {fragments}"
+        f" appointments(practiceId: $p, from: $from, to: $to, first: 3) {{ edges {{ node {{ {selection} }} }} }} "
+        f"}} {fragments}"
     )
-    response = await api.query(world.keys["full"], query, {"p": world.practice_id("A"), **window_args(), **(variables or {})})
+    response = await api.query(
+        world.keys["full"], query, {"p": world.practice_id("A"), **window_args(), **(variables or {})}
+    )
     assert response.status == 200 and response.errors == [], response.body
     return [edge["node"] for edge in response.data["appointments"]["edges"]]
 
 
 async def test_fields_left_out_by_skip_or_include_are_not_recorded(api, world, sync_engine):
     nodes = await one_page(
-        api, world,
-        "id reason @skip(if: true) patient { id phone @skip(if: true) email @include(if: false) firstName @include(if: $identity) }",
-        {"identity": False}, declared=", $identity: Boolean!",
+        api,
+        world,
+        "id reason @skip(if: true) patient { id phone @skip(if: true) email @include(if: false) firstName "
+        "@include(if: $identity) }",
+        {"identity": False},
+        declared=", $identity: Boolean!",
     )
     assert all(set(node) == {"id", "patient"} and set(node["patient"]) == {"id"} for node in nodes)
     ledger = recorded(sync_engine)
@@ -58,8 +64,11 @@ async def test_fields_left_out_by_skip_or_include_are_not_recorded(api, world, s
 
 async def test_a_directive_that_keeps_a_field_records_it(api, world, sync_engine):
     nodes = await one_page(
-        api, world, "id reason @include(if: $keep) patient { id phone @skip(if: false) }",
-        {"keep": True}, declared=", $keep: Boolean!",
+        api,
+        world,
+        "id reason @include(if: $keep) patient { id phone @skip(if: false) }",
+        {"keep": True},
+        declared=", $keep: Boolean!",
     )
     ledger = recorded(sync_engine)
     assert {ledger[node["id"]] for node in nodes} == {APPOINTMENT | REASON}
@@ -69,8 +78,12 @@ async def test_a_directive_that_keeps_a_field_records_it(api, world, sync_engine
 async def test_fields_null_in_the_data_are_not_recorded(api, world, sync_engine):
     """A patient without phone or e-mail discloses no contact; an appointment without a reason no reason."""
     with Session(sync_engine) as session, session.begin():
-        session.execute(update(Patient).where(Patient.public_id == world.patients["A"][0]).values(phone=None, email=None))
-        session.execute(update(Appointment).where(Appointment.public_id == world.appointments["A"][0]).values(reason=None))
+        session.execute(
+            update(Patient).where(Patient.public_id == world.patients["A"][0]).values(phone=None, email=None)
+        )
+        session.execute(
+            update(Appointment).where(Appointment.public_id == world.appointments["A"][0]).values(reason=None)
+        )
     nodes = await one_page(api, world, "id reason patient { id phone email }")
     ledger = recorded(sync_engine)
     for node in nodes:
@@ -86,7 +99,8 @@ async def test_fields_null_in_the_data_are_not_recorded(api, world, sync_engine)
 
 async def test_aliases_and_fragments_record_what_they_carry(api, world, sync_engine):
     nodes = await one_page(
-        api, world,
+        api,
+        world,
         "id motive: reason patient { id ...Reach ... on Patient @skip(if: true) { firstName } }",
         fragments="fragment Reach on Patient { tel: phone }",
     )
@@ -99,7 +113,8 @@ async def test_aliases_and_fragments_record_what_they_carry(api, world, sync_eng
 async def test_a_forbidden_field_is_not_recorded(api, world, sync_engine):
     response = await api.query(
         world.keys["no-contact"],
-        "query($p: ID!, $from: DateTime!, $to: DateTime!) { appointments(practiceId: $p, from: $from, to: $to, first: 2) {"
+        "query($p: ID!, $from: DateTime!, $to: DateTime!) { appointments(practiceId: $p, from: $from, to: $to, "
+        "first: 2) {"
         " edges { node { id patient { id firstName phone } } } } }",
         {"p": world.practice_id("A"), **window_args()},
     )
@@ -113,7 +128,9 @@ async def test_the_exposure_report_equals_what_was_sent_per_field_group(api, wor
     patient, and its counts per group, are those worked out from the responses alone."""
     since = utcnow() - timedelta(seconds=1)
     with Session(sync_engine) as session, session.begin():
-        session.execute(update(Patient).where(Patient.public_id == world.patients["A"][2]).values(phone=None, email=None))
+        session.execute(
+            update(Patient).where(Patient.public_id == world.patients["A"][2]).values(phone=None, email=None)
+        )
     requests = [
         ("id patient { id phone @skip(if: true) email @include(if: false) }", {}),
         ("id reason @skip(if: true) patient { id name: lastName @include(if: false) contact: email }", {}),
@@ -121,7 +138,11 @@ async def test_the_exposure_report_equals_what_was_sent_per_field_group(api, wor
     ]
     sent: dict[str, int] = defaultdict(int)
     for selection, variables in requests:
-        fragments = "fragment Who on Patient { birthDate @skip(if: true) firstName @include(if: true) }" if "Who" in selection else ""
+        fragments = (
+            "fragment Who on Patient { birthDate @skip(if: true) firstName @include(if: true) }"
+            if "Who" in selection
+            else ""
+        )
         for node in await one_page(api, world, selection, variables, fragments=fragments):
             patient = node["patient"]
             owner = patient["id"]

@@ -11,17 +11,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import event, func, insert, select, update
 from sqlalchemy.orm import Session
-from typer.testing import CliRunner
 
-from api.operators import accounts as operators
-
-from api.ledger import retention
-from api.operators.cli import app
-from api.ledger.exposure import alerts, partner_exposure, patient_readers
-from api.ledger.access import FieldGroup
-from api.scopes import Scope
 from api.data.models import AccessRecord, Appointment, Disclosure, Partner, Patient, PatientDisclosure
-from api.settings import get_settings
+from api.ledger import retention
+from api.ledger.access import FieldGroup
+from api.ledger.exposure import alerts, partner_exposure, patient_readers
+from api.operators import accounts as operators
+from api.scopes import Scope
 from api.timeutil import utcnow
 from tests.world import window_args
 
@@ -75,7 +71,9 @@ def _records(value: object):
 @pytest.fixture
 def owners(sync_engine, world) -> dict[str, str]:
     with Session(sync_engine) as session:
-        rows = session.execute(select(Appointment.public_id, Patient.public_id).join(Patient, Patient.id == Appointment.patient_id))
+        rows = session.execute(
+            select(Appointment.public_id, Patient.public_id).join(Patient, Patient.id == Appointment.patient_id)
+        )
         return {appointment: patient for appointment, patient in rows}
 
 
@@ -122,7 +120,9 @@ async def readings(api, world, owners, second_key):
 
 def assert_report_matches(found, shown: Shown) -> None:
     assert {p.patient_id: FieldGroup(p.field_groups) for p in found.patients} == shown.groups
-    assert {p.patient_id: p.appointments for p in found.patients} == {k: len(shown.appointments.get(k, ())) for k in shown.groups}
+    assert {p.patient_id: p.appointments for p in found.patients} == {
+        k: len(shown.appointments.get(k, ())) for k in shown.groups
+    }
     assert {p.patient_id: p.requests for p in found.patients} == shown.requests
     (practice,) = found.practices
     assert practice.patients == len(shown.groups)
@@ -182,14 +182,6 @@ async def test_a_patient_report_names_every_partner_key_that_was_shown_them(read
 
 # --- The command line ----------------------------------------------------------------------------
 
-@pytest.fixture
-def cli(database_url, monkeypatch):
-    monkeypatch.setenv("PARTNER_API_DATABASE_URL", database_url)
-    get_settings.cache_clear()
-    runner = CliRunner()
-    yield lambda *args: runner.invoke(app, list(args))
-    get_settings.cache_clear()
-
 
 async def test_exposure_as_csv_lists_each_patient_without_names(readings, cli, world):
     since, shown = readings
@@ -205,16 +197,24 @@ async def test_exposure_as_csv_lists_each_patient_without_names(readings, cli, w
 
 async def test_exposure_with_names_adds_them_for_notification(readings, cli, world):
     since, _ = readings
-    result = cli("exposure", "--partner", "no-contact", "--since", since.isoformat(), "--format", "json", "--with-names")
+    result = cli(
+        "exposure", "--partner", "no-contact", "--since", since.isoformat(), "--format", "json", "--with-names"
+    )
     assert result.exit_code == 0, result.output
     body = json.loads(result.output)
-    assert body["partner"] == "no-contact" and body["practices"][0]["field_groups"] == ["appointment", "patient", "identity"]
+    assert body["partner"] == "no-contact" and body["practices"][0]["field_groups"] == [
+        "appointment",
+        "patient",
+        "identity",
+    ]
     # One count per scope that has a ledger group of its own (api.scopes) and one for reads through
     # the history permission, and nothing shown without contact.
     counts = {k: v for k, v in body["practices"][0].items() if k.startswith("with_")}
     assert counts.keys() == {f"with_{s.group.name}" for s in Scope if s.group} | {"with_history"}
     assert counts["with_contact"] == 0 and counts["with_history"] == 0
-    assert {(p["first_name"], p["last_name"]) for p in body["patients"]} <= {(f"PrénomA{i}", f"NomA{i}") for i in range(3)}
+    assert {(p["first_name"], p["last_name"]) for p in body["patients"]} <= {
+        (f"PrénomA{i}", f"NomA{i}") for i in range(3)
+    }
     table = cli("exposure", "--partner", "no-contact", "--since", since.isoformat())
     assert table.exit_code == 0 and world.patients["A"][0] in table.output and "PrénomA" not in table.output
 
@@ -240,6 +240,7 @@ def test_exposure_refuses_unclear_requests(cli, world):
 
 # --- Alerts --------------------------------------------------------------------------------------
 
+
 async def test_alerts_show_their_evidence(make_api, world, cli):
     api = make_api(extraction_floor=1, extraction_activity_factor=0.0)
     response = await api.query(world.keys["full"], PAGE, {"p": world.practice_id("A"), **window_args(), "n": 6})
@@ -250,7 +251,12 @@ async def test_alerts_show_their_evidence(make_api, world, cli):
     assert (alert["kind"], quarantine["kind"]) == ("refusal", "quarantine")
     assert alert["partner"] == "full" and alert["key_prefix"] == world.keys["full"].split("_")[1]
     assert alert["practice_id"] == world.practice_id("A") and alert["practice"] == "A"
-    assert (alert["patients_in_window"], alert["patients_refused"], alert["threshold"], alert["window_hours"]) == (0, 3, 1, 24)
+    assert (alert["patients_in_window"], alert["patients_refused"], alert["threshold"], alert["window_hours"]) == (
+        0,
+        3,
+        1,
+        24,
+    )
     assert (alert["delivery"], alert["delivery_attempts"]) == ("pending", 0)  # no webhook configured
     assert cli("alerts", "--partner", "other", "--format", "json").output.strip() == "[]"
     later = (utcnow() + timedelta(minutes=1)).isoformat()
@@ -260,20 +266,42 @@ async def test_alerts_show_their_evidence(make_api, world, cli):
 
 # --- Retention -----------------------------------------------------------------------------------
 
+
 def _old_request(session, world, days_ago: int) -> None:
     at = utcnow() - timedelta(days=days_ago)
     partner = session.scalar(select(Partner).where(Partner.name == "full"))
     patient = session.scalar(select(Patient).where(Patient.public_id == world.patients["A"][0]))
     access_id = session.execute(
-        insert(AccessRecord).values(
-            request_id=f"old{days_ago:05d}{id(at):016x}"[:32], at=at, partner_id=partner.id, outcome="served", http_status=200,
+        insert(AccessRecord)
+        .values(
+            request_id=f"old{days_ago:05d}{id(at):016x}"[:32],
+            at=at,
+            partner_id=partner.id,
+            outcome="served",
+            http_status=200,
             duration_ms=1.0,
-        ).returning(AccessRecord.id)
+        )
+        .returning(AccessRecord.id)
     ).scalar_one()
-    session.execute(insert(Disclosure), [
-        {"access_id": access_id, "practice_id": patient.practice_id, "patient_id": patient.id, "appointment_id": None, "field_groups": 4},
-        {"access_id": access_id, "practice_id": patient.practice_id, "patient_id": None, "appointment_id": None, "field_groups": 1},
-    ])
+    session.execute(
+        insert(Disclosure),
+        [
+            {
+                "access_id": access_id,
+                "practice_id": patient.practice_id,
+                "patient_id": patient.id,
+                "appointment_id": None,
+                "field_groups": 4,
+            },
+            {
+                "access_id": access_id,
+                "practice_id": patient.practice_id,
+                "patient_id": None,
+                "appointment_id": None,
+                "field_groups": 1,
+            },
+        ],
+    )
 
 
 async def test_purge_deletes_the_ledger_past_retention_and_windows_past_the_extraction_window(
@@ -283,9 +311,11 @@ async def test_purge_deletes_the_ledger_past_retention_and_windows_past_the_extr
     with Session(sync_engine) as session, session.begin():
         for days in (401, 402, 500, 399):
             _old_request(session, world, days)
-        session.execute(update(PatientDisclosure).values(
-            day_first_at=utcnow() - timedelta(days=31), month_first_at=utcnow() - timedelta(days=31)
-        ))
+        session.execute(
+            update(PatientDisclosure).values(
+                day_first_at=utcnow() - timedelta(days=31), month_first_at=utcnow() - timedelta(days=31)
+            )
+        )
         with_window = session.scalar(select(func.count()).select_from(PatientDisclosure))
     assert with_window == 2
     with Session(sync_engine) as session:

@@ -24,7 +24,8 @@ from api.timeutil import utcnow
 from tests.world import window_args
 
 SECRET = "whsec_" + base64.b64encode(b"operators-webhook-test-secret!!").decode()
-PAGE = """query($p: ID!, $from: DateTime!, $to: DateTime!) { appointments(practiceId: $p, from: $from, to: $to, first: 6) {
+PAGE = """query($p: ID!, $from: DateTime!, $to: DateTime!) { appointments(practiceId: $p, from: $from, to: $to,
+first: 6) {
   edges { node { patient { firstName lastName phone } } } } }"""
 
 
@@ -37,7 +38,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["content-length"]))
                 receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
                 self.send_response(204)
@@ -76,7 +77,9 @@ def receiver(port) -> Iterator[Receiver]:
 
 def _settings(database_url: str, port: int) -> Settings:
     return Settings(
-        database_url=database_url, secret_key="test-secret", alert_webhook_url=f"http://127.0.0.1:{port}/alerts",
+        database_url=database_url,
+        secret_key="test-secret",
+        alert_webhook_url=f"http://127.0.0.1:{port}/alerts",
         alert_webhook_secret=SECRET,
     )
 
@@ -94,7 +97,9 @@ def _verified(received: list[tuple[dict[str, str], bytes]]) -> list[dict]:
     return [Webhook(SECRET).verify(body, headers) for headers, body in received]
 
 
-async def test_a_receiver_that_is_down_then_back_gets_each_alert_once_signed(make_api, world, sync_engine, database_url, port):
+async def test_a_receiver_that_is_down_then_back_gets_each_alert_once_signed(
+    make_api, world, sync_engine, database_url, port
+):
     await _refused_once(make_api, world, sync_engine)
     engine = make_async_engine(database_url)
     now = [utcnow()]
@@ -140,8 +145,14 @@ async def test_a_forged_or_altered_body_fails_verification(make_api, world, sync
         Webhook(SECRET).verify(body.replace(b'"full"', b'"else"'), headers)
 
 
-async def test_the_app_sends_a_new_alert_at_once_in_the_background(make_api, world, sync_engine, database_url, receiver, port):
-    api = make_api(alert_webhook_url=f"http://127.0.0.1:{port}/alerts", alert_webhook_secret=SECRET, alert_webhook_poll_seconds=3600)
+async def test_the_app_sends_a_new_alert_at_once_in_the_background(
+    make_api, world, sync_engine, database_url, receiver, port
+):
+    api = make_api(
+        alert_webhook_url=f"http://127.0.0.1:{port}/alerts",
+        alert_webhook_secret=SECRET,
+        alert_webhook_poll_seconds=3600,
+    )
     app = api.http._transport.app  # type: ignore[attr-defined]
     background = asyncio.create_task(app.state.alert_sender.run())
     try:
@@ -156,14 +167,20 @@ async def test_the_app_sends_a_new_alert_at_once_in_the_background(make_api, wor
     assert _verified(receiver.received)[0]["type"] == "extraction.refusal"
 
 
-async def test_alerts_deliver_on_the_command_line(make_api, world, sync_engine, database_url, receiver, port, monkeypatch):
+async def test_alerts_deliver_on_the_command_line(
+    make_api, world, sync_engine, database_url, receiver, port, monkeypatch
+):
     from typer.testing import CliRunner
 
     from api.operators.cli import app
     from api.settings import get_settings
 
     await _refused_once(make_api, world, sync_engine)
-    for name, value in {"DATABASE_URL": database_url, "ALERT_WEBHOOK_URL": f"http://127.0.0.1:{port}/a", "ALERT_WEBHOOK_SECRET": SECRET}.items():
+    for name, value in {
+        "DATABASE_URL": database_url,
+        "ALERT_WEBHOOK_URL": f"http://127.0.0.1:{port}/a",
+        "ALERT_WEBHOOK_SECRET": SECRET,
+    }.items():
         monkeypatch.setenv(f"PARTNER_API_{name}", value)
     get_settings.cache_clear()
     try:

@@ -57,17 +57,29 @@ def test_every_string_argument_and_input_field_has_a_constraint_checked_by_its_f
         if type_.name.startswith("__"):
             continue
         if is_input_object_type(type_):
-            unruled += [f"{type_.name}.{name}" for name, f in type_.fields.items() if _is_string(f.type) and _constraint(f) is None]
+            unruled += [
+                f"{type_.name}.{name}"
+                for name, f in type_.fields.items()
+                if _is_string(f.type) and _constraint(f) is None
+            ]
         for name, field in getattr(type_, "fields", {}).items() if not is_input_object_type(type_) else ():
-            takes_text = any(_is_string(a.type) or is_input_object_type(get_named_type(a.type)) for a in field.args.values())
-            unruled += [f"{type_.name}.{name}({a})" for a, arg in field.args.items() if _is_string(arg.type) and _constraint(arg) is None]
+            takes_text = any(
+                _is_string(a.type) or is_input_object_type(get_named_type(a.type)) for a in field.args.values()
+            )
+            unruled += [
+                f"{type_.name}.{name}({a})"
+                for a, arg in field.args.items()
+                if _is_string(arg.type) and _constraint(arg) is None
+            ]
             extensions = getattr((field.extensions or {}).get("strawberry-definition"), "extensions", ())
             if takes_text and not any(isinstance(e, ValidatedInput) for e in extensions):
                 unchecked.append(f"{type_.name}.{name}")
     assert unruled == [] and unchecked == []
 
 
-@pytest.mark.parametrize(("input_field", "column"), list(STORED_IN.items()), ids=lambda v: ".".join(v) if isinstance(v, tuple) else "")
+@pytest.mark.parametrize(
+    ("input_field", "column"), list(STORED_IN.items()), ids=lambda v: ".".join(v) if isinstance(v, tuple) else ""
+)
 def test_the_size_an_input_accepts_is_its_columns(input_field, column):
     type_name, field_name = input_field
     rule = _constraint(schema._schema.type_map[type_name].fields[field_name])
@@ -76,8 +88,11 @@ def test_the_size_an_input_accepts_is_its_columns(input_field, column):
 
 def booking(world, start, **extra):
     return {
-        "practiceId": world.practice_id("A"), "practitionerId": world.practitioners["A"][0],
-        "startsAt": start.isoformat(), "endsAt": (start + timedelta(minutes=10)).isoformat(), **extra,
+        "practiceId": world.practice_id("A"),
+        "practitionerId": world.practitioners["A"][0],
+        "startsAt": start.isoformat(),
+        "endsAt": (start + timedelta(minutes=10)).isoformat(),
+        **extra,
     }
 
 
@@ -86,11 +101,19 @@ def new_patient(**fields):
 
 
 async def test_a_first_name_longer_than_its_column_is_bad_input_on_that_field(api, world):
-    response = await api.query(world.keys["full"], BOOK, {"input": booking(world, DAY + timedelta(days=3), newPatient=new_patient(firstName="L" * 101))})
+    response = await api.query(
+        world.keys["full"],
+        BOOK,
+        {"input": booking(world, DAY + timedelta(days=3), newPatient=new_patient(firstName="L" * 101))},
+    )
     assert response.status == 400 and response.data is None, response.body
     [error] = response.errors
     assert error["extensions"] == {
-        "code": "BAD_USER_INPUT", "argument": "input", "field": "newPatient.firstName", "limit": "maxLength", "maximum": 100,
+        "code": "BAD_USER_INPUT",
+        "argument": "input",
+        "field": "newPatient.firstName",
+        "limit": "maxLength",
+        "maximum": 100,
     }
     assert "at most 100 characters" in error["message"]
 
@@ -111,14 +134,27 @@ async def test_a_first_name_longer_than_its_column_is_bad_input_on_that_field(ap
     ],
 )
 async def test_malformed_input_is_bad_input_on_its_field(api, world, arguments, field):
-    response = await api.query(world.keys["full"], BOOK, {"input": booking(world, DAY + timedelta(days=3), **arguments)})
+    response = await api.query(
+        world.keys["full"], BOOK, {"input": booking(world, DAY + timedelta(days=3), **arguments)}
+    )
     assert response.status == 400 and [e["extensions"]["field"] for e in response.errors] == [field], response.body
 
 
 async def test_a_cursor_and_ids_name_their_argument(api, world):
-    long_cursor = await api.query(world.keys["full"], "query($a: String) { practices(first: 1, after: $a) { edges { cursor } } }", {"a": "A" * 5000})
-    assert long_cursor.errors[0]["extensions"]["field"] == "after" and long_cursor.errors[0]["extensions"]["maximum"] == 1024
-    ids = await api.query(world.keys["full"], "query($ids: [ID!]!) { nodes(ids: $ids) { id } }", {"ids": [world.practice_id("A"), "x" * 33]})
+    long_cursor = await api.query(
+        world.keys["full"],
+        "query($a: String) { practices(first: 1, after: $a) { edges { cursor } } }",
+        {"a": "A" * 5000},
+    )
+    assert (
+        long_cursor.errors[0]["extensions"]["field"] == "after"
+        and long_cursor.errors[0]["extensions"]["maximum"] == 1024
+    )
+    ids = await api.query(
+        world.keys["full"],
+        "query($ids: [ID!]!) { nodes(ids: $ids) { id } }",
+        {"ids": [world.practice_id("A"), "x" * 33]},
+    )
     assert ids.errors[0]["extensions"]["field"] == "ids[1]" and ids.errors[0]["extensions"]["argument"] == "ids"
 
 
@@ -136,12 +172,15 @@ def too_long(size: int) -> st.SearchStrategy[str]:
 
 
 def with_odd(valid: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
-    return st.tuples(valid, odd, st.integers(0, 1000)).map(lambda t: t[0][: t[2] % (len(t[0]) + 1)] + t[1] + t[0][t[2] % (len(t[0]) + 1):])
+    return st.tuples(valid, odd, st.integers(0, 1000)).map(
+        lambda t: t[0][: t[2] % (len(t[0]) + 1)] + t[1] + t[0][t[2] % (len(t[0]) + 1) :]
+    )
 
 
 phone = st.builds(
     lambda plus, groups: ("+" if plus else "") + " ".join(groups),
-    st.booleans(), st.lists(st.text("0123456789", min_size=1, max_size=3), min_size=2, max_size=5),
+    st.booleans(),
+    st.lists(st.text("0123456789", min_size=1, max_size=3), min_size=2, max_size=5),
 ).filter(lambda p: 3 <= sum(c.isdigit() for c in p) <= 15)
 email = st.builds(
     lambda local, labels: f"{local}@{'.'.join(labels)}.fr",
@@ -156,8 +195,13 @@ FIELDS = {
     "lastName": (line(100), 100, True),
     "phone": (phone, 32, False),
     "email": (email, 254, False),
-    "reason": (st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=1000).filter(
-        lambda s: all(c in "\t\n\r" or not (c < " " or "\x7f" <= c <= "\x9f" or c in "\u2028\u2029") for c in s)), 1000, False),
+    "reason": (
+        st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=1000).filter(
+            lambda s: all(c in "\t\n\r" or not (c < " " or "\x7f" <= c <= "\x9f" or c in "\u2028\u2029") for c in s)
+        ),
+        1000,
+        False,
+    ),
 }
 case = st.sampled_from(sorted(FIELDS)).flatmap(
     lambda name: st.tuples(
@@ -165,8 +209,11 @@ case = st.sampled_from(sorted(FIELDS)).flatmap(
         st.one_of(
             FIELDS[name][0].map(lambda v: ("valid", v)),
             too_long(FIELDS[name][1]).map(lambda v: ("too long", v)),
-            with_odd(FIELDS[name][0].filter(bool)).map(lambda v: ("odd", v)) if name != "reason"
-            else with_odd(st.text(visible, min_size=1, max_size=100)).filter(lambda v: any(c in v for c in "\x00\x07\x1b\x7f\u2028\u0085")).map(lambda v: ("odd", v)),
+            with_odd(FIELDS[name][0].filter(bool)).map(lambda v: ("odd", v))
+            if name != "reason"
+            else with_odd(st.text(visible, min_size=1, max_size=100))
+            .filter(lambda v: any(c in v for c in "\x00\x07\x1b\x7f\u2028\u0085"))
+            .map(lambda v: ("odd", v)),
         ),
     )
 )
@@ -174,15 +221,25 @@ starts = itertools.count()
 apis: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # one app per test, not per example
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much])
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 @given(example=case)
-async def test_any_text_up_to_and_beyond_its_column_is_stored_exactly_or_refused_on_its_field(make_api, world, sync_engine, example):
+async def test_any_text_up_to_and_beyond_its_column_is_stored_exactly_or_refused_on_its_field(
+    make_api, world, sync_engine, example
+):
     name, (kind, value) = example
     if make_api not in apis:
         apis[make_api] = make_api(budget_capacity=1_000_000, budget_refill_per_second=1_000_000.0)
     api = apis[make_api]
     start = DAY + timedelta(days=30, minutes=15 * next(starts))
-    arguments = {"reason": value, "newPatient": new_patient()} if name == "reason" else {"newPatient": new_patient(**{name: value})}
+    arguments = (
+        {"reason": value, "newPatient": new_patient()}
+        if name == "reason"
+        else {"newPatient": new_patient(**{name: value})}
+    )
     response = await api.query(world.keys["full"], BOOK, {"input": booking(world, start, **arguments)})
 
     assert response.status < 500 and "INTERNAL_SERVER_ERROR" not in response.codes, response.body
@@ -191,13 +248,25 @@ async def test_any_text_up_to_and_beyond_its_column_is_stored_exactly_or_refused
         return
     if kind != "valid":
         field = name if name == "reason" else f"newPatient.{name}"
-        assert response.status == 400 and [e["extensions"]["field"] for e in response.errors] == [field], (kind, response.body)
+        assert response.status == 400 and [e["extensions"]["field"] for e in response.errors] == [field], (
+            kind,
+            response.body,
+        )
         return
-    assert response.errors == [] and response.data["bookAppointment"]["__typename"] == "AppointmentBooked", response.body
+    assert response.errors == [] and response.data["bookAppointment"]["__typename"] == "AppointmentBooked", (
+        response.body
+    )
     with Session(sync_engine) as session:
-        appointment = session.scalar(select(models.Appointment).where(
-            models.Appointment.public_id == response.data["bookAppointment"]["appointment"]["id"]))
-        stored = appointment.reason if name == "reason" else getattr(appointment.patient, {"firstName": "first_name", "lastName": "last_name"}.get(name, name))
+        appointment = session.scalar(
+            select(models.Appointment).where(
+                models.Appointment.public_id == response.data["bookAppointment"]["appointment"]["id"]
+            )
+        )
+        stored = (
+            appointment.reason
+            if name == "reason"
+            else getattr(appointment.patient, {"firstName": "first_name", "lastName": "last_name"}.get(name, name))
+        )
     assert stored == (value.strip() if FIELDS[name][2] else value)
 
 

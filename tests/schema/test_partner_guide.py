@@ -33,7 +33,9 @@ def test_the_guide_has_examples():
     assert len(EXAMPLES) >= 8
 
 
-@pytest.mark.parametrize(("query", "variables"), EXAMPLES, ids=[re.search(r"(query|mutation) (\w+)", q).group(2) for q, _ in EXAMPLES])
+@pytest.mark.parametrize(
+    ("query", "variables"), EXAMPLES, ids=[re.search(r"(query|mutation) (\w+)", q).group(2) for q, _ in EXAMPLES]
+)
 async def test_guide_example_runs(api, world, query, variables):
     text = variables or "{}"
     for name, value in placeholders(world).items():  # longest names first: FOREIGN_… before …

@@ -5,8 +5,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy.orm import Session
 
-from api.operators import accounts as operators
 from api.data.models import PartnerKey
+from api.operators import accounts as operators
 from api.timeutil import utcnow
 
 QUERY = "{ viewer { name } }"

@@ -25,7 +25,9 @@ def simple_requests(query: str) -> list[dict]:
 @pytest.mark.parametrize("kind", ["form", "text/plain", "multipart", "GET"])
 async def test_a_mutation_runs_only_from_a_json_post(api, world, kind):
     appointment = world.appointments["A"][0]
-    request = dict(zip(["form", "text/plain", "multipart", "GET"], simple_requests(CANCEL % appointment)))[kind]
+    request = dict(zip(["form", "text/plain", "multipart", "GET"], simple_requests(CANCEL % appointment), strict=True))[
+        kind
+    ]
     headers = {"Authorization": f"Bearer {world.keys['full']}", "Origin": EVIL, **request.pop("headers", {})}
     response = await api.http.request(url="/graphql", headers=headers, **request)
     assert response.status_code == 400, response.text
@@ -38,12 +40,20 @@ async def test_a_mutation_runs_only_from_a_json_post(api, world, kind):
 
 
 async def test_cors_is_closed_by_default(api, world):
-    preflight = await api.http.options("/graphql", headers={
-        "Origin": PARTNER_APP, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization, content-type",
-    })
+    preflight = await api.http.options(
+        "/graphql",
+        headers={
+            "Origin": PARTNER_APP,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
     assert preflight.status_code == 405 and not [h for h in preflight.headers if h.startswith("access-control-")]
-    response = await api.http.post("/graphql", json={"query": "{ viewer { name } }"},
-                                   headers={"Authorization": f"Bearer {world.keys['full']}", "Origin": PARTNER_APP})
+    response = await api.http.post(
+        "/graphql",
+        json={"query": "{ viewer { name } }"},
+        headers={"Authorization": f"Bearer {world.keys['full']}", "Origin": PARTNER_APP},
+    )
     assert response.status_code == 200 and not [h for h in response.headers if h.startswith("access-control-")]
 
 
@@ -58,8 +68,11 @@ async def test_cors_allows_the_configured_origins_only(make_api, world):
     refused = await api.http.options("/graphql", headers={"Origin": EVIL, **asked})
     assert refused.status_code == 400 and "access-control-allow-origin" not in refused.headers
 
-    response = await api.http.post("/graphql", json={"query": "{ viewer { name } }"},
-                                   headers={"Authorization": f"Bearer {world.keys['full']}", "Origin": PARTNER_APP})
+    response = await api.http.post(
+        "/graphql",
+        json={"query": "{ viewer { name } }"},
+        headers={"Authorization": f"Bearer {world.keys['full']}", "Origin": PARTNER_APP},
+    )
     assert response.headers["access-control-allow-origin"] == PARTNER_APP
     assert "x-request-id" in response.headers["access-control-expose-headers"].lower()
 

@@ -6,11 +6,10 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.data.models import Partner, PartnerBudget
 from api.identity.authentication import Principal
 from api.protection.budgets import Budgets
-from api.data.models import Partner, PartnerBudget
 from api.settings import Settings
-
 from tests.world import window_args
 
 # Per row: appointment 1 + reason 1 + patient 1 + 6 personal fields + practitioner 1 + practice 1 = 11
@@ -43,7 +42,8 @@ async def test_cached_document_is_repriced_with_new_variables(api, world):
 async def test_aliases_add_up(api, world):
     query = """query($p: ID!, $from: DateTime!, $to: DateTime!, $n: Int!) {
       a: appointments(practiceId: $p, from: $from, to: $to, first: $n) {
-        edges { node { id reason patient { firstName lastName gender birthDate phone email } practitioner { id } practice { id } } } }
+        edges { node { id reason patient { firstName lastName gender birthDate phone email } practitioner { id }
+    practice { id } } } }
       b: appointments(practiceId: $p, from: $from, to: $to, first: $n) { edges { node { id } } } }"""
     response = await api.query(world.keys["full"], query, variables(world, 90))
     assert response.codes == {"COST_LIMIT_EXCEEDED"}
@@ -63,8 +63,15 @@ async def test_every_response_reports_requested_and_actual_cost_and_throttle(api
 
 async def test_rate_limit_field_reports_the_budget(make_api, world):
     api = make_api(budget_capacity=500, budget_refill_per_second=5)
-    response = await api.query(world.keys["full"], "{ rateLimit { maximumAvailable currentlyAvailable restoreRate maxQueryCost } }")
-    assert response.data["rateLimit"] == {"maximumAvailable": 500, "currentlyAvailable": 500, "restoreRate": 5.0, "maxQueryCost": 1000}
+    response = await api.query(
+        world.keys["full"], "{ rateLimit { maximumAvailable currentlyAvailable restoreRate maxQueryCost } }"
+    )
+    assert response.data["rateLimit"] == {
+        "maximumAvailable": 500,
+        "currentlyAvailable": 500,
+        "restoreRate": 5.0,
+        "maxQueryCost": 1000,
+    }
 
 
 async def test_spent_budget_gets_429_with_a_right_retry_after(make_api, world):
@@ -102,7 +109,8 @@ async def test_budgets_are_per_partner(make_api, world):
 
 async def test_fragments_are_priced_like_the_fields_they_spread(api, world):
     query = """fragment Rows on AppointmentConnection {
-      edges { node { id reason patient { firstName lastName gender birthDate phone email } practitioner { id } practice { id } } } }
+      edges { node { id reason patient { firstName lastName gender birthDate phone email } practitioner { id }
+    practice { id } } } }
     query($p: ID!, $from: DateTime!, $to: DateTime!, $n: Int!) {
       appointments(practiceId: $p, from: $from, to: $to, first: $n) { ...Rows } }"""
     response = await api.query(world.keys["full"], query, variables(world, 10))
@@ -133,6 +141,8 @@ async def test_clock_readings_out_of_order_never_overdraw_nor_wrongly_refuse(asy
             if charge.granted:
                 spent += cost
                 assert charge.throttle.currently_available >= 0
-            bucket = (await session.execute(select(PartnerBudget).where(PartnerBudget.partner_id == partner.id))).scalar_one()
+            bucket = (
+                await session.execute(select(PartnerBudget).where(PartnerBudget.partner_id == partner.id))
+            ).scalar_one()
             assert bucket.refilled_at == latest  # the bucket's time never goes back
             assert spent <= capacity + rate * (latest - start)

@@ -21,7 +21,9 @@ _unique = itertools.count()
 def bomb(levels: int, width: int, leaf: str = "viewer { name }", spread: str = "") -> str:
     """`{ ...F<levels> }`, each fragment spreading the previous one `width` times: width^levels leaves."""
     fragments = [f"fragment F0 on Query {{ {leaf} }}"]
-    fragments += [f"fragment F{i} on Query {{ {' '.join([f'...F{i - 1}{spread}'] * width)} }}" for i in range(1, levels + 1)]
+    fragments += [
+        f"fragment F{i} on Query {{ {' '.join([f'...F{i - 1}{spread}'] * width)} }}" for i in range(1, levels + 1)
+    ]
     return f"{{ ...F{levels} }} " + " ".join(fragments)
 
 
@@ -44,40 +46,104 @@ class Shape:
 SHAPES = [
     Shape("fragment bomb, deep: 2 spreads x 40 levels", bomb(40, 2), limits={"selections"}),
     Shape("fragment bomb, wide: 20 spreads x 8 levels", bomb(8, 20), limits={"selections"}),
-    Shape("fragment bomb with a deep leaf", bomb(30, 2, "viewer { grants { practice { id name } } }"), limits={"selections"}),
-    Shape("aliases x fragments", "{ ...F } fragment F on Query { viewer { " + " ".join(f"a{i}: name" for i in range(20)) + " } } "
-          .replace("{ ...F }", "{ " + " ".join(f"x{i}: viewer {{ name }}" for i in range(0)) + "...F }") + bomb(12, 2, "...F"),
-          limits={"aliases", "selections"}),
-    Shape("directives on fragment spreads", "{ ...F @include(if: true) @skip(if: false) @include(if: true) } fragment F on Query { viewer { name } }",
-          limits={"directives"}),
-    Shape("directives on a fragment bomb", bomb(30, 2, spread=" @include(if: true) @skip(if: false)"), limits={"selections"}),
-    Shape("directives on inline fragments", "{ ... @include(if: true) @skip(if: false) @include(if: true) { viewer { name } } }",
-          limits={"directives"}),
+    Shape(
+        "fragment bomb with a deep leaf",
+        bomb(30, 2, "viewer { grants { practice { id name } } }"),
+        limits={"selections"},
+    ),
+    Shape(
+        "aliases x fragments",
+        "{ ...F } fragment F on Query { viewer { "
+        + " ".join(f"a{i}: name" for i in range(20))
+        + " } } ".replace("{ ...F }", "{ " + " ".join(f"x{i}: viewer {{ name }}" for i in range(0)) + "...F }")
+        + bomb(12, 2, "...F"),
+        limits={"aliases", "selections"},
+    ),
+    Shape(
+        "directives on fragment spreads",
+        "{ ...F @include(if: true) @skip(if: false) @include(if: true) } fragment F on Query { viewer { name } }",
+        limits={"directives"},
+    ),
+    Shape(
+        "directives on a fragment bomb",
+        bomb(30, 2, spread=" @include(if: true) @skip(if: false)"),
+        limits={"selections"},
+    ),
+    Shape(
+        "directives on inline fragments",
+        "{ ... @include(if: true) @skip(if: false) @include(if: true) { viewer { name } } }",
+        limits={"directives"},
+    ),
     # 2,800 tokens, near the token limit: parsing them is most of the cost.
-    Shape("700 declared variables", "query(" + " ".join(f"$v{i}: Int" for i in range(700)) + ") { viewer { name } }",
-          limits={"validation"}, trivial_requests=20),
-    Shape("a huge list in the variables", "query($ids: [ID!]!) { nodes(ids: $ids) { id } }", variables={"ids": ["apt_x"] * 5000},
-          codes={"COST_LIMIT_EXCEEDED"}, limits={"cost"}),
-    Shape("circular fragments", "{ ...A } fragment A on Query { ...B viewer { name } } fragment B on Query { ...A ...A }", limits={None}),
-    Shape("circular fragment bomb", bomb(30, 2).replace("fragment F0 on Query { viewer { name } }",
-                                                        "fragment F0 on Query { viewer { name } ...F30 }"), limits={"selections", None}),
-    Shape("selections nested past the parser's limit", "{ " + "viewer { " * 300 + "name" + " }" * 300 + " }", limits={"nesting"}),
+    Shape(
+        "700 declared variables",
+        "query(" + " ".join(f"$v{i}: Int" for i in range(700)) + ") { viewer { name } }",
+        limits={"validation"},
+        trivial_requests=20,
+    ),
+    Shape(
+        "a huge list in the variables",
+        "query($ids: [ID!]!) { nodes(ids: $ids) { id } }",
+        variables={"ids": ["apt_x"] * 5000},
+        codes={"COST_LIMIT_EXCEEDED"},
+        limits={"cost"},
+    ),
+    Shape(
+        "circular fragments",
+        "{ ...A } fragment A on Query { ...B viewer { name } } fragment B on Query { ...A ...A }",
+        limits={None},
+    ),
+    Shape(
+        "circular fragment bomb",
+        bomb(30, 2).replace(
+            "fragment F0 on Query { viewer { name } }", "fragment F0 on Query { viewer { name } ...F30 }"
+        ),
+        limits={"selections", None},
+    ),
+    Shape(
+        "selections nested past the parser's limit",
+        "{ " + "viewer { " * 300 + "name" + " }" * 300 + " }",
+        limits={"nesting"},
+    ),
     Shape("deeply nested input object", nested_input(600), limits={"nesting"}, extra={"operationName": "Deep"}),
-    Shape("nested input object under the parser's limit", nested_input(150), limits={None}, extra={"operationName": "Deep"}),
+    Shape(
+        "nested input object under the parser's limit",
+        nested_input(150),
+        limits={None},
+        extra={"operationName": "Deep"},
+    ),
     # Refused once parsed: what it costs is parsing 2,100 tokens, bounded by the token limit.
-    Shape("300 operations in one document", " ".join(f"query Q{i} {{ viewer {{ name }} }}" for i in range(300)),
-          limits={"operations"}, extra={"operationName": "Q150"}, trivial_requests=20),
-    Shape("20 operations in one document", " ".join(f"query Q{i} {{ viewer {{ name }} }}" for i in range(20)), status=200,
-          extra={"operationName": "Q10"}),
-    Shape("400 fragments in one operation", "{ " + " ".join(f"...F{i}" for i in range(400)) + " } "
-          + " ".join(f"fragment F{i} on Query {{ viewer {{ name }} }}" for i in range(400)), limits={"tokens", "selections"}),
+    Shape(
+        "300 operations in one document",
+        " ".join(f"query Q{i} {{ viewer {{ name }} }}" for i in range(300)),
+        limits={"operations"},
+        extra={"operationName": "Q150"},
+        trivial_requests=20,
+    ),
+    Shape(
+        "20 operations in one document",
+        " ".join(f"query Q{i} {{ viewer {{ name }} }}" for i in range(20)),
+        status=200,
+        extra={"operationName": "Q10"},
+    ),
+    Shape(
+        "400 fragments in one operation",
+        "{ "
+        + " ".join(f"...F{i}" for i in range(400))
+        + " } "
+        + " ".join(f"fragment F{i} on Query {{ viewer {{ name }} }}" for i in range(400)),
+        limits={"tokens", "selections"},
+    ),
     Shape("1,000 __typename fields", "{ " + "__typename " * 1000 + "}", limits={"selections"}),
     # Served: graphql-core's OverlappingFieldsCanBeMerged compares fields of one name pairwise, so
     # this costs the square of their number, bounded by the selections limit (and beyond graphql-core's
     # own budget, "Validation aborted.", named as a limit too).
     Shape("400 __typename fields", "{ " + "__typename " * 400 + "}", status=200, trivial_requests=30),
-    Shape("introspection cycle", "{ __schema { types { fields { type { fields { type { fields { type { name } } } } } } } } }",
-          limits={"introspectionDepth"}),
+    Shape(
+        "introspection cycle",
+        "{ __schema { types { fields { type { fields { type { fields { type { name } } } } } } } } }",
+        limits={"introspectionDepth"},
+    ),
 ]
 
 
@@ -113,7 +179,9 @@ async def test_hostile_document_is_answered_in_less_time_than_a_few_trivial_requ
         if shape.status == 400:
             assert response.codes == shape.codes, response.body
             assert _limits(response.body) & shape.limits, response.body
-    assert min(hostile) < trivial, f"{shape.name}: {min(hostile):.4f} s against {trivial:.4f} s for {shape.trivial_requests} trivial requests"
+    assert min(hostile) < trivial, (
+        f"{shape.name}: {min(hostile):.4f} s against {trivial:.4f} s for {shape.trivial_requests} trivial requests"
+    )
 
 
 def test_the_bomb_would_select_more_than_a_trillion_fields():

@@ -11,18 +11,28 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from api.errors import ApiError
-from api.operators import accounts as operators
-from api.ids import new_public_id
 from api.data.models import (
-    AlertKind, Appointment, AppointmentStatus, ExtractionAlert, Gender, Grant, Partner, PartnerKey, Patient, PatientDisclosure,
-    Practice, PracticeMembership, Practitioner,
+    AlertKind,
+    Appointment,
+    AppointmentStatus,
+    ExtractionAlert,
+    Gender,
+    Grant,
+    Partner,
+    PartnerKey,
+    Patient,
+    PatientDisclosure,
+    Practice,
+    PracticeMembership,
+    Practitioner,
 )
+from api.errors import ApiError
+from api.ids import new_public_id
+from api.operators import accounts as operators
 from api.protection.extraction import ExtractionGuard
 from api.scopes import Scope
 from api.settings import Settings
 from api.timeutil import utcnow
-from tests.ledger.test_exposure import cli  # noqa: F401  (the `partner-api` command line, as a fixture)
 
 PATIENTS, APPOINTMENTS, SPAN_DAYS = 1000, 3000, 180
 PAGE = """query($p: ID!, $from: DateTime!, $to: DateTime!, $n: Int!, $after: String) {
@@ -97,7 +107,9 @@ def _ids(sync_engine, partner: str, practice: str = "Grand Cabinet") -> tuple[in
         partner_row = operators.find_partner(session, partner)
         key = session.scalar(select(PartnerKey.id).where(PartnerKey.partner_id == partner_row.id))
         practice_row = operators.find_practice(session, practice)
-        patients = list(session.scalars(select(Patient.id).where(Patient.practice_id == practice_row.id).order_by(Patient.id)))
+        patients = list(
+            session.scalars(select(Patient.id).where(Patient.practice_id == practice_row.id).order_by(Patient.id))
+        )
         return partner_row.id, key, practice_row.id, patients
 
 
@@ -108,22 +120,34 @@ async def test_paging_through_the_whole_file_is_stopped_early_warned_and_the_key
     start, obtained, refusal = utcnow() - timedelta(days=SPAN_DAYS), set(), None
     while refusal is None and start < utcnow() + timedelta(days=SPAN_DAYS):
         # Small pages: the most a refusal-aware extractor can get before the limit.
-        seen, refusal = await read_window(api, world.keys["extractor"], big_practice, start, start + timedelta(days=31), 10)
+        seen, refusal = await read_window(
+            api, world.keys["extractor"], big_practice, start, start + timedelta(days=31), 10
+        )
         obtained |= seen
         start += timedelta(days=31)
     assert refusal == "EXTRACTION_LIMIT_EXCEEDED"
     print(f"\nextraction stopped after {len(obtained)} distinct patients of {PATIENTS}")
     assert len(obtained) <= PATIENTS // 5
     (refused,) = _alerts(sync_engine, AlertKind.REFUSAL)
-    assert refused.window_hours == 24 and refused.patients_in_window <= refused.threshold < refused.patients_in_window + refused.patients_refused
+    assert (
+        refused.window_hours == 24
+        and refused.patients_in_window <= refused.threshold < refused.patients_in_window + refused.patients_refused
+    )
     warnings = _alerts(sync_engine, AlertKind.WARNING)
     assert [w.fraction for w in warnings] == [0.5, 0.8]  # each once, before the refusal
     assert all(w.raised_at <= refused.raised_at for w in warnings)
     assert len(_alerts(sync_engine, AlertKind.QUARANTINE)) == 1
     # From now on the key is refused outright, with its own code, even for what it read already.
-    again = await api.query(world.keys["extractor"], PAGE, {
-        "p": big_practice, "from": utcnow().isoformat(), "to": (utcnow() + timedelta(days=1)).isoformat(), "n": 1,
-    })
+    again = await api.query(
+        world.keys["extractor"],
+        PAGE,
+        {
+            "p": big_practice,
+            "from": utcnow().isoformat(),
+            "to": (utcnow() + timedelta(days=1)).isoformat(),
+            "n": 1,
+        },
+    )
     assert (again.status, again.codes) == (403, {"KEY_QUARANTINED"})
 
 
@@ -131,7 +155,9 @@ async def test_a_refusal_reveals_neither_the_limit_nor_the_headroom(make_api, wo
     with Session(sync_engine) as session, session.begin():
         session.execute(update(Grant).values(max_patients_per_window=37))
     api = make_api()
-    _, refusal = await read_window(api, world.keys["extractor"], big_practice, utcnow(), utcnow() + timedelta(days=30), 50)
+    _, refusal = await read_window(
+        api, world.keys["extractor"], big_practice, utcnow(), utcnow() + timedelta(days=30), 50
+    )
     assert refusal == "EXTRACTION_LIMIT_EXCEEDED"
     response = await api.query(world.keys["extractor"], "{ viewer { name } }")
     assert response.codes == {"KEY_QUARANTINED"}
@@ -141,21 +167,32 @@ async def test_a_refusal_reveals_neither_the_limit_nor_the_headroom(make_api, wo
     with Session(sync_engine) as session, session.begin():
         session.execute(update(PartnerKey).values(quarantined_at=None))
         operators.set_quarantine_on_refusal(session, "extractor", False)
-    seen, after = set(), None
+    after = None
     while True:
-        page = await api.query(world.keys["extractor"], PAGE, {
-            "p": big_practice, "from": utcnow().isoformat(), "to": (utcnow() + timedelta(days=30)).isoformat(), "n": 50,
-            "after": after,
-        })
+        page = await api.query(
+            world.keys["extractor"],
+            PAGE,
+            {
+                "p": big_practice,
+                "from": utcnow().isoformat(),
+                "to": (utcnow() + timedelta(days=30)).isoformat(),
+                "n": 50,
+                "after": after,
+            },
+        )
         if page.errors:
             break
         after = page.data["appointments"]["pageInfo"]["endCursor"]
     error = next(e for e in page.errors if e["extensions"]["code"] == "EXTRACTION_LIMIT_EXCEEDED")
     assert not any(ch.isdigit() for ch in error["message"])
-    assert set(error["extensions"]) <= {"code", "quarantined", "requestId"} and error["extensions"]["quarantined"] is False
+    assert (
+        set(error["extensions"]) <= {"code", "quarantined", "requestId"} and error["extensions"]["quarantined"] is False
+    )
 
 
-async def test_a_practice_smaller_than_the_floor_is_not_read_whole_without_a_warning(async_engine, sync_engine, world, big_practice):
+async def test_a_practice_smaller_than_the_floor_is_not_read_whole_without_a_warning(
+    async_engine, sync_engine, world, big_practice
+):
     partner, key, practice, patients = _ids(sync_engine, "extractor")
     guard, now = ExtractionGuard(Settings()), utcnow()
     async with AsyncSession(async_engine) as session:
@@ -193,26 +230,49 @@ async def test_staying_just_under_the_daily_limit_for_30_days_is_stopped_by_the_
 async def test_booking_and_cancelling_does_not_raise_the_limit(async_engine, sync_engine, world, big_practice):
     """The 2020 variant: 400 one-minute bookings of invented patients in the coming week, cancelled
     (or not): the practice's baseline counts only the appointments it made itself."""
-    partner, key, practice, _ = _ids(sync_engine, "extractor")
+    partner, _key, practice, _ = _ids(sync_engine, "extractor")
     settings, now = Settings(), utcnow()
     async with AsyncSession(async_engine) as session:
         before = await ExtractionGuard(settings).budgets(session, partner, practice, now)
         await session.rollback()  # not stored: measured again below, at the same time
     with Session(sync_engine) as session, session.begin():
-        doctor = session.scalar(select(PracticeMembership.practitioner_id).where(PracticeMembership.practice_id == practice))
+        doctor = session.scalar(
+            select(PracticeMembership.practitioner_id).where(PracticeMembership.practice_id == practice)
+        )
         invented = [
-            session.execute(insert(Patient).values(
-                public_id=new_public_id("Patient"), practice_id=practice, first_name="X", last_name=f"Inventé{i}",
-                gender=Gender.UNKNOWN, created_at=now,
-            ).returning(Patient.id)).scalar_one()
+            session.execute(
+                insert(Patient)
+                .values(
+                    public_id=new_public_id("Patient"),
+                    practice_id=practice,
+                    first_name="X",
+                    last_name=f"Inventé{i}",
+                    gender=Gender.UNKNOWN,
+                    created_at=now,
+                )
+                .returning(Patient.id)
+            ).scalar_one()
             for i in range(400)
         ]
-        session.execute(insert(Appointment), [dict(
-            public_id=new_public_id("Appointment"), practice_id=practice, practitioner_id=doctor, patient_id=p,
-            starts_at=now + timedelta(days=1, minutes=i), ends_at=now + timedelta(days=1, minutes=i + 1),
-            status=AppointmentStatus.CANCELLED if i % 2 else AppointmentStatus.BOOKED, source_partner_id=partner,
-            created_at=now, updated_at=now, change_seq=10**6 + i,
-        ) for i, p in enumerate(invented)])
+        session.execute(
+            insert(Appointment),
+            [
+                dict(
+                    public_id=new_public_id("Appointment"),
+                    practice_id=practice,
+                    practitioner_id=doctor,
+                    patient_id=p,
+                    starts_at=now + timedelta(days=1, minutes=i),
+                    ends_at=now + timedelta(days=1, minutes=i + 1),
+                    status=AppointmentStatus.CANCELLED if i % 2 else AppointmentStatus.BOOKED,
+                    source_partner_id=partner,
+                    created_at=now,
+                    updated_at=now,
+                    change_seq=10**6 + i,
+                )
+                for i, p in enumerate(invented)
+            ],
+        )
     async with AsyncSession(async_engine) as session:
         after = await ExtractionGuard(settings).budgets(session, partner, practice, now)
     assert [b.limit for b in after] == [b.limit for b in before]
@@ -226,12 +286,27 @@ async def test_the_baseline_is_computed_at_most_daily_and_grows_slowly(async_eng
         first, _ = await guard.budgets(session, partner, practice, now)
         await session.commit()
     with Session(sync_engine) as session, session.begin():  # the practice's own activity triples
-        doctor = session.scalar(select(PracticeMembership.practitioner_id).where(PracticeMembership.practice_id == practice))
-        session.execute(insert(Appointment), [dict(
-            public_id=new_public_id("Appointment"), practice_id=practice, practitioner_id=doctor, patient_id=patients[i % PATIENTS],
-            starts_at=now + timedelta(days=7 * w - 27, minutes=10 * i), ends_at=now + timedelta(days=7 * w - 27, minutes=10 * i + 5),
-            created_at=now, updated_at=now, change_seq=2 * 10**6 + 1000 * w + i,
-        ) for w in range(6) for i in range(2 * first.limit)])
+        doctor = session.scalar(
+            select(PracticeMembership.practitioner_id).where(PracticeMembership.practice_id == practice)
+        )
+        session.execute(
+            insert(Appointment),
+            [
+                dict(
+                    public_id=new_public_id("Appointment"),
+                    practice_id=practice,
+                    practitioner_id=doctor,
+                    patient_id=patients[i % PATIENTS],
+                    starts_at=now + timedelta(days=7 * w - 27, minutes=10 * i),
+                    ends_at=now + timedelta(days=7 * w - 27, minutes=10 * i + 5),
+                    created_at=now,
+                    updated_at=now,
+                    change_seq=2 * 10**6 + 1000 * w + i,
+                )
+                for w in range(6)
+                for i in range(2 * first.limit)
+            ],
+        )
     async with AsyncSession(async_engine) as session:
         same_day, _ = await guard.budgets(session, partner, practice, now + timedelta(hours=23))
         next_day, _ = await guard.budgets(session, partner, practice, now + timedelta(hours=25))
@@ -256,7 +331,9 @@ async def test_a_quarantined_key_is_served_again_once_released(make_api, world, 
     with Session(sync_engine) as session, session.begin():
         session.execute(update(Grant).values(max_patients_per_window=5))
     api = make_api()
-    _, refusal = await read_window(api, world.keys["extractor"], big_practice, utcnow(), utcnow() + timedelta(days=30), 10)
+    _, refusal = await read_window(
+        api, world.keys["extractor"], big_practice, utcnow(), utcnow() + timedelta(days=30), 10
+    )
     assert refusal == "EXTRACTION_LIMIT_EXCEEDED"
     quarantined = await api.query(world.keys["extractor"], "{ viewer { name } }")
     assert (quarantined.status, quarantined.codes) == (403, {"KEY_QUARANTINED"})
@@ -271,7 +348,9 @@ async def test_a_quarantined_key_is_served_again_once_released(make_api, world, 
         assert session.scalar(select(Partner.quarantine_on_refusal).where(Partner.name == "daily-sync")) is False
 
 
-async def test_a_quarantined_key_that_is_also_revoked_gets_the_one_answer_for_every_failure(make_api, world, sync_engine):
+async def test_a_quarantined_key_that_is_also_revoked_gets_the_one_answer_for_every_failure(
+    make_api, world, sync_engine
+):
     with Session(sync_engine) as session, session.begin():
         session.execute(update(PartnerKey).values(quarantined_at=utcnow()))
     api = make_api()
@@ -282,13 +361,17 @@ async def test_a_quarantined_key_that_is_also_revoked_gets_the_one_answer_for_ev
     wrong_secret = await api.query(world.keys["other"][:-4] + "AAAA", "{ viewer { name } }")
 
     def without_request_id(response):
-        return [{**e, "extensions": {k: v for k, v in e["extensions"].items() if k != "requestId"}} for e in response.errors]
+        return [
+            {**e, "extensions": {k: v for k, v in e["extensions"].items() if k != "requestId"}} for e in response.errors
+        ]
 
     assert revoked.status == wrong_secret.status == 401
     assert without_request_id(revoked) == without_request_id(wrong_secret)
 
 
-async def test_reminders_for_the_next_two_days_every_hour_are_never_refused_nor_alerted(make_api, world, big_practice, sync_engine):
+async def test_reminders_for_the_next_two_days_every_hour_are_never_refused_nor_alerted(
+    make_api, world, big_practice, sync_engine
+):
     today = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
     # A reminder service: the next two days, every hour of a working day (the budget refill compressed).
     api = make_api(budget_refill_per_second=10**4)
@@ -309,7 +392,8 @@ async def test_both_windows_are_counted_through_their_index(async_engine, sync_e
         connection.exec_driver_sql("SET enable_seqscan = off")
         for budget in budgets:
             count = select(func.count()).where(
-                PatientDisclosure.partner_id == partner, PatientDisclosure.practice_id == practice,
+                PatientDisclosure.partner_id == partner,
+                PatientDisclosure.practice_id == practice,
                 budget.first_at >= utcnow() - budget.window,
             )
             sql = str(count.compile(sync_engine, compile_kwargs={"literal_binds": True}))

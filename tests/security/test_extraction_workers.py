@@ -38,10 +38,17 @@ def crowded_practice(sync_engine, world) -> str:
                 gender=Gender.UNKNOWN,
             ).returning(Patient.id)).scalar_one()
             start = DAY + timedelta(minutes=10 * i)
-            session.execute(insert(Appointment).values(
-                public_id=new_public_id("Appointment"), practice_id=practice.id, practitioner_id=doctor, patient_id=patient,
-                starts_at=start, ends_at=start + timedelta(minutes=5), change_seq=10_000 + i,
-            ))
+            session.execute(
+                insert(Appointment).values(
+                    public_id=new_public_id("Appointment"),
+                    practice_id=practice.id,
+                    practitioner_id=doctor,
+                    patient_id=patient,
+                    starts_at=start,
+                    ends_at=start + timedelta(minutes=5),
+                    change_seq=10_000 + i,
+                )
+            )
         grant = operators.grant_practice(session, "full", practice.name, set(Scope))
         grant.max_patients_per_window = LIMIT
         return practice.public_id
@@ -50,25 +57,36 @@ def crowded_practice(sync_engine, world) -> str:
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 async def test_two_workers_never_record_one_patient_over_the_limit(database_url, world, crowded_practice, sync_engine):
     with serving_two_workers(
-        database_url, budget_capacity="1000000", budget_refill_per_second="100000", max_concurrent_requests_per_key="32",
+        database_url,
+        budget_capacity="1000000",
+        budget_refill_per_second="100000",
+        max_concurrent_requests_per_key="32",
     ) as base:
         headers = {"Authorization": f"Bearer {world.keys['full']}"}
 
         async def page(n: int) -> httpx.Response:
-            window = {"from": (DAY + timedelta(minutes=50 * n - 1)).isoformat(), "to": (DAY + timedelta(minutes=50 * n + 49)).isoformat()}
+            window = {
+                "from": (DAY + timedelta(minutes=50 * n - 1)).isoformat(),
+                "to": (DAY + timedelta(minutes=50 * n + 49)).isoformat(),
+            }
             # A connection each, so that uvicorn spreads them over both workers.
             async with httpx.AsyncClient(base_url=base, timeout=60) as client:
-                return await client.post("/graphql", json={"query": PAGE, "variables": {"p": crowded_practice, **window}}, headers=headers)
+                return await client.post(
+                    "/graphql", json={"query": PAGE, "variables": {"p": crowded_practice, **window}}, headers=headers
+                )
 
         responses = await asyncio.gather(*(page(n) for n in range(REQUESTS)))
     names = {
         edge["node"]["patient"]["lastName"]
-        for r in responses for edge in ((r.json().get("data") or {}).get("appointments") or {"edges": []})["edges"]
+        for r in responses
+        for edge in ((r.json().get("data") or {}).get("appointments") or {"edges": []})["edges"]
         if edge["node"]["patient"]
     }
     with Session(sync_engine) as session:
         practice_id = session.scalar(select(Practice.id).where(Practice.public_id == crowded_practice))
-        recorded = session.scalar(select(func.count()).select_from(PatientDisclosure).where(PatientDisclosure.practice_id == practice_id))
+        recorded = session.scalar(
+            select(func.count()).select_from(PatientDisclosure).where(PatientDisclosure.practice_id == practice_id)
+        )
     print(f"\n{recorded} patients recorded, {len(names)} names served, against a limit of {LIMIT}")
     assert recorded <= LIMIT and len(names) <= LIMIT
     codes = {e["extensions"]["code"] for r in responses for e in r.json().get("errors", [])}

@@ -1,5 +1,6 @@
 """Fairness under load (bench/fairness.py): while one partner floods the API from 32 connections,
-with expensive pages or with hostile documents, another's normal sync keeps working. Bounded in count and time; run with -s to see the figures.
+with expensive pages or with hostile documents, another's normal sync keeps working. Bounded in count and time; run
+with -s to see the figures.
 The latency bound is checked by `python -m bench.fairness`, not here: a shared machine's timings
 cannot be asserted."""
 
@@ -15,7 +16,9 @@ from tests.world import DAY, World
 pytestmark = pytest.mark.load
 
 
-async def test_a_flooding_partner_is_throttled_and_a_syncing_partner_keeps_being_served(database_url, world: World, tmp_path: Path):
+async def test_a_flooding_partner_is_throttled_and_a_syncing_partner_keeps_being_served(
+    database_url, world: World, tmp_path: Path
+):
     practice = world.practice_id("A")
     syncing, flooding = Partner(world.keys["no-contact"], practice), Partner(world.keys["full"], practice)
     with served(database_url, tmp_path / "server.log") as base:

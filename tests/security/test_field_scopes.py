@@ -30,7 +30,12 @@ def values(body: object, keys: set[str]) -> list[object]:
 
 
 async def fetch(api, world, partner, query=PAGE):
-    variables = {"p": world.practice_id("A"), **window_args(), "apt": world.appointments["A"][0], "pat": world.patients["A"][0]}
+    variables = {
+        "p": world.practice_id("A"),
+        **window_args(),
+        "apt": world.appointments["A"][0],
+        "pat": world.patients["A"][0],
+    }
     return await api.query(world.keys[partner], query, variables)
 
 

@@ -15,7 +15,7 @@ both run on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-from datetime import UTC, timedelta, timezone
+from datetime import timedelta, timezone
 
 import pytest
 import schemathesis
@@ -37,7 +37,9 @@ GRAPHQL_SCHEMA = api_schema._schema
 ROOT_FIELDS = sorted({*GRAPHQL_SCHEMA.query_type.fields, *GRAPHQL_SCHEMA.mutation_type.fields})  # type: ignore[union-attr]
 PARTNERS = ["full", "no-contact", "reader", "other", "writer-only", "unconnected"]
 UNLIMITED = {"budget_capacity": 10**9, "budget_refill_per_second": 10**6}
-FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 
 
 def offsets() -> st.SearchStrategy[timezone]:
@@ -47,8 +49,11 @@ def offsets() -> st.SearchStrategy[timezone]:
 def instants() -> st.SearchStrategy[str]:
     """Mostly instants around the world's day (so windows and bookings can be valid), in any
     offset; then any instant from year 1 to 9999, naive ones and junk."""
-    near = st.builds(lambda minutes, zone: (DAY + timedelta(minutes=minutes)).astimezone(zone).isoformat(),
-                     st.integers(-2 * 1440, 3 * 1440).map(lambda m: m - m % 30), offsets())
+    near = st.builds(
+        lambda minutes, zone: (DAY + timedelta(minutes=minutes)).astimezone(zone).isoformat(),
+        st.integers(-2 * 1440, 3 * 1440).map(lambda m: m - m % 30),
+        offsets(),
+    )
     anywhere = st.datetimes(timezones=offsets() | st.none()).map(lambda d: d.isoformat())
     return st.one_of(near, near, near, st.sampled_from([w.isoformat() for w in WINDOW]), anywhere, st.text(max_size=30))
 
@@ -101,7 +106,10 @@ async def test_generated_operations_never_fail_the_server_and_conform_to_the_sch
         "/graphql", json={"query": document}, headers={"Authorization": f"Bearer {world.keys[partner]}"}
     )
     body = response.json()
-    event(f"HTTP {response.status_code}, {'data' if body.get('data') else 'no data'}, {sorted({e.get('extensions', {}).get('code') for e in body.get('errors', [])})}")
+    event(
+        f"HTTP {response.status_code}, {'data' if body.get('data') else 'no data'}, "
+        f"{sorted({e.get('extensions', {}).get('code') for e in body.get('errors', [])})}"
+    )
     assert violations(response.status_code, body, document) == [], (document, response.text)
 
 
@@ -115,7 +123,8 @@ async def test_operations_with_one_schema_violation_are_refused_as_bad_input(fuz
     body = response.json()
     assert error_contract_violations(body) == [], (document, response.text)
     assert response.status_code == 400 and {e["extensions"]["code"] for e in body["errors"]} == {"BAD_USER_INPUT"}, (
-        document, response.text,
+        document,
+        response.text,
     )
 
 
@@ -130,7 +139,7 @@ def test_schemathesis_finds_no_server_error_nor_schema_violation(database_url, w
     operations = [result.ok() for result in loaded.get_all_operations()]
     assert {op.label for op in operations} >= {"Query.appointments", "Query.node", "Mutation.bookAppointment"}
 
-    def ours(ctx, response, case) -> None:  # noqa: ANN001 - schemathesis' check signature
+    def ours(ctx, response, case) -> None:
         problems = violations(response.status_code, response.json(), case.body)  # the document
         assert problems == [], problems
 
@@ -140,7 +149,7 @@ def test_schemathesis_finds_no_server_error_nor_schema_violation(database_url, w
 
                 @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
                 @given(case=operation.as_strategy(generation_mode=mode))
-                def fuzz(case) -> None:  # noqa: ANN001
+                def fuzz(case) -> None:
                     response = case.call(headers=auth)
                     case.validate_response(
                         response, checks=[schemathesis.checks.response_schema_conformance], additional_checks=[ours]

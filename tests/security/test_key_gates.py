@@ -9,8 +9,8 @@ import asyncio
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
-from api.protection.key_gates import QUEUE_FACTOR, CredentialGates
 from api.data.models import AccessRecord
+from api.protection.key_gates import QUEUE_FACTOR, CredentialGates
 from tests.security.test_budgets import PRICED, variables
 
 
@@ -71,11 +71,17 @@ async def test_a_key_whose_budget_is_spent_is_refused_before_the_database_and_re
         event.remove(engine, "before_cursor_execute", listener)
     assert again.status == 429 and again.codes == {"RATE_LIMITED"}
     assert 1 <= int(again.headers["retry-after"]) <= retry_after
-    assert again.body["errors"][0]["extensions"]["retryAfter"] == int(again.headers["retry-after"])  # as the budget's refusal
+    # as the budget's refusal
+    assert again.body["errors"][0]["extensions"]["retryAfter"] == int(again.headers["retry-after"])
     assert statements and all("access_records" in s for s in statements), statements  # only its ledger row
     with Session(sync_engine) as session:
         last = session.scalars(select(AccessRecord).order_by(AccessRecord.id.desc())).first()
-    assert last is not None and last.partner_id is not None and last.error_code == "RATE_LIMITED" and last.http_status == 429
+    assert (
+        last is not None
+        and last.partner_id is not None
+        and last.error_code == "RATE_LIMITED"
+        and last.http_status == 429
+    )
 
     # Other partners, and a wrong secret under the same public prefix, are not affected.
     assert (await api.query(world.keys["no-contact"], "{ viewer { name } }")).data == {"viewer": {"name": "no-contact"}}
@@ -89,5 +95,7 @@ async def test_spellings_of_one_authorization_header_share_one_gate(make_api, wo
     key = world.keys["full"]
     await spend_the_budget(api, world)
     for header in (f"bearer {key}", f"BEARER   {key}", f"Bearer {key}  "):
-        again = await api.http.post("/graphql", json={"query": "{ viewer { name } }"}, headers={"Authorization": header})
+        again = await api.http.post(
+            "/graphql", json={"query": "{ viewer { name } }"}, headers={"Authorization": header}
+        )
         assert again.status_code == 429 and again.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED", header

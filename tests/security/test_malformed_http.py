@@ -61,10 +61,18 @@ def post(body: object) -> Request:
     return make
 
 
-def raw(content: bytes | Callable[[World], bytes | AsyncIterator[bytes]], content_type: str | None = "application/json", **headers: str) -> Request:
+def raw(
+    content: bytes | Callable[[World], bytes | AsyncIterator[bytes]],
+    content_type: str | None = "application/json",
+    **headers: str,
+) -> Request:
     async def make(api: ApiClient, world: World) -> dict[str, Any]:
         kinds = {"content-type": content_type} if content_type is not None else {}
-        return {"method": "POST", "content": content(world) if callable(content) else content, "headers": {**kinds, **headers}}
+        return {
+            "method": "POST",
+            "content": content(world) if callable(content) else content,
+            "headers": {**kinds, **headers},
+        }
 
     return make
 
@@ -107,88 +115,253 @@ CASES = [
     Malformed("JSON number", raw(b"42"), 400, "BAD_USER_INPUT"),
     Malformed("JSON array: batching is off", post([{"query": "{ viewer { name } }"}] * 2), 400, "BAD_USER_INPUT"),
     Malformed("non-UTF-8 bytes", raw(b'{"query": "{ viewer { name\xff } }"}'), 400, "BAD_USER_INPUT"),
-    Malformed("latin-1 declared", raw(b'{"query": "{ viewer { name } }", "x": "\xe9"}', "application/json; charset=latin-1"),
-              400, "BAD_USER_INPUT"),
+    Malformed(
+        "latin-1 declared",
+        raw(b'{"query": "{ viewer { name } }", "x": "\xe9"}', "application/json; charset=latin-1"),
+        400,
+        "BAD_USER_INPUT",
+    ),
     Malformed("UTF-16 encoded", raw('{"query": "{ viewer { name } }"}'.encode("utf-16")), 400, "BAD_USER_INPUT"),
     Malformed("UTF-32 encoded", raw('{"query": "{ viewer { name } }"}'.encode("utf-32")), 400, "BAD_USER_INPUT"),
-    Malformed("UTF-8 with a byte-order mark", raw('{"query": "{ viewer { name } }"}'.encode("utf-8-sig")), 400, "BAD_USER_INPUT"),
-    Malformed("query twice: a mutation behind a read", raw(lambda world: (
-        '{"query": "{ viewer { name } }", "query": ' + json.dumps(CANCEL) + ', "variables": {"id": "' + world.appointments["A"][0] + '"}}'
-    ).encode()), 400, "BAD_USER_INPUT"),
-    Malformed("a variable twice", raw(lambda world: (
-        '{"query": ' + json.dumps(CANCEL) + ', "variables": {"id": "apt_first", "id": "apt_second"}}').encode()),
-        400, "BAD_USER_INPUT", "apt_second"),
-    Malformed("operationName twice", raw(b'{"query": "query A { viewer { name } } query B { viewer { id } }", '
-                                         b'"operationName": "A", "operationName": "B"}'), 400, "BAD_USER_INPUT"),
-    Malformed("query twice in the query string", lambda api, world: _get_pairs([("query", "{ viewer { name } }"), ("query", "{ viewer { id } }")]),
-              400, "BAD_USER_INPUT"),
+    Malformed(
+        "UTF-8 with a byte-order mark",
+        raw('{"query": "{ viewer { name } }"}'.encode("utf-8-sig")),
+        400,
+        "BAD_USER_INPUT",
+    ),
+    Malformed(
+        "query twice: a mutation behind a read",
+        raw(
+            lambda world: (
+                '{"query": "{ viewer { name } }", "query": '
+                + json.dumps(CANCEL)
+                + ', "variables": {"id": "'
+                + world.appointments["A"][0]
+                + '"}}'
+            ).encode()
+        ),
+        400,
+        "BAD_USER_INPUT",
+    ),
+    Malformed(
+        "a variable twice",
+        raw(
+            lambda world: (
+                '{"query": ' + json.dumps(CANCEL) + ', "variables": {"id": "apt_first", "id": "apt_second"}}'
+            ).encode()
+        ),
+        400,
+        "BAD_USER_INPUT",
+        "apt_second",
+    ),
+    Malformed(
+        "operationName twice",
+        raw(
+            b'{"query": "query A { viewer { name } } query B { viewer { id } }", '
+            b'"operationName": "A", "operationName": "B"}'
+        ),
+        400,
+        "BAD_USER_INPUT",
+    ),
+    Malformed(
+        "query twice in the query string",
+        lambda api, world: _get_pairs([("query", "{ viewer { name } }"), ("query", "{ viewer { id } }")]),
+        400,
+        "BAD_USER_INPUT",
+    ),
     Malformed("query is a number", post({"query": 5}), 400, "BAD_USER_INPUT"),
     Malformed("query is a list", post({"query": ["{ viewer { name } }"]}), 400, "BAD_USER_INPUT"),
     Malformed("query is an object", post({"query": {"viewer": "name"}}), 400, "BAD_USER_INPUT"),
     Malformed("no query", post({"variables": {}}), 400, "BAD_USER_INPUT"),
-    Malformed("variables are a string", post({"query": "{ viewer { name } }", "variables": "{}"}), 400, "BAD_USER_INPUT"),
+    Malformed(
+        "variables are a string", post({"query": "{ viewer { name } }", "variables": "{}"}), 400, "BAD_USER_INPUT"
+    ),
     Malformed("text/plain", raw(b'{"query": "{ viewer { name } }"}', "text/plain"), 400, "BAD_USER_INPUT"),
     Malformed("no content type", raw(b'{"query": "{ viewer { name } }"}', None), 400, "BAD_USER_INPUT"),
     Malformed("XML", raw(b"<query>{ viewer { name } }</query>", "application/xml"), 400, "BAD_USER_INPUT"),
     Malformed("multipart", raw(b"--x\r\n\r\n--x--", "multipart/form-data; boundary=x"), 400, "BAD_USER_INPUT"),
-    Malformed("huge body", post({"query": "{ viewer { name } }", "variables": {"pad": "x" * 70_000}}), 413, "BAD_USER_INPUT"),
-    Malformed("huge body sent chunked, without length", raw(lambda _: chunks(b'{"query": "{ viewer { name } }", "pad": "',
-                                                                          b"x" * 70_000, b'"}')), 413, "BAD_USER_INPUT"),
-    Malformed("Content-Length not a number", raw(b'{"query": "{ viewer { name } }"}', **{"content-length": "12a"}),
-              413, "BAD_USER_INPUT"),
-    Malformed("variables nested 30,000 deep",
-              raw(('{"query": "{ viewer { name } }", "variables": {"a": ' + nested(30_000) + "}}").encode()), 400, "BAD_USER_INPUT"),
-    Malformed("a 5,000-digit number", raw(('{"query": "{ viewer { name } }", "variables": {"a": ' + "9" * 5000 + "}}").encode()),
-              400, "BAD_USER_INPUT"),
+    Malformed(
+        "huge body", post({"query": "{ viewer { name } }", "variables": {"pad": "x" * 70_000}}), 413, "BAD_USER_INPUT"
+    ),
+    Malformed(
+        "huge body sent chunked, without length",
+        raw(lambda _: chunks(b'{"query": "{ viewer { name } }", "pad": "', b"x" * 70_000, b'"}')),
+        413,
+        "BAD_USER_INPUT",
+    ),
+    Malformed(
+        "Content-Length not a number",
+        raw(b'{"query": "{ viewer { name } }"}', **{"content-length": "12a"}),
+        413,
+        "BAD_USER_INPUT",
+    ),
+    Malformed(
+        "variables nested 30,000 deep",
+        raw(('{"query": "{ viewer { name } }", "variables": {"a": ' + nested(30_000) + "}}").encode()),
+        400,
+        "BAD_USER_INPUT",
+    ),
+    Malformed(
+        "a 5,000-digit number",
+        raw(('{"query": "{ viewer { name } }", "variables": {"a": ' + "9" * 5000 + "}}").encode()),
+        400,
+        "BAD_USER_INPUT",
+    ),
     # Not a valid operation, or variables that do not coerce
-    Malformed("unknown operationName", post({"query": "query A { viewer { name } }", "operationName": "B"}), 400, "BAD_USER_INPUT"),
-    Malformed("operationName not a string", post({"query": "query A { viewer { name } }", "operationName": ["A"]}),
-              400, "BAD_USER_INPUT"),
-    Malformed("two anonymous operations", post({"query": "{ viewer { name } } { viewer { id } }"}), 400, "BAD_USER_INPUT"),
-    Malformed("two named operations, no operationName",
-              post({"query": "query A { viewer { name } } query B { viewer { id } }"}), 400, "BAD_USER_INPUT"),
-    Malformed("variables nested 200 deep into a list of ids",
-              post(lambda world: {"query": NODES, "variables": {"ids": json.loads(nested(200))}}), 400, "BAD_USER_INPUT"),
+    Malformed(
+        "unknown operationName",
+        post({"query": "query A { viewer { name } }", "operationName": "B"}),
+        400,
+        "BAD_USER_INPUT",
+    ),
+    Malformed(
+        "operationName not a string",
+        post({"query": "query A { viewer { name } }", "operationName": ["A"]}),
+        400,
+        "BAD_USER_INPUT",
+    ),
+    Malformed(
+        "two anonymous operations", post({"query": "{ viewer { name } } { viewer { id } }"}), 400, "BAD_USER_INPUT"
+    ),
+    Malformed(
+        "two named operations, no operationName",
+        post({"query": "query A { viewer { name } } query B { viewer { id } }"}),
+        400,
+        "BAD_USER_INPUT",
+    ),
+    Malformed(
+        "variables nested 200 deep into a list of ids",
+        post(lambda world: {"query": NODES, "variables": {"ids": json.loads(nested(200))}}),
+        400,
+        "BAD_USER_INPUT",
+    ),
     Malformed("Int given a string", page(n="five"), 400, "BAD_USER_INPUT", "five"),
     Malformed("Int of 2**31", page(n=2**31), 400, "BAD_USER_INPUT", 2**31),
     Malformed("Int of 2**63", page(n=2**63), 400, "BAD_USER_INPUT", 2**63),
-    Malformed("Int of 1e309", raw(lambda world: json.dumps({"query": PAGE, "variables": {**valid_page(world), "n": 5}})
-                                 .replace('"n": 5', '"n": 1e309').encode()), 400, "BAD_USER_INPUT"),
-    Malformed("Int literal of 2**63", post(lambda world: {
-        "query": PAGE.replace("first: $n", f"first: {2**63}").replace(", $n: Int!", ""),
-        "variables": {k: v for k, v in valid_page(world).items() if k != "n"}}), 400, "BAD_USER_INPUT", 2**63),
+    Malformed(
+        "Int of 1e309",
+        raw(
+            lambda world: (
+                json.dumps({"query": PAGE, "variables": {**valid_page(world), "n": 5}})
+                .replace('"n": 5', '"n": 1e309')
+                .encode()
+            )
+        ),
+        400,
+        "BAD_USER_INPUT",
+    ),
+    Malformed(
+        "Int literal of 2**63",
+        post(
+            lambda world: {
+                "query": PAGE.replace("first: $n", f"first: {2**63}").replace(", $n: Int!", ""),
+                "variables": {k: v for k, v in valid_page(world).items() if k != "n"},
+            }
+        ),
+        400,
+        "BAD_USER_INPUT",
+        2**63,
+    ),
     Malformed("ID given an object", page(p={"id": 1}), 400, "BAD_USER_INPUT"),
-    Malformed("enum given an unknown value", post(lambda world: {
-        "query": PAGE.replace("after: $after", "after: $after, status: $s").replace("$after: String", "$after: String, $s: AppointmentStatus"),
-        "variables": {**valid_page(world), "s": "DROP TABLE"}}), 400, "BAD_USER_INPUT", "DROP TABLE"),
+    Malformed(
+        "enum given an unknown value",
+        post(
+            lambda world: {
+                "query": PAGE.replace("after: $after", "after: $after, status: $s").replace(
+                    "$after: String", "$after: String, $s: AppointmentStatus"
+                ),
+                "variables": {**valid_page(world), "s": "DROP TABLE"},
+            }
+        ),
+        400,
+        "BAD_USER_INPUT",
+        "DROP TABLE",
+    ),
     Malformed("month 13", page(**{"from": "2026-13-01T00:00:00+01:00"}), 400, "BAD_USER_INPUT", "2026-13-01"),
     Malformed("February 30", page(**{"from": "2026-02-30T00:00:00+01:00"}), 400, "BAD_USER_INPUT", "2026-02-30"),
     Malformed("offset of +25:00", page(**{"from": "2026-12-01T00:00:00+25:00"}), 400, "BAD_USER_INPUT", "+25:00"),
-    Malformed("a time zone name", page(**{"from": "2026-12-01T00:00:00 Europe/Paris"}), 400, "BAD_USER_INPUT", "Europe/Paris"),
+    Malformed(
+        "a time zone name", page(**{"from": "2026-12-01T00:00:00 Europe/Paris"}), 400, "BAD_USER_INPUT", "Europe/Paris"
+    ),
     Malformed("year 0", page(**{"from": "0000-01-01T00:00:00+00:00"}), 400, "BAD_USER_INPUT"),
-    Malformed("year 1 at +14:00, before UTC begins",
-              page(**{"from": "0001-01-01T00:00:00+14:00", "to": "0001-01-02T00:00:00+14:00"}), 400, "BAD_USER_INPUT"),
-    Malformed("year 9999 at -14:00, after UTC ends",
-              page(**{"from": "9999-12-31T00:00:00-14:00", "to": "9999-12-31T23:00:00-14:00"}), 400, "BAD_USER_INPUT"),
+    Malformed(
+        "year 1 at +14:00, before UTC begins",
+        page(**{"from": "0001-01-01T00:00:00+14:00", "to": "0001-01-02T00:00:00+14:00"}),
+        400,
+        "BAD_USER_INPUT",
+    ),
+    Malformed(
+        "year 9999 at -14:00, after UTC ends",
+        page(**{"from": "9999-12-31T00:00:00-14:00", "to": "9999-12-31T23:00:00-14:00"}),
+        400,
+        "BAD_USER_INPUT",
+    ),
     Malformed("a date given a number", page(**{"from": 1764547200}), 400, "BAD_USER_INPUT", 1764547200),
     Malformed("an empty date", page(**{"from": ""}), 400, "BAD_USER_INPUT"),
-    Malformed("birth date of February 30", post(lambda world: {"query": BOOK, "variables": {"input": {
-        "practiceId": world.practice_id("A"), "practitionerId": world.practitioners["A"][0],
-        "startsAt": window_args()["to"], "endsAt": window_args()["to"].replace("T08", "T09"),
-        "newPatient": {"firstName": "A", "lastName": "B", "gender": "FEMALE", "birthDate": "1990-02-30"}}}}),
-        400, "BAD_USER_INPUT", "1990-02-30"),
+    Malformed(
+        "birth date of February 30",
+        post(
+            lambda world: {
+                "query": BOOK,
+                "variables": {
+                    "input": {
+                        "practiceId": world.practice_id("A"),
+                        "practitionerId": world.practitioners["A"][0],
+                        "startsAt": window_args()["to"],
+                        "endsAt": window_args()["to"].replace("T08", "T09"),
+                        "newPatient": {
+                            "firstName": "A",
+                            "lastName": "B",
+                            "gender": "FEMALE",
+                            "birthDate": "1990-02-30",
+                        },
+                    }
+                },
+            }
+        ),
+        400,
+        "BAD_USER_INPUT",
+        "1990-02-30",
+    ),
     # Text no column can store
     Malformed("U+0000 in a variable", page(p="prc_\u0000"), 400, "BAD_USER_INPUT", "\u0000"),
     Malformed("U+0000 in a cursor", page(after="a\u0000b"), 400, "BAD_USER_INPUT", "\u0000"),
-    Malformed("U+0000 escaped in a GraphQL literal", post(lambda world: {
-        "query": 'mutation { cancelAppointment(appointmentId: "apt_\\u0000") { appointment { id } } }'}),
-        400, "BAD_USER_INPUT", "\u0000"),
-    Malformed("U+0000 in the operationName", post({"query": "query A { viewer { name } }", "operationName": "A\u0000"}),
-              400, "BAD_USER_INPUT", "\u0000"),
-    Malformed("a lone surrogate in a variable", raw(lambda world: json.dumps(
-        {"query": CANCEL, "variables": {"id": "apt_X"}}).replace("apt_X", "apt_\\ud800").encode()), 400, "BAD_USER_INPUT", "\ud800"),
-    Malformed("a lone surrogate in the query text", raw(b'{"query": "{ viewer { name } } # \\udfff"}'), 400, "BAD_USER_INPUT",
-              "\udfff"),
+    Malformed(
+        "U+0000 escaped in a GraphQL literal",
+        post(
+            lambda world: {
+                "query": 'mutation { cancelAppointment(appointmentId: "apt_\\u0000") { appointment { id } } }'
+            }
+        ),
+        400,
+        "BAD_USER_INPUT",
+        "\u0000",
+    ),
+    Malformed(
+        "U+0000 in the operationName",
+        post({"query": "query A { viewer { name } }", "operationName": "A\u0000"}),
+        400,
+        "BAD_USER_INPUT",
+        "\u0000",
+    ),
+    Malformed(
+        "a lone surrogate in a variable",
+        raw(
+            lambda world: (
+                json.dumps({"query": CANCEL, "variables": {"id": "apt_X"}}).replace("apt_X", "apt_\\ud800").encode()
+            )
+        ),
+        400,
+        "BAD_USER_INPUT",
+        "\ud800",
+    ),
+    Malformed(
+        "a lone surrogate in the query text",
+        raw(b'{"query": "{ viewer { name } } # \\udfff"}'),
+        400,
+        "BAD_USER_INPUT",
+        "\udfff",
+    ),
     # Forged or truncated cursors and ids
     Malformed("forged cursor", page(after="eyJhIjoxfQ.AAAAAAAAAAAAAAAAAAAAAA"), 400, "BAD_USER_INPUT", "eyJhIjoxfQ"),
     Malformed("cursor not base64", page(after="!!é!!"), 400, "BAD_USER_INPUT", "!!é!!"),
@@ -196,25 +369,67 @@ CASES = [
     Malformed("cursor without its signature", with_cursor(lambda c: c.partition(".")[0]), 400, "BAD_USER_INPUT"),
     Malformed("cursor of 10,000 characters", page(after="A" * 10_000), 400, "BAD_USER_INPUT", "A" * 10_000),
     Malformed("truncated practice id", page(p="prc_abc"), 400, "BAD_USER_INPUT", "prc_abc"),
-    Malformed("appointment id where a practice id goes",
-              post(lambda world: {"query": PAGE, "variables": {**valid_page(world), "p": world.appointments["A"][0]}}),
-              400, "BAD_USER_INPUT"),
-    Malformed("truncated appointment id to cancel",
-              post(lambda world: {"query": CANCEL, "variables": {"id": world.appointments["A"][0][:-1]}}), 200, "NOT_FOUND"),
-    Malformed("practice id to cancel", post(lambda world: {"query": CANCEL, "variables": {"id": world.practice_id("A")}}),
-              200, "NOT_FOUND"),
-    Malformed("SQL in an id to cancel", post({"query": CANCEL, "variables": {"id": "apt_' OR 1=1 --"}}), 400, "BAD_USER_INPUT",
-              "apt_' OR 1=1 --"),  # spaces are no id's characters (@constraint)
+    Malformed(
+        "appointment id where a practice id goes",
+        post(lambda world: {"query": PAGE, "variables": {**valid_page(world), "p": world.appointments["A"][0]}}),
+        400,
+        "BAD_USER_INPUT",
+    ),
+    Malformed(
+        "truncated appointment id to cancel",
+        post(lambda world: {"query": CANCEL, "variables": {"id": world.appointments["A"][0][:-1]}}),
+        200,
+        "NOT_FOUND",
+    ),
+    Malformed(
+        "practice id to cancel",
+        post(lambda world: {"query": CANCEL, "variables": {"id": world.practice_id("A")}}),
+        200,
+        "NOT_FOUND",
+    ),
+    Malformed(
+        "SQL in an id to cancel",
+        post({"query": CANCEL, "variables": {"id": "apt_' OR 1=1 --"}}),
+        400,
+        "BAD_USER_INPUT",
+        "apt_' OR 1=1 --",
+    ),  # spaces are no id's characters (@constraint)
     Malformed("an id longer than any id", page(p="prc_" + "a" * 200), 400, "BAD_USER_INPUT", "prc_" + "a" * 200),
-    Malformed("a line break in an idempotency key", post(lambda world: {"query": BOOK, "variables": {"input": {
-        "practiceId": world.practice_id("A"), "practitionerId": world.practitioners["A"][0],
-        "startsAt": window_args()["to"], "endsAt": window_args()["to"].replace("T08", "T09"),
-        "patientId": world.patients["A"][0], "idempotencyKey": "sync\n42"}}}), 400, "BAD_USER_INPUT", "sync\n42"),
+    Malformed(
+        "a line break in an idempotency key",
+        post(
+            lambda world: {
+                "query": BOOK,
+                "variables": {
+                    "input": {
+                        "practiceId": world.practice_id("A"),
+                        "practitionerId": world.practitioners["A"][0],
+                        "startsAt": window_args()["to"],
+                        "endsAt": window_args()["to"].replace("T08", "T09"),
+                        "patientId": world.patients["A"][0],
+                        "idempotencyKey": "sync\n42",
+                    }
+                },
+            }
+        ),
+        400,
+        "BAD_USER_INPUT",
+        "sync\n42",
+    ),
     # Methods
-    Malformed("GET with a mutation", lambda api, world: _get({"query": CANCEL, "variables": json.dumps({"id": "apt_x"})}),
-              400, "BAD_USER_INPUT", "apt_x"),
-    Malformed("GET with variables that are not JSON", lambda api, world: _get({"query": "{ viewer { name } }", "variables": "{"}),
-              400, "BAD_USER_INPUT"),
+    Malformed(
+        "GET with a mutation",
+        lambda api, world: _get({"query": CANCEL, "variables": json.dumps({"id": "apt_x"})}),
+        400,
+        "BAD_USER_INPUT",
+        "apt_x",
+    ),
+    Malformed(
+        "GET with variables that are not JSON",
+        lambda api, world: _get({"query": "{ viewer { name } }", "variables": "{"}),
+        400,
+        "BAD_USER_INPUT",
+    ),
     Malformed("PUT", lambda api, world: _method("PUT"), 405, "BAD_USER_INPUT"),
     Malformed("DELETE", lambda api, world: _method("DELETE"), 405, "BAD_USER_INPUT"),
 ]

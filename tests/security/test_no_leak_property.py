@@ -23,9 +23,11 @@ PATIENT = "{ id firstName lastName gender birthDate phone email }"
 QUERIES = {
     "page": f"""query($p: ID!, $from: DateTime!, $to: DateTime!) {{
         appointments(practiceId: $p, from: $from, to: $to, first: 50) {{
-          edges {{ node {{ id reason startsAt patient {PATIENT} practitioner {{ id lastName }} practice {{ id name }} }} }} }} }}""",
+          edges {{ node {{ id reason startsAt patient {PATIENT} practitioner {{ id lastName }} practice {{ id name
+    }} }} }} }} }}""",
     "node": f"""query($id: ID!) {{ node(id: $id) {{ id ... on Appointment {{ reason patient {PATIENT} }}
-        ... on Patient {{ firstName phone email }} ... on Practice {{ name }} ... on Practitioner {{ lastName }} }} }}""",
+        ... on Patient {{ firstName phone email }} ... on Practice {{ name }} ... on Practitioner {{ lastName }} }}
+    }}""",
     "nodes": f"""query($ids: [ID!]!) {{ nodes(ids: $ids) {{ id ... on Appointment {{ r: reason p: patient {PATIENT} }}
         ... on Patient {{ e: email t: phone }} }} }}""",
     "practices": """{ practices(first: 10) { edges { node { id name
@@ -67,9 +69,16 @@ async def test_no_row_or_field_beyond_live_grants(api, world, sync_engine, wante
     set_grants(sync_engine, wanted)
     live = {p: scopes for p, (state, scopes) in wanted.items() if state == "live"}
     readers = {p for p, scopes in live.items() if Scope.APPOINTMENTS_READ in scopes}
-    ids = [world.appointments[target][pick], world.patients[target][pick], world.practitioners[target][0], world.practice_id(target)]
+    ids = [
+        world.appointments[target][pick],
+        world.patients[target][pick],
+        world.practitioners[target][0],
+        world.practice_id(target),
+    ]
     variables = {"p": world.practice_id(target), **window_args(), "id": ids[pick], "ids": ids}
-    response = await api.query(world.keys["full"], QUERIES[query], {k: v for k, v in variables.items() if f"${k}" in QUERIES[query]})
+    response = await api.query(
+        world.keys["full"], QUERIES[query], {k: v for k, v in variables.items() if f"${k}" in QUERIES[query]}
+    )
 
     assert response.status == 200, response.body
     assert "INTERNAL_SERVER_ERROR" not in response.codes
@@ -86,11 +95,13 @@ async def test_no_row_or_field_beyond_live_grants(api, world, sync_engine, wante
         elif value in owner:
             practice = owner[value]
             needed = {
-                "reason": Scope.APPOINTMENTS_REASON, "r": Scope.APPOINTMENTS_REASON,
-                "phone": Scope.PATIENTS_CONTACT, "email": Scope.PATIENTS_CONTACT,
-                "t": Scope.PATIENTS_CONTACT, "e": Scope.PATIENTS_CONTACT,
-                "firstName": Scope.PATIENTS_IDENTITY, "lastName": Scope.PATIENTS_IDENTITY,
+                "reason": Scope.APPOINTMENTS_REASON,
+                "r": Scope.APPOINTMENTS_REASON,
+                "phone": Scope.PATIENTS_CONTACT,
+                "email": Scope.PATIENTS_CONTACT,
+                "t": Scope.PATIENTS_CONTACT,
+                "e": Scope.PATIENTS_CONTACT,
+                "firstName": Scope.PATIENTS_IDENTITY,
+                "lastName": Scope.PATIENTS_IDENTITY,
             }[key]
             assert needed in live.get(practice, set()), (key, value, wanted)
-
-

@@ -42,19 +42,40 @@ CASES = [
     Misspelling("type in a fragment condition", '{ node(id: "x") { ... on Appointmnt { id } } }', "Appointment"),
     Misspelling("type of a variable", "query($s: AppointmentStats) { viewer { name } }", "AppointmentStatus"),
     Misspelling("directive", "{ viewer { name @skp(if: true) } }", "skip"),
-    Misspelling("enum value in a literal",
-                '{ appointments(practiceId: "prc_x", %s, first: 1, status: BOOKD) { edges { node { id } } } }' % WINDOW, "BOOKED"),
+    Misspelling(
+        "enum value in a literal",
+        '{ appointments(practiceId: "prc_x", %s, first: 1, status: BOOKD) { edges { node { id } } } }' % WINDOW,
+        "BOOKED",
+    ),
     Misspelling("enum value in variables", STATUS, "BOOKED", {"p": "prc_x", "s": "BOOKD"}),
-    Misspelling("input field in a literal", BOOK_LITERAL % 'newPatiant: { firstName: "Ada", lastName: "Martin", gender: FEMALE }',
-                "newPatient"),
-    Misspelling("nested input field in a literal", BOOK_LITERAL % 'newPatient: { firstName: "Ada", lastName: "Martin", gender: FEMALE, phnoe: "0601" }',
-                "phone"),
-    Misspelling("enum value in a nested literal", BOOK_LITERAL % 'newPatient: { firstName: "Ada", lastName: "Martin", gender: FEMAL }',
-                "FEMALE"),
+    Misspelling(
+        "input field in a literal",
+        BOOK_LITERAL % 'newPatiant: { firstName: "Ada", lastName: "Martin", gender: FEMALE }',
+        "newPatient",
+    ),
+    Misspelling(
+        "nested input field in a literal",
+        BOOK_LITERAL % 'newPatient: { firstName: "Ada", lastName: "Martin", gender: FEMALE, phnoe: "0601" }',
+        "phone",
+    ),
+    Misspelling(
+        "enum value in a nested literal",
+        BOOK_LITERAL % 'newPatient: { firstName: "Ada", lastName: "Martin", gender: FEMAL }',
+        "FEMALE",
+    ),
     Misspelling("input field in variables", BOOK, "newPatient", {"input": {**BOOKING, "newPatiant": PATIENT}}),
-    Misspelling("nested input field in variables", BOOK, "phone",
-                {"input": {**BOOKING, "newPatient": {**PATIENT, "phnoe": "0601"}}}),
-    Misspelling("enum value nested in variables", BOOK, "FEMALE", {"input": {**BOOKING, "newPatient": {**PATIENT, "gender": "FEMAL"}}}),
+    Misspelling(
+        "nested input field in variables",
+        BOOK,
+        "phone",
+        {"input": {**BOOKING, "newPatient": {**PATIENT, "phnoe": "0601"}}},
+    ),
+    Misspelling(
+        "enum value nested in variables",
+        BOOK,
+        "FEMALE",
+        {"input": {**BOOKING, "newPatient": {**PATIENT, "gender": "FEMAL"}}},
+    ),
 ]
 
 

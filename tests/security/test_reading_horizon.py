@@ -17,7 +17,9 @@ from api.timeutil import utcnow
 PAST_PAGE = """query($p: ID!, $from: DateTime!, $to: DateTime!) {
   appointments(practiceId: $p, from: $from, to: $to, first: 50) {
     edges { node { id startsAt endsAt status reason patient { id firstName lastName phone email } } } } }"""
-PATIENT_NODE = """query($id: ID!) { node(id: $id) { id ... on Patient { firstName lastName birthDate phone email } } }"""
+PATIENT_NODE = (
+    """query($id: ID!) { node(id: $id) { id ... on Patient { firstName lastName birthDate phone email } } }"""
+)
 PATIENT_NODES = """query($ids: [ID!]!) { nodes(ids: $ids) { id ... on Patient { firstName phone } } }"""
 BOOK = """mutation($input: BookAppointmentInput!) { bookAppointment(input: $input) {
   ... on AppointmentBooked { appointment { id reason patient { id firstName phone } } }
@@ -33,19 +35,30 @@ def former_patient(sync_engine, world) -> str:
     with Session(sync_engine) as session, session.begin():
         practice = session.scalar(select(Practice).where(Practice.name == "A"))
         patient = Patient(
-            practice_id=practice.id, first_name="Ancienne", last_name="Oubliée", gender=Gender.FEMALE,
-            phone="+33699000000", email="ancienne@example.fr",
+            practice_id=practice.id,
+            first_name="Ancienne",
+            last_name="Oubliée",
+            gender=Gender.FEMALE,
+            phone="+33699000000",
+            email="ancienne@example.fr",
         )
         session.add(patient)
         session.flush()
         a_patient_of_a = session.scalar(select(Appointment).where(Appointment.practice_id == practice.id))
         for days in (60, 45, 40):
             starts = (now - timedelta(days=days)).replace(minute=0, second=0, microsecond=0)
-            session.add(Appointment(
-                practice_id=practice.id, practitioner_id=a_patient_of_a.practitioner_id, patient_id=patient.id,
-                starts_at=starts, ends_at=starts + timedelta(minutes=20), status=AppointmentStatus.FULFILLED,
-                reason="Motif ancien", change_seq=1000 + days,
-            ))
+            session.add(
+                Appointment(
+                    practice_id=practice.id,
+                    practitioner_id=a_patient_of_a.practitioner_id,
+                    patient_id=patient.id,
+                    starts_at=starts,
+                    ends_at=starts + timedelta(minutes=20),
+                    status=AppointmentStatus.FULFILLED,
+                    reason="Motif ancien",
+                    change_seq=1000 + days,
+                )
+            )
         return patient.public_id
 
 
@@ -67,7 +80,11 @@ def set_history(sync_engine, partner: str, practice: str, until) -> None:
     with Session(sync_engine) as session, session.begin():
         partner_id = session.scalar(select(Partner.id).where(Partner.name == partner))
         practice_id = session.scalar(select(Practice.id).where(Practice.name == practice))
-        session.execute(update(Grant).where(Grant.partner_id == partner_id, Grant.practice_id == practice_id).values(history_until=until))
+        session.execute(
+            update(Grant)
+            .where(Grant.partner_id == partner_id, Grant.practice_id == practice_id)
+            .values(history_until=until)
+        )
 
 
 async def test_paging_a_past_month_shows_times_and_status_but_not_who_the_patient_is(api, world, former_patient):
@@ -79,7 +96,9 @@ async def test_paging_a_past_month_shows_times_and_status_but_not_who_the_patien
         assert node["startsAt"] and node["endsAt"] and node["status"] == "FULFILLED"
         assert node["patient"]["id"] == former_patient
         assert node["reason"] is None
-        assert {k: v for k, v in node["patient"].items() if k != "id"} == dict.fromkeys(["firstName", "lastName", "phone", "email"])
+        assert {k: v for k, v in node["patient"].items() if k != "id"} == dict.fromkeys(
+            ["firstName", "lastName", "phone", "email"]
+        )
     assert forbidden_paths(response) == {"reason", "firstName", "lastName", "phone", "email"}
     assert not any(secret in text(response) for secret in SECRETS)
 
@@ -88,7 +107,14 @@ async def test_node_and_nodes_on_a_patient_without_an_appointment_in_the_horizon
     api, world, former_patient
 ):
     single = await api.query(world.keys["full"], PATIENT_NODE, {"id": former_patient})
-    assert single.data["node"] == {"id": former_patient, "firstName": None, "lastName": None, "birthDate": None, "phone": None, "email": None}
+    assert single.data["node"] == {
+        "id": former_patient,
+        "firstName": None,
+        "lastName": None,
+        "birthDate": None,
+        "phone": None,
+        "email": None,
+    }
     assert forbidden_paths(single) == {"firstName", "lastName", "birthDate", "phone", "email"}
     current = world.patients["A"][0]  # has an appointment in two weeks, booked by the practice
     several = await api.query(world.keys["full"], PATIENT_NODES, {"ids": [former_patient, current]})
@@ -101,14 +127,21 @@ async def test_node_and_nodes_on_a_patient_without_an_appointment_in_the_horizon
 async def test_booking_for_an_existing_patient_then_reading_it_gives_nothing_more(api, world, former_patient):
     starts = (utcnow() + timedelta(days=3)).replace(hour=7, minute=0, second=0, microsecond=0)
     booking = {
-        "practiceId": world.practice_id("A"), "practitionerId": world.practitioners["A"][0], "patientId": former_patient,
-        "startsAt": starts.isoformat(), "endsAt": (starts + timedelta(minutes=15)).isoformat(), "reason": "Prétexte",
+        "practiceId": world.practice_id("A"),
+        "practitionerId": world.practitioners["A"][0],
+        "patientId": former_patient,
+        "startsAt": starts.isoformat(),
+        "endsAt": (starts + timedelta(minutes=15)).isoformat(),
+        "reason": "Prétexte",
     }
     booked = await api.query(world.keys["full"], BOOK, {"input": booking})
     appointment = booked.data["bookAppointment"]["appointment"]
     assert appointment["reason"] == "Prétexte"  # its own appointment, inside the horizon
     assert appointment["patient"] == {"id": former_patient, "firstName": None, "phone": None}
-    for query, variables in ((PATIENT_NODE, {"id": former_patient}), (PAST_PAGE, {"p": world.practice_id("A"), **past_month()})):
+    for query, variables in (
+        (PATIENT_NODE, {"id": former_patient}),
+        (PAST_PAGE, {"p": world.practice_id("A"), **past_month()}),
+    ):
         response = await api.query(world.keys["full"], query, variables)
         assert not any(secret in text(response) for secret in SECRETS)
         assert "firstName" in forbidden_paths(response)
@@ -117,22 +150,30 @@ async def test_booking_for_an_existing_patient_then_reading_it_gives_nothing_mor
 async def test_a_patient_the_partner_created_is_read_back_inside_the_horizon_only(api, world, sync_engine):
     starts = (utcnow() + timedelta(days=2)).replace(hour=7, minute=0, second=0, microsecond=0)
     booking = {
-        "practiceId": world.practice_id("A"), "practitionerId": world.practitioners["A"][0],
+        "practiceId": world.practice_id("A"),
+        "practitionerId": world.practitioners["A"][0],
         "newPatient": {"firstName": "Nouveau", "lastName": "Venu", "gender": "MALE", "phone": "+33611111111"},
-        "startsAt": starts.isoformat(), "endsAt": (starts + timedelta(minutes=15)).isoformat(),
+        "startsAt": starts.isoformat(),
+        "endsAt": (starts + timedelta(minutes=15)).isoformat(),
     }
     booked = await api.query(world.keys["full"], BOOK, {"input": booking})
     patient = booked.data["bookAppointment"]["appointment"]["patient"]
     assert patient["firstName"] == "Nouveau" and patient["phone"] == "+33611111111"
     with Session(sync_engine) as session, session.begin():  # the visit is long past now
-        session.execute(update(Appointment).where(Appointment.public_id == booked.data["bookAppointment"]["appointment"]["id"]).values(
-            starts_at=utcnow() - timedelta(days=50), ends_at=utcnow() - timedelta(days=50) + timedelta(minutes=15)
-        ))
+        session.execute(
+            update(Appointment)
+            .where(Appointment.public_id == booked.data["bookAppointment"]["appointment"]["id"])
+            .values(
+                starts_at=utcnow() - timedelta(days=50), ends_at=utcnow() - timedelta(days=50) + timedelta(minutes=15)
+            )
+        )
     later = await api.query(world.keys["full"], PATIENT_NODE, {"id": patient["id"]})
     assert later.data["node"]["firstName"] is None and "Nouveau" not in text(later)
 
 
-async def test_the_history_permission_opens_the_past_until_it_ends_and_is_marked_in_the_ledger(api, world, former_patient, sync_engine):
+async def test_the_history_permission_opens_the_past_until_it_ends_and_is_marked_in_the_ledger(
+    api, world, former_patient, sync_engine
+):
     variables = {"p": world.practice_id("A"), **past_month()}
     with Session(sync_engine) as session, session.begin():
         operators.allow_history(session, "full", "A", utcnow() + timedelta(hours=1))
@@ -184,7 +225,9 @@ async def test_a_narrower_horizon_counts_from_the_next_request_and_shows_in_view
     narrowed = await api.query(world.keys["full"], PATIENT_NODE, {"id": world.patients["A"][0]})
     assert narrowed.data["node"]["firstName"] is None and "PrénomA0" not in text(narrowed)
     viewer = await api.query(world.keys["full"], VIEWER)
-    assert viewer.data["viewer"]["grants"] == [{"practiceName": "A", "daysBack": 0, "daysAhead": 7, "historyUntil": None}]
+    assert viewer.data["viewer"]["grants"] == [
+        {"practiceName": "A", "daysBack": 0, "daysAhead": 7, "historyUntil": None}
+    ]
 
 
 async def test_the_history_permission_cannot_be_set_in_the_past_nor_past_the_grant(world, sync_engine):

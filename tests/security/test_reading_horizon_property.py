@@ -36,17 +36,36 @@ async def test_identity_and_reason_are_returned_iff_the_horizon_rule_says_so(
         practice = session.scalar(select(Practice.id).where(Practice.name == "A"))
         patient = session.scalar(select(Patient).where(Patient.public_id == world.patients["A"][0]))
         # The patient keeps exactly one appointment: the one under test.
-        session.execute(delete(Appointment).where(Appointment.patient_id == patient.id, Appointment.public_id != world.appointments["A"][0]))
+        session.execute(
+            delete(Appointment).where(
+                Appointment.patient_id == patient.id, Appointment.public_id != world.appointments["A"][0]
+            )
+        )
         source = {"practice": None, "this partner": me, "another partner": other}[booked_by]
-        session.execute(update(Appointment).where(Appointment.public_id == world.appointments["A"][0]).values(
-            starts_at=starts, ends_at=starts + timedelta(minutes=20), source_partner_id=source, patient_id=patient.id,
-        ))
+        session.execute(
+            update(Appointment)
+            .where(Appointment.public_id == world.appointments["A"][0])
+            .values(
+                starts_at=starts,
+                ends_at=starts + timedelta(minutes=20),
+                source_partner_id=source,
+                patient_id=patient.id,
+            )
+        )
         until = {None: None, "live": now + timedelta(hours=1), "ended": now - timedelta(hours=1)}[history]
-        session.execute(update(Grant).where(Grant.partner_id == me, Grant.practice_id == practice).values(
-            days_back=days_back, days_ahead=days_ahead, history_until=until,
-        ))
+        session.execute(
+            update(Grant)
+            .where(Grant.partner_id == me, Grant.practice_id == practice)
+            .values(
+                days_back=days_back,
+                days_ahead=days_ahead,
+                history_until=until,
+            )
+        )
 
-    response = await api.query(world.keys["full"], QUERY, {"patient": world.patients["A"][0], "appointment": world.appointments["A"][0]})
+    response = await api.query(
+        world.keys["full"], QUERY, {"patient": world.patients["A"][0], "appointment": world.appointments["A"][0]}
+    )
 
     offset_days = starts_in_half_days / 2
     inside = -days_back <= offset_days < days_ahead

@@ -3,8 +3,8 @@
 from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
-from api.operators import accounts as operators
 from api.data.models import PartnerStatus
+from api.operators import accounts as operators
 from api.scopes import Scope
 from tests.world import window_args
 
@@ -50,13 +50,19 @@ async def test_grants_changed_by_hand_in_sql_count_in_every_worker_on_the_next_r
     variables = {"p": world.practice_id("A"), **window_args()}
     with sync_engine.connect() as connection:
         grant_id = connection.execute(
-            text("SELECT grants.id FROM grants JOIN partners ON partners.id = grants.partner_id "
-                 "JOIN practices ON practices.id = grants.practice_id WHERE partners.name = 'full' AND practices.name = 'A'")
+            text(
+                "SELECT grants.id FROM grants JOIN partners ON partners.id = grants.partner_id "
+                "JOIN practices ON practices.id = grants.practice_id WHERE partners.name = 'full' AND "
+                "practices.name = 'A'"
+            )
         ).scalar_one()
 
     def set_contact(allowed: bool) -> None:
         with sync_engine.begin() as connection:
-            connection.execute(text("UPDATE grants SET patients_contact = :allowed WHERE id = :id"), {"allowed": allowed, "id": grant_id})
+            connection.execute(
+                text("UPDATE grants SET patients_contact = :allowed WHERE id = :id"),
+                {"allowed": allowed, "id": grant_id},
+            )
 
     for worker in workers:
         assert (await worker.query(world.keys["full"], PHONE, variables)).errors == []
@@ -70,7 +76,9 @@ async def test_grants_changed_by_hand_in_sql_count_in_every_worker_on_the_next_r
 
 async def test_a_warm_request_does_not_read_the_grants_again(api, world):
     statements: list[str] = []
-    event.listen(api.http._transport.app.state.engine.sync_engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    event.listen(
+        api.http._transport.app.state.engine.sync_engine, "before_cursor_execute", lambda *a: statements.append(a[2])
+    )
     variables = {"p": world.practice_id("A"), **window_args()}
     for _ in range(2):
         statements.clear()

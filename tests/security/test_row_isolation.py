@@ -19,7 +19,12 @@ def ids_in(body: object) -> set[str]:
 
 
 def foreign_ids(world: World, practice: str) -> set[str]:
-    return {world.practice_id(practice), *world.appointments[practice], *world.patients[practice], *world.practitioners[practice]}
+    return {
+        world.practice_id(practice),
+        *world.appointments[practice],
+        *world.patients[practice],
+        *world.practitioners[practice],
+    }
 
 
 async def test_partner_lists_only_granted_practices(api, world):
@@ -29,7 +34,9 @@ async def test_partner_lists_only_granted_practices(api, world):
 
 @pytest.mark.parametrize("partner", ["other", "unconnected", "expired", "revoked"])
 async def test_appointments_of_a_practice_without_live_read_grant_are_not_found(api, world, partner):
-    response = await api.query(world.keys[partner], APPOINTMENTS, {"practiceId": world.practice_id("A"), **window_args()})
+    response = await api.query(
+        world.keys[partner], APPOINTMENTS, {"practiceId": world.practice_id("A"), **window_args()}
+    )
     assert response.data is None
     assert response.codes == {"NOT_FOUND"}
     assert not ids_in(response.body) & foreign_ids(world, "A")
@@ -37,12 +44,16 @@ async def test_appointments_of_a_practice_without_live_read_grant_are_not_found(
 
 async def test_writer_without_read_scope_gets_no_appointment_rows(api, world):
     # The practice itself is visible (live grant), its appointments are not.
-    response = await api.query(world.keys["writer-only"], APPOINTMENTS, {"practiceId": world.practice_id("A"), **window_args()})
+    response = await api.query(
+        world.keys["writer-only"], APPOINTMENTS, {"practiceId": world.practice_id("A"), **window_args()}
+    )
     assert response.data["appointments"]["edges"] == []
 
 
 async def test_own_practice_appointments_carry_only_that_practice(api, world):
-    response = await api.query(world.keys["full"], APPOINTMENTS, {"practiceId": world.practice_id("A"), **window_args()})
+    response = await api.query(
+        world.keys["full"], APPOINTMENTS, {"practiceId": world.practice_id("A"), **window_args()}
+    )
     seen = ids_in(response.data)
     assert set(world.appointments["A"]) <= seen
     assert not seen & (foreign_ids(world, "B") | foreign_ids(world, "C"))
@@ -51,7 +62,9 @@ async def test_own_practice_appointments_carry_only_that_practice(api, world):
 @pytest.mark.parametrize("kind", ["appointments", "patients", "practitioners"])
 async def test_node_of_another_practice_answers_exactly_like_a_missing_one(api, world, kind):
     foreign = getattr(world, kind)["A"][0]
-    missing = new_public_id({"appointments": "Appointment", "patients": "Patient", "practitioners": "Practitioner"}[kind])
+    missing = new_public_id(
+        {"appointments": "Appointment", "patients": "Patient", "practitioners": "Practitioner"}[kind]
+    )
     query = "query($id: ID!) { node(id: $id) { id } }"
     refused = await api.query(world.keys["other"], query, {"id": foreign})
     absent = await api.query(world.keys["other"], query, {"id": missing})
@@ -61,7 +74,9 @@ async def test_node_of_another_practice_answers_exactly_like_a_missing_one(api, 
 
 
 async def test_practice_by_id_of_another_practice_is_not_found(api, world):
-    response = await api.query(world.keys["other"], "query($id: ID!) { practice(id: $id) { id name } }", {"id": world.practice_id("A")})
+    response = await api.query(
+        world.keys["other"], "query($id: ID!) { practice(id: $id) { id name } }", {"id": world.practice_id("A")}
+    )
     assert response.data == {"practice": None}
     assert response.codes == {"NOT_FOUND"}
 
@@ -72,7 +87,9 @@ async def test_nodes_mixing_own_and_foreign_ids_returns_only_own(api, world):
     assert response.data["nodes"] == [{"id": world.appointments["B"][0]}, None, None, None]
 
 
-@pytest.mark.parametrize("guess", ["apt_" + "a" * 26, "1", "apt_1", "prc_" + "2" * 26, "", "pat_ABCDEFGHIJKLMNOPQRSTUVWXYZ"])
+@pytest.mark.parametrize(
+    "guess", ["apt_" + "a" * 26, "1", "apt_1", "prc_" + "2" * 26, "", "pat_ABCDEFGHIJKLMNOPQRSTUVWXYZ"]
+)
 async def test_guessed_ids_find_nothing(api, world, guess):
     response = await api.query(world.keys["full"], "query($id: ID!) { node(id: $id) { id } }", {"id": guess})
     assert response.data == {"node": None}
@@ -95,7 +112,9 @@ async def test_filter_by_a_foreign_practitioner_is_not_found(api, world):
 
 async def test_practitioner_shared_by_two_practices_shows_one_id_per_practice(api, world):
     # Dr Martin works at A and B; B's partner gets B's id for her and cannot use A's.
-    query = "{ practices(first: 10) { edges { node { practitioners(first: 10) { edges { node { id lastName } } } } } } }"
+    query = (
+        "{ practices(first: 10) { edges { node { practitioners(first: 10) { edges { node { id lastName } } } } } } }"
+    )
     response = await api.query(world.keys["other"], query)
     ids = ids_in(response.data)
     assert ids == set(world.practitioners["B"])

@@ -20,7 +20,8 @@ async def test_depth_limit(make_api, world, depth, refused):
     # viewer(1) > grants(2) > id(3): depth 3; the fragment adds a level through practice.
     queries = {
         3: "{ viewer { grants { id } } }",
-        4: "fragment P on Practice { practitioners(first: 1) { edges { node { id } } } } { practices(first: 1) { edges { node { ...P } } } }",
+        4: "fragment P on Practice { practitioners(first: 1) { edges { node { id } } } } { practices(first: 1) { "
+        "edges { node { ...P } } } }",
     }
     response = await api.query(world.keys["full"], queries[depth])
     assert (response.status == 400) is refused
@@ -63,13 +64,18 @@ async def test_body_size_limit(make_api, world):
 
 async def test_batched_operations_are_refused(api, world):
     batch = [{"query": "{ viewer { name } }"}, {"query": "{ viewer { id } }"}]
-    response = await api.http.post("/graphql", content=json.dumps(batch), headers={
-        "Authorization": f"Bearer {world.keys['full']}", "Content-Type": "application/json"})
+    response = await api.http.post(
+        "/graphql",
+        content=json.dumps(batch),
+        headers={"Authorization": f"Bearer {world.keys['full']}", "Content-Type": "application/json"},
+    )
     assert response.status_code == 400
     assert response.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
 
 
-@pytest.mark.parametrize(("first", "ok"), [(1, True), (100, True), (0, False), (-1, False), (101, False), (2**31 - 1, False)])
+@pytest.mark.parametrize(
+    ("first", "ok"), [(1, True), (100, True), (0, False), (-1, False), (101, False), (2**31 - 1, False)]
+)
 async def test_page_size_bounds_hold_for_variables(api, world, first, ok):
     variables = {"p": world.practice_id("A"), **window_args(), "n": first}
     response = await api.query(world.keys["full"], PAGE, variables)
@@ -86,7 +92,10 @@ async def test_page_size_bounds_hold_for_literals(api, world, first):
 
 
 async def test_page_size_limit_holds_for_nested_connections(api, world):
-    response = await api.query(world.keys["full"], "{ practices(first: 1) { edges { node { practitioners(first: 0) { edges { node { id } } } } } } }")
+    response = await api.query(
+        world.keys["full"],
+        "{ practices(first: 1) { edges { node { practitioners(first: 0) { edges { node { id } } } } } } }",
+    )
     assert response.codes == {"BAD_USER_INPUT"}
 
 
@@ -95,7 +104,12 @@ async def test_date_window_is_bounded(api, world, days, ok):
     from datetime import datetime, timedelta
 
     start = datetime.fromisoformat(window_args()["from"])
-    variables = {"p": world.practice_id("A"), "from": start.isoformat(), "to": (start + timedelta(days=days)).isoformat(), "n": 10}
+    variables = {
+        "p": world.practice_id("A"),
+        "from": start.isoformat(),
+        "to": (start + timedelta(days=days)).isoformat(),
+        "n": 10,
+    }
     response = await api.query(world.keys["full"], PAGE, variables)
     assert (response.errors == []) is ok
     if not ok:
@@ -115,5 +129,7 @@ async def test_no_field_suggestions(api, world):
 
 
 async def test_nodes_list_is_bounded(api, world):
-    response = await api.query(world.keys["full"], "query($ids: [ID!]!) { nodes(ids: $ids) { id } }", {"ids": ["x"] * 101})
+    response = await api.query(
+        world.keys["full"], "query($ids: [ID!]!) { nodes(ids: $ids) { id } }", {"ids": ["x"] * 101}
+    )
     assert response.codes <= {"BAD_USER_INPUT", "COST_LIMIT_EXCEEDED"} and response.data is None

@@ -13,17 +13,20 @@ from prometheus_client import REGISTRY
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.orm import Session
 
+from api.data.models import AccessRecord, Disclosure
 from api.http.app import create_app
 from api.protection.budgets import Budgets
 from api.services.unit_of_work import UnitOfWork
-from api.data.models import AccessRecord, Disclosure
 from api.settings import Settings
 from tests.client import ApiClient
 from tests.world import window_args
 
-ON_POSTGRESQL = pytest.mark.parametrize("database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
+ON_POSTGRESQL = pytest.mark.parametrize(
+    "database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
 PAGE = """query Page($p: ID!, $from: DateTime!, $to: DateTime!) {
-  appointments(practiceId: $p, from: $from, to: $to, first: 5) { edges { node { id reason patient { lastName } } } } }"""
+  appointments(practiceId: $p, from: $from, to: $to, first: 5) { edges { node { id reason patient { lastName } } }
+} }"""
 
 
 def page(world):
@@ -61,7 +64,9 @@ def assert_timeout(response, limit: str) -> None:
     assert error["extensions"]["limit"] == f"{limit}_timeout" and "timeout" in error["message"]
 
 
-async def test_a_request_past_its_timeout_is_stopped_recorded_and_the_next_one_served(make_api, world, sync_engine, monkeypatch):
+async def test_a_request_past_its_timeout_is_stopped_recorded_and_the_next_one_served(
+    make_api, world, sync_engine, monkeypatch
+):
     api = make_api()
     assert (await api.query(world.keys["full"], PAGE, page(world))).errors == []  # warm, under the default timeout
     # Then a short timeout, and a statement that never ends: only the timeout can stop the request.
@@ -79,7 +84,8 @@ async def test_a_request_past_its_timeout_is_stopped_recorded_and_the_next_one_s
     record = last_record(sync_engine)
     assert (record.outcome, record.error_code, record.http_status) == ("refused", "COST_LIMIT_EXCEEDED", 503)
     assert record.partner_id is not None and disclosed(sync_engine, record) == 0
-    assert record.requested_cost == 20 and record.actual_cost is None  # charged before it ran (5 rows x 4), never finished
+    # charged before it ran (5 rows x 4), never finished
+    assert record.requested_cost == 20 and record.actual_cost is None
 
     monkeypatch.undo()
     served = await api.query(world.keys["full"], PAGE, page(world))
@@ -93,7 +99,9 @@ async def test_a_statement_past_the_database_timeout_is_stopped_and_recorded(mak
     response = await api.query(world.keys["full"], PAGE, page(world))
     assert_timeout(response, "statement")
     record = last_record(sync_engine)
-    assert (record.error_code, record.http_status) == ("COST_LIMIT_EXCEEDED", 503) and disclosed(sync_engine, record) == 0
+    assert (record.error_code, record.http_status) == ("COST_LIMIT_EXCEEDED", 503) and disclosed(
+        sync_engine, record
+    ) == 0
 
     monkeypatch.undo()
     assert (await api.query(world.keys["full"], PAGE, page(world))).errors == []
@@ -105,13 +113,18 @@ async def test_the_database_going_away_mid_request_is_a_clear_refusal_and_the_se
 ):
     api = make_api()
     assert (await api.query(world.keys["full"], PAGE, page(world))).errors == []  # the pool holds a live connection
-    admin = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT")
+    admin = create_engine(
+        database_url.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT"
+    )
 
     async def cut(_context) -> None:  # every connection of the app's, as a restart or failover would
         with admin.connect() as connection:
-            connection.execute(text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            ))
+            connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND "
+                    "pid <> pg_backend_pid()"
+                )
+            )
 
     slowed(monkeypatch, cut)
     try:
@@ -121,7 +134,10 @@ async def test_the_database_going_away_mid_request_is_a_clear_refusal_and_the_se
         admin.dispose()
     assert response.status == 503 and response.data is None, response.body
     [error] = response.body["errors"]
-    assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR" and error["extensions"]["reason"] == "DATABASE_UNAVAILABLE"
+    assert (
+        error["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+        and error["extensions"]["reason"] == "DATABASE_UNAVAILABLE"
+    )
     assert error["extensions"]["requestId"] and "retry later" in error["message"]
     assert "Motif" not in str(response.body) and "pat_" not in str(response.body)
 
@@ -175,7 +191,10 @@ async def test_sqlite_locked_by_another_writer_past_the_timeout_is_a_503_and_the
     response = await api.query(world.keys["full"], PAGE, page(world))
     assert response.status == 503 and response.data is None, response.body
     [error] = response.body["errors"]
-    assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR" and error["extensions"]["reason"] == "DATABASE_UNAVAILABLE"
+    assert (
+        error["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+        and error["extensions"]["reason"] == "DATABASE_UNAVAILABLE"
+    )
     assert "retry later" in error["message"] and "locked" not in str(response.body)
     record = last_record(sync_engine)  # the ledger, written once the other writer is done
     assert (record.outcome, record.http_status) == ("refused", 503) and disclosed(sync_engine, record) == 0

@@ -18,7 +18,9 @@ def world(sync_engine):
 async def test_statements_per_request_do_not_grow_with_page_size(make_api, world):
     api = make_api()
     statements: list[str] = []
-    event.listen(api.http._transport.app.state.engine.sync_engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    event.listen(
+        api.http._transport.app.state.engine.sync_engine, "before_cursor_execute", lambda *a: statements.append(a[2])
+    )
 
     async def count(n: int) -> int:
         statements.clear()
@@ -41,10 +43,19 @@ async def test_a_warm_page_reads_each_table_it_shows_once_and_nothing_else(make_
     for _ in range(2):
         statements.clear()
         assert (await api.query(world.keys["full"], PAGE, variables)).errors == []
-    shapes = [" ".join(s.split()[:2]) if s.startswith(("UPDATE", "INSERT", "WITH")) else s.split(".")[0] for s in statements]
+    shapes = [
+        " ".join(s.split()[:2]) if s.startswith(("UPDATE", "INSERT", "WITH")) else s.split(".")[0] for s in statements
+    ]
     # The access record and its disclosures: one statement on PostgreSQL, two on SQLite.
     ledger = ["WITH access"] if engine.dialect.name == "postgresql" else ["INSERT INTO", "INSERT INTO"]
-    assert sorted(s for s in shapes if s != "UPDATE partner_budgets") == sorted([
-        *ledger, "SELECT appointments", "SELECT partner_keys", "SELECT patients", "SELECT practice_memberships", "SELECT practices",
-    ]), statements
+    assert sorted(s for s in shapes if s != "UPDATE partner_budgets") == sorted(
+        [
+            *ledger,
+            "SELECT appointments",
+            "SELECT partner_keys",
+            "SELECT patients",
+            "SELECT practice_memberships",
+            "SELECT practices",
+        ]
+    ), statements
     assert 1 <= shapes.count("UPDATE partner_budgets") <= 2  # the charge, and a refund when fewer points were spent

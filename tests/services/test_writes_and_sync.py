@@ -6,8 +6,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from api.operators import accounts as operators
 from api.data.models import Appointment, AppointmentTombstone
+from api.operators import accounts as operators
 from api.scopes import Scope
 from api.timeutil import utcnow
 from tests.world import DAY
@@ -51,7 +51,11 @@ async def test_book_then_others_see_it_in_their_feed(api, world, sync_engine):
     feed = await api.query(world.keys["other"], FEED, {"p": world.practice_id("A"), "since": cursor})
     edges = feed.data["appointmentChanges"]["edges"]
     assert [(e["node"]["kind"], e["node"]["appointmentId"]) for e in edges] == [("CREATED", appointment["id"])]
-    seen_by_other = await api.query(world.keys["other"], "query($id: ID!) { node(id: $id) { ... on Appointment { source } } }", {"id": appointment["id"]})
+    seen_by_other = await api.query(
+        world.keys["other"],
+        "query($id: ID!) { node(id: $id) { ... on Appointment { source } } }",
+        {"id": appointment["id"]},
+    )
     assert seen_by_other.data["node"]["source"] == "OTHER_PARTNER"
 
 
@@ -62,7 +66,9 @@ async def test_retry_with_the_same_idempotency_key_books_once(api, world, sync_e
     assert first.data == again.data
     with Session(sync_engine) as session:
         assert session.scalar(select(func.count()).select_from(Appointment).where(Appointment.starts_at == FREE)) == 1
-    reused = await api.query(world.keys["full"], BOOK, {"input": booking(world, FREE + timedelta(hours=1), idempotencyKey="sync-42")})
+    reused = await api.query(
+        world.keys["full"], BOOK, {"input": booking(world, FREE + timedelta(hours=1), idempotencyKey="sync-42")}
+    )
     assert reused.codes == {"BAD_USER_INPUT"}
 
 
@@ -84,21 +90,31 @@ async def test_business_refusals_are_typed_results(api, world, change, reason):
     variables.update(change)
     response = await api.query(world.keys["full"], BOOK, {"input": variables})
     assert response.errors == []
-    assert response.data["bookAppointment"] == {"__typename": "WriteRefused", "reason": reason, "message": response.data["bookAppointment"]["message"]}
+    assert response.data["bookAppointment"] == {
+        "__typename": "WriteRefused",
+        "reason": reason,
+        "message": response.data["bookAppointment"]["message"],
+    }
 
 
 async def test_practitioner_of_another_practice_cannot_be_booked_here(api, world):
-    response = await api.query(world.keys["full"], BOOK, {"input": booking(world, FREE, practitionerId=world.practitioners["B"][0])})
+    response = await api.query(
+        world.keys["full"], BOOK, {"input": booking(world, FREE, practitionerId=world.practitioners["B"][0])}
+    )
     assert response.data["bookAppointment"]["reason"] == "PRACTITIONER_NOT_AT_PRACTICE"
 
 
 async def test_new_patient_is_added_to_the_practice_file(api, world):
     new = {"firstName": "Léa", "lastName": "Petit", "gender": "FEMALE", "phone": "+33600000000"}
-    response = await api.query(world.keys["full"], BOOK, {"input": booking(world, FREE, patientId=None, newPatient=new)})
+    response = await api.query(
+        world.keys["full"], BOOK, {"input": booking(world, FREE, patientId=None, newPatient=new)}
+    )
     assert response.data["bookAppointment"]["appointment"]["patient"]["firstName"] == "Léa"
 
 
-@pytest.mark.parametrize(("partner", "code"), [("reader", "FORBIDDEN"), ("other", "NOT_FOUND"), ("revoked", "NOT_FOUND")])
+@pytest.mark.parametrize(
+    ("partner", "code"), [("reader", "FORBIDDEN"), ("other", "NOT_FOUND"), ("revoked", "NOT_FOUND")]
+)
 async def test_writing_needs_the_write_scope(api, world, partner, code):
     response = await api.query(world.keys[partner], BOOK, {"input": booking(world, FREE)})
     assert response.codes == {code}
@@ -117,14 +133,32 @@ async def test_reschedule_and_cancel_show_in_the_feed(api, world, sync_engine):
     feed = await api.query(world.keys["full"], FEED, {"p": world.practice_id("A")})
     cursor = feed.data["appointmentChanges"]["pageInfo"]["endCursor"]
     moved_id, cancelled_id = world.appointments["A"][0], world.appointments["A"][1]
-    moved = await api.query(world.keys["full"], RESCHEDULE, {"input": {
-        "appointmentId": moved_id, "startsAt": FREE.isoformat(), "endsAt": (FREE + timedelta(minutes=15)).isoformat()}})
+    moved = await api.query(
+        world.keys["full"],
+        RESCHEDULE,
+        {
+            "input": {
+                "appointmentId": moved_id,
+                "startsAt": FREE.isoformat(),
+                "endsAt": (FREE + timedelta(minutes=15)).isoformat(),
+            }
+        },
+    )
     assert moved.data["rescheduleAppointment"]["__typename"] == "AppointmentRescheduled"
     for _ in range(2):  # cancelling twice is harmless
         cancelled = await api.query(world.keys["full"], CANCEL, {"id": cancelled_id})
         assert cancelled.data["cancelAppointment"]["appointment"]["status"] == "CANCELLED"
-    again = await api.query(world.keys["full"], RESCHEDULE, {"input": {
-        "appointmentId": cancelled_id, "startsAt": FREE.isoformat(), "endsAt": (FREE + timedelta(minutes=15)).isoformat()}})
+    again = await api.query(
+        world.keys["full"],
+        RESCHEDULE,
+        {
+            "input": {
+                "appointmentId": cancelled_id,
+                "startsAt": FREE.isoformat(),
+                "endsAt": (FREE + timedelta(minutes=15)).isoformat(),
+            }
+        },
+    )
     assert again.data["rescheduleAppointment"]["reason"] == "NOT_CHANGEABLE"
     with Session(sync_engine) as session, session.begin():  # the practice deletes one
         victim = session.scalar(select(Appointment).where(Appointment.public_id == world.appointments["A"][2]))
@@ -151,8 +185,8 @@ async def test_feed_pages_in_change_order(api, world):
     first = await api.query(world.keys["full"], query, {"p": world.practice_id("A")})
     page = first.data["appointmentChanges"]
     assert len(page["edges"]) == 4 and page["pageInfo"]["hasNextPage"]
-    rest = await api.query(world.keys["full"], query, {"p": world.practice_id("A"), "since": page["pageInfo"]["endCursor"]})
+    rest = await api.query(
+        world.keys["full"], query, {"p": world.practice_id("A"), "since": page["pageInfo"]["endCursor"]}
+    )
     ids = [e["node"]["appointmentId"] for e in page["edges"] + rest.data["appointmentChanges"]["edges"]]
     assert ids == world.appointments["A"]
-
-

@@ -78,8 +78,8 @@ def _spreads(selection_set: SelectionSetNode) -> Iterator[str]:
         for selection in pending.pop().selections:
             if isinstance(selection, FragmentSpreadNode):
                 yield selection.name.value
-            elif selection.selection_set is not None:  # type: ignore[union-attr]
-                pending.append(selection.selection_set)  # type: ignore[union-attr]
+            elif isinstance(selection, FieldNode | InlineFragmentNode) and selection.selection_set is not None:
+                pending.append(selection.selection_set)
 
 
 def fragments_of(document: DocumentNode) -> dict[str, FragmentDefinitionNode]:

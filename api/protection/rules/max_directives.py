@@ -21,15 +21,21 @@ def max_directives_rule(maximum: int) -> type[ValidationRule]:
     """The rule refusing a field, fragment spread or inline fragment with more than `maximum`
     directives (`extensions.limit: "directives"`).
 
-    Example: `validate(schema, parse("{ viewer { name @skip(if: false) @include(if: true) } }"), [max_directives_rule(1)])` (refused)
+    Example: `validate(schema, parse("{ viewer { name @skip(if: false) @include(if: true) } }"),
+    [max_directives_rule(1)])` (refused)
     """
 
     class MaxDirectivesRule(ValidationRule):
         def _check(self, node: FieldNode | FragmentSpreadNode | InlineFragmentNode) -> None:
             if len(node.directives or ()) > maximum:
-                self.report_error(limit_error(
-                    f"At most {maximum} directives per field or fragment.", node, "directives", maximum,
-                ))
+                self.report_error(
+                    limit_error(
+                        f"At most {maximum} directives per field or fragment.",
+                        node,
+                        "directives",
+                        maximum,
+                    )
+                )
 
         def enter_field(self, node: FieldNode, *_: Any) -> None:
             self._check(node)

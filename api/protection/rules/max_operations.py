@@ -21,16 +21,22 @@ __all__ = ["max_operations_rule"]
 def max_operations_rule(maximum: int) -> type[ValidationRule]:
     """The rule refusing a document of more than `maximum` operations (`extensions.limit: "operations"`).
 
-    Example: `validate(schema, parse("query A { viewer { id } } query B { viewer { id } }"), [max_operations_rule(1)])` (refused)
+    Example: `validate(schema, parse("query A { viewer { id } } query B { viewer { id } }"),
+    [max_operations_rule(1)])` (refused)
     """
 
     class MaxOperationsRule(ValidationRule):
         def enter_document(self, node: DocumentNode, *_: Any) -> Any:
             count = sum(isinstance(d, OperationDefinitionNode) for d in node.definitions)
             if count > maximum:
-                self.report_error(limit_error(
-                    f"The document holds {count} operations; the maximum is {maximum}.", None, "operations", maximum,
-                ))
+                self.report_error(
+                    limit_error(
+                        f"The document holds {count} operations; the maximum is {maximum}.",
+                        None,
+                        "operations",
+                        maximum,
+                    )
+                )
             return self.BREAK  # nothing below the document concerns this rule
 
     return MaxOperationsRule

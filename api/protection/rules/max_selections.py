@@ -31,7 +31,8 @@ def max_selections_rule(maximum: int) -> type[ValidationRule]:
     """The rule refusing operations selecting more than `maximum` fields after fragment expansion
     (`extensions.limit: "selections"`).
 
-    Example: `validate(schema, parse("fragment V on Viewer { id name } { viewer { ...V ...V } }"), [max_selections_rule(4)])` (5: refused)
+    Example: `validate(schema, parse("fragment V on Viewer { id name } { viewer { ...V ...V } }"),
+    [max_selections_rule(4)])` (5: refused)
     """
 
     class MaxSelectionsRule(OperationMeasureRule):
