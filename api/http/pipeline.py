@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -17,8 +18,8 @@ from starlette.responses import Response
 from starlette.types import Message
 
 from api.data.database import WriterLock
-from api.data.failures import DATABASE_UNAVAILABLE, is_database_unavailable, is_statement_timeout
-from api.errors import ApiError, ErrorCode, timed_out
+from api.data.failures import is_database_unavailable, is_statement_timeout
+from api.errors import DATABASE_UNAVAILABLE, LEDGER_UNAVAILABLE, ApiError, ErrorCode, timed_out, unavailable
 from api.http import logs, metrics
 from api.http.graphiql import render_graphiql, wants_graphiql
 from api.http.graphql_view import PartnerGraphQL
@@ -67,17 +68,17 @@ class GraphQLPipeline:
        api/protection/extraction.py).
     5. `record`: the access ledger (api/ledger/access.py) and the refund of unspent points
        (api/protection/budgets.py), in one transaction; fail closed: what cannot be recorded is
-       not sent (503).
+       not sent (503, `reason` DATABASE_UNAVAILABLE or LEDGER_UNAVAILABLE, `Retry-After`). A
+       booking, rescheduling or cancellation is not committed by step 4 (api/services/unit_of_work.py
+       `write`): a served one is committed here with its access record, in its own session's
+       transaction, and undone when the record cannot be written; a refused one is rolled back at
+       the end of step 3. The budget charge and the distinct-patient windows keep their own commits
+       in step 4, before the write (after it, they join it).
     6. `observe`: metrics (api/http/metrics.py) and the request's log line (api/http/logs.py).
 
     A failure of the database outside GraphQL execution (steps 2 to 4) is a 503 (`unavailable`),
     recorded and observed like any refusal. Every step answers with an `Outcome`
     (api/http/outcome.py), so `record` and `observe` see every request, refused or served.
-
-    Where the next steps go: a slow client (408) in `read_body`, a client gone away around `execute`
-    (the replayed request's `receive` hands on its disconnect); an outage's Retry-After in
-    `unavailable`; a write committed with its access record would hand its transaction from
-    `execute` to `record`.
     """
 
     def __init__(
@@ -151,8 +152,10 @@ class GraphQLPipeline:
         return outcome
 
     async def authenticate(self, request: Request, credential: str | None, request_id: str, now: datetime) -> Outcome:
-        """Step 3: the key's principal; step 4 runs on the same session."""
-        async with self.sessions() as session:
+        """Step 3: the key's principal; step 4 runs on the same session, which a served write hands on
+        to step 5, uncommitted (a refused one is rolled back here)."""
+        session, uow = self.sessions(), None
+        try:
             try:
                 principal = await authenticate(session, credential, now)
             except KeyQuarantined as quarantined:  # contained after an extraction refusal, until released
@@ -162,7 +165,24 @@ class GraphQLPipeline:
                     401, ApiError(ErrorCode.UNAUTHENTICATED, "A valid API key is required: `Authorization: Bearer <key>`."),
                     request_id, **{"WWW-Authenticate": 'Bearer realm="partner-api"'},
                 )
-            return await self.execute(request, self.context(session, RequestIdentity(principal, now, request_id)))
+            context = self.context(session, RequestIdentity(principal, now, request_id))
+            uow = context.uow
+            outcome = await self.execute(request, context)
+            if not uow.holds_write:
+                return outcome
+            if uow.lost:  # a later failure of the request rolled its writes back: they must not be reported done
+                lost = unavailable("The write could not be completed, so nothing was changed; retry later.", LEDGER_UNAVAILABLE)
+                return replace(refused(503, lost, request_id, principal), metering=outcome.metering)
+            if outcome.served:
+                handed, session, uow = uow, None, None  # step 5 commits it with its access record, then closes it
+                return replace(outcome, write=handed)
+            return outcome  # refused: its writes are rolled back below, as the client is told nothing was done
+        finally:
+            if uow is not None and uow.holds_write:
+                with contextlib.suppress(Exception):  # what failed before matters more than the rollback
+                    await uow.finish(commit=False)
+            if session is not None:
+                await session.close()
 
     def context(self, session: AsyncSession, identity: RequestIdentity) -> GraphQLContext:
         """What the resolvers get: the request's parts, each from its layer."""
@@ -189,23 +209,45 @@ class GraphQLPipeline:
         """A database failure outside GraphQL execution (the gate, authentication, the timeout's cleanup)."""
         if is_statement_timeout(error):
             return refused(503, timed_out("statement", self.settings.statement_timeout_seconds), request_id)
-        reason = {"reason": DATABASE_UNAVAILABLE} if is_database_unavailable(error) else {}
-        return refused(503, ApiError(ErrorCode.INTERNAL_SERVER_ERROR, "The service is temporarily unavailable; retry later.", **reason), request_id)
+        if is_database_unavailable(error):
+            return refused(503, unavailable("The database is temporarily unavailable; retry later.", DATABASE_UNAVAILABLE), request_id)
+        return refused(503, ApiError(ErrorCode.INTERNAL_SERVER_ERROR, "The service is temporarily unavailable; retry later."), request_id)
 
     async def record(self, outcome: Outcome, entry: AccessEntry) -> tuple[Outcome, AccessEntry]:
-        """Step 5: the access ledger and the refund, committed before the response leaves."""
+        """Step 5: the access ledger and the refund, committed before the response leaves; for a served
+        write, in the write's own transaction, so that neither is kept without the other."""
         try:
-            async with self.sessions() as session, self.writer_lock(session):
-                await ledger.write(session, entry, outcome.disclosures if outcome.served else None)
-                if outcome.principal is not None and outcome.metering.refund:  # last: the budget row stays locked until the commit
-                    await self.budgets.refund(session, outcome.principal, outcome.metering.refund, time.time())
-                await session.commit()
-        except Exception:  # fail closed: what cannot be recorded is not sent
+            if outcome.write is not None:
+                await self._commit_with_write(outcome.write, outcome, entry)
+            else:
+                async with self.sessions() as session, self.writer_lock(session):
+                    await self._ledger(session, outcome, entry)
+                    await session.commit()
+        except Exception as error:  # fail closed: what cannot be recorded is not sent, nor kept
             logger.exception("could not write the access ledger for request %s", entry.request_id)
-            unrecorded = ApiError(ErrorCode.INTERNAL_SERVER_ERROR, "The access could not be recorded, so no data is sent; retry later.")
+            away = is_database_unavailable(error)
+            cause = "The database is unavailable, so the access could not be recorded" if away else "The access could not be recorded"
+            undone = " and nothing was changed" if outcome.write is not None else ""
+            unrecorded = unavailable(f"{cause}: no data is sent{undone}; retry later.", DATABASE_UNAVAILABLE if away else LEDGER_UNAVAILABLE)
             outcome = replace(refused(503, unrecorded, entry.request_id), principal=outcome.principal)
             entry = replace(entry, outcome="refused", error_code=ErrorCode.INTERNAL_SERVER_ERROR.value, http_status=503)
         return outcome, entry
+
+    async def _ledger(self, session: AsyncSession, outcome: Outcome, entry: AccessEntry) -> None:
+        await ledger.write(session, entry, outcome.disclosures if outcome.served else None)
+        if outcome.principal is not None and outcome.metering.refund:  # last: the budget row stays locked until the commit
+            await self.budgets.refund(session, outcome.principal, outcome.metering.refund, time.time())
+
+    async def _commit_with_write(self, write: UnitOfWork, outcome: Outcome, entry: AccessEntry) -> None:
+        """The record joins the write's transaction (its session already holds SQLite's writer lock)."""
+        try:
+            await self._ledger(write.session, outcome, entry)
+            await write.finish(commit=True)
+        finally:
+            if write.holds_write:  # the record failed: the write is undone with it
+                with contextlib.suppress(Exception):
+                    await write.finish(commit=False)
+            await write.session.close()
 
     def observe(self, entry: AccessEntry, principal: Principal | None) -> None:
         """Step 6: metrics and the log line, labelled by partner name (empty when unknown)."""

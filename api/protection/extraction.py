@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -34,7 +34,20 @@ from api.ledger import alerts
 from api.protection.activity import weekly_patients
 from api.settings import Settings
 
-__all__ = ["Budget", "ExtractionGuard", "extraction_refused"]
+__all__ = ["Budget", "Commit", "ExtractionGuard", "extraction_refused"]
+
+# Commits the caller's transaction, then calls what is given (the webhook's wake-up). In a request,
+# the unit of work's `commit`: joined to a held write, it commits with the write's access record.
+Commit = Callable[[Callable[[], None] | None], Awaitable[None]]
+
+
+def _committing(session: AsyncSession) -> Commit:
+    async def commit(after: Callable[[], None] | None) -> None:
+        await session.commit()
+        if after is not None:
+            after()
+
+    return commit
 
 _ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 
@@ -105,9 +118,12 @@ class ExtractionGuard:
         return Budget(self.day, day_limit, PatientDisclosure.day_first_at), Budget(self.month, month_limit, PatientDisclosure.month_first_at)
 
     async def admit(
-        self, session: AsyncSession, partner_id: int, key_id: int, practice_id: int, new: Collection[int], now: datetime
+        self, session: AsyncSession, partner_id: int, key_id: int, practice_id: int, new: Collection[int], now: datetime,
+        commit: Commit | None = None,
     ) -> None:
-        """Record the disclosure of patients new in the short window, or raise EXTRACTION_LIMIT_EXCEEDED; commits."""
+        """Record the disclosure of patients new in the short window, or raise EXTRACTION_LIMIT_EXCEEDED;
+        commits (with `commit`, default the session's own)."""
+        commit = commit or _committing(session)
         if session.bind.dialect.name == "postgresql":
             await session.execute(_ADVISORY_LOCK, {"key": _lock_key(partner_id, practice_id)})
         pair = (PatientDisclosure.partner_id == partner_id, PatientDisclosure.practice_id == practice_id)
@@ -127,11 +143,11 @@ class ExtractionGuard:
                 held = (await session.execute(select(func.count()).where(*pair, budget.first_at >= cutoff))).scalar_one()
                 counts.append((budget, held, fresh))
         if not counts:
-            await session.commit()
+            await commit(None)
             return
         over = [(b, held, fresh) for b, held, fresh in counts if held + fresh > b.limit]
         if over:
-            await self._refuse(session, partner_id, key_id, practice_id, over, now)
+            await self._refuse(session, commit, partner_id, key_id, practice_id, over, now)
         await self._record(session, partner_id, practice_id, new, known, now)
         raised = [
             await alerts.record(session, alerts.NewAlert(
@@ -140,9 +156,7 @@ class ExtractionGuard:
             for b, held, fresh in counts for f in self.settings.extraction_warning_fractions
             if held < f * b.limit <= held + fresh
         ]
-        await session.commit()
-        if any(raised):
-            self.on_alert()
+        await commit(self.on_alert if any(raised) else None)
 
     async def _record(
         self, session: AsyncSession, partner_id: int, practice_id: int, new: Collection[int], known: dict[int, object], now: datetime
@@ -171,7 +185,7 @@ class ExtractionGuard:
             )
 
     async def _refuse(
-        self, session: AsyncSession, partner_id: int, key_id: int, practice_id: int,
+        self, session: AsyncSession, commit: Commit, partner_id: int, key_id: int, practice_id: int,
         over: list[tuple[Budget, int, int]], now: datetime,
     ) -> None:
         raised = [
@@ -195,7 +209,5 @@ class ExtractionGuard:
                 raised.append(await alerts.record(session, alerts.NewAlert(
                     AlertKind.QUARANTINE, partner_id, practice_id, key_id, now, held, b.limit, b.window_hours, patients_refused=fresh,
                 )))
-        await session.commit()
-        if any(raised):
-            self.on_alert()
+        await commit(self.on_alert if any(raised) else None)
         raise extraction_refused(quarantined)

@@ -61,7 +61,7 @@ class Loaders:
                 continue
             try:
                 async with uow.transaction() as session:
-                    await self._extraction.admit(session, partner_id, key_id, practice_id, patient_ids, uow.request_time)
+                    await self._extraction.admit(session, partner_id, key_id, practice_id, patient_ids, uow.request_time, uow.commit)
             except ApiError as error:
                 refused[practice_id] = error
                 halted = error if error.extensions.get("quarantined") else None
