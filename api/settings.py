@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     statement_timeout_seconds: float = Field(
         default=5.0, ge=0, description="Longest one SQL statement may run (PostgreSQL statement_timeout; 0: none)."
     )
+    body_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Longest a client may take to send a request's body, once its headers are in (408 after)."
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated origins whose browser pages may call the API (CORS); empty: none.",

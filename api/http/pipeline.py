@@ -13,13 +13,15 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Message
 
 from api.data.database import WriterLock
 from api.data.failures import is_database_unavailable, is_statement_timeout
-from api.errors import DATABASE_UNAVAILABLE, LEDGER_UNAVAILABLE, ApiError, ErrorCode, timed_out, unavailable
+from api.errors import (
+    CLIENT_CLOSED_REQUEST, CLIENT_DISCONNECTED, DATABASE_UNAVAILABLE, LEDGER_UNAVAILABLE, ApiError, ErrorCode, timed_out, unavailable,
+)
 from api.http import logs, metrics
 from api.http.graphiql import render_graphiql, wants_graphiql
 from api.http.graphql_view import PartnerGraphQL
@@ -50,7 +52,9 @@ logger = logging.getLogger("api")
 class GraphQLPipeline:
     """The `/graphql` endpoint: each request goes through these steps, in this order.
 
-    1. `read_body`: at most PARTNER_API_MAX_BODY_BYTES, read here once (413 above).
+    1. `read_body`: at most PARTNER_API_MAX_BODY_BYTES, read here once (413 above), within
+       PARTNER_API_BODY_TIMEOUT_SECONDS (408, and the connection is closed); a client that hangs up
+       mid-body is recorded as CLIENT_DISCONNECTED (HTTP 499 in the ledger), not as a server error.
     2. `take_turn`: the per-key gate, before any database work (api/protection/key_gates.py):
        a key's requests run N at a time, and a key whose budget is spent is refused (429).
     3. `authenticate`: the bearer key (api/identity/authentication.py), 401 for any failure; a
@@ -109,10 +113,9 @@ class GraphQLPipeline:
                 return refused(404, ApiError(ErrorCode.NOT_FOUND, "GraphiQL is disabled on this server."), request_id).response
             return render_graphiql(request)
         started, now = time.perf_counter(), utcnow()
-        body = await self.read_body(request)
-        if body is None:
-            limit = self.settings.max_body_bytes
-            outcome = refused(413, ApiError(ErrorCode.BAD_USER_INPUT, f"Request bodies are limited to {limit} bytes."), request_id)
+        body = await self.read_body(request, request_id)
+        if isinstance(body, Outcome):
+            outcome, body = body, None
         else:
             try:
                 outcome = await self.take_turn(_replaying(request, body), request_id)
@@ -125,18 +128,33 @@ class GraphQLPipeline:
         self.observe(replace(entry, duration_ms=_elapsed_ms(started)), outcome.principal)
         return outcome.response
 
-    async def read_body(self, request: Request) -> bytes | None:
-        """Step 1: the body, or None when it is larger than allowed (bounded even without a Content-Length)."""
-        limit = self.settings.max_body_bytes
+    async def read_body(self, request: Request, request_id: str) -> bytes | Outcome:
+        """Step 1: the body, or the refusal of a body too large (bounded even without a Content-Length),
+        too slow, or never finished."""
+        limit, seconds = self.settings.max_body_bytes, self.settings.body_timeout_seconds
+        too_large = refused(
+            413, ApiError(ErrorCode.BAD_USER_INPUT, f"Request bodies are limited to {limit} bytes.", limit="max_body_bytes", maximum=limit),
+            request_id,
+        )
         declared = request.headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            return None
+            return too_large
         chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                return None
-            chunks.append(chunk)
+        try:
+            async with asyncio.timeout(seconds):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        return too_large
+                    chunks.append(chunk)
+        except TimeoutError:  # a slow client holds a connection, never a worker's time: it is cut off
+            slow = ApiError(
+                ErrorCode.BAD_USER_INPUT, f"The request body was not received within {seconds:g} s.",
+                limit="body_timeout", maximum=seconds,
+            )
+            return refused(408, slow, request_id, Connection="close")
+        except ClientDisconnect:  # nobody to answer: recorded as the client's doing, not the server's
+            return Outcome(Response(status_code=CLIENT_CLOSED_REQUEST), error_code=CLIENT_DISCONNECTED)
         return b"".join(chunks)
 
     async def take_turn(self, request: Request, request_id: str) -> Outcome:
