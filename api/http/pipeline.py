@@ -186,15 +186,13 @@ class GraphQLPipeline:
             context = self.context(session, RequestIdentity(principal, now, request_id))
             uow = context.uow
             outcome = await self.execute(request, context)
-            if not uow.holds_write:
-                return outcome
-            if uow.lost:  # a later failure of the request rolled its writes back: they must not be reported done
+            if not uow.holds_write or not outcome.served:
+                return outcome  # refused: its writes are rolled back below, as the client is told nothing was done
+            if uow.lost:  # served, but a later failure rolled its writes back: they must not be reported done
                 lost = unavailable("The write could not be completed, so nothing was changed; retry later.", LEDGER_UNAVAILABLE)
                 return replace(refused(503, lost, request_id, principal), metering=outcome.metering)
-            if outcome.served:
-                handed, session, uow = uow, None, None  # step 5 commits it with its access record, then closes it
-                return replace(outcome, write=handed)
-            return outcome  # refused: its writes are rolled back below, as the client is told nothing was done
+            handed, session, uow = uow, None, None  # step 5 commits it with its access record, then closes it
+            return replace(outcome, write=handed)
         finally:
             if uow is not None and uow.holds_write:
                 with contextlib.suppress(Exception):  # what failed before matters more than the rollback
