@@ -68,7 +68,22 @@ class FieldForbidden(ApiError):
         )
 
 
-TIMEOUT = "TIMEOUT"  # `extensions.reason` of a refusal because time ran out
+# `extensions.reason`: why a request was refused although it was not at fault, so the same request
+# may pass later (HTTP 503, with `Retry-After` and `extensions.retryAfter`).
+TIMEOUT = "TIMEOUT"  # time ran out (the request's or a statement's)
+DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
+LEDGER_UNAVAILABLE = "LEDGER_UNAVAILABLE"  # the access record could not be written: nothing was sent, no write was kept
+RETRY_AFTER_SECONDS = 5  # told with a 503: about what a PostgreSQL restart or failover takes
+
+# Not a code a client receives: the ledger's and the metrics' `error_code` of a request whose client
+# hung up before its body was complete (recorded with HTTP status 499, nginx's "client closed request").
+CLIENT_DISCONNECTED = "CLIENT_DISCONNECTED"
+CLIENT_CLOSED_REQUEST = 499
+
+
+def unavailable(message: str, reason: str) -> ApiError:
+    """A refusal that is not the request's fault: INTERNAL_SERVER_ERROR with its `reason` and when to retry."""
+    return ApiError(ErrorCode.INTERNAL_SERVER_ERROR, message, reason=reason, retryAfter=RETRY_AFTER_SECONDS)
 
 
 def timed_out(limit: str, seconds: float) -> ApiError:

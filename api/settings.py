@@ -114,6 +114,11 @@ class Settings(BaseSettings):
     worker_timeout_seconds: int = Field(
         default=30, ge=1, description="A worker whose event loop is stuck this long is killed and replaced (serve)."
     )
+    body_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Longest a client may take to send a request's body, once its headers are in (408 after).",
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated origins whose browser pages may call the API (CORS); empty: none.",

@@ -4,15 +4,20 @@ with these, whichever layer wrapped the driver's error."""
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 from collections.abc import Iterator
 
 from sqlalchemy.exc import DBAPIError, DisconnectionError, PendingRollbackError
 
+from api.errors import DATABASE_UNAVAILABLE
+
 __all__ = ["DATABASE_UNAVAILABLE", "QUERY_CANCELED", "is_database_unavailable", "is_statement_timeout"]
 
 QUERY_CANCELED = "57014"  # SQLSTATE of a statement stopped by statement_timeout
-DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"  # `extensions.reason` of an INTERNAL_SERVER_ERROR
+# SQLSTATEs of a server that is not there for us: class 08 (connection exception), and 57P01-57P03
+# (shut down by an administrator, crashed, starting up or shutting down).
+_UNREACHABLE_CLASS, _UNAVAILABLE_STATES = "08", frozenset({"57P01", "57P02", "57P03"})
 
 
 def _causes(error: BaseException | None) -> Iterator[BaseException]:
@@ -30,10 +35,14 @@ def is_statement_timeout(error: BaseException | None) -> bool:
 
 
 def is_database_unavailable(error: BaseException | None) -> bool:
-    """The connection to the database was lost, the session still holds the transaction it lost,
-    or SQLite stayed locked by another writer past its busy timeout."""
+    """The database cannot be reached (refused, unresolvable, starting or shutting down), the connection
+    to it was lost, the session still holds the transaction it lost, or SQLite stayed locked by another
+    writer past its busy timeout."""
     return any(
-        isinstance(cause, (DisconnectionError, PendingRollbackError))
+        isinstance(
+            cause, (DisconnectionError, PendingRollbackError, ConnectionError, socket.gaierror)
+        )  # the socket: refused, reset, DNS
+        or _unavailable_state(getattr(cause, "sqlstate", None))
         or (isinstance(cause, DBAPIError) and cause.connection_invalidated)
         or (
             isinstance(cause, sqlite3.OperationalError)
@@ -41,3 +50,7 @@ def is_database_unavailable(error: BaseException | None) -> bool:
         )
         for cause in _causes(error)
     )
+
+
+def _unavailable_state(sqlstate: object) -> bool:
+    return isinstance(sqlstate, str) and (sqlstate.startswith(_UNREACHABLE_CLASS) or sqlstate in _UNAVAILABLE_STATES)

@@ -29,8 +29,8 @@ from strawberry.http import GraphQLRequestData
 from strawberry.schema import BaseSchema
 from strawberry.types import ExecutionResult
 
-from api.data.failures import DATABASE_UNAVAILABLE, is_database_unavailable, is_statement_timeout
-from api.errors import TIMEOUT, ApiError, ErrorCode, bad_input, timed_out
+from api.data.failures import is_database_unavailable, is_statement_timeout
+from api.errors import DATABASE_UNAVAILABLE, TIMEOUT, ApiError, ErrorCode, bad_input, timed_out, unavailable
 from api.http.outcome import Outcome, refused
 from api.schema.context import GraphQLContext
 
@@ -73,15 +73,9 @@ def classify(error: GraphQLError, request_id: str, statement_timeout: float = 0)
     if is_database_unavailable(original):
         # The exception as its types and frames (api.http.logs), never its text: that quotes the statement.
         logger.warning("database unavailable in request %s at %s", request_id, error.path, exc_info=original)
-        return _replaced(
-            error,
-            ApiError(
-                ErrorCode.INTERNAL_SERVER_ERROR,
-                "The database is temporarily unavailable; retry later.",
-                reason=DATABASE_UNAVAILABLE,
-                requestId=request_id,
-            ),
-        )
+        away = unavailable("The database is temporarily unavailable; retry later.", DATABASE_UNAVAILABLE)
+        away.extensions["requestId"] = request_id
+        return _replaced(error, away)
     # graphql-core's own errors, and strawberry's coercion of an input (a DateTime that is no
     # date, an Int out of range) wrapped in one, are about the request, not the server.
     if original is None or isinstance(original, GraphQLError):
@@ -157,6 +151,9 @@ class PartnerGraphQL(GraphQL[GraphQLContext, None]):
                 code = (result.errors[0].extensions or {}).get("code")
                 if result.data is None:
                     response.status_code = max(refusal_status(e.extensions) for e in result.errors)
+                    retry = max((e.extensions or {}).get("retryAfter") or 0 for e in result.errors)
+                    if retry:  # a 503 or 429 says when to come back, in the header too
+                        response.headers["Retry-After"] = str(retry)
         if context.metering.retry_after is not None:
             response.headers["Retry-After"] = str(context.metering.retry_after)
         return Outcome(

@@ -25,12 +25,12 @@ from prometheus_client import (
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.errors import ErrorCode
+from api.errors import CLIENT_DISCONNECTED, ErrorCode
 from api.ledger.access import AccessEntry
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 COST_BUCKETS = (0, 10, 50, 100, 250, 500, 1000, 2500)
-CODES = frozenset(code.value for code in ErrorCode)
+CODES = frozenset(code.value for code in ErrorCode) | {CLIENT_DISCONNECTED}  # a client gone is not a server error
 
 REQUESTS = Counter(
     "partner_api_requests", "Requests to /graphql by partner, outcome (served, refused) and first error code.",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -12,13 +13,22 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Message
 
 from api.data.database import WriterLock
-from api.data.failures import DATABASE_UNAVAILABLE, is_database_unavailable, is_statement_timeout
-from api.errors import ApiError, ErrorCode, timed_out
+from api.data.failures import is_database_unavailable, is_statement_timeout
+from api.errors import (
+    CLIENT_CLOSED_REQUEST,
+    CLIENT_DISCONNECTED,
+    DATABASE_UNAVAILABLE,
+    LEDGER_UNAVAILABLE,
+    ApiError,
+    ErrorCode,
+    timed_out,
+    unavailable,
+)
 from api.http import logs, metrics
 from api.http.graphiql import render_graphiql, wants_graphiql
 from api.http.graphql_view import PartnerGraphQL
@@ -49,7 +59,9 @@ logger = logging.getLogger("api")
 class GraphQLPipeline:
     """The `/graphql` endpoint: each request goes through these steps, in this order.
 
-    1. `read_body`: at most PARTNER_API_MAX_BODY_BYTES, read here once (413 above).
+    1. `read_body`: at most PARTNER_API_MAX_BODY_BYTES, read here once (413 above), within
+       PARTNER_API_BODY_TIMEOUT_SECONDS (408, and the connection is closed); a client that hangs up
+       mid-body is recorded as CLIENT_DISCONNECTED (HTTP 499 in the ledger), not as a server error.
     2. `take_turn`: the per-key gate, before any database work (api/protection/key_gates.py):
        a key's requests run N at a time, and a key whose budget is spent is refused (429).
     3. `authenticate`: the bearer key (api/identity/authentication.py), 401 for any failure; a
@@ -67,17 +79,17 @@ class GraphQLPipeline:
        api/protection/extraction.py).
     5. `record`: the access ledger (api/ledger/access.py) and the refund of unspent points
        (api/protection/budgets.py), in one transaction; fail closed: what cannot be recorded is
-       not sent (503).
+       not sent (503, `reason` DATABASE_UNAVAILABLE or LEDGER_UNAVAILABLE, `Retry-After`). A
+       booking, rescheduling or cancellation is not committed by step 4 (api/services/unit_of_work.py
+       `write`): a served one is committed here with its access record, in its own session's
+       transaction, and undone when the record cannot be written; a refused one is rolled back at
+       the end of step 3. The budget charge and the distinct-patient windows keep their own commits
+       in step 4, before the write (after it, they join it).
     6. `observe`: metrics (api/http/metrics.py) and the request's log line (api/http/logs.py).
 
     A failure of the database outside GraphQL execution (steps 2 to 4) is a 503 (`unavailable`),
     recorded and observed like any refusal. Every step answers with an `Outcome`
     (api/http/outcome.py), so `record` and `observe` see every request, refused or served.
-
-    Where the next steps go: a slow client (408) in `read_body`, a client gone away around `execute`
-    (the replayed request's `receive` hands on its disconnect); an outage's Retry-After in
-    `unavailable`; a write committed with its access record would hand its transaction from
-    `execute` to `record`.
     """
 
     def __init__(
@@ -110,13 +122,12 @@ class GraphQLPipeline:
                 ).response
             return render_graphiql(request)
         started, now = time.perf_counter(), utcnow()
-        body = await self.read_body(request)
-        if body is None:
-            limit = self.settings.max_body_bytes
-            outcome = refused(
-                413, ApiError(ErrorCode.BAD_USER_INPUT, f"Request bodies are limited to {limit} bytes."), request_id
-            )
+        read = await self.read_body(request, request_id)
+        body: bytes | None = None
+        if isinstance(read, Outcome):
+            outcome = read
         else:
+            body = read
             try:
                 outcome = await self.take_turn(_replaying(request, body), request_id)
             except Exception as error:  # the database is away, saturated or slow: a clear refusal, never a bare 500
@@ -128,18 +139,41 @@ class GraphQLPipeline:
         self.observe(replace(entry, duration_ms=_elapsed_ms(started)), outcome.principal)
         return outcome.response
 
-    async def read_body(self, request: Request) -> bytes | None:
-        """Step 1: the body, or None when it is larger than allowed (bounded even without a Content-Length)."""
-        limit = self.settings.max_body_bytes
+    async def read_body(self, request: Request, request_id: str) -> bytes | Outcome:
+        """Step 1: the body, or the refusal of a body too large (bounded even without a Content-Length),
+        too slow, or never finished."""
+        limit, seconds = self.settings.max_body_bytes, self.settings.body_timeout_seconds
+        too_large = refused(
+            413,
+            ApiError(
+                ErrorCode.BAD_USER_INPUT,
+                f"Request bodies are limited to {limit} bytes.",
+                limit="max_body_bytes",
+                maximum=limit,
+            ),
+            request_id,
+        )
         declared = request.headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            return None
+            return too_large
         chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                return None
-            chunks.append(chunk)
+        try:
+            async with asyncio.timeout(seconds):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        return too_large
+                    chunks.append(chunk)
+        except TimeoutError:  # a slow client holds a connection, never a worker's time: it is cut off
+            slow = ApiError(
+                ErrorCode.BAD_USER_INPUT,
+                f"The request body was not received within {seconds:g} s.",
+                limit="body_timeout",
+                maximum=seconds,
+            )
+            return refused(408, slow, request_id, Connection="close")
+        except ClientDisconnect:  # nobody to answer: recorded as the client's doing, not the server's
+            return Outcome(Response(status_code=CLIENT_CLOSED_REQUEST), error_code=CLIENT_DISCONNECTED)
         return b"".join(chunks)
 
     async def take_turn(self, request: Request, request_id: str) -> Outcome:
@@ -157,8 +191,12 @@ class GraphQLPipeline:
         return outcome
 
     async def authenticate(self, request: Request, credential: str | None, request_id: str, now: datetime) -> Outcome:
-        """Step 3: the key's principal; step 4 runs on the same session."""
-        async with self.sessions() as session:
+        """Step 3: the key's principal; step 4 runs on the same session, which a served write hands on
+        to step 5, uncommitted (a refused one is rolled back here)."""
+        session = self.sessions()
+        owned: AsyncSession | None = session  # closed below, unless step 5 takes it with the write
+        uow: UnitOfWork | None = None
+        try:
             try:
                 principal = await authenticate(session, credential, now)
             except KeyQuarantined as quarantined:  # contained after an extraction refusal, until released
@@ -171,7 +209,24 @@ class GraphQLPipeline:
                     None,
                     **{"WWW-Authenticate": 'Bearer realm="partner-api"'},
                 )
-            return await self.execute(request, self.context(session, RequestIdentity(principal, now, request_id)))
+            context = self.context(session, RequestIdentity(principal, now, request_id))
+            uow = context.uow
+            outcome = await self.execute(request, context)
+            if not uow.holds_write or not outcome.served:
+                return outcome  # refused: its writes are rolled back below, as the client is told nothing was done
+            if uow.lost:  # served, but a later failure rolled its writes back: they must not be reported done
+                lost = unavailable(
+                    "The write could not be completed, so nothing was changed; retry later.", LEDGER_UNAVAILABLE
+                )
+                return replace(refused(503, lost, request_id, principal), metering=outcome.metering)
+            handed, owned, uow = uow, None, None  # step 5 commits it with its access record, then closes it
+            return replace(outcome, write=handed)
+        finally:
+            if uow is not None and uow.holds_write:
+                with contextlib.suppress(Exception):  # what failed before matters more than the rollback
+                    await uow.finish(commit=False)
+            if owned is not None:
+                await owned.close()
 
     def context(self, session: AsyncSession, identity: RequestIdentity) -> GraphQLContext:
         """What the resolvers get: the request's parts, each from its layer."""
@@ -203,30 +258,61 @@ class GraphQLPipeline:
         """A database failure outside GraphQL execution (the gate, authentication, the timeout's cleanup)."""
         if is_statement_timeout(error):
             return refused(503, timed_out("statement", self.settings.statement_timeout_seconds), request_id)
-        reason = {"reason": DATABASE_UNAVAILABLE} if is_database_unavailable(error) else {}
+        if is_database_unavailable(error):
+            return refused(
+                503,
+                unavailable("The database is temporarily unavailable; retry later.", DATABASE_UNAVAILABLE),
+                request_id,
+            )
         return refused(
             503,
-            ApiError(ErrorCode.INTERNAL_SERVER_ERROR, "The service is temporarily unavailable; retry later.", **reason),
+            ApiError(ErrorCode.INTERNAL_SERVER_ERROR, "The service is temporarily unavailable; retry later."),
             request_id,
         )
 
     async def record(self, outcome: Outcome, entry: AccessEntry) -> tuple[Outcome, AccessEntry]:
-        """Step 5: the access ledger and the refund, committed before the response leaves."""
+        """Step 5: the access ledger and the refund, committed before the response leaves; for a served
+        write, in the write's own transaction, so that neither is kept without the other."""
         try:
-            async with self.sessions() as session, self.writer_lock(session):
-                await ledger.write(session, entry, outcome.disclosures if outcome.served else None)
-                # last: the budget row stays locked until the commit
-                if outcome.principal is not None and outcome.metering.refund:
-                    await self.budgets.refund(session, outcome.principal, outcome.metering.refund, time.time())
-                await session.commit()
-        except Exception:  # fail closed: what cannot be recorded is not sent
+            if outcome.write is not None:
+                await self._commit_with_write(outcome.write, outcome, entry)
+            else:
+                async with self.sessions() as session, self.writer_lock(session):
+                    await self._ledger(session, outcome, entry)
+                    await session.commit()
+        except Exception as error:  # fail closed: what cannot be recorded is not sent, nor kept
             logger.exception("could not write the access ledger for request %s", entry.request_id)
-            unrecorded = ApiError(
-                ErrorCode.INTERNAL_SERVER_ERROR, "The access could not be recorded, so no data is sent; retry later."
+            away = is_database_unavailable(error)
+            cause = (
+                "The database is unavailable, so the access could not be recorded"
+                if away
+                else "The access could not be recorded"
+            )
+            undone = " and nothing was changed" if outcome.write is not None else ""
+            unrecorded = unavailable(
+                f"{cause}: no data is sent{undone}; retry later.", DATABASE_UNAVAILABLE if away else LEDGER_UNAVAILABLE
             )
             outcome = replace(refused(503, unrecorded, entry.request_id), principal=outcome.principal)
             entry = replace(entry, outcome="refused", error_code=ErrorCode.INTERNAL_SERVER_ERROR.value, http_status=503)
         return outcome, entry
+
+    async def _ledger(self, session: AsyncSession, outcome: Outcome, entry: AccessEntry) -> None:
+        await ledger.write(session, entry, outcome.disclosures if outcome.served else None)
+        if (
+            outcome.principal is not None and outcome.metering.refund
+        ):  # last: the budget row stays locked until the commit
+            await self.budgets.refund(session, outcome.principal, outcome.metering.refund, time.time())
+
+    async def _commit_with_write(self, write: UnitOfWork, outcome: Outcome, entry: AccessEntry) -> None:
+        """The record joins the write's transaction (its session already holds SQLite's writer lock)."""
+        try:
+            await self._ledger(write.session, outcome, entry)
+            await write.finish(commit=True)
+        finally:
+            if write.holds_write:  # the record failed: the write is undone with it
+                with contextlib.suppress(Exception):
+                    await write.finish(commit=False)
+            await write.session.close()
 
     def observe(self, entry: AccessEntry, principal: Principal | None) -> None:
         """Step 6: metrics and the log line, labelled by partner name (empty when unknown)."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -35,7 +35,20 @@ from api.ledger import alerts
 from api.protection.activity import weekly_patients
 from api.settings import Settings
 
-__all__ = ["Budget", "ExtractionGuard", "extraction_refused"]
+__all__ = ["Budget", "Commit", "ExtractionGuard", "extraction_refused"]
+
+# Commits the caller's transaction, then calls what is given (the webhook's wake-up). In a request,
+# the unit of work's `commit`: joined to a held write, it commits with the write's access record.
+Commit = Callable[[Callable[[], None] | None], Awaitable[None]]
+
+
+def _committing(session: AsyncSession) -> Commit:
+    async def commit(after: Callable[[], None] | None) -> None:
+        await session.commit()
+        if after is not None:
+            after()
+
+    return commit
 
 _ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 
@@ -115,9 +128,18 @@ class ExtractionGuard:
         )
 
     async def admit(
-        self, session: AsyncSession, partner_id: int, key_id: int, practice_id: int, new: Collection[int], now: datetime
+        self,
+        session: AsyncSession,
+        partner_id: int,
+        key_id: int,
+        practice_id: int,
+        new: Collection[int],
+        now: datetime,
+        commit: Commit | None = None,
     ) -> None:
-        """Record the disclosure of patients new in the short window, or raise EXTRACTION_LIMIT_EXCEEDED; commits."""
+        """Record the disclosure of patients new in the short window, or raise EXTRACTION_LIMIT_EXCEEDED;
+        commits (with `commit`, default the session's own)."""
+        commit = commit or _committing(session)
         if session.get_bind().dialect.name == "postgresql":
             await session.execute(_ADVISORY_LOCK, {"key": _lock_key(partner_id, practice_id)})
         pair = (PatientDisclosure.partner_id == partner_id, PatientDisclosure.practice_id == practice_id)
@@ -140,11 +162,11 @@ class ExtractionGuard:
                 ).scalar_one()
                 counts.append((budget, held, fresh))
         if not counts:
-            await session.commit()
+            await commit(None)
             return
         over = [(b, held, fresh) for b, held, fresh in counts if held + fresh > b.limit]
         if over:
-            await self._refuse(session, partner_id, key_id, practice_id, over, now)
+            await self._refuse(session, commit, partner_id, key_id, practice_id, over, now)
         await self._record(session, partner_id, practice_id, new, known, now)
         raised = [
             await alerts.record(
@@ -165,9 +187,7 @@ class ExtractionGuard:
             for f in self.settings.extraction_warning_fractions
             if held < f * b.limit <= held + fresh
         ]
-        await session.commit()
-        if any(raised):
-            self.on_alert()
+        await commit(self.on_alert if any(raised) else None)
 
     async def _record(
         self,
@@ -214,6 +234,7 @@ class ExtractionGuard:
     async def _refuse(
         self,
         session: AsyncSession,
+        commit: Commit,
         partner_id: int,
         key_id: int,
         practice_id: int,
@@ -250,7 +271,7 @@ class ExtractionGuard:
                     .where(PartnerKey.id == key_id, PartnerKey.quarantined_at.is_(None))
                     .values(quarantined_at=now)
                     .execution_options(synchronize_session=False)
-                )
+                ),
             ).rowcount
             if newly:
                 b, held, fresh = over[0]
@@ -270,7 +291,5 @@ class ExtractionGuard:
                         ),
                     )
                 )
-        await session.commit()
-        if any(raised):
-            self.on_alert()
+        await commit(self.on_alert if any(raised) else None)
         raise extraction_refused(quarantined)

@@ -64,7 +64,7 @@ class Loaders:
             try:
                 async with uow.transaction() as session:
                     await self._extraction.admit(
-                        session, partner_id, key_id, practice_id, patient_ids, uow.request_time
+                        session, partner_id, key_id, practice_id, patient_ids, uow.request_time, uow.commit
                     )
             except ApiError as error:
                 refused[practice_id] = error

@@ -1,15 +1,20 @@
 """One request's unit of work: its database session, the policy's row filters, and transactions.
 
 Every read goes through `authorized` and `execute`, so no query runs without the partner's row
-filter and the request time bound; every write goes through `transaction`.
+filter and the request time bound. A booking, rescheduling or cancellation goes through `write`,
+which does not commit: the pipeline's `record` step commits it in one transaction with its access
+record, or rolls it back (api/http/pipeline.py). The request's own bookkeeping (the budget charge,
+the distinct-patient windows) goes through `transaction` and `commit`, which commit at once, unless
+a write is already held: then they join it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager, nullcontext
 from datetime import datetime
 from typing import Any
 
@@ -44,6 +49,9 @@ class UnitOfWork:
         self.identity = identity
         self._writer_lock = writer_lock
         self._lock = asyncio.Lock()
+        self._held: AsyncExitStack | None = None  # from the first write to the record: the writer lock
+        self._after_commit: list[Callable[[], None]] = []
+        self.lost = False  # a rollback discarded held writes: the pipeline must not report them done
 
     @property
     def principal(self) -> Principal:
@@ -69,22 +77,81 @@ class UnitOfWork:
                 # graphql-core cancels the siblings of a failed non-null field: a statement cut in
                 # half leaves the session's transaction unusable for the rest of the request.
                 try:
-                    await self.session.rollback()
+                    await self._rollback()
                 except Exception:  # the cancellation, not the rollback's failure, must go on
                     logger.warning("rollback after a cancelled statement failed", exc_info=True)
                 raise
 
+    @property
+    def holds_write(self) -> bool:
+        """A write awaits the pipeline's `record` step, which commits it with its access record."""
+        return self._held is not None
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """The session for a write that commits on its own (budget, distinct patients, booking)."""
+        """The session for bookkeeping that commits on its own (budget, distinct patients): the callee
+        commits through `commit`, which joins a held write instead."""
         async with self._lock:
             try:
                 # The write joins the request's reads, which changed nothing (on SQLite they hold no
                 # transaction at all): committing them first would cost a round trip.
-                async with self._writer_lock(self.session):
+                async with nullcontext() if self._held else self._writer_lock(self.session):
                     yield self.session
             except ApiError:
                 raise  # a refusal, after its own commit: rolling back would expire the loaded rows
             except BaseException:  # also a cancellation (see `execute`), which may cut the commit itself
-                await self.session.rollback()
+                await self._rollback()
                 raise
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncSession]:
+        """The session for a booking, rescheduling or cancellation, which must not commit: its access
+        record commits it (`finish`). SQLite's writer lock stays held until then."""
+        async with self._lock:
+            if self._held is None:
+                held = AsyncExitStack()
+                await held.enter_async_context(self._writer_lock(self.session))
+                self._held = held
+            try:
+                yield self.session
+            except ApiError:
+                raise  # refused before it changed anything
+            except BaseException:
+                await self._rollback()
+                raise
+
+    async def commit(self, after: Callable[[], None] | None = None) -> None:
+        """Commit the bookkeeping done in `transaction`, then call `after`; with a write held, both
+        wait for the write's record (`finish`), so that nothing of a refused write is kept."""
+        if self._held is not None:
+            if after is not None:
+                self._after_commit.append(after)
+            return
+        await self.session.commit()
+        if after is not None:
+            after()
+
+    async def finish(self, commit: bool) -> None:
+        """Ends a held write: committed with what the caller added to the session (the access record),
+        or rolled back. Raises when the commit fails; the write is then undone."""
+        held, self._held = self._held, None
+        try:
+            if commit:
+                await self.session.commit()
+            else:
+                await self.session.rollback()
+        except BaseException:
+            with contextlib.suppress(Exception):  # the commit's failure is what must go on
+                await self.session.rollback()
+            raise
+        finally:
+            if held is not None:
+                await held.aclose()
+        if commit:
+            for callback in self._after_commit:
+                callback()
+
+    async def _rollback(self) -> None:
+        if self._held is not None:
+            self.lost = True
+        await self.session.rollback()

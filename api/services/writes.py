@@ -4,6 +4,9 @@ Every write bumps the change counter first, inside its transaction: that seriali
 (so two partners cannot book the same slot at once) and orders the sync feed.
 Business refusals (slot taken, time in the past...) are returned as `Refusal`s, distinct from
 authorization errors (NOT_FOUND / FORBIDDEN), which are raised.
+No write commits here: each runs in the unit of work's `write`, which the pipeline commits with the
+request's access record, or rolls back when that record cannot be written (api/http/pipeline.py).
+A refused slot keeps its bump of the change counter: the feed's positions may skip a number.
 """
 
 from __future__ import annotations
@@ -185,7 +188,7 @@ async def book(
         "reason": reason,
     }
     digest = _request_hash("book", payload)
-    async with ctx.transaction() as session:
+    async with ctx.write() as session:
         replay = await _replayed(session, ctx, idempotency_key, "book", digest)
         if replay is not None:
             return replay
@@ -212,7 +215,6 @@ async def book(
                 return Refusal(RefusalReason.PATIENT_NOT_AT_PRACTICE)
         seq = await next_change_seq(session)
         if await _slot_taken(session, membership.practitioner_id, starts_at, ends_at, None):
-            await session.rollback()
             return Refusal(RefusalReason.SLOT_TAKEN)
         if new_patient is not None:
             patient = Patient(
@@ -240,7 +242,7 @@ async def book(
         session.add(appointment)
         await session.flush()
         _remember(session, ctx, idempotency_key, "book", digest, appointment)
-        await session.commit()
+        await session.flush()
         return appointment
 
 
@@ -248,7 +250,7 @@ async def reschedule(
     ctx: UnitOfWork, appointment_id: str, starts_at: datetime, ends_at: datetime, idempotency_key: str | None
 ) -> Appointment | Refusal:
     digest = _request_hash("reschedule", {"appointment": appointment_id, "starts": starts_at, "ends": ends_at})
-    async with ctx.transaction() as session:
+    async with ctx.write() as session:
         replay = await _replayed(session, ctx, idempotency_key, "reschedule", digest)
         if replay is not None:
             return replay
@@ -260,19 +262,18 @@ async def reschedule(
             return refusal
         seq = await next_change_seq(session)
         if await _slot_taken(session, appointment.practitioner_id, starts_at, ends_at, appointment.id):
-            await session.rollback()
             return Refusal(RefusalReason.SLOT_TAKEN)
         appointment.starts_at, appointment.ends_at = starts_at, ends_at
         appointment.updated_at, appointment.change_seq = ctx.request_time, seq
         _remember(session, ctx, idempotency_key, "reschedule", digest, appointment)
-        await session.commit()
+        await session.flush()
         return appointment
 
 
 async def cancel(ctx: UnitOfWork, extraction: ExtractionGuard, appointment_id: str) -> Appointment:
     """Cancel; cancelling a cancelled appointment changes nothing (safe to retry). A partner's own
     bookings cancelled in quick succession raise a churn alert (api.protection.churn)."""
-    async with ctx.transaction() as session:
+    async with ctx.write() as session:
         appointment = await _authorized(session, ctx, Appointment, "cancel", appointment_id, "appointment")
         if appointment.status == AppointmentStatus.CANCELLED:
             return appointment
@@ -282,7 +283,5 @@ async def cancel(ctx: UnitOfWork, extraction: ExtractionGuard, appointment_id: s
         alerted = await churn.after_cancel(
             session, extraction.settings, appointment, ctx.principal.partner_id, ctx.principal.key_id, ctx.request_time
         )
-        await session.commit()
-    if alerted:
-        extraction.on_alert()
+        await ctx.commit(extraction.on_alert if alerted else None)  # the alert is sent once committed
     return appointment

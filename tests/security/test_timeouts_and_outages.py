@@ -139,6 +139,7 @@ async def test_the_database_going_away_mid_request_is_a_clear_refusal_and_the_se
         and error["extensions"]["reason"] == "DATABASE_UNAVAILABLE"
     )
     assert error["extensions"]["requestId"] and "retry later" in error["message"]
+    assert int(response.headers["Retry-After"]) == error["extensions"]["retryAfter"] > 0
     assert "Motif" not in str(response.body) and "pat_" not in str(response.body)
 
     # The ledger, written on a new connection, holds the refusal; the next requests are served.
@@ -201,3 +202,46 @@ async def test_sqlite_locked_by_another_writer_past_the_timeout_is_a_503_and_the
 
     monkeypatch.undo()
     assert (await api.query(world.keys["full"], PAGE, page(world))).errors == []
+
+
+@pytest.mark.parametrize(
+    ("what", "key", "body", "content_type"),
+    [
+        ("a valid request", "full", b'{"query": "{ viewer { name } }"}', "application/json"),
+        ("a body that is not JSON", "full", b'{"query": ', "application/json"),
+        ("a form body", "full", b"query=%7B%7D", "application/x-www-form-urlencoded"),
+        ("an unknown key", "wrong", b'{"query": "{ viewer { name } }"}', "application/json"),
+        ("no key at all", None, b'{"query": "{ viewer { name } }"}', "application/json"),
+        (
+            "a mutation",
+            "full",
+            b'{"query": "mutation { cancelAppointment(appointmentId: \\"apt_1\\") { __typename } }"}',
+            "application/json",
+        ),
+    ],
+)
+async def test_while_the_database_is_unreachable_every_request_is_told_so_with_retry_after(
+    world, what, key, body, content_type
+):
+    """The outage is named as such, whatever the request: not a ledger failure, a 400 or a 401
+    (those need the ledger, which is in the database too)."""
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(Settings(database_url=f"postgresql://nobody@127.0.0.1:{port}/none", secret_key="x"))
+    api = ApiClient(app)
+    token = {"full": world.keys["full"], "wrong": "pk_000000000000_" + "x" * 32, None: None}[key]
+    headers = {"Content-Type": content_type, **({"Authorization": f"Bearer {token}"} if token else {})}
+    try:
+        response = await api.http.post("/graphql", content=body, headers=headers)
+    finally:
+        await api.close()
+        await app.state.engine.dispose()
+    assert response.status_code == 503, (what, response.text)
+    [error] = response.json()["errors"]
+    assert (
+        error["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+        and error["extensions"]["reason"] == "DATABASE_UNAVAILABLE"
+    ), (what, error)
+    assert int(response.headers["Retry-After"]) == error["extensions"]["retryAfter"] > 0
+    assert "retry later" in error["message"] and "nobody" not in response.text and "127.0.0.1" not in response.text

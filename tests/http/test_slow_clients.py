@@ -1,0 +1,199 @@
+"""Slow and vanishing clients: a body that does not arrive in time is refused with 408 and its
+connection closed; a client that hangs up mid-body is recorded as CLIENT_DISCONNECTED, in the ledger
+and the metrics, and never counted as a server error."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client import REGISTRY
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.data.models import AccessRecord
+from api.http.app import create_app
+from api.settings import Settings
+
+BODY = json.dumps({"query": "{ viewer { name } }"}).encode()
+
+
+def records(sync_engine) -> list[tuple[str, str | None, int]]:
+    with Session(sync_engine) as session:
+        return [
+            (r.outcome, r.error_code, r.http_status)
+            for r in session.scalars(select(AccessRecord).order_by(AccessRecord.id))
+        ]
+
+
+def counted(code: str) -> float:
+    return sum(
+        sample.value
+        for metric in REGISTRY.collect()
+        if metric.name == "partner_api_requests"
+        for sample in metric.samples
+        if sample.name.endswith("_total") and sample.labels.get("code") == code
+    )
+
+
+async def call(app, key: str, messages: list[dict], then: asyncio.Event | None = None) -> list[dict]:
+    """The app as a server drives it: the request's headers, then `messages` from the client, then
+    nothing until `then` is set (a client that stays silent), or a disconnect."""
+    pending = list(messages)
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        if pending:
+            return pending.pop(0)
+        if then is not None:
+            await then.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/graphql",
+        "raw_path": b"/graphql",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"testserver"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(BODY)).encode()),
+            (b"authorization", f"Bearer {key}".encode()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    await app(scope, receive, send)
+    return sent
+
+
+@pytest.fixture
+async def app(database_url, world):
+    app = create_app(Settings(database_url=database_url, secret_key="x", body_timeout_seconds=0.2))
+    yield app
+    await app.state.engine.dispose()
+
+
+async def test_a_body_that_stops_arriving_gets_408_and_the_connection_closed(app, world, sync_engine):
+    never = asyncio.Event()  # the client sends half its body, then nothing: only the body timeout ends it
+    async with asyncio.timeout(30):  # bounds a failing test only (the body timeout is 0.2 s)
+        sent = await call(
+            app, world.keys["full"], [{"type": "http.request", "body": BODY[:10], "more_body": True}], then=never
+        )
+    start, body = sent[0], json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
+    assert start["status"] == 408
+    assert (b"connection", b"close") in start["headers"]
+    [error] = body["errors"]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT" and error["extensions"]["limit"] == "body_timeout"
+    assert records(sync_engine) == [("refused", "BAD_USER_INPUT", 408)]
+
+
+async def test_a_client_hanging_up_mid_body_is_recorded_as_disconnected_not_as_a_server_error(app, world, sync_engine):
+    errors_before, gone_before = counted("INTERNAL_SERVER_ERROR"), counted("CLIENT_DISCONNECTED")
+    for _ in range(3):
+        await call(app, world.keys["full"], [{"type": "http.request", "body": BODY[:10], "more_body": True}])
+    assert records(sync_engine) == [("refused", "CLIENT_DISCONNECTED", 499)] * 3
+    assert counted("CLIENT_DISCONNECTED") == gone_before + 3
+    assert counted("INTERNAL_SERVER_ERROR") == errors_before
+
+
+async def test_a_whole_body_is_served_as_usual(app, world):
+    sent = await call(app, world.keys["full"], [{"type": "http.request", "body": BODY, "more_body": False}])
+    assert sent[0]["status"] == 200
+
+
+@contextmanager
+def serving(database_url: str, **settings: str) -> Iterator[int]:
+    """`partner-api serve` on 127.0.0.1 (one worker); yields its port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        **os.environ,
+        "PARTNER_API_DATABASE_URL": database_url,
+        "PARTNER_API_SECRET_KEY": "x",
+        **{f"PARTNER_API_{name.upper()}": value for name, value in settings.items()},
+    }
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "partner-api"), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(200):  # bounded: the server starts in about a second
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError("the server did not start")
+        yield port
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def request_head(key: str) -> bytes:
+    return (
+        "POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {key}\r\n"
+        f"Content-Length: {len(BODY)}\r\n\r\n"
+    ).encode()
+
+
+def read_until_closed(connection: socket.socket) -> bytes:
+    received = b""
+    while chunk := connection.recv(65536):  # b"" once the server closed the connection
+        received += chunk
+    return received
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the HTTP server's behaviour, not the database's
+def test_a_real_server_cuts_off_a_slow_body_and_records_hang_ups(database_url, world, sync_engine):
+    with serving(database_url, body_timeout_seconds="1") as port:
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as slow:
+            slow.sendall(request_head(world.keys["full"]) + BODY[:10])  # then silence
+            answer = read_until_closed(slow)  # the socket timeout only bounds a failing test
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        assert b'"limit":"body_timeout"' in answer.replace(b" ", b"")
+
+        hang_ups = 20
+        for _ in range(hang_ups):
+            with socket.create_connection(("127.0.0.1", port), timeout=20) as gone:
+                gone.sendall(request_head(world.keys["full"]) + BODY[:10])
+        for _ in range(500):  # bounded: each hang-up is recorded once the server sees its connection close
+            metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            line = [
+                m
+                for m in metrics.splitlines()
+                if 'code="CLIENT_DISCONNECTED"' in m and m.startswith("partner_api_requests_total")
+            ]
+            if line and float(line[0].rsplit(" ", 1)[1]) == hang_ups:
+                break
+        else:
+            raise AssertionError(f"hang-ups not all counted: {line}")
+        assert 'code="INTERNAL_SERVER_ERROR"' not in metrics
+    assert (
+        records(sync_engine)
+        == [("refused", "BAD_USER_INPUT", 408)] + [("refused", "CLIENT_DISCONNECTED", 499)] * hang_ups
+    )
