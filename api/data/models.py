@@ -170,6 +170,9 @@ class Appointment(Base):
     source_partner_id: Mapped[int | None] = mapped_column(
         ForeignKey("partners.id"), comment="Partner that created it; NULL when the practice did"
     )
+    time_set_by_partner_id: Mapped[int | None] = mapped_column(
+        ForeignKey("partners.id"), comment="Partner that last set its time (booked or rescheduled); NULL when the practice did"
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     change_seq: Mapped[int] = mapped_column(BigInteger, comment="From change_counter: increases with every write")

@@ -560,6 +560,7 @@ def _people_and_appointments(
                 "practice_id": practice["id"], "practitioner_id": d.practitioner_id, "patient_id": d.patient_id,
                 "starts_at": d.starts_at, "ends_at": d.ends_at, "status": d.status, "reason": d.reason,
                 "internal_note": d.internal_note, "source_partner_id": d.source_partner_id,
+                "time_set_by_partner_id": d.source_partner_id,  # a booking partner set the time it booked
                 "created_at": d.created_at, "updated_at": d.updated_at,
                 # The sync feed's order: by last change within a practice, practice after practice.
                 "change_seq": written + number,

@@ -199,7 +199,8 @@ async def book(
         appointment = Appointment(
             practice_id=practice.id, practitioner_id=membership.practitioner_id, patient_id=patient.id,
             starts_at=starts_at, ends_at=ends_at, status=AppointmentStatus.BOOKED, reason=reason,
-            source_partner_id=ctx.principal.partner_id, created_at=ctx.request_time, updated_at=ctx.request_time,
+            source_partner_id=ctx.principal.partner_id, time_set_by_partner_id=ctx.principal.partner_id,
+            created_at=ctx.request_time, updated_at=ctx.request_time,
             change_seq=seq,
         )
         session.add(appointment)
@@ -228,6 +229,7 @@ async def reschedule(
             await session.rollback()
             return Refusal(RefusalReason.SLOT_TAKEN)
         appointment.starts_at, appointment.ends_at = starts_at, ends_at
+        appointment.time_set_by_partner_id = ctx.principal.partner_id  # a time a partner set opens nothing (horizon.py)
         appointment.updated_at, appointment.change_seq = ctx.request_time, seq
         _remember(session, ctx, idempotency_key, "reschedule", digest, appointment)
         await session.commit()
