@@ -15,18 +15,20 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from functools import cached_property
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from typer.testing import CliRunner, Result
 
 from api.http.app import create_app
 from api.data.database import make_async_engine, make_sync_engine
 from api.data.migrate import upgrade
-from api.settings import Settings
+from api.operators.cli import app
+from api.settings import Settings, get_settings
 from tests.client import ApiClient
 from tests.postgres_server import postgres_server
 from tests.world import World, build_world
@@ -187,3 +189,13 @@ async def make_api(database_url, world):
 @pytest.fixture
 async def api(make_api) -> ApiClient:
     return make_api()
+
+
+@pytest.fixture
+def cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Result]]:
+    """The `partner-api` command line on the test database."""
+    monkeypatch.setenv("PARTNER_API_DATABASE_URL", database_url)
+    get_settings.cache_clear()
+    runner = CliRunner()
+    yield lambda *args: runner.invoke(app, list(args))
+    get_settings.cache_clear()

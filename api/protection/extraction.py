@@ -107,9 +107,16 @@ class ExtractionGuard:
     async def admit(
         self, session: AsyncSession, partner_id: int, key_id: int, practice_id: int, new: Collection[int], now: datetime
     ) -> None:
-        """Record the disclosure of patients new in the short window, or raise EXTRACTION_LIMIT_EXCEEDED; commits."""
+        """Record the disclosure of patients new in the short window, or raise EXTRACTION_LIMIT_EXCEEDED; commits.
+
+        A key quarantined since its request was authenticated (by a refusal in this request or a
+        concurrent one) is admitted no new patient."""
         if session.bind.dialect.name == "postgresql":
             await session.execute(_ADVISORY_LOCK, {"key": _lock_key(partner_id, practice_id)})
+        quarantined = select(PartnerKey.quarantined_at).where(PartnerKey.id == key_id)
+        if (await session.execute(quarantined)).scalar_one_or_none() is not None:
+            await session.rollback()
+            raise extraction_refused(quarantined=True)
         pair = (PatientDisclosure.partner_id == partner_id, PatientDisclosure.practice_id == practice_id)
         budgets = await self.budgets(session, partner_id, practice_id, now)
         known = {

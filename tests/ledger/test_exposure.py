@@ -11,17 +11,14 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import event, func, insert, select, update
 from sqlalchemy.orm import Session
-from typer.testing import CliRunner
 
 from api.operators import accounts as operators
 
 from api.ledger import retention
-from api.operators.cli import app
 from api.ledger.exposure import alerts, partner_exposure, patient_readers
 from api.ledger.access import FieldGroup
 from api.scopes import Scope
 from api.data.models import AccessRecord, Appointment, Disclosure, Partner, Patient, PatientDisclosure
-from api.settings import get_settings
 from api.timeutil import utcnow
 from tests.world import window_args
 
@@ -180,16 +177,7 @@ async def test_a_patient_report_names_every_partner_key_that_was_shown_them(read
         assert patient_readers(session, world.patients["C"][0]).readers == []
 
 
-# --- The command line ----------------------------------------------------------------------------
-
-@pytest.fixture
-def cli(database_url, monkeypatch):
-    monkeypatch.setenv("PARTNER_API_DATABASE_URL", database_url)
-    get_settings.cache_clear()
-    runner = CliRunner()
-    yield lambda *args: runner.invoke(app, list(args))
-    get_settings.cache_clear()
-
+# --- The command line (the `cli` fixture: tests/conftest.py) ------------------------------------
 
 async def test_exposure_as_csv_lists_each_patient_without_names(readings, cli, world):
     since, shown = readings
