@@ -1,7 +1,6 @@
 """The access ledger: every request recorded; every record a response carried, and nothing else,
 with the field groups it carried; no data leaves when the ledger cannot be written."""
 
-import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 

@@ -301,3 +301,53 @@ async def test_rescheduling_into_the_coming_week_does_not_move_the_practice_base
     moved = await api.query(world.keys["full"], RESCHEDULE, move(appointment_id, soon))
     assert moved.data["rescheduleAppointment"]["__typename"] == "AppointmentRescheduled"
     assert await baseline() == before
+
+
+TWICE = """mutation($first: RescheduleAppointmentInput!, $second: RescheduleAppointmentInput!) {
+  r1: rescheduleAppointment(input: $first) { ... on AppointmentRescheduled { appointment { id } } }
+  r2: rescheduleAppointment(input: $second) { ... on AppointmentRescheduled { appointment { id reason } } } }"""
+
+
+async def own_booking(api, world) -> str:
+    """An appointment the partner booked itself, with a reason, two days ahead."""
+    starts = (utcnow() + timedelta(days=2)).replace(hour=5, minute=20, second=0, microsecond=0)
+    booked = await api.query(world.keys["full"], BOOK, {"input": {
+        "practiceId": world.practice_id("A"), "practitionerId": world.practitioners["A"][0], "reason": "Suivi",
+        "newPatient": {"firstName": "Double", "lastName": "Déplacement", "gender": "FEMALE"},
+        "startsAt": starts.isoformat(), "endsAt": (starts + timedelta(minutes=20)).isoformat(),
+    }})
+    return booked.data["bookAppointment"]["appointment"]["id"]
+
+
+def last_disclosure_of(sync_engine, appointment_id: str) -> FieldGroup:
+    with Session(sync_engine) as session:
+        return FieldGroup(session.scalars(
+            select(Disclosure.field_groups).join(Appointment, Disclosure.appointment_id == Appointment.id)
+            .where(Appointment.public_id == appointment_id).order_by(Disclosure.id.desc())
+        ).first())
+
+
+async def test_a_reason_read_inside_the_horizon_is_not_marked_history_because_the_record_was_first_built_outside(
+    api, world, sync_engine
+):
+    appointment_id = await own_booking(api, world)
+    far = (utcnow() + timedelta(days=120)).replace(hour=5, minute=20, second=0, microsecond=0)
+    near = (utcnow() + timedelta(days=3)).replace(hour=5, minute=20, second=0, microsecond=0)
+    response = await api.query(world.keys["full"], TWICE, {"first": move(appointment_id, far)["input"],
+                                                           "second": move(appointment_id, near)["input"]})
+    assert response.errors == [] and response.data["r2"]["appointment"]["reason"] == "Suivi"
+    assert last_disclosure_of(sync_engine, appointment_id) == FieldGroup.APPOINTMENT | FieldGroup.REASON
+
+
+async def test_a_reason_read_outside_the_horizon_through_history_is_marked_even_after_a_build_inside(
+    api, world, sync_engine
+):
+    appointment_id = await own_booking(api, world)
+    with Session(sync_engine) as session, session.begin():
+        operators.allow_history(session, "full", "A", utcnow() + timedelta(hours=1))
+    far = (utcnow() + timedelta(days=120)).replace(hour=5, minute=20, second=0, microsecond=0)
+    near = (utcnow() + timedelta(days=3)).replace(hour=5, minute=20, second=0, microsecond=0)
+    response = await api.query(world.keys["full"], TWICE, {"first": move(appointment_id, near)["input"],
+                                                           "second": move(appointment_id, far)["input"]})
+    assert response.errors == [] and response.data["r2"]["appointment"]["reason"] == "Suivi"
+    assert last_disclosure_of(sync_engine, appointment_id) == FieldGroup.APPOINTMENT | FieldGroup.REASON | FieldGroup.HISTORY
