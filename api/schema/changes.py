@@ -10,7 +10,6 @@ from api.schema.context import GraphQLContext
 from api.protection.input_validation import ValidatedInput
 from api.schema import constraints
 from api.schema.appointments import Appointment
-from api.schema.deferred import Deferred
 from api.schema.guard import build, require
 from api.schema.relay import Connection, First, PAGED
 from api.services.horizon import RecordFields

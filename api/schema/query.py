@@ -12,7 +12,7 @@ from api.data import models
 from api.services import reads
 from api.schema.context import GraphQLContext
 from api.protection.cost import Cost, ListSize
-from api.errors import ApiError, ErrorCode, bad_input
+from api.errors import ApiError, ErrorCode, bad_input, not_found
 from api.protection.input_validation import ValidatedInput
 from api.schema import constraints
 from api.schema.changes import ChangeQuery
@@ -31,9 +31,13 @@ async def _node(ctx: GraphQLContext, public_id: str) -> Node:
         return Appointment.from_row(row, await ctx.fields.record_fields_at(row.practice_id), ctx)
     if kind == "Practitioner":
         membership = await ctx.loaders.practitioners.load((row.practice_id, row.practitioner_id))
+        if membership is None:  # gone since the id was looked up
+            raise not_found("practitioner")
         return Practitioner.from_row(membership, await ctx.fields.at(row.practice_id))
     if kind == "Patient":
         patient = await ctx.loaders.patients.load(row.id)  # through the distinct-patient budget
+        if patient is None:  # the grant was revoked since the id was looked up
+            raise not_found("patient")
         return Patient.from_row(patient.row, await ctx.fields.record_fields_at(row.practice_id), patient.in_horizon, ctx)
     return Practice.from_row(row, await ctx.fields.at(row.id))
 
