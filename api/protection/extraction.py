@@ -115,7 +115,7 @@ class ExtractionGuard:
             await session.execute(_ADVISORY_LOCK, {"key": _lock_key(partner_id, practice_id)})
         quarantined = select(PartnerKey.quarantined_at).where(PartnerKey.id == key_id)
         if (await session.execute(quarantined)).scalar_one_or_none() is not None:
-            await session.rollback()
+            await session.commit()  # ends the lock; not a rollback, which would expire the request's loaded rows
             raise extraction_refused(quarantined=True)
         pair = (PatientDisclosure.partner_id == partner_id, PatientDisclosure.practice_id == practice_id)
         budgets = await self.budgets(session, partner_id, practice_id, now)
