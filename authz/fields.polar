@@ -80,9 +80,11 @@ field_needs_scope("Patient.email", "patients:contact");
 # only for a record inside the grant's reading horizon (days back and ahead of the request), or
 # while the practice lets the partner read history (an initial import, until a date). Outside,
 # an appointment's times and status stay readable; these fields are FORBIDDEN.
-# A patient is inside while they have an appointment at the practice inside the horizon that the
-# practice made (or, for a patient the partner itself created, that the partner made): the
-# application decides it in SQL (api/services/horizon.py), never per row in the policy.
+# Only a time the practice set counts (a partner's own bookings aside): an appointment a partner
+# rescheduled into the horizon stays outside. A patient is inside while they have an appointment
+# at the practice inside the horizon that the practice made and timed (or, for a patient the
+# partner itself created, that the partner made): the application decides it in SQL
+# (api/services/horizon.py), never per row in the policy.
 purpose_bound("Patient.firstName");
 purpose_bound("Patient.lastName");
 purpose_bound("Patient.gender");

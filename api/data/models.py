@@ -170,6 +170,10 @@ class Appointment(Base):
     source_partner_id: Mapped[int | None] = mapped_column(
         ForeignKey("partners.id"), comment="Partner that created it; NULL when the practice did"
     )
+    time_set_by_partner_id: Mapped[int | None] = mapped_column(
+        ForeignKey("partners.id"),
+        comment="Partner that last set its time (booked or rescheduled); NULL when the practice did",
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     change_seq: Mapped[int] = mapped_column(BigInteger, comment="From change_counter: increases with every write")
@@ -205,9 +209,7 @@ class Partner(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     public_id: Mapped[str] = _public_id("Partner")
     name: Mapped[str] = mapped_column(String(100), unique=True)
-    status: Mapped[PartnerStatus] = mapped_column(
-        _enum(PartnerStatus, "partner_status"), default=PartnerStatus.ACTIVE
-    )
+    status: Mapped[PartnerStatus] = mapped_column(_enum(PartnerStatus, "partner_status"), default=PartnerStatus.ACTIVE)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     budget_capacity: Mapped[int | None] = mapped_column(Integer, comment="Cost points; NULL: the default")
     budget_refill_per_second: Mapped[float | None] = mapped_column(Float, comment="NULL: the default")
@@ -216,7 +218,9 @@ class Partner(Base):
         Integer, server_default="0", default=0, comment="Bumped by a trigger on every change to the partner's grants"
     )
     quarantine_on_refusal: Mapped[bool] = mapped_column(
-        Boolean, server_default=text("true"), default=True,
+        Boolean,
+        server_default=text("true"),
+        default=True,
         comment="Quarantine a key at its first distinct-patient refusal (api.protection.extraction)",
     )
 
@@ -290,11 +294,15 @@ class Grant(_scope_columns(), Base):  # type: ignore[misc]  # a base built at im
     )
     # The reading horizon (api.reading_horizon): identity, contact and reason only near the request time.
     days_back: Mapped[int] = mapped_column(
-        Integer, server_default=str(reading_horizon.DEFAULT.days_back), default=reading_horizon.DEFAULT.days_back,
+        Integer,
+        server_default=str(reading_horizon.DEFAULT.days_back),
+        default=reading_horizon.DEFAULT.days_back,
         comment="Reading horizon: days before the request",
     )
     days_ahead: Mapped[int] = mapped_column(
-        Integer, server_default=str(reading_horizon.DEFAULT.days_ahead), default=reading_horizon.DEFAULT.days_ahead,
+        Integer,
+        server_default=str(reading_horizon.DEFAULT.days_ahead),
+        default=reading_horizon.DEFAULT.days_ahead,
         comment="Reading horizon: days after the request",
     )
     history_until: Mapped[datetime | None] = mapped_column(

@@ -568,6 +568,7 @@ def _people_and_appointments(
                 "reason": d.reason,
                 "internal_note": d.internal_note,
                 "source_partner_id": d.source_partner_id,
+                "time_set_by_partner_id": d.source_partner_id,  # a booking partner set the time it booked
                 "created_at": d.created_at,
                 "updated_at": d.updated_at,
                 # The sync feed's order: by last change within a practice, practice after practice.

@@ -108,8 +108,8 @@ class GraphQLPipeline:
         self.settings, self.sessions, self.writer_lock, self.view = settings, sessions, writer_lock, view
         self.authorizer, self.gates, self.grants = authorizer, gates, grants
         self.budgets, self.extraction, self.cursors = budgets, extraction, cursors
-        # Derived once from the policy: the ledger group of each sensitive field.
-        self.field_groups = sensitive_field_groups(authorizer.field_scopes)
+        # Derived once from the policy: the ledger groups of each sensitive field, on each side of the horizon.
+        self.field_groups = sensitive_field_groups(authorizer.field_scopes, authorizer.purpose_bound)
 
     async def handle(self, request: Request) -> Response:
         """One request, through the steps above."""

@@ -49,19 +49,9 @@ HISTORY = LedgerGroup(
 FIELD_GROUPS: tuple[LedgerGroup, ...] = tuple(
     sorted({*RECORD_GROUPS, *SCOPE_GROUPS.values(), HISTORY}, key=lambda g: g.bit)
 )
-# What a record outside the grant's reading horizon can only disclose through its history permission.
-_PURPOSE_BOUND = sum(group.bit for group in SCOPE_GROUPS.values())
 
 # The same bits as flags, named, for reading a stored value (`FieldGroup(row.field_groups)`).
 FieldGroup = enum.IntFlag("FieldGroup", {group.name.upper(): group.bit for group in FIELD_GROUPS})  # type: ignore[misc]  # the functional API, with computed members
-
-
-def through_history(groups: int, in_horizon: bool) -> int:
-    """`groups`, marked HISTORY when they disclose purpose-bound fields of a record outside the horizon:
-    the policy opens those only through the grant's history permission (authz/fields.polar)."""
-    if not in_horizon and groups & _PURPOSE_BOUND:
-        return groups | HISTORY.bit  # plain ints: asyncpg takes no IntFlag in an array, and per row they are slow
-    return groups
 
 
 def group_names(mask: int) -> list[str]:

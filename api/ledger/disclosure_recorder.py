@@ -6,79 +6,103 @@ its base group (`appointment`, `patient`: its id was sent). Its sensitive groups
 the GraphQL default resolver (api/schema/guard.py) calls `DisclosedRecord.carried` for every
 non-null value it returns. So a field skipped by `@skip`/`@include`, a field that is null in the
 data, or one the grant forbids, is never recorded: the ledger holds what was sent, not what was
-asked for. A record outside the grant's reading horizon whose purpose-bound groups were sent is
-marked `history`: only the grant's history permission opens those (authz/fields.polar).
+asked for.
+
+The same record may be built several times in one response (a patient of two appointments, an
+appointment rescheduled twice in one document), on either side of the grant's reading horizon.
+Each built object gets its own handle on the shared record, which knows the side it was built on:
+a purpose-bound value (authz/fields.polar `purpose_bound`) carried from an object built outside
+the horizon marks the record `history`, since only the grant's history permission opens it there.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
+from dataclasses import dataclass
 
 from api.data.models import Appointment, Patient
-from api.ledger.access import APPOINTMENT, PATIENT, SCOPE_GROUPS, Disclosures, through_history
+from api.ledger.access import APPOINTMENT, HISTORY, PATIENT, SCOPE_GROUPS, Disclosures
 from api.scopes import LedgerGroup, Scope
 
-__all__ = ["DisclosedRecord", "DisclosureRecorder", "sensitive_field_groups"]
+__all__ = ["DisclosedRecord", "DisclosureRecorder", "FieldGroups", "sensitive_field_groups"]
 
 
-def sensitive_field_groups(field_scopes: Mapping[str, frozenset[str]]) -> dict[str, int]:
-    """"Type.field" -> the ledger groups its value discloses, for the fields that disclose any;
-    derived once per policy from the scopes its field rules ask for."""
-    groups: dict[str, int] = {}
+@dataclass(frozen=True)
+class FieldGroups:
+    """"Type.field" -> the ledger groups a value of it discloses, for an object built inside the
+    reading horizon and for one built outside it (purpose-bound fields add `history` there)."""
+
+    inside: Mapping[str, int]
+    outside: Mapping[str, int]
+
+    def side(self, in_horizon: bool) -> Mapping[str, int]:
+        return self.inside if in_horizon else self.outside
+
+
+def sensitive_field_groups(field_scopes: Mapping[str, frozenset[str]], purpose_bound: Set[str]) -> FieldGroups:
+    """Derived once per policy: from the scopes its field rules ask for, and from its
+    `purpose_bound` rules (the one statement of which fields history opens)."""
+    inside: dict[str, int] = {}
     for qualified, scopes in field_scopes.items():
         mask = 0
         for scope in scopes:
             group = SCOPE_GROUPS.get(Scope.of(scope))  # None: recorded as the record itself
             mask |= group.bit if group else 0
         if mask:
-            groups[qualified] = int(mask)
-    return groups
+            inside[qualified] = int(mask)
+    outside = {**inside, **{field: inside.get(field, 0) | HISTORY.bit for field in purpose_bound}}
+    return FieldGroups(inside, outside)
 
 
-class DisclosedRecord:
+class _Record:
     """One record of the response and the groups sent of it so far (plain ints: IntFlag
     arithmetic per field is measurably slow)."""
 
-    __slots__ = ("_field_groups", "groups", "in_horizon", "practice_id")
+    __slots__ = ("groups", "practice_id")
 
-    def __init__(self, practice_id: int, groups: int, in_horizon: bool, field_groups: Mapping[str, int]) -> None:
-        self.practice_id, self.groups, self.in_horizon, self._field_groups = (
-            practice_id,
-            groups,
-            in_horizon,
-            field_groups,
-        )
+    def __init__(self, practice_id: int, groups: int) -> None:
+        self.practice_id, self.groups = practice_id, groups
+
+
+class DisclosedRecord:
+    """One built object's handle on its record: what a value carried from it discloses depends on
+    the side of the horizon the object was built on."""
+
+    __slots__ = ("_field_groups", "_record")
+
+    def __init__(self, record: _Record, field_groups: Mapping[str, int]) -> None:
+        self._record, self._field_groups = record, field_groups
 
     def carried(self, field: str) -> None:
         """The response carries a value of "Type.field" for this record."""
-        self.groups |= self._field_groups.get(field, 0)
+        self._record.groups |= self._field_groups.get(field, 0)
 
 
 class DisclosureRecorder:
     """The records of one request's response; `disclosures()` gives them to the ledger."""
 
-    def __init__(self, field_groups: Mapping[str, int]) -> None:
+    def __init__(self, field_groups: FieldGroups) -> None:
         self._field_groups = field_groups
-        self._appointments: dict[int, DisclosedRecord] = {}
-        self._patients: dict[int, DisclosedRecord] = {}
+        self._appointments: dict[int, _Record] = {}
+        self._patients: dict[int, _Record] = {}
 
     def appointment(self, row: Appointment, in_horizon: bool) -> DisclosedRecord:
-        return self._record(self._appointments, row.id, row.practice_id, APPOINTMENT, in_horizon)
+        return self._handle(self._appointments, row.id, row.practice_id, APPOINTMENT, in_horizon)
 
     def patient(self, row: Patient, in_horizon: bool) -> DisclosedRecord:
-        return self._record(self._patients, row.id, row.practice_id, PATIENT, in_horizon)
+        return self._handle(self._patients, row.id, row.practice_id, PATIENT, in_horizon)
 
-    def _record(
-        self, records: dict[int, DisclosedRecord], record_id: int, practice_id: int, base: LedgerGroup, in_horizon: bool
+    def _handle(
+        self, records: dict[int, _Record], record_id: int, practice_id: int, base: LedgerGroup, in_horizon: bool
     ) -> DisclosedRecord:
         record = records.get(record_id)
-        if record is None:  # the same record built twice (a patient of two appointments) is one record
-            record = records[record_id] = DisclosedRecord(practice_id, base.bit, in_horizon, self._field_groups)
-        return record
+        if record is None:  # the same record built twice is one record, each build with its own side
+            record = records[record_id] = _Record(practice_id, base.bit)
+        return DisclosedRecord(record, self._field_groups.side(in_horizon))
 
     def disclosures(self) -> Disclosures:
         recorded = Disclosures()
         for records, into in ((self._appointments, recorded.appointments), (self._patients, recorded.patients)):
             for record_id, record in records.items():
-                recorded.add(into, record_id, record.practice_id, through_history(record.groups, record.in_horizon))
+                recorded.add(into, record_id, record.practice_id, record.groups)
         return recorded

@@ -1,7 +1,8 @@
 """Operator use cases: partners, keys and grants. Shared by the CLI, the seeder and the tests.
 
-Every change takes effect on the partner's very next request: nothing about keys or grants is
-cached across requests.
+Every change takes effect on the partner's very next request: keys are read anew by every
+authentication, and the grants cached between requests (api/identity/grant_cache.py) are keyed by
+the partner's grants version, which a database trigger bumps on every change to its grants.
 """
 
 from __future__ import annotations

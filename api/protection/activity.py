@@ -1,8 +1,9 @@
 """A practice's activity baseline: the distinct patients of its typical week, which sizes the
 distinct-patient budget of every partner there.
 
-Only appointments the practice made itself (`source_partner_id IS NULL`) and did not cancel
-count, so no partner can raise its own limit by booking, with or without cancelling. The value is
+Only appointments the practice made and timed itself (`source_partner_id` and
+`time_set_by_partner_id` NULL) and did not cancel count, so no partner can raise its own limit by
+booking, with or without cancelling, nor by moving the practice's appointments into the weeks measured. The value is
 the median of the weekly counts over a few past and coming weeks, stored in the database (one row
 per practice, shared by every worker), recomputed at most once a day, and it may grow by at most
 `extraction_baseline_max_growth` from one computation to the next.
@@ -75,6 +76,7 @@ async def _measure(session: AsyncSession, settings: Settings, practice_id: int, 
                         Appointment.starts_at >= since,
                         Appointment.starts_at < since + WEEK,
                         Appointment.source_partner_id.is_(None),
+                        Appointment.time_set_by_partner_id.is_(None),
                         Appointment.status != AppointmentStatus.CANCELLED,
                     )
                 )

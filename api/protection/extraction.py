@@ -138,10 +138,17 @@ class ExtractionGuard:
         commit: Commit | None = None,
     ) -> None:
         """Record the disclosure of patients new in the short window, or raise EXTRACTION_LIMIT_EXCEEDED;
-        commits (with `commit`, default the session's own)."""
+        commits (with `commit`, default the session's own).
+
+        A key quarantined since its request was authenticated (by a refusal in this request or a
+        concurrent one) is admitted no new patient."""
         commit = commit or _committing(session)
         if session.get_bind().dialect.name == "postgresql":
             await session.execute(_ADVISORY_LOCK, {"key": _lock_key(partner_id, practice_id)})
+        quarantined = select(PartnerKey.quarantined_at).where(PartnerKey.id == key_id)
+        if (await session.execute(quarantined)).scalar_one_or_none() is not None:
+            await commit(None)  # ends the lock (with a held write, at its commit); a rollback would expire loaded rows
+            raise extraction_refused(quarantined=True)
         pair = (PatientDisclosure.partner_id == partner_id, PatientDisclosure.practice_id == practice_id)
         budgets = await self.budgets(session, partner_id, practice_id, now)
         known = {

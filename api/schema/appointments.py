@@ -94,7 +94,7 @@ class Appointment(Node):
 
     @classmethod
     def from_row(cls, row: models.Appointment, fields: RecordFields, ctx: GraphQLContext) -> "Appointment":
-        in_horizon = fields.contains(row.starts_at)
+        in_horizon = fields.holds(row, ctx.principal.partner_id)
         readable = fields.side(in_horizon)
         source = (
             AppointmentSource.PRACTICE

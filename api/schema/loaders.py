@@ -39,6 +39,9 @@ class Loaders:
 
     def __init__(self, uow: UnitOfWork, extraction: ExtractionGuard, fields: ReadableFields) -> None:
         self._uow, self._extraction, self._fields = uow, extraction, fields
+        # Once a refusal quarantines the key, the rest of the request is served no new patient:
+        # later batches (another mutation, another nesting depth) see it here.
+        self._halted: ApiError | None = None
         self.practices: DataLoader[int, models.Practice | None] = DataLoader(
             _in_order(lambda ids: reads.by_ids(uow, models.Practice, ids))
         )
@@ -56,10 +59,9 @@ class Loaders:
             by_practice[found[patient_id].row.practice_id].add(patient_id)
         refused: dict[int, ApiError] = {}
         partner_id, key_id = uow.principal.partner_id, uow.principal.key_id
-        halted: ApiError | None = None  # a quarantined key is served nothing more
         for practice_id, patient_ids in by_practice.items():
-            if halted is not None:
-                refused[practice_id] = halted
+            if self._halted is not None:
+                refused[practice_id] = self._halted
                 continue
             try:
                 async with uow.transaction() as session:
@@ -68,6 +70,7 @@ class Loaders:
                     )
             except ApiError as error:
                 refused[practice_id] = error
-                halted = error if error.extensions.get("quarantined") else None
+                if error.extensions.get("quarantined"):
+                    self._halted = error
         results: list[Any] = [refused.get(found[i].row.practice_id, found[i]) if i in found else None for i in ids]
         return results

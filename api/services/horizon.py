@@ -2,14 +2,21 @@
 
 The policy says which fields are purpose-bound (`authz/fields.polar`); this module tells, for each
 record, whether it lies inside the horizon of the partner's grant at its practice. The bounds are
-computed once per request and practice, from the grant's days back and ahead (`api.reading_horizon`):
+computed once per request and practice, from the grant's days back and ahead (`api.reading_horizon`).
 
-- an appointment is inside when it starts in [now - days_back, now + days_ahead) — a comparison
-  with those two bounds, in Python for rows already loaded;
+Only a time the practice set places an appointment near today: a partner that books or reschedules
+an appointment is recorded as having set its time (`time_set_by_partner_id`), and such a time
+counts for nothing but that partner's own bookings. Moving a practice's appointment into the
+horizon therefore opens neither its reason nor its patient.
+
+- an appointment is inside when its time counts (set by the practice, or by this partner on an
+  appointment it booked itself) and it starts in [now - days_back, now + days_ahead) — a
+  comparison with those two bounds, in Python for rows already loaded;
 - a patient is inside while they have such an appointment at their practice that the practice
-  made (`source_partner_id IS NULL`), or, for a patient the partner created itself with a booking,
-  that the partner made: an EXISTS in the patients query. A partner booking for an existing
-  patient therefore never widens what it reads about them.
+  made and timed (`source_partner_id` and `time_set_by_partner_id` NULL), or, for a patient the
+  partner created itself with a booking, that the partner made: an EXISTS in the patients query.
+  A partner booking for an existing patient, or moving one of their appointments, therefore never
+  widens what it reads about them.
 """
 
 from __future__ import annotations
@@ -43,15 +50,11 @@ class Horizons:
             if g.revoked_at is None
         })
 
-    def contains(self, practice_id: int, starts_at: datetime) -> bool:
-        """Whether an appointment of this practice starting then is inside the horizon."""
-        bounds = self.bounds.get(practice_id)
-        return bounds is not None and bounds[0] <= starts_at < bounds[1]
-
     def appointment_inside(
         self, practice_id: SQLColumnExpression[int], starts_at: SQLColumnExpression[datetime]
     ) -> ColumnElement[bool]:
-        """`contains` as a SQL condition: one branch per distinct horizon, not per practice."""
+        """Whether an appointment of that practice starting then lies between its horizon's bounds,
+        as a SQL condition: one branch per distinct horizon, not per practice."""
         practices: dict[Bounds, list[int]] = defaultdict(list)
         for practice, bounds in self.bounds.items():
             practices[bounds].append(practice)
@@ -66,8 +69,11 @@ class Horizons:
         that counts for them (made by the practice, or by this partner for a patient it created)."""
         theirs = aliased(Appointment)
         counts = or_(
-            theirs.source_partner_id.is_(None),
-            and_(theirs.source_partner_id == partner_id, Patient.source_partner_id == partner_id),
+            and_(theirs.source_partner_id.is_(None), theirs.time_set_by_partner_id.is_(None)),
+            and_(
+                theirs.source_partner_id == partner_id, Patient.source_partner_id == partner_id,
+                or_(theirs.time_set_by_partner_id.is_(None), theirs.time_set_by_partner_id == partner_id),
+            ),
         )
         return exists(
             select(theirs.id).where(
@@ -91,6 +97,17 @@ class RecordFields:
     def side(self, in_horizon: bool) -> frozenset[str]:
         return self.inside if in_horizon else self.outside
 
-    def contains(self, starts_at: datetime) -> bool:
-        """Whether an appointment of this practice starting then is inside the horizon."""
-        return self.bounds is not None and self.bounds[0] <= starts_at < self.bounds[1]
+    def holds(self, appointment: Appointment, partner_id: int) -> bool:
+        """Whether this appointment of the practice is inside the horizon for this partner: its time
+        counts (`time_counts`) and it starts between the bounds."""
+        return (
+            time_counts(appointment, partner_id)
+            and self.bounds is not None and self.bounds[0] <= appointment.starts_at < self.bounds[1]
+        )
+
+
+def time_counts(appointment: Appointment, partner_id: int) -> bool:
+    """Whether the appointment's time may place it inside the horizon for this partner: the practice
+    set it, or the partner did on an appointment it booked itself (its own reason, its own slot)."""
+    setter = appointment.time_set_by_partner_id
+    return setter is None or (setter == partner_id and appointment.source_partner_id == partner_id)

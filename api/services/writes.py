@@ -235,6 +235,7 @@ async def book(
             status=AppointmentStatus.BOOKED,
             reason=reason,
             source_partner_id=ctx.principal.partner_id,
+            time_set_by_partner_id=ctx.principal.partner_id,
             created_at=ctx.request_time,
             updated_at=ctx.request_time,
             change_seq=seq,
@@ -264,6 +265,7 @@ async def reschedule(
         if await _slot_taken(session, appointment.practitioner_id, starts_at, ends_at, appointment.id):
             return Refusal(RefusalReason.SLOT_TAKEN)
         appointment.starts_at, appointment.ends_at = starts_at, ends_at
+        appointment.time_set_by_partner_id = ctx.principal.partner_id  # a time a partner set opens nothing (horizon.py)
         appointment.updated_at, appointment.change_seq = ctx.request_time, seq
         _remember(session, ctx, idempotency_key, "reschedule", digest, appointment)
         await session.flush()

@@ -12,8 +12,10 @@ from sqlalchemy.orm import Session
 
 from api.data.models import AccessRecord, Appointment, Disclosure, Patient
 from api.ledger.access import FieldGroup
+from api.ledger.disclosure_recorder import sensitive_field_groups
 from api.ledger.exposure import partner_exposure
 from api.timeutil import utcnow
+from authz.engine import Authorizer
 from tests.world import window_args
 
 APPOINTMENT, REASON, PATIENT = FieldGroup.APPOINTMENT, FieldGroup.REASON, FieldGroup.PATIENT
@@ -157,3 +159,13 @@ async def test_the_exposure_report_equals_what_was_sent_per_field_group(api, wor
     assert practice.with_groups["contact"] == sum(1 for g in sent.values() if g & CONTACT)
     assert practice.with_groups["reason"] == 0
     assert sent[world.patients["A"][2]] == APPOINTMENT | PATIENT | IDENTITY  # its e-mail was asked for, and null
+
+
+def test_history_marks_exactly_the_fields_the_policy_declares_purpose_bound():
+    authorizer = Authorizer()
+    groups = sensitive_field_groups(authorizer.field_scopes, authorizer.purpose_bound)
+    assert authorizer.purpose_bound  # the policy declares some: the comparison below is not vacuous
+    assert {field for field, mask in groups.outside.items() if mask & FieldGroup.HISTORY} == authorizer.purpose_bound
+    assert not any(mask & FieldGroup.HISTORY for mask in groups.inside.values())
+    # Outside the horizon a field discloses what it does inside, plus the mark.
+    assert all(groups.outside[field] & ~FieldGroup.HISTORY == mask for field, mask in groups.inside.items())

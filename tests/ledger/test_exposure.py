@@ -180,7 +180,7 @@ async def test_a_patient_report_names_every_partner_key_that_was_shown_them(read
         assert patient_readers(session, world.patients["C"][0]).readers == []
 
 
-# --- The command line ----------------------------------------------------------------------------
+# --- The command line (the `cli` fixture: tests/conftest.py) ------------------------------------
 
 
 async def test_exposure_as_csv_lists_each_patient_without_names(readings, cli, world):

@@ -403,3 +403,45 @@ async def test_both_windows_are_counted_through_their_index(async_engine, sync_e
             # (Which index the planner takes on a near-empty table is its choice.)
             keys = {tuple(c.name for c in ix.columns) for ix in PatientDisclosure.__table__.indexes}
             assert ("partner_id", "practice_id", budget.first_at.key) in keys
+
+
+async def test_a_key_quarantined_by_one_mutation_gets_no_new_patient_in_the_next_one_of_the_same_document(
+    make_api, world, sync_engine
+):
+    with Session(sync_engine) as session, session.begin():
+        operators.grant_practice(session, "full", "B", set(Scope))
+        session.execute(update(Grant).where(Grant.revoked_at.is_(None)).values(max_patients_per_window=1))
+    api = make_api()
+    first_at_a = await api.query(
+        world.keys["full"],
+        "query($id: ID!) { node(id: $id) { ... on Patient { firstName } } }",
+        {"id": world.patients["A"][0]},
+    )
+    assert first_at_a.errors == []  # the one patient the budget at A allows
+    document = """mutation($a: ID!, $b: ID!) {
+      m1: cancelAppointment(appointmentId: $a) { appointment { id patient { id firstName } } }
+      m2: cancelAppointment(appointmentId: $b) { appointment { id patient { id firstName } } } }"""
+    with Session(sync_engine) as session:  # an appointment of another patient at A, and one at B
+        a, b = (
+            session.scalar(
+                select(Appointment.public_id)
+                .join(Patient)
+                .where(Patient.practice_id == world.practices[name].id, Patient.public_id != world.patients["A"][0])
+            )
+            for name in ("A", "B")
+        )
+    response = await api.query(world.keys["full"], document, {"a": a, "b": b})
+    assert (
+        response.data["m1"]["appointment"]["patient"] is None and response.data["m2"]["appointment"]["patient"] is None
+    )
+    assert {(e["path"][0], e["extensions"]["code"]) for e in response.errors} == {
+        ("m1", "EXTRACTION_LIMIT_EXCEEDED"),
+        ("m2", "EXTRACTION_LIMIT_EXCEEDED"),
+    }
+    with Session(sync_engine) as session:
+        disclosed_at_b = session.scalar(
+            select(func.count())
+            .select_from(PatientDisclosure)
+            .where(PatientDisclosure.practice_id == world.practices["B"].id)
+        )
+    assert disclosed_at_b == 0

@@ -5,13 +5,26 @@ import json
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from api.data.models import Appointment, AppointmentStatus, Disclosure, Gender, Grant, Partner, Patient, Practice
+from api.data.models import (
+    Appointment,
+    AppointmentStatus,
+    Disclosure,
+    Gender,
+    Grant,
+    Partner,
+    Patient,
+    Practice,
+    PracticeActivity,
+)
 from api.ledger.access import FieldGroup
 from api.ledger.exposure import partner_exposure
 from api.operators import accounts as operators
+from api.protection.activity import weekly_patients
+from api.settings import Settings
 from api.timeutil import utcnow
 
 PAST_PAGE = """query($p: ID!, $from: DateTime!, $to: DateTime!) {
@@ -238,3 +251,216 @@ async def test_the_history_permission_cannot_be_set_in_the_past_nor_past_the_gra
             operators.allow_history(session, "full", "A", utcnow() + timedelta(days=800))
         with pytest.raises(operators.OperatorError, match="days-back"):
             operators.change_grant(session, "full", "A", days_back=-1)
+
+
+RESCHEDULE = """mutation($input: RescheduleAppointmentInput!) { rescheduleAppointment(input: $input) {
+  __typename
+  ... on AppointmentRescheduled { appointment { id startsAt reason patient { id firstName lastName phone email } } }
+  ... on WriteRefused { reason } } }"""
+APPOINTMENT_NODE = (
+    """query($id: ID!) { node(id: $id) { id ... on Appointment { startsAt reason patient { id firstName phone } } } }"""
+)
+DISTANT = ("Lointaine", "Éloignée", "+33688000000", "lointaine@example.fr", "Motif lointain")
+
+
+@pytest.fixture
+def distant_appointment(sync_engine, world) -> tuple[str, str, object]:
+    """A practice-made appointment of practice A four months ahead, for a patient with no other:
+    (appointment id, patient id, its start)."""
+    starts = (utcnow() + timedelta(days=120)).replace(hour=4, minute=10, second=0, microsecond=0)
+    with Session(sync_engine) as session, session.begin():
+        practice = session.scalar(select(Practice).where(Practice.name == "A"))
+        patient = Patient(
+            practice_id=practice.id,
+            first_name="Lointaine",
+            last_name="Éloignée",
+            gender=Gender.FEMALE,
+            phone="+33688000000",
+            email="lointaine@example.fr",
+        )
+        session.add(patient)
+        session.flush()
+        practitioner_id = session.scalar(
+            select(Appointment.practitioner_id).where(Appointment.practice_id == practice.id)
+        )
+        appointment = Appointment(
+            practice_id=practice.id,
+            practitioner_id=practitioner_id,
+            patient_id=patient.id,
+            starts_at=starts,
+            ends_at=starts + timedelta(minutes=20),
+            status=AppointmentStatus.BOOKED,
+            reason="Motif lointain",
+            change_seq=2000,
+        )
+        session.add(appointment)
+        session.flush()
+        return appointment.public_id, patient.public_id, starts
+
+
+def move(appointment_id: str, starts) -> dict[str, dict[str, str]]:
+    return {
+        "input": {
+            "appointmentId": appointment_id,
+            "startsAt": starts.isoformat(),
+            "endsAt": (starts + timedelta(minutes=20)).isoformat(),
+        }
+    }
+
+
+async def test_rescheduling_a_practice_appointment_into_the_horizon_opens_neither_its_reason_nor_its_patient(
+    api, world, distant_appointment
+):
+    appointment_id, patient_id, _ = distant_appointment
+    soon = (utcnow() + timedelta(days=3)).replace(hour=4, minute=10, second=0, microsecond=0)
+    moved = await api.query(world.keys["full"], RESCHEDULE, move(appointment_id, soon))
+    payload = moved.data["rescheduleAppointment"]
+    assert payload["__typename"] == "AppointmentRescheduled"
+    assert payload["appointment"]["reason"] is None
+    assert payload["appointment"]["patient"] == {
+        "id": patient_id,
+        "firstName": None,
+        "lastName": None,
+        "phone": None,
+        "email": None,
+    }
+    assert forbidden_paths(moved) == {"reason", "firstName", "lastName", "phone", "email"}
+    through_node = await api.query(world.keys["full"], APPOINTMENT_NODE, {"id": appointment_id})
+    assert through_node.data["node"]["reason"] is None and through_node.data["node"]["patient"]["firstName"] is None
+    patient_node = await api.query(world.keys["full"], PATIENT_NODE, {"id": patient_id})
+    assert patient_node.data["node"]["firstName"] is None
+    assert forbidden_paths(through_node) == {"reason", "firstName", "phone"}
+    assert not any(secret in text(r) for r in (moved, through_node, patient_node) for secret in DISTANT)
+
+
+async def test_rescheduling_there_and_back_leaves_nothing_opened_in_the_ledger(
+    api, world, distant_appointment, sync_engine
+):
+    appointment_id, patient_id, starts = distant_appointment
+    soon = (utcnow() + timedelta(days=3)).replace(hour=4, minute=10, second=0, microsecond=0)
+    for when in (soon, starts):
+        moved = await api.query(world.keys["full"], RESCHEDULE, move(appointment_id, when))
+        assert moved.data["rescheduleAppointment"]["__typename"] == "AppointmentRescheduled"
+    for query, variables in ((APPOINTMENT_NODE, {"id": appointment_id}), (PATIENT_NODE, {"id": patient_id})):
+        response = await api.query(world.keys["full"], query, variables)
+        assert not any(secret in text(response) for secret in DISTANT)
+    with Session(sync_engine) as session:
+        groups = set(session.scalars(select(Disclosure.field_groups)))
+    assert groups and not any(g & (FieldGroup.IDENTITY | FieldGroup.CONTACT | FieldGroup.REASON) for g in groups)
+
+
+async def test_a_partners_own_booking_rescheduled_stays_readable_inside_the_horizon(api, world):
+    starts = (utcnow() + timedelta(days=2)).replace(hour=4, minute=40, second=0, microsecond=0)
+    booking = {
+        "practiceId": world.practice_id("A"),
+        "practitionerId": world.practitioners["A"][0],
+        "reason": "Contrôle",
+        "newPatient": {"firstName": "Propre", "lastName": "Client", "gender": "MALE", "phone": "+33622222222"},
+        "startsAt": starts.isoformat(),
+        "endsAt": (starts + timedelta(minutes=20)).isoformat(),
+    }
+    booked = await api.query(world.keys["full"], BOOK, {"input": booking})
+    moved = await api.query(
+        world.keys["full"],
+        RESCHEDULE,
+        move(booked.data["bookAppointment"]["appointment"]["id"], starts + timedelta(days=1)),
+    )
+    appointment = moved.data["rescheduleAppointment"]["appointment"]
+    assert appointment["reason"] == "Contrôle" and appointment["patient"]["firstName"] == "Propre"
+    assert moved.errors == []
+
+
+async def test_rescheduling_into_the_coming_week_does_not_move_the_practice_baseline(
+    world, distant_appointment, api, database_url, async_engine
+):
+    appointment_id, _, _ = distant_appointment
+    settings = Settings(
+        database_url=database_url,
+        secret_key="test-secret",
+        extraction_baseline_weeks_back=0,
+        extraction_baseline_weeks_ahead=1,
+    )
+    now = utcnow()
+
+    async def baseline() -> int:
+        async with AsyncSession(async_engine) as session, session.begin():  # measured afresh, not the stored value
+            await session.execute(delete(PracticeActivity))
+            return await weekly_patients(session, settings, world.practices["A"].id, now)
+
+    before = await baseline()
+    soon = (now + timedelta(days=3)).replace(hour=4, minute=10, second=0, microsecond=0)
+    moved = await api.query(world.keys["full"], RESCHEDULE, move(appointment_id, soon))
+    assert moved.data["rescheduleAppointment"]["__typename"] == "AppointmentRescheduled"
+    assert await baseline() == before
+
+
+TWICE = """mutation($first: RescheduleAppointmentInput!, $second: RescheduleAppointmentInput!) {
+  r1: rescheduleAppointment(input: $first) { ... on AppointmentRescheduled { appointment { id } } }
+  r2: rescheduleAppointment(input: $second) { ... on AppointmentRescheduled { appointment { id reason } } } }"""
+
+
+async def own_booking(api, world) -> str:
+    """An appointment the partner booked itself, with a reason, two days ahead."""
+    starts = (utcnow() + timedelta(days=2)).replace(hour=5, minute=20, second=0, microsecond=0)
+    booked = await api.query(
+        world.keys["full"],
+        BOOK,
+        {
+            "input": {
+                "practiceId": world.practice_id("A"),
+                "practitionerId": world.practitioners["A"][0],
+                "reason": "Suivi",
+                "newPatient": {"firstName": "Double", "lastName": "Déplacement", "gender": "FEMALE"},
+                "startsAt": starts.isoformat(),
+                "endsAt": (starts + timedelta(minutes=20)).isoformat(),
+            }
+        },
+    )
+    return booked.data["bookAppointment"]["appointment"]["id"]
+
+
+def last_disclosure_of(sync_engine, appointment_id: str) -> FieldGroup:
+    with Session(sync_engine) as session:
+        return FieldGroup(
+            session.scalars(
+                select(Disclosure.field_groups)
+                .join(Appointment, Disclosure.appointment_id == Appointment.id)
+                .where(Appointment.public_id == appointment_id)
+                .order_by(Disclosure.id.desc())
+            ).first()
+        )
+
+
+async def test_a_reason_read_inside_the_horizon_is_not_marked_history_because_the_record_was_first_built_outside(
+    api, world, sync_engine
+):
+    appointment_id = await own_booking(api, world)
+    far = (utcnow() + timedelta(days=120)).replace(hour=5, minute=20, second=0, microsecond=0)
+    near = (utcnow() + timedelta(days=3)).replace(hour=5, minute=20, second=0, microsecond=0)
+    response = await api.query(
+        world.keys["full"],
+        TWICE,
+        {"first": move(appointment_id, far)["input"], "second": move(appointment_id, near)["input"]},
+    )
+    assert response.errors == [] and response.data["r2"]["appointment"]["reason"] == "Suivi"
+    assert last_disclosure_of(sync_engine, appointment_id) == FieldGroup.APPOINTMENT | FieldGroup.REASON
+
+
+async def test_a_reason_read_outside_the_horizon_through_history_is_marked_even_after_a_build_inside(
+    api, world, sync_engine
+):
+    appointment_id = await own_booking(api, world)
+    with Session(sync_engine) as session, session.begin():
+        operators.allow_history(session, "full", "A", utcnow() + timedelta(hours=1))
+    far = (utcnow() + timedelta(days=120)).replace(hour=5, minute=20, second=0, microsecond=0)
+    near = (utcnow() + timedelta(days=3)).replace(hour=5, minute=20, second=0, microsecond=0)
+    response = await api.query(
+        world.keys["full"],
+        TWICE,
+        {"first": move(appointment_id, near)["input"], "second": move(appointment_id, far)["input"]},
+    )
+    assert response.errors == [] and response.data["r2"]["appointment"]["reason"] == "Suivi"
+    assert (
+        last_disclosure_of(sync_engine, appointment_id)
+        == FieldGroup.APPOINTMENT | FieldGroup.REASON | FieldGroup.HISTORY
+    )

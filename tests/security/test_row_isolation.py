@@ -1,8 +1,11 @@
 """A partner sees only the practices that granted it access: by list, id, filter, node or nesting."""
 
 import pytest
+from sqlalchemy.orm import Session
 
 from api.ids import new_public_id
+from api.operators import accounts as operators
+from api.services import reads
 from tests.client import walk
 from tests.world import World, window_args
 
@@ -126,3 +129,19 @@ async def test_viewer_lists_only_live_grants(api, world):
     assert (await api.query(world.keys["full"], query)).data["viewer"]["grants"][0]["practiceName"] == "A"
     for partner in ("expired", "revoked", "unconnected"):
         assert (await api.query(world.keys[partner], query)).data["viewer"]["grants"] == []
+
+
+async def test_a_patient_whose_grant_is_revoked_mid_request_is_not_found(api, world, sync_engine, monkeypatch):
+    loaded = reads.patients
+
+    async def revoked_in_between(*args, **kwargs):
+        with Session(sync_engine) as session, session.begin():
+            operators.revoke_grant(session, "full", "A")
+        return await loaded(*args, **kwargs)
+
+    monkeypatch.setattr(reads, "patients", revoked_in_between)
+    response = await api.query(
+        world.keys["full"], "query($id: ID!) { node(id: $id) { id } }", {"id": world.patients["A"][0]}
+    )
+    assert response.data == {"node": None}
+    assert response.codes == {"NOT_FOUND"}
