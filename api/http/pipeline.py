@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message
 
+from api.clock import Clock, system_clock
 from api.data.database import WriterLock
 from api.data.failures import DATABASE_UNAVAILABLE, is_database_unavailable, is_statement_timeout
 from api.errors import ApiError, ErrorCode, timed_out
@@ -38,7 +39,6 @@ from api.services.cursors import CursorCodec
 from api.services.readable_fields import ReadableFields
 from api.services.unit_of_work import UnitOfWork
 from api.settings import Settings
-from api.timeutil import utcnow
 from authz.engine import Authorizer
 
 __all__ = ["GraphQLPipeline"]
@@ -92,10 +92,12 @@ class GraphQLPipeline:
         budgets: Budgets,
         extraction: ExtractionGuard,
         cursors: CursorCodec,
+        clock: Clock = system_clock,
     ) -> None:
         self.settings, self.sessions, self.writer_lock, self.view = settings, sessions, writer_lock, view
         self.authorizer, self.gates, self.grants = authorizer, gates, grants
         self.budgets, self.extraction, self.cursors = budgets, extraction, cursors
+        self.clock = clock  # the one source of the request's time (api/clock.py)
         # Derived once from the policy: the ledger group of each sensitive field.
         self.field_groups = sensitive_field_groups(authorizer.field_scopes)
 
@@ -107,7 +109,7 @@ class GraphQLPipeline:
             if not self.settings.graphiql:
                 return refused(404, ApiError(ErrorCode.NOT_FOUND, "GraphiQL is disabled on this server."), request_id).response
             return render_graphiql(request)
-        started, now = time.perf_counter(), utcnow()
+        started, now = time.perf_counter(), self.clock()
         body = await self.read_body(request)
         if body is None:
             limit = self.settings.max_body_bytes
@@ -145,7 +147,7 @@ class GraphQLPipeline:
             if refusal is not None:
                 limited = ApiError(ErrorCode.RATE_LIMITED, refusal.message, retryAfter=refusal.retry_after)  # as a budget refusal says it
                 return refused(429, limited, request_id, refusal.principal, **{"Retry-After": str(refusal.retry_after)})
-            outcome = await self.authenticate(request, credential, request_id, utcnow())  # its time starts once admitted
+            outcome = await self.authenticate(request, credential, request_id, self.clock())  # its time starts once admitted
         if outcome.principal is not None and outcome.metering.retry_after is not None:
             self.gates.cool(credential, outcome.principal, outcome.metering.retry_after)
         return outcome
@@ -198,7 +200,7 @@ class GraphQLPipeline:
             async with self.sessions() as session, self.writer_lock(session):
                 await ledger.write(session, entry, outcome.disclosures if outcome.served else None)
                 if outcome.principal is not None and outcome.metering.refund:  # last: the budget row stays locked until the commit
-                    await self.budgets.refund(session, outcome.principal, outcome.metering.refund, time.time())
+                    await self.budgets.refund(session, outcome.principal, outcome.metering.refund, self.clock().timestamp())
                 await session.commit()
         except Exception:  # fail closed: what cannot be recorded is not sent
             logger.exception("could not write the access ledger for request %s", entry.request_id)
