@@ -36,7 +36,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -55,7 +55,7 @@ from api.data.models import (
     AlertKind, Appointment, AppointmentStatus, ChangeCounter, ExtractionAlert, Grant, Partner, PartnerKey, Patient,
     PatientDisclosure, Practice, PracticeMembership,
 )
-from api.data.seed import reference_date_for, seed
+from api.data.seed import SIZES, SeedSize, reference_date_for, seed
 from api.http.app import create_app
 from api.ids import KIND_PREFIXES
 from api.ledger.exposure import partner_exposure
@@ -64,11 +64,16 @@ from api.protection.extraction import ExtractionGuard
 from api.services.cursors import CursorCodec
 from api.settings import Settings
 
-__all__ = ["Outcome", "ScenarioResult", "check", "main", "prepare", "render", "run_all"]
+__all__ = [
+    "Outcome", "ScenarioResult", "check", "concurrency_on_postgresql", "main", "prepare", "render", "run_all", "simulation_start",
+]
 
 HERE = Path(__file__).resolve().parent
 DATA, RESULTS = HERE / "data", HERE / "results"
 ATTACKER = "Logimed"
+# Four practices as busy as the medium set's (the same patients, practitioners and appointments per
+# practice), for the test: the limits, warnings and legitimate reads compare as on medium.
+SIZES.setdefault("scenarios", SeedSize("scenarios", practices=4, practitioners=30, patients=6_000, appointments=30_000))
 PACE = timedelta(seconds=10)  # between two requests of one client: a full 1,000-point page refills in 10 s
 PATIENT = KIND_PREFIXES["Patient"] + "_"
 IDENTITY, CONTACT = ("firstName", "lastName", "gender", "birthDate"), ("phone", "email")
@@ -281,6 +286,7 @@ class Attacker:
     def __init__(self, world: Outcome, keys: list[str]) -> None:
         self.world, self.keys, self.turn = world, list(keys), 0
         self.stopped: tuple[str, int] | None = None
+        self.bounded_by: set[str] = set()  # what held back an attacker that was never refused
 
     async def request(self, document: str, variables: dict[str, Any], practice: str) -> dict[str, Any] | None:
         if not self.keys:
@@ -412,10 +418,16 @@ async def _just_under(world: Outcome, attacker: Attacker, practices: list[str], 
                 short, long = limits[w.practice]
                 held_day = _held(world, w.practice, world.clock() - short.window)
                 held_month = _held(world, w.practice, world.clock() - long.window)
-                if held_day + n > short.limit or held_month + n > long.limit:
+                if held_month + n > long.limit:
+                    attacker.bounded_by.add("the 30-day limit")
+                    continue
+                if held_day + n > short.limit:
+                    attacker.bounded_by.add("the 24 h limit")
                     continue
                 if await _page_step(attacker, w, day_start, n) and attacker.keys:
                     still.append(w)
+                else:
+                    attacker.bounded_by.add("the horizon")
             active = still
         await world.deliver()
         if not attacker.keys:
@@ -593,8 +605,15 @@ def measure(world: Outcome, name: str, kind: str, partner: str, attacker: Attack
         signals = [a for a in alerts if a.kind in (AlertKind.WARNING, AlertKind.REFUSAL)]
         if signals:
             result.first_warning_day = (signals[0].raised_at - world.start) // timedelta(days=1)
-            result.first_warning_count = signals[0].patients_in_window
-            result.first_warning_kind = signals[0].kind.value
+            first = signals[0]
+            practice = session.scalar(select(Practice.public_id).where(Practice.id == first.practice_id))
+            # What the attacker holds of that practice then: patients whose identity or contact it got
+            # (the alert's own count also has those it saw without either, outside the horizon).
+            result.first_warning_count = len({
+                p for p, pr, at, what in world.seen
+                if pr == practice and what != "id" and at <= first.raised_at and p not in own
+            })
+            result.first_warning_kind = first.kind.value
         report = partner_exposure(session, partner, world.start - timedelta(days=1), world.clock() + timedelta(seconds=1))
         reported = {g: sum(p.with_groups.get(g, 0) for p in report.practices) for g in ("identity", "contact")}
         sent = {
@@ -686,7 +705,10 @@ async def attack(template: Path, workdir: Path, start: datetime, keys: dict[str,
             await _round_robin(world, attacker, ids, days, _page_step, rng)
         result = measure(world, name, "attack", ATTACKER, attacker)
         if attacker.stopped is None:
-            result.stopped_by = "the 30-day limit (stayed under it)" if name.startswith("just under") else "read through its horizon"
+            result.stopped_by = (
+                f"never refused; held back by {', '.join(sorted(attacker.bounded_by))}" if name.startswith("just under")
+                else "read through its horizon"
+            )
         result.extra["keys quarantined"] = len(stolen) - len(attacker.keys)
         return result
     finally:
@@ -745,12 +767,17 @@ def concurrency_on_postgresql(size: str, start: datetime, concurrency: int = 24)
     from tests.postgres_server import postgres_server
 
     result = ScenarioResult(f"{concurrency} at once, 2 workers, PostgreSQL", "attack")
-    with tempfile.TemporaryDirectory(prefix="extraction-pg-") as work, postgres_server() as admin:
+    with ExitStack() as stack:
+        work = stack.enter_context(tempfile.TemporaryDirectory(prefix="extraction-pg-"))
+        # The test suite's server when it names one, else a throwaway one.
+        admin = os.environ.get("PARTNER_API_TEST_POSTGRES_URL") or stack.enter_context(postgres_server())
+        database = f"extraction_{secrets.token_hex(4)}"
         admin_engine = make_sync_engine(admin).execution_options(isolation_level="AUTOCOMMIT")
         with admin_engine.connect() as connection:
-            connection.execute(text("CREATE DATABASE extraction"))
-        admin_engine.dispose()
-        url = admin.rsplit("/", 1)[0] + "/extraction"
+            connection.execute(text(f"CREATE DATABASE {database}"))
+        stack.callback(admin_engine.dispose)
+        stack.callback(lambda: admin_engine.connect().execute(text(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")))
+        url = admin.rsplit("/", 1)[0] + f"/{database}"
         engine = make_sync_engine(url)
         upgrade(engine)
         keys_file = Path(work) / "keys.json"
@@ -836,20 +863,25 @@ async def _concurrent_paging(base: str, key: str, start: datetime, concurrency: 
 # -- the whole run ---------------------------------------------------------------------------------
 
 
+def simulation_start() -> datetime:
+    """Midnight (UTC) of the seeded data's reference day: "today" for the data, day 0 here."""
+    return datetime.combine(reference_date_for(2020), datetime.min.time(), UTC)
+
+
 def prepare(size: str, directory: Path = DATA) -> tuple[Path, dict[str, Any], datetime]:
     """The seeded data set (once per size), its keys and the instant the simulation starts."""
     directory.mkdir(parents=True, exist_ok=True)
     path, keys_file = directory / f"extraction-{size}.db", directory / f"extraction-{size}-keys.json"
-    reference = reference_date_for(2020)
+    start = simulation_start()
     if not (path.exists() and keys_file.exists()):
         for stale in (path, keys_file):
             stale.unlink(missing_ok=True)
         engine = make_sync_engine(f"sqlite:///{path}")
         upgrade(engine)
         print(f"seeding {size} (once)...", file=sys.stderr, flush=True)
-        seed(engine, size, keys_file=keys_file, reference_date=reference, progress=False)
+        seed(engine, size, keys_file=keys_file, reference_date=start.date(), progress=False)
         engine.dispose()
-    return path, json.loads(keys_file.read_text()), datetime.combine(reference, datetime.min.time(), UTC)
+    return path, json.loads(keys_file.read_text()), start
 
 
 async def run_all(size: str, days: int, postgres: bool, directory: Path = DATA) -> list[ScenarioResult]:
@@ -910,7 +942,7 @@ def render(results: list[ScenarioResult]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", default="medium", choices=["small", "medium", "large"])
+    parser.add_argument("--size", default="medium", choices=["small", "scenarios", "medium", "large"])
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--no-postgres", action="store_true", help="skip the two-worker PostgreSQL scenario")
     parser.add_argument("--out", type=Path, default=RESULTS / "extraction.md")
