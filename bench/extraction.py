@@ -38,7 +38,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -52,7 +52,7 @@ from api.clock import SettableClock
 from api.data.database import make_sync_engine
 from api.data.migrate import upgrade
 from api.data.models import (
-    AlertKind, Appointment, AppointmentStatus, ChangeCounter, ExtractionAlert, Grant, Partner, PartnerKey, Patient,
+    AlertKind, Appointment, AppointmentStatus, ChangeCounter, ExtractionAlert, Grant, Patient,
     PatientDisclosure, Practice, PracticeMembership,
 )
 from api.data.seed import SIZES, SeedSize, reference_date_for, seed
@@ -65,7 +65,7 @@ from api.services.cursors import CursorCodec
 from api.settings import Settings
 
 __all__ = [
-    "Outcome", "ScenarioResult", "check", "concurrency_on_postgresql", "main", "prepare", "render", "run_all", "simulation_start",
+    "SimulatedWorld", "ScenarioResult", "check", "concurrency_on_postgresql", "main", "prepare", "render", "run_all", "simulation_start",
 ]
 
 HERE = Path(__file__).resolve().parent
@@ -175,7 +175,7 @@ class ScenarioResult:
         }
 
 
-class Outcome:
+class SimulatedWorld:
     """One simulated world: a copy of the data set, the app on it, its clock and the webhook receiver."""
 
     def __init__(self, template: Path, workdir: Path, name: str, start: datetime, settings: dict[str, Any] | None = None) -> None:
@@ -283,7 +283,7 @@ def practice_activity(engine: Engine, day_start: datetime, rng: random.Random) -
 class Attacker:
     """Requests with stolen keys, in turn; a key answered KEY_QUARANTINED is dropped."""
 
-    def __init__(self, world: Outcome, keys: list[str]) -> None:
+    def __init__(self, world: SimulatedWorld, keys: list[str]) -> None:
         self.world, self.keys, self.turn = world, list(keys), 0
         self.stopped: tuple[str, int] | None = None
         self.bounded_by: set[str] = set()  # what held back an attacker that was never refused
@@ -313,7 +313,7 @@ class Window:
     after: str | None = None
 
 
-async def _practices(world: Outcome, key: str) -> list[tuple[str, str]]:
+async def _practices(world: SimulatedWorld, key: str) -> list[tuple[str, str]]:
     """(practice id, one practitioner id) of every practice the key reads."""
     body = await world.query(key, PRACTICES)
     return [
@@ -373,7 +373,7 @@ async def _feed_step(attacker: Attacker, w: Window, day_start: datetime) -> bool
 Step = Callable[[Attacker, Window, datetime], Awaitable[bool]]
 
 
-async def _round_robin(world: Outcome, attacker: Attacker, practices: list[str], days: int, step: Step,
+async def _round_robin(world: SimulatedWorld, attacker: Attacker, practices: list[str], days: int, step: Step,
                        rng: random.Random, feed: bool = False) -> None:
     """Each day, one request per practice in turn (so every practice nears its limit together), until
     the horizon is read or every key is quarantined."""
@@ -392,7 +392,7 @@ async def _round_robin(world: Outcome, attacker: Attacker, practices: list[str],
             return
 
 
-async def _just_under(world: Outcome, attacker: Attacker, practices: list[str], days: int, rng: random.Random,
+async def _just_under(world: SimulatedWorld, attacker: Attacker, practices: list[str], days: int, rng: random.Random,
                       partner_id: int, n: int = 20) -> None:
     """An extractor who knows every limit (the worst case: an insider) and stops each practice for the
     day one page short of either; it reads on from where it stopped the day before."""
@@ -434,7 +434,7 @@ async def _just_under(world: Outcome, attacker: Attacker, practices: list[str], 
             return
 
 
-def _held(world: Outcome, practice: str, since: datetime) -> int:
+def _held(world: SimulatedWorld, practice: str, since: datetime) -> int:
     return len({p for p, pr, at, what in world.seen if pr == practice and what == "id" and at >= since})
 
 
@@ -443,7 +443,7 @@ def _practice_ids(engine: Engine) -> dict[str, int]:
         return {public: internal for internal, public in session.execute(select(Practice.id, Practice.public_id))}
 
 
-async def _inflate(world: Outcome, key: str, practice: str, practitioner: str, bookings: int) -> None:
+async def _inflate(world: SimulatedWorld, key: str, practice: str, practitioner: str, bookings: int) -> None:
     """The issue's inflation: book one-minute appointments for invented patients, then cancel them."""
     first = world.clock().replace(hour=20, minute=0, second=0, microsecond=0) + timedelta(days=1)
     for i in range(bookings):
@@ -464,7 +464,7 @@ async def _inflate(world: Outcome, key: str, practice: str, practitioner: str, b
 class Legitimate:
     """A partner doing its job; every request must be served."""
 
-    def __init__(self, world: Outcome, key: str) -> None:
+    def __init__(self, world: SimulatedWorld, key: str) -> None:
         self.world, self.key = world, key
 
     async def query(self, document: str, variables: dict[str, Any], practice: str = "") -> dict[str, Any]:
@@ -555,7 +555,7 @@ def _renew_grants(engine: Engine, partner: str, until: datetime) -> None:
 
 async def legitimate(template: Path, workdir: Path, start: datetime, keys: dict[str, Any], name: str, days: int) -> ScenarioResult:
     partner, job = PROFILES[name]
-    world = Outcome(template, workdir, f"legit-{partner}", start)
+    world = SimulatedWorld(template, workdir, f"legit-{partner}", start)
     try:
         _renew_grants(world.engine, partner, start + timedelta(days=365))
         key = keys[partner]["key"]
@@ -582,7 +582,7 @@ async def legitimate(template: Path, workdir: Path, start: datetime, keys: dict[
 # -- measuring -------------------------------------------------------------------------------------
 
 
-def measure(world: Outcome, name: str, kind: str, partner: str, attacker: Attacker | None) -> ScenarioResult:
+def measure(world: SimulatedWorld, name: str, kind: str, partner: str, attacker: Attacker | None) -> ScenarioResult:
     result = ScenarioResult(name, kind)
     with Session(world.engine) as session:
         partner_row = operators.find_partner(session, partner)
@@ -674,7 +674,7 @@ ATTACKS = ("paging every practice", "change feed", "ids then nodes", "book-and-c
 
 
 async def attack(template: Path, workdir: Path, start: datetime, keys: dict[str, Any], name: str, days: int) -> ScenarioResult:
-    world = Outcome(template, workdir, f"attack-{ATTACKS.index(name)}", start)
+    world = SimulatedWorld(template, workdir, f"attack-{ATTACKS.index(name)}", start)
     try:
         key = keys[ATTACKER]["key"]
         stolen = [key]
@@ -884,7 +884,8 @@ def prepare(size: str, directory: Path = DATA) -> tuple[Path, dict[str, Any], da
     return path, json.loads(keys_file.read_text()), start
 
 
-async def run_all(size: str, days: int, postgres: bool, directory: Path = DATA) -> list[ScenarioResult]:
+async def run_all(size: str, days: int, directory: Path = DATA) -> list[ScenarioResult]:
+    """Every scenario on SQLite, in process (the PostgreSQL one runs its own server and workers)."""
     template, keys, start = prepare(size, directory)
     results = []
     with tempfile.TemporaryDirectory(prefix="extraction-") as work:
@@ -894,8 +895,6 @@ async def run_all(size: str, days: int, postgres: bool, directory: Path = DATA) 
         for name in ATTACKS:
             results.append(await attack(template, Path(work), start, keys, name, days))
             print(f"  {name}: done", file=sys.stderr, flush=True)
-    if postgres:
-        results.append(concurrency_on_postgresql(size, start))
     return results
 
 
@@ -924,9 +923,8 @@ def check(results: list[ScenarioResult]) -> list[str]:
     plain, inflated = by_name.get("paging every practice"), by_name.get("book-and-cancel inflation")
     if plain and inflated:
         a, b = plain.identity | plain.contact, inflated.identity | inflated.contact
-        gain = len(b - a) / max(len(a), 1)
-        if gain > 0.01 or len(b) > 1.01 * len(a):
-            failed.append(f"book-and-cancel inflation gained {len(b - a)} patients ({gain:.1%})")
+        if len(a ^ b) > 0.01 * len(a):
+            failed.append(f"book-and-cancel inflation changed what was obtained: {len(b - a)} more, {len(a - b)} fewer of {len(a)}")
         if "churn" not in inflated.webhook:
             failed.append("book-and-cancel inflation raised no churn alert")
     return failed
@@ -948,7 +946,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "extraction.md")
     args = parser.parse_args()
     started = time.perf_counter()
-    results = asyncio.run(run_all(args.size, args.days, not args.no_postgres))
+    results = asyncio.run(run_all(args.size, args.days))
+    if not args.no_postgres:
+        results.append(concurrency_on_postgresql(args.size, simulation_start()))
     table = render(results)
     failed = check(results)
     verdict = "\n".join(f"- FAILED: {f}" for f in failed) or "- every condition of issue 13's \"Done when\" holds"

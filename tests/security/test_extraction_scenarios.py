@@ -18,7 +18,7 @@ SIZE, DAYS = "scenarios", 30
 @pytest.fixture(scope="module")
 def scenarios(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ScenarioResult]:
     directory: Path = tmp_path_factory.mktemp("extraction")
-    return {r.name: r for r in asyncio.run(run_all(SIZE, DAYS, postgres=False, directory=directory))}
+    return {r.name: r for r in asyncio.run(run_all(SIZE, DAYS, directory=directory))}
 
 
 def _attacks(scenarios: dict[str, ScenarioResult]) -> list[ScenarioResult]:
@@ -62,8 +62,9 @@ def test_each_attack_is_stopped_by_a_quarantine_the_webhook_hears_of_or_stays_un
 
 def test_booking_and_cancelling_first_gains_the_attacker_nothing(scenarios):
     plain, inflated = scenarios["paging every practice"], scenarios["book-and-cancel inflation"]
-    assert len(inflated.identity - plain.identity) <= 0.01 * len(plain.identity)
-    assert len(inflated.identity) <= 1.01 * len(plain.identity)
+    # The same patients within 1 %: neither more (a raised limit) nor fewer (the invented patients
+    # taking room in the budget).
+    assert plain.identity and len(plain.identity ^ inflated.identity) <= 0.01 * len(plain.identity)
     assert "churn" in inflated.webhook  # the pattern itself is an alert
 
 
