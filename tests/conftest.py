@@ -24,6 +24,7 @@ from sqlalchemy import Engine, make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner, Result
 
+from api.clock import Clock, system_clock
 from api.data.database import make_async_engine, make_sync_engine
 from api.data.migrate import upgrade
 from api.http.app import create_app
@@ -175,8 +176,8 @@ async def make_api(database_url, world):
     """An in-process API on the test database, with settings overridden as a test needs."""
     clients = []
 
-    def make(**overrides) -> ApiClient:
-        app = create_app(Settings(database_url=database_url, secret_key="test-secret", **overrides))
+    def make(clock: Clock = system_clock, **overrides) -> ApiClient:
+        app = create_app(Settings(database_url=database_url, secret_key="test-secret", **overrides), clock=clock)
         clients.append((ApiClient(app), app))
         return clients[-1][0]
 

@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from api.clock import Clock, system_clock
 from api.data.database import make_async_engine, make_session_factory, sqlite_writer_lock
 from api.errors import ApiError, ErrorCode, error_body
 from api.http import metrics
@@ -50,7 +51,10 @@ async def http_error(request: Request, error: Exception) -> Response:
 
 
 def create_app(
-    settings: Settings | None = None, authorizer: Authorizer | None = None, schema: PartnerSchema | None = None
+    settings: Settings | None = None,
+    authorizer: Authorizer | None = None,
+    schema: PartnerSchema | None = None,
+    clock: Clock = system_clock,
 ) -> Starlette:
     settings = settings or get_settings()
     engine = make_async_engine(settings.database_url, settings.statement_timeout_seconds)
@@ -58,7 +62,9 @@ def create_app(
     if not settings.secret_key:
         logger.warning("PARTNER_API_SECRET_KEY is unset: cursors will not survive a restart or cross workers")
     sessions, writer_lock = make_session_factory(engine), sqlite_writer_lock(engine)
-    alert_sender = WebhookSender(settings, sessions, writer_lock)  # alerts and quarantines to the operators
+    alert_sender = WebhookSender(
+        settings, sessions, writer_lock, clock=clock
+    )  # alerts and quarantines to the operators
     graphql = GraphQLPipeline(
         settings=settings,
         sessions=sessions,
@@ -70,6 +76,7 @@ def create_app(
         budgets=Budgets(settings),
         extraction=ExtractionGuard(settings, on_alert=alert_sender.wake),
         cursors=CursorCodec(settings.secret_key.encode() or secrets.token_bytes(32)),
+        clock=clock,
     )
 
     async def healthz(_: Request) -> Response:
@@ -130,4 +137,5 @@ def create_app(
     app.state.settings = settings
     app.state.authorizer = authorizer
     app.state.alert_sender = alert_sender
+    app.state.clock = clock
     return app

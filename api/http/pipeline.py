@@ -17,6 +17,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Message
 
+from api.clock import Clock, system_clock
 from api.data.database import WriterLock
 from api.data.failures import is_database_unavailable, is_statement_timeout
 from api.errors import (
@@ -48,7 +49,6 @@ from api.services.cursors import CursorCodec
 from api.services.readable_fields import ReadableFields
 from api.services.unit_of_work import UnitOfWork
 from api.settings import Settings
-from api.timeutil import utcnow
 from authz.engine import Authorizer
 
 __all__ = ["GraphQLPipeline"]
@@ -104,10 +104,12 @@ class GraphQLPipeline:
         budgets: Budgets,
         extraction: ExtractionGuard,
         cursors: CursorCodec,
+        clock: Clock = system_clock,
     ) -> None:
         self.settings, self.sessions, self.writer_lock, self.view = settings, sessions, writer_lock, view
         self.authorizer, self.gates, self.grants = authorizer, gates, grants
         self.budgets, self.extraction, self.cursors = budgets, extraction, cursors
+        self.clock = clock  # the one source of the request's time (api/clock.py)
         # Derived once from the policy: the ledger groups of each sensitive field, on each side of the horizon.
         self.field_groups = sensitive_field_groups(authorizer.field_scopes, authorizer.purpose_bound)
 
@@ -121,7 +123,7 @@ class GraphQLPipeline:
                     404, ApiError(ErrorCode.NOT_FOUND, "GraphiQL is disabled on this server."), request_id
                 ).response
             return render_graphiql(request)
-        started, now = time.perf_counter(), utcnow()
+        started, now = time.perf_counter(), self.clock()
         read = await self.read_body(request, request_id)
         body: bytes | None = None
         if isinstance(read, Outcome):
@@ -185,7 +187,7 @@ class GraphQLPipeline:
                 limited = ApiError(ErrorCode.RATE_LIMITED, refusal.message, retryAfter=refusal.retry_after)
                 return refused(429, limited, request_id, refusal.principal, **{"Retry-After": str(refusal.retry_after)})
             # its time starts once admitted
-            outcome = await self.authenticate(request, credential, request_id, utcnow())
+            outcome = await self.authenticate(request, credential, request_id, self.clock())
         if outcome.principal is not None and outcome.metering.retry_after is not None:
             self.gates.cool(credential, outcome.principal, outcome.metering.retry_after)
         return outcome
@@ -298,10 +300,9 @@ class GraphQLPipeline:
 
     async def _ledger(self, session: AsyncSession, outcome: Outcome, entry: AccessEntry) -> None:
         await ledger.write(session, entry, outcome.disclosures if outcome.served else None)
-        if (
-            outcome.principal is not None and outcome.metering.refund
-        ):  # last: the budget row stays locked until the commit
-            await self.budgets.refund(session, outcome.principal, outcome.metering.refund, time.time())
+        # Last: the budget row stays locked until the commit.
+        if outcome.principal is not None and outcome.metering.refund:
+            await self.budgets.refund(session, outcome.principal, outcome.metering.refund, self.clock().timestamp())
 
     async def _commit_with_write(self, write: UnitOfWork, outcome: Outcome, entry: AccessEntry) -> None:
         """The record joins the write's transaction (its session already holds SQLite's writer lock)."""

@@ -6,7 +6,6 @@ with every set of variables. A refusal happens before any resolver touches the d
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -105,7 +104,9 @@ class CostAndBudget(SchemaExtension):
             yield
             return
         async with ctx.uow.transaction() as session:
-            charge = await ctx.budgets.take(session, ctx.identity.principal, requested, time.time())
+            charge = await ctx.budgets.take(
+                session, ctx.identity.principal, requested, ctx.identity.request_time.timestamp()
+            )
         if not charge.granted:
             metering.retry_after = charge.retry_after
             metering.cost = {"requestedQueryCost": requested, "throttleStatus": charge.throttle.as_extension()}

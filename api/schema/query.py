@@ -1,6 +1,5 @@
 
 import math
-import time
 from datetime import datetime
 from typing import Annotated
 
@@ -79,7 +78,7 @@ class Query(ChangeQuery):
     async def rate_limit(self, info: Info) -> RateLimit:
         ctx = info.context
         async with ctx.uow.transaction() as session:
-            throttle = await ctx.budgets.status(session, ctx.principal, time.time())
+            throttle = await ctx.budgets.status(session, ctx.principal, ctx.identity.request_time.timestamp())
         return RateLimit(
             maximum_available=throttle.maximum_available,
             currently_available=math.floor(throttle.currently_available),

@@ -237,7 +237,10 @@ async def patients(
     rows = (await uow.execute(statement)).all()
     return (
         {patient.id: LoadedPatient(patient, bool(in_horizon)) for patient, _, in_horizon in rows},
-        {patient.id for patient, seen, _ in rows if not seen},
+        # A patient the partner created itself, with a booking, is not the practice's file: reading it
+        # back takes nothing from it, so it never spends the distinct-patient budget (and an
+        # extractor's invented patients cannot change what the budget lets through).
+        {patient.id for patient, seen, _ in rows if not seen and patient.source_partner_id != uow.principal.partner_id},
     )
 
 

@@ -99,6 +99,15 @@ async def test_a_new_patient_booked_unrecorded_leaves_neither_patient_nor_distin
 
     served = await api.query(world.keys["full"], BOOK, variables)
     assert served.data["bookAppointment"]["appointment"]["patient"]["firstName"] == "Inès", served.body
+    # A patient the partner created itself takes nothing from the practice's file (test_extraction.py).
+    assert count(sync_engine, select(func.count()).select_from(PatientDisclosure)) == 0
+
+    existing = {"input": booking(world, FREE + timedelta(hours=1))}  # a patient of the practice's file
+    failing_once(monkeypatch)
+    assert_unrecorded_write(await api.query(world.keys["full"], BOOK, existing))
+    assert count(sync_engine, select(func.count()).select_from(PatientDisclosure)) == 0
+    served = await api.query(world.keys["full"], BOOK, existing)
+    assert served.data["bookAppointment"]["__typename"] == "AppointmentBooked", served.body
     assert count(sync_engine, select(func.count()).select_from(PatientDisclosure)) == 1
 
 

@@ -445,3 +445,29 @@ async def test_a_key_quarantined_by_one_mutation_gets_no_new_patient_in_the_next
             .where(PatientDisclosure.practice_id == world.practices["B"].id)
         )
     assert disclosed_at_b == 0
+
+
+async def test_patients_a_partner_created_itself_never_spend_its_distinct_patient_budget(make_api, world, sync_engine):
+    """Reading back the patients it booked for takes nothing from the practice's file; were they
+    counted, an extractor's invented patients would change what the budget lets through, and a
+    booking service reading its own bookings would be refused."""
+    from tests.services.test_writes_and_sync import BOOK, FREE, booking
+
+    with Session(sync_engine) as session, session.begin():
+        session.execute(update(Grant).values(max_patients_per_window=3))
+    api = make_api(budget_refill_per_second=10**4)
+    booked = []
+    for i in range(6):
+        new_patient = {"firstName": "Inventé", "lastName": f"N{i}", "gender": "UNKNOWN"}
+        response = await api.query(world.keys["full"], BOOK, {"input": {
+            **booking(world, FREE + timedelta(minutes=30 * i)), "patientId": None, "newPatient": new_patient,
+        }})
+        assert response.data["bookAppointment"]["__typename"] == "AppointmentBooked", response.body
+        booked.append(response.data["bookAppointment"]["appointment"]["id"])
+    own = "query($ids: [ID!]!) { nodes(ids: $ids) { ... on Appointment { patient { id lastName } } } }"
+    read = await api.query(world.keys["full"], own, {"ids": booked})
+    assert read.errors == []
+    assert sorted(node["patient"]["lastName"] for node in read.data["nodes"]) == [f"N{i}" for i in range(6)]
+    with Session(sync_engine) as session:
+        assert session.scalar(select(func.count()).select_from(PatientDisclosure)) == 0
+    assert _alerts(sync_engine) == []
