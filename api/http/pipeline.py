@@ -69,13 +69,17 @@ class GraphQLPipeline:
        other check (api/protection/extraction.py quarantines it, `partner-api key release` frees it).
     4. `execute`: the GraphQL view (api/http/graphql_view.py), bounded by
        PARTNER_API_REQUEST_TIMEOUT_SECONDS (503). The schema's extensions run inside, in this
-       order (api/schema/__init__.py): the token limit and parser cache (strawberry), the shape
-       limits (api/protection/shape_limits.py: depth, aliases, directives), then the price and
-       the budget charge (api/protection/cost_and_budget.py: 400 above the maximum, 429 when the
-       budget is spent). Then the resolvers (api/schema/) read through the services
-       (api/services/reads.py, writes.py) with the policy's row filter; fields are guarded and
-       disclosed values recorded by the default resolver (api/schema/guard.py); new patients pass
-       the distinct-patient budget in the patient loader (api/schema/loaders.py ->
+       order (api/schema/__init__.py): parsing under the token and nesting limits, with its cache
+       (api/protection/shape_limits.py `LimitedParsing`); the shape limits, each fragment measured
+       once (api/protection/rules/: operations, depth, aliases, selections, directives), before
+       the specification's own rules; then the price and the budget charge
+       (api/protection/cost_and_budget.py: 400 above the maximum, 429 when the budget is spent).
+       Each field taking strings checks them against their `@constraint` before its resolver
+       (api/protection/input_validation.py). Then the resolvers (api/schema/) read through the
+       services (api/services/reads.py, writes.py) with the policy's row filter and the reading
+       horizon (api/services/horizon.py); fields are guarded and the values sent recorded by the
+       default resolver (api/schema/guard.py -> api/ledger/disclosure_recorder.py); new patients
+       pass the distinct-patient budgets in the patient loader (api/schema/loaders.py ->
        api/protection/extraction.py).
     5. `record`: the access ledger (api/ledger/access.py) and the refund of unspent points
        (api/protection/budgets.py), in one transaction; fail closed: what cannot be recorded is
@@ -90,6 +94,9 @@ class GraphQLPipeline:
     A failure of the database outside GraphQL execution (steps 2 to 4) is a 503 (`unavailable`),
     recorded and observed like any refusal. Every step answers with an `Outcome`
     (api/http/outcome.py), so `record` and `observe` see every request, refused or served.
+    Under `partner-api serve`, the app is wrapped by api/http/in_flight.py: while a request runs,
+    a file names it, so that gunicorn's arbiter can record it as refused if its worker is killed
+    stuck (api/operators/server.py).
     """
 
     def __init__(

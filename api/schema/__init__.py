@@ -40,9 +40,10 @@ class PartnerSchema(Schema):
 def build_schema(settings: Settings, cost_analysis: bool = True) -> PartnerSchema:
     """The schema with its extensions; `cost_analysis=False` only serves to measure what it costs.
 
-    The extensions run in this order, inside step 4 (`execute`) of api/http/pipeline.py: the token
-    limit and the parser cache, the shape limits (api/protection/shape_limits.py: depth, aliases,
-    directives, at validation), then the price and the budget charge
+    The extensions run in this order, inside step 4 (`execute`) of api/http/pipeline.py: parsing
+    under the token and nesting limits, with its cache; validation, our shape limits first
+    (api/protection/shape_limits.py and rules/: operations, depth, aliases, selections,
+    directives), then the specification's rules; then the price and the budget charge
     (api/protection/cost_and_budget.py, before any resolver runs).
     """
     rules = limit_rules(settings)  # built once, so the validation cache keeps hitting
