@@ -156,11 +156,7 @@ def _case(item: Any, file: Path, line: int) -> PolicyCase:
 
     if not isinstance(item, dict):
         raise fail("a case is a mapping with name, grant, expect and either field or resource")
-    unknown = set(item) - _CASE_KEYS
-    if unknown:
-        raise fail(
-            f"unknown key(s) {', '.join(sorted(map(str, unknown)))}; a case has: {', '.join(sorted(_CASE_KEYS))}"
-        )
+    _refuse_unknown_keys(item, _CASE_KEYS, "a case", fail)
     name = item.get("name")
     if not isinstance(name, str) or not name.strip():
         raise fail("every case needs a `name` saying what it checks")
@@ -194,17 +190,21 @@ def _case(item: Any, file: Path, line: int) -> PolicyCase:
     )
 
 
+def _refuse_unknown_keys(
+    item: dict[Any, Any], known: set[str], what: str, fail: Callable[[str], CaseError], kind: str = ""
+) -> None:
+    unknown = set(item) - known
+    if unknown:
+        listed = ", ".join(sorted(map(str, unknown)))
+        raise fail(f"unknown {kind}key(s) {listed}; {what} has: {', '.join(sorted(known))}")
+
+
 def _grant(value: Any, fail: Callable[[str], CaseError]) -> GrantSpec | None:
     if value is None or value == "none":
         return None
     if not isinstance(value, dict):
         raise fail("`grant` is a mapping such as {scopes: [appointments:read]}, or none")
-    unknown = set(value) - _GRANT_KEYS
-    if unknown:
-        raise fail(
-            f"unknown grant key(s) {', '.join(sorted(map(str, unknown)))}; a grant has: "
-            f"{', '.join(sorted(_GRANT_KEYS))}"
-        )
+    _refuse_unknown_keys(value, _GRANT_KEYS, "a grant", fail, "grant ")
     scopes = value.get("scopes", [])
     known = {s.value for s in Scope}
     if not isinstance(scopes, list) or not set(scopes) <= known:

@@ -28,8 +28,6 @@ import os
 import random
 import secrets
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -71,6 +69,7 @@ from api.operators import accounts as operators
 from api.protection.extraction import ExtractionGuard
 from api.services.cursors import CursorCodec
 from api.settings import Settings
+from tests.server_process import LOOPBACK, partner_api_env, running_server
 
 __all__ = [
     "ScenarioResult",
@@ -881,57 +880,28 @@ def _two_workers(database_url: str, start: datetime, receiver: WebhookReceiver, 
     """`uvicorn --workers 2` (what `partner-api serve --workers 2` runs) on the simulation's clock."""
     from bench._clocked_app import OFFSET_SECONDS
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {
-        **os.environ,
-        "PARTNER_API_DATABASE_URL": database_url,
-        "PARTNER_API_SECRET_KEY": "bench",
-        "PARTNER_API_ALERT_WEBHOOK_URL": receiver.url,
-        "PARTNER_API_ALERT_WEBHOOK_SECRET": secret,
-        "PARTNER_API_ALERT_WEBHOOK_POLL_SECONDS": "0.5",
+    env = partner_api_env(
+        database_url,
+        secret_key="bench",
+        alert_webhook_url=receiver.url,
+        alert_webhook_secret=secret,
+        alert_webhook_poll_seconds="0.5",
         # The cost budget would serialize the attacker (one full page per 10 s): lifted, so that the
         # requests really race; the distinct-patient budget keeps its defaults.
-        "PARTNER_API_BUDGET_CAPACITY": "1000000",
-        "PARTNER_API_BUDGET_REFILL_PER_SECOND": "100000",
-        "PARTNER_API_MAX_CONCURRENT_REQUESTS_PER_KEY": "32",
-        OFFSET_SECONDS: str((start - datetime.now(UTC)).total_seconds()),
-    }
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "bench._clocked_app:create",
-            "--factory",
-            "--workers",
-            "2",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        budget_capacity="1000000",
+        budget_refill_per_second="100000",
+        max_concurrent_requests_per_key="32",
     )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)  # polling a starting server: there is no event to wait on
-        else:
-            raise RuntimeError("the two workers did not start")
-        yield base
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    env[OFFSET_SECONDS] = str((start - datetime.now(UTC)).total_seconds())
+
+    def command(port: int) -> list[str]:
+        return [
+            sys.executable, "-m", "uvicorn", "bench._clocked_app:create", "--factory", "--workers", "2",
+            "--host", LOOPBACK, "--port", str(port), "--log-level", "warning",
+        ]
+
+    with running_server(command, env) as server:
+        yield server.base
 
 
 def concurrency_on_postgresql(size: str, start: datetime, concurrency: int = 24) -> ScenarioResult:

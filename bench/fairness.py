@@ -29,10 +29,7 @@ import asyncio
 import itertools
 import json
 import multiprocessing
-import os
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -42,9 +39,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event as EventType
-from pathlib import Path
 
 import httpx
+
+from tests.server_process import LOOPBACK, PARTNER_API, partner_api_env, running_server
 
 FLOOD_CONNECTIONS = 32
 FLOOD_MAX_REQUESTS = 4000
@@ -141,43 +139,11 @@ class Fairness:
 
 
 @contextmanager
-def served(database_url: str, log: Path) -> Iterator[str]:
+def served(database_url: str) -> Iterator[str]:
     """`partner-api serve`, one worker, on a free port of 127.0.0.1; yields its base URL once ready."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {
-        **os.environ,
-        "PARTNER_API_DATABASE_URL": database_url,
-        "PARTNER_API_SECRET_KEY": "fairness",
-        "PARTNER_API_LOG_LEVEL": "warning",
-        "PARTNER_API_GRAPHIQL": "false",
-    }
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "partner-api"), "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            while not _ready(base):
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError(f"the server did not start: {log.read_text()[-2000:]}")
-                time.sleep(0.2)
-            yield base
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
-
-
-def _ready(base: str) -> bool:
-    try:
-        return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
+    env = partner_api_env(database_url, secret_key="fairness", log_level="warning", graphiql="false")
+    with running_server(lambda port: [PARTNER_API, "serve", "--host", LOOPBACK, "--port", str(port)], env) as server:
+        yield server.base
 
 
 async def sync(client: httpx.AsyncClient, partner: Partner, day: datetime) -> tuple[list[float], Counter[str]]:
@@ -297,7 +263,7 @@ def main() -> None:
         day = datetime.combine(REFERENCE, datetime.min.time(), tzinfo=UTC) + timedelta(days=1)
         results = []
         for kind in kinds:  # a server each: the second flood does not start on the first one's budgets
-            with served(url, Path(stack.enter_context(_temporary_log()))) as base:
+            with served(url) as base:
                 results.append(asyncio.run(measure(base, syncing, flooding, day, kind)))
     problems = []
     for result in results:
@@ -316,14 +282,6 @@ def main() -> None:
         )
         problems += found
     sys.exit(1 if problems else 0)
-
-
-@contextmanager
-def _temporary_log() -> Iterator[str]:
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as directory:
-        yield str(Path(directory) / "server.log")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from sqlalchemy import ColumnElement, CursorResult, Exists, case, exists, func, 
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
-from api.data.models import AlertKind, Grant, Partner, PartnerKey, Patient, PatientDisclosure
+from api.data.models import AlertKind, ExtractionAlert, Grant, Partner, PartnerKey, Patient, PatientDisclosure
 from api.errors import ApiError, ErrorCode
 from api.ledger import alerts
 from api.protection.activity import weekly_patients
@@ -248,23 +248,14 @@ class ExtractionGuard:
         over: list[tuple[Budget, int, int]],
         now: datetime,
     ) -> None:
-        raised = [
-            await alerts.record(
-                session,
-                alerts.NewAlert(
-                    AlertKind.REFUSAL,
-                    partner_id,
-                    practice_id,
-                    key_id,
-                    now,
-                    held,
-                    b.limit,
-                    b.window_hours,
-                    patients_refused=fresh,
-                ),
+        async def alert(kind: AlertKind, budget: Budget, held: int, fresh: int) -> ExtractionAlert | None:
+            new = alerts.NewAlert(
+                kind, partner_id, practice_id, key_id, now, held, budget.limit, budget.window_hours,
+                patients_refused=fresh,
             )
-            for b, held, fresh in over
-        ]
+            return await alerts.record(session, new)
+
+        raised = [await alert(AlertKind.REFUSAL, b, held, fresh) for b, held, fresh in over]
         quarantined = False
         policy = (
             await session.execute(select(Partner.quarantine_on_refusal).where(Partner.id == partner_id))
@@ -281,22 +272,6 @@ class ExtractionGuard:
                 ),
             ).rowcount
             if newly:
-                b, held, fresh = over[0]
-                raised.append(
-                    await alerts.record(
-                        session,
-                        alerts.NewAlert(
-                            AlertKind.QUARANTINE,
-                            partner_id,
-                            practice_id,
-                            key_id,
-                            now,
-                            held,
-                            b.limit,
-                            b.window_hours,
-                            patients_refused=fresh,
-                        ),
-                    )
-                )
+                raised.append(await alert(AlertKind.QUARANTINE, *over[0]))
         await commit(self.on_alert if any(raised) else None)
         raise extraction_refused(quarantined)

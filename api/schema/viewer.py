@@ -1,26 +1,16 @@
 
-import enum
 from datetime import datetime
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import strawberry
 
 from api.protection.cost import ListSize
+from api.schema._described_enum import described_enum
 from api.scopes import Scope
 
 # GraphQL enum values are the Python names (APPOINTMENTS_READ), described by the scope table's rows;
 # the resolvers return `api.scopes.Scope` members, which serialize by their value.
-# The functional Enum API, whose members mypy types only when they are literals.
-_ScopeValues = cast(
-    type[enum.Enum],
-    enum.Enum(
-        "Scope", {scope.name: strawberry.enum_value(scope.value, description=scope.description) for scope in Scope}
-    ),
-)
-ScopeEnum = strawberry.enum(
-    _ScopeValues,
-    description="What a practice's grant lets you do.",
-)
+ScopeEnum = described_enum("Scope", Scope, "What a practice's grant lets you do.")
 if TYPE_CHECKING:
     ScopeValue = Scope  # what the resolvers hand over
 else:

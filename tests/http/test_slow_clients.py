@@ -6,14 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 import pytest
@@ -24,6 +19,7 @@ from sqlalchemy.orm import Session
 from api.data.models import AccessRecord
 from api.http.app import create_app
 from api.settings import Settings
+from tests.server_process import LOOPBACK, PARTNER_API, partner_api_env, running_server
 
 BODY = json.dumps({"query": "{ viewer { name } }"}).encode()
 
@@ -123,34 +119,9 @@ async def test_a_whole_body_is_served_as_usual(app, world):
 @contextmanager
 def serving(database_url: str, **settings: str) -> Iterator[int]:
     """`partner-api serve` on 127.0.0.1 (one worker); yields its port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {
-        **os.environ,
-        "PARTNER_API_DATABASE_URL": database_url,
-        "PARTNER_API_SECRET_KEY": "x",
-        **{f"PARTNER_API_{name.upper()}": value for name, value in settings.items()},
-    }
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "partner-api"), "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(200):  # bounded: the server starts in about a second
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("the server did not start")
-        yield port
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    env = partner_api_env(database_url, secret_key="x", **settings)
+    with running_server(lambda port: [PARTNER_API, "serve", "--host", LOOPBACK, "--port", str(port)], env) as server:
+        yield server.port
 
 
 def request_head(key: str) -> bytes:

@@ -4,11 +4,7 @@ recorded in the ledger as refused, while the other worker keeps serving."""
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -19,6 +15,7 @@ from sqlalchemy.orm import Session
 from api.data.models import AccessRecord
 from api.identity.keys import split_token
 from tests.http.blocking_app import BLOCK_HEADER
+from tests.server_process import LOOPBACK, partner_api_env, running_server, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 3  # PARTNER_API_WORKER_TIMEOUT_SECONDS of the server under test
@@ -26,48 +23,24 @@ TIMEOUT = 3  # PARTNER_API_WORKER_TIMEOUT_SECONDS of the server under test
 
 @pytest.fixture
 def watched_server(database_url, world, tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     in_flight = tmp_path / "in-flight"
     in_flight.mkdir()
-    env = {
-        **os.environ, "PARTNER_API_DATABASE_URL": database_url, "PARTNER_API_SECRET_KEY": "shared",
-        "PARTNER_API_WORKER_TIMEOUT_SECONDS": str(TIMEOUT), "PARTNER_API_IN_FLIGHT_DIR": str(in_flight),
-    }
-    code = (
-        "from api.operators.server import serve; from api.settings import Settings; "
-        f"serve(Settings(), '127.0.0.1', {port}, 2, 'tests.http.blocking_app:create_app')"
+    env = partner_api_env(
+        database_url, secret_key="shared", worker_timeout_seconds=str(TIMEOUT), in_flight_dir=str(in_flight)
     )
-    server = subprocess.Popen(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_for(lambda: _ready(base), 60, "the two workers did not start")
-        yield base, in_flight
-    finally:
-        server.terminate()
-        output = server.communicate(timeout=60)[0]
+
+    def command(port: int) -> list[str]:
+        code = (
+            "from api.operators.server import serve; from api.settings import Settings; "
+            f"serve(Settings(), '{LOOPBACK}', {port}, 2, 'tests.http.blocking_app:create_app')"
+        )
+        return [sys.executable, "-c", code]
+
+    with running_server(command, env, cwd=ROOT) as server:
+        yield server.base, in_flight
     # The arbiter saw the silent worker, killed it and booted another: three workers in all.
-    assert "WORKER TIMEOUT" in output and output.count("Booting worker") == 3, output
-    assert "recorded as refused" in output, output
-
-
-def _ready(base: str) -> bool:
-    try:
-        return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _wait_for(condition, seconds: float, failure: str) -> None:
-    """Polls a condition that another process makes true (no event to wait on across processes)."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(failure)
-        time.sleep(0.05)
+    assert "WORKER TIMEOUT" in server.output and server.output.count("Booting worker") == 3, server.output
+    assert "recorded as refused" in server.output, server.output
 
 
 async def _served(base: str, key: str, count: int) -> list[int]:
@@ -89,7 +62,7 @@ async def test_a_blocked_worker_is_replaced_and_its_request_recorded_as_refused(
     async with httpx.AsyncClient(base_url=base, timeout=120) as client:
         blocked = asyncio.create_task(client.post("/graphql", json={"query": "{ viewer { name } }"}, headers=headers))
         await asyncio.to_thread(
-            _wait_for, lambda: any(in_flight.iterdir()), 30, "the blocking request never reached a worker"
+            wait_for, lambda: any(in_flight.iterdir()), 30, "the blocking request never reached a worker"
         )
         during = await _served(base, key, 5)  # the other worker serves while this one is stuck
         with pytest.raises(httpx.HTTPError):  # no answer: the worker is killed under the request
@@ -101,7 +74,7 @@ async def test_a_blocked_worker_is_replaced_and_its_request_recorded_as_refused(
         with Session(sync_engine) as session:
             return list(session.scalars(select(AccessRecord).where(AccessRecord.http_status == 503)))
 
-    await asyncio.to_thread(_wait_for, lambda: bool(recorded()), 30, "the lost request was never recorded")
+    await asyncio.to_thread(wait_for, lambda: bool(recorded()), 30, "the lost request was never recorded")
     [lost] = recorded()
     assert lost.outcome == "refused" and lost.error_code == "INTERNAL_SERVER_ERROR"
     assert lost.key_prefix == split_token(key)[0]  # as presented: the arbiter cannot check the secret

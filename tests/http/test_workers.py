@@ -1,13 +1,7 @@
 """Production shape: two worker processes on one PostgreSQL share one budget (and one ledger)."""
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 import pytest
@@ -15,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.data.models import AccessRecord
+from tests.server_process import LOOPBACK, PARTNER_API, partner_api_env, running_server
 
 CAPACITY, COST = 300, 55  # each request below reserves 55 points; refill is negligible
 PAGE = """query($p: ID!, $from: DateTime!, $to: DateTime!) {
@@ -26,47 +21,14 @@ practice { id } } } } }"""
 @contextmanager
 def serving_two_workers(database_url: str, **settings: str) -> Iterator[str]:
     """`partner-api serve --workers 2` on the database, with PARTNER_API_* settings; yields its base URL."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {
-        **os.environ,
-        "PARTNER_API_DATABASE_URL": database_url,
-        "PARTNER_API_SECRET_KEY": "shared",
-        **{f"PARTNER_API_{name.upper()}": value for name, value in settings.items()},
-    }
-    server = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "partner-api"),
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        else:
-            raise RuntimeError("the two workers did not start")
-        yield base
-    finally:
-        server.terminate()
-        output = server.communicate(timeout=30)[0]
-    assert output.count("Started server process") == 2, output
+    env = partner_api_env(database_url, secret_key="shared", **settings)
+
+    def command(port: int) -> list[str]:
+        return [PARTNER_API, "serve", "--host", LOOPBACK, "--port", str(port), "--workers", "2"]
+
+    with running_server(command, env) as server:
+        yield server.base
+    assert server.output.count("Started server process") == 2, server.output
 
 
 @pytest.fixture

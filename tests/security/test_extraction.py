@@ -80,12 +80,16 @@ def big_practice(sync_engine, world) -> str:
         return practice.public_id
 
 
+def page_variables(practice_id, start, end, page_size, after=None) -> dict:
+    """PAGE's variables: one page of the appointments starting in [start, end)."""
+    return {"p": practice_id, "from": start.isoformat(), "to": end.isoformat(), "n": page_size, "after": after}
+
+
 async def read_window(api, key, practice_id, start, end, page_size=50):
     """All pages of a window; returns (patient ids seen, refusal code or None)."""
     seen, after = set(), None
-    variables = {"p": practice_id, "from": start.isoformat(), "to": end.isoformat(), "n": page_size}
     while True:
-        response = await api.query(key, PAGE, {**variables, "after": after})
+        response = await api.query(key, PAGE, page_variables(practice_id, start, end, page_size, after))
         if response.errors:
             return seen, sorted(response.codes)[0]
         page = response.data["appointments"]
@@ -139,14 +143,7 @@ async def test_paging_through_the_whole_file_is_stopped_early_warned_and_the_key
     assert len(_alerts(sync_engine, AlertKind.QUARANTINE)) == 1
     # From now on the key is refused outright, with its own code, even for what it read already.
     again = await api.query(
-        world.keys["extractor"],
-        PAGE,
-        {
-            "p": big_practice,
-            "from": utcnow().isoformat(),
-            "to": (utcnow() + timedelta(days=1)).isoformat(),
-            "n": 1,
-        },
+        world.keys["extractor"], PAGE, page_variables(big_practice, utcnow(), utcnow() + timedelta(days=1), 1)
     )
     assert (again.status, again.codes) == (403, {"KEY_QUARANTINED"})
 
@@ -169,17 +166,8 @@ async def test_a_refusal_reveals_neither_the_limit_nor_the_headroom(make_api, wo
         operators.set_quarantine_on_refusal(session, "extractor", False)
     after = None
     while True:
-        page = await api.query(
-            world.keys["extractor"],
-            PAGE,
-            {
-                "p": big_practice,
-                "from": utcnow().isoformat(),
-                "to": (utcnow() + timedelta(days=30)).isoformat(),
-                "n": 50,
-                "after": after,
-            },
-        )
+        window = (utcnow(), utcnow() + timedelta(days=30))
+        page = await api.query(world.keys["extractor"], PAGE, page_variables(big_practice, *window, 50, after))
         if page.errors:
             break
         after = page.data["appointments"]["pageInfo"]["endCursor"]

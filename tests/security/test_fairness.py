@@ -6,8 +6,6 @@ cannot be asserted."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from bench.fairness import Partner, measure, served
@@ -17,22 +15,22 @@ pytestmark = pytest.mark.load
 
 
 async def test_a_flooding_partner_is_throttled_and_a_syncing_partner_keeps_being_served(
-    database_url, world: World, tmp_path: Path
+    database_url, world: World
 ):
     practice = world.practice_id("A")
     syncing, flooding = Partner(world.keys["no-contact"], practice), Partner(world.keys["full"], practice)
-    with served(database_url, tmp_path / "server.log") as base:
+    with served(database_url) as base:
         result = await measure(base, syncing, flooding, DAY)
     print("\n" + result.summary())
     assert result.problems() == []
 
 
 async def test_a_partner_flooding_hostile_documents_is_refused_and_a_syncing_partner_keeps_being_served(
-    database_url, world: World, tmp_path: Path
+    database_url, world: World
 ):
     practice = world.practice_id("A")
     syncing, flooding = Partner(world.keys["no-contact"], practice), Partner(world.keys["full"], practice)
-    with served(database_url, tmp_path / "server.log") as base:
+    with served(database_url) as base:
         result = await measure(base, syncing, flooding, DAY, kind="hostile")
     print("\n" + result.summary())
     assert result.problems() == []
