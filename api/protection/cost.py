@@ -114,12 +114,11 @@ class CostModel:
         operation: OperationDefinitionNode,
         fragments: Mapping[str, FragmentDefinitionNode],
         variables: Mapping[str, Any],
-        selected: set[tuple[str, str]] | None = None,
     ) -> int:
-        """The price of the operation; `selected` collects every (type, field) it may return."""
+        """The price of the operation, before it runs."""
         root = self.schema.get_root_type(operation.operation)
         assert root is not None
-        return _Pricer(self, fragments, variables, selected).selection_cost(root, operation.selection_set, None)
+        return _Pricer(self, fragments, variables).selection_cost(root, operation.selection_set, None)
 
     def actual_cost(
         self,
@@ -149,10 +148,9 @@ class _Pricer:
         model: CostModel,
         fragments: Mapping[str, FragmentDefinitionNode],
         variables: Mapping[str, Any],
-        selected: set[tuple[str, str]] | None = None,
     ) -> None:
         # A dict: graphql-core's value_from_ast_untyped takes no other mapping.
-        self.model, self.fragments, self.variables, self.selected = model, fragments, dict(variables), selected
+        self.model, self.fragments, self.variables = model, fragments, dict(variables)
         self._costs: dict[tuple[str, int, Sizing], int] = {}
         # The fields of each selection on each type, fragments flattened: a response repeats the
         # same selection once per list item, so the actual cost resolves it once.
@@ -256,8 +254,6 @@ class _Pricer:
             return 0
         field = parent.fields[name]
         cost = self.model.fields[(parent.name, name)]
-        if self.selected is not None:
-            self.selected.add((parent.name, name))
         returned = get_named_type(field.type)
         if node.selection_set is None or not isinstance(returned, GraphQLCompositeType):
             return cost.weight
