@@ -393,26 +393,31 @@ def _windows_ahead(day_start: datetime, practices: list[str]) -> list[Window]:
     return [Window(p, day_start - timedelta(days=7)) for p in practices]
 
 
-async def _page_step(attacker: Attacker, w: Window, day_start: datetime, n: int = 100) -> bool:
-    """One page of the window's day; False when the horizon is read through."""
-    if w.start >= day_start + timedelta(days=90):
-        return False
-    body = await attacker.request(
-        PAGE,
-        {
-            "p": w.practice,
-            "from": w.start.isoformat(),
-            "to": (w.start + timedelta(days=1)).isoformat(),
-            "n": n,
-            "after": w.after,
-        },
-        w.practice,
-    )
-    page = ((body or {}).get("data") or {}).get("appointments")
+def _day_variables(w: Window, **more: object) -> dict[str, object]:
+    """The variables of a page of the window's day, at its cursor."""
+    return {
+        "p": w.practice,
+        "from": w.start.isoformat(),
+        "to": (w.start + timedelta(days=1)).isoformat(),
+        "after": w.after,
+        **more,
+    }
+
+
+def _turn_page(w: Window, page: dict[str, Any] | None) -> None:
+    """On to the next page of the day, or to the next day when the day is read (or refused)."""
     if page and page["pageInfo"]["hasNextPage"]:
         w.after = page["pageInfo"]["endCursor"]
     else:
         w.start, w.after = w.start + timedelta(days=1), None
+
+
+async def _page_step(attacker: Attacker, w: Window, day_start: datetime, n: int = 100) -> bool:
+    """One page of the window's day; False when the horizon is read through."""
+    if w.start >= day_start + timedelta(days=90):
+        return False
+    body = await attacker.request(PAGE, _day_variables(w, n=n), w.practice)
+    _turn_page(w, ((body or {}).get("data") or {}).get("appointments"))
     return True
 
 
@@ -420,24 +425,12 @@ async def _nodes_step(attacker: Attacker, w: Window, day_start: datetime) -> boo
     """Ids of a day's appointments' patients, then their fields through `nodes`."""
     if w.start >= day_start + timedelta(days=90):
         return False
-    body = await attacker.request(
-        IDS_PAGE,
-        {
-            "p": w.practice,
-            "from": w.start.isoformat(),
-            "to": (w.start + timedelta(days=1)).isoformat(),
-            "after": w.after,
-        },
-        w.practice,
-    )
+    body = await attacker.request(IDS_PAGE, _day_variables(w), w.practice)
     page = ((body or {}).get("data") or {}).get("appointments")
     ids = sorted({e["node"]["patient"]["id"] for e in (page or {}).get("edges", []) if e["node"]["patient"]})
     if ids:
         await attacker.request(NODES, {"ids": ids}, w.practice)
-    if page and page["pageInfo"]["hasNextPage"]:
-        w.after = page["pageInfo"]["endCursor"]
-    else:
-        w.start, w.after = w.start + timedelta(days=1), None
+    _turn_page(w, page)
     return True
 
 

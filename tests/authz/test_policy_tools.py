@@ -85,24 +85,33 @@ def test_a_singleton_variable_is_reported(tmp_path):
     assert "Singleton variable scope" in message and f"broken.polar:{last_line(POLICY) + 2}:" in message
 
 
-def test_a_role_declared_without_has_role_points_at_its_resource_block(tmp_path):
-    broken = POLICY.replace(
-        'resource Patient {\n    permissions = ["read"];',
-        'resource Patient {\n    roles = ["reader"];\n    permissions = ["read"];',
-    )
+@pytest.mark.parametrize(
+    ("block_body", "expected", "lines_below_block", "at"),
+    [
+        pytest.param(
+            'roles = ["reader"];\n    permissions = ["read"];',
+            "Missing implementation for required rule has_role",
+            0,
+            ": error",
+            id="a role declared without has_role points at its resource block",
+        ),
+        pytest.param(
+            'permissions = ["read"];\n    "read" if "reader";',
+            'Undeclared term "reader"',
+            2,
+            ":15: error",
+            id="an undeclared term points at the term",
+        ),
+    ],
+)
+def test_a_mistake_in_a_resource_block_is_reported_where_it_stands(
+    tmp_path, block_body: str, expected: str, lines_below_block: int, at: str
+):
+    broken = POLICY.replace('resource Patient {\n    permissions = ["read"];', "resource Patient {\n    " + block_body)
     message = only_error(tmp_path, broken)
-    assert "Missing implementation for required rule has_role" in message
-    line = broken.splitlines().index("resource Patient {") + 1
-    assert f"broken.polar:{line}: error" in message
-
-
-def test_an_undeclared_term_in_a_resource_block_is_reported(tmp_path):
-    broken = POLICY.replace(
-        'resource Patient {\n    permissions = ["read"];',
-        'resource Patient {\n    permissions = ["read"];\n    "read" if "reader";',
-    )
-    message = only_error(tmp_path, broken)
-    assert 'Undeclared term "reader"' in message
+    assert expected in message
+    line = broken.splitlines().index("resource Patient {") + 1 + lines_below_block
+    assert f"broken.polar:{line}{at}" in message
 
 
 def test_a_typed_helper_argument_is_caught_because_its_filter_is_always_false(tmp_path):

@@ -105,6 +105,21 @@ def _alerts(sync_engine, kind: AlertKind | None = None) -> list[ExtractionAlert]
         return list(session.scalars(query.where(ExtractionAlert.kind == kind) if kind else query))
 
 
+async def quarantine_by_reading(make_api, world, big_practice, sync_engine, limit: int, page_size: int):
+    """Sets every grant's distinct-patient limit to `limit`, has the extractor read the next 30 days
+    of the big practice until refused, checks the key is quarantined since; returns the client."""
+    with Session(sync_engine) as session, session.begin():
+        session.execute(update(Grant).values(max_patients_per_window=limit))
+    api = make_api()
+    _, refusal = await read_window(
+        api, world.keys["extractor"], big_practice, utcnow(), utcnow() + timedelta(days=30), page_size
+    )
+    assert refusal == "EXTRACTION_LIMIT_EXCEEDED"
+    quarantined = await api.query(world.keys["extractor"], "{ viewer { name } }")
+    assert (quarantined.status, quarantined.codes) == (403, {"KEY_QUARANTINED"})
+    return api
+
+
 def _ids(sync_engine, partner: str, practice: str = "Grand Cabinet") -> tuple[int, int, int, list[int]]:
     """Internal ids: partner, its key, the practice, the practice's patients."""
     with Session(sync_engine) as session:
@@ -149,15 +164,7 @@ async def test_paging_through_the_whole_file_is_stopped_early_warned_and_the_key
 
 
 async def test_a_refusal_reveals_neither_the_limit_nor_the_headroom(make_api, world, big_practice, sync_engine):
-    with Session(sync_engine) as session, session.begin():
-        session.execute(update(Grant).values(max_patients_per_window=37))
-    api = make_api()
-    _, refusal = await read_window(
-        api, world.keys["extractor"], big_practice, utcnow(), utcnow() + timedelta(days=30), 50
-    )
-    assert refusal == "EXTRACTION_LIMIT_EXCEEDED"
-    response = await api.query(world.keys["extractor"], "{ viewer { name } }")
-    assert response.codes == {"KEY_QUARANTINED"}
+    api = await quarantine_by_reading(make_api, world, big_practice, sync_engine, limit=37, page_size=50)
     (refused,) = _alerts(sync_engine, AlertKind.REFUSAL)
     assert refused.threshold == 37  # the figures are the operator's
     # What the client was told, in the refusing response.
@@ -316,15 +323,7 @@ async def test_a_partner_churning_its_own_bookings_is_alerted(make_api, world, s
 
 
 async def test_a_quarantined_key_is_served_again_once_released(make_api, world, big_practice, sync_engine, cli):
-    with Session(sync_engine) as session, session.begin():
-        session.execute(update(Grant).values(max_patients_per_window=5))
-    api = make_api()
-    _, refusal = await read_window(
-        api, world.keys["extractor"], big_practice, utcnow(), utcnow() + timedelta(days=30), 10
-    )
-    assert refusal == "EXTRACTION_LIMIT_EXCEEDED"
-    quarantined = await api.query(world.keys["extractor"], "{ viewer { name } }")
-    assert (quarantined.status, quarantined.codes) == (403, {"KEY_QUARANTINED"})
+    api = await quarantine_by_reading(make_api, world, big_practice, sync_engine, limit=5, page_size=10)
     prefix = world.keys["extractor"].split("_")[1]
     assert "quarantined" in cli("key", "list", "extractor").output
     assert cli("key", "release", prefix).exit_code == 0

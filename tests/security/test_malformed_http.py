@@ -86,6 +86,23 @@ def valid_page(world: World) -> dict[str, object]:
     return {"p": world.practice_id("A"), **window_args(), "n": 2}
 
 
+def booking(**fields: object) -> Request:
+    """The booking mutation, these input fields over an hour of practice A's first practitioner;
+    a field given as a function is given the world."""
+
+    def body(world: World) -> dict[str, object]:
+        given = {name: value(world) if callable(value) else value for name, value in fields.items()}
+        slot = {
+            "practiceId": world.practice_id("A"),
+            "practitionerId": world.practitioners["A"][0],
+            "startsAt": window_args()["to"],
+            "endsAt": window_args()["to"].replace("T08", "T09"),
+        }
+        return {"query": BOOK, "variables": {"input": {**slot, **given}}}
+
+    return post(body)
+
+
 def with_cursor(alter: Callable[[str], str]) -> Request:
     """The page query after a cursor the server issued, altered."""
 
@@ -300,25 +317,7 @@ CASES = [
     Malformed("an empty date", page(**{"from": ""}), 400, "BAD_USER_INPUT"),
     Malformed(
         "birth date of February 30",
-        post(
-            lambda world: {
-                "query": BOOK,
-                "variables": {
-                    "input": {
-                        "practiceId": world.practice_id("A"),
-                        "practitionerId": world.practitioners["A"][0],
-                        "startsAt": window_args()["to"],
-                        "endsAt": window_args()["to"].replace("T08", "T09"),
-                        "newPatient": {
-                            "firstName": "A",
-                            "lastName": "B",
-                            "gender": "FEMALE",
-                            "birthDate": "1990-02-30",
-                        },
-                    }
-                },
-            }
-        ),
+        booking(newPatient={"firstName": "A", "lastName": "B", "gender": "FEMALE", "birthDate": "1990-02-30"}),
         400,
         "BAD_USER_INPUT",
         "1990-02-30",
@@ -397,21 +396,7 @@ CASES = [
     Malformed("an id longer than any id", page(p="prc_" + "a" * 200), 400, "BAD_USER_INPUT", "prc_" + "a" * 200),
     Malformed(
         "a line break in an idempotency key",
-        post(
-            lambda world: {
-                "query": BOOK,
-                "variables": {
-                    "input": {
-                        "practiceId": world.practice_id("A"),
-                        "practitionerId": world.practitioners["A"][0],
-                        "startsAt": window_args()["to"],
-                        "endsAt": window_args()["to"].replace("T08", "T09"),
-                        "patientId": world.patients["A"][0],
-                        "idempotencyKey": "sync\n42",
-                    }
-                },
-            }
-        ),
+        booking(patientId=lambda world: world.patients["A"][0], idempotencyKey="sync\n42"),
         400,
         "BAD_USER_INPUT",
         "sync\n42",

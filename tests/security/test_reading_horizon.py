@@ -2,7 +2,7 @@
 for patients the practice itself booked there, unless the practice opened history for a while."""
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import delete, select, update
@@ -41,37 +41,51 @@ VIEWER = "{ viewer { grants { practiceName daysBack daysAhead historyUntil } } }
 SECRETS = ("Ancienne", "Oubliée", "+33699000000", "ancienne@example.fr", "Motif ancien")
 
 
+def add_patient_of_a(
+    session: Session, who: tuple[str, str, str, str, str], status: AppointmentStatus, slots: list[tuple[datetime, int]]
+) -> tuple[Patient, list[Appointment]]:
+    """A new patient of practice A as `who` tells (first name, last name, phone, email, reason), with
+    an appointment of `status` with one of A's practitioners at each (start, change_seq) of `slots`."""
+    first_name, last_name, phone, email, reason = who
+    practice = session.scalar(select(Practice).where(Practice.name == "A"))
+    patient = Patient(
+        practice_id=practice.id,
+        first_name=first_name,
+        last_name=last_name,
+        gender=Gender.FEMALE,
+        phone=phone,
+        email=email,
+    )
+    session.add(patient)
+    session.flush()
+    practitioner_id = session.scalar(select(Appointment.practitioner_id).where(Appointment.practice_id == practice.id))
+    appointments = [
+        Appointment(
+            practice_id=practice.id,
+            practitioner_id=practitioner_id,
+            patient_id=patient.id,
+            starts_at=starts,
+            ends_at=starts + timedelta(minutes=20),
+            status=status,
+            reason=reason,
+            change_seq=change_seq,
+        )
+        for starts, change_seq in slots
+    ]
+    session.add_all(appointments)
+    session.flush()
+    return patient, appointments
+
+
 @pytest.fixture
 def former_patient(sync_engine, world) -> str:
     """A patient of practice A seen by the practice two months ago, and never since."""
     now = utcnow()
+    slots = [
+        ((now - timedelta(days=days)).replace(minute=0, second=0, microsecond=0), 1000 + days) for days in (60, 45, 40)
+    ]
     with Session(sync_engine) as session, session.begin():
-        practice = session.scalar(select(Practice).where(Practice.name == "A"))
-        patient = Patient(
-            practice_id=practice.id,
-            first_name="Ancienne",
-            last_name="Oubliée",
-            gender=Gender.FEMALE,
-            phone="+33699000000",
-            email="ancienne@example.fr",
-        )
-        session.add(patient)
-        session.flush()
-        a_patient_of_a = session.scalar(select(Appointment).where(Appointment.practice_id == practice.id))
-        for days in (60, 45, 40):
-            starts = (now - timedelta(days=days)).replace(minute=0, second=0, microsecond=0)
-            session.add(
-                Appointment(
-                    practice_id=practice.id,
-                    practitioner_id=a_patient_of_a.practitioner_id,
-                    patient_id=patient.id,
-                    starts_at=starts,
-                    ends_at=starts + timedelta(minutes=20),
-                    status=AppointmentStatus.FULFILLED,
-                    reason="Motif ancien",
-                    change_seq=1000 + days,
-                )
-            )
+        patient, _ = add_patient_of_a(session, SECRETS, AppointmentStatus.FULFILLED, slots)
         return patient.public_id
 
 
@@ -269,32 +283,7 @@ def distant_appointment(sync_engine, world) -> tuple[str, str, object]:
     (appointment id, patient id, its start)."""
     starts = (utcnow() + timedelta(days=120)).replace(hour=4, minute=10, second=0, microsecond=0)
     with Session(sync_engine) as session, session.begin():
-        practice = session.scalar(select(Practice).where(Practice.name == "A"))
-        patient = Patient(
-            practice_id=practice.id,
-            first_name="Lointaine",
-            last_name="Éloignée",
-            gender=Gender.FEMALE,
-            phone="+33688000000",
-            email="lointaine@example.fr",
-        )
-        session.add(patient)
-        session.flush()
-        practitioner_id = session.scalar(
-            select(Appointment.practitioner_id).where(Appointment.practice_id == practice.id)
-        )
-        appointment = Appointment(
-            practice_id=practice.id,
-            practitioner_id=practitioner_id,
-            patient_id=patient.id,
-            starts_at=starts,
-            ends_at=starts + timedelta(minutes=20),
-            status=AppointmentStatus.BOOKED,
-            reason="Motif lointain",
-            change_seq=2000,
-        )
-        session.add(appointment)
-        session.flush()
+        patient, (appointment,) = add_patient_of_a(session, DISTANT, AppointmentStatus.BOOKED, [(starts, 2000)])
         return appointment.public_id, patient.public_id, starts
 
 
