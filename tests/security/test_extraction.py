@@ -99,6 +99,15 @@ async def read_window(api, key, practice_id, start, end, page_size=50):
         after = page["pageInfo"]["endCursor"]
 
 
+def appointment_row(practice, doctor, patient, starts, minutes, now, seq, **more) -> dict:
+    """An `appointments` row for a bulk insert: `minutes` long, created `now`, change number `seq`."""
+    return dict(
+        public_id=new_public_id("Appointment"), practice_id=practice, practitioner_id=doctor, patient_id=patient,
+        starts_at=starts, ends_at=starts + timedelta(minutes=minutes), created_at=now, updated_at=now,
+        change_seq=seq, **more,
+    )
+
+
 def _alerts(sync_engine, kind: AlertKind | None = None) -> list[ExtractionAlert]:
     with Session(sync_engine) as session:
         query = select(ExtractionAlert).order_by(ExtractionAlert.id)
@@ -252,18 +261,10 @@ async def test_booking_and_cancelling_does_not_raise_the_limit(async_engine, syn
         session.execute(
             insert(Appointment),
             [
-                dict(
-                    public_id=new_public_id("Appointment"),
-                    practice_id=practice,
-                    practitioner_id=doctor,
-                    patient_id=p,
-                    starts_at=now + timedelta(days=1, minutes=i),
-                    ends_at=now + timedelta(days=1, minutes=i + 1),
+                appointment_row(
+                    practice, doctor, p, now + timedelta(days=1, minutes=i), 1, now, 10**6 + i,
                     status=AppointmentStatus.CANCELLED if i % 2 else AppointmentStatus.BOOKED,
                     source_partner_id=partner,
-                    created_at=now,
-                    updated_at=now,
-                    change_seq=10**6 + i,
                 )
                 for i, p in enumerate(invented)
             ],
@@ -287,16 +288,9 @@ async def test_the_baseline_is_computed_at_most_daily_and_grows_slowly(async_eng
         session.execute(
             insert(Appointment),
             [
-                dict(
-                    public_id=new_public_id("Appointment"),
-                    practice_id=practice,
-                    practitioner_id=doctor,
-                    patient_id=patients[i % PATIENTS],
-                    starts_at=now + timedelta(days=7 * w - 27, minutes=10 * i),
-                    ends_at=now + timedelta(days=7 * w - 27, minutes=10 * i + 5),
-                    created_at=now,
-                    updated_at=now,
-                    change_seq=2 * 10**6 + 1000 * w + i,
+                appointment_row(
+                    practice, doctor, patients[i % PATIENTS], now + timedelta(days=7 * w - 27, minutes=10 * i), 5, now,
+                    2 * 10**6 + 1000 * w + i,
                 )
                 for w in range(6)
                 for i in range(2 * first.limit)

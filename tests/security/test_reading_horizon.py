@@ -420,18 +420,22 @@ def last_disclosure_of(sync_engine, appointment_id: str) -> FieldGroup:
         )
 
 
+def days_ahead(days: int) -> datetime:
+    return (utcnow() + timedelta(days=days)).replace(hour=5, minute=20, second=0, microsecond=0)
+
+
+async def reschedule_twice_then_read_the_reason(api, world, appointment_id: str, first, second) -> None:
+    """One document moves the appointment to `first`, then to `second`, reading its reason there."""
+    moves = {"first": move(appointment_id, first)["input"], "second": move(appointment_id, second)["input"]}
+    response = await api.query(world.keys["full"], TWICE, moves)
+    assert response.errors == [] and response.data["r2"]["appointment"]["reason"] == "Suivi"
+
+
 async def test_a_reason_read_inside_the_horizon_is_not_marked_history_because_the_record_was_first_built_outside(
     api, world, sync_engine
 ):
     appointment_id = await own_booking(api, world)
-    far = (utcnow() + timedelta(days=120)).replace(hour=5, minute=20, second=0, microsecond=0)
-    near = (utcnow() + timedelta(days=3)).replace(hour=5, minute=20, second=0, microsecond=0)
-    response = await api.query(
-        world.keys["full"],
-        TWICE,
-        {"first": move(appointment_id, far)["input"], "second": move(appointment_id, near)["input"]},
-    )
-    assert response.errors == [] and response.data["r2"]["appointment"]["reason"] == "Suivi"
+    await reschedule_twice_then_read_the_reason(api, world, appointment_id, days_ahead(120), days_ahead(3))
     assert last_disclosure_of(sync_engine, appointment_id) == FieldGroup.APPOINTMENT | FieldGroup.REASON
 
 
@@ -441,14 +445,7 @@ async def test_a_reason_read_outside_the_horizon_through_history_is_marked_even_
     appointment_id = await own_booking(api, world)
     with Session(sync_engine) as session, session.begin():
         operators.allow_history(session, "full", "A", utcnow() + timedelta(hours=1))
-    far = (utcnow() + timedelta(days=120)).replace(hour=5, minute=20, second=0, microsecond=0)
-    near = (utcnow() + timedelta(days=3)).replace(hour=5, minute=20, second=0, microsecond=0)
-    response = await api.query(
-        world.keys["full"],
-        TWICE,
-        {"first": move(appointment_id, near)["input"], "second": move(appointment_id, far)["input"]},
-    )
-    assert response.errors == [] and response.data["r2"]["appointment"]["reason"] == "Suivi"
+    await reschedule_twice_then_read_the_reason(api, world, appointment_id, days_ahead(3), days_ahead(120))
     assert (
         last_disclosure_of(sync_engine, appointment_id)
         == FieldGroup.APPOINTMENT | FieldGroup.REASON | FieldGroup.HISTORY
