@@ -88,7 +88,8 @@ class GraphQLPipeline:
        `write`): a served one is committed here with its access record, in its own session's
        transaction, and undone when the record cannot be written; a refused one is rolled back at
        the end of step 3. The budget charge and the distinct-patient windows keep their own commits
-       in step 4, before the write (after it, they join it).
+       in step 4, before the write (after it, they join it); a refusal's quarantine and alerts stand
+       even when the write is undone (`UnitOfWork.keep`), and a quarantined key writes nothing more.
     6. `observe`: metrics (api/http/metrics.py) and the request's log line (api/http/logs.py).
 
     A failure of the database outside GraphQL execution (steps 2 to 4) is a 503 (`unavailable`),

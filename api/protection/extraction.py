@@ -40,6 +40,8 @@ __all__ = ["Budget", "Commit", "ExtractionGuard", "extraction_refused"]
 # Commits the caller's transaction, then calls what is given (the webhook's wake-up). In a request,
 # the unit of work's `commit`: joined to a held write, it commits with the write's access record.
 Commit = Callable[[Callable[[], None] | None], Awaitable[None]]
+# Registers a step that must stand even if the request's held write is rolled back (UnitOfWork.keep).
+Keep = Callable[[Callable[[AsyncSession], Awaitable[object]], Callable[[], None] | None], None]
 
 
 def _committing(session: AsyncSession) -> Commit:
@@ -136,9 +138,11 @@ class ExtractionGuard:
         new: Collection[int],
         now: datetime,
         commit: Commit | None = None,
+        keep: Keep | None = None,
     ) -> None:
         """Record the disclosure of patients new in the short window, or raise EXTRACTION_LIMIT_EXCEEDED;
-        commits (with `commit`, default the session's own).
+        commits (with `commit`, default the session's own). A refusal's alerts and quarantine are
+        also handed to `keep`: they stand even if a write held by the request is rolled back.
 
         A key quarantined since its request was authenticated (by a refusal in this request or a
         concurrent one) is admitted no new patient."""
@@ -173,7 +177,7 @@ class ExtractionGuard:
             return
         over = [(b, held, fresh) for b, held, fresh in counts if held + fresh > b.limit]
         if over:
-            await self._refuse(session, commit, partner_id, key_id, practice_id, over, now)
+            await self._refuse(session, commit, keep, partner_id, key_id, practice_id, over, now)
         await self._record(session, partner_id, practice_id, new, known, now)
         raised = [
             await alerts.record(
@@ -242,36 +246,43 @@ class ExtractionGuard:
         self,
         session: AsyncSession,
         commit: Commit,
+        keep: Keep | None,
         partner_id: int,
         key_id: int,
         practice_id: int,
         over: list[tuple[Budget, int, int]],
         now: datetime,
     ) -> None:
-        async def alert(kind: AlertKind, budget: Budget, held: int, fresh: int) -> ExtractionAlert | None:
-            new = alerts.NewAlert(
-                kind, partner_id, practice_id, key_id, now, held, budget.limit, budget.window_hours,
-                patients_refused=fresh,
-            )
-            return await alerts.record(session, new)
+        async def contain(session: AsyncSession) -> bool:
+            """The refusal's alerts and the key's quarantine; whether any alert was raised."""
 
-        raised = [await alert(AlertKind.REFUSAL, b, held, fresh) for b, held, fresh in over]
-        quarantined = False
-        policy = (
-            await session.execute(select(Partner.quarantine_on_refusal).where(Partner.id == partner_id))
-        ).scalar_one()
-        if policy:
-            quarantined = True
-            newly = cast(
-                CursorResult[Any],
-                await session.execute(
-                    update(PartnerKey)
-                    .where(PartnerKey.id == key_id, PartnerKey.quarantined_at.is_(None))
-                    .values(quarantined_at=now)
-                    .execution_options(synchronize_session=False)
-                ),
-            ).rowcount
-            if newly:
-                raised.append(await alert(AlertKind.QUARANTINE, *over[0]))
-        await commit(self.on_alert if any(raised) else None)
-        raise extraction_refused(quarantined)
+            async def alert(kind: AlertKind, budget: Budget, held: int, fresh: int) -> ExtractionAlert | None:
+                new = alerts.NewAlert(
+                    kind, partner_id, practice_id, key_id, now, held, budget.limit, budget.window_hours,
+                    patients_refused=fresh,
+                )
+                return await alerts.record(session, new)
+
+            raised = [await alert(AlertKind.REFUSAL, b, held, fresh) for b, held, fresh in over]
+            if quarantines:
+                newly = cast(
+                    CursorResult[Any],
+                    await session.execute(
+                        update(PartnerKey)
+                        .where(PartnerKey.id == key_id, PartnerKey.quarantined_at.is_(None))
+                        .values(quarantined_at=now)
+                        .execution_options(synchronize_session=False)
+                    ),
+                ).rowcount
+                if newly:
+                    raised.append(await alert(AlertKind.QUARANTINE, *over[0]))
+            return any(raised)
+
+        quarantines = bool(
+            (await session.execute(select(Partner.quarantine_on_refusal).where(Partner.id == partner_id))).scalar_one()
+        )
+        raised = await contain(session)
+        if keep is not None:
+            keep(contain, self.on_alert)
+        await commit(self.on_alert if raised else None)
+        raise extraction_refused(quarantines)

@@ -39,9 +39,6 @@ class Loaders:
 
     def __init__(self, uow: UnitOfWork, extraction: ExtractionGuard, fields: ReadableFields) -> None:
         self._uow, self._extraction, self._fields = uow, extraction, fields
-        # Once a refusal quarantines the key, the rest of the request is served no new patient:
-        # later batches (another mutation, another nesting depth) see it here.
-        self._halted: ApiError | None = None
         self.practices: DataLoader[int, models.Practice | None] = DataLoader(
             _in_order(lambda ids: reads.by_ids(uow, models.Practice, ids))
         )
@@ -60,17 +57,17 @@ class Loaders:
         refused: dict[int, ApiError] = {}
         partner_id, key_id = uow.principal.partner_id, uow.principal.key_id
         for practice_id, patient_ids in by_practice.items():
-            if self._halted is not None:
-                refused[practice_id] = self._halted
+            if uow.halted is not None:  # quarantined by an earlier batch (another mutation or depth)
+                refused[practice_id] = uow.halted
                 continue
             try:
                 async with uow.transaction() as session:
                     await self._extraction.admit(
-                        session, partner_id, key_id, practice_id, patient_ids, uow.request_time, uow.commit
+                        session, partner_id, key_id, practice_id, patient_ids, uow.request_time, uow.commit, uow.keep
                     )
             except ApiError as error:
                 refused[practice_id] = error
                 if error.extensions.get("quarantined"):
-                    self._halted = error
+                    uow.halted = error
         results: list[Any] = [refused.get(found[i].row.practice_id, found[i]) if i in found else None for i in ids]
         return results

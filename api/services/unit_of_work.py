@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager, nullcontext
 from datetime import datetime
 from typing import Any
@@ -51,7 +51,11 @@ class UnitOfWork:
         self._lock = asyncio.Lock()
         self._held: AsyncExitStack | None = None  # from the first write to the record: the writer lock
         self._after_commit: list[Callable[[], None]] = []
+        # What must stand whatever becomes of a held write (`keep`): redone if the write is rolled back.
+        self._kept: list[tuple[Callable[[AsyncSession], Awaitable[object]], Callable[[], None] | None]] = []
         self.lost = False  # a rollback discarded held writes: the pipeline must not report them done
+        # Set once a refusal quarantined the key: the rest of the request reads no new patient and writes nothing.
+        self.halted: ApiError | None = None
 
     @property
     def principal(self) -> Principal:
@@ -106,7 +110,10 @@ class UnitOfWork:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
         """The session for a booking, rescheduling or cancellation, which must not commit: its access
-        record commits it (`finish`). SQLite's writer lock stays held until then."""
+        record commits it (`finish`). SQLite's writer lock stays held until then. Refused once the
+        key was quarantined in this request."""
+        if self.halted is not None:
+            raise self.halted
         async with self._lock:
             if self._held is None:
                 held = AsyncExitStack()
@@ -131,18 +138,29 @@ class UnitOfWork:
         if after is not None:
             after()
 
+    def keep(self, step: Callable[[AsyncSession], Awaitable[object]], after: Callable[[], None] | None = None) -> None:
+        """A step already done in the session that must stand whatever becomes of a held write (a
+        refusal's quarantine and alerts): if the write is rolled back, the step is done again and
+        committed alone, then `after` is called. Without a held write, `commit` kept it already."""
+        if self._held is not None:
+            self._kept.append((step, after))
+
     async def finish(self, commit: bool) -> None:
         """Ends a held write: committed with what the caller added to the session (the access record),
-        or rolled back. Raises when the commit fails; the write is then undone."""
+        or rolled back, what was kept (`keep`) then committed alone. Raises when the commit fails; the
+        write is then undone, and what was kept still committed."""
         held, self._held = self._held, None
         try:
             if commit:
                 await self.session.commit()
+                self._kept.clear()
             else:
                 await self.session.rollback()
+                await self._redo_kept()
         except BaseException:
             with contextlib.suppress(Exception):  # the commit's failure is what must go on
                 await self.session.rollback()
+                await self._redo_kept()
             raise
         finally:
             if held is not None:
@@ -150,6 +168,17 @@ class UnitOfWork:
         if commit:
             for callback in self._after_commit:
                 callback()
+
+    async def _redo_kept(self) -> None:
+        kept, self._kept = self._kept, []
+        if not kept:
+            return
+        for step, _ in kept:
+            await step(self.session)
+        await self.session.commit()
+        for _, after in kept:
+            if after is not None:
+                after()
 
     async def _rollback(self) -> None:
         if self._held is not None:

@@ -386,46 +386,84 @@ async def test_both_windows_are_counted_through_their_index(async_engine, sync_e
             assert ("partner_id", "practice_id", budget.first_at.key) in keys
 
 
-async def test_a_key_quarantined_by_one_mutation_gets_no_new_patient_in_the_next_one_of_the_same_document(
-    make_api, world, sync_engine
-):
+async def _limit_one_and_two_appointments(world, sync_engine, api) -> tuple[str, str]:
+    """Budgets of one patient per practice, the one at A spent; an appointment of another patient at
+    A and one at B, both booked."""
     with Session(sync_engine) as session, session.begin():
         operators.grant_practice(session, "full", "B", set(Scope))
         session.execute(update(Grant).where(Grant.revoked_at.is_(None)).values(max_patients_per_window=1))
-    api = make_api()
     first_at_a = await api.query(
         world.keys["full"],
         "query($id: ID!) { node(id: $id) { ... on Patient { firstName } } }",
         {"id": world.patients["A"][0]},
     )
     assert first_at_a.errors == []  # the one patient the budget at A allows
-    document = """mutation($a: ID!, $b: ID!) {
-      m1: cancelAppointment(appointmentId: $a) { appointment { id patient { id firstName } } }
-      m2: cancelAppointment(appointmentId: $b) { appointment { id patient { id firstName } } } }"""
-    with Session(sync_engine) as session:  # an appointment of another patient at A, and one at B
+    with Session(sync_engine) as session:
         a, b = (
             session.scalar(
                 select(Appointment.public_id)
                 .join(Patient)
-                .where(Patient.practice_id == world.practices[name].id, Patient.public_id != world.patients["A"][0])
+                .where(
+                    Patient.practice_id == world.practices[name].id,
+                    Patient.public_id != world.patients["A"][0],
+                    Appointment.status == AppointmentStatus.BOOKED,
+                )
             )
             for name in ("A", "B")
         )
-    response = await api.query(world.keys["full"], document, {"a": a, "b": b})
-    assert (
-        response.data["m1"]["appointment"]["patient"] is None and response.data["m2"]["appointment"]["patient"] is None
-    )
-    assert {(e["path"][0], e["extensions"]["code"]) for e in response.errors} == {
-        ("m1", "EXTRACTION_LIMIT_EXCEEDED"),
-        ("m2", "EXTRACTION_LIMIT_EXCEEDED"),
-    }
+    return a, b
+
+
+def _contained(sync_engine, world, *appointments: str) -> None:
+    """The key is quarantined with its refusal and quarantine alerts, the appointments still booked,
+    and no patient of B recorded."""
     with Session(sync_engine) as session:
+        key = session.scalar(select(PartnerKey).where(PartnerKey.prefix == world.keys["full"].split("_")[1]))
+        statuses = set(session.scalars(select(Appointment.status).where(Appointment.public_id.in_(appointments))))
         disclosed_at_b = session.scalar(
             select(func.count())
             .select_from(PatientDisclosure)
             .where(PatientDisclosure.practice_id == world.practices["B"].id)
         )
-    assert disclosed_at_b == 0
+    assert key is not None and key.quarantined_at is not None
+    assert {a.kind for a in _alerts(sync_engine)} >= {AlertKind.REFUSAL, AlertKind.QUARANTINE}
+    assert statuses == {AppointmentStatus.BOOKED} and disclosed_at_b == 0
+
+
+async def test_a_key_quarantined_by_one_mutation_reads_and_writes_nothing_more_in_the_same_document(
+    make_api, world, sync_engine
+):
+    api = make_api()
+    a, b = await _limit_one_and_two_appointments(world, sync_engine, api)
+    document = """mutation($a: ID!, $b: ID!) {
+      m1: cancelAppointment(appointmentId: $a) { appointment { id patient { id firstName } } }
+      m2: cancelAppointment(appointmentId: $b) { appointment { id patient { id firstName } } } }"""
+    response = await api.query(world.keys["full"], document, {"a": a, "b": b})
+    # m2 is refused before it writes; a refused document keeps no write (api/services/unit_of_work.py).
+    assert response.data is None
+    assert {(e["path"][0], e["extensions"]["code"]) for e in response.errors} == {
+        ("m1", "EXTRACTION_LIMIT_EXCEEDED"),
+        ("m2", "EXTRACTION_LIMIT_EXCEEDED"),
+    }
+    _contained(sync_engine, world, a, b)
+
+
+async def test_a_refusal_in_a_document_that_ends_unserved_still_quarantines_the_key_and_alerts(
+    make_api, world, sync_engine
+):
+    """A refusal inside a held write must not be undone with that write: otherwise a failing last
+    mutation would let a key probe its limit again and again, unseen."""
+    api = make_api()
+    a, _ = await _limit_one_and_two_appointments(world, sync_engine, api)
+    document = """mutation($a: ID!) {
+      m1: cancelAppointment(appointmentId: $a) { appointment { id patient { id firstName } } }
+      m2: cancelAppointment(appointmentId: "apt_nope") { appointment { id } } }"""
+    response = await api.query(world.keys["full"], document, {"a": a})
+    assert response.data is None
+    assert ("m1", "EXTRACTION_LIMIT_EXCEEDED") in {(e["path"][0], e["extensions"]["code"]) for e in response.errors}
+    _contained(sync_engine, world, a)
+    again = await api.query(world.keys["full"], "{ viewer { name } }")
+    assert (again.status, again.codes) == (403, {"KEY_QUARANTINED"})
 
 
 async def test_patients_a_partner_created_itself_never_spend_its_distinct_patient_budget(make_api, world, sync_engine):
