@@ -10,9 +10,9 @@ from collections.abc import Iterator
 
 from sqlalchemy.exc import DBAPIError, DisconnectionError, PendingRollbackError
 
-from api.errors import DATABASE_UNAVAILABLE
+from api.errors import DATABASE_UNAVAILABLE, ApiError, timed_out, unavailable
 
-__all__ = ["DATABASE_UNAVAILABLE", "QUERY_CANCELED", "is_database_unavailable", "is_statement_timeout"]
+__all__ = ["QUERY_CANCELED", "database_refusal", "is_database_unavailable", "is_statement_timeout"]
 
 QUERY_CANCELED = "57014"  # SQLSTATE of a statement stopped by statement_timeout
 # SQLSTATEs of a server that is not there for us: class 08 (connection exception), and 57P01-57P03
@@ -39,9 +39,8 @@ def is_database_unavailable(error: BaseException | None) -> bool:
     to it was lost, the session still holds the transaction it lost, or SQLite stayed locked by another
     writer past its busy timeout."""
     return any(
-        isinstance(
-            cause, (DisconnectionError, PendingRollbackError, ConnectionError, socket.gaierror)
-        )  # the socket: refused, reset, DNS
+        # ConnectionError, gaierror: the socket was refused or reset, or the name did not resolve.
+        isinstance(cause, (DisconnectionError, PendingRollbackError, ConnectionError, socket.gaierror))
         or _unavailable_state(getattr(cause, "sqlstate", None))
         or (isinstance(cause, DBAPIError) and cause.connection_invalidated)
         or (
@@ -54,3 +53,13 @@ def is_database_unavailable(error: BaseException | None) -> bool:
 
 def _unavailable_state(sqlstate: object) -> bool:
     return isinstance(sqlstate, str) and (sqlstate.startswith(_UNREACHABLE_CLASS) or sqlstate in _UNAVAILABLE_STATES)
+
+
+def database_refusal(error: BaseException | None, statement_timeout: float) -> ApiError | None:
+    """What the client is told of a database failure (a statement stopped by its timeout, a database
+    out of reach), wherever it surfaced; None when the error is no such failure."""
+    if is_statement_timeout(error):
+        return timed_out("statement", statement_timeout)
+    if is_database_unavailable(error):
+        return unavailable("The database is temporarily unavailable; retry later.", DATABASE_UNAVAILABLE)
+    return None

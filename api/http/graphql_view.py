@@ -29,8 +29,8 @@ from strawberry.http import GraphQLRequestData
 from strawberry.schema import BaseSchema
 from strawberry.types import ExecutionResult
 
-from api.data.failures import is_database_unavailable, is_statement_timeout
-from api.errors import DATABASE_UNAVAILABLE, TIMEOUT, ApiError, ErrorCode, bad_input, timed_out, unavailable
+from api.data.failures import database_refusal
+from api.errors import DATABASE_UNAVAILABLE, TIMEOUT, ApiError, ErrorCode, bad_input
 from api.http.outcome import Outcome, refused
 from api.schema.context import GraphQLContext
 
@@ -68,14 +68,13 @@ def classify(error: GraphQLError, request_id: str, statement_timeout: float = 0)
     original = error.original_error
     if isinstance(original, ApiError):
         return error
-    if is_statement_timeout(original):
-        return _replaced(error, timed_out("statement", statement_timeout))
-    if is_database_unavailable(original):
-        # The exception as its types and frames (api.http.logs), never its text: that quotes the statement.
-        logger.warning("database unavailable in request %s at %s", request_id, error.path, exc_info=original)
-        away = unavailable("The database is temporarily unavailable; retry later.", DATABASE_UNAVAILABLE)
-        away.extensions["requestId"] = request_id
-        return _replaced(error, away)
+    failure = database_refusal(original, statement_timeout)
+    if failure is not None:
+        if failure.extensions.get("reason") == DATABASE_UNAVAILABLE:
+            # The exception as its types and frames (api.http.logs), never its text: that quotes the statement.
+            logger.warning("database unavailable in request %s at %s", request_id, error.path, exc_info=original)
+            failure.extensions["requestId"] = request_id
+        return _replaced(error, failure)
     # graphql-core's own errors, and strawberry's coercion of an input (a DateTime that is no
     # date, an Int out of range) wrapped in one, are about the request, not the server.
     if original is None or isinstance(original, GraphQLError):

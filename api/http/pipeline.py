@@ -19,7 +19,7 @@ from starlette.types import Message
 
 from api.clock import Clock, system_clock
 from api.data.database import WriterLock
-from api.data.failures import is_database_unavailable, is_statement_timeout
+from api.data.failures import database_refusal, is_database_unavailable
 from api.errors import (
     CLIENT_CLOSED_REQUEST,
     CLIENT_DISCONNECTED,
@@ -266,19 +266,10 @@ class GraphQLPipeline:
 
     def unavailable(self, error: Exception, request_id: str) -> Outcome:
         """A database failure outside GraphQL execution (the gate, authentication, the timeout's cleanup)."""
-        if is_statement_timeout(error):
-            return refused(503, timed_out("statement", self.settings.statement_timeout_seconds), request_id)
-        if is_database_unavailable(error):
-            return refused(
-                503,
-                unavailable("The database is temporarily unavailable; retry later.", DATABASE_UNAVAILABLE),
-                request_id,
-            )
-        return refused(
-            503,
-            ApiError(ErrorCode.INTERNAL_SERVER_ERROR, "The service is temporarily unavailable; retry later."),
-            request_id,
+        failure = database_refusal(error, self.settings.statement_timeout_seconds) or ApiError(
+            ErrorCode.INTERNAL_SERVER_ERROR, "The service is temporarily unavailable; retry later."
         )
+        return refused(503, failure, request_id)
 
     async def record(self, outcome: Outcome, entry: AccessEntry) -> tuple[Outcome, AccessEntry]:
         """Step 5: the access ledger and the refund, committed before the response leaves; for a served

@@ -52,6 +52,7 @@ def _committing(session: AsyncSession) -> Commit:
 
     return commit
 
+
 _ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 
 
