@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, Exists, case, exists, func, insert, select, text, update
+from sqlalchemy import ColumnElement, CursorResult, case, exists, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -93,12 +93,17 @@ class ExtractionGuard:
         self.month = timedelta(days=settings.extraction_long_window_days)
         self.on_alert = on_alert or (lambda: None)  # wakes the webhook sender of this process
 
-    def already_disclosed(self, partner_id: int, now: datetime) -> Exists:
-        """For a query of patients: whether the partner already read each one at its practice in the
-        short window. Those cost nothing more, and a request that reads only those needs no write."""
-        return exists().where(
-            PatientDisclosure.partner_id == partner_id, PatientDisclosure.practice_id == Patient.practice_id,
-            PatientDisclosure.patient_id == Patient.id, PatientDisclosure.day_first_at >= now - self.day,
+    def exempt(self, partner_id: int, now: datetime) -> ColumnElement[bool]:
+        """For a query of patients: whether each costs the partner nothing more, so that a request
+        reading only those needs no write: the partner already read it at its practice in the short
+        window, or created it itself with a booking (not the practice's file: reading it back takes
+        nothing from it, and an extractor's invented patients cannot change what the budget lets through)."""
+        return or_(
+            exists().where(
+                PatientDisclosure.partner_id == partner_id, PatientDisclosure.practice_id == Patient.practice_id,
+                PatientDisclosure.patient_id == Patient.id, PatientDisclosure.day_first_at >= now - self.day,
+            ),
+            Patient.source_partner_id == partner_id,
         )
 
     async def budgets(

@@ -230,17 +230,14 @@ async def patients(
     uow: UnitOfWork, extraction: ExtractionGuard, horizons: Horizons, ids: Sequence[int]
 ) -> tuple[dict[int, LoadedPatient], set[int]]:
     """The visible patients among `ids`, whether each is inside the reading horizon, and which of
-    them the partner has not read in the extraction window (one query: the known ones need no write)."""
-    known = extraction.already_disclosed(uow.principal.partner_id, uow.request_time)
+    them the distinct-patient budget must admit (one query: the others need no write)."""
+    exempt = extraction.exempt(uow.principal.partner_id, uow.request_time)
     inside = horizons.patient_inside(uow.principal.partner_id)
-    statement = uow.authorized(Patient).where(Patient.id.in_(set(ids))).add_columns(known, inside)
+    statement = uow.authorized(Patient).where(Patient.id.in_(set(ids))).add_columns(exempt, inside)
     rows = (await uow.execute(statement)).all()
     return (
         {patient.id: LoadedPatient(patient, bool(in_horizon)) for patient, _, in_horizon in rows},
-        # A patient the partner created itself, with a booking, is not the practice's file: reading it
-        # back takes nothing from it, so it never spends the distinct-patient budget (and an
-        # extractor's invented patients cannot change what the budget lets through).
-        {patient.id for patient, seen, _ in rows if not seen and patient.source_partner_id != uow.principal.partner_id},
+        {patient.id for patient, free, _ in rows if not free},
     )
 
 
