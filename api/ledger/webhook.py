@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -26,6 +26,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from standardwebhooks import Webhook
 
+from api.data.database import WriterLock
 from api.data.models import AlertDelivery
 from api.settings import Settings
 from api.timeutil import utcnow
@@ -59,7 +60,7 @@ class WebhookSender:
         self,
         settings: Settings,
         sessions: async_sessionmaker[AsyncSession],
-        writer_lock: Callable[[AsyncSession], AbstractAsyncContextManager[None]] | None = None,
+        writer_lock: WriterLock | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.settings = settings

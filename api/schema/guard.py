@@ -46,12 +46,18 @@ def resolve_field(source: Any, name: str) -> object:
     return value
 
 
-@lru_cache(maxsize=256)
 def _qualified(cls: type, python_name: str) -> str:
-    """"Type.field", the name the policy and the ledger give a field of strawberry type `cls`."""
+    return _qualified_names(cls)[python_name]
+
+
+@lru_cache(maxsize=256)
+def _qualified_names(cls: type) -> dict[str, str]:
+    """Each field of strawberry type `cls` by its Python name -> "Type.field", the name the policy
+    and the ledger give it."""
     definition = get_object_definition(cls, strict=True)
-    field = next(f for f in definition.fields if f.python_name == python_name)
-    return f"{definition.name}.{field.graphql_name or to_camel_case(python_name)}"
+    return {
+        f.python_name: f"{definition.name}.{f.graphql_name or to_camel_case(f.python_name)}" for f in definition.fields
+    }
 
 
 def require(source: Any, field: str) -> None:
@@ -61,16 +67,12 @@ def require(source: Any, field: str) -> None:
 
 @lru_cache(maxsize=1024)
 def _forbidden_values(cls: type, readable: frozenset[str]) -> tuple[tuple[str, Forbidden], ...]:
-    definition = get_object_definition(cls, strict=True)
-    names = (
-        (f.python_name, f"{definition.name}.{f.graphql_name or to_camel_case(f.python_name)}")
-        for f in definition.fields
-    )
+    qualified = _qualified_names(cls)
     # Only plain data fields: fields with resolvers check for themselves with `require`.
     return tuple(
-        (python_name, Forbidden(qualified))
-        for (python_name, qualified), f in zip(names, definition.fields, strict=True)
-        if f.base_resolver is None and qualified not in readable
+        (f.python_name, Forbidden(qualified[f.python_name]))
+        for f in get_object_definition(cls, strict=True).fields
+        if f.base_resolver is None and qualified[f.python_name] not in readable
     )
 
 
