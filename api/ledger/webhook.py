@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,10 +25,10 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from standardwebhooks import Webhook
 
+from api.clock import Clock, system_clock
 from api.data.database import WriterLock
 from api.data.models import AlertDelivery
 from api.settings import Settings
-from api.timeutil import utcnow
 
 __all__ = ["BACKOFF_BASE", "DeliveryRound", "WebhookSender", "backoff"]
 
@@ -61,7 +60,7 @@ class WebhookSender:
         settings: Settings,
         sessions: async_sessionmaker[AsyncSession],
         writer_lock: WriterLock | None = None,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Clock = system_clock,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
