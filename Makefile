@@ -2,6 +2,9 @@
 PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed-from-pyproject
+# The integrators' Node tools (graphql-http's audit, codegen, relay-compiler...) that tests run.
+NODE_TOOLS := tests/node
+NODE_STAMP := $(NODE_TOOLS)/node_modules/.installed-from-lock
 
 .PHONY: demo test lint schema postgres-binaries
 
@@ -9,7 +12,7 @@ demo: $(STAMP)
 	$(VENV)/bin/partner-api demo
 
 # The whole suite, each database test on SQLite and on a PostgreSQL server the tests start.
-test: $(STAMP) postgres-binaries
+test: $(STAMP) postgres-binaries $(NODE_STAMP)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # ruff (pyproject.toml [tool.ruff]) over the code, tests, benchmarks and migrations; strict mypy on
@@ -33,3 +36,9 @@ postgres-binaries:
 	  [ "$$(id -u)" = 0 ] || { echo "make test: PostgreSQL server binaries are missing: run as root, or apt-get install postgresql, or set PARTNER_API_TEST_POSTGRES_URL" >&2; exit 1; }; \
 	  echo "make test: installing Debian's postgresql package"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null; }
+
+# (Re)installed from the lock file when missing or older than it.
+$(NODE_STAMP): $(NODE_TOOLS)/package-lock.json
+	@command -v npm >/dev/null || { echo "make test: Node.js and npm are missing: apt-get install nodejs npm" >&2; exit 1; }
+	cd $(NODE_TOOLS) && npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
