@@ -48,6 +48,7 @@ import httpx
 from sqlalchemy import Select, func, select, text
 from sqlalchemy.orm import Session
 
+from api.clock import shifted
 from api.data import models
 from api.data.database import make_async_engine, make_session_factory, make_sync_engine
 from api.data.migrate import upgrade
@@ -57,13 +58,16 @@ from api.http.app import create_app
 from api.ledger import access as ledger
 from api.schema import build_schema
 from api.settings import Settings
-from bench import explain, policy
+from bench import _clocked_app, explain, policy
 from bench.bare import bare_asgi, bare_schema, in_memory_context
 from bench.open_authorizer import OpenAuthorizer
 
 HERE = Path(__file__).resolve().parent
 DATA, RESULTS = HERE / "data", HERE / "results"
 REFERENCE = reference_date_for(2020)  # the page: the busiest practice's first 50 of 31 days from it
+# The apps run on the data's clock, the system time moved to the reference day: the page then lies inside
+# the partner's reading horizon (days back, days ahead), as a partner's working page does.
+CLOCK_OFFSET = datetime.combine(REFERENCE, datetime.min.time(), tzinfo=UTC) - datetime.now(UTC)
 SIZES.setdefault("10k", SeedSize("10k", practices=10, practitioners=40, patients=2_000, appointments=10_000))
 PARTNER = "Logimed"
 PAGE = """query Page($p: ID!, $from: DateTime!, $to: DateTime!) {
@@ -239,7 +243,9 @@ async def in_process(
             name: str, database_url: str, keys: dict[str, Any], **variant: Any
         ) -> Callable[[], Awaitable[None]]:
             apps[name] = app = create_app(
-                Settings(database_url=database_url, secret_key="bench", **UNLIMITED), **variant
+                Settings(database_url=database_url, secret_key="bench", **UNLIMITED),
+                clock=shifted(CLOCK_OFFSET),
+                **variant,
             )
             stack.push_async_callback(app.state.engine.dispose)
             return await over_asgi(app, page_variables(database_url, keys), keys[PARTNER]["key"])
@@ -291,8 +297,9 @@ def wrk(
         "PARTNER_API_SECRET_KEY": "bench",
         **{f"PARTNER_API_{k.upper()}": str(v) for k, v in UNLIMITED.items()},
         "PARTNER_API_LOG_LEVEL": "warning",
+        _clocked_app.OFFSET_SECONDS: str(CLOCK_OFFSET.total_seconds()),
     }
-    target = "bench.bare_app:app" if bare else "api.http.app:create_app"
+    target = "bench.bare_app:app" if bare else "bench._clocked_app:create"
     command = [
         sys.executable,
         "-m",
