@@ -1,8 +1,8 @@
 """The app for `uvicorn --factory --workers N` on the simulation's clock: the system time shifted to
 the data's reference day, by an offset the parent computed once (so that every worker agrees).
 
-Used by bench/extraction.py's two-worker scenario on PostgreSQL and bench/run.py's --http runs; `partner-api serve` has no such
-option on purpose: production reads the system clock.
+Used by bench/extraction.py's two-worker scenario on PostgreSQL and bench/run.py's --http runs;
+`partner-api serve` has no such option on purpose: production reads the system clock.
 """
 
 from __future__ import annotations

@@ -94,6 +94,17 @@ async def _explain_sqlite(connection: AsyncConnection, sql: str, params: tuple[A
     return _verdict(scans, statistics.median(samples), plan=plan)
 
 
+def slow_cached_plans(explained: list[dict[str, Any]], factor: float = 3.0, floor_ms: float = 1.0) -> list[str]:
+    """The reads whose plan as the app's cached statement runs is much slower than their plan as sent: a
+    generic plan that cannot see the request's values (a data set's size brings it out, not a small one)."""
+    return [
+        f"{e['table']} ({e['execution_ms']:.2f} -> {e['cached_execution_ms']:.2f} ms)"
+        for e in explained
+        if e.get("cached_execution_ms") and e.get("execution_ms") is not None
+        and e["cached_execution_ms"] > max(floor_ms, factor * e["execution_ms"])
+    ]
+
+
 def _verdict(full_scans: list[str], execution_ms: float | None, **plans: list[str]) -> dict[str, Any]:
     tables = sorted(set(full_scans))
     return {

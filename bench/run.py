@@ -469,6 +469,9 @@ def render(report: dict[str, Any]) -> str:
         plans = report["plans"].get(db, [])
         scans = "; ".join(f"{p['table']} ({', '.join(p['full_scans'])})" for p in plans if p["large_table_full_scan"])
         lines.append(f"full scans of a large table, in {len(plans)} reads explained: {scans or 'none'}")
+        if db == "postgresql":
+            slow = "; ".join(explain.slow_cached_plans(plans))
+            lines.append(f"cached (generic) plans over 3x slower than as sent: {slow or 'none'}")
         for name, r in results.items():
             if "requests_per_second" in r:
                 lines.append(

@@ -59,9 +59,15 @@ def make_async_engine(url: str | URL, statement_timeout_seconds: float = 0, **kw
     """The request path's engine; on PostgreSQL, every statement is cancelled past the timeout (0: none);
     on SQLite, a statement waits that long at most for another writer."""
     url = async_url(url)
-    if statement_timeout_seconds and url.get_backend_name() == "postgresql":
-        # A server setting of each connection: the server cancels the statement, even when the client is stuck.
-        server_settings = {"statement_timeout": str(max(1, round(statement_timeout_seconds * 1000)))}
+    if url.get_backend_name() == "postgresql":
+        # asyncpg prepares every statement, and from a statement's sixth run the server may switch to a
+        # generic plan, blind to the request's values: for the page's patients (an IN list of ids within
+        # the granted practices) it then walks every patient of each practice, 19x slower on the medium
+        # set (bench/results/plans-postgresql.txt). Planning each run costs a fraction of a millisecond.
+        server_settings = {"plan_cache_mode": "force_custom_plan"}
+        if statement_timeout_seconds:
+            # The server cancels the statement, even when the client is stuck.
+            server_settings["statement_timeout"] = str(max(1, round(statement_timeout_seconds * 1000)))
         kwargs["connect_args"] = {**kwargs.get("connect_args", {}), "server_settings": server_settings}  # type: ignore[dict-item]  # asyncpg's own keyword
     engine = create_async_engine(url, **{**kwargs, **PRIVATE_PARAMETERS})
     if engine.dialect.name == "sqlite":
