@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from api.operators.cli import app
 from api.settings import get_settings
-from authz.checking import check_policy
+from authz.checking import check_policy, in_policy_terms
 from authz.engine import POLAR_CLASSES, POLICY_DIR, POLICY_FILES
 from authz.explain import ExplainError, explain
 from authz.policy_testing import CaseError, load_cases
@@ -127,12 +127,11 @@ def test_a_typed_helper_argument_is_caught_because_its_filter_is_always_false(tm
 
 def test_a_misspelt_field_in_a_row_rule_is_located(tmp_path):
     broken = POLICY.replace("grant.appointments_write = true", "grant.appointment_write = true")
-    report = check_policy([write(tmp_path, broken)])
-    assert not report.ok
     line = broken.splitlines().index('has_scope(grant, "appointments:write") if grant.appointment_write = true;') + 1
-    assert any(
-        f"broken.polar:{line}: error" in str(p) and "'book' on Practice cannot be compiled to SQL" in str(p)
-        for p in report.problems
+    message = only_error(tmp_path, broken)
+    assert message.startswith(
+        f"{tmp_path / 'broken.polar'}:{line}: error: no class the policy can read has a field 'appointment_write'; "
+        "did you mean appointments_write or"
     )
 
 
@@ -145,9 +144,68 @@ def test_a_misspelt_field_in_a_field_rule_is_located(tmp_path):
     (problem,) = check_policy([policy, fields]).problems
     line = next(i for i, text in enumerate(broken.splitlines(), start=1) if "apointments_read" in text)
     assert (problem.file, problem.line) == (str(fields), line)
-    assert problem.message.startswith(
-        "the field rules fail on a live grant: Application error: 'Grant' object has no attribute 'apointments_read'"
+    assert problem.message.startswith("no class the policy can read has a field 'apointments_read'")
+
+
+def test_an_unknown_attribute_of_a_record_is_reported_at_its_rule(tmp_path):
+    broken = POLICY.replace(
+        'holds(partner, "appointments:read", appointment);',
+        'holds(partner, "appointments:read", appointment) and appointment.source_partner = partner.id;',
     )
+    line = next(i for i, text in enumerate(broken.splitlines(), start=1) if "appointment.source_partner " in text)
+    message = only_error(tmp_path, broken)
+    assert message.startswith(f"{tmp_path / 'broken.polar'}:{line}: error: no class the policy can read has a field ")
+    assert "did you mean source_partner_id?" in message
+
+
+def test_a_field_rule_about_a_field_the_schema_lacks_fails_check(tmp_path):
+    policy = write(tmp_path, POLICY, "policy.polar")
+    broken = FIELDS.replace('field_needs_scope("Patient.phone",', 'field_needs_scope("Patient.phon",')
+    fields = write(tmp_path, broken, "fields.polar")
+    report = check_policy([policy, fields])
+    line = next(i for i, text in enumerate(broken.splitlines(), start=1) if '"Patient.phon"' in text)
+    assert not report.ok
+    assert [str(p) for p in report.problems] == [
+        f"{fields}:{line}: error: field_needs_scope: the GraphQL schema has no field 'Patient.phon'; "
+        "did you mean Patient.phone or Patient.id or Patient.gender?"
+    ]
+
+
+def test_an_unknown_scope_in_a_row_rule_is_reported_at_the_rule(tmp_path):
+    broken = POLICY.replace(
+        'holds(partner, "appointments:write", practice);', 'holds(partner, "appointments:wrte", practice);'
+    )
+    line = next(i for i, text in enumerate(broken.splitlines(), start=1) if "appointments:wrte" in text)
+    message = only_error(tmp_path, broken)
+    assert message.startswith(f"{tmp_path / 'broken.polar'}:{line}: error: unknown scope 'appointments:wrte' (known:")
+
+
+def test_a_method_call_in_a_row_rule_is_explained_in_the_policy_terms(tmp_path):
+    broken = POLICY.replace(
+        'holds(partner, "appointments:read", appointment);',
+        'holds(partner, "appointments:read", appointment) and appointment.status.lower() = "booked";',
+    )
+    message = only_error(tmp_path, broken)
+    line = next(i for i, text in enumerate(broken.splitlines(), start=1) if ".lower()" in text)
+    assert f"broken.polar:{line}:" in message
+    assert "'read' on Appointment cannot be compiled to SQL: a method call: row rules become SQL" in message
+    assert "unbound variable" not in message and "register_class" not in message
+
+
+@pytest.mark.parametrize(
+    ("oso_says", "we_say"),
+    [
+        (
+            "Unregistered field or relation: Appointment.starts_at\n\nPlease include `starts_at` in the `fields` "
+            "parameter of your `register_class` call for Appointment.",
+            "Appointment has no field 'starts_at' the policy can read (id, practice_id,",
+        ),
+        ("Not supported: cannot call method on unbound variable _x_22", "a method call: row rules become SQL"),
+    ],
+)
+def test_oso_advice_meant_for_its_programmers_is_said_in_the_policy_terms(oso_says, we_say):
+    said = in_policy_terms(oso_says)
+    assert we_say in said and "register_class" not in said and "unbound" not in said
 
 
 def test_a_field_rule_with_an_unknown_scope_is_reported(tmp_path):
@@ -172,7 +230,7 @@ def test_a_scope_without_has_scope_is_reported(tmp_path):
 
 def test_check_exits_1_and_prints_the_problems(tmp_path):
     path = write(tmp_path, "allow(a, b, c) if a = ;\n")
-    result = runner.invoke(app, ["policy", "check", str(path)])
+    result = runner.invoke(app, ["policy", "check", "--policy", str(path)])
     assert result.exit_code == 1
     assert f"{path}:1:23: error" in result.output and "policy has 1 error" in result.output
 
@@ -295,7 +353,10 @@ def test_explain_says_a_purpose_bound_field_needs_the_horizon_or_the_history_per
     assert grant.horizon == "1 day(s) back, 30 ahead; no history permission"
     name = field(result, "Patient.lastName")
     assert name.readable and not name.readable_outside_horizon
-    assert name.outside_why == f'purpose_bound("Patient.lastName"): outside the reading horizon ({grant.horizon})'
+    line = FIELDS.splitlines().index('purpose_bound("Patient.lastName");') + 1
+    assert name.outside_why == (
+        f'purpose_bound("Patient.lastName"): outside the reading horizon ({grant.horizon}) [fields.polar:{line}]'
+    )
     status = field(result, "Appointment.status")
     assert status.readable and status.readable_outside_horizon and status.outside_why is None
 
@@ -356,6 +417,12 @@ def test_explain_finds_a_practice_by_its_public_id(sync_engine, world):
     assert explained(sync_engine, "full", world.practice_id("A")).practice == "A"
 
 
+def create_engine_for_settings():
+    from api.data.database import make_sync_engine
+
+    return make_sync_engine(get_settings().database_url)
+
+
 @pytest.fixture
 def configured(database_url, monkeypatch):
     monkeypatch.setenv("PARTNER_API_DATABASE_URL", database_url)
@@ -369,7 +436,8 @@ def test_explain_command_prints_tables_and_json(configured, world):
         app, ["policy", "explain", "--partner", "no-contact", "--practice", "A"], env={"COLUMNS": "250"}
     )
     assert table.exit_code == 0, table.output
-    assert 'field_needs_scope("Patient.phone", "patients:contact") not satisfied' in table.output
+    line = FIELDS.splitlines().index('field_needs_scope("Patient.phone", "patients:contact");') + 1
+    assert f'fields.polar:{line} field_needs_scope("Patient.phone", "patients:contact")' in table.output
     assert "grant lacks patients:contact" in table.output
     as_json = runner.invoke(
         app, ["policy", "explain", "--partner", "no-contact", "--practice", "A", "--format", "json"]
@@ -378,6 +446,18 @@ def test_explain_command_prints_tables_and_json(configured, world):
     phone = next(f for f in data["fields"] if f["field"] == "Patient.phone")
     assert phone["readable"] is False and phone["rule"] == 'field_needs_scope("Patient.phone", "patients:contact")'
     assert {r["action"] for r in data["rows"] if r["resource"] == "Appointment"} == {"read", "reschedule", "cancel"}
+
+
+def test_explain_never_cuts_a_field_or_rule_name_short_in_a_narrow_terminal(configured, world):
+    result = runner.invoke(
+        app, ["policy", "explain", "--partner", "no-contact", "--practice", "A"], env={"COLUMNS": "80"}
+    )
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.output
+    with Session(create_engine_for_settings()) as session:
+        names = [f.field for f in explain(session, "no-contact", "A").fields]
+    assert max(map(len, names)) > 20 and all(name in result.output for name in names)
+    assert 'field_needs_scope("AppointmentChange.appointmentId",' in result.output
 
 
 def test_explain_command_exits_1_on_an_unknown_name(configured, world):
