@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -183,18 +183,10 @@ def _print_explanation(result: Explanation) -> None:
         (g.grant, ", ".join(g.scopes) or "(none)", "[green]live[/]" if g.live else f"[red]{g.state}[/]", g.horizon)
         for g in result.grants
     ]
-    headers = ("grant", "scopes", "state", "reading horizon")
-    grants = Table(*(_whole(h, [line[i] for line in held]) for i, h in enumerate(headers)), title="Grants")
-    for line in held:
-        grants.add_row(*line)
-    _print_table(console, grants)
+    _print_table(console, _table("Grants", ("grant", "scopes", "state", "reading horizon"), held))
     about = "this record" if result.record is not None else "allowed"
     lines = [(r.resource, r.action, _yes(r.allowed), r.through, ", ".join(r.rules) or "-", r.how) for r in result.rows]
-    headers = ("resource", "action", about, "through", "rule", "decided by")
-    rows = Table(*(_whole(h, [line[i] for line in lines]) for i, h in enumerate(headers)), title="Rows")
-    for line in lines:
-        rows.add_row(*line)
-    _print_table(console, rows)
+    _print_table(console, _table("Rows", ("resource", "action", about, "through", "rule", "decided by"), lines))
     here = "of this record" if result.record is not None else "inside horizon"
     cells = []
     for f in result.fields:
@@ -206,11 +198,14 @@ def _print_explanation(result: Explanation) -> None:
         cells.append(
             (f.field, _yes(f.readable_here) + side, _yes(f.readable_outside_horizon), f.grant or "-", rule, why)
         )
-    headers = ("field", here, "outside horizon", "through", "rule", "why")
-    fields = Table(*(_whole(h, [line[i] for line in cells]) for i, h in enumerate(headers)), title="Fields")
-    for line in cells:
-        fields.add_row(*line)
-    _print_table(console, fields)
+    _print_table(console, _table("Fields", ("field", here, "outside horizon", "through", "rule", "why"), cells))
+
+
+def _table(title: str, headers: Sequence[str], lines: Sequence[Sequence[str]]) -> Table:
+    table = Table(*(_whole(h, [line[i] for line in lines]) for i, h in enumerate(headers)), title=title)
+    for line in lines:
+        table.add_row(*line)
+    return table
 
 
 def _print_table(console: Console, table: Table) -> None:
