@@ -168,17 +168,19 @@ def _print_explanation(result: Explanation) -> None:
     console = Console()
     console.print(
         f"[bold]{result.partner}[/] ({result.partner_id}) at [bold]{result.practice}[/] ({result.practice_id}), "
-        f"at {result.at:%Y-%m-%d %H:%M} UTC"
+        f"at {result.at:%Y-%m-%d %H:%M} UTC",
+        soft_wrap=True,
     )
     if result.record is not None:
         r = result.record
         console.print(
             f"appointment [bold]{r.appointment}[/] ({r.status}, booked by {r.booked_by}), "
             f"{'inside' if r.in_horizon else 'outside'} the reading horizon; its patient {r.patient} "
-            f"{'inside' if r.patient_in_horizon else 'outside'} it"
+            f"{'inside' if r.patient_in_horizon else 'outside'} it",
+            soft_wrap=True,
         )
     for note in result.notes:
-        console.print(f"[yellow]{note}[/]")
+        console.print(f"[yellow]{note}[/]", soft_wrap=True)
     held = [
         (g.grant, ", ".join(g.scopes) or "(none)", "[green]live[/]" if g.live else f"[red]{g.state}[/]", g.horizon)
         for g in result.grants
@@ -217,8 +219,8 @@ def _print_table(console: Console, table: Table) -> None:
 def _whole(header: str, cells: Iterable[str]) -> Column:
     """A column of names (fields, rules): at least as wide as its longest word, so that a narrow
     terminal wraps it between words and never cuts a name short with an ellipsis."""
-    longest = max((len(word) for cell in [header, *cells] for word in Text.from_markup(cell).plain.split()), default=1)
-    return Column(header, min_width=longest)
+    longest = max((len(word) for cell in cells for word in Text.from_markup(cell).plain.split()), default=1)
+    return Column(header, min_width=max(longest, len(header)))
 
 
 def _side(in_horizon: bool) -> str:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
@@ -54,7 +56,7 @@ def test_the_policy_of_the_repository_is_ok():
 def test_rules_are_counted_facts_and_shorthand_rules_included(tmp_path):
     text = (
         'actor Partner {}\nresource Practice { permissions = ["read"]; roles = ["member"]; "read" if "member"; }\n'
-        "has_role(_p: Partner, \"member\", _x: Practice);\n"
+        'has_role(_p: Partner, "member", _x: Practice);\n'
         "allow(p: Partner, action: String, r) if has_permission(p, action, r);  # a comment; with a semicolon\n"
     )
     report = check_policy([write(tmp_path, text)])
@@ -69,7 +71,7 @@ def test_a_syntax_error_names_file_line_and_column(tmp_path):
 
 
 def test_an_unknown_class_as_specializer_is_an_error_not_a_warning(tmp_path):
-    message = only_error(tmp_path, POLICY + "\nhas_scope(grant: Grnt, \"x\") if grant.id = 1;\n")
+    message = only_error(tmp_path, POLICY + '\nhas_scope(grant: Grnt, "x") if grant.id = 1;\n')
     assert "Unknown specializer Grnt" in message and f"broken.polar:{last_line(POLICY) + 2}:18:" in message
 
 
@@ -278,9 +280,83 @@ def test_the_cases_catch_a_policy_that_forgets_revocation(tmp_path):
     assert failed and all("revoked" in line for line in failed)
 
 
+OWN_BOOKINGS_ONLY = POLICY.replace(
+    """has_permission(partner: Partner, action: String, appointment: Appointment) if
+    action in ["reschedule", "cancel"] and""",
+    """has_permission(partner: Partner, action: String, appointment: Appointment) if
+    action in ["reschedule", "cancel"] and
+    appointment.source_partner_id = partner.id and""",
+)
+OWN_BOOKING_CASES = """
+- name: a writer cancels its own booking
+  grant: {scopes: [appointments:write]}
+  appointment: {source_partner: me}
+  action: cancel
+  resource: Appointment
+  expect: allow
+
+- name: a writer does not cancel what the practice booked
+  grant: {scopes: [appointments:write]}
+  action: cancel
+  resource: Appointment
+  expect: deny
+
+- name: a writer does not cancel another partner's booking
+  grant: {scopes: [appointments:write]}
+  appointment: {source_partner: other, status: booked}
+  action: cancel
+  resource: Appointment
+  expect: deny
+"""
+
+
+def test_a_policy_about_the_partners_own_bookings_is_tested_on_who_booked_the_appointment(tmp_path):
+    assert OWN_BOOKINGS_ONLY != POLICY
+    cases = write(tmp_path, OWN_BOOKING_CASES, "own.yaml")
+    own_only = write(tmp_path, OWN_BOOKINGS_ONLY, "policy.polar")
+    result = runner.invoke(app, ["policy", "test", str(cases), "--policy", str(own_only)])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == "3 passed, 0 failed"
+    # The shipped policy lets a writer cancel any appointment of the practice: the same cases fail.
+    shipped = runner.invoke(app, ["policy", "test", str(cases)])
+    assert shipped.exit_code == 1 and shipped.output.splitlines()[-1] == "1 passed, 2 failed"
+
+
+def test_the_case_world_sets_the_appointments_status(tmp_path):
+    only_booked = POLICY.replace(
+        """has_permission(partner: Partner, "read", appointment: Appointment) if
+    holds(partner, "appointments:read", appointment);""",
+        """has_permission(partner: Partner, "read", appointment: Appointment) if
+    appointment.status = "booked" and
+    holds(partner, "appointments:read", appointment);""",
+    )
+    policy = write(tmp_path, only_booked, "policy.polar")
+    cases = write(
+        tmp_path,
+        "- name: booked\n  grant: {scopes: [appointments:read]}\n  resource: Appointment\n  expect: allow\n"
+        "- name: cancelled\n  grant: {scopes: [appointments:read]}\n  appointment: {status: cancelled}\n"
+        "  resource: Appointment\n  expect: deny\n",
+        "status.yaml",
+    )
+    result = runner.invoke(app, ["policy", "test", str(cases), "--policy", str(policy)])
+    assert result.exit_code == 0, result.output
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
+        (
+            "- name: x\n  appointment: {source_partner: someone}\n  resource: Appointment\n  expect: deny\n",
+            "`source_partner` is none, me, other",
+        ),
+        (
+            "- name: x\n  appointment: {status: done}\n  resource: Appointment\n  expect: deny\n",
+            "unknown appointment status 'done'",
+        ),
+        (
+            "- name: x\n  appointment: {booked_by: me}\n  resource: Appointment\n  expect: deny\n",
+            "unknown appointment key(s) booked_by",
+        ),
         ("- name: x\n  field: Patient.phone\n  expect: maybe\n", "cases.yaml:1: 'x': `expect` is allow or deny"),
         (
             "- name: x\n  grant: {scopes: [patients:phone]}\n  field: Patient.phone\n  expect: deny\n",
@@ -389,6 +465,80 @@ def test_explain_decides_in_memory_where_the_practice_has_no_row_of_a_kind(sync_
     assert "in memory" in reader.how
 
 
+def about(sync_engine, partner: str, appointment: str, field_name: str | None = None):
+    with Session(sync_engine) as session:
+        return explain(session, partner, appointment_id=appointment, field=field_name)
+
+
+def test_explain_about_one_appointment_says_whether_it_is_among_each_rules_rows(sync_engine, world):
+    appointment = world.appointments["A"][0]
+    writer = about(sync_engine, "writer-only", appointment)
+    assert writer.record is not None and writer.record.appointment == appointment and writer.practice == "A"
+    assert {(r.resource, r.action) for r in writer.rows} == {
+        ("Appointment", "read"),
+        ("Appointment", "reschedule"),
+        ("Appointment", "cancel"),
+        ("Patient", "read"),
+    }
+    read, cancel = row(writer, "Appointment", "read"), row(writer, "Appointment", "cancel")
+    assert not read.allowed and read.how == f"SQL filter: {appointment} is not among the rows"
+    assert cancel.allowed and cancel.how == f"SQL filter: {appointment} is among the rows"
+    assert cancel.record == appointment and cancel.rows_total is None  # about the record, not a count
+    line = POLICY.splitlines().index('    action in ["reschedule", "cancel"] and')
+    assert cancel.rules == [f"policy.polar:{line}"]
+    assert row(writer, "Patient", "read").record == writer.record.patient
+
+
+def test_explain_about_an_appointment_elsewhere_finds_it_among_no_rows(sync_engine, world):
+    result = about(sync_engine, "full", world.appointments["B"][0], "Appointment.reason")
+    assert result.practice == "B" and result.grants == []
+    assert not any(r.allowed for r in result.rows)
+    (reason,) = result.fields
+    assert not reason.readable_here and reason.grant is None
+
+
+def test_explain_about_one_field_of_an_appointment_names_the_rule_and_its_line(sync_engine, world):
+    result = about(sync_engine, "no-contact", world.appointments["A"][0], "Patient.phone")
+    (phone,) = result.fields
+    assert phone.field == "Patient.phone" and phone.record == result.record.patient and phone.record_in_horizon
+    assert not phone.readable_here
+    line = FIELDS.splitlines().index('field_needs_scope("Patient.phone", "patients:contact");') + 1
+    assert (phone.reason.rule, phone.reason.at) == (
+        'field_needs_scope("Patient.phone", "patients:contact")',
+        f"fields.polar:{line}",
+    )
+    assert phone.reason.why == "grant lacks patients:contact"
+    (name,) = about(sync_engine, "no-contact", world.appointments["A"][0], "Patient.lastName").fields
+    assert name.readable_here and name.reason.satisfied
+
+
+def test_explain_answers_a_field_on_the_side_of_the_horizon_the_appointment_lies(sync_engine, world):
+    from api.data.models import Appointment
+
+    public_id = world.appointments["A"][1]
+    with Session(sync_engine) as session:
+        moved = session.scalars(select(Appointment).where(Appointment.public_id == public_id)).one()
+        moved.starts_at = moved.starts_at - timedelta(days=60)  # before the grant's one day back
+        moved.ends_at = moved.ends_at - timedelta(days=60)
+        session.commit()
+    result = about(sync_engine, "full", public_id)
+    assert result.record is not None and not result.record.in_horizon
+    reason, status = field(result, "Appointment.reason"), field(result, "Appointment.status")
+    assert reason.readable and not reason.readable_here and reason.record_in_horizon is False
+    assert reason.outside_why.startswith('purpose_bound("Appointment.reason"): outside the reading horizon')
+    assert status.readable_here
+    assert row(result, "Appointment", "read").allowed  # the row stays visible: only purpose-bound fields close
+
+
+def test_explain_refuses_an_unknown_appointment_or_field(sync_engine, world):
+    with pytest.raises(ExplainError, match=r"no appointment 'apt_nope'"):
+        about(sync_engine, "full", "apt_nope")
+    with pytest.raises(ExplainError, match=r"no field rule names 'Patient.phon'.*near names: Patient.phone"):
+        about(sync_engine, "full", world.appointments["A"][0], "Patient.phon")
+    with pytest.raises(ExplainError, match=r"is at A"), Session(sync_engine) as session:
+        explain(session, "full", "B", appointment_id=world.appointments["A"][0])
+
+
 @pytest.mark.parametrize(("partner", "state"), [("revoked", "revoked at "), ("expired", "expired at ")])
 def test_explain_says_why_a_grant_is_not_live(sync_engine, world, partner, state):
     result = explained(sync_engine, partner)
@@ -460,6 +610,23 @@ def test_explain_never_cuts_a_field_or_rule_name_short_in_a_narrow_terminal(conf
     assert 'field_needs_scope("AppointmentChange.appointmentId",' in result.output
 
 
+def test_explain_command_about_one_appointment_and_field(configured, world):
+    appointment = world.appointments["A"][0]
+    args = ["policy", "explain", "--partner", "no-contact", "--appointment", appointment, "--field", "Patient.phone"]
+    as_json = runner.invoke(app, [*args, "--format", "json"])
+    assert as_json.exit_code == 0, as_json.output
+    data = json.loads(as_json.output)
+    assert data["record"]["appointment"] == appointment and data["record"]["in_horizon"] is True
+    (phone,) = data["fields"]
+    assert phone["field"] == "Patient.phone" and phone["readable"] is False
+    assert phone["rule_at"].startswith("fields.polar:")
+    assert {r["record"] for r in data["rows"]} == {appointment, data["record"]["patient"]}
+    table = runner.invoke(app, args, env={"COLUMNS": "80"})
+    assert table.exit_code == 0, table.output
+    assert f"appointment {appointment}" in table.output and "this record" in table.output
+    assert "is among the rows" in table.output and "Patient.phone" in table.output
+
+
 def test_explain_command_exits_1_on_an_unknown_name(configured, world):
     result = runner.invoke(app, ["policy", "explain", "--partner", "ful", "--practice", "A"])
     assert result.exit_code == 1 and "no partner named 'ful'; near names: full" in result.output
@@ -487,3 +654,54 @@ def test_the_policy_guide_commands_exist():
 
 def test_policy_files_are_the_default_of_every_tool():
     assert set(POLICY_FILES) == set(POLICY_DIR.glob("*.polar"))
+
+
+# ---------------------------------------------------------------------------
+# One way to name the policy, for every tool
+# ---------------------------------------------------------------------------
+
+
+def test_one_policy_file_is_tested_with_the_rest_of_the_policy_directory(tmp_path):
+    # Only the row rules given: the field rules come from the directory, as the server would load them.
+    alone = write(tmp_path, POLICY, "policy.polar")
+    for command in (["check"], ["test"]):
+        result = runner.invoke(app, ["policy", *command, "--policy", str(alone)])
+        assert result.exit_code == 0, result.output
+        assert "undefined rule" not in result.output
+
+
+def test_check_and_test_read_a_policy_directory_the_same_way(tmp_path):
+    (tmp_path / "policy.polar").write_text(POLICY.replace("    grant.revoked_at = nil and\n", ""))
+    (tmp_path / "fields.polar").write_text(FIELDS)
+    checked = runner.invoke(app, ["policy", "check", "--policy", str(tmp_path)])
+    assert checked.exit_code == 0 and "in 2 files" in checked.output
+    tested = runner.invoke(app, ["policy", "test", "--policy", str(tmp_path)])
+    assert tested.exit_code == 1 and any(line.startswith("FAIL") for line in tested.output.splitlines())
+
+
+def test_the_policy_directory_setting_is_the_default_of_the_tools(tmp_path, monkeypatch):
+    (tmp_path / "policy.polar").write_text(POLICY + '\nhas_scope(grant, "billing:read") if grant.id = 1;\n')
+    (tmp_path / "fields.polar").write_text(FIELDS)
+    monkeypatch.setenv("PARTNER_API_POLICY_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        result = runner.invoke(app, ["policy", "check"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 1 and f"{tmp_path / 'policy.polar'}:" in result.output
+    assert "unknown scope 'billing:read'" in result.output
+
+
+@pytest.mark.parametrize("command", [["test"], ["explain", "--partner", "full", "--practice", "A"]])
+def test_test_and_explain_report_an_unknown_attribute_as_check_does(tmp_path, command):
+    broken = POLICY.replace(
+        'holds(partner, "appointments:read", appointment);',
+        'holds(partner, "appointments:read", appointment) and appointment.source_partner = partner.id;',
+    )
+    policy = write(tmp_path, broken, "policy.polar")
+    result = runner.invoke(app, ["policy", *command, "--policy", str(policy)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)  # not an AttributeError
+    assert "Traceback" not in result.output
+    line = next(i for i, text in enumerate(broken.splitlines(), start=1) if "appointment.source_partner " in text)
+    assert f"{policy}:{line}: error: no class the policy can read has a field 'source_partner'" in result.output
+    assert "policy has 1 error: see `partner-api policy check`" in result.output
