@@ -85,6 +85,23 @@ def test(
         raise typer.Exit(1)
 
 
+@policy_app.command("reload")
+def reload() -> None:
+    """Check the policy directory (PARTNER_API_POLICY_DIR, else authz/) and put it in force on the
+    servers using the configured database, without a restart: every worker loads it on its next
+    request. A policy that fails `policy check` is never loaded (exit 1): the one in force keeps
+    serving. SIGHUP to `partner-api serve` does the same."""
+    from api.operators.server import reload_policy
+    from api.settings import get_settings
+
+    release = reload_policy(get_settings())
+    _print_problems(release.report, err=not release.report.ok)
+    if not release.report.ok:
+        typer.secho(release.summary, err=True, fg=typer.colors.RED)
+        raise typer.Exit(1)
+    typer.echo(release.summary)
+
+
 @policy_app.command("explain")
 def explain(
     partner: Annotated[str, typer.Option(help="Partner name (or ptn_ id).")],
