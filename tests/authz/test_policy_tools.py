@@ -647,7 +647,7 @@ def test_the_policy_guide_presents_every_class_the_policy_can_read():
 
 def test_the_policy_guide_commands_exist():
     guide = (REPO / "docs" / "policy-guide.md").read_text()
-    for command in ("check", "test", "explain"):
+    for command in ("check", "test", "explain", "reload"):
         assert f"partner-api policy {command}" in guide
         assert runner.invoke(app, ["policy", command, "--help"]).exit_code == 0
 
@@ -705,3 +705,37 @@ def test_test_and_explain_report_an_unknown_attribute_as_check_does(tmp_path, co
     line = next(i for i, text in enumerate(broken.splitlines(), start=1) if "appointment.source_partner " in text)
     assert f"{policy}:{line}: error: no class the policy can read has a field 'source_partner'" in result.output
     assert "policy has 1 error: see `partner-api policy check`" in result.output
+
+
+# ---------------------------------------------------------------------------
+# The guide's examples, run
+# ---------------------------------------------------------------------------
+
+GUIDE = (REPO / "docs" / "policy-guide.md").read_text()
+
+
+def guide_blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", GUIDE, re.DOTALL)
+
+
+def test_the_guides_yaml_cases_pass_on_the_shipped_policy(tmp_path):
+    (cases,) = guide_blocks("yaml")
+    result = runner.invoke(app, ["policy", "test", str(write(tmp_path, cases, "guide.yaml"))])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == f"{cases.count('- name:')} passed, 0 failed"
+
+
+def test_the_guides_check_outputs_are_what_check_prints(tmp_path):
+    consoles = "".join(guide_blocks("console"))
+    summary = runner.invoke(app, ["policy", "check"]).output.strip()
+    assert consoles.count(summary) == 2  # after `policy check`, and in `policy reload`'s answer
+    (line,) = [ln for ln in consoles.splitlines() if ln.startswith("my/policy.polar:")]
+    (my := tmp_path / "my").mkdir()
+    broken = POLICY.replace(
+        'holds(partner, "appointments:read", appointment);',
+        'holds(partner, "appointments:read", appointment) and appointment.source_partner = partner.id;',
+    )
+    (my / "policy.polar").write_text(broken)
+    result = runner.invoke(app, ["policy", "check", "--policy", str(my / "policy.polar")])
+    assert result.exit_code == 1
+    assert line.replace("my/policy.polar", str(my / "policy.polar")) in result.output.splitlines()
