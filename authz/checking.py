@@ -240,7 +240,7 @@ def _run_field_rules(oso: Oso, sources: PolicySources) -> list[Problem]:
             return question()
         except OsoError as error:
             if "Query for undefined rule" not in str(error):  # a file checked without the others
-                problems.append(sources.problem("error", f"{what}: {error}"))
+                problems.append(sources.problem("error", f"{what}: {in_policy_terms(str(error))}"))
             return default
 
     ask("the field rules fail on a live grant", lambda: oso.authorized_fields(actor, "read", grant), set())

@@ -122,7 +122,7 @@ class GraphQLPipeline:
         self.budgets, self.extraction, self.cursors = budgets, extraction, cursors
         self.clock = clock  # the one source of the request's time (api/clock.py)
         # The policy and what derives from it (the ledger groups of each sensitive field), swapped whole on reload.
-        self.policy = policy or LivePolicy(PolicyInForce.of(authorizer))
+        self.policy = policy or LivePolicy(PolicyInForce.of(authorizer), follows_releases=False)
 
     async def handle(self, request: Request) -> Response:
         """One request, through the steps above."""

@@ -109,14 +109,14 @@ class PolicyInForce:
 class LivePolicy:
     """The worker's policy in force, brought up to the latest release on the request that sees it."""
 
-    def __init__(self, initial: PolicyInForce) -> None:
-        self.current = initial
+    def __init__(self, initial: PolicyInForce, *, follows_releases: bool = True) -> None:
+        self.current, self.follows_releases = initial, follows_releases
         self._lock = asyncio.Lock()
         self._unloadable: set[int] = set()  # releases that failed to load here: not retried on every request
 
     async def for_release(self, version: int | None, session: AsyncSession) -> PolicyInForce:
         """The policy of release `version` (the latest, as authentication read it)."""
-        if version is None or version == self.current.version or version in self._unloadable:
+        if not self.follows_releases or version in (None, self.current.version) or version in self._unloadable:
             return self.current
         async with self._lock:  # one load per worker, however many requests see the release at once
             if version != self.current.version:

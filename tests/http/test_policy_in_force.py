@@ -98,3 +98,22 @@ def test_a_worker_does_not_start_on_a_policy_directory_that_fails_check(database
     )
     with pytest.raises(PolicyRefused, match=r"the GraphQL schema has no field 'Patient.phon'"):
         starting_policy(Settings(database_url=database_url, policy_dir=policy_dir))
+
+
+async def test_an_authorizer_given_in_code_is_never_replaced_by_a_release(database_url, world, sync_engine, policy_dir):
+    from api.http.app import create_app
+    from authz.engine import Authorizer
+    from tests.client import ApiClient
+
+    given = Authorizer()
+    app = create_app(Settings(database_url=database_url, secret_key="test"), authorizer=given)
+    api = ApiClient(app)
+    fields = policy_dir / "fields.polar"
+    fields.write_text(fields.read_text() + PHONE_WITH_IDENTITY)
+    assert release_policy(sync_engine, policy_dir).changed
+    try:
+        assert not any(await phones(api, world))
+        assert app.state.policy.current.authorizer is given
+    finally:
+        await api.close()
+        await app.state.engine.dispose()
