@@ -91,10 +91,17 @@ def reload() -> None:
     servers using the configured database, without a restart: every worker loads it on its next
     request. A policy that fails `policy check` is never loaded (exit 1): the one in force keeps
     serving. SIGHUP to `partner-api serve` does the same."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from api.operators.server import reload_policy
     from api.settings import get_settings
 
-    release = reload_policy(get_settings())
+    try:
+        release = reload_policy(get_settings())
+    except SQLAlchemyError as error:
+        first_line = str(error).splitlines()[0]
+        typer.secho(f"error: the database cannot take the release ({first_line}); nothing changed", err=True, fg="red")
+        raise typer.Exit(1) from None
     _print_problems(release.report, err=not release.report.ok)
     if not release.report.ok:
         typer.secho(release.summary, err=True, fg=typer.colors.RED)

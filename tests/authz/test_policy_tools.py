@@ -739,3 +739,14 @@ def test_the_guides_check_outputs_are_what_check_prints(tmp_path):
     result = runner.invoke(app, ["policy", "check", "--policy", str(my / "policy.polar")])
     assert result.exit_code == 1
     assert line.replace("my/policy.polar", str(my / "policy.polar")) in result.output.splitlines()
+
+
+def test_reload_on_a_database_without_its_tables_says_so_and_changes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("PARTNER_API_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+    get_settings.cache_clear()
+    try:
+        result = runner.invoke(app, ["policy", "reload"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert "the database cannot take the release" in result.output and "nothing changed" in result.output
