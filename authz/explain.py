@@ -177,14 +177,13 @@ def explain(
         if block.name in POLAR_CLASSES and (not records or block.name in records)
         for action in block.permissions
     ]
-    fields = _field_answers(authorizer, actor, grants, infos, sources)
-    if field is not None:
-        fields = [answer for answer in fields if answer.field == field]
-        if not fields:
-            named = [answer.field for answer in _field_answers(authorizer, actor, grants, infos, sources)]
-            near = difflib.get_close_matches(field, named, n=3, cutoff=0.6)
-            hint = f"near names: {', '.join(near)}" if near else "no rule names a field near it"
-            raise ExplainError(f"no field rule names {field!r} (written Type.field, as in the schema); {hint}")
+    every_field = _field_answers(authorizer, actor, grants, infos, sources)
+    fields = [answer for answer in every_field if field in (None, answer.field)]
+    if field is not None and not fields:
+        named = [answer.field for answer in every_field]
+        near = difflib.get_close_matches(field, named, n=3, cutoff=0.6)
+        hint = f"near names: {', '.join(near)}" if near else "no rule names a field near it"
+        raise ExplainError(f"no field rule names {field!r} (written Type.field, as in the schema); {hint}")
     if record is not None:
         fields = [_on_record(answer, record) for answer in fields]
     return Explanation(
