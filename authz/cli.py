@@ -63,8 +63,9 @@ def test(
     ] = None,
     policy: PolicyOption = None,
 ) -> None:
-    """Check the policy, then run the policy cases written in YAML, one PASS/FAIL line each; exit 1 if
-    the policy does not pass `check` or a case fails."""
+    """Check the policy, then run its cases written in YAML, one PASS/FAIL line each.
+
+    Exit 1 if the policy does not pass `check` or a case fails."""
     from authz.engine import Authorizer
     from authz.policy_testing import CASES_DIR, CaseError, load_cases, run_cases
 
@@ -87,10 +88,11 @@ def test(
 
 @policy_app.command("reload")
 def reload() -> None:
-    """Check the policy directory (PARTNER_API_POLICY_DIR, else authz/) and put it in force on the
-    servers using the configured database, without a restart: every worker loads it on its next
-    request. A policy that fails `policy check` is never loaded (exit 1): the one in force keeps
-    serving. SIGHUP to `partner-api serve` does the same."""
+    """Check the policy directory and put it in force on the running servers, without a restart.
+
+    The directory is PARTNER_API_POLICY_DIR (else authz/); the servers are those on the configured
+    database, and every worker loads it on its next request. A policy that fails `policy check` is
+    never loaded (exit 1): the one in force keeps serving. SIGHUP to `partner-api serve` does the same."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from api.operators.server import reload_policy
@@ -123,8 +125,11 @@ def explain(
     format: Annotated[Format, typer.Option("--format", help="table or json.")] = Format.TABLE,
     policy: PolicyOption = None,
 ) -> None:
-    """What PARTNER can do and read at PRACTICE, or of one APPOINTMENT, in the configured database:
-    the decision, the grant and the rule (file:line) behind it."""
+    """What PARTNER can do and read at PRACTICE, or of one APPOINTMENT, and why.
+
+    On the configured database: each decision, the grant and the rule (file:line) behind it; about
+    an appointment, whether it is among each row rule's rows, and each field on its side of the
+    reading horizon."""
     from sqlalchemy.orm import Session
 
     from api.data.database import make_sync_engine
