@@ -19,6 +19,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     graphiql: bool = Field(default=True, description="Serve GraphiQL on GET /graphql.")
+    policy_dir: Path | None = Field(
+        default=None,
+        description="Directory of the .polar policy files (default: the policy shipped in authz/); "
+        "`partner-api policy reload` or SIGHUP loads its changes once they pass `policy check`.",
+    )
     demo_keys_file: Path = Field(
         default=Path("demo-keys.json"), description="Where `seed` writes the demo partners' keys."
     )

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -19,6 +20,7 @@ from oso import Oso
 from polar import Variable
 from polar.data_filtering import Relation
 from polar.exceptions import PolarRuntimeError
+from polar.ffi import PolarSource
 from sqlalchemy import Select
 
 from api.data import models
@@ -27,8 +29,8 @@ from authz.actors import REQUEST_TIME, PartnerActor
 from authz.adapter import SqlAlchemyFilterAdapter
 from authz.records import GrantedRecord
 
-POLICY_DIR = Path(__file__).resolve().parent
-POLICY_FILES = (POLICY_DIR / "policy.polar", POLICY_DIR / "fields.polar")
+POLICY_DIR = Path(__file__).resolve().parent  # the default policy directory (PARTNER_API_POLICY_DIR overrides it)
+POLICY_FILES = tuple(sorted(POLICY_DIR.glob("*.polar")))
 
 
 def _grants_of(my_field: str) -> Relation:
@@ -92,6 +94,13 @@ def new_oso(adapter: SqlAlchemyFilterAdapter | None = None) -> Oso:
 def build_oso(policy_files: tuple[Path, ...] = POLICY_FILES, adapter: SqlAlchemyFilterAdapter | None = None) -> Oso:
     oso = new_oso(adapter)
     oso.load_files([str(path) for path in policy_files])
+    return oso
+
+
+def load_texts(oso: Oso, texts: Mapping[str, str]) -> Oso:
+    """Loads policy texts already read (file name -> text), as `load_files` would load those files:
+    what `policy check` read is exactly what is loaded, even if a file changes meanwhile."""
+    oso._load_sources([PolarSource(text, name) for name, text in texts.items()])  # load_files without the reading
     return oso
 
 

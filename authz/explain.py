@@ -6,13 +6,18 @@ that practice). Fields: `Authorizer.readable_fields`, as for a request; the rule
 each answer come from Polar queries (`field_needs_scope`, `field_with_any_grant`, `has_scope`,
 `live_grant`, `purpose_bound`, `history_open`), not from a copy of the policy. A field is
 answered for a record inside the grant's reading horizon and for one outside it.
+
+About one appointment (`record=`): each row rule says whether this appointment (or its patient)
+is among the rows its SQL filter gives, and each field is answered on the side of the reading
+horizon the record lies on (`api.services.horizon`, as for a request). Every rule is named with
+its file and line.
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,10 +26,11 @@ from polar import Variable
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from api.data.models import Base, Grant, Partner, PartnerStatus, Practice
+from api.data.models import Appointment, Base, Grant, Partner, PartnerStatus, Patient, Practice
+from api.services.horizon import Horizons, time_counts
 from authz.actors import PartnerActor
 from authz.adapter import SqlAlchemyFilterAdapter
-from authz.engine import POLAR_CLASSES, POLICY_FILES, Authorizer, build_oso
+from authz.engine import POLAR_CLASSES, POLICY_FILES, Authorizer, load_texts, new_oso
 from authz.polar_source import PolicySources
 
 
@@ -46,11 +52,12 @@ class RowAnswer:
     resource: str
     action: str
     allowed: bool
-    rows_allowed: int
-    rows_total: int
+    rows_allowed: int | None  # of the practice's rows (None about one record)
+    rows_total: int | None
     through: str  # the live grant that opens it, or why none does
     rules: list[str]  # "policy.polar:72"
     how: str
+    record: str | None = None  # about one record: its id; `allowed` says whether it is among the rows
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,7 @@ class RuleCheck:
     rule: str  # e.g. field_needs_scope("Patient.phone", "patients:contact")
     satisfied: bool
     why: str
+    at: str | None = None  # where the rule is written: "fields.polar:75"
 
 
 @dataclass(frozen=True)
@@ -69,11 +77,30 @@ class FieldAnswer:
     checks: list[RuleCheck]
     readable_outside_horizon: bool = False  # of a record outside it (purpose-bound fields need the history permission)
     outside_why: str | None = None  # why a purpose-bound field is (not) readable outside the horizon
+    record: str | None = None  # about one record: its id, and which side of the horizon it lies on
+    record_in_horizon: bool | None = None
+
+    @property
+    def readable_here(self) -> bool:
+        """Readable of the record asked about (on its side of the horizon), else of one inside it."""
+        return self.readable_outside_horizon if self.record_in_horizon is False else self.readable
 
     @property
     def reason(self) -> RuleCheck | None:
         """The check to show: one that gives the field, or one that fails to."""
         return next((c for c in self.checks if c.satisfied == self.readable), self.checks[0] if self.checks else None)
+
+
+@dataclass(frozen=True)
+class RecordInfo:
+    """The appointment asked about, and where it and its patient lie against the reading horizon."""
+
+    appointment: str
+    patient: str
+    status: str
+    booked_by: str  # "the practice", or the partner that booked it
+    in_horizon: bool
+    patient_in_horizon: bool
 
 
 @dataclass(frozen=True)
@@ -87,28 +114,44 @@ class Explanation:
     grants: list[GrantInfo]
     rows: list[RowAnswer]
     fields: list[FieldAnswer]
+    record: RecordInfo | None = None
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["at"] = self.at.isoformat()
         for field, answer in zip(data["fields"], self.fields, strict=True):
             field["rule"] = answer.reason.rule if answer.reason else None
+            field["rule_at"] = answer.reason.at if answer.reason else None
         return data
 
 
 def explain(
     session: Session,
     partner_name: str,
-    practice_name: str,
+    practice_name: str | None = None,
     now: datetime | None = None,
     policy_files: Sequence[Path] = POLICY_FILES,
+    *,
+    sources: PolicySources | None = None,
+    appointment_id: str | None = None,
+    field: str | None = None,
 ) -> Explanation:
-    """Explain, from the database behind `session`, the partner's access at the practice."""
+    """Explain, from the database behind `session`, the partner's access at the practice, or to
+    one appointment (`appointment_id`, whose practice it is), for every field or one (`field`)."""
     now = now or datetime.now(UTC)
+    sources = sources or PolicySources.read(tuple(policy_files))
     partner = _find(session, Partner, partner_name, "partner")
-    practice = _find(session, Practice, practice_name, "practice")
+    appointment = _appointment(session, appointment_id) if appointment_id else None
+    if appointment is not None:
+        practice = session.get_one(Practice, appointment.practice_id)
+        if practice_name is not None and practice_name not in (practice.name, practice.public_id):
+            raise ExplainError(f"appointment {appointment_id} is at {practice.name} ({practice.public_id})")
+    elif practice_name is not None:
+        practice = _find(session, Practice, practice_name, "practice")
+    else:
+        raise ExplainError("name a practice (--practice) or an appointment (--appointment)")
     # A session-backed adapter lets oso fetch a record's grants when it decides in memory.
-    authorizer = Authorizer(build_oso(tuple(policy_files), adapter=SqlAlchemyFilterAdapter(session)))
+    authorizer = Authorizer(load_texts(new_oso(SqlAlchemyFilterAdapter(session)), sources.texts))
     actor = PartnerActor(id=partner.id, name=partner.name, request_time=now)
     grants = list(
         session.scalars(
@@ -124,17 +167,71 @@ def explain(
     if not grants:
         notes.append(f"{partner.name} has no grant at {practice.name}, live or not.")
     live = [info.grant for info in infos if info.live]
-    sources = PolicySources.read(tuple(policy_files))
+    record = None if appointment is None else _record_info(session, appointment, partner, grants, now)
+    records: dict[str, Base] = {}
+    if appointment is not None:
+        records = {"Appointment": appointment, "Patient": session.get_one(Patient, appointment.patient_id)}
     rows = [
-        _row_answer(session, authorizer, actor, practice, block.name, action, live, sources)
+        _row_answer(session, authorizer, actor, practice, block.name, action, live, sources, records.get(block.name))
         for block in sources.resource_blocks()
-        if block.name in POLAR_CLASSES
+        if block.name in POLAR_CLASSES and (not records or block.name in records)
         for action in block.permissions
     ]
-    fields = _field_answers(authorizer, actor, grants, infos)
+    every_field = _field_answers(authorizer, actor, grants, infos, sources)
+    fields = [answer for answer in every_field if field in (None, answer.field)]
+    if field is not None and not fields:
+        named = [answer.field for answer in every_field]
+        near = difflib.get_close_matches(field, named, n=3, cutoff=0.6)
+        hint = f"near names: {', '.join(near)}" if near else "no rule names a field near it"
+        raise ExplainError(f"no field rule names {field!r} (written Type.field, as in the schema); {hint}")
+    if record is not None:
+        fields = [_on_record(answer, record) for answer in fields]
     return Explanation(
-        partner.name, partner.public_id, practice.name, practice.public_id, now, notes, infos, rows, fields
+        partner.name, partner.public_id, practice.name, practice.public_id, now, notes, infos, rows, fields, record
     )
+
+
+def _appointment(session: Session, appointment_id: str) -> Appointment:
+    found = session.scalar(select(Appointment).where(Appointment.public_id == appointment_id))
+    if found is None:
+        raise ExplainError(f"no appointment {appointment_id!r} (give its id, apt_...)")
+    return found
+
+
+def _record_info(
+    session: Session, appointment: Appointment, partner: Partner, grants: list[Grant], now: datetime
+) -> RecordInfo:
+    """Where the appointment and its patient lie against the reading horizon, decided as for a request."""
+    horizons = Horizons.of(grants, now)
+    bounds = horizons.bounds.get(appointment.practice_id)
+    inside = (
+        time_counts(appointment, partner.id) and bounds is not None and bounds[0] <= appointment.starts_at < bounds[1]
+    )
+    patient = session.get_one(Patient, appointment.patient_id)
+    patient_inside = session.scalar(
+        select(Patient.id).where(Patient.id == patient.id, horizons.patient_inside(partner.id))
+    )
+    if appointment.source_partner_id is None:
+        booked_by = "the practice"
+    else:
+        booked_by = "this partner" if appointment.source_partner_id == partner.id else "another partner"
+    return RecordInfo(
+        appointment.public_id,
+        patient.public_id,
+        str(appointment.status.value),
+        booked_by,
+        inside,
+        patient_inside is not None,
+    )
+
+
+def _on_record(answer: FieldAnswer, record: RecordInfo) -> FieldAnswer:
+    kind = answer.field.split(".")[0]
+    if kind == "Appointment":
+        return replace(answer, record=record.appointment, record_in_horizon=record.in_horizon)
+    if kind == "Patient":
+        return replace(answer, record=record.patient, record_in_horizon=record.patient_in_horizon)
+    return answer
 
 
 # Partners and practices, found by name or public id, each typed as itself.
@@ -189,19 +286,29 @@ def _row_answer(
     action: str,
     live: list[str],
     sources: PolicySources,
+    record: Base | None = None,
 ) -> RowAnswer:
     model: type[Base] = POLAR_CLASSES[resource][0]
     here = (model.id if model is Practice else model.practice_id) == practice.id  # type: ignore[attr-defined]  # the branch picks the model's column
     allowed_rows = authorizer.filter(actor.id, action, model).where(here)
     params = {"request_time": actor.request_time}
-    rows_allowed = session.scalar(select(func.count()).select_from(allowed_rows.subquery()), params) or 0
-    rows_total = session.scalar(select(func.count()).select_from(model).where(here)) or 0
-    if rows_total:
-        allowed = rows_allowed > 0
-        how = f"SQL filter: {rows_allowed} of {rows_total} rows here"
+    rows_allowed: int | None = None
+    rows_total: int | None = None
+    record_id: str | None = None
+    if record is not None:
+        record_id = record.public_id  # type: ignore[attr-defined]  # appointments and patients have one
+        among = allowed_rows.where(model.id == record.id)  # type: ignore[attr-defined]  # so do their ids
+        allowed = session.scalar(select(func.count()).select_from(among.subquery()), params) == 1
+        how = f"SQL filter: {record_id} is {'' if allowed else 'not '}among the rows"
     else:
-        allowed = authorizer.is_allowed(actor, action, model(practice_id=practice.id))
-        how = "no rows here: the rule run in memory on a new one"
+        rows_allowed = session.scalar(select(func.count()).select_from(allowed_rows.subquery()), params) or 0
+        rows_total = session.scalar(select(func.count()).select_from(model).where(here)) or 0
+        if rows_total:
+            allowed = rows_allowed > 0
+            how = f"SQL filter: {rows_allowed} of {rows_total} rows here"
+        else:
+            allowed = authorizer.is_allowed(actor, action, model(practice_id=practice.id))
+            how = "no rows here: the rule run in memory on a new one"
     if allowed:
         through = ", ".join(live) or "-"
     elif live:
@@ -209,11 +316,11 @@ def _row_answer(
     else:
         through = "no live grant"
     rules = [f"{Path(file).name}:{line}" for file, line in sources.permission_rules(resource, action)]
-    return RowAnswer(resource, action, allowed, rows_allowed, rows_total, through, rules, how)
+    return RowAnswer(resource, action, allowed, rows_allowed, rows_total, through, rules, how, record_id)
 
 
 def _field_answers(
-    authorizer: Authorizer, actor: PartnerActor, grants: list[Grant], infos: list[GrantInfo]
+    authorizer: Authorizer, actor: PartnerActor, grants: list[Grant], infos: list[GrantInfo], sources: PolicySources
 ) -> list[FieldAnswer]:
     oso = authorizer.oso
     any_grant = {r["bindings"]["f"] for r in oso.query_rule("field_with_any_grant", Variable("f"))}
@@ -234,19 +341,26 @@ def _field_answers(
         for info in infos:
             dead = None if info.live else f"grant {info.state}"
             if field in any_grant:
-                checks.append(
-                    RuleCheck(info.grant, f'field_with_any_grant("{field}")', info.live, dead or "any live grant")
-                )
+                rule = f'field_with_any_grant("{field}")'
+                checks.append(RuleCheck(info.grant, rule, info.live, dead or "any live grant", _at(sources, rule)))
             for scope in needs.get(field, []):
                 ok = info.live and has_scope[(info.grant, scope)]
                 why = dead or (f"grant has {scope}" if ok else f"grant lacks {scope}")
-                checks.append(RuleCheck(info.grant, f'field_needs_scope("{field}", "{scope}")', ok, why))
+                rule = f'field_needs_scope("{field}", "{scope}")'
+                checks.append(RuleCheck(info.grant, rule, ok, why, _at(sources, rule)))
         giving = next((g for g, fields in readable.items() if field in fields), None)
         giving_outside = next((g for g, fields in outside.items() if field in fields), None)
         outside_why = None
         if field in authorizer.purpose_bound and giving is not None:
-            outside_why = (
-                f'purpose_bound("{field}"): outside the reading horizon ({horizons[giving_outside or giving]})'
-            )
+            rule = f'purpose_bound("{field}")'
+            outside_why = f"{rule}: outside the reading horizon ({horizons[giving_outside or giving]})"
+            at = _at(sources, rule)
+            outside_why += f" [{at}]" if at else ""
         answers.append(FieldAnswer(field, giving is not None, giving, checks, giving_outside is not None, outside_why))
     return answers
+
+
+def _at(sources: PolicySources, rule: str) -> str | None:
+    """Where a fact such as `field_needs_scope("Patient.phone", "patients:contact")` is written."""
+    found = sources.find(rule) or sources.find(" ".join(rule.split(", ")))
+    return f"{Path(found[0]).name}:{found[1]}" if found else None

@@ -17,6 +17,7 @@ LOCATION = re.compile(r" at line (\d+), column (\d+)(?: of file ([^:\n]+))?:?")
 _EXCERPT = re.compile(r"^\s*(\d{3,}): (.*)$", re.MULTILINE)
 _HELP = re.compile(r"\n?\s*Get help with Oso from our engineers: \S+\s*$")
 _TRACE = re.compile(r"trace \(most recent evaluation last\):.*?\n\n", re.DOTALL)
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TOKEN = re.compile(r'#[^\n]*|"(?:[^"\\]|\\.)*"|[A-Za-z_][A-Za-z0-9_]*|\S')
 
 
@@ -115,6 +116,17 @@ class PolicySources:
             for match in _TOKEN.finditer(text):
                 if not match[0].startswith("#"):
                     yield _Token(file, match[0], text.count("\n", 0, match.start()) + 1)
+
+    def attributes(self) -> Iterator[tuple[_Token, bool]]:
+        """Each `x.name` in the rules: the name's token, and whether it is a method call `x.name(...)`."""
+        tokens = list(self._tokens())
+        for before, dot, name, after in zip(tokens, tokens[1:], tokens[2:], [*tokens[3:], None], strict=False):
+            if dot.text == "." and _NAME.fullmatch(name.text) and (_NAME.fullmatch(before.text) or before.text in ")]"):
+                yield name, after is not None and after.text == "("
+
+    def strings(self) -> Iterator[_Token]:
+        """Each string literal of the rules, quotes included."""
+        return (token for token in self._tokens() if token.text.startswith('"'))
 
     def _statements(self) -> Iterator[list[_Token]]:
         """Top-level statements ending in `;` (rules and facts); blocks are left out."""

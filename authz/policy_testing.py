@@ -17,7 +17,16 @@ A case describes one grant and asks one question, in the words of a policy autho
 another partner's), `other_practice: true` (it is for another practice) or `history: live` /
 `history: expired` (its permission to read history); `grant: none`, or no `grant` line, means no
 grant at all. A field case may say `horizon: outside` (the record lies outside the grant's reading
-horizon); it is `inside` otherwise.
+horizon); it is `inside` otherwise. `appointment` sets the world's appointment:
+`{source_partner: me}` (the partner booked it; `other`, another partner did; `none`, the
+practice made it: the default) and `{status: cancelled}` (any status; `booked` by default):
+
+    - name: a writer cancels its own bookings
+      grant: {scopes: [appointments:write]}
+      appointment: {source_partner: me}
+      action: cancel
+      resource: Appointment
+      expect: allow
 
 Each case is decided on its own small world, in an in-memory SQLite database and rolled back
 after it: one practice holding one record of each kind, another practice, the partner and
@@ -46,7 +55,9 @@ from authz.engine import POLAR_CLASSES, POLICY_DIR, Authorizer
 
 CASES_DIR = POLICY_DIR / "policy_tests"
 RESOURCES = {name: cls for name, (cls, _) in POLAR_CLASSES.items() if name != "Partner"}
-_CASE_KEYS = {"name", "grant", "field", "resource", "action", "expect", "horizon"}
+_CASE_KEYS = {"name", "grant", "field", "resource", "action", "expect", "horizon", "appointment"}
+_APPOINTMENT_KEYS = {"source_partner", "status"}
+_SOURCE_PARTNERS = ("none", "me", "other")
 _GRANT_KEYS = {"scopes", "expired", "revoked", "other_partner", "other_practice", "history"}
 _HISTORY = {"live", "expired"}
 
@@ -66,6 +77,12 @@ class GrantSpec:
 
 
 @dataclass(frozen=True)
+class AppointmentSpec:
+    source_partner: str = "none"  # who booked it: "none" (the practice), "me" or "other" (another partner)
+    status: models.AppointmentStatus = models.AppointmentStatus.BOOKED
+
+
+@dataclass(frozen=True)
 class PolicyCase:
     name: str
     grant: GrantSpec | None
@@ -76,6 +93,7 @@ class PolicyCase:
     resource: str | None = None
     action: str = "read"
     in_horizon: bool = True
+    appointment: AppointmentSpec = AppointmentSpec()
 
     @property
     def location(self) -> str:
@@ -175,6 +193,7 @@ def _case(item: Any, file: Path, line: int) -> PolicyCase:
     if horizon not in ("inside", "outside") or (resource is not None and "horizon" in item):
         raise fail(f"{name!r}: `horizon` is inside or outside, and only for a field case")
     grant = _grant(item.get("grant"), fail)
+    appointment = _appointment(item.get("appointment", {}), fail)
     if resource == "Grant" and grant is None:
         raise fail(f"{name!r}: a case about Grant needs a grant: it is the record asked about")
     return PolicyCase(
@@ -187,6 +206,7 @@ def _case(item: Any, file: Path, line: int) -> PolicyCase:
         resource=resource,
         action=action,
         in_horizon=horizon == "inside",
+        appointment=appointment,
     )
 
 
@@ -216,6 +236,20 @@ def _grant(value: Any, fail: Callable[[str], CaseError]) -> GrantSpec | None:
     if not all(isinstance(flag, bool) for flag in flags.values()):
         raise fail(f"{', '.join(sorted(flags))} are true or false")
     return GrantSpec(scopes=frozenset(Scope(s) for s in scopes), history=history, **flags)
+
+
+def _appointment(value: Any, fail: Callable[[str], CaseError]) -> AppointmentSpec:
+    if not isinstance(value, dict):
+        raise fail("`appointment` is a mapping such as {source_partner: me, status: cancelled}")
+    _refuse_unknown_keys(value, _APPOINTMENT_KEYS, "an appointment", fail, "appointment ")
+    source = value.get("source_partner", "none")
+    if source not in _SOURCE_PARTNERS:
+        raise fail(f"`source_partner` is {', '.join(_SOURCE_PARTNERS)} (who booked it; none: the practice)")
+    statuses = [s.value for s in models.AppointmentStatus]
+    status = value.get("status", models.AppointmentStatus.BOOKED.value)
+    if status not in statuses:
+        raise fail(f"unknown appointment status {status!r}; known: {', '.join(statuses)}")
+    return AppointmentSpec(source, models.AppointmentStatus(status))
 
 
 def _display(path: Path) -> str:
@@ -250,7 +284,7 @@ def run_case(case: PolicyCase, authorizer: Authorizer, engine: Engine) -> CaseRe
     """Decide the case on its own little world, rolled back afterwards."""
     now = datetime.now(UTC)
     with Session(engine) as session:
-        world = _World.build(session, case.grant, now)
+        world = _World.build(session, case.grant, now, case.appointment)
         if case.field is not None:
             allowed = case.field in world.readable_fields(authorizer, case.in_horizon)
         else:
@@ -271,7 +305,9 @@ class _World:
     rows: dict[str, Any]
 
     @classmethod
-    def build(cls, session: Session, spec: GrantSpec | None, now: datetime) -> _World:
+    def build(
+        cls, session: Session, spec: GrantSpec | None, now: datetime, booking: AppointmentSpec = AppointmentSpec()
+    ) -> _World:
         me, other = models.Partner(name="me"), models.Partner(name="other")
         here = models.Practice(name="here", address="1 rue Ici, Paris")
         elsewhere = models.Practice(name="elsewhere", address="2 rue Ailleurs, Lyon")
@@ -302,6 +338,8 @@ class _World:
             reason="Motif",
             internal_note="Note interne",
             change_seq=1,
+            status=booking.status,
+            source_partner_id={"me": me.id, "other": other.id}.get(booking.source_partner),
         )
         tombstone = models.AppointmentTombstone(public_id="apt_deleted", practice_id=here.id, change_seq=2)
         rows: dict[str, Any] = {

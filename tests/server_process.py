@@ -29,6 +29,12 @@ class Server:
 
     port: int
     output: str = ""
+    pid: int = 0  # the server's main process (gunicorn's arbiter under `serve`), to signal it
+    log: Path | None = None  # what it has printed so far, readable while it runs
+
+    def printed(self) -> str:
+        """Its output so far (read through a file of its own: the server's writing position stays put)."""
+        return self.log.read_text(errors="replace") if self.log else self.output
 
     @property
     def base(self) -> str:
@@ -82,6 +88,8 @@ def running_server(
     server = Server(free_port())
     with tempfile.TemporaryFile("w+") as log:
         process = subprocess.Popen(command(server.port), cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        server.pid = process.pid
+        server.log = Path(f"/proc/self/fd/{log.fileno()}")  # Linux: opened anew, with its own position
 
         def started() -> bool:
             if process.poll() is not None:

@@ -10,6 +10,7 @@ import enum
 from datetime import date, datetime
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     CheckConstraint,
@@ -499,3 +500,16 @@ class Disclosure(Base):
     appointment_id: Mapped[int | None] = mapped_column(ForeignKey("appointments.id", ondelete="SET NULL"))
     patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id", ondelete="SET NULL"))
     field_groups: Mapped[int] = mapped_column(Integer)
+
+
+class PolicyRelease(Base):
+    """A policy put in force after passing `partner-api policy check`: its texts, as checked.
+    Every worker serves the latest one (api/http/policy_in_force.py)."""
+
+    __tablename__ = "policy_releases"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), comment="SHA-256 of the texts, to tell a change")
+    sources: Mapped[dict[str, str]] = mapped_column(JSON, comment="File name -> .polar text, as checked")
+    directory: Mapped[str] = mapped_column(String(500), comment="Where the texts were read")
+    released_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -30,6 +30,7 @@ from api.http import metrics
 from api.http.graphiql import graphiql_routes
 from api.http.graphql_view import PartnerGraphQL
 from api.http.pipeline import GraphQLPipeline
+from api.http.policy_in_force import LivePolicy, PolicyInForce, starting_policy
 from api.identity.grant_cache import GrantCache
 from api.ledger.webhook import WebhookSender
 from api.protection.budgets import Budgets
@@ -58,7 +59,10 @@ def create_app(
 ) -> Starlette:
     settings = settings or get_settings()
     engine = make_async_engine(settings.database_url, settings.statement_timeout_seconds)
-    authorizer = authorizer or Authorizer()
+    # An authorizer given in code (tests, benchmarks) is the policy, whatever the database releases.
+    policy = (
+        LivePolicy(PolicyInForce.of(authorizer), follows_releases=False) if authorizer else starting_policy(settings)
+    )
     if not settings.secret_key:
         logger.warning("PARTNER_API_SECRET_KEY is unset: cursors will not survive a restart or cross workers")
     sessions, writer_lock = make_session_factory(engine), sqlite_writer_lock(engine)
@@ -70,7 +74,8 @@ def create_app(
         sessions=sessions,
         writer_lock=writer_lock,
         view=PartnerGraphQL(schema or build_schema(settings), statement_timeout=settings.statement_timeout_seconds),
-        authorizer=authorizer,
+        authorizer=policy.current.authorizer,
+        policy=policy,
         gates=CredentialGates(settings.max_concurrent_requests_per_key),
         grants=GrantCache(),
         budgets=Budgets(settings),
@@ -135,7 +140,7 @@ def create_app(
     app.state.engine = engine
     app.state.sessions = graphql.sessions
     app.state.settings = settings
-    app.state.authorizer = authorizer
+    app.state.policy = policy
     app.state.alert_sender = alert_sender
     app.state.clock = clock
     return app

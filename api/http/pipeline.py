@@ -34,13 +34,14 @@ from api.http import logs, metrics
 from api.http.graphiql import render_graphiql, wants_graphiql
 from api.http.graphql_view import PartnerGraphQL
 from api.http.outcome import Outcome, refused
+from api.http.policy_in_force import LivePolicy, PolicyInForce
 from api.identity.authentication import KeyQuarantined, Principal, authenticate, bearer_token
 from api.identity.grant_cache import GrantCache
 from api.identity.keys import split_token
 from api.identity.request_identity import RequestIdentity
 from api.ledger import access as ledger
 from api.ledger.access import AccessEntry
-from api.ledger.disclosure_recorder import DisclosureRecorder, sensitive_field_groups
+from api.ledger.disclosure_recorder import DisclosureRecorder
 from api.protection.budgets import Budgets
 from api.protection.extraction import ExtractionGuard
 from api.protection.key_gates import CredentialGates
@@ -67,6 +68,7 @@ class GraphQLPipeline:
     3. `authenticate`: the bearer key (api/identity/authentication.py), 401 for any failure; a
        key quarantined after a distinct-patient refusal gets 403 KEY_QUARANTINED, after every
        other check (api/protection/extraction.py quarantines it, `partner-api key release` frees it).
+       The latest policy release, read with the key, is put in force first (api/http/policy_in_force.py).
     4. `execute`: the GraphQL view (api/http/graphql_view.py), bounded by
        PARTNER_API_REQUEST_TIMEOUT_SECONDS (503). The schema's extensions run inside, in this
        order (api/schema/__init__.py): parsing under the token and nesting limits, with its cache
@@ -113,13 +115,14 @@ class GraphQLPipeline:
         extraction: ExtractionGuard,
         cursors: CursorCodec,
         clock: Clock = system_clock,
+        policy: LivePolicy | None = None,
     ) -> None:
         self.settings, self.sessions, self.writer_lock, self.view = settings, sessions, writer_lock, view
-        self.authorizer, self.gates, self.grants = authorizer, gates, grants
+        self.gates, self.grants = gates, grants
         self.budgets, self.extraction, self.cursors = budgets, extraction, cursors
         self.clock = clock  # the one source of the request's time (api/clock.py)
-        # Derived once from the policy: the ledger groups of each sensitive field, on each side of the horizon.
-        self.field_groups = sensitive_field_groups(authorizer.field_scopes, authorizer.purpose_bound)
+        # The policy and what derives from it (the ledger groups of each sensitive field), swapped whole on reload.
+        self.policy = policy or LivePolicy(PolicyInForce.of(authorizer), follows_releases=False)
 
     async def handle(self, request: Request) -> Response:
         """One request, through the steps above."""
@@ -219,7 +222,8 @@ class GraphQLPipeline:
                     None,
                     **{"WWW-Authenticate": 'Bearer realm="partner-api"'},
                 )
-            context = self.context(session, RequestIdentity(principal, now, request_id))
+            policy = await self.policy.for_release(principal.policy_version, session)
+            context = self.context(session, RequestIdentity(principal, now, request_id), policy)
             uow = context.uow
             outcome = await self.execute(request, context)
             if not uow.holds_write or not outcome.served:
@@ -238,14 +242,14 @@ class GraphQLPipeline:
             if owned is not None:
                 await owned.close()
 
-    def context(self, session: AsyncSession, identity: RequestIdentity) -> GraphQLContext:
-        """What the resolvers get: the request's parts, each from its layer."""
-        uow = UnitOfWork(session, self.authorizer, identity, self.writer_lock)
+    def context(self, session: AsyncSession, identity: RequestIdentity, policy: PolicyInForce) -> GraphQLContext:
+        """What the resolvers get: the request's parts, each from its layer, decided by the policy in force."""
+        uow = UnitOfWork(session, policy.authorizer, identity, self.writer_lock)
         return GraphQLContext(
             identity=identity,
             uow=uow,
-            fields=ReadableFields(uow, self.authorizer, self.grants),
-            disclosures=DisclosureRecorder(self.field_groups),
+            fields=ReadableFields(uow, policy.authorizer, self.grants),
+            disclosures=DisclosureRecorder(policy.field_groups),
             cursors=self.cursors,
             settings=self.settings,
             budgets=self.budgets,

@@ -5,18 +5,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.data.models import Partner, PartnerKey, PartnerStatus
+from api.data.models import Partner, PartnerKey, PartnerStatus, PolicyRelease
 from api.errors import ApiError, ErrorCode
 from api.identity.keys import hash_secret, secret_matches, split_token
 
 # Recording every use would turn each read into a write; a minute is precise enough.
 LAST_USED_PRECISION = timedelta(minutes=1)
 _DUMMY_HASH = hash_secret("no key has this secret")
-_KEY_AND_PARTNER = select(PartnerKey, Partner).join(Partner, Partner.id == PartnerKey.partner_id).where(
-    PartnerKey.prefix == bindparam("prefix")
+# With the latest policy release, read on every request as the grants version is (api.http.policy_in_force).
+_LATEST_POLICY = select(func.max(PolicyRelease.id)).scalar_subquery()
+_KEY_AND_PARTNER = (
+    select(PartnerKey, Partner, _LATEST_POLICY)
+    .join(Partner, Partner.id == PartnerKey.partner_id)
+    .where(PartnerKey.prefix == bindparam("prefix"))
 )
 
 
@@ -32,6 +36,7 @@ class Principal:
     budget_capacity: int | None = None  # the partner's own budget, when it has one
     budget_refill_per_second: float | None = None
     grants_version: int = 0  # changes with any of the partner's grants (see api.identity.grant_cache)
+    policy_version: int | None = None  # the latest policy release (see api.http.policy_in_force)
 
 
 class KeyQuarantined(ApiError):
@@ -62,7 +67,7 @@ async def authenticate(session: AsyncSession, token: str | None, now: datetime) 
         return None
     prefix, secret = parts
     row = (await session.execute(_KEY_AND_PARTNER, {"prefix": prefix})).first()
-    key, partner = (row[0], row[1]) if row else (None, None)
+    key, partner, policy_version = (row[0], row[1], row[2]) if row else (None, None, None)
     # Always compare a hash, so that an unknown prefix costs the same as a wrong secret.
     matches = secret_matches(secret, key.secret_hash if key else _DUMMY_HASH)
     if key is None or partner is None or not matches:
@@ -76,7 +81,7 @@ async def authenticate(session: AsyncSession, token: str | None, now: datetime) 
         await session.commit()
     principal = Principal(
         partner.id, partner.public_id, partner.name, key.id, key.prefix,
-        partner.budget_capacity, partner.budget_refill_per_second, partner.grants_version,
+        partner.budget_capacity, partner.budget_refill_per_second, partner.grants_version, policy_version,
     )
     if key.quarantined_at is not None:
         raise KeyQuarantined(principal)

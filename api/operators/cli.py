@@ -41,10 +41,15 @@ def serve(
 ) -> None:
     """Serve the API (and GraphiQL on GET /graphql) with gunicorn over uvicorn workers; logs are JSON lines
     on stderr. A worker stuck for PARTNER_API_WORKER_TIMEOUT_SECONDS is replaced."""
+    from api.http.policy_in_force import PolicyRefused
     from api.operators.server import serve as run_server
 
     settings = get_settings()
-    run_server(settings, host or settings.host, port or settings.port, workers)
+    try:
+        run_server(settings, host or settings.host, port or settings.port, workers)
+    except PolicyRefused as refused:
+        typer.secho(f"error: {refused}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(1) from None
 
 
 @app.command()

@@ -5,6 +5,12 @@ stuck in synchronous code looks alive forever. gunicorn's arbiter expects each w
 (uvicorn's main loop does, every half timeout): a worker silent for `PARTNER_API_WORKER_TIMEOUT_SECONDS`
 is killed and replaced, and the requests it was serving are recorded in the ledger as refused
 (`api.http.in_flight`).
+
+The policy: `serve` checks the policy directory (PARTNER_API_POLICY_DIR) and releases it before any
+worker starts, and refuses to start on a policy that fails `partner-api policy check`. SIGHUP to the
+arbiter does what `partner-api policy reload` does (api/operators/policy_release.py): a checked
+policy is released and every worker loads it on its next request; the workers keep running (gunicorn's
+own SIGHUP would restart them), and a refused policy leaves the one in force serving.
 """
 
 from __future__ import annotations
@@ -19,15 +25,44 @@ from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
+from sqlalchemy.exc import SQLAlchemyError
 
 from api.http.in_flight import IN_FLIGHT_DIR, InFlight, lost
 from api.http.logs import log_config
 from api.http.metrics import MULTIPROCESS_DIR
+from api.http.policy_in_force import PolicyRefused, read_checked
+from api.operators.policy_release import Release
 from api.settings import Settings
 from api.timeutil import utcnow
+from authz.engine import POLICY_DIR
 
 logger = logging.getLogger("api.server")
 APP_FACTORY = "api.http.app:create_app"
+
+
+class PolicyArbiter(Arbiter):  # type: ignore[misc]  # gunicorn is untyped: its base class is Any
+    """gunicorn's arbiter, for which SIGHUP means: put the policy directory's checked policy in force."""
+
+    def handle_hup(self) -> None:
+        settings: Settings = self.app.settings
+        release = reload_policy(settings)
+        if release.report.ok:
+            logger.info("SIGHUP: %s", release.summary)
+            return
+        problems = " | ".join(str(p) for p in release.report.problems if p.severity == "error")
+        logger.error("SIGHUP: %s: %s", release.summary, problems)
+
+
+def reload_policy(settings: Settings) -> Release:
+    from api.data.database import make_sync_engine
+    from api.operators.policy_release import release_policy
+
+    engine = make_sync_engine(settings.database_url)
+    try:
+        return release_policy(engine, settings.policy_dir or POLICY_DIR)
+    finally:
+        engine.dispose()
 
 
 class PartnerServer(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped: its base class is Any
@@ -51,6 +86,14 @@ class PartnerServer(BaseApplication):  # type: ignore[misc]  # gunicorn is untyp
             "child_exit": lambda arbiter, worker: self._child_exit(worker),
         }
         super().__init__()
+
+    def run(self) -> None:
+        """As gunicorn's own run, with the arbiter that reloads the policy on SIGHUP."""
+        try:
+            PolicyArbiter(self).run()
+        except RuntimeError as error:
+            logger.error("the server stopped: %s", error)
+            raise SystemExit(1) from None
 
     def load_config(self) -> None:
         for name, value in self.options.items():
@@ -96,6 +139,16 @@ def _log_config(level: str) -> dict[str, Any]:
 
 
 def serve(settings: Settings, host: str, port: int, workers: int, app_factory: str = APP_FACTORY) -> None:
+    """Serve until stopped; raises PolicyRefused, before any worker starts, on a policy that fails its check."""
+    try:
+        release = reload_policy(settings)
+    except SQLAlchemyError:  # the database is away: workers start from the checked directory, /readyz says 503
+        logger.warning("the policy could not be released: the database is unreachable", exc_info=True)
+        directory = settings.policy_dir or POLICY_DIR
+        release = Release(directory, read_checked(directory)[1], None, changed=False)
+    if not release.report.ok:
+        raise PolicyRefused(release.directory, release.report)
+    logger.info("policy: %s", release.summary)
     with ExitStack() as stack:
         if workers > 1 and not os.environ.get(MULTIPROCESS_DIR):
             # Each worker writes its metrics there, so that /metrics sums them (see api.http.metrics).

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from api.operators.cli import app
 from api.settings import get_settings
-from authz.checking import check_policy
+from authz.checking import check_policy, in_policy_terms
 from authz.engine import POLAR_CLASSES, POLICY_DIR, POLICY_FILES
 from authz.explain import ExplainError, explain
 from authz.policy_testing import CaseError, load_cases
@@ -54,7 +56,7 @@ def test_the_policy_of_the_repository_is_ok():
 def test_rules_are_counted_facts_and_shorthand_rules_included(tmp_path):
     text = (
         'actor Partner {}\nresource Practice { permissions = ["read"]; roles = ["member"]; "read" if "member"; }\n'
-        "has_role(_p: Partner, \"member\", _x: Practice);\n"
+        'has_role(_p: Partner, "member", _x: Practice);\n'
         "allow(p: Partner, action: String, r) if has_permission(p, action, r);  # a comment; with a semicolon\n"
     )
     report = check_policy([write(tmp_path, text)])
@@ -69,7 +71,7 @@ def test_a_syntax_error_names_file_line_and_column(tmp_path):
 
 
 def test_an_unknown_class_as_specializer_is_an_error_not_a_warning(tmp_path):
-    message = only_error(tmp_path, POLICY + "\nhas_scope(grant: Grnt, \"x\") if grant.id = 1;\n")
+    message = only_error(tmp_path, POLICY + '\nhas_scope(grant: Grnt, "x") if grant.id = 1;\n')
     assert "Unknown specializer Grnt" in message and f"broken.polar:{last_line(POLICY) + 2}:18:" in message
 
 
@@ -127,12 +129,11 @@ def test_a_typed_helper_argument_is_caught_because_its_filter_is_always_false(tm
 
 def test_a_misspelt_field_in_a_row_rule_is_located(tmp_path):
     broken = POLICY.replace("grant.appointments_write = true", "grant.appointment_write = true")
-    report = check_policy([write(tmp_path, broken)])
-    assert not report.ok
     line = broken.splitlines().index('has_scope(grant, "appointments:write") if grant.appointment_write = true;') + 1
-    assert any(
-        f"broken.polar:{line}: error" in str(p) and "'book' on Practice cannot be compiled to SQL" in str(p)
-        for p in report.problems
+    message = only_error(tmp_path, broken)
+    assert message.startswith(
+        f"{tmp_path / 'broken.polar'}:{line}: error: no class the policy can read has a field 'appointment_write'; "
+        "did you mean appointments_write or"
     )
 
 
@@ -145,9 +146,68 @@ def test_a_misspelt_field_in_a_field_rule_is_located(tmp_path):
     (problem,) = check_policy([policy, fields]).problems
     line = next(i for i, text in enumerate(broken.splitlines(), start=1) if "apointments_read" in text)
     assert (problem.file, problem.line) == (str(fields), line)
-    assert problem.message.startswith(
-        "the field rules fail on a live grant: Application error: 'Grant' object has no attribute 'apointments_read'"
+    assert problem.message.startswith("no class the policy can read has a field 'apointments_read'")
+
+
+def test_an_unknown_attribute_of_a_record_is_reported_at_its_rule(tmp_path):
+    broken = POLICY.replace(
+        'holds(partner, "appointments:read", appointment);',
+        'holds(partner, "appointments:read", appointment) and appointment.source_partner = partner.id;',
     )
+    line = next(i for i, text in enumerate(broken.splitlines(), start=1) if "appointment.source_partner " in text)
+    message = only_error(tmp_path, broken)
+    assert message.startswith(f"{tmp_path / 'broken.polar'}:{line}: error: no class the policy can read has a field ")
+    assert "did you mean source_partner_id?" in message
+
+
+def test_a_field_rule_about_a_field_the_schema_lacks_fails_check(tmp_path):
+    policy = write(tmp_path, POLICY, "policy.polar")
+    broken = FIELDS.replace('field_needs_scope("Patient.phone",', 'field_needs_scope("Patient.phon",')
+    fields = write(tmp_path, broken, "fields.polar")
+    report = check_policy([policy, fields])
+    line = next(i for i, text in enumerate(broken.splitlines(), start=1) if '"Patient.phon"' in text)
+    assert not report.ok
+    assert [str(p) for p in report.problems] == [
+        f"{fields}:{line}: error: field_needs_scope: the GraphQL schema has no field 'Patient.phon'; "
+        "did you mean Patient.phone or Patient.id or Patient.gender?"
+    ]
+
+
+def test_an_unknown_scope_in_a_row_rule_is_reported_at_the_rule(tmp_path):
+    broken = POLICY.replace(
+        'holds(partner, "appointments:write", practice);', 'holds(partner, "appointments:wrte", practice);'
+    )
+    line = next(i for i, text in enumerate(broken.splitlines(), start=1) if "appointments:wrte" in text)
+    message = only_error(tmp_path, broken)
+    assert message.startswith(f"{tmp_path / 'broken.polar'}:{line}: error: unknown scope 'appointments:wrte' (known:")
+
+
+def test_a_method_call_in_a_row_rule_is_explained_in_the_policy_terms(tmp_path):
+    broken = POLICY.replace(
+        'holds(partner, "appointments:read", appointment);',
+        'holds(partner, "appointments:read", appointment) and appointment.status.lower() = "booked";',
+    )
+    message = only_error(tmp_path, broken)
+    line = next(i for i, text in enumerate(broken.splitlines(), start=1) if ".lower()" in text)
+    assert f"broken.polar:{line}:" in message
+    assert "'read' on Appointment cannot be compiled to SQL: a method call: row rules become SQL" in message
+    assert "unbound variable" not in message and "register_class" not in message
+
+
+@pytest.mark.parametrize(
+    ("oso_says", "we_say"),
+    [
+        (
+            "Unregistered field or relation: Appointment.starts_at\n\nPlease include `starts_at` in the `fields` "
+            "parameter of your `register_class` call for Appointment.",
+            "Appointment has no field 'starts_at' the policy can read (id, practice_id,",
+        ),
+        ("Not supported: cannot call method on unbound variable _x_22", "a method call: row rules become SQL"),
+    ],
+)
+def test_oso_advice_meant_for_its_programmers_is_said_in_the_policy_terms(oso_says, we_say):
+    said = in_policy_terms(oso_says)
+    assert we_say in said and "register_class" not in said and "unbound" not in said
 
 
 def test_a_field_rule_with_an_unknown_scope_is_reported(tmp_path):
@@ -172,7 +232,7 @@ def test_a_scope_without_has_scope_is_reported(tmp_path):
 
 def test_check_exits_1_and_prints_the_problems(tmp_path):
     path = write(tmp_path, "allow(a, b, c) if a = ;\n")
-    result = runner.invoke(app, ["policy", "check", str(path)])
+    result = runner.invoke(app, ["policy", "check", "--policy", str(path)])
     assert result.exit_code == 1
     assert f"{path}:1:23: error" in result.output and "policy has 1 error" in result.output
 
@@ -220,9 +280,83 @@ def test_the_cases_catch_a_policy_that_forgets_revocation(tmp_path):
     assert failed and all("revoked" in line for line in failed)
 
 
+OWN_BOOKINGS_ONLY = POLICY.replace(
+    """has_permission(partner: Partner, action: String, appointment: Appointment) if
+    action in ["reschedule", "cancel"] and""",
+    """has_permission(partner: Partner, action: String, appointment: Appointment) if
+    action in ["reschedule", "cancel"] and
+    appointment.source_partner_id = partner.id and""",
+)
+OWN_BOOKING_CASES = """
+- name: a writer cancels its own booking
+  grant: {scopes: [appointments:write]}
+  appointment: {source_partner: me}
+  action: cancel
+  resource: Appointment
+  expect: allow
+
+- name: a writer does not cancel what the practice booked
+  grant: {scopes: [appointments:write]}
+  action: cancel
+  resource: Appointment
+  expect: deny
+
+- name: a writer does not cancel another partner's booking
+  grant: {scopes: [appointments:write]}
+  appointment: {source_partner: other, status: booked}
+  action: cancel
+  resource: Appointment
+  expect: deny
+"""
+
+
+def test_a_policy_about_the_partners_own_bookings_is_tested_on_who_booked_the_appointment(tmp_path):
+    assert OWN_BOOKINGS_ONLY != POLICY
+    cases = write(tmp_path, OWN_BOOKING_CASES, "own.yaml")
+    own_only = write(tmp_path, OWN_BOOKINGS_ONLY, "policy.polar")
+    result = runner.invoke(app, ["policy", "test", str(cases), "--policy", str(own_only)])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == "3 passed, 0 failed"
+    # The shipped policy lets a writer cancel any appointment of the practice: the same cases fail.
+    shipped = runner.invoke(app, ["policy", "test", str(cases)])
+    assert shipped.exit_code == 1 and shipped.output.splitlines()[-1] == "1 passed, 2 failed"
+
+
+def test_the_case_world_sets_the_appointments_status(tmp_path):
+    only_booked = POLICY.replace(
+        """has_permission(partner: Partner, "read", appointment: Appointment) if
+    holds(partner, "appointments:read", appointment);""",
+        """has_permission(partner: Partner, "read", appointment: Appointment) if
+    appointment.status = "booked" and
+    holds(partner, "appointments:read", appointment);""",
+    )
+    policy = write(tmp_path, only_booked, "policy.polar")
+    cases = write(
+        tmp_path,
+        "- name: booked\n  grant: {scopes: [appointments:read]}\n  resource: Appointment\n  expect: allow\n"
+        "- name: cancelled\n  grant: {scopes: [appointments:read]}\n  appointment: {status: cancelled}\n"
+        "  resource: Appointment\n  expect: deny\n",
+        "status.yaml",
+    )
+    result = runner.invoke(app, ["policy", "test", str(cases), "--policy", str(policy)])
+    assert result.exit_code == 0, result.output
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
+        (
+            "- name: x\n  appointment: {source_partner: someone}\n  resource: Appointment\n  expect: deny\n",
+            "`source_partner` is none, me, other",
+        ),
+        (
+            "- name: x\n  appointment: {status: done}\n  resource: Appointment\n  expect: deny\n",
+            "unknown appointment status 'done'",
+        ),
+        (
+            "- name: x\n  appointment: {booked_by: me}\n  resource: Appointment\n  expect: deny\n",
+            "unknown appointment key(s) booked_by",
+        ),
         ("- name: x\n  field: Patient.phone\n  expect: maybe\n", "cases.yaml:1: 'x': `expect` is allow or deny"),
         (
             "- name: x\n  grant: {scopes: [patients:phone]}\n  field: Patient.phone\n  expect: deny\n",
@@ -295,7 +429,10 @@ def test_explain_says_a_purpose_bound_field_needs_the_horizon_or_the_history_per
     assert grant.horizon == "1 day(s) back, 30 ahead; no history permission"
     name = field(result, "Patient.lastName")
     assert name.readable and not name.readable_outside_horizon
-    assert name.outside_why == f'purpose_bound("Patient.lastName"): outside the reading horizon ({grant.horizon})'
+    line = FIELDS.splitlines().index('purpose_bound("Patient.lastName");') + 1
+    assert name.outside_why == (
+        f'purpose_bound("Patient.lastName"): outside the reading horizon ({grant.horizon}) [fields.polar:{line}]'
+    )
     status = field(result, "Appointment.status")
     assert status.readable and status.readable_outside_horizon and status.outside_why is None
 
@@ -328,6 +465,80 @@ def test_explain_decides_in_memory_where_the_practice_has_no_row_of_a_kind(sync_
     assert "in memory" in reader.how
 
 
+def about(sync_engine, partner: str, appointment: str, field_name: str | None = None):
+    with Session(sync_engine) as session:
+        return explain(session, partner, appointment_id=appointment, field=field_name)
+
+
+def test_explain_about_one_appointment_says_whether_it_is_among_each_rules_rows(sync_engine, world):
+    appointment = world.appointments["A"][0]
+    writer = about(sync_engine, "writer-only", appointment)
+    assert writer.record is not None and writer.record.appointment == appointment and writer.practice == "A"
+    assert {(r.resource, r.action) for r in writer.rows} == {
+        ("Appointment", "read"),
+        ("Appointment", "reschedule"),
+        ("Appointment", "cancel"),
+        ("Patient", "read"),
+    }
+    read, cancel = row(writer, "Appointment", "read"), row(writer, "Appointment", "cancel")
+    assert not read.allowed and read.how == f"SQL filter: {appointment} is not among the rows"
+    assert cancel.allowed and cancel.how == f"SQL filter: {appointment} is among the rows"
+    assert cancel.record == appointment and cancel.rows_total is None  # about the record, not a count
+    line = POLICY.splitlines().index('    action in ["reschedule", "cancel"] and')
+    assert cancel.rules == [f"policy.polar:{line}"]
+    assert row(writer, "Patient", "read").record == writer.record.patient
+
+
+def test_explain_about_an_appointment_elsewhere_finds_it_among_no_rows(sync_engine, world):
+    result = about(sync_engine, "full", world.appointments["B"][0], "Appointment.reason")
+    assert result.practice == "B" and result.grants == []
+    assert not any(r.allowed for r in result.rows)
+    (reason,) = result.fields
+    assert not reason.readable_here and reason.grant is None
+
+
+def test_explain_about_one_field_of_an_appointment_names_the_rule_and_its_line(sync_engine, world):
+    result = about(sync_engine, "no-contact", world.appointments["A"][0], "Patient.phone")
+    (phone,) = result.fields
+    assert phone.field == "Patient.phone" and phone.record == result.record.patient and phone.record_in_horizon
+    assert not phone.readable_here
+    line = FIELDS.splitlines().index('field_needs_scope("Patient.phone", "patients:contact");') + 1
+    assert (phone.reason.rule, phone.reason.at) == (
+        'field_needs_scope("Patient.phone", "patients:contact")',
+        f"fields.polar:{line}",
+    )
+    assert phone.reason.why == "grant lacks patients:contact"
+    (name,) = about(sync_engine, "no-contact", world.appointments["A"][0], "Patient.lastName").fields
+    assert name.readable_here and name.reason.satisfied
+
+
+def test_explain_answers_a_field_on_the_side_of_the_horizon_the_appointment_lies(sync_engine, world):
+    from api.data.models import Appointment
+
+    public_id = world.appointments["A"][1]
+    with Session(sync_engine) as session:
+        moved = session.scalars(select(Appointment).where(Appointment.public_id == public_id)).one()
+        moved.starts_at = moved.starts_at - timedelta(days=60)  # before the grant's one day back
+        moved.ends_at = moved.ends_at - timedelta(days=60)
+        session.commit()
+    result = about(sync_engine, "full", public_id)
+    assert result.record is not None and not result.record.in_horizon
+    reason, status = field(result, "Appointment.reason"), field(result, "Appointment.status")
+    assert reason.readable and not reason.readable_here and reason.record_in_horizon is False
+    assert reason.outside_why.startswith('purpose_bound("Appointment.reason"): outside the reading horizon')
+    assert status.readable_here
+    assert row(result, "Appointment", "read").allowed  # the row stays visible: only purpose-bound fields close
+
+
+def test_explain_refuses_an_unknown_appointment_or_field(sync_engine, world):
+    with pytest.raises(ExplainError, match=r"no appointment 'apt_nope'"):
+        about(sync_engine, "full", "apt_nope")
+    with pytest.raises(ExplainError, match=r"no field rule names 'Patient.phon'.*near names: Patient.phone"):
+        about(sync_engine, "full", world.appointments["A"][0], "Patient.phon")
+    with pytest.raises(ExplainError, match=r"is at A"), Session(sync_engine) as session:
+        explain(session, "full", "B", appointment_id=world.appointments["A"][0])
+
+
 @pytest.mark.parametrize(("partner", "state"), [("revoked", "revoked at "), ("expired", "expired at ")])
 def test_explain_says_why_a_grant_is_not_live(sync_engine, world, partner, state):
     result = explained(sync_engine, partner)
@@ -356,6 +567,12 @@ def test_explain_finds_a_practice_by_its_public_id(sync_engine, world):
     assert explained(sync_engine, "full", world.practice_id("A")).practice == "A"
 
 
+def create_engine_for_settings():
+    from api.data.database import make_sync_engine
+
+    return make_sync_engine(get_settings().database_url)
+
+
 @pytest.fixture
 def configured(database_url, monkeypatch):
     monkeypatch.setenv("PARTNER_API_DATABASE_URL", database_url)
@@ -369,7 +586,8 @@ def test_explain_command_prints_tables_and_json(configured, world):
         app, ["policy", "explain", "--partner", "no-contact", "--practice", "A"], env={"COLUMNS": "250"}
     )
     assert table.exit_code == 0, table.output
-    assert 'field_needs_scope("Patient.phone", "patients:contact") not satisfied' in table.output
+    line = FIELDS.splitlines().index('field_needs_scope("Patient.phone", "patients:contact");') + 1
+    assert f'fields.polar:{line} field_needs_scope("Patient.phone", "patients:contact")' in table.output
     assert "grant lacks patients:contact" in table.output
     as_json = runner.invoke(
         app, ["policy", "explain", "--partner", "no-contact", "--practice", "A", "--format", "json"]
@@ -378,6 +596,35 @@ def test_explain_command_prints_tables_and_json(configured, world):
     phone = next(f for f in data["fields"] if f["field"] == "Patient.phone")
     assert phone["readable"] is False and phone["rule"] == 'field_needs_scope("Patient.phone", "patients:contact")'
     assert {r["action"] for r in data["rows"] if r["resource"] == "Appointment"} == {"read", "reschedule", "cancel"}
+
+
+def test_explain_never_cuts_a_field_or_rule_name_short_in_a_narrow_terminal(configured, world):
+    result = runner.invoke(
+        app, ["policy", "explain", "--partner", "no-contact", "--practice", "A"], env={"COLUMNS": "80"}
+    )
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.output
+    with Session(create_engine_for_settings()) as session:
+        names = [f.field for f in explain(session, "no-contact", "A").fields]
+    assert max(map(len, names)) > 20 and all(name in result.output for name in names)
+    assert 'field_needs_scope("AppointmentChange.appointmentId",' in result.output
+
+
+def test_explain_command_about_one_appointment_and_field(configured, world):
+    appointment = world.appointments["A"][0]
+    args = ["policy", "explain", "--partner", "no-contact", "--appointment", appointment, "--field", "Patient.phone"]
+    as_json = runner.invoke(app, [*args, "--format", "json"])
+    assert as_json.exit_code == 0, as_json.output
+    data = json.loads(as_json.output)
+    assert data["record"]["appointment"] == appointment and data["record"]["in_horizon"] is True
+    (phone,) = data["fields"]
+    assert phone["field"] == "Patient.phone" and phone["readable"] is False
+    assert phone["rule_at"].startswith("fields.polar:")
+    assert {r["record"] for r in data["rows"]} == {appointment, data["record"]["patient"]}
+    table = runner.invoke(app, args, env={"COLUMNS": "80"})
+    assert table.exit_code == 0, table.output
+    assert f"appointment {appointment}" in table.output and "this record" in table.output
+    assert "is among the rows" in table.output and "Patient.phone" in table.output
 
 
 def test_explain_command_exits_1_on_an_unknown_name(configured, world):
@@ -400,10 +647,106 @@ def test_the_policy_guide_presents_every_class_the_policy_can_read():
 
 def test_the_policy_guide_commands_exist():
     guide = (REPO / "docs" / "policy-guide.md").read_text()
-    for command in ("check", "test", "explain"):
+    for command in ("check", "test", "explain", "reload"):
         assert f"partner-api policy {command}" in guide
         assert runner.invoke(app, ["policy", command, "--help"]).exit_code == 0
 
 
 def test_policy_files_are_the_default_of_every_tool():
     assert set(POLICY_FILES) == set(POLICY_DIR.glob("*.polar"))
+
+
+# ---------------------------------------------------------------------------
+# One way to name the policy, for every tool
+# ---------------------------------------------------------------------------
+
+
+def test_one_policy_file_is_tested_with_the_rest_of_the_policy_directory(tmp_path):
+    # Only the row rules given: the field rules come from the directory, as the server would load them.
+    alone = write(tmp_path, POLICY, "policy.polar")
+    for command in (["check"], ["test"]):
+        result = runner.invoke(app, ["policy", *command, "--policy", str(alone)])
+        assert result.exit_code == 0, result.output
+        assert "undefined rule" not in result.output
+
+
+def test_check_and_test_read_a_policy_directory_the_same_way(tmp_path):
+    (tmp_path / "policy.polar").write_text(POLICY.replace("    grant.revoked_at = nil and\n", ""))
+    (tmp_path / "fields.polar").write_text(FIELDS)
+    checked = runner.invoke(app, ["policy", "check", "--policy", str(tmp_path)])
+    assert checked.exit_code == 0 and "in 2 files" in checked.output
+    tested = runner.invoke(app, ["policy", "test", "--policy", str(tmp_path)])
+    assert tested.exit_code == 1 and any(line.startswith("FAIL") for line in tested.output.splitlines())
+
+
+def test_the_policy_directory_setting_is_the_default_of_the_tools(tmp_path, monkeypatch):
+    (tmp_path / "policy.polar").write_text(POLICY + '\nhas_scope(grant, "billing:read") if grant.id = 1;\n')
+    (tmp_path / "fields.polar").write_text(FIELDS)
+    monkeypatch.setenv("PARTNER_API_POLICY_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        result = runner.invoke(app, ["policy", "check"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 1 and f"{tmp_path / 'policy.polar'}:" in result.output
+    assert "unknown scope 'billing:read'" in result.output
+
+
+@pytest.mark.parametrize("command", [["test"], ["explain", "--partner", "full", "--practice", "A"]])
+def test_test_and_explain_report_an_unknown_attribute_as_check_does(tmp_path, command):
+    broken = POLICY.replace(
+        'holds(partner, "appointments:read", appointment);',
+        'holds(partner, "appointments:read", appointment) and appointment.source_partner = partner.id;',
+    )
+    policy = write(tmp_path, broken, "policy.polar")
+    result = runner.invoke(app, ["policy", *command, "--policy", str(policy)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)  # not an AttributeError
+    assert "Traceback" not in result.output
+    line = next(i for i, text in enumerate(broken.splitlines(), start=1) if "appointment.source_partner " in text)
+    assert f"{policy}:{line}: error: no class the policy can read has a field 'source_partner'" in result.output
+    assert "policy has 1 error: see `partner-api policy check`" in result.output
+
+
+# ---------------------------------------------------------------------------
+# The guide's examples, run
+# ---------------------------------------------------------------------------
+
+GUIDE = (REPO / "docs" / "policy-guide.md").read_text()
+
+
+def guide_blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", GUIDE, re.DOTALL)
+
+
+def test_the_guides_yaml_cases_pass_on_the_shipped_policy(tmp_path):
+    (cases,) = guide_blocks("yaml")
+    result = runner.invoke(app, ["policy", "test", str(write(tmp_path, cases, "guide.yaml"))])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == f"{cases.count('- name:')} passed, 0 failed"
+
+
+def test_the_guides_check_outputs_are_what_check_prints(tmp_path):
+    consoles = "".join(guide_blocks("console"))
+    summary = runner.invoke(app, ["policy", "check"]).output.strip()
+    assert consoles.count(summary) == 2  # after `policy check`, and in `policy reload`'s answer
+    (line,) = [ln for ln in consoles.splitlines() if ln.startswith("my/policy.polar:")]
+    (my := tmp_path / "my").mkdir()
+    broken = POLICY.replace(
+        'holds(partner, "appointments:read", appointment);',
+        'holds(partner, "appointments:read", appointment) and appointment.source_partner = partner.id;',
+    )
+    (my / "policy.polar").write_text(broken)
+    result = runner.invoke(app, ["policy", "check", "--policy", str(my / "policy.polar")])
+    assert result.exit_code == 1
+    assert line.replace("my/policy.polar", str(my / "policy.polar")) in result.output.splitlines()
+
+
+def test_reload_on_a_database_without_its_tables_says_so_and_changes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("PARTNER_API_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+    get_settings.cache_clear()
+    try:
+        result = runner.invoke(app, ["policy", "reload"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert "the database cannot take the release" in result.output and "nothing changed" in result.output
