@@ -131,9 +131,8 @@ class GraphQLPipeline:
         logs.request_id.set(request_id)  # on every log line of this request
         if wants_graphiql(request):
             if not self.settings.graphiql:
-                return refused(
-                    404, ApiError(ErrorCode.NOT_FOUND, "GraphiQL is disabled on this server."), request_id
-                ).response
+                disabled = ApiError(ErrorCode.NOT_FOUND, "GraphiQL is disabled on this server.")
+                return _sent_as(refused(404, disabled, request_id).response, JSON)
             return render_graphiql(request)
         started, now = time.perf_counter(), self.clock()
         media_type = negotiate(request.headers.get("accept"))

@@ -155,3 +155,15 @@ def test_graphql_http_audit_of_the_served_app(database_url, world):
     warnings = {r["id"]: r for r in results if r["status"] == "warn"}
     assert errors == []
     assert set(warnings) <= set(ALLOWED_WARNINGS), [warnings[i] for i in set(warnings) - set(ALLOWED_WARNINGS)]
+
+
+@pytest.mark.parametrize("accept", [GRAPHQL_RESPONSE, "application/json"])
+async def test_a_spent_budget_is_429_in_both_media_types(make_api, world, accept):
+    """Not the specification's 200 for application/json: a 429 with Retry-After is what clients back off on."""
+    api = make_api(budget_capacity=20, budget_refill_per_second=0.01)
+    query = "{ practices(first: 50) { edges { node { id name } } } }"
+    response = await _post(api, world.keys["full"], accept, query)
+    assert response.status_code == 429, response.text
+    assert response.headers["content-type"] == accept and int(response.headers["retry-after"]) > 0
+    body = response.json()
+    assert "data" not in body and body["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
