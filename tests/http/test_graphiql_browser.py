@@ -147,6 +147,11 @@ def run_query_in_graphiql(page: Page, query: str, key: str) -> str:
     page.keyboard.press("Delete")
     # insert_text types without key events, so CodeMirror's bracket closing and hints stay out of it.
     page.keyboard.insert_text(query)
+    # GraphiQL reads the operation's name from the editor after a debounce: the tab's title shows it
+    # once read, and a run before that would send the previous tab content's name.
+    named = re.match(r"\s*(?:query|mutation)\s+(\w+)", query)
+    title = named.group(1) if named else "<untitled>"
+    page.locator(".graphiql-tab-active").filter(has_text=title).wait_for(timeout=TIMEOUT_MS)
     # Straight from the key field to Run, as people do: the field's blur (which reloads the
     # schema with the key) must not lose the result.
     page.fill("#api-key", key)

@@ -102,21 +102,15 @@
     "  rateLimit { currentlyAvailable maximumAvailable restoreRate }\n" +
     "}\n";
 
-  // The active tab's variables, as GraphiQL last told them; ours to replace only while they are
-  // the placeholder or what was filled in last (never what someone typed).
+  // The active tab's variables, read live from its editor (GraphiQL's onEditVariables is debounced:
+  // it could still hold our last fill while someone's edit is on screen). Ours to replace only while
+  // they are the placeholder or what was filled in last, never what someone typed.
   var tabsStored = localStorage.getItem("graphiql:tabState") !== null;
-  var shownVariables = storedActiveVariables();
   var filledVariables = null;
-  function storedActiveVariables() {  // GraphiQL's own storage of the tabs, from an earlier visit
-    try {
-      var stored = JSON.parse(localStorage.getItem("graphiql:tabState"));
-      return stored.tabs[stored.activeTabIndex].variables || "";
-    } catch (error) {
-      return null;
-    }
-  }
   function fillable() {
-    var text = shownVariables == null ? PLACEHOLDER : shownVariables;
+    var editor = document.querySelector(".graphiql-editor-tool .graphiql-editor .CodeMirror");
+    if (!editor || !editor.CodeMirror) return false;
+    var text = editor.CodeMirror.getValue();
     return text.trim() === PLACEHOLDER.trim() || text === sessionStorage.getItem(FILLED_STORAGE);
   }
   function fillPracticeFor(key) {
@@ -130,7 +124,6 @@
       if (!grants.length || !fillable() || keyInput.value.trim() !== key) return;
       filledVariables = dayVariables(grants[0].practiceId);
       sessionStorage.setItem(FILLED_STORAGE, filledVariables);
-      shownVariables = filledVariables;
       draw();
     }, function () {});
   }
@@ -153,11 +146,6 @@
       query: linkedQuery,
       // GraphiQL shows the `variables` prop, not the first default tab's, on a first visit.
       variables: filledVariables || linkedVariables || (tabsStored || linkedQuery ? undefined : PLACEHOLDER),
-      onEditVariables: function (value) { shownVariables = value; },
-      onTabChange: function (state) {
-        var tab = state.tabs[state.activeTabIndex];
-        shownVariables = tab ? tab.variables || "" : null;
-      },
       defaultEditorToolsVisibility: "variables",
       plugins: [explorer],
       toolbar: { additionalContent: React.createElement(CostBadge) },
