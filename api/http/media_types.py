@@ -27,8 +27,8 @@ SERVICE_STATUSES = {429, 503}
 def negotiate(accept: str | None) -> str | None:
     """The media type to answer with, or None when the client accepts neither (406).
 
-    Written by hand: the rule is five lines, no library of the project's stack parses Accept, and the
-    specification's tie-break (prefer the client's first acceptable range) is the graphql-http server's.
+    Written by hand: the rule is short, no library of the project's stack parses Accept, and the
+    tie-break (the highest q, then the client's first range) is the one graphql-http's own server uses.
     """
     best: tuple[float, int, str] | None = None
     for order, item in enumerate((accept or "*/*").split(",")):

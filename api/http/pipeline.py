@@ -333,7 +333,7 @@ def _not_acceptable(request_id: str) -> Outcome:
 def _sent_as(response: Response, media_type: str) -> Response:
     """Every answer of /graphql in the negotiated media type, and never stored by a cache."""
     response.headers["Cache-Control"] = "no-store"
-    if response.body:  # the 499 of a client that left has none
+    if getattr(response, "body", b""):  # the 499 of a client that left has none
         response.headers["Content-Type"] = media_type
     return response
 
