@@ -18,7 +18,9 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = 8000
-    graphiql: bool = Field(default=True, description="Serve GraphiQL on GET /graphql.")
+    graphiql: bool = Field(
+        default=False, description="Serve GraphiQL on GET /graphql (`demo` and `serve --graphiql` turn it on)."
+    )
     policy_dir: Path | None = Field(
         default=None,
         description="Directory of the .polar policy files (default: the policy shipped in authz/); "
@@ -130,7 +132,12 @@ class Settings(BaseSettings):
     )
     secret_key: str = Field(
         default="",
-        description="Signs paging cursors. Set the same value on every worker; empty: random per process.",
+        description="Signs paging cursors. Set the same value on every worker; empty: random per process "
+        "(`serve` then refuses several workers and PostgreSQL).",
+    )
+    secret_key_previous: str = Field(
+        default="",
+        description="The key before a rotation: cursors it signed are still accepted while it is set (grace period).",
     )
 
     @field_validator("extraction_warning_fractions", mode="before")

@@ -7,6 +7,8 @@ from typing import Any
 
 import httpx
 
+ACCEPT = "application/graphql-response+json, application/json;q=0.9"
+
 
 @dataclass
 class GraphQLResponse:
@@ -34,7 +36,8 @@ class ApiClient:
     async def query(
         self, key: str | None, query: str, variables: dict[str, Any] | None = None, **extra: Any
     ) -> GraphQLResponse:
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        # What graphql-request and Apollo Client send: the GraphQL over HTTP media type first.
+        headers = {"Accept": ACCEPT, **({"Authorization": f"Bearer {key}"} if key else {})}
         payload = {"query": query, "variables": variables or {}, **extra}
         response = await self.http.post("/graphql", json=payload, headers=headers)
         return GraphQLResponse(response.status_code, response.json(), response.headers)

@@ -80,7 +80,9 @@ def create_app(
         grants=GrantCache(),
         budgets=Budgets(settings),
         extraction=ExtractionGuard(settings, on_alert=alert_sender.wake),
-        cursors=CursorCodec(settings.secret_key.encode() or secrets.token_bytes(32)),
+        cursors=CursorCodec(
+            settings.secret_key.encode() or secrets.token_bytes(32), previous=[settings.secret_key_previous.encode()]
+        ),
         clock=clock,
     )
 

@@ -1,4 +1,10 @@
-"""GraphiQL for integrators, served from vendored assets (api/http/static/graphiql): no CDN, works offline."""
+"""GraphiQL for integrators, served from vendored assets (api/http/static/graphiql): no CDN, works offline.
+
+The page's own script (static/graphiql/app.js) adds the API key field, the README walkthrough's
+first tab (filled with one of the key's practices), `?query=` links, the cost and budget under the
+run button, and the query builder (@graphiql/plugin-explorer). It is on for `partner-api demo`, and
+for `serve` only when asked (`--graphiql`, PARTNER_API_GRAPHIQL).
+"""
 
 from __future__ import annotations
 
@@ -16,15 +22,29 @@ from starlette.types import Scope
 ASSETS = Path(__file__).resolve().parent / "static" / "graphiql"
 ASSETS_URL = "/static/graphiql"
 # What the page loads, in order; nothing else in the folder is served (README, update.sh, ...).
-STYLESHEETS = ("graphiql.min.css", "app.css")
-SCRIPTS = ("react.production.min.js", "react-dom.production.min.js", "graphiql.min.js", "app.js")
+STYLESHEETS = ("graphiql.min.css", "plugin-explorer.css", "app.css")
+SCRIPTS = (
+    "react.production.min.js",
+    "react-dom.production.min.js",
+    "graphiql.min.js",
+    "plugin-explorer.umd.js",
+    "app.js",
+)
+
+# GraphiQL's dialogs (settings, short keys) lock the page's scroll with react-remove-scroll, which
+# writes one <style> element; with no page scrollbar and no body margin (app.css) its text is always
+# the same, so its hash allows it and nothing else. A nonce would need the library to be given one,
+# which graphiql's bundle does not let a page do; 'unsafe-inline' would allow any injected style
+# (CSS can read an input's value through attribute selectors). tests/http/test_graphiql_browser.py
+# opens both dialogs and fails on any CSP report.
+SCROLL_LOCK_STYLE_HASH = "'sha256-Y/huXlwoYkVyQlxwSVcCi1RCDGDCSVBzDt0hYP9qlTc='"
 
 # Scripts, styles, fonts and requests: this origin only (GraphiQL's fonts are data: URLs).
 # No 'unsafe-inline' or 'unsafe-eval' anywhere: the page's own script is app.js.
 CONTENT_SECURITY_POLICY = "; ".join([
     "default-src 'none'",
     "script-src 'self'",
-    "style-src 'self'",
+    f"style-src 'self' {SCROLL_LOCK_STYLE_HASH}",
     "img-src 'self' data:",
     "font-src 'self' data:",
     "connect-src 'self'",

@@ -11,7 +11,9 @@
 
 Requests the HTTP layer cannot read (not JSON, not UTF-8, a key twice in one object, nested too
 deep, not an object, or holding strings no database column can store) are refused with 400 before
-anything runs.
+anything runs; a body of another content type with 415, a mutation over GET with 405 (`Allow: POST`).
+The status of a response with errors follows the media type the client accepts (api/http/media_types.py),
+and a request error (nothing executed) has no `data` entry, as GraphQL over HTTP asks.
 """
 
 from __future__ import annotations
@@ -25,12 +27,15 @@ from cross_web import HTTPException
 from graphql import GraphQLError
 from starlette.requests import Request
 from strawberry.asgi import GraphQL
-from strawberry.http import GraphQLRequestData
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.http.parse_content_type import parse_content_type
 from strawberry.schema import BaseSchema
+from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 
 from api.data.failures import database_refusal
 from api.errors import DATABASE_UNAVAILABLE, TIMEOUT, ApiError, ErrorCode, bad_input
+from api.http.media_types import JSON, graphql_status, negotiate
 from api.http.outcome import Outcome, refused
 from api.schema.context import GraphQLContext
 
@@ -104,6 +109,11 @@ REFUSAL_STATUS = {
 }
 
 
+def is_request_error(result: ExecutionResult) -> bool:
+    """Nothing was executed: the errors are the request's (parse, validation, coercion, a limit), none at a path."""
+    return result.data is None and bool(result.errors) and all(error.path is None for error in result.errors or [])
+
+
 def refusal_status(extensions: dict[str, Any] | None) -> int:
     extensions = extensions or {}
     if extensions.get("reason") in (TIMEOUT, DATABASE_UNAVAILABLE):
@@ -138,10 +148,12 @@ class PartnerGraphQL(GraphQL[GraphQLContext, None]):
     async def serve(self, request: Request, context: GraphQLContext) -> Outcome:
         """Runs the operation of `request` (its body already read) and tells what became of it."""
         request_id = context.identity.request_id
+        media_type = negotiate(request.headers.get("accept")) or JSON  # the pipeline refused the unacceptable
         try:
             response = await self.run(request, context=context)
         except HTTPException as error:  # a request that is not GraphQL over HTTP with JSON
-            return refused(error.status_code, bad_input(error.reason), request_id, context.principal)
+            allow = {"Allow": "POST"} if error.status_code == 405 else {}  # a mutation: only POST may run it
+            return refused(error.status_code, bad_input(error.reason), request_id, context.principal, **allow)
         response.headers["X-Request-Id"] = request_id
         result, served, code = context.result, False, None
         if result is not None:
@@ -149,7 +161,8 @@ class PartnerGraphQL(GraphQL[GraphQLContext, None]):
             if result.errors:
                 code = (result.errors[0].extensions or {}).get("code")
                 if result.data is None:
-                    response.status_code = max(refusal_status(e.extensions) for e in result.errors)
+                    refusal = max(refusal_status(e.extensions) for e in result.errors)
+                    response.status_code = graphql_status(media_type, is_request_error(result), refusal)
                     retry = max((e.extensions or {}).get("retryAfter") or 0 for e in result.errors)
                     if retry:  # a 503 or 429 says when to come back, in the header too
                         response.headers["Retry-After"] = str(retry)
@@ -191,12 +204,21 @@ class PartnerGraphQL(GraphQL[GraphQLContext, None]):
         return value
 
     async def parse_http_body(self, request: Any) -> GraphQLRequestData | list[GraphQLRequestData]:
+        if request.method == "POST" and parse_content_type(request.content_type or "")[0] != JSON:
+            # A form or text/plain body is what a page can send cross-site without a preflight.
+            raise HTTPException(415, "Send the operation as JSON, with `Content-Type: application/json`.")
         data = await super().parse_http_body(request)
         if isinstance(data, GraphQLRequestData) and holds_unstorable_text(
             [data.query, data.operation_name, data.variables, data.extensions]
         ):
             raise HTTPException(400, "Strings may not contain U+0000 or unpaired surrogates.")
         return data
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+        body = await super().process_result(request, result)
+        if is_request_error(result):
+            body.pop("data", None)  # GraphQL over HTTP: a request error has no `data` entry, not even null
+        return body
 
     async def execute_single(
         self,
@@ -207,7 +229,14 @@ class PartnerGraphQL(GraphQL[GraphQLContext, None]):
         root_value: None,
         request_data: GraphQLRequestData,
     ) -> ExecutionResult:
-        result = await super().execute_single(request, request_adapter, sub_response, context, root_value, request_data)
+        try:
+            result = await super().execute_single(
+                request, request_adapter, sub_response, context, root_value, request_data
+            )
+        except HTTPException as error:
+            if isinstance(error.__cause__, InvalidOperationTypeError):  # a mutation over GET
+                raise HTTPException(405, error.reason) from error
+            raise
         if result.errors:
             result.errors = [
                 classify(error, context.identity.request_id, self.statement_timeout) for error in result.errors

@@ -33,6 +33,7 @@ from api.errors import (
 from api.http import logs, metrics
 from api.http.graphiql import render_graphiql, wants_graphiql
 from api.http.graphql_view import PartnerGraphQL
+from api.http.media_types import GRAPHQL_RESPONSE, JSON, negotiate
 from api.http.outcome import Outcome, refused
 from api.http.policy_in_force import LivePolicy, PolicyInForce
 from api.identity.authentication import KeyQuarantined, Principal, authenticate, bearer_token
@@ -60,6 +61,9 @@ logger = logging.getLogger("api")
 class GraphQLPipeline:
     """The `/graphql` endpoint: each request goes through these steps, in this order.
 
+    0. the media type of the answer (api/http/media_types.py `negotiate`): 406 when the client accepts
+       neither `application/graphql-response+json` nor `application/json`; every answer, refusals
+       included, is sent in it, with `Cache-Control: no-store` (health data, and GET is allowed).
     1. `read_body`: at most PARTNER_API_MAX_BODY_BYTES, read here once (413 above), within
        PARTNER_API_BODY_TIMEOUT_SECONDS (408, and the connection is closed); a client that hangs up
        mid-body is recorded as CLIENT_DISCONNECTED (HTTP 499 in the ledger), not as a server error.
@@ -130,12 +134,12 @@ class GraphQLPipeline:
         logs.request_id.set(request_id)  # on every log line of this request
         if wants_graphiql(request):
             if not self.settings.graphiql:
-                return refused(
-                    404, ApiError(ErrorCode.NOT_FOUND, "GraphiQL is disabled on this server."), request_id
-                ).response
+                disabled = ApiError(ErrorCode.NOT_FOUND, "GraphiQL is disabled on this server.")
+                return _sent_as(refused(404, disabled, request_id).response, JSON)
             return render_graphiql(request)
         started, now = time.perf_counter(), self.clock()
-        read = await self.read_body(request, request_id)
+        media_type = negotiate(request.headers.get("accept"))
+        read = await self.read_body(request, request_id) if media_type else _not_acceptable(request_id)
         body: bytes | None = None
         if isinstance(read, Outcome):
             outcome = read
@@ -150,7 +154,7 @@ class GraphQLPipeline:
         outcome, entry = await self.record(outcome, entry)
         # Metrics and the log line count the ledger write in the duration: it is part of the latency.
         self.observe(replace(entry, duration_ms=_elapsed_ms(started)), outcome.principal)
-        return outcome.response
+        return _sent_as(outcome.response, media_type or JSON)
 
     async def read_body(self, request: Request, request_id: str) -> bytes | Outcome:
         """Step 1: the body, or the refusal of a body too large (bounded even without a Content-Length),
@@ -323,6 +327,19 @@ class GraphQLPipeline:
         partner = principal.partner_name if principal else None
         metrics.observe(entry, partner)
         logs.log_request(entry, partner)
+
+
+def _not_acceptable(request_id: str) -> Outcome:
+    accepted = f"{GRAPHQL_RESPONSE} or {JSON}"
+    return refused(406, ApiError(ErrorCode.BAD_USER_INPUT, f"This endpoint answers {accepted} only."), request_id)
+
+
+def _sent_as(response: Response, media_type: str) -> Response:
+    """Every answer of /graphql in the negotiated media type, and never stored by a cache."""
+    response.headers["Cache-Control"] = "no-store"
+    if getattr(response, "body", b""):  # the 499 of a client that left has none
+        response.headers["Content-Type"] = media_type
+    return response
 
 
 def _replaying(request: Request, body: bytes) -> Request:

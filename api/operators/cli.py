@@ -1,5 +1,6 @@
 """`partner-api`: the operator's command line. Each command calls the same services as the API."""
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -38,13 +39,25 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="TCP port.")] = None,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    graphiql: Annotated[
+        bool, typer.Option("--graphiql", help="Also serve GraphiQL on GET /graphql (or PARTNER_API_GRAPHIQL=true).")
+    ] = False,
 ) -> None:
-    """Serve the API (and GraphiQL on GET /graphql) with gunicorn over uvicorn workers; logs are JSON lines
-    on stderr. A worker stuck for PARTNER_API_WORKER_TIMEOUT_SECONDS is replaced."""
+    """Serve the API with gunicorn over uvicorn workers; logs are JSON lines on stderr. A worker stuck for
+    PARTNER_API_WORKER_TIMEOUT_SECONDS is replaced. Refuses several workers, or PostgreSQL, without
+    PARTNER_API_SECRET_KEY, and a policy directory that fails `policy check`."""
     from api.http.policy_in_force import PolicyRefused
     from api.operators.server import serve as run_server
+    from api.operators.server import unsafe_setup
 
+    if graphiql:  # the workers build their app from the environment, after the fork
+        os.environ["PARTNER_API_GRAPHIQL"] = "true"
+        get_settings.cache_clear()
     settings = get_settings()
+    refusal = unsafe_setup(settings, workers)
+    if refusal:
+        typer.secho(f"error: {refusal}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(2)
     try:
         run_server(settings, host or settings.host, port or settings.port, workers)
     except PolicyRefused as refused:
@@ -118,7 +131,9 @@ def demo(
         for name, entry in keys.items():
             typer.echo(f"  {name:<13} {entry['status']:<9} {len(entry['grants'])} grant(s)  {entry['key']}")
     typer.echo(f"\nGraphiQL: http://{settings.host}:{settings.port}/graphql  (paste a key in the key field)\n")
-    serve(host=None, port=None, workers=1)
+    os.environ.setdefault("PARTNER_API_GRAPHIQL", "true")  # on for the demo, unless turned off explicitly
+    get_settings.cache_clear()
+    serve(host=None, port=None, workers=1, graphiql=False)
 
 
 @app.command("export-schema")

@@ -138,6 +138,23 @@ def _log_config(level: str) -> dict[str, Any]:
     return config
 
 
+def unsafe_setup(settings: Settings, workers: int) -> str | None:
+    """Why `serve` must not start as configured, if it must not: without PARTNER_API_SECRET_KEY each
+    worker draws its own key, so a cursor issued by one is refused by the others and by the next start."""
+    if settings.secret_key:
+        return None
+    if workers > 1:
+        where = f"{workers} workers"
+    elif settings.database_url.startswith("postgresql"):
+        where = "PostgreSQL (production: several instances, restarts)"
+    else:
+        return None  # the embedded demo shape: one process on SQLite, cursors live as long as it
+    return (
+        f"PARTNER_API_SECRET_KEY is required with {where}: every worker and instance must sign paging and sync "
+        "cursors with the same key (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)."
+    )
+
+
 def serve(settings: Settings, host: str, port: int, workers: int, app_factory: str = APP_FACTORY) -> None:
     """Serve until stopped; raises PolicyRefused, before any worker starts, on a policy that fails its check."""
     try:

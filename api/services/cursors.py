@@ -3,6 +3,10 @@
 A cursor holds the sort key of the last row it stood on (never an internal id) and a digest of
 the query it came from, including the partner; it is signed with the server's secret, so a
 forged, tampered or foreign cursor is refused with BAD_USER_INPUT.
+
+Rotation: cursors are signed with the first secret and accepted under any of them
+(PARTNER_API_SECRET_KEY, then PARTNER_API_SECRET_KEY_PREVIOUS during its grace period), so that the
+cursors partners have stored keep working until they have synced once under the new key.
 """
 
 import base64
@@ -18,33 +22,40 @@ MAX_LENGTH = 1024  # characters; the cursors this codec issues hold about 150
 
 
 class CursorCodec:
-    def __init__(self, secret: bytes) -> None:
+    """Signs cursors with `secret`; also accepts those signed with any of `previous` (a rotation's grace)."""
+
+    def __init__(self, secret: bytes, previous: Sequence[bytes] = ()) -> None:
         self._secret = secret
+        self._accepted = [secret, *(key for key in previous if key and key != secret)]
 
     def encode(self, binding: Sequence[object], position: Sequence[object]) -> str:
-        payload = json.dumps([self._digest(binding), list(position)], separators=(",", ":"), default=str).encode()
-        return _b64(payload) + "." + _b64(self._sign(payload))
+        digest = _digest(self._secret, binding)
+        payload = json.dumps([digest, list(position)], separators=(",", ":"), default=str).encode()
+        return _b64(payload) + "." + _b64(_sign(self._secret, payload))
 
     def decode(self, cursor: str, binding: Sequence[object]) -> list[object]:
         """The position in `cursor`, if it was issued by this server for this same query."""
         try:
             body, _, signature = cursor.partition(".")
-            payload = _unb64(body)
-            if not hmac.compare_digest(_unb64(signature), self._sign(payload)):
+            payload, signed = _unb64(body), _unb64(signature)
+            secret = next((key for key in self._accepted if hmac.compare_digest(signed, _sign(key, payload))), None)
+            if secret is None:
                 raise ValueError("bad signature")
             digest, position = json.loads(payload)
         except (ValueError, TypeError, UnicodeDecodeError):
             raise bad_input("Invalid cursor.") from None
-        if digest != self._digest(binding) or not isinstance(position, list):
+        if digest != _digest(secret, binding) or not isinstance(position, list):
             raise bad_input("This cursor belongs to another query; restart paging without `after`.")
         return position
 
-    def _sign(self, payload: bytes) -> bytes:
-        return hmac.new(self._secret, payload, hashlib.sha256).digest()[:SIGNATURE_BYTES]
 
-    def _digest(self, binding: Sequence[object]) -> str:
-        text = json.dumps(list(binding), separators=(",", ":"), default=str).encode()
-        return _b64(hmac.new(self._secret, b"binding:" + text, hashlib.sha256).digest()[:12])
+def _sign(secret: bytes, payload: bytes) -> bytes:
+    return hmac.new(secret, payload, hashlib.sha256).digest()[:SIGNATURE_BYTES]
+
+
+def _digest(secret: bytes, binding: Sequence[object]) -> str:
+    text = json.dumps(list(binding), separators=(",", ":"), default=str).encode()
+    return _b64(hmac.new(secret, b"binding:" + text, hashlib.sha256).digest()[:12])
 
 
 def _b64(data: bytes) -> str:

@@ -30,7 +30,7 @@ async def test_a_mutation_runs_only_from_a_json_post(api, world, kind):
     ]
     headers = {"Authorization": f"Bearer {world.keys['full']}", "Origin": EVIL, **request.pop("headers", {})}
     response = await api.http.request(url="/graphql", headers=headers, **request)
-    assert response.status_code == 400, response.text
+    assert response.status_code == (405 if kind == "GET" else 415), response.text  # GraphQL over HTTP's statuses
     assert response.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     assert "access-control-allow-origin" not in response.headers
     status = await api.query(world.keys["full"], '{ node(id: "%s") { ... on Appointment { status } } }' % appointment)

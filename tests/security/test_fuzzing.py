@@ -29,6 +29,7 @@ from schemathesis.python import asgi
 from api.http.app import create_app
 from api.schema import schema as api_schema
 from api.settings import Settings
+from tests.client import ACCEPT
 from tests.security.conformance import data_violations, error_contract_violations
 from tests.world import DAY, WINDOW, World
 
@@ -103,7 +104,9 @@ async def test_generated_operations_never_fail_the_server_and_conform_to_the_sch
         from_schema(SDL, fields=fields, custom_scalars=custom_scalars(world), allow_x00=False), label="document"
     )
     response = await fuzzed_api.http.post(
-        "/graphql", json={"query": document}, headers={"Authorization": f"Bearer {world.keys[partner]}"}
+        "/graphql",
+        json={"query": document},
+        headers={"Authorization": f"Bearer {world.keys[partner]}", "Accept": ACCEPT},
     )
     body = response.json()
     event(
@@ -118,7 +121,9 @@ async def test_generated_operations_never_fail_the_server_and_conform_to_the_sch
 async def test_operations_with_one_schema_violation_are_refused_as_bad_input(fuzzed_api, world, data):
     document = data.draw(from_schema(SDL, custom_scalars=custom_scalars(world), mode=Mode.NEGATIVE), label="document")
     response = await fuzzed_api.http.post(
-        "/graphql", json={"query": document}, headers={"Authorization": f"Bearer {world.keys['full']}"}
+        "/graphql",
+        json={"query": document},
+        headers={"Authorization": f"Bearer {world.keys['full']}", "Accept": ACCEPT},
     )
     body = response.json()
     assert error_contract_violations(body) == [], (document, response.text)

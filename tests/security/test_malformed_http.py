@@ -2,16 +2,18 @@
 JSON body whose every error has `extensions.code`; never a 5xx, a stack trace or plain text; and
 the bad value never reaches the database.
 
-The rule, GraphQL over HTTP with `application/json`:
+The rule, GraphQL over HTTP with `application/graphql-response+json` (what a modern client accepts;
+`application/json` answers request errors 200, tests/http/test_graphql_over_http.py):
 - a request that is not a GraphQL request at all (body not JSON, not UTF-8, nested past the
-  parser, not an object, a batch; `query` not a string; a content type other than JSON; a method
-  other than GET and POST; a mutation over GET; too large) is refused before anything runs: 4xx
-  (400; 405 for a method; 413 for a size), BAD_USER_INPUT;
+  parser, not an object, a batch; `query` not a string; a method other than GET and POST; too
+  large) is refused before anything runs: 4xx (400; 405 for a method or a mutation over GET; 413
+  for a size; 415 for a content type other than JSON), BAD_USER_INPUT, no `data`;
 - a GraphQL request whose document does not parse or validate, or whose variables do not coerce
   (a date that is no date, an Int past 32 bits, a string holding U+0000), is refused as a whole:
-  400, BAD_USER_INPUT, `data` null;
+  400, BAD_USER_INPUT, no `data` entry;
 - an argument a resolver refuses (a forged or truncated cursor, an id of the wrong kind where a
-  practice id is expected) is BAD_USER_INPUT, 400 when nothing could be served;
+  practice id is expected) is BAD_USER_INPUT, a field error: 200 with `data` null when nothing
+  could be served (the specification's 2xx for a response with a `data` entry);
 - an id of any form that names nothing the partner may see is NOT_FOUND, a field error answered
   200 like for an existing but hidden object (README: the two answer alike).
 
@@ -30,6 +32,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
+from api.http.media_types import GRAPHQL_RESPONSE
 from tests.client import ApiClient
 from tests.world import World, window_args
 
@@ -193,10 +196,14 @@ CASES = [
     Malformed(
         "variables are a string", post({"query": "{ viewer { name } }", "variables": "{}"}), 400, "BAD_USER_INPUT"
     ),
-    Malformed("text/plain", raw(b'{"query": "{ viewer { name } }"}', "text/plain"), 400, "BAD_USER_INPUT"),
-    Malformed("no content type", raw(b'{"query": "{ viewer { name } }"}', None), 400, "BAD_USER_INPUT"),
-    Malformed("XML", raw(b"<query>{ viewer { name } }</query>", "application/xml"), 400, "BAD_USER_INPUT"),
-    Malformed("multipart", raw(b"--x\r\n\r\n--x--", "multipart/form-data; boundary=x"), 400, "BAD_USER_INPUT"),
+    Malformed("text/plain", raw(b'{"query": "{ viewer { name } }"}', "text/plain"), 415, "BAD_USER_INPUT"),
+    Malformed("no content type", raw(b'{"query": "{ viewer { name } }"}', None), 415, "BAD_USER_INPUT"),
+    Malformed("XML", raw(b"<query>{ viewer { name } }</query>", "application/xml"), 415, "BAD_USER_INPUT"),
+    Malformed(
+        "a url-encoded form", raw(b"query=%7B+viewer+%7B+name+%7D+%7D", "application/x-www-form-urlencoded"), 415,
+        "BAD_USER_INPUT",
+    ),
+    Malformed("multipart", raw(b"--x\r\n\r\n--x--", "multipart/form-data; boundary=x"), 415, "BAD_USER_INPUT"),
     Malformed(
         "huge body", post({"query": "{ viewer { name } }", "variables": {"pad": "x" * 70_000}}), 413, "BAD_USER_INPUT"
     ),
@@ -362,16 +369,16 @@ CASES = [
         "\udfff",
     ),
     # Forged or truncated cursors and ids
-    Malformed("forged cursor", page(after="eyJhIjoxfQ.AAAAAAAAAAAAAAAAAAAAAA"), 400, "BAD_USER_INPUT", "eyJhIjoxfQ"),
-    Malformed("cursor not base64", page(after="!!é!!"), 400, "BAD_USER_INPUT", "!!é!!"),
-    Malformed("truncated cursor", with_cursor(lambda c: c[: len(c) // 2]), 400, "BAD_USER_INPUT"),
-    Malformed("cursor without its signature", with_cursor(lambda c: c.partition(".")[0]), 400, "BAD_USER_INPUT"),
-    Malformed("cursor of 10,000 characters", page(after="A" * 10_000), 400, "BAD_USER_INPUT", "A" * 10_000),
-    Malformed("truncated practice id", page(p="prc_abc"), 400, "BAD_USER_INPUT", "prc_abc"),
+    Malformed("forged cursor", page(after="eyJhIjoxfQ.AAAAAAAAAAAAAAAAAAAAAA"), 200, "BAD_USER_INPUT", "eyJhIjoxfQ"),
+    Malformed("cursor not base64", page(after="!!é!!"), 200, "BAD_USER_INPUT", "!!é!!"),
+    Malformed("truncated cursor", with_cursor(lambda c: c[: len(c) // 2]), 200, "BAD_USER_INPUT"),
+    Malformed("cursor without its signature", with_cursor(lambda c: c.partition(".")[0]), 200, "BAD_USER_INPUT"),
+    Malformed("cursor of 10,000 characters", page(after="A" * 10_000), 200, "BAD_USER_INPUT", "A" * 10_000),
+    Malformed("truncated practice id", page(p="prc_abc"), 200, "BAD_USER_INPUT", "prc_abc"),
     Malformed(
         "appointment id where a practice id goes",
         post(lambda world: {"query": PAGE, "variables": {**valid_page(world), "p": world.appointments["A"][0]}}),
-        400,
+        200,
         "BAD_USER_INPUT",
     ),
     Malformed(
@@ -389,15 +396,15 @@ CASES = [
     Malformed(
         "SQL in an id to cancel",
         post({"query": CANCEL, "variables": {"id": "apt_' OR 1=1 --"}}),
-        400,
+        200,
         "BAD_USER_INPUT",
         "apt_' OR 1=1 --",
     ),  # spaces are no id's characters (@constraint)
-    Malformed("an id longer than any id", page(p="prc_" + "a" * 200), 400, "BAD_USER_INPUT", "prc_" + "a" * 200),
+    Malformed("an id longer than any id", page(p="prc_" + "a" * 200), 200, "BAD_USER_INPUT", "prc_" + "a" * 200),
     Malformed(
         "a line break in an idempotency key",
         booking(patientId=lambda world: world.patients["A"][0], idempotencyKey="sync\n42"),
-        400,
+        200,
         "BAD_USER_INPUT",
         "sync\n42",
     ),
@@ -405,7 +412,7 @@ CASES = [
     Malformed(
         "GET with a mutation",
         lambda api, world: _get({"query": CANCEL, "variables": json.dumps({"id": "apt_x"})}),
-        400,
+        405,
         "BAD_USER_INPUT",
         "apt_x",
     ),
@@ -456,18 +463,27 @@ async def test_malformed_request_is_refused_with_a_structured_error(api, world, 
     listener = lambda _c, _cur, statement, parameters, *_: statements.append((statement, parameters))  # noqa: E731
     event.listen(engine, "before_cursor_execute", listener)
     try:
-        headers = {"Authorization": f"Bearer {world.keys['full']}", **request.pop("headers", {})}
+        headers = {
+            "Authorization": f"Bearer {world.keys['full']}",
+            "Accept": GRAPHQL_RESPONSE,
+            **request.pop("headers", {}),
+        }
         response = await api.http.request(url="/graphql", headers=headers, **request)
     finally:
         event.remove(engine, "before_cursor_execute", listener)
 
     assert response.status_code == case.status, response.text
-    assert response.headers["content-type"] == "application/json", response.text
+    if case.status != 405 or case.name.startswith("GET"):  # starlette's own 405 answers in application/json
+        assert response.headers["content-type"] == GRAPHQL_RESPONSE, response.text
+        assert response.headers["cache-control"] == "no-store"
     body = response.json()
     assert body["errors"] and all(error["extensions"]["code"] for error in body["errors"]), body
     assert {error["extensions"]["code"] for error in body["errors"]} == {case.code}, body
     assert "Traceback" not in response.text and 'File "' not in response.text
-    assert body.get("data") is None, body
+    if case.status == 200:  # a field error: the operation ran, its root field is null
+        assert body["data"] is None, body
+    else:  # a request error: nothing ran, so no `data` entry at all
+        assert "data" not in body, body
     if case.status != 405:  # a method /graphql does not route never reaches its handler, nor the ledger
         assert any("access_records" in statement for statement, _ in statements), "the refusal is recorded"
     for statement, parameters in statements:

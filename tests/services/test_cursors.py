@@ -38,3 +38,24 @@ def test_every_edit_of_the_last_character_is_refused(replacement):
     # these edits decode to the same signature.
     with pytest.raises(ApiError):
         CODEC.decode(CURSOR[:-1] + replacement, BINDING)
+
+
+def test_after_a_rotation_cursors_of_the_previous_key_are_accepted_and_new_ones_use_the_new_key():
+    rotated = CursorCodec(b"new secret", previous=[b"test secret"])
+    assert rotated.decode(CURSOR, BINDING) == ["2026-12-01T08:00:00+00:00", "apt_y"]
+    issued = rotated.encode(BINDING, ["x"])
+    assert CursorCodec(b"new secret").decode(issued, BINDING) == ["x"]  # signed with the new key only
+    with pytest.raises(ApiError):
+        CODEC.decode(issued, BINDING)
+
+
+def test_once_the_previous_key_is_dropped_its_cursors_are_refused():
+    with pytest.raises(ApiError) as refused:
+        CursorCodec(b"new secret").decode(CURSOR, BINDING)
+    assert str(refused.value) == "Invalid cursor."
+
+
+def test_a_previous_key_still_binds_its_cursors_to_their_query():
+    with pytest.raises(ApiError) as refused:
+        CursorCodec(b"new secret", previous=[b"test secret"]).decode(CURSOR, ("appointments", 2, "prc_x"))
+    assert "another query" in str(refused.value)
