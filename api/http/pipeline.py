@@ -372,11 +372,12 @@ def _entry(
         key_prefix=_presented_prefix(request),
         operation_name=outcome.metering.operation_name or operation.get("operationName"),
         query=operation.get("query"),
-        outcome="served" if outcome.served else "refused",
+        outcome="dry_run" if outcome.metering.dry_run is not None else "served" if outcome.served else "refused",
         error_code=outcome.error_code,
         http_status=outcome.status,
         requested_cost=outcome.metering.requested,
         actual_cost=outcome.metering.actual,
         duration_ms=_elapsed_ms(started),
         client_address=request.client.host if request.client else None,
+        document_id=outcome.metering.document_id,
     )

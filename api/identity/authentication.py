@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.data.models import Partner, PartnerKey, PartnerStatus
+from api.data.models import KeyMode, Partner, PartnerKey, PartnerStatus
 from api.errors import ApiError, ErrorCode
 from api.identity.keys import hash_secret, secret_matches, split_token
 
@@ -32,6 +32,8 @@ class Principal:
     budget_capacity: int | None = None  # the partner's own budget, when it has one
     budget_refill_per_second: float | None = None
     grants_version: int = 0  # changes with any of the partner's grants (see api.identity.grant_cache)
+    key_mode: KeyMode = KeyMode.TRUSTED  # trusted: registered documents only (api/documents/)
+    documents_version: int = 0  # changes with any of the partner's documents (see api.documents.registry)
 
 
 class KeyQuarantined(ApiError):
@@ -77,6 +79,7 @@ async def authenticate(session: AsyncSession, token: str | None, now: datetime) 
     principal = Principal(
         partner.id, partner.public_id, partner.name, key.id, key.prefix,
         partner.budget_capacity, partner.budget_refill_per_second, partner.grants_version,
+        key.mode, partner.documents_version,
     )
     if key.quarantined_at is not None:
         raise KeyQuarantined(principal)

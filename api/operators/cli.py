@@ -7,6 +7,7 @@ import typer
 
 from api.operators.account_commands import grant_app, key_app, partner_app
 from api.operators.alert_commands import alerts_app
+from api.operators.document_commands import documents_app
 from api.operators.ledger_commands import reports_app
 from api.settings import get_settings
 from authz.cli import policy_app
@@ -20,6 +21,7 @@ app.add_typer(grant_app, name="grant")
 app.add_typer(policy_app, name="policy")
 app.add_typer(reports_app)  # exposure, ledger purge
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(documents_app, name="documents")
 
 
 @db_app.command("upgrade")

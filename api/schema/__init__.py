@@ -7,6 +7,7 @@ from strawberry import Schema
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
+from api.documents.dry_run import DryRun
 from api.protection.cost_and_budget import CostAndBudget
 from api.protection.shape_limits import CachedValidation, LimitedParsing, limit_rules
 from api.schema.appointments import Appointment, Patient
@@ -56,6 +57,7 @@ def build_schema(settings: Settings, cost_analysis: bool = True) -> PartnerSchem
         extensions=[
             lambda: LimitedParsing(settings.max_tokens, maxsize=PARSER_CACHE_SIZE),
             lambda: CachedValidation(rules),
+            DryRun,
             *([CostAndBudget] if cost_analysis else []),
         ],
     )
