@@ -11,7 +11,6 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from api.data.models import KeyMode
 from api.documents import service
 from api.documents.manifests import read_manifest
 from api.operators import accounts as operators
@@ -75,4 +74,3 @@ async def by_id(
     return GraphQLResponse(response.status_code, response.json(), response.headers)
 
 
-__all__ = ["APOLLO", "CODEGEN", "RELAY", "by_id", "ids", "make_checker", "KeyMode"]

@@ -69,7 +69,7 @@ def test_a_field_no_grant_of_the_partner_allows_is_refused_naming_field_and_scop
 
 
 def test_a_partner_without_any_live_grant_cannot_register_practice_fields(register):
-    with pytest.raises(service.RegistrationRefused, match="Appointment.startsAt needs the scope"):
+    with pytest.raises(service.RegistrationRefused, match=r"Appointment\.startsAt needs the scope"):
         register("expired", manifest("query One($id: ID!) { node(id: $id) { ... on Appointment { startsAt } } }"))
     assert register("expired", manifest("query Me { viewer { name keyPrefix } }"))  # its own account
 
@@ -81,7 +81,9 @@ def test_an_abstract_field_is_allowed_when_some_possible_type_allows_it(register
 
 def test_a_document_that_does_not_validate_or_holds_two_operations_is_refused(register):
     with pytest.raises(service.RegistrationRefused) as refused:
-        register("full", manifest("query A { viewer { nope } }", "query B { viewer { name } } query C { viewer { id } }"))
+        register("full", manifest(
+            "query A { viewer { nope } }", "query B { viewer { name } } query C { viewer { id } }"
+        ))
     problems = "\n".join(refused.value.problems)
     assert "Cannot query field 'nope'" in problems
     assert "holds 2 operations; a registered document holds one" in problems
