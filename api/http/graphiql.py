@@ -17,7 +17,7 @@ ASSETS = Path(__file__).resolve().parent / "static" / "graphiql"
 ASSETS_URL = "/static/graphiql"
 # What the page loads, in order; nothing else in the folder is served (README, update.sh, ...).
 STYLESHEETS = ("graphiql.min.css", "app.css")
-SCRIPTS = ("react.production.min.js", "react-dom.production.min.js", "graphiql.min.js", "app.js")
+SCRIPTS = ("react.production.min.js", "react-dom.production.min.js", "graphiql.min.js", "dry-run.js", "app.js")
 
 # Scripts, styles, fonts and requests: this origin only (GraphiQL's fonts are data: URLs).
 # No 'unsafe-inline' or 'unsafe-eval' anywhere: the page's own script is app.js.

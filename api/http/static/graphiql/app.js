@@ -41,11 +41,17 @@
       defaultQuery: defaultQuery,
       isHeadersEditorEnabled: true,
       shouldPersistHeaders: false,
+      // The dry run of what is being edited, next to the run button (dry-run.js).
+      onEditQuery: PartnerDryRun.onEditQuery,
+      onEditVariables: PartnerDryRun.onEditVariables,
+      toolbar: { additionalContent: PartnerDryRun.status() },
     }));
+    PartnerDryRun.refresh();
   }
   keyInput.addEventListener("keydown", function (event) {
     if (event.key === "Enter") render();
   });
   keyInput.addEventListener("change", render);
+  PartnerDryRun.onEditQuery(defaultQuery);
   render();
 })();
