@@ -1,5 +1,6 @@
-"""The integrators' own Node tools: the sample manifests are what they make, and a real client
-(Apollo Client's persisted-queries link, fed by the manifest) runs registered documents by id."""
+"""The integrators' own Node tools: the sample manifests are what they make, and real clients run
+registered documents by id: Apollo Client's persisted-queries link fed by Apollo's manifest, and
+graphql-request sending codegen's ids with a request middleware."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.data.models import AccessRecord
-from tests.documents.conftest import APOLLO, MANIFESTS, ids
+from tests.documents.conftest import APOLLO, CODEGEN, MANIFESTS, ids
 from tests.server_process import PARTNER_API, partner_api_env, running_server
 from tests.world import window_args
 
@@ -60,3 +61,23 @@ def test_apollo_client_runs_registered_documents_by_id(database_url, world, regi
     with Session(sync_engine) as session:
         sent = session.execute(select(AccessRecord.document_id, AccessRecord.outcome)).all()
     assert sorted(sent) == sorted((ids(APOLLO)[name], "served") for name in ("Me", "Day", "One"))
+
+
+def test_graphql_request_sends_codegens_document_ids(database_url, world, register, trusted_key, sync_engine):
+    register("full", CODEGEN)
+    key = trusted_key("full")
+    variables = {"Day": {"practiceId": world.practice_id("A"), **window_args()}}
+    env = partner_api_env(database_url, secret_key="test-secret", graphiql="false")
+    with running_server(lambda port: [PARTNER_API, "serve", "--port", str(port)], env) as server:
+        ran = subprocess.run(
+            [NODE, str(NODE_DIR / "graphql-request-trusted-client.mjs"), f"{server.base}/graphql", key, str(CODEGEN),
+             json.dumps(variables)],
+            check=True, capture_output=True, text=True, timeout=120,
+        )
+    answers = json.loads(ran.stdout.strip().splitlines()[-1])
+    assert (answers["Me"]["error"], answers["Day"]["error"], answers["sentText"]) == (None, None, False)
+    assert answers["Me"]["data"]["viewer"]["name"] == "full"
+    assert len(answers["Day"]["data"]["appointments"]["edges"]) == 6
+    with Session(sync_engine) as session:
+        sent = session.execute(select(AccessRecord.document_id, AccessRecord.outcome)).all()
+    assert sorted(sent) == sorted((ids(CODEGEN)[name], "served") for name in ("Me", "Day"))
