@@ -68,7 +68,9 @@ class GraphQLPipeline:
        key quarantined after a distinct-patient refusal gets 403 KEY_QUARANTINED, after every
        other check (api/protection/extraction.py quarantines it, `partner-api key release` frees it).
     4. `execute`: the GraphQL view (api/http/graphql_view.py), bounded by
-       PARTNER_API_REQUEST_TIMEOUT_SECONDS (503). The schema's extensions run inside, in this
+       PARTNER_API_REQUEST_TIMEOUT_SECONDS (503). A request naming a registered document by id runs
+       it, parsed, validated and priced when registered (api/documents/protocol.py); a trusted key
+       runs nothing else (403). The schema's extensions run inside, in this
        order (api/schema/__init__.py): parsing under the token and nesting limits, with its cache
        (api/protection/shape_limits.py `LimitedParsing`); the shape limits, each fragment measured
        once (api/protection/rules/: operations, depth, aliases, selections, directives), before
