@@ -120,9 +120,7 @@ def registered_page(url: str) -> tuple[str, str]:
 
 def page_variables(url: str, keys: dict[str, Any]) -> dict[str, str]:
     engine = make_sync_engine(url)
-    # From today when the data set's reference day is past: the page's personal fields are readable
-    # only inside the grants' reading horizon, which counts from the request's (wall-clock) time.
-    start = datetime.combine(max(REFERENCE, datetime.now(UTC).date()), datetime.min.time(), tzinfo=UTC)
+    start = datetime.combine(REFERENCE, datetime.min.time(), tzinfo=UTC)
     granted = [g["practice_id"] for g in keys[PARTNER]["grants"]]
     with Session(engine) as session:
         busiest = session.execute(
