@@ -417,7 +417,7 @@ def database_urls(kind: str, stack: ExitStack) -> dict[str, Callable[[str], str]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", default="large", choices=["small", "medium", "large"])
+    parser.add_argument("--size", default="large", choices=["medium", "large"])
     parser.add_argument("--db", default="sqlite", choices=["sqlite", "postgresql", "both"])
     parser.add_argument("--iterations", type=int, default=300)
     parser.add_argument("--http", action="store_true", help="also load-test over loopback with wrk")
