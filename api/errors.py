@@ -13,6 +13,8 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "RATE_LIMITED"
     EXTRACTION_LIMIT_EXCEEDED = "EXTRACTION_LIMIT_EXCEEDED"
     KEY_QUARANTINED = "KEY_QUARANTINED"
+    PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
+    TRUSTED_DOCUMENTS_ONLY = "TRUSTED_DOCUMENTS_ONLY"
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
 
     @property
@@ -34,6 +36,12 @@ ERROR_DESCRIPTIONS = {
     ),
     ErrorCode.KEY_QUARANTINED: (
         "This key was quarantined after a distinct-patient refusal; ask the operator to release it (HTTP 403)."
+    ),
+    ErrorCode.PERSISTED_QUERY_NOT_FOUND: (
+        "No registered document of yours has this `documentId` (or `sha256Hash`): register your build's manifest."
+    ),
+    ErrorCode.TRUSTED_DOCUMENTS_ONLY: (
+        "This key is trusted: it runs only your registered documents, sent by `documentId` (HTTP 403)."
     ),
     ErrorCode.INTERNAL_SERVER_ERROR: "Unexpected failure; quote `requestId` to the operator.",
 }

@@ -27,6 +27,7 @@ from api.data import models
 from api.scopes import Scope
 from authz.actors import REQUEST_TIME, PartnerActor
 from authz.adapter import SqlAlchemyFilterAdapter
+from authz.field_rules import FieldRules
 from authz.records import GrantedRecord
 
 POLICY_DIR = Path(__file__).resolve().parent  # the default policy directory (PARTNER_API_POLICY_DIR overrides it)
@@ -129,6 +130,8 @@ class Authorizer:
             )
         except PolarRuntimeError:
             self.purpose_bound = frozenset()
+        # What a document's fields need, checked when a partner registers it (api/documents/).
+        self.field_rules = FieldRules(self.oso)
 
     def filter(self, partner_id: int, action: str, model: type[models.Base]) -> Select[Any]:
         """Rows of `model` the partner may `action`; bind `request_time` when executing."""

@@ -56,6 +56,7 @@ from api.data.models import (
     ChangeCounter,
     ExtractionAlert,
     Grant,
+    KeyMode,
     Patient,
     PatientDisclosure,
     Practice,
@@ -822,7 +823,10 @@ async def attack(
         with Session(world.engine) as session, session.begin():
             partner_id = operators.find_partner(session, ATTACKER).id
             if name == "several keys":  # the partner's other keys, stolen from the same place
-                stolen += [operators.issue_partner_key(session, ATTACKER, label=f"stolen-{i}").token for i in range(2)]
+                stolen += [
+                    operators.issue_partner_key(session, ATTACKER, label=f"stolen-{i}", mode=KeyMode.OPEN).token
+                    for i in range(2)
+                ]
         rng = random.Random(2020)  # the practices' own activity, the same in every scenario
         if name == "book-and-cancel inflation":  # the day before the reading (the clock never goes back)
             world.clock.now = start - timedelta(days=1) + timedelta(hours=8)

@@ -15,6 +15,8 @@ turns request by request so that a shared machine's slow moments hit them alike:
   full-10k     the full stack on a 10,000-appointment database (cost must not grow with the table)
   no-ledger    the full stack without writing the access ledger (its price, not an option)
   no-key-lookup the full stack with the key looked up once (what a principal cache would save)
+  trusted      the full stack running the same page as a registered document, by id, with a
+               trusted key (no parsing, validation or pricing per request): against `full`
 and the plan of each SQL read the full stack issues for the page (bench/explain.py), written to
 bench/results/plans-<db>.txt; what a policy evaluation costs with and without the caches
 (bench/policy.py); and with --http, requests per second and p50/p99 over loopback with
@@ -53,11 +55,16 @@ from api.data import models
 from api.data.database import make_async_engine, make_session_factory, make_sync_engine
 from api.data.migrate import upgrade
 from api.data.seed import SIZES, SeedSize, reference_date_for, seed
+from api.documents import service as documents
+from api.documents.manifests import document_id_of
 from api.http import pipeline as pipeline_module
 from api.http.app import create_app
 from api.ledger import access as ledger
+from api.operators import accounts
+from api.protection.shape_limits import limit_rules
 from api.schema import build_schema
 from api.settings import Settings
+from authz.engine import Authorizer
 from bench import _clocked_app, explain, policy
 from bench.bare import bare_asgi, bare_schema, in_memory_context
 from bench.open_authorizer import OpenAuthorizer
@@ -101,6 +108,18 @@ def prepare(url: str, size: str) -> dict[str, Any]:
                 connection.execute(text("ANALYZE"))
     engine.dispose()
     return json.loads(keys_file.read_text())
+
+
+def registered_page(url: str) -> tuple[str, str]:
+    """The page registered as the partner's trusted document (once), and a new trusted key: (id, key)."""
+    settings = Settings(database_url=url, **UNLIMITED)
+    checker = documents.DocumentChecker(build_schema(settings)._schema, settings, limit_rules(settings), Authorizer())
+    engine = make_sync_engine(url)
+    with Session(engine) as session, session.begin():
+        documents.register(session, checker, PARTNER, json.dumps({document_id_of(PAGE): PAGE}).encode())
+        key = accounts.issue_partner_key(session, PARTNER, label="bench, trusted")
+    engine.dispose()
+    return document_id_of(PAGE), key.token
 
 
 def page_variables(url: str, keys: dict[str, Any]) -> dict[str, str]:
@@ -224,13 +243,14 @@ async def in_process(
                 assert len((await session.execute(floor_sql)).all()) == 50
 
         async def over_asgi(
-            app: Any, variables: dict[str, str], key: str | None = None
+            app: Any, variables: dict[str, str], key: str | None = None, document_id: str | None = None
         ) -> Callable[[], Awaitable[None]]:
             client = await stack.enter_async_context(_asgi_client(app))
             payload, headers = (
-                {"query": PAGE, "variables": variables},
+                {"documentId": document_id} if document_id else {"query": PAGE},
                 {"Authorization": f"Bearer {key}"} if key else {},
             )
+            payload["variables"] = variables
 
             async def call() -> None:
                 _checked(await client.post("/graphql", json=payload, headers=headers))
@@ -270,6 +290,9 @@ async def in_process(
             "full": await full_stack("full", url, keys),
             "full-10k": await full_stack("full-10k", small_url, small_keys),
         }
+        # The same page as a registered document, by id, on the full app (same worker, same caches).
+        document_id, trusted_key = registered_page(url)
+        calls["trusted"] = await over_asgi(apps["full"], page_variables(url, keys), trusted_key, document_id)
         # Two more parts priced alone, on the full app: the access ledger, and the key's lookup.
         calls["no-ledger"] = _with(calls["full"], ledger, "write", _no_ledger)
         calls["no-key-lookup"] = _with(
@@ -462,6 +485,10 @@ def render(report: dict[str, Any]) -> str:
                 f"{part} overhead (full / {without}): "
                 f"{results['full']['median_ms'] / results[without]['median_ms']:.2f}x"
             )
+        lines.append(
+            f"registered document by id (trusted / full, same page as text): "
+            f"{results['trusted']['median_ms'] / results['full']['median_ms']:.2f}x"
+        )
         lines.append(
             f"table size (full on {report['size']} / full on 10k): "
             f"{results['full']['median_ms'] / results['full-10k']['median_ms']:.2f}x"

@@ -14,6 +14,7 @@ from api.data.models import (
     ChangeCounter,
     Gender,
     Grant,
+    KeyMode,
     PartnerStatus,
     Patient,
     Practice,
@@ -115,7 +116,8 @@ def build_world(engine: Engine, appointments_per_practice: int = 6) -> World:
         }
         for partner, practice_grants in grants.items():
             operators.create_partner(session, partner)
-            world.keys[partner] = operators.issue_partner_key(session, partner).token
+            # Open keys: these tests send their documents as text (tests/documents/ test trusted keys).
+            world.keys[partner] = operators.issue_partner_key(session, partner, mode=KeyMode.OPEN).token
             for practice, scopes in practice_grants:
                 operators.grant_practice(session, partner, practice, scopes)
         operators.revoke_grant(session, "revoked", "A")

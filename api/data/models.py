@@ -224,9 +224,30 @@ class Partner(Base):
         default=True,
         comment="Quarantine a key at its first distinct-patient refusal (api.protection.extraction)",
     )
+    # The API keeps registered documents between requests under this version (migration 02fafd39984f).
+    documents_version: Mapped[int] = mapped_column(
+        Integer,
+        server_default="0",
+        default=0,
+        comment="Bumped by a trigger on every change to the partner's trusted documents",
+    )
 
     keys: Mapped[list[PartnerKey]] = relationship(back_populates="partner")
     grants: Mapped[list[Grant]] = relationship(back_populates="partner")
+
+
+class KeyMode(enum.StrEnum):
+    """What a key may run (docs/partner-guide.md, "Trusted documents")."""
+
+    TRUSTED = "trusted"
+    OPEN = "open"
+
+    @property
+    def description(self) -> str:
+        return {
+            KeyMode.TRUSTED: "Runs only your registered documents, sent by id (`documentId`): production keys.",
+            KeyMode.OPEN: "Runs any document: for exploring in GraphiQL and for development.",
+        }[self]
 
 
 class PartnerKey(Base):
@@ -245,6 +266,12 @@ class PartnerKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     quarantined_at: Mapped[datetime | None] = mapped_column(
         UTCDateTime, comment="Refused (KEY_QUARANTINED) from then until an operator releases it"
+    )
+    mode: Mapped[KeyMode] = mapped_column(
+        _enum(KeyMode, "key_mode"),
+        server_default=KeyMode.TRUSTED.value,
+        default=KeyMode.TRUSTED,
+        comment="trusted: registered documents only; open: any document",
     )
 
     partner: Mapped[Partner] = relationship(back_populates="keys")
@@ -463,6 +490,7 @@ class AccessRecord(Base):
     __table_args__ = (
         Index("ix_access_records_partner_at", "partner_id", "at"),
         Index("ix_access_records_at", "at"),
+        Index("ix_access_records_document", "partner_id", "document_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -473,6 +501,9 @@ class AccessRecord(Base):
     key_prefix: Mapped[str | None] = mapped_column(String(16), comment="As presented, even when unknown")
     operation_name: Mapped[str | None] = mapped_column(String(100))
     document_hash: Mapped[str | None] = mapped_column(String(64), comment="SHA-256 of the query text")
+    document_id: Mapped[str | None] = mapped_column(
+        String(71), comment="The registered document run (sha256:<hex>), when the request named one"
+    )
     outcome: Mapped[str] = mapped_column(String(16), comment="served or refused")
     error_code: Mapped[str | None] = mapped_column(String(40), comment="Why refused, or the first error")
     http_status: Mapped[int] = mapped_column(Integer)
@@ -513,3 +544,24 @@ class PolicyRelease(Base):
     sources: Mapped[dict[str, str]] = mapped_column(JSON, comment="File name -> .polar text, as checked")
     directory: Mapped[str] = mapped_column(String(500), comment="Where the texts were read")
     released_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TrustedDocument(Base):
+    """An operation a partner registered from its build's manifest: checked, priced and stored once,
+    then run by id (api/documents/). Removing one revokes it; the row stays for the ledger."""
+
+    __tablename__ = "trusted_documents"
+    __table_args__ = (UniqueConstraint("partner_id", "document_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id", ondelete="CASCADE"), index=True)
+    document_id: Mapped[str] = mapped_column(String(71), comment="sha256:<hex> of the exact text")
+    operation_name: Mapped[str | None] = mapped_column(String(100))
+    operation_type: Mapped[str] = mapped_column(String(16), comment="query or mutation")
+    text: Mapped[str] = mapped_column(Text, comment="The document, exactly as the manifest holds it")
+    cost: Mapped[int] = mapped_column(Integer, comment="Worst-case cost, charged on every run")
+    fields: Mapped[str] = mapped_column(Text, comment='The "Type.field" names it reads, space-separated')
+    scopes: Mapped[str] = mapped_column(Text, comment="The scopes those fields need, space-separated")
+    manifest_format: Mapped[str] = mapped_column(String(16), comment="codegen, relay or apollo")
+    registered_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

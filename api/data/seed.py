@@ -42,6 +42,7 @@ from api.data.models import (
     ChangeCounter,
     Gender,
     Grant,
+    KeyMode,
     Partner,
     PartnerKey,
     PartnerStatus,
@@ -445,7 +446,10 @@ def _partners(
                 created_at=state.ago(400 - 30 * number),
             )
             issued = issue_key()
-            partner.keys.append(PartnerKey(prefix=issued.prefix, secret_hash=issued.secret_hash, label="demo"))
+            # Open: the demo's keys are for exploring in GraphiQL (`seed_trusted_demo` adds a trusted one).
+            partner.keys.append(
+                PartnerKey(prefix=issued.prefix, secret_hash=issued.secret_hash, label="demo", mode=KeyMode.OPEN)
+            )
             session.add(partner)
             session.flush()
             entry: dict[str, Any] = {

@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from api.clock import Clock, system_clock
 from api.data.database import make_async_engine, make_session_factory, sqlite_writer_lock
+from api.documents.registry import DocumentRegistry
 from api.errors import ApiError, ErrorCode, error_body
 from api.http import metrics
 from api.http.graphiql import graphiql_routes
@@ -36,6 +37,7 @@ from api.ledger.webhook import WebhookSender
 from api.protection.budgets import Budgets
 from api.protection.extraction import ExtractionGuard
 from api.protection.key_gates import CredentialGates
+from api.protection.shape_limits import limit_rules
 from api.schema import PartnerSchema, build_schema
 from api.services.cursors import CursorCodec
 from api.settings import Settings, get_settings
@@ -69,11 +71,14 @@ def create_app(
     alert_sender = WebhookSender(
         settings, sessions, writer_lock, clock=clock
     )  # alerts and quarantines to the operators
+    schema = schema or build_schema(settings)
+    # Each partner's registered documents, parsed and validated once per worker (api/documents/).
+    documents = DocumentRegistry(schema._schema, settings, limit_rules(settings))
     graphql = GraphQLPipeline(
         settings=settings,
         sessions=sessions,
         writer_lock=writer_lock,
-        view=PartnerGraphQL(schema or build_schema(settings), statement_timeout=settings.statement_timeout_seconds),
+        view=PartnerGraphQL(schema, documents, statement_timeout=settings.statement_timeout_seconds),
         authorizer=policy.current.authorizer,
         policy=policy,
         gates=CredentialGates(settings.max_concurrent_requests_per_key),

@@ -28,6 +28,7 @@ SCRIPTS = (
     "react-dom.production.min.js",
     "graphiql.min.js",
     "plugin-explorer.umd.js",
+    "dry-run.js",
     "app.js",
 )
 

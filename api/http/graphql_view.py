@@ -9,6 +9,9 @@
 - Anything else is masked: a generic message, INTERNAL_SERVER_ERROR and the request id; the
   exception itself is logged with that id, never sent (no stack trace or SQL to the client).
 
+A request naming a registered document (`documentId`, or Apollo's `persistedQuery`) runs that
+document; a trusted key runs nothing else (api/documents/protocol.py).
+
 Requests the HTTP layer cannot read (not JSON, not UTF-8, a key twice in one object, nested too
 deep, not an object, or holding strings no database column can store) are refused with 400 before
 anything runs; a body of another content type with 415, a mutation over GET with 405 (`Allow: POST`).
@@ -34,6 +37,8 @@ from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 
 from api.data.failures import database_refusal
+from api.documents.protocol import DOCUMENT_ID, resolve_document
+from api.documents.registry import DocumentRegistry
 from api.errors import DATABASE_UNAVAILABLE, TIMEOUT, ApiError, ErrorCode, bad_input
 from api.http.media_types import JSON, graphql_status, negotiate
 from api.http.outcome import Outcome, refused
@@ -106,6 +111,8 @@ REFUSAL_STATUS = {
     ErrorCode.COST_LIMIT_EXCEEDED.value: 400,
     ErrorCode.RATE_LIMITED.value: 429,
     ErrorCode.EXTRACTION_LIMIT_EXCEEDED.value: 429,
+    ErrorCode.PERSISTED_QUERY_NOT_FOUND.value: 400,
+    ErrorCode.TRUSTED_DOCUMENTS_ONLY.value: 403,
 }
 
 
@@ -138,11 +145,26 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return value
 
 
+def _document_id_among_extensions(data: dict[str, Any]) -> dict[str, Any]:
+    """GraphQL over HTTP's top-level `documentId`, moved among the request's extensions, which
+    strawberry carries to execution (api/documents/protocol.py reads it there)."""
+    if DOCUMENT_ID not in data:
+        return data
+    extensions = data.get("extensions") or {}
+    if not isinstance(extensions, dict):
+        return data  # strawberry refuses extensions that are no object
+    if DOCUMENT_ID in extensions:
+        raise HTTPException(400, "Send `documentId` once.")
+    rest = {k: v for k, v in data.items() if k != DOCUMENT_ID}
+    return {**rest, "extensions": {**extensions, DOCUMENT_ID: data[DOCUMENT_ID]}}
+
+
 class PartnerGraphQL(GraphQL[GraphQLContext, None]):
     """strawberry's view, answering with an `Outcome` (see `serve`)."""
 
-    def __init__(self, schema: BaseSchema, statement_timeout: float = 0) -> None:
+    def __init__(self, schema: BaseSchema, documents: DocumentRegistry, statement_timeout: float = 0) -> None:
         super().__init__(schema, graphql_ide=None)
+        self.documents = documents
         self.statement_timeout = statement_timeout  # seconds, for the message of a statement timeout
 
     async def serve(self, request: Request, context: GraphQLContext) -> Outcome:
@@ -195,13 +217,13 @@ class PartnerGraphQL(GraphQL[GraphQLContext, None]):
         repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:  # ?query=A&query=B: which one would run is the server's guess
             raise HTTPException(400, f"The parameter {json.dumps(repeated[0])} appears twice in the query string.")
-        return super().parse_query_params(params)
+        return _document_id_among_extensions(super().parse_query_params(params))
 
     def parse_json(self, data: str | bytes) -> Any:
         value = super().parse_json(data)
         if not isinstance(value, (dict, list)):  # a list is a batch, which strawberry refuses itself
             raise HTTPException(400, "The request must be a JSON object.")
-        return value
+        return _document_id_among_extensions(value) if isinstance(value, dict) else value
 
     async def parse_http_body(self, request: Any) -> GraphQLRequestData | list[GraphQLRequestData]:
         if request.method == "POST" and parse_content_type(request.content_type or "")[0] != JSON:
@@ -229,6 +251,12 @@ class PartnerGraphQL(GraphQL[GraphQLContext, None]):
         root_value: None,
         request_data: GraphQLRequestData,
     ) -> ExecutionResult:
+        try:
+            request_data = await resolve_document(request_data, context, self.documents)
+        except ApiError as refusal:  # an ad-hoc document on a trusted key, an unknown id
+            result = ExecutionResult(data=None, errors=[GraphQLError(str(refusal), original_error=refusal)])
+            context.result = result
+            return result
         try:
             result = await super().execute_single(
                 request, request_adapter, sub_response, context, root_value, request_data

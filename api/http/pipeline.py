@@ -74,7 +74,9 @@ class GraphQLPipeline:
        other check (api/protection/extraction.py quarantines it, `partner-api key release` frees it).
        The latest policy release, read with the key, is put in force first (api/http/policy_in_force.py).
     4. `execute`: the GraphQL view (api/http/graphql_view.py), bounded by
-       PARTNER_API_REQUEST_TIMEOUT_SECONDS (503). The schema's extensions run inside, in this
+       PARTNER_API_REQUEST_TIMEOUT_SECONDS (503). A request naming a registered document by id runs
+       it, parsed, validated and priced when registered (api/documents/protocol.py); a trusted key
+       runs nothing else (403). The schema's extensions run inside, in this
        order (api/schema/__init__.py): parsing under the token and nesting limits, with its cache
        (api/protection/shape_limits.py `LimitedParsing`); the shape limits, each fragment measured
        once (api/protection/rules/: operations, depth, aliases, selections, directives), before
@@ -393,11 +395,12 @@ def _entry(
         key_prefix=_presented_prefix(request),
         operation_name=outcome.metering.operation_name or operation.get("operationName"),
         query=operation.get("query"),
-        outcome="served" if outcome.served else "refused",
+        outcome="dry_run" if outcome.metering.dry_run is not None else "served" if outcome.served else "refused",
         error_code=outcome.error_code,
         http_status=outcome.status,
         requested_cost=outcome.metering.requested,
         actual_cost=outcome.metering.actual,
         duration_ms=_elapsed_ms(started),
         client_address=request.client.host if request.client else None,
+        document_id=outcome.metering.document_id,
     )

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.data.models import Partner, PartnerKey, PartnerStatus, PolicyRelease
+from api.data.models import KeyMode, Partner, PartnerKey, PartnerStatus, PolicyRelease
 from api.errors import ApiError, ErrorCode
 from api.identity.keys import hash_secret, secret_matches, split_token
 
@@ -37,6 +37,8 @@ class Principal:
     budget_refill_per_second: float | None = None
     grants_version: int = 0  # changes with any of the partner's grants (see api.identity.grant_cache)
     policy_version: int | None = None  # the latest policy release (see api.http.policy_in_force)
+    key_mode: KeyMode = KeyMode.TRUSTED  # trusted: registered documents only (api/documents/)
+    documents_version: int = 0  # changes with any of the partner's documents (see api.documents.registry)
 
 
 class KeyQuarantined(ApiError):
@@ -82,6 +84,7 @@ async def authenticate(session: AsyncSession, token: str | None, now: datetime) 
     principal = Principal(
         partner.id, partner.public_id, partner.name, key.id, key.prefix,
         partner.budget_capacity, partner.budget_refill_per_second, partner.grants_version, policy_version,
+        key.mode, partner.documents_version,
     )
     if key.quarantined_at is not None:
         raise KeyQuarantined(principal)

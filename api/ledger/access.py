@@ -97,6 +97,7 @@ class AccessEntry:
     actual_cost: int | None
     duration_ms: float
     client_address: str | None
+    document_id: str | None = None  # the registered document the request named (sha256:<hex>)
 
 
 # What a client sends is recorded as far as the columns can hold it: a refusal of a hostile request
@@ -115,7 +116,11 @@ def _storable(entry: AccessEntry) -> dict[str, object]:
         values[column] = None if cost is None else max(-MAX_COST, min(MAX_COST, int(cost)))
     # The hash names the document as sent, lone surrogates included.
     values["document_hash"] = (
-        hashlib.sha256(entry.query.encode("utf-8", "surrogatepass")).hexdigest() if entry.query else None
+        hashlib.sha256(entry.query.encode("utf-8", "surrogatepass")).hexdigest()
+        if entry.query
+        else entry.document_id.removeprefix("sha256:")  # a registered document's id is its text's hash
+        if entry.document_id
+        else None
     )
     return values
 

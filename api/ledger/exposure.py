@@ -30,6 +30,7 @@ from api.data.models import (
     PartnerKey,
     Patient,
     Practice,
+    TrustedDocument,
 )
 from api.ledger.access import FIELD_GROUPS, HISTORY, SCOPE_GROUPS
 from api.operators.accounts import OperatorError, find_partner
@@ -48,6 +49,19 @@ class PracticeExposure:
     # Per group of a scope (api.scopes), e.g. "identity": the patients (or, for "reason", the
     # appointments) disclosed with it. Shown as `with_identity`, `with_contact`... columns.
     with_groups: dict[str, int]
+
+
+@dataclass(frozen=True)
+class DocumentExposure:
+    """What one operation of the partner disclosed: a registered document (by id), or the documents
+    sent as text by its open keys (`document_id` None)."""
+
+    document_id: str | None
+    operation: str | None  # the registered document's operation name
+    patients: int
+    appointments: int
+    requests: int
+    field_groups: int
 
 
 @dataclass(frozen=True)
@@ -74,6 +88,8 @@ class PartnerExposure:
     until: datetime
     practices: list[PracticeExposure]
     patients: list[PatientExposure]
+    documents: list[DocumentExposure]  # which operation read these patients
+    document_id: str | None = None  # the report is about this document only
 
 
 @dataclass(frozen=True)
@@ -153,8 +169,10 @@ def partner_exposure(
     until: datetime,
     key_prefix: str | None = None,
     with_names: bool = False,
+    document_id: str | None = None,
 ) -> PartnerExposure:
-    """What PARTNER (or only its key KEY_PREFIX) was shown in [since, until): per practice, then per patient."""
+    """What PARTNER (or only its key KEY_PREFIX, or only its document DOCUMENT_ID) was shown in
+    [since, until): per practice, per document, then per patient."""
     partner = find_partner(session, partner_name)
     scope = [AccessRecord.partner_id == partner.id, *_in_period(since, until)]
     if key_prefix is not None:
@@ -164,6 +182,8 @@ def partner_exposure(
         if key_id is None:
             raise OperatorError(f"{partner.name} has no key with prefix {key_prefix!r}")
         scope.append(AccessRecord.key_id == key_id)
+    if document_id is not None:
+        scope.append(AccessRecord.document_id == document_id)
     shown = (
         select(
             Disclosure.access_id,
@@ -171,6 +191,7 @@ def partner_exposure(
             Disclosure.appointment_id,
             Disclosure.field_groups,
             AccessRecord.at,
+            AccessRecord.document_id,
             func.coalesce(Disclosure.patient_id, Appointment.patient_id).label("patient_id"),
         )
         .join(AccessRecord, AccessRecord.id == Disclosure.access_id)
@@ -194,6 +215,22 @@ def partner_exposure(
         .join(Practice, Practice.id == shown.c.practice_id)
         .group_by(Practice.id, Practice.public_id, Practice.name)
         .order_by(Practice.name, Practice.public_id)
+    )
+    documents = session.execute(
+        select(
+            shown.c.document_id,
+            TrustedDocument.operation_name,
+            func.count(distinct(shown.c.patient_id)),
+            func.count(distinct(shown.c.appointment_id)),
+            func.count(distinct(shown.c.access_id)),
+            _union_of(groups),
+        )
+        .outerjoin(
+            TrustedDocument,
+            (TrustedDocument.partner_id == partner.id) & (TrustedDocument.document_id == shown.c.document_id),
+        )
+        .group_by(shown.c.document_id, TrustedDocument.operation_name)
+        .order_by(TrustedDocument.operation_name, shown.c.document_id)
     )
     names: list[Any] = [Patient.first_name, Patient.last_name] if with_names else []
     patients = session.execute(
@@ -225,6 +262,8 @@ def partner_exposure(
             for row in practices
         ],
         patients=[PatientExposure(*row) for row in patients],
+        documents=[DocumentExposure(*row) for row in documents],
+        document_id=document_id,
     )
 
 

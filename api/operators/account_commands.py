@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from api import reading_horizon
 from api.data.database import make_sync_engine
-from api.data.models import Grant, PartnerStatus
+from api.data.models import Grant, KeyMode, PartnerStatus
 from api.operators import accounts as operators
 from api.reading_horizon import MAX_DAYS
 from api.scopes import Scope, parse_scopes
@@ -120,11 +120,25 @@ def key_issue(
     partner: str,
     label: Annotated[str | None, typer.Option(help="What the key is for.")] = None,
     expires: Annotated[str | None, typer.Option(help="ISO 8601 expiry with time zone.")] = None,
+    mode: Annotated[
+        KeyMode, typer.Option(help="trusted: only the partner's registered documents; open: any document.")
+    ] = KeyMode.TRUSTED,
 ) -> None:
     """Issue a key. The key is printed once and never stored: hand it over now."""
     with _session() as session:
-        key = operators.issue_partner_key(session, partner, label, _when(expires))
-    typer.echo(f"key for {key.partner} (prefix {key.prefix}), shown only this once:\n{key.token}")
+        key = operators.issue_partner_key(session, partner, label, _when(expires), mode)
+    typer.echo(f"{mode.value} key for {key.partner} (prefix {key.prefix}), shown only this once:\n{key.token}")
+
+
+@key_app.command("mode")
+def key_mode(
+    prefix: str,
+    mode: Annotated[KeyMode, typer.Argument(help="trusted: registered documents only; open: any document.")],
+) -> None:
+    """Switch a key between trusted and open (from its next request)."""
+    with _session() as session:
+        operators.set_key_mode(session, prefix, mode)
+    typer.echo(f"key {prefix} is now {mode.value}")
 
 
 @key_app.command("list")
@@ -134,7 +148,7 @@ def key_list(partner: str) -> None:
         for key in operators.list_keys(session, partner):
             state = "revoked" if key.revoked_at else "quarantined" if key.quarantined_at else "active"
             typer.echo(
-                f"{key.prefix}  {state:11}  created {key.created_at:%Y-%m-%d}  "
+                f"{key.prefix}  {state:11}  {key.mode.value:7}  created {key.created_at:%Y-%m-%d}  "
                 f"last used {key.last_used_at or '-'}  expires {key.expires_at or '-'}  {key.label or ''}"
             )
 

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api import reading_horizon
-from api.data.models import Grant, Partner, PartnerKey, PartnerStatus, Practice
+from api.data.models import Grant, KeyMode, Partner, PartnerKey, PartnerStatus, Practice
 from api.identity.keys import issue_key
 from api.reading_horizon import ReadingHorizon
 from api.scopes import Scope
@@ -81,8 +81,13 @@ def set_partner_status(session: Session, name: str, status: PartnerStatus) -> Pa
 
 
 def issue_partner_key(
-    session: Session, name: str, label: str | None = None, expires_at: datetime | None = None
+    session: Session,
+    name: str,
+    label: str | None = None,
+    expires_at: datetime | None = None,
+    mode: KeyMode = KeyMode.TRUSTED,
 ) -> NewKey:
+    """A new key; `trusted` (the default) runs only the partner's registered documents."""
     partner = find_partner(session, name)
     if expires_at is not None and expires_at <= utcnow():
         raise OperatorError("a key's expiry must be in the future")
@@ -94,6 +99,7 @@ def issue_partner_key(
             secret_hash=issued.secret_hash,
             label=label,
             expires_at=expires_at,
+            mode=mode,
         )
     )
     session.flush()
@@ -103,6 +109,16 @@ def issue_partner_key(
 def list_keys(session: Session, name: str) -> list[PartnerKey]:
     partner = find_partner(session, name)
     return list(session.scalars(select(PartnerKey).where(PartnerKey.partner_id == partner.id).order_by(PartnerKey.id)))
+
+
+def set_key_mode(session: Session, prefix: str, mode: KeyMode) -> PartnerKey:
+    """Switch a key between `trusted` and `open`; it counts from the key's next request."""
+    key = session.scalar(select(PartnerKey).where(PartnerKey.prefix == prefix))
+    if key is None:
+        raise OperatorError(f"no key with prefix {prefix!r}")
+    key.mode = mode
+    session.flush()
+    return key
 
 
 def revoke_key(session: Session, prefix: str) -> PartnerKey:

@@ -8,6 +8,7 @@ import typer
 
 from api.operators.account_commands import grant_app, key_app, partner_app
 from api.operators.alert_commands import alerts_app
+from api.operators.document_commands import documents_app
 from api.operators.ledger_commands import reports_app
 from api.settings import get_settings
 from authz.cli import policy_app
@@ -21,6 +22,7 @@ app.add_typer(grant_app, name="grant")
 app.add_typer(policy_app, name="policy")
 app.add_typer(reports_app)  # exposure, ledger purge
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(documents_app, name="documents")
 
 
 @db_app.command("upgrade")
@@ -124,12 +126,26 @@ def demo(
         typer.echo(f"seeding the {size} demo data set (once)...")
         # Centred on today, so the demo has appointments this week and live grants.
         run_seed(engine, size, keys_file=settings.demo_keys_file, reference_date=date.today())
-    engine.dispose()
     if settings.demo_keys_file.exists():
+        from api.documents.demo import DEMO_PARTNER, add_trusted_demo_key
+        from api.operators.document_commands import checker
+
         keys = json.loads(settings.demo_keys_file.read_text())
-        typer.echo(f"\nDemo partners (keys also in {settings.demo_keys_file}):")
+        trusted = add_trusted_demo_key(engine, checker(), keys)  # once: then kept in the keys file
+        settings.demo_keys_file.write_text(json.dumps(keys, indent=2, ensure_ascii=False) + "\n")
+        typer.echo(f"\nDemo partners, open keys for GraphiQL (keys also in {settings.demo_keys_file}):")
         for name, entry in keys.items():
             typer.echo(f"  {name:<13} {entry['status']:<9} {len(entry['grants'])} grant(s)  {entry['key']}")
+        typer.echo(f"\n{DEMO_PARTNER}'s trusted key, which runs only its registered documents, by id:")
+        typer.echo(f"  {trusted['trusted_key']}")
+        for operation, document_id in trusted["documents"].items():
+            typer.echo(f"  {operation:<8} {document_id}")
+        example = trusted["documents"].get("Me", next(iter(trusted["documents"].values())))
+        typer.echo(
+            f"  e.g. curl -s http://{settings.host}:{settings.port}/graphql -H 'Authorization: Bearer "
+            f"{trusted['trusted_key']}' -H 'Content-Type: application/json' -d '{{\"documentId\": \"{example}\"}}'"
+        )
+    engine.dispose()
     typer.echo(f"\nGraphiQL: http://{settings.host}:{settings.port}/graphql  (paste a key in the key field)\n")
     os.environ.setdefault("PARTNER_API_GRAPHIQL", "true")  # on for the demo, unless turned off explicitly
     get_settings.cache_clear()

@@ -19,6 +19,7 @@ from rich.table import Table
 from sqlalchemy.orm import Session
 
 from api.data.database import make_sync_engine
+from api.documents.manifests import normalized_id
 from api.ledger import exposure as reports
 from api.ledger import retention
 from api.ledger.access import group_names
@@ -132,6 +133,9 @@ def exposure(
     partner: Annotated[str | None, typer.Option(help="What this partner was shown (name).")] = None,
     patient: Annotated[str | None, typer.Option(help="Which partners were shown this patient (pat_ id).")] = None,
     key: Annotated[str | None, typer.Option(help="Only what this key of the partner was shown (its prefix).")] = None,
+    document: Annotated[
+        str | None, typer.Option(help="Only what this registered document of the partner read (sha256:<hex>).")
+    ] = None,
     since: Annotated[
         str | None,
         typer.Option(help="ISO 8601 with zone; default: 30 days before --until (--partner), no limit (--patient)."),
@@ -147,8 +151,11 @@ def exposure(
     partner key that was shown one patient, when and what. csv gives the patient (or reader) list."""
     if (partner is None) == (patient is None):
         raise typer.BadParameter("give --partner NAME or --patient ID")
-    if patient is not None and (key is not None or with_names):
-        raise typer.BadParameter("--key and --with-names go with --partner")
+    if patient is not None and (key is not None or with_names or document is not None):
+        raise typer.BadParameter("--key, --document and --with-names go with --partner")
+    document_id = normalized_id(document) if document is not None else None
+    if document is not None and document_id is None:
+        raise typer.BadParameter("a document id is sha256:<64 hex digits>", param_hint="--document")
     start, end = _time(since, "--since"), _time(until, "--until")
     with _session() as session:
         if patient is not None:
@@ -156,7 +163,9 @@ def exposure(
         else:
             assert partner is not None  # one of the two, checked above
             end = end or utcnow()
-            report = reports.partner_exposure(session, partner, start or end - DEFAULT_PERIOD, end, key, with_names)
+            report = reports.partner_exposure(
+                session, partner, start or end - DEFAULT_PERIOD, end, key, with_names, document_id
+            )
     if patient is not None:
         _print_readers(readers, format)
     else:
@@ -172,9 +181,11 @@ def _print_exposure(report: reports.PartnerExposure, format: Format, with_names:
                 {
                     "partner": report.partner,
                     "key_prefix": report.key_prefix,
+                    "document_id": report.document_id,
                     "since": report.since.isoformat(),
                     "until": report.until.isoformat(),
                     "practices": _dicts(report.practices, _columns(reports.PracticeExposure), as_text=False),
+                    "documents": _dicts(report.documents, _columns(reports.DocumentExposure), as_text=False),
                     "patients": _dicts(report.patients, patient_columns, as_text=False),
                 },
                 indent=2,
@@ -184,11 +195,14 @@ def _print_exposure(report: reports.PartnerExposure, format: Format, with_names:
         return
     if format is Format.TABLE:
         who = report.partner + (f" (key {report.key_prefix})" if report.key_prefix else "")
+        who += f" (document {report.document_id})" if report.document_id else ""
         typer.echo(
             f"{who}, from {_period(report.since, report.until)}: {len(report.patients)} patient(s) and "
             f"{sum(p.appointments for p in report.practices)} appointment(s) of {len(report.practices)} practice(s)"
         )
         _print(report.practices, format, "Practices", _columns(reports.PracticeExposure))
+        documents = "Documents (none: sent as text by an open key)"
+        _print(report.documents, format, documents, _columns(reports.DocumentExposure))
     _print(report.patients, format, "Patients", patient_columns)
 
 

@@ -10,7 +10,9 @@
 - On an abstract type (`node`), the most expensive possible type counts.
 
 `requested_cost` prices a document with its variables before anything runs; `actual_cost`
-prices what a response really contained (the same rules, real list lengths).
+prices what a response really contained (the same rules, real list lengths); `worst_case_cost`
+prices it for any variables, each list a variable sizes at its largest (a trusted document's
+price, fixed when it is registered: api/documents/).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from graphql import (
     OperationDefinitionNode,
     SelectionSetNode,
     ValueNode,
+    VariableNode,
     get_named_type,
     is_abstract_type,
     value_from_ast_untyped,
@@ -120,6 +123,18 @@ class CostModel:
         assert root is not None
         return _Pricer(self, fragments, variables).selection_cost(root, operation.selection_set, None)
 
+    def worst_case_cost(
+        self,
+        operation: OperationDefinitionNode,
+        fragments: Mapping[str, FragmentDefinitionNode],
+        largest_list: int,
+    ) -> int:
+        """The price of the operation whatever its variables: a list sized by a variable counts
+        `largest_list` items (the most a page or an id list may hold)."""
+        root = self.schema.get_root_type(operation.operation)
+        assert root is not None
+        return _Pricer(self, fragments, {}, largest_list).selection_cost(root, operation.selection_set, None)
+
     def actual_cost(
         self,
         operation: OperationDefinitionNode,
@@ -148,9 +163,11 @@ class _Pricer:
         model: CostModel,
         fragments: Mapping[str, FragmentDefinitionNode],
         variables: Mapping[str, Any],
+        largest_list: int | None = None,
     ) -> None:
         # A dict: graphql-core's value_from_ast_untyped takes no other mapping.
         self.model, self.fragments, self.variables = model, fragments, dict(variables)
+        self.largest_list = largest_list  # set: variables are unknown, each sized list is at its largest
         self._costs: dict[tuple[str, int, Sizing], int] = {}
         # The fields of each selection on each type, fragments flattened: a response repeats the
         # same selection once per list item, so the actual cost resolves it once.
@@ -275,6 +292,8 @@ class _Pricer:
             return DEFAULT_ASSUMED_SIZE
         for argument in node.arguments or ():
             if argument.name.value in (list_size.slicing_arguments or []):
+                if self.largest_list is not None and isinstance(argument.value, VariableNode):
+                    return self.largest_list
                 value = self._argument(argument.value)
                 if isinstance(value, list):
                     return len(value)

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from graphql import ExecutionResult, FragmentDefinitionNode, GraphQLError, get_operation_ast
+from graphql import DocumentNode, ExecutionResult, FragmentDefinitionNode, GraphQLError, get_operation_ast
 from graphql.execution.values import get_variable_values
 from strawberry.extensions import SchemaExtension
 
@@ -21,7 +21,7 @@ from api.protection.cost import CostModel
 from api.services.unit_of_work import UnitOfWork
 from api.settings import Settings
 
-__all__ = ["CostAndBudget", "Metered", "Metering"]
+__all__ = ["CostAndBudget", "Metered", "Metering", "PreparedDocument"]
 
 
 @dataclass
@@ -33,6 +33,8 @@ class Metering:
     cost: dict[str, Any] | None = None  # the `cost` response extension
     refund: int = 0  # points taken but not spent, given back with the ledger write
     retry_after: int | None = None  # seconds, when the budget refused the operation
+    document_id: str | None = None  # the registered document run, when the request named one
+    dry_run: dict[str, Any] | None = None  # the `dryRun` response extension: nothing was run or charged
 
     @property
     def requested(self) -> int | None:
@@ -43,6 +45,16 @@ class Metering:
         return (self.cost or {}).get("actualQueryCost")
 
 
+class PreparedDocument(Protocol):
+    """A registered document (api/documents/registry.py): parsed, validated and priced once."""
+
+    @property
+    def document(self) -> DocumentNode: ...
+
+    @property
+    def cost(self) -> int: ...  # its worst case, whatever the variables
+
+
 class Metered(Protocol):
     """What this extension needs of the execution context (api.schema.context.GraphQLContext)."""
 
@@ -51,6 +63,7 @@ class Metered(Protocol):
     budgets: Budgets
     settings: Settings
     metering: Metering
+    document: PreparedDocument | None
 
 
 def _refusal(error: ApiError) -> ExecutionResult:
@@ -65,7 +78,7 @@ class CostAndBudget(SchemaExtension):
         metering = ctx.metering
         document = execution.graphql_document
         operation = get_operation_ast(document, execution.operation_name) if document else None
-        if operation is None:  # graphql-core reports the missing operation itself
+        if operation is None or metering.dry_run is not None:  # nothing to charge (api/documents/dry_run.py)
             yield
             return
         metering.operation_name = operation.name.value if operation.name else None
@@ -84,7 +97,10 @@ class CostAndBudget(SchemaExtension):
             return
         variables: dict[str, Any] = coerced.coerced
         try:
-            requested = self.model.requested_cost(operation, fragments, variables)
+            # A registered document was priced when registered, at its worst case (and within the maximum).
+            requested = (
+                ctx.document.cost if ctx.document else self.model.requested_cost(operation, fragments, variables)
+            )
         except ApiError as error:
             execution.result = _refusal(error)
             yield
@@ -135,5 +151,7 @@ class CostAndBudget(SchemaExtension):
         }
 
     def get_results(self) -> dict[str, Any]:
-        cost = self.execution_context.context.metering.cost
-        return {"cost": cost} if cost else {}
+        metering = self.execution_context.context.metering
+        if metering.dry_run is not None:
+            return {"dryRun": metering.dry_run}
+        return {"cost": metering.cost} if metering.cost else {}

@@ -112,6 +112,11 @@ class LimitedParsing(ParserCache):
         self.max_tokens = max_tokens
 
     def on_parse(self) -> Iterator[None]:
+        prepared = getattr(self.execution_context.context, "document", None)
+        if prepared is not None:  # a registered document, parsed once per worker (api/documents/registry.py)
+            self.execution_context.graphql_document = prepared.document
+            yield
+            return
         self.execution_context.parse_options["max_tokens"] = self.max_tokens
         try:
             yield from super().on_parse()
@@ -166,6 +171,10 @@ class CachedValidation(SchemaExtension):
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
         assert context.graphql_document is not None and context.query is not None
+        if getattr(context.context, "document", None) is not None:  # validated when registered, and once per worker
+            context.pre_execution_errors = []
+            yield
+            return
         errors = _cache.validate(context.schema._schema, context.query, context.graphql_document, self.rules)
         # strawberry runs the first operation when no name is given; the GraphQL spec refuses to guess.
         # (Not cached: it depends on the request's operationName, which strawberry keeps private.)

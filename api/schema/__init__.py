@@ -7,6 +7,7 @@ from strawberry import Schema
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
+from api.documents.dry_run import DryRun
 from api.protection.cost_and_budget import CostAndBudget
 from api.protection.shape_limits import CachedValidation, LimitedParsing, limit_rules
 from api.schema.appointments import Appointment, Patient
@@ -43,8 +44,9 @@ def build_schema(settings: Settings, cost_analysis: bool = True) -> PartnerSchem
     The extensions run in this order, inside step 4 (`execute`) of api/http/pipeline.py: parsing
     under the token and nesting limits, with its cache; validation, our shape limits first
     (api/protection/shape_limits.py and rules/: operations, depth, aliases, selections,
-    directives), then the specification's rules; then the price and the budget charge
-    (api/protection/cost_and_budget.py, before any resolver runs).
+    directives), then the specification's rules (a registered document skips parsing and validation,
+    done once); then a dry run's report, which stops there (api/documents/dry_run.py); then the
+    price and the budget charge (api/protection/cost_and_budget.py, before any resolver runs).
     """
     rules = limit_rules(settings)  # built once, so the validation cache keeps hitting
     return PartnerSchema(
@@ -56,6 +58,7 @@ def build_schema(settings: Settings, cost_analysis: bool = True) -> PartnerSchem
         extensions=[
             lambda: LimitedParsing(settings.max_tokens, maxsize=PARSER_CACHE_SIZE),
             lambda: CachedValidation(rules),
+            DryRun,
             *([CostAndBudget] if cost_analysis else []),
         ],
     )

@@ -14,7 +14,7 @@ from api.identity.authentication import Principal
 from api.identity.request_identity import RequestIdentity
 from api.ledger.disclosure_recorder import DisclosureRecorder
 from api.protection.budgets import Budgets
-from api.protection.cost_and_budget import Metering
+from api.protection.cost_and_budget import Metering, PreparedDocument
 from api.protection.extraction import ExtractionGuard
 from api.schema.loaders import Loaders
 from api.services.cursors import CursorCodec
@@ -36,6 +36,9 @@ class GraphQLContext:
     budgets: Budgets
     extraction: ExtractionGuard
     metering: Metering = field(default_factory=Metering)  # written by api.protection.cost_and_budget
+    # The registered document the request names by id (api/documents/protocol.py): run without
+    # parsing, validation or pricing, which were done when it was registered.
+    document: PreparedDocument | None = None
     # The execution's result, errors classified: written by the view (api/http/graphql_view.py).
     result: ExecutionResult | None = None
     loaders: Loaders = field(init=False)

@@ -55,6 +55,7 @@ class Query(ChangeQuery):
             id=strawberry.ID(ctx.principal.partner_public_id),
             name=ctx.principal.partner_name,
             key_prefix=ctx.principal.key_prefix,
+            key_mode=ctx.principal.key_mode,
             grants=[
                 ViewerGrant(
                     id=strawberry.ID(g.public_id),

@@ -4,6 +4,7 @@ from typing import TYPE_CHECKING
 
 import strawberry
 
+from api.data.models import KeyMode
 from api.protection.cost import ListSize
 from api.schema._described_enum import described_enum
 from api.scopes import Scope
@@ -11,10 +12,13 @@ from api.scopes import Scope
 # GraphQL enum values are the Python names (APPOINTMENTS_READ), described by the scope table's rows;
 # the resolvers return `api.scopes.Scope` members, which serialize by their value.
 ScopeEnum = described_enum("Scope", Scope, "What a practice's grant lets you do.")
+KeyModeEnum = described_enum("KeyMode", KeyMode, "What documents a key may run.")
 if TYPE_CHECKING:
     ScopeValue = Scope  # what the resolvers hand over
+    KeyModeValue = KeyMode
 else:
     ScopeValue = ScopeEnum  # what the schema publishes
+    KeyModeValue = KeyModeEnum
 
 
 @strawberry.type(description="One of your grants: a practice's consent, with its scopes.")
@@ -43,6 +47,9 @@ class Viewer:
     id: strawberry.ID = strawberry.field(description="Your partner id.")
     name: str = strawberry.field(description="Your partner name.")
     key_prefix: str = strawberry.field(description="Public prefix of the key used for this request.")
+    key_mode: KeyModeValue = strawberry.field(
+        description="TRUSTED: this key runs only your registered documents, by id; OPEN: any document."
+    )
     grants: list[ViewerGrant] = strawberry.field(
         description="Your live grants (not revoked, not expired).", directives=[ListSize(assumed_size=100)]
     )

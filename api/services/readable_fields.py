@@ -38,6 +38,14 @@ class ReadableFields:
                 )
         return {p: self._fields[(p, in_horizon)] for p in wanted}
 
+    async def anywhere(self) -> frozenset[str]:
+        """What some grant of the partner lets it read (inside the reading horizon): a dry run's
+        question, whatever the practice (api/documents/dry_run.py)."""
+        principal = self._uow.identity.principal
+        grants = await self._grants.of_partner(self._uow.execute, principal.partner_id, principal.grants_version)
+        practices = await self.at_practices(grants, in_horizon=True)
+        return frozenset().union(*practices.values())
+
     async def at(self, practice_id: int, in_horizon: bool = False) -> frozenset[str]:
         return (await self.at_practices([practice_id], in_horizon))[practice_id]
 

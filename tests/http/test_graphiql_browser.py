@@ -179,6 +179,25 @@ def test_page_opens_without_a_key_and_queries_without_one_are_refused(server: Se
     assert visit.problems == []
 
 
+def test_the_dry_run_shows_cost_and_lacking_scopes_before_the_query_runs(server: Server, visit: Visit):
+    open_graphiql(visit.page, server.url)
+    visit.page.click(".graphiql-query-editor .CodeMirror")
+    visit.page.keyboard.press("Control+A")
+    visit.page.keyboard.press("Delete")
+    visit.page.keyboard.insert_text("{ practices(first: 10) { edges { node { name } } } }")
+    visit.page.fill("#api-key", server.keys["AgendaPlus"])  # identity, no contact details
+    status = visit.page.locator(".dry-run")
+    status.filter(has_text="Dry run: 10 of 1000 points").wait_for(timeout=TIMEOUT_MS)
+    visit.page.click(".graphiql-query-editor .CodeMirror")
+    visit.page.keyboard.press("Control+A")
+    visit.page.keyboard.insert_text(
+        "query P($id: ID!) { node(id: $id) { ... on Patient { firstName phone } } }"
+    )
+    status.filter(has_text="your grants lack patients:contact").wait_for(timeout=TIMEOUT_MS)
+    assert '"data"' not in visit.page.locator(".graphiql-response").inner_text()  # nothing was run
+    assert visit.problems == []
+
+
 def test_enter_in_the_key_field_loads_the_schema_docs(server: Server, visit: Visit):
     open_graphiql(visit.page, server.url)
     visit.page.fill("#api-key", server.keys[PARTNER])
@@ -208,7 +227,7 @@ def test_page_and_assets_are_served_locally_with_strict_headers(server: Server):
     assert "://" not in page.text and "<script>" not in page.text
 
     assets = re.findall(r'(?:src|href)="(/static/graphiql/[^"]+)"', page.text)
-    assert len(assets) == len(SCRIPTS + STYLESHEETS) == 8  # the explorer plugin's script and style included
+    assert len(assets) == len(SCRIPTS + STYLESHEETS) == 9  # with the explorer's script and style, dry-run.js
     for asset in assets:
         response = httpx.get(server.url + asset)
         assert response.status_code == 200, asset

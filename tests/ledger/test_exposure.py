@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import event, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from api.data.models import AccessRecord, Appointment, Disclosure, Partner, Patient, PatientDisclosure
+from api.data.models import AccessRecord, Appointment, Disclosure, KeyMode, Partner, Patient, PatientDisclosure
 from api.ledger import retention
 from api.ledger.access import FieldGroup
 from api.ledger.exposure import alerts, partner_exposure, patient_readers
@@ -81,7 +81,7 @@ def owners(sync_engine, world) -> dict[str, str]:
 def second_key(sync_engine, world) -> tuple[str, str]:
     """Another key of `full`: (prefix, token)."""
     with Session(sync_engine) as session, session.begin():
-        key = operators.issue_partner_key(session, "full", "second")
+        key = operators.issue_partner_key(session, "full", "second", mode=KeyMode.OPEN)
     return key.prefix, key.token
 
 

@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy.orm import Session
 
-from api.data.models import PartnerKey
+from api.data.models import KeyMode, PartnerKey
 from api.operators import accounts as operators
 from api.timeutil import utcnow
 
@@ -26,9 +26,11 @@ async def test_valid_key_is_served(api, world):
 async def test_every_kind_of_bad_key_gets_the_same_answer(api, world, sync_engine):
     good = world.keys["full"]
     with Session(sync_engine) as session, session.begin():
-        expiring = operators.issue_partner_key(session, "full", expires_at=utcnow() + timedelta(days=1))
+        expiring = operators.issue_partner_key(
+            session, "full", expires_at=utcnow() + timedelta(days=1), mode=KeyMode.OPEN
+        )
         session.query(PartnerKey).filter_by(prefix=expiring.prefix).one().expires_at = utcnow() - timedelta(seconds=1)
-        revoked = operators.issue_partner_key(session, "full")
+        revoked = operators.issue_partner_key(session, "full", mode=KeyMode.OPEN)
         operators.revoke_key(session, revoked.prefix)
     prefix_of_good = good.split("_")[1]
     candidates = {

@@ -18,6 +18,7 @@ from api.data.models import (
     ExtractionAlert,
     Gender,
     Grant,
+    KeyMode,
     Partner,
     PartnerKey,
     Patient,
@@ -72,7 +73,7 @@ def big_practice(sync_engine, world) -> str:
         session.execute(insert(Appointment), rows)
         for partner in ("extractor", "daily-sync"):
             operators.create_partner(session, partner)
-            world.keys[partner] = operators.issue_partner_key(session, partner).token
+            world.keys[partner] = operators.issue_partner_key(session, partner, mode=KeyMode.OPEN).token
             operators.grant_practice(session, partner, "Grand Cabinet", set(Scope))
         # The extractor may read history: this file tests the distinct-patient limit on its own
         # (tests/security/test_reading_horizon.py tests the horizon).

@@ -148,10 +148,16 @@
       variables: filledVariables || linkedVariables || (tabsStored || linkedQuery ? undefined : PLACEHOLDER),
       defaultEditorToolsVisibility: "variables",
       plugins: [explorer],
-      toolbar: { additionalContent: React.createElement(CostBadge) },
+      // Under the run button: the last run's cost and budget, and the dry run of what is being edited.
+      toolbar: {
+        additionalContent: React.createElement(React.Fragment, null, React.createElement(CostBadge), PartnerDryRun.status()),
+      },
+      onEditQuery: PartnerDryRun.onEditQuery,
+      onEditVariables: PartnerDryRun.onEditVariables,
       isHeadersEditorEnabled: true,
       shouldPersistHeaders: false,
     }));
+    PartnerDryRun.refresh();
   }
 
   function useKey() {
@@ -168,5 +174,6 @@
     if (event.key === "Enter") useKey();
   });
   keyInput.addEventListener("change", useKey);
+  PartnerDryRun.onEditQuery(linkedQuery || DAY_QUERY);
   useKey();
 })();

@@ -1,0 +1,7 @@
+import {graphql} from 'react-relay';
+
+export const cancel = graphql`
+  mutation CancelMutation($id: ID!) {
+    cancelAppointment(appointmentId: $id) { appointment { id status } }
+  }
+`;
