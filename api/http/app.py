@@ -29,8 +29,11 @@ from api.errors import ApiError, ErrorCode, error_body
 from api.http import metrics
 from api.http.graphiql import graphiql_routes
 from api.http.graphql_view import PartnerGraphQL
+from api.http.oauth_endpoints import OAuthEndpoints
 from api.http.pipeline import GraphQLPipeline
 from api.identity.grant_cache import GrantCache
+from api.identity.signing_keys import SigningKeys
+from api.identity.token_authentication import TokenAuthenticator
 from api.ledger.webhook import WebhookSender
 from api.protection.budgets import Budgets
 from api.protection.extraction import ExtractionGuard
@@ -65,6 +68,7 @@ def create_app(
     alert_sender = WebhookSender(
         settings, sessions, writer_lock, clock=clock
     )  # alerts and quarantines to the operators
+    signing_keys = SigningKeys(sessions)  # the access tokens' keys, in the database (api/identity/signing_keys.py)
     graphql = GraphQLPipeline(
         settings=settings,
         sessions=sessions,
@@ -76,8 +80,10 @@ def create_app(
         budgets=Budgets(settings),
         extraction=ExtractionGuard(settings, on_alert=alert_sender.wake),
         cursors=CursorCodec(settings.secret_key.encode() or secrets.token_bytes(32)),
+        tokens=TokenAuthenticator(signing_keys, settings.oauth_issuer),
         clock=clock,
     )
+    oauth = OAuthEndpoints(settings, sessions, signing_keys, clock)  # the token endpoint, metadata, JWKS
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -125,6 +131,7 @@ def create_app(
         exception_handlers={StarletteHTTPException: http_error},
         routes=[
             Route("/graphql", graphql.handle, methods=["GET", "POST"]),
+            *oauth.routes(),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics.endpoint),

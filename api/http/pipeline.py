@@ -34,10 +34,18 @@ from api.http import logs, metrics
 from api.http.graphiql import render_graphiql, wants_graphiql
 from api.http.graphql_view import PartnerGraphQL
 from api.http.outcome import Outcome, refused
-from api.identity.authentication import KeyQuarantined, Principal, authenticate, bearer_token
+from api.identity.access_tokens import looks_like_token
+from api.identity.authentication import (
+    CredentialRefused,
+    Principal,
+    authenticate,
+    bearer_token,
+    presented_credential,
+)
 from api.identity.grant_cache import GrantCache
 from api.identity.keys import split_token
 from api.identity.request_identity import RequestIdentity
+from api.identity.token_authentication import TokenAuthenticator
 from api.ledger import access as ledger
 from api.ledger.access import AccessEntry
 from api.ledger.disclosure_recorder import DisclosureRecorder, sensitive_field_groups
@@ -67,6 +75,8 @@ class GraphQLPipeline:
     3. `authenticate`: the bearer key (api/identity/authentication.py), 401 for any failure; a
        key quarantined after a distinct-patient refusal gets 403 KEY_QUARANTINED, after every
        other check (api/protection/extraction.py quarantines it, `partner-api key release` frees it).
+       An OAuth access token, with its DPoP proof if bound to a key, is checked instead by
+       api/identity/token_authentication.py (its client is read as a key is, on every request).
     4. `execute`: the GraphQL view (api/http/graphql_view.py), bounded by
        PARTNER_API_REQUEST_TIMEOUT_SECONDS (503). The schema's extensions run inside, in this
        order (api/schema/__init__.py): parsing under the token and nesting limits, with its cache
@@ -112,11 +122,13 @@ class GraphQLPipeline:
         budgets: Budgets,
         extraction: ExtractionGuard,
         cursors: CursorCodec,
+        tokens: TokenAuthenticator,
         clock: Clock = system_clock,
     ) -> None:
         self.settings, self.sessions, self.writer_lock, self.view = settings, sessions, writer_lock, view
         self.authorizer, self.gates, self.grants = authorizer, gates, grants
         self.budgets, self.extraction, self.cursors = budgets, extraction, cursors
+        self.tokens = tokens  # OAuth access tokens (api/identity/token_authentication.py)
         self.clock = clock  # the one source of the request's time (api/clock.py)
         # Derived once from the policy: the ledger groups of each sensitive field, on each side of the horizon.
         self.field_groups = sensitive_field_groups(authorizer.field_scopes, authorizer.purpose_bound)
@@ -188,7 +200,8 @@ class GraphQLPipeline:
 
     async def take_turn(self, request: Request, request_id: str) -> Outcome:
         """Step 2: waits for one of the key's places; steps 3 and 4 run while it is held."""
-        credential = bearer_token(request.headers.get("authorization"))  # "bearer  K" and "Bearer K" share a gate
+        # "bearer  K" and "Bearer K" share a gate; so do "Bearer T" and "DPoP T" for an access token
+        credential = presented_credential(request.headers.get("authorization"))
         async with self.gates.turn(credential) as refusal:
             if refusal is not None:
                 # as a budget refusal says it
@@ -208,9 +221,12 @@ class GraphQLPipeline:
         uow: UnitOfWork | None = None
         try:
             try:
-                principal = await authenticate(session, credential, now)
-            except KeyQuarantined as quarantined:  # contained after an extraction refusal, until released
-                return refused(403, quarantined, request_id, quarantined.principal)
+                if credential is not None and looks_like_token(credential):  # an OAuth access token
+                    principal: Principal | None = await self.tokens.authenticate(session, request, credential, now)
+                else:
+                    principal = await authenticate(session, credential, now)
+            except CredentialRefused as refusal:  # e.g. quarantined after an extraction refusal, until released
+                return refused(refusal.status, refusal, request_id, refusal.principal, **refusal.headers)
             if principal is None:
                 return refused(
                     401,
@@ -379,4 +395,6 @@ def _entry(
         actual_cost=outcome.metering.actual,
         duration_ms=_elapsed_ms(started),
         client_address=request.client.host if request.client else None,
+        client_id=principal.client_id if principal else None,
+        token_jti=principal.token_jti if principal else None,
     )

@@ -32,9 +32,33 @@ class Principal:
     budget_capacity: int | None = None  # the partner's own budget, when it has one
     budget_refill_per_second: float | None = None
     grants_version: int = 0  # changes with any of the partner's grants (see api.identity.grant_cache)
+    client_id: str | None = None  # with an OAuth access token: its client (`key_id` is the client's credential)
+    token_jti: str | None = None
 
 
-class KeyQuarantined(ApiError):
+class CredentialRefused(ApiError):
+    """A credential refused with its own answer (not the one for all): its HTTP status, its headers,
+    and the principal when the credential was valid."""
+
+    status = 401
+    headers: dict[str, str] = {}  # noqa: RUF012  # replaced, never mutated
+    principal: Principal | None = None
+
+
+class TokensRequired(CredentialRefused):
+    """A valid key of a partner that must use OAuth access tokens: said plainly, since only the
+    holder of the secret learns it."""
+
+    def __init__(self, principal: Principal) -> None:
+        super().__init__(
+            ErrorCode.UNAUTHENTICATED,
+            "This partner accepts only OAuth access tokens (see the partner guide); its API keys are refused.",
+        )
+        self.principal = principal
+        self.headers = {"WWW-Authenticate": 'DPoP algs="ES256 ES384 RS256 RS384"'}
+
+
+class KeyQuarantined(CredentialRefused):
     """A live key of an active partner, quarantined after a distinct-patient refusal: said plainly,
     since only the holder of the secret learns it, and refused until an operator releases it."""
 
@@ -44,13 +68,19 @@ class KeyQuarantined(ApiError):
             "This API key is quarantined after an unusual volume of patient data; contact the operator to release it.",
         )
         self.principal = principal
+        self.status = 403
 
 
-def bearer_token(authorization: str | None) -> str | None:
+def bearer_token(authorization: str | None, schemes: tuple[str, ...] = ("bearer",)) -> str | None:
     if not authorization:
         return None
     scheme, _, token = authorization.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    return token.strip() if scheme.lower() in schemes and token.strip() else None
+
+
+def presented_credential(authorization: str | None) -> str | None:
+    """An API key or access token (`Bearer`), or a DPoP-bound access token (`DPoP`, RFC 9449)."""
+    return bearer_token(authorization, ("bearer", "dpop"))
 
 
 async def authenticate(session: AsyncSession, token: str | None, now: datetime) -> Principal | None:
@@ -78,6 +108,8 @@ async def authenticate(session: AsyncSession, token: str | None, now: datetime) 
         partner.id, partner.public_id, partner.name, key.id, key.prefix,
         partner.budget_capacity, partner.budget_refill_per_second, partner.grants_version,
     )
+    if partner.tokens_required:
+        raise TokensRequired(principal)
     if key.quarantined_at is not None:
         raise KeyQuarantined(principal)
     return principal

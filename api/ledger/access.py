@@ -97,6 +97,8 @@ class AccessEntry:
     actual_cost: int | None
     duration_ms: float
     client_address: str | None
+    client_id: str | None = None  # the OAuth client of an access token (its key_prefix is then None)
+    token_jti: str | None = None
 
 
 # What a client sends is recorded as far as the columns can hold it: a refusal of a hostile request

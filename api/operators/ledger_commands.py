@@ -23,6 +23,7 @@ from api.ledger import exposure as reports
 from api.ledger import retention
 from api.ledger.access import group_names
 from api.operators.accounts import OperatorError
+from api.operators.oauth_clients import client_credential_prefix
 from api.settings import get_settings
 from api.timeutil import utcnow
 
@@ -132,6 +133,9 @@ def exposure(
     partner: Annotated[str | None, typer.Option(help="What this partner was shown (name).")] = None,
     patient: Annotated[str | None, typer.Option(help="Which partners were shown this patient (pat_ id).")] = None,
     key: Annotated[str | None, typer.Option(help="Only what this key of the partner was shown (its prefix).")] = None,
+    client: Annotated[
+        str | None, typer.Option(help="Only what this OAuth client of the partner was shown (its client id).")
+    ] = None,
     since: Annotated[
         str | None,
         typer.Option(help="ISO 8601 with zone; default: 30 days before --until (--partner), no limit (--patient)."),
@@ -147,8 +151,10 @@ def exposure(
     partner key that was shown one patient, when and what. csv gives the patient (or reader) list."""
     if (partner is None) == (patient is None):
         raise typer.BadParameter("give --partner NAME or --patient ID")
-    if patient is not None and (key is not None or with_names):
-        raise typer.BadParameter("--key and --with-names go with --partner")
+    if patient is not None and (key is not None or client is not None or with_names):
+        raise typer.BadParameter("--key, --client and --with-names go with --partner")
+    if key is not None and client is not None:
+        raise typer.BadParameter("give --key or --client")
     start, end = _time(since, "--since"), _time(until, "--until")
     with _session() as session:
         if patient is not None:
@@ -156,6 +162,8 @@ def exposure(
         else:
             assert partner is not None  # one of the two, checked above
             end = end or utcnow()
+            if client is not None:  # a client's requests are recorded under its credential key (api/data/models.py)
+                key = client_credential_prefix(session, client)
             report = reports.partner_exposure(session, partner, start or end - DEFAULT_PERIOD, end, key, with_names)
     if patient is not None:
         _print_readers(readers, format)
