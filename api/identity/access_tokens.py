@@ -76,7 +76,7 @@ async def verify(keys: SigningKeys, value: str, issuer: str, now: datetime) -> A
         return None
     try:
         claims = jwt.decode(value, key, algorithms=[TOKEN_ALGORITHM]).claims
-    except JoseError:
+    except (JoseError, ValueError, TypeError, KeyError):
         return None
     exp, scope, gv, cnf = claims.get("exp"), claims.get("scope"), claims.get("gv"), claims.get("cnf")
     jkt = cnf.get("jkt") if isinstance(cnf, dict) else None

@@ -85,7 +85,7 @@ async def authenticate_client(
         raise invalid_client()
     try:
         token = jwt.decode(assertion, import_key(json.loads(row.jwk)), algorithms=ASSERTION_ALGORITHMS)
-    except (JoseError, ValueError):
+    except (JoseError, ValueError, TypeError, KeyError):
         raise invalid_client() from None
     claims = token.claims
     if not _claims_hold(claims, client_id, audience, now):

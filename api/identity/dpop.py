@@ -15,7 +15,6 @@ import hashlib
 from datetime import datetime, timedelta
 
 from joserfc import jwt
-from joserfc.errors import JoseError
 from joserfc.jwk import import_key
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -64,7 +63,9 @@ async def verify_proof(
             raise InvalidProof()
         claims = jwt.decode(proof, key, algorithms=PROOF_ALGORITHMS).claims
         thumbprint = key.thumbprint()
-    except (JoseError, ValueError, TypeError):
+    except InvalidProof:
+        raise
+    except Exception:  # the client's own JWK: joserfc raises more than JoseError on some (KeyError on a bad curve)
         raise InvalidProof() from None
     iat, jti, at = claims.get("iat"), claims.get("jti"), now.timestamp()
     fresh = (

@@ -87,7 +87,7 @@ def _public_keys(jwks: dict[str, Any]) -> dict[str, str]:
             raise OperatorError(f"key {kid!r}: an EC (ES384) or RSA (RS384) key is required")
         try:
             key = import_key(jwk)
-        except (JoseError, ValueError, TypeError) as error:
+        except (JoseError, ValueError, TypeError, KeyError) as error:
             raise OperatorError(f"key {kid!r} is not a valid JWK: {error}") from None
         if key.is_private:
             raise OperatorError(f"key {kid!r} holds a private key: register only the public JWKS")

@@ -36,7 +36,8 @@ def test_register_rotate_and_revoke_a_client(cli, world, tmp_path):
 
 
 def test_register_refuses_a_bad_jwks(cli, world, tmp_path):
-    (tmp_path / "private.json").write_text(json.dumps({"keys": [{**SigningKey("k").key.as_dict(private=True), "kid": "k"}]}))
+    private = {"keys": [{**SigningKey("k").key.as_dict(private=True), "kid": "k"}]}
+    (tmp_path / "private.json").write_text(json.dumps(private))
     refused = cli("client", "register", "full", "--jwks", str(tmp_path / "private.json"))
     assert refused.exit_code == 1 and "private key" in refused.output
     neither = cli("client", "register", "full")
