@@ -4,6 +4,7 @@ DPoP proof of possession, revocation, key modes and rotation, on SQLite and Post
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import pytest
 from joserfc import jwt
@@ -12,7 +13,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.data.models import AccessRecord, Partner
+from api.ledger import exposure as reports
 from api.operators import accounts, oauth_clients
+from api.timeutil import utcnow
 from tests.oauth_client import (
     GRAPHQL_URL,
     TOKEN_URL,
@@ -323,3 +326,18 @@ async def test_signing_key_rotation_keeps_issued_tokens_until_retired(sync_engin
 def test_partners_accept_keys_until_required(sync_engine, world):
     with Session(sync_engine) as session:
         assert not any(session.scalars(select(Partner.tokens_required)))
+
+
+async def test_the_exposure_report_narrows_to_one_client(sync_engine, api, world, client_key, client_id):
+    """What the client was shown, apart from what the partner's key was shown."""
+    token = await get_token(api, client_key, client_id)
+    patient = "query P($id: ID!) { node(id: $id) { ... on Patient { firstName } } }"
+    assert (await call(api, token, query=patient, id=world.patients["A"][0])).status_code == 200
+    assert (await api.query(world.keys["full"], patient, {"id": world.patients["A"][1]})).status == 200
+    since, until = utcnow() - timedelta(hours=1), utcnow() + timedelta(minutes=1)
+    with Session(sync_engine) as session:
+        prefix = oauth_clients.client_credential_prefix(session, client_id)
+        by_client = reports.partner_exposure(session, "full", since, until, key_prefix=prefix)
+        whole = reports.partner_exposure(session, "full", since, until)
+    assert [p.patient_id for p in by_client.patients] == [world.patients["A"][0]]
+    assert {p.patient_id for p in whole.patients} == set(world.patients["A"][:2])
