@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from tests.oauth_client import SigningKey, jwks
 
@@ -52,3 +54,29 @@ def test_require_tokens_and_signing_key_rotation(cli, world):
     assert only.exit_code == 1 and "only live signing key" in only.output
     cli("oauth", "rotate-signing-key")
     assert cli("oauth", "retire-signing-key", first).exit_code == 0
+
+
+def test_register_reads_a_jwks_url(cli, world):
+    """The JWKS is read once, by the command: requests never make the server fetch anything."""
+    document = json.dumps(jwks(SigningKey("served"))).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(document)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/jwks.json"
+        registered = cli("client", "register", "full", "--jwks-url", url)
+    finally:
+        server.shutdown()
+    assert registered.exit_code == 0, registered.output
+    assert "live keys: served" in registered.output
