@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 
 from api.data.models import OAuthClient, Partner, PartnerKey, PartnerStatus
 from api.errors import ErrorCode
 from api.identity import access_tokens, dpop
-from api.identity.authentication import CredentialRefused, KeyQuarantined, Principal
+from api.identity.authentication import LAST_USED_PRECISION, CredentialRefused, KeyQuarantined, Principal
 from api.identity.jose_rules import PROOF_ALGORITHMS
 from api.identity.signing_keys import SigningKeys
 
@@ -94,6 +94,9 @@ class TokenAuthenticator:
                 raise TokenRefused(True) from None
             if jkt != token.jkt:  # a valid proof, by another key than the token's
                 raise TokenRefused(True)
+        if key.last_used_at is None or now - key.last_used_at > LAST_USED_PRECISION:  # as for a key: `key list`
+            await session.execute(update(PartnerKey).where(PartnerKey.id == key.id).values(last_used_at=now))
+            await session.commit()
         principal = Principal(
             partner.id, partner.public_id, partner.name, key.id, key.prefix,
             partner.budget_capacity, partner.budget_refill_per_second, partner.grants_version,

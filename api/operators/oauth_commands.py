@@ -62,7 +62,10 @@ def client_list(partner: str) -> None:
     with _session() as session:
         for client, key, kids in oauth_clients.list_clients(session, partner):
             state = "revoked" if key.revoked_at else "quarantined" if key.quarantined_at else "active"
-            typer.echo(f"{client.client_id}  {state:11}  key {key.prefix}  kids {', '.join(kids) or '-'}")
+            typer.echo(
+                f"{client.client_id}  {state:11}  key {key.prefix}  last used {key.last_used_at or '-'}  "
+                f"kids {', '.join(kids) or '-'}"
+            )
 
 
 @partner_app.command("require-tokens")

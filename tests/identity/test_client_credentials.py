@@ -12,7 +12,7 @@ from joserfc.jwk import KeySet
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.data.models import AccessRecord, Partner
+from api.data.models import AccessRecord, Partner, PartnerKey
 from api.ledger import exposure as reports
 from api.operators import accounts, oauth_clients
 from api.timeutil import utcnow
@@ -64,7 +64,7 @@ async def call(api, token: str, scheme: str = "Bearer", proof: str | None = None
     return await api.http.post("/graphql", json={"query": query, "variables": variables}, headers=headers)
 
 
-async def test_a_valid_assertion_gets_a_short_lived_token_that_reads(api, world, client_key, client_id):
+async def test_a_valid_assertion_gets_a_short_lived_token_that_reads(sync_engine, api, world, client_key, client_id):
     response = await token_response(api, client_key.sign(claims(client_id)))
     assert response.status_code == 200
     assert response.headers["cache-control"] == "no-store"
@@ -76,6 +76,9 @@ async def test_a_valid_assertion_gets_a_short_lived_token_that_reads(api, world,
     served = await call(api, body["access_token"], query=READ, id=world.practice_id("A"))
     assert served.status_code == 200, served.text
     assert served.json()["data"]["practice"]["name"] == "A"
+    with Session(sync_engine) as session:  # shown by `client list`, as a key's
+        prefix = oauth_clients.client_credential_prefix(session, client_id)
+        assert session.scalar(select(PartnerKey.last_used_at).where(PartnerKey.prefix == prefix)) is not None
 
 
 async def test_the_token_is_verifiable_with_the_published_jwks(api, client_key, client_id):
