@@ -80,10 +80,10 @@ def create_app(
         budgets=Budgets(settings),
         extraction=ExtractionGuard(settings, on_alert=alert_sender.wake),
         cursors=CursorCodec(settings.secret_key.encode() or secrets.token_bytes(32)),
-        tokens=TokenAuthenticator(signing_keys, settings.oauth_issuer),
+        tokens=TokenAuthenticator(signing_keys, writer_lock, settings.oauth_issuer),
         clock=clock,
     )
-    oauth = OAuthEndpoints(settings, sessions, signing_keys, clock)  # the token endpoint, metadata, JWKS
+    oauth = OAuthEndpoints(settings, sessions, writer_lock, signing_keys, clock)  # the token endpoint, metadata, JWKS
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})

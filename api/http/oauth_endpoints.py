@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from api.clock import Clock
+from api.data.database import WriterLock
 from api.data.models import Grant
 from api.identity import access_tokens, dpop
 from api.identity.client_assertion import ASSERTION_TYPE, authenticate_client
@@ -70,9 +71,15 @@ class OAuthEndpoints:
     """The routes, with what they share: settings, sessions, the signing keys and the clock."""
 
     def __init__(
-        self, settings: Settings, sessions: async_sessionmaker[AsyncSession], keys: SigningKeys, clock: Clock
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        writer_lock: WriterLock,
+        keys: SigningKeys,
+        clock: Clock,
     ) -> None:
-        self.settings, self.sessions, self.keys, self.clock = settings, sessions, keys, clock
+        self.settings, self.sessions, self.writer_lock = settings, sessions, writer_lock
+        self.keys, self.clock = keys, clock
 
     def routes(self) -> list[Route]:
         return [
@@ -112,7 +119,9 @@ class OAuthEndpoints:
             raise invalid_client()
         now, issuer = self.clock(), issuer_of(self.settings.oauth_issuer, request)
         async with self.sessions() as session:
-            client = await authenticate_client(session, form["client_assertion"], issuer + TOKEN_PATH, now)
+            client = await authenticate_client(
+                session, form["client_assertion"], issuer + TOKEN_PATH, now, self.writer_lock
+            )
             if form.get("client_id", client.client_id) != client.client_id:
                 raise invalid_client()
             jkt = None
@@ -120,7 +129,9 @@ class OAuthEndpoints:
             if proofs:
                 try:
                     proof = proofs[0] if len(proofs) == 1 else None
-                    jkt = await dpop.verify_proof(session, proof, "POST", issuer + TOKEN_PATH, now)
+                    jkt = await dpop.verify_proof(
+                        session, proof, "POST", issuer + TOKEN_PATH, now, writer_lock=self.writer_lock
+                    )
                 except dpop.InvalidProof:
                     raise OAuthError("invalid_dpop_proof", "The DPoP proof is invalid.") from None
             granted = await _granted(session, client.partner_id, now)

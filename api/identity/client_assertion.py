@@ -20,6 +20,7 @@ from joserfc.jwk import import_key
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.data.database import WriterLock
 from api.data.models import OAuthClient, OAuthClientKey, Partner, PartnerKey, PartnerStatus
 from api.identity import replay
 from api.identity.jose_rules import ASSERTION_ALGORITHMS, LEEWAY_SECONDS, unverified_parts
@@ -62,7 +63,7 @@ def _claims_hold(claims: dict[str, object], client_id: str, audience: str, now: 
 
 
 async def authenticate_client(
-    session: AsyncSession, assertion: str, audience: str, now: datetime
+    session: AsyncSession, assertion: str, audience: str, now: datetime, writer_lock: WriterLock | None = None
 ) -> AuthenticatedClient:
     """The client that signed `assertion` for `audience` (the token endpoint's URL); OAuthError
     `invalid_client` for anything else. Records the assertion's `jti` (commits)."""
@@ -92,6 +93,6 @@ async def authenticate_client(
         raise invalid_client()
     # Kept until the assertion's own expiry (and the leeway) has passed: then `exp` refuses it.
     kept_until = datetime.fromtimestamp(claims["exp"] + LEEWAY_SECONDS, now.tzinfo)
-    if not await replay.first_use(session, "assertion", client_id, claims["jti"], kept_until, now):
+    if not await replay.first_use(session, "assertion", client_id, claims["jti"], kept_until, now, writer_lock):
         raise invalid_client()
     return AuthenticatedClient(client_id, row.id, row.grants_version)

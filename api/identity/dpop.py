@@ -18,6 +18,7 @@ from joserfc import jwt
 from joserfc.jwk import import_key
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.data.database import WriterLock
 from api.identity import replay
 from api.identity.jose_rules import LEEWAY_SECONDS, PROOF_ALGORITHMS, unverified_parts
 
@@ -47,6 +48,7 @@ async def verify_proof(
     url: str,
     now: datetime,
     access_token: str | None = None,
+    writer_lock: WriterLock | None = None,
 ) -> str:
     """The thumbprint of the key that signed a valid proof of this request (`url` without its query);
     raises InvalidProof. Records the proof's `jti` (commits)."""
@@ -84,6 +86,6 @@ async def verify_proof(
     ):
         raise InvalidProof()
     kept_until = datetime.fromtimestamp(iat + MAX_AGE.total_seconds() + LEEWAY_SECONDS, now.tzinfo)  # type: ignore[operator]
-    if not await replay.first_use(session, "dpop", thumbprint, jti, kept_until, now):
+    if not await replay.first_use(session, "dpop", thumbprint, jti, kept_until, now, writer_lock):
         raise InvalidProof()
     return thumbprint

@@ -16,6 +16,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 
+from api.data.database import WriterLock
 from api.data.models import OAuthClient, Partner, PartnerKey, PartnerStatus
 from api.errors import ErrorCode
 from api.identity import access_tokens, dpop
@@ -59,8 +60,8 @@ def resource_url(configured: str, request: Request) -> str:
 class TokenAuthenticator:
     """Authenticates requests that carry an access token; one per worker."""
 
-    def __init__(self, keys: SigningKeys, issuer: str = "") -> None:
-        self.keys, self.issuer = keys, issuer
+    def __init__(self, keys: SigningKeys, writer_lock: WriterLock, issuer: str = "") -> None:
+        self.keys, self.writer_lock, self.issuer = keys, writer_lock, issuer
 
     async def authenticate(self, session: AsyncSession, request: Request, credential: str, now: datetime) -> Principal:
         """The principal of a valid token and proof; raises TokenRefused (or KeyQuarantined)."""
@@ -89,14 +90,16 @@ class TokenAuthenticator:
                     resource_url(self.issuer, request),
                     now,
                     access_token=credential,
+                    writer_lock=self.writer_lock,
                 )
             except dpop.InvalidProof:
                 raise TokenRefused(True) from None
             if jkt != token.jkt:  # a valid proof, by another key than the token's
                 raise TokenRefused(True)
         if key.last_used_at is None or now - key.last_used_at > LAST_USED_PRECISION:  # as for a key: `key list`
-            await session.execute(update(PartnerKey).where(PartnerKey.id == key.id).values(last_used_at=now))
-            await session.commit()
+            async with self.writer_lock(session):
+                await session.execute(update(PartnerKey).where(PartnerKey.id == key.id).values(last_used_at=now))
+                await session.commit()
         principal = Principal(
             partner.id, partner.public_id, partner.name, key.id, key.prefix,
             partner.budget_capacity, partner.budget_refill_per_second, partner.grants_version,
