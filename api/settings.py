@@ -139,6 +139,12 @@ class Settings(BaseSettings):
         default="",
         description="The key before a rotation: cursors it signed are still accepted while it is set (grace period).",
     )
+    oauth_issuer: str = Field(
+        default="",
+        description="The OAuth issuer: the server's public base URL (`https://api.example.org`), which client "
+        "assertions name in `aud` (its `/oauth/token`); empty: the URL of each request. Set it in production.",
+    )
+    access_token_seconds: int = Field(default=300, ge=30, le=3600, description="Lifetime of an access token.")
 
     @field_validator("extraction_warning_fractions", mode="before")
     @classmethod

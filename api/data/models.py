@@ -231,6 +231,12 @@ class Partner(Base):
         default=0,
         comment="Bumped by a trigger on every change to the partner's trusted documents",
     )
+    tokens_required: Mapped[bool] = mapped_column(
+        Boolean,
+        server_default=text("false"),
+        default=False,
+        comment="Refuse its API keys: only OAuth access tokens (api/identity/token_authentication.py)",
+    )
 
     keys: Mapped[list[PartnerKey]] = relationship(back_populates="partner")
     grants: Mapped[list[Grant]] = relationship(back_populates="partner")
@@ -275,6 +281,64 @@ class PartnerKey(Base):
     )
 
     partner: Mapped[Partner] = relationship(back_populates="keys")
+
+
+class OAuthClient(Base):
+    """A partner's OAuth client (client credentials, `private_key_jwt`): its registered public keys
+    sign its token requests; no secret of it is ever sent or stored.
+
+    Its credential row (`key_id`: a partner key whose secret nobody knows) carries what a key
+    carries, so that one mechanism serves both: revocation, quarantine, and the ledger's `key_id`.
+    """
+
+    __tablename__ = "oauth_clients"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), unique=True, comment="Public: iss and sub of its assertions")
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id", ondelete="CASCADE"), index=True)
+    key_id: Mapped[int] = mapped_column(ForeignKey("partner_keys.id", ondelete="CASCADE"), unique=True)
+    jwks_url: Mapped[str | None] = mapped_column(String(500), comment="Where its JWKS was read from, if a URL")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    keys: Mapped[list[OAuthClientKey]] = relationship(back_populates="client")
+
+
+class OAuthClientKey(Base):
+    """One public key of a client, by `kid`: several live at once during a rotation."""
+
+    __tablename__ = "oauth_client_keys"
+    __table_args__ = (UniqueConstraint("client_id", "kid"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("oauth_clients.id", ondelete="CASCADE"))
+    kid: Mapped[str] = mapped_column(String(200))
+    jwk: Mapped[str] = mapped_column(Text, comment="The public JWK, JSON")
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime, comment="Refused for assertions from then on")
+
+    client: Mapped[OAuthClient] = relationship(back_populates="keys")
+
+
+class OAuthSigningKey(Base):
+    """A key the server signs access tokens with: the same in every worker and across restarts.
+    The newest live one signs; every live one verifies and is published in the JWKS."""
+
+    __tablename__ = "oauth_signing_keys"
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    private_jwk: Mapped[str] = mapped_column(Text, comment="The private JWK, JSON")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class UsedJti(Base):
+    """The replay cache of client assertions and DPoP proofs, shared by workers: a `jti` is
+    recorded by an insert that fails on conflict, and purged once its JWT could no longer be accepted."""
+
+    __tablename__ = "oauth_used_jtis"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True, comment="SHA-256 of kind, issuer and jti")
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
 def _scope_columns() -> type:
@@ -499,6 +563,8 @@ class AccessRecord(Base):
     partner_id: Mapped[int | None] = mapped_column(ForeignKey("partners.id", ondelete="SET NULL"))
     key_id: Mapped[int | None] = mapped_column(ForeignKey("partner_keys.id", ondelete="SET NULL"))
     key_prefix: Mapped[str | None] = mapped_column(String(16), comment="As presented, even when unknown")
+    client_id: Mapped[str | None] = mapped_column(String(64), comment="OAuth client of the access token, if one")
+    token_jti: Mapped[str | None] = mapped_column(String(64), comment="The access token's jti, if one")
     operation_name: Mapped[str | None] = mapped_column(String(100))
     document_hash: Mapped[str | None] = mapped_column(String(64), comment="SHA-256 of the query text")
     document_id: Mapped[str | None] = mapped_column(

@@ -30,9 +30,12 @@ from api.errors import ApiError, ErrorCode, error_body
 from api.http import metrics
 from api.http.graphiql import graphiql_routes
 from api.http.graphql_view import PartnerGraphQL
+from api.http.oauth_endpoints import OAuthEndpoints
 from api.http.pipeline import GraphQLPipeline
 from api.http.policy_in_force import LivePolicy, PolicyInForce, starting_policy
 from api.identity.grant_cache import GrantCache
+from api.identity.signing_keys import SigningKeys
+from api.identity.token_authentication import TokenAuthenticator
 from api.ledger.webhook import WebhookSender
 from api.protection.budgets import Budgets
 from api.protection.extraction import ExtractionGuard
@@ -74,6 +77,7 @@ def create_app(
     schema = schema or build_schema(settings)
     # Each partner's registered documents, parsed and validated once per worker (api/documents/).
     documents = DocumentRegistry(schema._schema, settings, limit_rules(settings))
+    signing_keys = SigningKeys(sessions)  # the access tokens' keys, in the database (api/identity/signing_keys.py)
     graphql = GraphQLPipeline(
         settings=settings,
         sessions=sessions,
@@ -88,8 +92,10 @@ def create_app(
         cursors=CursorCodec(
             settings.secret_key.encode() or secrets.token_bytes(32), previous=[settings.secret_key_previous.encode()]
         ),
+        tokens=TokenAuthenticator(signing_keys, writer_lock, settings.oauth_issuer),
         clock=clock,
     )
+    oauth = OAuthEndpoints(settings, sessions, writer_lock, signing_keys, clock)  # the token endpoint, metadata, JWKS
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -137,6 +143,7 @@ def create_app(
         exception_handlers={StarletteHTTPException: http_error},
         routes=[
             Route("/graphql", graphql.handle, methods=["GET", "POST"]),
+            *oauth.routes(),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics.endpoint),

@@ -36,10 +36,18 @@ from api.http.graphql_view import PartnerGraphQL
 from api.http.media_types import GRAPHQL_RESPONSE, JSON, negotiate
 from api.http.outcome import Outcome, refused
 from api.http.policy_in_force import LivePolicy, PolicyInForce
-from api.identity.authentication import KeyQuarantined, Principal, authenticate, bearer_token
+from api.identity.access_tokens import looks_like_token
+from api.identity.authentication import (
+    CredentialRefused,
+    Principal,
+    authenticate,
+    bearer_token,
+    presented_credential,
+)
 from api.identity.grant_cache import GrantCache
 from api.identity.keys import split_token
 from api.identity.request_identity import RequestIdentity
+from api.identity.token_authentication import TokenAuthenticator
 from api.ledger import access as ledger
 from api.ledger.access import AccessEntry
 from api.ledger.disclosure_recorder import DisclosureRecorder
@@ -73,6 +81,8 @@ class GraphQLPipeline:
        key quarantined after a distinct-patient refusal gets 403 KEY_QUARANTINED, after every
        other check (api/protection/extraction.py quarantines it, `partner-api key release` frees it).
        The latest policy release, read with the key, is put in force first (api/http/policy_in_force.py).
+       An OAuth access token, with its DPoP proof if bound to a key, is checked instead by
+       api/identity/token_authentication.py (its client is read as a key is, on every request).
     4. `execute`: the GraphQL view (api/http/graphql_view.py), bounded by
        PARTNER_API_REQUEST_TIMEOUT_SECONDS (503). A request naming a registered document by id runs
        it, parsed, validated and priced when registered (api/documents/protocol.py); a trusted key
@@ -120,12 +130,14 @@ class GraphQLPipeline:
         budgets: Budgets,
         extraction: ExtractionGuard,
         cursors: CursorCodec,
+        tokens: TokenAuthenticator,
         clock: Clock = system_clock,
         policy: LivePolicy | None = None,
     ) -> None:
         self.settings, self.sessions, self.writer_lock, self.view = settings, sessions, writer_lock, view
         self.gates, self.grants = gates, grants
         self.budgets, self.extraction, self.cursors = budgets, extraction, cursors
+        self.tokens = tokens  # OAuth access tokens (api/identity/token_authentication.py)
         self.clock = clock  # the one source of the request's time (api/clock.py)
         # The policy and what derives from it (the ledger groups of each sensitive field), swapped whole on reload.
         self.policy = policy or LivePolicy(PolicyInForce.of(authorizer), follows_releases=False)
@@ -197,7 +209,8 @@ class GraphQLPipeline:
 
     async def take_turn(self, request: Request, request_id: str) -> Outcome:
         """Step 2: waits for one of the key's places; steps 3 and 4 run while it is held."""
-        credential = bearer_token(request.headers.get("authorization"))  # "bearer  K" and "Bearer K" share a gate
+        # "bearer  K" and "Bearer K" share a gate; so do "Bearer T" and "DPoP T" for an access token
+        credential = presented_credential(request.headers.get("authorization"))
         async with self.gates.turn(credential) as refusal:
             if refusal is not None:
                 # as a budget refusal says it
@@ -217,9 +230,12 @@ class GraphQLPipeline:
         uow: UnitOfWork | None = None
         try:
             try:
-                principal = await authenticate(session, credential, now)
-            except KeyQuarantined as quarantined:  # contained after an extraction refusal, until released
-                return refused(403, quarantined, request_id, quarantined.principal)
+                if credential is not None and looks_like_token(credential):  # an OAuth access token
+                    principal: Principal | None = await self.tokens.authenticate(session, request, credential, now)
+                else:
+                    principal = await authenticate(session, credential, now)
+            except CredentialRefused as refusal:  # e.g. quarantined after an extraction refusal, until released
+                return refused(refusal.status, refusal, request_id, refusal.principal, **refusal.headers)
             if principal is None:
                 return refused(
                     401,
@@ -403,4 +419,6 @@ def _entry(
         duration_ms=_elapsed_ms(started),
         client_address=request.client.host if request.client else None,
         document_id=outcome.metering.document_id,
+        client_id=principal.client_id if principal else None,
+        token_jti=principal.token_jti if principal else None,
     )

@@ -16,9 +16,9 @@ from api.identity.keys import hash_secret, secret_matches, split_token
 LAST_USED_PRECISION = timedelta(minutes=1)
 _DUMMY_HASH = hash_secret("no key has this secret")
 # With the latest policy release, read on every request as the grants version is (api.http.policy_in_force).
-_LATEST_POLICY = select(func.max(PolicyRelease.id)).scalar_subquery()
+LATEST_POLICY = select(func.max(PolicyRelease.id)).scalar_subquery()
 _KEY_AND_PARTNER = (
-    select(PartnerKey, Partner, _LATEST_POLICY)
+    select(PartnerKey, Partner, LATEST_POLICY)
     .join(Partner, Partner.id == PartnerKey.partner_id)
     .where(PartnerKey.prefix == bindparam("prefix"))
 )
@@ -39,9 +39,33 @@ class Principal:
     policy_version: int | None = None  # the latest policy release (see api.http.policy_in_force)
     key_mode: KeyMode = KeyMode.TRUSTED  # trusted: registered documents only (api/documents/)
     documents_version: int = 0  # changes with any of the partner's documents (see api.documents.registry)
+    client_id: str | None = None  # with an OAuth access token: its client (`key_id` is the client's credential)
+    token_jti: str | None = None
 
 
-class KeyQuarantined(ApiError):
+class CredentialRefused(ApiError):
+    """A credential refused with its own answer (not the one for all): its HTTP status, its headers,
+    and the principal when the credential was valid."""
+
+    status = 401
+    headers: dict[str, str] = {}  # noqa: RUF012  # replaced, never mutated
+    principal: Principal | None = None
+
+
+class TokensRequired(CredentialRefused):
+    """A valid key of a partner that must use OAuth access tokens: said plainly, since only the
+    holder of the secret learns it."""
+
+    def __init__(self, principal: Principal) -> None:
+        super().__init__(
+            ErrorCode.UNAUTHENTICATED,
+            "This partner accepts only OAuth access tokens (see the partner guide); its API keys are refused.",
+        )
+        self.principal = principal
+        self.headers = {"WWW-Authenticate": 'DPoP algs="ES256 ES384 RS256 RS384"'}
+
+
+class KeyQuarantined(CredentialRefused):
     """A live key of an active partner, quarantined after a distinct-patient refusal: said plainly,
     since only the holder of the secret learns it, and refused until an operator releases it."""
 
@@ -51,13 +75,19 @@ class KeyQuarantined(ApiError):
             "This API key is quarantined after an unusual volume of patient data; contact the operator to release it.",
         )
         self.principal = principal
+        self.status = 403
 
 
-def bearer_token(authorization: str | None) -> str | None:
+def bearer_token(authorization: str | None, schemes: tuple[str, ...] = ("bearer",)) -> str | None:
     if not authorization:
         return None
     scheme, _, token = authorization.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    return token.strip() if scheme.lower() in schemes and token.strip() else None
+
+
+def presented_credential(authorization: str | None) -> str | None:
+    """An API key or access token (`Bearer`), or a DPoP-bound access token (`DPoP`, RFC 9449)."""
+    return bearer_token(authorization, ("bearer", "dpop"))
 
 
 async def authenticate(session: AsyncSession, token: str | None, now: datetime) -> Principal | None:
@@ -86,6 +116,8 @@ async def authenticate(session: AsyncSession, token: str | None, now: datetime) 
         partner.budget_capacity, partner.budget_refill_per_second, partner.grants_version, policy_version,
         key.mode, partner.documents_version,
     )
+    if partner.tokens_required:
+        raise TokensRequired(principal)
     if key.quarantined_at is not None:
         raise KeyQuarantined(principal)
     return principal

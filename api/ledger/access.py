@@ -98,6 +98,8 @@ class AccessEntry:
     duration_ms: float
     client_address: str | None
     document_id: str | None = None  # the registered document the request named (sha256:<hex>)
+    client_id: str | None = None  # the OAuth client of an access token (its key_prefix is then None)
+    token_jti: str | None = None
 
 
 # What a client sends is recorded as far as the columns can hold it: a refusal of a hostile request

@@ -10,6 +10,7 @@ from api.operators.account_commands import grant_app, key_app, partner_app
 from api.operators.alert_commands import alerts_app
 from api.operators.document_commands import documents_app
 from api.operators.ledger_commands import reports_app
+from api.operators.oauth_commands import client_app, oauth_app
 from api.settings import get_settings
 from authz.cli import policy_app
 
@@ -19,6 +20,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(partner_app, name="partner")
 app.add_typer(key_app, name="key")
 app.add_typer(grant_app, name="grant")
+app.add_typer(client_app, name="client")
+app.add_typer(oauth_app, name="oauth")
 app.add_typer(policy_app, name="policy")
 app.add_typer(reports_app)  # exposure, ledger purge
 app.add_typer(alerts_app, name="alerts")

@@ -24,6 +24,7 @@ from api.ledger import exposure as reports
 from api.ledger import retention
 from api.ledger.access import group_names
 from api.operators.accounts import OperatorError
+from api.operators.oauth_clients import client_credential_prefix
 from api.settings import get_settings
 from api.timeutil import utcnow
 
@@ -136,6 +137,9 @@ def exposure(
     document: Annotated[
         str | None, typer.Option(help="Only what this registered document of the partner read (sha256:<hex>).")
     ] = None,
+    client: Annotated[
+        str | None, typer.Option(help="Only what this OAuth client of the partner was shown (its client id).")
+    ] = None,
     since: Annotated[
         str | None,
         typer.Option(help="ISO 8601 with zone; default: 30 days before --until (--partner), no limit (--patient)."),
@@ -151,8 +155,10 @@ def exposure(
     partner key that was shown one patient, when and what. csv gives the patient (or reader) list."""
     if (partner is None) == (patient is None):
         raise typer.BadParameter("give --partner NAME or --patient ID")
-    if patient is not None and (key is not None or with_names or document is not None):
-        raise typer.BadParameter("--key, --document and --with-names go with --partner")
+    if patient is not None and (key is not None or client is not None or with_names or document is not None):
+        raise typer.BadParameter("--key, --client, --document and --with-names go with --partner")
+    if key is not None and client is not None:
+        raise typer.BadParameter("give --key or --client")
     document_id = normalized_id(document) if document is not None else None
     if document is not None and document_id is None:
         raise typer.BadParameter("a document id is sha256:<64 hex digits>", param_hint="--document")
@@ -163,6 +169,8 @@ def exposure(
         else:
             assert partner is not None  # one of the two, checked above
             end = end or utcnow()
+            if client is not None:  # a client's requests are recorded under its credential key (api/data/models.py)
+                key = client_credential_prefix(session, client)
             report = reports.partner_exposure(
                 session, partner, start or end - DEFAULT_PERIOD, end, key, with_names, document_id
             )

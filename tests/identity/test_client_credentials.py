@@ -1,0 +1,346 @@
+"""OAuth 2.0 client credentials (issue 19): signed client assertions, short-lived access tokens,
+DPoP proof of possession, revocation, key modes and rotation, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+from joserfc import jwt
+from joserfc.jwk import KeySet
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.data.models import AccessRecord, Partner, PartnerKey
+from api.ledger import exposure as reports
+from api.operators import accounts, oauth_clients
+from api.timeutil import utcnow
+from tests.oauth_client import (
+    GRAPHQL_URL,
+    TOKEN_URL,
+    DPoPKey,
+    SigningKey,
+    claims,
+    hmac_signed,
+    register,
+    token_form,
+    unsigned,
+)
+
+VIEWER = "{ viewer { name } }"
+READ = "query Read($id: ID!) { practice(id: $id) { name } }"
+
+
+@pytest.fixture
+def client_key() -> SigningKey:
+    return SigningKey("key-1")
+
+
+@pytest.fixture
+def client_id(sync_engine, world, client_key) -> str:
+    return register(sync_engine, "full", client_key)
+
+
+async def token_response(api, assertion: str, dpop: str | None = None, **extra: str):
+    headers = {"DPoP": dpop} if dpop else {}
+    return await api.http.post("/oauth/token", data=token_form(assertion, **extra), headers=headers)
+
+
+async def get_token(api, key: SigningKey, client_id: str, dpop: DPoPKey | None = None) -> str:
+    proof = dpop.proof("POST", TOKEN_URL) if dpop else None
+    response = await token_response(api, key.sign(claims(client_id)), proof)
+    assert response.status_code == 200, response.text
+    return response.json()["access_token"]
+
+
+async def decoded(api, token: str):
+    """The token as anyone holding the published JWKS verifies it."""
+    return jwt.decode(token, KeySet.import_key_set((await api.http.get("/oauth/jwks")).json()), ["ES384"])
+
+
+async def call(api, token: str, scheme: str = "Bearer", proof: str | None = None, query: str = VIEWER, **variables):
+    headers = {"Authorization": f"{scheme} {token}", **({"DPoP": proof} if proof else {})}
+    return await api.http.post("/graphql", json={"query": query, "variables": variables}, headers=headers)
+
+
+async def test_a_valid_assertion_gets_a_short_lived_token_that_reads(sync_engine, api, world, client_key, client_id):
+    response = await token_response(api, client_key.sign(claims(client_id)))
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "no-store"
+    body = response.json()
+    assert body["token_type"] == "Bearer" and body["expires_in"] == 300
+    assert set(body["scope"].split()) == {
+        "appointments:read", "appointments:write", "patients:identity", "patients:contact", "appointments:reason"
+    }
+    served = await call(api, body["access_token"], query=READ, id=world.practice_id("A"))
+    assert served.status_code == 200, served.text
+    assert served.json()["data"]["practice"]["name"] == "A"
+    with Session(sync_engine) as session:  # shown by `client list`, as a key's
+        prefix = oauth_clients.client_credential_prefix(session, client_id)
+        assert session.scalar(select(PartnerKey.last_used_at).where(PartnerKey.prefix == prefix)) is not None
+
+
+async def test_the_token_is_verifiable_with_the_published_jwks(api, client_key, client_id):
+    token = await get_token(api, client_key, client_id)
+    metadata = (await api.http.get("/.well-known/oauth-authorization-server")).json()
+    assert metadata["token_endpoint"] == TOKEN_URL
+    assert metadata["token_endpoint_auth_methods_supported"] == ["private_key_jwt"]
+    published = (await api.http.get("/oauth/jwks")).json()
+    assert all("d" not in k for k in published["keys"])  # public halves only
+    decoded = jwt.decode(token, KeySet.import_key_set(published), algorithms=["ES384"])
+    assert decoded.header["typ"] == "at+jwt"
+    assert decoded.claims["client_id"] == client_id and decoded.claims["exp"] - decoded.claims["iat"] == 300
+
+
+def _invalid_assertions(key: SigningKey, other: SigningKey, client_id: str) -> dict[str, str]:
+    now = int(time.time())
+    public_pem = key.key.as_pem(private=False)
+    return {
+        "expired": key.sign(claims(client_id, exp=now - 30, iat=now - 90)),
+        "future iat": key.sign(claims(client_id, iat=now + 120)),
+        "future nbf": key.sign(claims(client_id, nbf=now + 120)),
+        "exp beyond 5 minutes": key.sign(claims(client_id, exp=now + 900)),
+        "no exp": key.sign(claims(client_id, exp=None)),
+        "wrong aud": key.sign(claims(client_id, aud="http://testserver/graphql")),
+        "aud of another server": key.sign(claims(client_id, aud="https://elsewhere.example/oauth/token")),
+        "wrong iss": key.sign(claims(client_id, iss="client_0000000000000000")),
+        "wrong sub": key.sign(claims(client_id, sub="someone-else")),
+        "no jti": key.sign(claims(client_id, jti=None)),
+        "unknown kid": key.sign(claims(client_id), kid="key-unknown"),
+        "alg none": unsigned({"alg": "none", "kid": key.kid}, claims(client_id)),
+        "HS256 with the public key as secret": hmac_signed(public_pem, claims(client_id), key.kid),
+        "signed by another key": other.sign(claims(client_id), kid=key.kid),
+        "RS256 (not on the allow-list)": SigningKey(key.kid, "RS256").sign(claims(client_id)),
+        "not a JWT": "pak_notajwt",
+    }
+
+
+CASES = list(_invalid_assertions(SigningKey("k"), SigningKey("k"), "c"))
+
+
+@pytest.mark.parametrize("case", CASES)
+async def test_each_invalid_claim_is_the_one_invalid_client(api, client_key, client_id, case):
+    assertion = _invalid_assertions(client_key, SigningKey("other"), client_id)[case]
+    response = await token_response(api, assertion)
+    assert response.status_code == 401
+    assert response.json() == {"error": "invalid_client", "error_description": "Client authentication failed."}
+    assert response.headers["cache-control"] == "no-store"
+
+
+async def test_a_replayed_assertion_is_refused(api, client_key, client_id):
+    assertion = client_key.sign(claims(client_id))
+    assert (await token_response(api, assertion)).status_code == 200
+    replayed = await token_response(api, assertion)
+    assert replayed.status_code == 401 and replayed.json()["error"] == "invalid_client"
+
+
+async def test_a_replay_is_refused_by_another_worker(make_api, client_key, client_id):
+    first, second = make_api(), make_api()
+    assertion = client_key.sign(claims(client_id))
+    assert (await token_response(first, assertion)).status_code == 200
+    assert (await token_response(second, assertion)).status_code == 401
+
+
+async def test_another_worker_accepts_the_token(make_api, client_key, client_id):
+    """The signing key is in the database: the same in every worker, and after a restart."""
+    token = await get_token(make_api(), client_key, client_id)
+    assert (await call(make_api(), token)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("form", "error"),
+    [
+        ({"grant_type": "password"}, "unsupported_grant_type"),
+        ({"client_assertion_type": "urn:other"}, "invalid_client"),
+        ({"client_assertion": ""}, "invalid_request"),
+        ({"scope": "appointments:read"}, "invalid_scope"),  # narrower than the grants: not offered
+        ({"scope": "appointments:read admin"}, "invalid_scope"),
+        ({"client_id": "client_ffffffffffffffff"}, "invalid_client"),
+    ],
+)
+async def test_rfc_6749_refusals(api, client_key, client_id, form, error):
+    response = await api.http.post("/oauth/token", data=token_form(client_key.sign(claims(client_id)), **form))
+    assert response.status_code in (400, 401) and response.json()["error"] == error
+
+
+async def test_a_parameter_twice_is_an_invalid_request(api, client_key, client_id):
+    body = "&".join(f"{k}={v}" for k, v in token_form(client_key.sign(claims(client_id))).items())
+    response = await api.http.post(
+        "/oauth/token", content=body + "&grant_type=client_credentials",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 400 and response.json()["error"] == "invalid_request"
+
+
+async def test_scope_is_the_partners_grants(sync_engine, api, world):
+    key = SigningKey("reader-key")
+    reader = register(sync_engine, "reader", key)
+    response = await token_response(api, key.sign(claims(reader)))
+    assert response.json()["scope"] == "appointments:read"
+    wider = await token_response(api, key.sign(claims(reader)), scope="appointments:read patients:contact")
+    assert wider.status_code == 400 and wider.json()["error"] == "invalid_scope"
+    nothing = SigningKey("nothing")
+    unconnected = register(sync_engine, "unconnected", nothing)
+    assert (await token_response(api, nothing.sign(claims(unconnected)))).json()["error"] == "invalid_scope"
+
+
+async def test_a_token_is_refused_once_its_partners_grant_is_revoked(sync_engine, api, client_key, client_id):
+    token = await get_token(api, client_key, client_id)
+    assert (await call(api, token)).status_code == 200
+    with Session(sync_engine) as session, session.begin():
+        accounts.revoke_grant(session, "full", "A")
+    refused = await call(api, token)
+    assert refused.status_code == 401
+    assert refused.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    assert 'error="invalid_token"' in refused.headers["www-authenticate"]
+
+
+async def test_a_token_is_refused_once_its_client_or_partner_is_revoked(sync_engine, api, client_key, client_id):
+    token = await get_token(api, client_key, client_id)
+    with Session(sync_engine) as session, session.begin():
+        accounts.set_partner_status(session, "full", accounts.PartnerStatus.SUSPENDED)
+    assert (await call(api, token)).status_code == 401
+    with Session(sync_engine) as session, session.begin():
+        accounts.set_partner_status(session, "full", accounts.PartnerStatus.ACTIVE)
+    assert (await call(api, token)).status_code == 200
+    with Session(sync_engine) as session, session.begin():
+        oauth_clients.revoke_client(session, client_id)
+    assert (await call(api, token)).status_code == 401
+    assert (await token_response(api, client_key.sign(claims(client_id)))).status_code == 401
+
+
+async def test_a_forged_or_tampered_token_is_refused(api, client_key, client_id):
+    token = await get_token(api, client_key, client_id)
+    header, body, signature = token.split(".")
+    forged_claims = {"iss": "http://testserver", "aud": "http://testserver", "client_id": client_id, "scope": "",
+                     "gv": 0, "jti": "x", "exp": int(time.time()) + 60}
+    forged = SigningKey("forger").sign(forged_claims, typ="at+jwt")
+    for bad in (f"{header}.{body}.{signature[::-1]}", forged, f"{header}.{body[:-2]}.{signature}"):
+        assert (await call(api, bad)).status_code == 401
+
+
+# DPoP ------------------------------------------------------------------------------------------
+
+
+async def test_a_dpop_bound_token_needs_a_proof_of_each_request(api, client_key, client_id):
+    dpop = DPoPKey()
+    response = await token_response(api, client_key.sign(claims(client_id)), dpop.proof("POST", TOKEN_URL))
+    assert response.json()["token_type"] == "DPoP"
+    token = response.json()["access_token"]
+    cnf = (await decoded(api, token)).claims["cnf"]
+    assert cnf == {"jkt": dpop.key.thumbprint()}
+    served = await call(api, token, "DPoP", dpop.proof("POST", GRAPHQL_URL, token))
+    assert served.status_code == 200, served.text
+
+    proof = dpop.proof("POST", GRAPHQL_URL, token)
+    refusals = {
+        "no proof": await call(api, token, "DPoP"),
+        "as a bearer token": await call(api, token, "Bearer", dpop.proof("POST", GRAPHQL_URL, token)),
+        "another key's proof": await call(api, token, "DPoP", DPoPKey().proof("POST", GRAPHQL_URL, token)),
+        "proof for another URL": await call(api, token, "DPoP", dpop.proof("POST", TOKEN_URL, token)),
+        "proof for another method": await call(api, token, "DPoP", dpop.proof("GET", GRAPHQL_URL, token)),
+        "proof without ath": await call(api, token, "DPoP", dpop.proof("POST", GRAPHQL_URL)),
+        "proof for another token": await call(api, token, "DPoP", dpop.proof("POST", GRAPHQL_URL, token + "x")),
+        "stale proof": await call(
+            api, token, "DPoP", dpop.proof("POST", GRAPHQL_URL, token, iat=int(time.time()) - 600)
+        ),
+        "first use": await call(api, token, "DPoP", proof),
+        "replayed proof": await call(api, token, "DPoP", proof),
+    }
+    assert refusals.pop("first use").status_code == 200
+    assert {name: r.status_code for name, r in refusals.items()} == dict.fromkeys(refusals, 401)
+    assert all(r.headers["www-authenticate"].startswith("DPoP ") for r in refusals.values())
+
+
+async def test_an_invalid_proof_at_the_token_endpoint_is_refused(api, client_key, client_id):
+    dpop = DPoPKey()
+    response = await token_response(api, client_key.sign(claims(client_id)), dpop.proof("POST", GRAPHQL_URL))
+    assert response.status_code == 400 and response.json()["error"] == "invalid_dpop_proof"
+
+
+async def test_an_unbound_token_is_refused_under_the_dpop_scheme(api, client_key, client_id):
+    token = await get_token(api, client_key, client_id)
+    assert (await call(api, token, "DPoP", DPoPKey().proof("POST", GRAPHQL_URL, token))).status_code == 401
+
+
+# Key modes, rotation, the ledger ---------------------------------------------------------------
+
+
+async def test_a_partner_that_requires_tokens_refuses_its_api_keys(sync_engine, api, world, client_key, client_id):
+    assert (await api.query(world.keys["full"], VIEWER)).status == 200
+    with Session(sync_engine) as session, session.begin():
+        oauth_clients.set_tokens_required(session, "full", True)
+    refused = await api.query(world.keys["full"], VIEWER)
+    assert refused.status == 401 and refused.codes == {"UNAUTHENTICATED"}
+    assert "only OAuth access tokens" in refused.errors[0]["message"]
+    assert (await api.query(world.keys["other"], VIEWER)).status == 200  # other partners are untouched
+    assert (await call(api, await get_token(api, client_key, client_id))).status_code == 200
+
+
+async def test_key_rotation_with_two_live_kids(sync_engine, api, client_key, client_id):
+    new = SigningKey("key-2", "RS384")
+    with Session(sync_engine) as session, session.begin():
+        keys = oauth_clients.add_client_keys(session, client_id, {"keys": [new.public_jwk()]})
+    assert keys.kids == ["key-1", "key-2"]
+    for key in (client_key, new):  # both live at once
+        assert (await token_response(api, key.sign(claims(client_id)))).status_code == 200
+    with Session(sync_engine) as session, session.begin():
+        oauth_clients.retire_client_key(session, client_id, "key-1")
+    assert (await token_response(api, client_key.sign(claims(client_id)))).status_code == 401
+    assert (await token_response(api, new.sign(claims(client_id)))).status_code == 200
+
+
+def test_registration_refuses_private_or_weak_keys(sync_engine, world):
+    key = SigningKey("k")
+    private = {"keys": [{**key.key.as_dict(private=True), "kid": "k"}]}
+    with Session(sync_engine) as session, pytest.raises(accounts.OperatorError, match="private"):
+        oauth_clients.register_client(session, "full", private, None)
+    hmac_key = {"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "h"}]}
+    with Session(sync_engine) as session, pytest.raises(accounts.OperatorError, match=r"EC .* or RSA"):
+        oauth_clients.register_client(session, "full", hmac_key, None)
+
+
+async def test_the_ledger_records_the_client_and_the_token(sync_engine, api, world, client_key, client_id):
+    token = await get_token(api, client_key, client_id)
+    await call(api, token)
+    await api.query(world.keys["full"], VIEWER)
+    jti = (await decoded(api, token)).claims["jti"]
+    with Session(sync_engine) as session:
+        rows = session.execute(select(AccessRecord.client_id, AccessRecord.token_jti, AccessRecord.key_prefix)).all()
+    assert (client_id, jti, None) in rows
+    assert (None, None, world.keys["full"].split("_")[1]) in rows
+
+
+async def test_signing_key_rotation_keeps_issued_tokens_until_retired(sync_engine, make_api, client_key, client_id):
+    api = make_api()
+    token = await get_token(api, client_key, client_id)
+    old_kid = (await decoded(api, token)).header["kid"]
+    with Session(sync_engine) as session, session.begin():
+        new_kid = oauth_clients.rotate_signing_key(session)
+    fresh = make_api()  # a worker started after the rotation
+    assert {k["kid"] for k in (await fresh.http.get("/oauth/jwks")).json()["keys"]} == {old_kid, new_kid}
+    assert (await call(fresh, token)).status_code == 200
+    with Session(sync_engine) as session, session.begin():
+        oauth_clients.retire_signing_key(session, old_kid)
+    assert (await call(make_api(), token)).status_code == 401
+
+
+def test_partners_accept_keys_until_required(sync_engine, world):
+    with Session(sync_engine) as session:
+        assert not any(session.scalars(select(Partner.tokens_required)))
+
+
+async def test_the_exposure_report_narrows_to_one_client(sync_engine, api, world, client_key, client_id):
+    """What the client was shown, apart from what the partner's key was shown."""
+    token = await get_token(api, client_key, client_id)
+    patient = "query P($id: ID!) { node(id: $id) { ... on Patient { firstName } } }"
+    assert (await call(api, token, query=patient, id=world.patients["A"][0])).status_code == 200
+    assert (await api.query(world.keys["full"], patient, {"id": world.patients["A"][1]})).status == 200
+    since, until = utcnow() - timedelta(hours=1), utcnow() + timedelta(minutes=1)
+    with Session(sync_engine) as session:
+        prefix = oauth_clients.client_credential_prefix(session, client_id)
+        by_client = reports.partner_exposure(session, "full", since, until, key_prefix=prefix)
+        whole = reports.partner_exposure(session, "full", since, until)
+    assert [p.patient_id for p in by_client.patients] == [world.patients["A"][0]]
+    assert {p.patient_id for p in whole.patients} == set(world.patients["A"][:2])
