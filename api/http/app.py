@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from api.clock import Clock, system_clock
-from api.data.database import make_async_engine, make_session_factory, sqlite_writer_lock
+from api.data.database import make_async_engine, make_session_factory, pool_capacity, sqlite_writer_lock
 from api.errors import ApiError, ErrorCode, error_body
 from api.http import metrics
 from api.http.graphiql import graphiql_routes
@@ -32,9 +32,10 @@ from api.http.graphql_view import PartnerGraphQL
 from api.http.pipeline import GraphQLPipeline
 from api.identity.grant_cache import GrantCache
 from api.ledger.webhook import WebhookSender
+from api.protection.address_limiter import AddressLimiter
 from api.protection.budgets import Budgets
 from api.protection.extraction import ExtractionGuard
-from api.protection.key_gates import CredentialGates
+from api.protection.key_gates import CredentialGates, partner_limit
 from api.schema import PartnerSchema, build_schema
 from api.services.cursors import CursorCodec
 from api.settings import Settings, get_settings
@@ -71,11 +72,21 @@ def create_app(
         writer_lock=writer_lock,
         view=PartnerGraphQL(schema or build_schema(settings), statement_timeout=settings.statement_timeout_seconds),
         authorizer=authorizer,
-        gates=CredentialGates(settings.max_concurrent_requests_per_key),
+        gates=CredentialGates(
+            partner_limit(
+                settings.max_concurrent_requests_per_partner, settings.partner_pool_share, pool_capacity(engine)
+            )
+        ),
         grants=GrantCache(),
         budgets=Budgets(settings),
         extraction=ExtractionGuard(settings, on_alert=alert_sender.wake),
         cursors=CursorCodec(settings.secret_key.encode() or secrets.token_bytes(32)),
+        addresses=AddressLimiter(
+            settings.failed_requests_per_address,
+            settings.failed_requests_window_seconds,
+            settings.failed_requests_tracked_addresses,
+            settings.trusted_proxies,
+        ),
         clock=clock,
     )
 
@@ -134,6 +145,7 @@ def create_app(
     )
     app.state.engine = engine
     app.state.sessions = graphql.sessions
+    app.state.gates = graphql.gates
     app.state.settings = settings
     app.state.authorizer = authorizer
     app.state.alert_sender = alert_sender
