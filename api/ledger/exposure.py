@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, case, distinct, func, select, union_all
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import QueryableAttribute, Session
 
 from api.data.models import (
     AccessRecord,
@@ -139,11 +139,15 @@ def _union_of(groups: ColumnElement[int]) -> ColumnElement[int]:
 COUNTED_GROUPS = (*dict.fromkeys(SCOPE_GROUPS.values()), HISTORY)
 
 
-def _in_period(since: datetime | None, until: datetime | None) -> list[ColumnElement[bool]]:
-    return [
-        *([AccessRecord.at >= since] if since else []),
-        *([AccessRecord.at < until] if until else []),
-    ]
+def _in_period(
+    since: datetime | None, until: datetime | None, at: QueryableAttribute[datetime] = AccessRecord.at
+) -> list[ColumnElement[bool]]:
+    return [*([at >= since] if since else []), *([at < until] if until else [])]
+
+
+# A disclosure's `at` is its request's: joined on both, and bounded on both, each table reads only the
+# months of the period on PostgreSQL, where both are partitioned by it (api/ledger/partitions.py).
+_ITS_REQUEST = (AccessRecord.id == Disclosure.access_id) & (AccessRecord.at == Disclosure.at)
 
 
 def partner_exposure(
@@ -156,7 +160,7 @@ def partner_exposure(
 ) -> PartnerExposure:
     """What PARTNER (or only its key KEY_PREFIX) was shown in [since, until): per practice, then per patient."""
     partner = find_partner(session, partner_name)
-    scope = [AccessRecord.partner_id == partner.id, *_in_period(since, until)]
+    scope = [AccessRecord.partner_id == partner.id, *_in_period(since, until), *_in_period(since, until, Disclosure.at)]
     if key_prefix is not None:
         key_id = session.scalar(
             select(PartnerKey.id).where(PartnerKey.prefix == key_prefix, PartnerKey.partner_id == partner.id)
@@ -173,7 +177,7 @@ def partner_exposure(
             AccessRecord.at,
             func.coalesce(Disclosure.patient_id, Appointment.patient_id).label("patient_id"),
         )
-        .join(AccessRecord, AccessRecord.id == Disclosure.access_id)
+        .join(AccessRecord, _ITS_REQUEST)
         .outerjoin(Appointment, Appointment.id == Disclosure.appointment_id)
         .where(*scope)
         .subquery("shown")
@@ -240,13 +244,14 @@ def patient_readers(
     if row is None:
         raise OperatorError(f"no patient with id {patient_public_id!r}")
     patient_id, practice_id, practice = row
-    columns = Disclosure.access_id, Disclosure.appointment_id, Disclosure.field_groups
+    columns = Disclosure.access_id, Disclosure.at, Disclosure.appointment_id, Disclosure.field_groups
+    period = _in_period(since, until, Disclosure.at)
     # Two index lookups rather than one OR, which would scan the ledger.
     shown = union_all(
-        select(*columns).where(Disclosure.patient_id == patient_id),
+        select(*columns).where(Disclosure.patient_id == patient_id, *period),
         select(*columns)
         .join(Appointment, Appointment.id == Disclosure.appointment_id)
-        .where(Appointment.patient_id == patient_id),
+        .where(Appointment.patient_id == patient_id, *period),
     ).subquery("shown")
     first_at = func.min(AccessRecord.at)
     readers = session.execute(
@@ -259,7 +264,7 @@ def patient_readers(
             first_at,
             func.max(AccessRecord.at),
         )
-        .join(AccessRecord, AccessRecord.id == shown.c.access_id)
+        .join(AccessRecord, (AccessRecord.id == shown.c.access_id) & (AccessRecord.at == shown.c.at))
         .outerjoin(Partner, Partner.id == AccessRecord.partner_id)
         .where(*_in_period(since, until))
         .group_by(AccessRecord.partner_id, Partner.name, AccessRecord.key_prefix)
