@@ -228,7 +228,9 @@ class GraphQLPipeline:
                 return refused(429, limited, request_id, refusal.principal, **{"Retry-After": str(refusal.retry_after)})
             # its time starts once admitted
             outcome = await self.authenticate(request, credential, request_id, self.clock())
-        if outcome.principal is not None:
+        if outcome.status == 401:  # a revoked key no longer passes the address screen, nor shares a gate
+            self.gates.forget(credential)
+        elif outcome.principal is not None:
             self.gates.learn(credential, outcome.principal)
             if outcome.metering.throttle is not None:
                 refused_for_budget = outcome.metering.retry_after is not None

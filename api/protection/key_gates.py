@@ -99,6 +99,10 @@ class CredentialGates:
         if credential is not None:
             self._partners[_key(credential)] = principal.partner_id
 
+    def forget(self, credential: str | None) -> None:
+        """The credential no longer authenticates (revoked, expired, its partner suspended)."""
+        self._partners.pop(_key(credential), None)
+
     def budget_read(self, principal: Principal, throttle: Throttle, refused: bool) -> None:
         """The partner's bucket as a charge just read it: remembered after a refusal, and refreshed until full."""
         now = time.monotonic()

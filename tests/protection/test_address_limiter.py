@@ -139,3 +139,16 @@ async def test_only_a_trusted_proxy_decides_who_is_flooding(make_api, world):
     # httpx's test transport connects from 127.0.0.1: the trusted proxy
     assert [await as_client("203.0.113.1") for _ in range(3)] == [401, 401, 429]
     assert await as_client("203.0.113.2") == 401  # another client behind the same proxy
+
+
+async def test_a_revoked_key_no_longer_passes_the_screen(make_api, world, sync_engine):
+    from api.operators import accounts as operators
+
+    api = make_api(failed_requests_per_address=3)
+    assert (await api.query(world.keys["full"], "{ viewer { name } }")).status == 200  # known to this worker
+    prefix = world.keys["full"].split("_")[1]
+    with Session(sync_engine) as session, session.begin():
+        operators.revoke_key(session, prefix)
+    for _ in range(3):
+        assert (await api.query(world.keys["full"], "{ viewer { name } }")).status == 401
+    assert (await api.query(world.keys["full"], "{ viewer { name } }")).status == 429
