@@ -490,9 +490,10 @@ class Disclosure(Base):
     """A record a served request returned: an appointment or a patient, with the field groups
     returned (api.ledger.access.FieldGroup bits). The values themselves are never copied here.
 
-    `at` is its request's time, the partition key on PostgreSQL, as for `access_records`: a month of
-    both is dropped at once, so `access_id` has no foreign key (a partitioned table's would make each
-    drop check the other table); the ledger writes both in one statement."""
+    `at` and `partner_id` are its request's: `at` is the partition key on PostgreSQL, as for
+    `access_records` (a month of both is dropped at once, so `access_id` has no foreign key: a
+    partitioned table's would make each drop check the other table; the ledger writes both in one
+    statement), and (partner_id, at) is the partner report's range, read without the requests."""
 
     __tablename__ = "disclosures"
     __table_args__ = (
@@ -500,11 +501,13 @@ class Disclosure(Base):
         Index("ix_disclosures_practice", "practice_id"),
         # Who read a patient's appointments (exposure report), and deleting an appointment (SET NULL).
         Index("ix_disclosures_appointment", "appointment_id"),
+        Index("ix_disclosures_partner_at", "partner_id", "at"),  # a partner's period (exposure report)
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     access_id: Mapped[int] = mapped_column(BigId, index=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime)
+    partner_id: Mapped[int | None] = mapped_column(ForeignKey("partners.id", ondelete="SET NULL"))
     practice_id: Mapped[int] = mapped_column(ForeignKey("practices.id", ondelete="CASCADE"))
     appointment_id: Mapped[int | None] = mapped_column(ForeignKey("appointments.id", ondelete="SET NULL"))
     patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id", ondelete="SET NULL"))

@@ -139,7 +139,8 @@ async def write(session: AsyncSession, entry: AccessEntry, disclosures: Disclosu
         await session.execute(insert(_ACCESS_RECORDS).values(**values).returning(AccessRecord.id))
     ).scalar_one()
     if rows:  # the table: no ORM bulk processing per row
-        await session.execute(insert(_DISCLOSURES), [{"access_id": access_id, "at": entry.at, **row} for row in rows])
+        request = {"access_id": access_id, "at": entry.at, "partner_id": entry.partner_id}
+        await session.execute(insert(_DISCLOSURES), [{**request, **row} for row in rows])
 
 
 # PostgreSQL: the access record and its disclosures in one statement (a data-modifying CTE, the
@@ -154,7 +155,7 @@ _ACCESS = (
             if column.name != "id"
         }
     )
-    .returning(AccessRecord.id, AccessRecord.at)
+    .returning(AccessRecord.id, AccessRecord.at, AccessRecord.partner_id)
     .cte("access")
 )
 _SHOWN = (
@@ -165,8 +166,8 @@ _SHOWN = (
 _ACCESS_WITH_DISCLOSURES = (
     insert(_DISCLOSURES)
     .from_select(
-        ["access_id", "at", *_DISCLOSED],
-        select(_ACCESS.c.id, _ACCESS.c.at, *(_SHOWN.c[name] for name in _DISCLOSED)).select_from(
+        ["access_id", "at", "partner_id", *_DISCLOSED],
+        select(_ACCESS.c.id, _ACCESS.c.at, _ACCESS.c.partner_id, *(_SHOWN.c[name] for name in _DISCLOSED)).select_from(
             _ACCESS.join(_SHOWN, true())
         ),
     )

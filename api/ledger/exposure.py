@@ -160,28 +160,29 @@ def partner_exposure(
 ) -> PartnerExposure:
     """What PARTNER (or only its key KEY_PREFIX) was shown in [since, until): per practice, then per patient."""
     partner = find_partner(session, partner_name)
-    scope = [AccessRecord.partner_id == partner.id, *_in_period(since, until), *_in_period(since, until, Disclosure.at)]
+    # The partner's range of its disclosures' own index: the requests are read only for one key's.
+    disclosed = (
+        select(
+            Disclosure.access_id,
+            Disclosure.practice_id,
+            Disclosure.appointment_id,
+            Disclosure.field_groups,
+            Disclosure.at,
+            func.coalesce(Disclosure.patient_id, Appointment.patient_id).label("patient_id"),
+        )
+        .outerjoin(Appointment, Appointment.id == Disclosure.appointment_id)
+        .where(Disclosure.partner_id == partner.id, *_in_period(since, until, Disclosure.at))
+    )
     if key_prefix is not None:
         key_id = session.scalar(
             select(PartnerKey.id).where(PartnerKey.prefix == key_prefix, PartnerKey.partner_id == partner.id)
         )
         if key_id is None:
             raise OperatorError(f"{partner.name} has no key with prefix {key_prefix!r}")
-        scope.append(AccessRecord.key_id == key_id)
-    shown = (
-        select(
-            Disclosure.access_id,
-            Disclosure.practice_id,
-            Disclosure.appointment_id,
-            Disclosure.field_groups,
-            AccessRecord.at,
-            func.coalesce(Disclosure.patient_id, Appointment.patient_id).label("patient_id"),
+        disclosed = disclosed.join(AccessRecord, _ITS_REQUEST).where(
+            AccessRecord.key_id == key_id, *_in_period(since, until)
         )
-        .join(AccessRecord, _ITS_REQUEST)
-        .outerjoin(Appointment, Appointment.id == Disclosure.appointment_id)
-        .where(*scope)
-        .subquery("shown")
-    )
+    shown = disclosed.subquery("shown")
     groups = shown.c.field_groups
     practices = session.execute(
         select(

@@ -1,8 +1,9 @@
 """A partitioned ledger on PostgreSQL: `access_records` and `disclosures` by month of `at`.
 
-Both databases: `disclosures.at` (its request's time, the partition key), backfilled; `disclosures`
-loses its foreign key to `access_records` (a month of both is dropped at once) and
-`access_records.request_id` its unique constraint (on a partitioned table it would have to hold `at`).
+Both databases: `disclosures.at` and `disclosures.partner_id`, its request's (`at` is the partition
+key; with `partner_id`, the partner report's range), backfilled; `disclosures` loses its foreign key
+to `access_records` (a month of both is dropped at once) and `access_records.request_id` its unique
+constraint (on a partitioned table it would have to hold `at`).
 PostgreSQL then rebuilds each table as a partitioned one, monthly partitions from its oldest row to
 three months ahead, plus a DEFAULT one, and copies the rows. The rebuild reads the columns, indexes
 and foreign keys from the catalog, so it carries whatever columns and indexes the tables have by then
@@ -26,6 +27,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 UTCDateTime = sa.DateTime(timezone=True)
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 TABLES = ("access_records", "disclosures")
 MONTHS_AHEAD = 3  # as api/ledger/partitions.py (revisions do not import application code)
 _ON_TABLE = re.compile(r" ON (ONLY )?\S+ USING ")
@@ -33,10 +35,19 @@ _ON_TABLE = re.compile(r" ON (ONLY )?\S+ USING ")
 
 def upgrade() -> None:
     op.add_column("disclosures", sa.Column("at", UTCDateTime, nullable=True))
-    op.execute("UPDATE disclosures SET at = (SELECT a.at FROM access_records a WHERE a.id = disclosures.access_id)")
+    op.add_column("disclosures", sa.Column("partner_id", BigId, nullable=True))
+    op.execute(
+        "UPDATE disclosures SET "
+        "at = (SELECT a.at FROM access_records a WHERE a.id = disclosures.access_id), "
+        "partner_id = (SELECT a.partner_id FROM access_records a WHERE a.id = disclosures.access_id)"
+    )
     with op.batch_alter_table("disclosures") as batch:
         batch.alter_column("at", existing_type=UTCDateTime, nullable=False)
         batch.drop_constraint("fk_disclosures_access_id_access_records", type_="foreignkey")
+        batch.create_foreign_key(
+            "fk_disclosures_partner_id_partners", "partners", ["partner_id"], ["id"], ondelete="SET NULL"
+        )
+        batch.create_index("ix_disclosures_partner_at", ["partner_id", "at"])
     with op.batch_alter_table("access_records") as batch:
         batch.drop_constraint("uq_access_records_request_id", type_="unique")
         batch.create_index("ix_access_records_request_id", ["request_id"])
@@ -53,9 +64,12 @@ def downgrade() -> None:
         batch.drop_index("ix_access_records_request_id")
         batch.create_unique_constraint("uq_access_records_request_id", ["request_id"])
     with op.batch_alter_table("disclosures") as batch:
+        batch.drop_index("ix_disclosures_partner_at")
+        batch.drop_constraint("fk_disclosures_partner_id_partners", type_="foreignkey")
         batch.create_foreign_key(
             "fk_disclosures_access_id_access_records", "access_records", ["access_id"], ["id"], ondelete="CASCADE"
         )
+        batch.drop_column("partner_id")
         batch.drop_column("at")
 
 

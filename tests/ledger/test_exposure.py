@@ -294,6 +294,7 @@ def _old_request(session, world, days_ago: int) -> None:
                 "appointment_id": None,
                 "field_groups": 4,
                 "at": at,
+                "partner_id": partner.id,
             },
             {
                 "access_id": access_id,
@@ -302,6 +303,7 @@ def _old_request(session, world, days_ago: int) -> None:
                 "appointment_id": None,
                 "field_groups": 1,
                 "at": at,
+                "partner_id": partner.id,
             },
         ],
     )

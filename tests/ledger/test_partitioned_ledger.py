@@ -40,7 +40,8 @@ def record(session: Session, at: datetime, practice_id: int, partner_id: int | N
         )
         .returning(AccessRecord.id)
     ).scalar_one()
-    rows = [{"access_id": access_id, "at": at, "practice_id": practice_id, "field_groups": 1} for _ in range(shown)]
+    request = {"access_id": access_id, "at": at, "partner_id": partner_id}
+    rows = [{**request, "practice_id": practice_id, "field_groups": 1} for _ in range(shown)]
     session.execute(insert(Disclosure), rows)
 
 
@@ -64,8 +65,8 @@ def test_the_migration_keeps_the_rows_and_the_columns_other_revisions_added(sync
             at = months_ago(months)
             access_id = connection.scalar(
                 text(
-                    "INSERT INTO access_records (request_id, at, outcome, http_status, duration_ms, document_id) "
-                    "VALUES (:r, :at, 'served', 200, 1.0, :d) RETURNING id"
+                    "INSERT INTO access_records (request_id, at, partner_id, outcome, http_status, duration_ms, "
+                    "document_id) VALUES (:r, :at, (SELECT min(id) FROM partners), 'served', 200, 1.0, :d) RETURNING id"
                 ),
                 {"r": f"req{months}", "at": at, "d": document},
             )
@@ -78,7 +79,10 @@ def test_the_migration_keeps_the_rows_and_the_columns_other_revisions_added(sync
     assert counts(sync_engine) == before
     with sync_engine.connect() as connection:
         assert connection.scalar(text("SELECT count(*) FROM disclosures WHERE at IS NULL")) == 0
-        mismatched = "SELECT count(*) FROM disclosures d JOIN access_records a ON a.id = d.access_id WHERE a.at <> d.at"
+        mismatched = (
+            "SELECT count(*) FROM disclosures d JOIN access_records a ON a.id = d.access_id "
+            "WHERE a.at <> d.at OR coalesce(a.partner_id, -1) <> coalesce(d.partner_id, -1)"
+        )
         assert connection.scalar(text(mismatched)) == 0
         assert connection.scalar(text("SELECT document_id FROM access_records WHERE request_id = 'req3'")) == "b"
         assert partitions.is_partitioned(connection) is (sync_engine.dialect.name == "postgresql")
