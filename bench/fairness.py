@@ -176,9 +176,10 @@ async def sync(client: httpx.AsyncClient, partner: Partner, day: datetime) -> tu
         response = await client.post("/graphql", json={"query": query, "variables": variables}, headers=headers)
         latencies.append((time.perf_counter() - started) * 1000)
         body = response.json()
-        outcomes[
-            "ok" if response.status_code == 200 and not body.get("errors") else f"{response.status_code} {body}"
-        ] += 1
+        codes = {e.get("extensions", {}).get("code") for e in body.get("errors") or []}
+        # Served: the page's data, fields outside the grant's reading horizon withheld (FORBIDDEN) as in any sync.
+        served = response.status_code == 200 and body.get("data") is not None and codes <= {"FORBIDDEN"}
+        outcomes["ok" if served else f"{response.status_code} {','.join(sorted(map(str, codes)))}"] += 1
         return body.get("data") or {}
 
     since = None

@@ -259,6 +259,7 @@ def main() -> None:
     parser.add_argument("--partners", type=int, default=100)
     parser.add_argument("--patients", type=int, default=1_000_000)
     parser.add_argument("--keep", type=Path, help="keep the server's data here, and measure it again next time")
+    parser.add_argument("--purge", action="store_true", help="with --keep: also drop the kept ledger's oldest month")
     args = parser.parse_args()
     from tests.postgres_server import postgres_server
 
@@ -271,7 +272,7 @@ def main() -> None:
             )
             timings = {} if generated else generate(engine, args.disclosures, args.partners, args.patients, now)
             print(json.dumps({"generation_s": timings}), flush=True)
-            figures = measure(engine, now, purge=not args.keep)
+            figures = measure(engine, now, purge=args.purge or not args.keep)
         finally:
             engine.dispose()
     figures["generation_s"] = timings
