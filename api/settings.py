@@ -1,5 +1,6 @@
 """Configuration, read once from `PARTNER_API_*` environment variables."""
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
@@ -108,10 +109,31 @@ class Settings(BaseSettings):
         ge=1,
         description="Days the access ledger is kept; `partner-api ledger purge` deletes older requests.",
     )
-    max_concurrent_requests_per_key: int = Field(
+    max_concurrent_requests_per_partner: int = Field(
         default=4,
         ge=1,
-        description="Requests with one API key running at once in each worker; the next ones wait their turn.",
+        description="Requests of one partner (all its keys) running at once in each worker; the next ones wait.",
+    )
+    partner_pool_share: float = Field(
+        default=0.4,
+        gt=0,
+        le=1,
+        description="Most of a worker's database connections one partner's requests may hold at once.",
+    )
+    # Before authentication (api.protection.address_limiter): a flood of bad keys costs no database work.
+    failed_requests_per_address: int = Field(
+        default=30, ge=1, description="Unauthenticated requests one client address may make per window."
+    )
+    failed_requests_window_seconds: float = Field(
+        default=60.0, gt=0, description="The window of `failed_requests_per_address`, from the first failure."
+    )
+    failed_requests_tracked_addresses: int = Field(
+        default=100_000, ge=1, description="Client addresses counted at once per worker (the memory bound)."
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated networks of the reverse proxies whose X-Forwarded-For names the client; "
+        "empty: the TCP peer is the client.",
     )
     # Timeouts: a request that runs past either is stopped and answered COST_LIMIT_EXCEEDED, reason TIMEOUT.
     request_timeout_seconds: float = Field(default=10.0, gt=0, description="Longest a GraphQL operation may run.")
@@ -170,7 +192,14 @@ class Settings(BaseSettings):
                 raise ValueError("PARTNER_API_ALERT_WEBHOOK_SECRET is `whsec_` followed by base64") from error
         return self
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            ipaddress.ip_network(network, strict=False)  # a ValueError names the bad one
+        return value
+
+    @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         return [origin.strip() for origin in value.split(",") if origin.strip()] if isinstance(value, str) else value

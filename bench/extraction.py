@@ -887,7 +887,7 @@ def _two_workers(database_url: str, start: datetime, receiver: WebhookReceiver, 
         # requests really race; the distinct-patient budget keeps its defaults.
         budget_capacity="1000000",
         budget_refill_per_second="100000",
-        max_concurrent_requests_per_key="32",
+        max_concurrent_requests_per_partner="32",
     )
     env[OFFSET_SECONDS] = str((start - datetime.now(UTC)).total_seconds())
 

@@ -88,7 +88,7 @@ UNLIMITED = {
     "budget_capacity": 10**9,
     "budget_refill_per_second": 10**9,
     "max_query_cost": 10**6,
-    "max_concurrent_requests_per_key": 64,
+    "max_concurrent_requests_per_partner": 64,
 }
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import QueuePool
 
 ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 SYNC_DRIVERS = {"sqlite": "sqlite+pysqlite", "postgresql": "postgresql+psycopg"}
@@ -73,6 +74,15 @@ def make_async_engine(url: str | URL, statement_timeout_seconds: float = 0, **kw
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine.sync_engine, round(statement_timeout_seconds * 1000) or DEFAULT_BUSY_TIMEOUT_MS)
     return engine
+
+
+def pool_capacity(engine: AsyncEngine) -> int | None:
+    """Connections the engine's pool may hand out at once (its size plus its overflow); None when unbounded."""
+    pool = engine.sync_engine.pool
+    if not isinstance(pool, QueuePool):
+        return None
+    overflow: int = pool._max_overflow  # no public reader; SQLAlchemy's own tests read it too
+    return None if overflow < 0 else pool.size() + overflow
 
 
 def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -548,17 +548,22 @@ class IdempotencyRecord(Base):
 
 
 class AccessRecord(Base):
-    """The access ledger: one row per request to /graphql, served or refused. No personal data."""
+    """The access ledger: one row per request to /graphql, served or refused. No personal data.
+
+    On PostgreSQL, partitioned by month of `at` (api/ledger/partitions.py), its primary key there
+    (id, at): a unique constraint must hold the partition key, hence `request_id` is indexed, not unique
+    (it is a random UUID, made by the server)."""
 
     __tablename__ = "access_records"
     __table_args__ = (
         Index("ix_access_records_partner_at", "partner_id", "at"),
         Index("ix_access_records_at", "at"),
         Index("ix_access_records_document", "partner_id", "document_id"),
+        Index("ix_access_records_request_id", "request_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    request_id: Mapped[str] = mapped_column(String(32), unique=True)
+    request_id: Mapped[str] = mapped_column(String(32))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     partner_id: Mapped[int | None] = mapped_column(ForeignKey("partners.id", ondelete="SET NULL"))
     key_id: Mapped[int | None] = mapped_column(ForeignKey("partner_keys.id", ondelete="SET NULL"))
@@ -581,7 +586,12 @@ class AccessRecord(Base):
 
 class Disclosure(Base):
     """A record a served request returned: an appointment or a patient, with the field groups
-    returned (api.ledger.access.FieldGroup bits). The values themselves are never copied here."""
+    returned (api.ledger.access.FieldGroup bits). The values themselves are never copied here.
+
+    `at` and `partner_id` are its request's: `at` is the partition key on PostgreSQL, as for
+    `access_records` (a month of both is dropped at once, so `access_id` has no foreign key: a
+    partitioned table's would make each drop check the other table; the ledger writes both in one
+    statement), and (partner_id, at) is the partner report's range, read without the requests."""
 
     __tablename__ = "disclosures"
     __table_args__ = (
@@ -589,10 +599,13 @@ class Disclosure(Base):
         Index("ix_disclosures_practice", "practice_id"),
         # Who read a patient's appointments (exposure report), and deleting an appointment (SET NULL).
         Index("ix_disclosures_appointment", "appointment_id"),
+        Index("ix_disclosures_partner_at", "partner_id", "at"),  # a partner's period (exposure report)
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    access_id: Mapped[int] = mapped_column(ForeignKey("access_records.id", ondelete="CASCADE"), index=True)
+    access_id: Mapped[int] = mapped_column(BigId, index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    partner_id: Mapped[int | None] = mapped_column(ForeignKey("partners.id", ondelete="SET NULL"))
     practice_id: Mapped[int] = mapped_column(ForeignKey("practices.id", ondelete="CASCADE"))
     appointment_id: Mapped[int | None] = mapped_column(ForeignKey("appointments.id", ondelete="SET NULL"))
     patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id", ondelete="SET NULL"))

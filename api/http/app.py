@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from api.clock import Clock, system_clock
-from api.data.database import make_async_engine, make_session_factory, sqlite_writer_lock
+from api.data.database import make_async_engine, make_session_factory, pool_capacity, sqlite_writer_lock
 from api.documents.registry import DocumentRegistry
 from api.errors import ApiError, ErrorCode, error_body
 from api.http import metrics
@@ -37,9 +37,10 @@ from api.identity.grant_cache import GrantCache
 from api.identity.signing_keys import SigningKeys
 from api.identity.token_authentication import TokenAuthenticator
 from api.ledger.webhook import WebhookSender
+from api.protection.address_limiter import AddressLimiter
 from api.protection.budgets import Budgets
 from api.protection.extraction import ExtractionGuard
-from api.protection.key_gates import CredentialGates
+from api.protection.key_gates import CredentialGates, partner_limit
 from api.protection.shape_limits import limit_rules
 from api.schema import PartnerSchema, build_schema
 from api.services.cursors import CursorCodec
@@ -85,7 +86,11 @@ def create_app(
         view=PartnerGraphQL(schema, documents, statement_timeout=settings.statement_timeout_seconds),
         authorizer=policy.current.authorizer,
         policy=policy,
-        gates=CredentialGates(settings.max_concurrent_requests_per_key),
+        gates=CredentialGates(
+            partner_limit(
+                settings.max_concurrent_requests_per_partner, settings.partner_pool_share, pool_capacity(engine)
+            )
+        ),
         grants=GrantCache(),
         budgets=Budgets(settings),
         extraction=ExtractionGuard(settings, on_alert=alert_sender.wake),
@@ -93,6 +98,12 @@ def create_app(
             settings.secret_key.encode() or secrets.token_bytes(32), previous=[settings.secret_key_previous.encode()]
         ),
         tokens=TokenAuthenticator(signing_keys, writer_lock, settings.oauth_issuer),
+        addresses=AddressLimiter(
+            settings.failed_requests_per_address,
+            settings.failed_requests_window_seconds,
+            settings.failed_requests_tracked_addresses,
+            settings.trusted_proxies,
+        ),
         clock=clock,
     )
     oauth = OAuthEndpoints(settings, sessions, writer_lock, signing_keys, clock)  # the token endpoint, metadata, JWKS
@@ -153,6 +164,7 @@ def create_app(
     )
     app.state.engine = engine
     app.state.sessions = graphql.sessions
+    app.state.gates = graphql.gates
     app.state.settings = settings
     app.state.policy = policy
     app.state.alert_sender = alert_sender

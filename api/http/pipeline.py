@@ -51,9 +51,11 @@ from api.identity.token_authentication import TokenAuthenticator
 from api.ledger import access as ledger
 from api.ledger.access import AccessEntry
 from api.ledger.disclosure_recorder import DisclosureRecorder
+from api.protection.address_limiter import AddressLimiter
 from api.protection.budgets import Budgets
 from api.protection.extraction import ExtractionGuard
 from api.protection.key_gates import CredentialGates
+from api.protection.pre_pricing import price_of
 from api.schema.context import GraphQLContext
 from api.services.cursors import CursorCodec
 from api.services.readable_fields import ReadableFields
@@ -75,8 +77,12 @@ class GraphQLPipeline:
     1. `read_body`: at most PARTNER_API_MAX_BODY_BYTES, read here once (413 above), within
        PARTNER_API_BODY_TIMEOUT_SECONDS (408, and the connection is closed); a client that hangs up
        mid-body is recorded as CLIENT_DISCONNECTED (HTTP 499 in the ledger), not as a server error.
-    2. `take_turn`: the per-key gate, before any database work (api/protection/key_gates.py):
-       a key's requests run N at a time, and a key whose budget is spent is refused (429).
+    2. `screen`: a client address that sent too many unauthenticated requests lately is refused (429)
+       before any database work, ledger row included (api/protection/address_limiter.py), unless its
+       key authenticated lately. Then `take_turn`: the per-partner gate, before any database work
+       (api/protection/key_gates.py): a partner's requests, all keys together, run N at a time (N
+       within its share of the connection pool), and while its budget refills, a request costing more
+       than the bucket holds is refused (429).
     3. `authenticate`: the bearer key (api/identity/authentication.py), 401 for any failure; a
        key quarantined after a distinct-patient refusal gets 403 KEY_QUARANTINED, after every
        other check (api/protection/extraction.py quarantines it, `partner-api key release` frees it).
@@ -101,7 +107,8 @@ class GraphQLPipeline:
        api/protection/extraction.py).
     5. `record`: the access ledger (api/ledger/access.py) and the refund of unspent points
        (api/protection/budgets.py), in one transaction; fail closed: what cannot be recorded is
-       not sent (503, `reason` DATABASE_UNAVAILABLE or LEDGER_UNAVAILABLE, `Retry-After`). A
+       not sent (503, `reason` DATABASE_UNAVAILABLE or LEDGER_UNAVAILABLE, `Retry-After`), and the
+       whole charge is then given back in a transaction of its own, as it was taken. A
        booking, rescheduling or cancellation is not committed by step 4 (api/services/unit_of_work.py
        `write`): a served one is committed here with its access record, in its own session's
        transaction, and undone when the record cannot be written; a refused one is rolled back at
@@ -131,12 +138,13 @@ class GraphQLPipeline:
         extraction: ExtractionGuard,
         cursors: CursorCodec,
         tokens: TokenAuthenticator,
+        addresses: AddressLimiter,
         clock: Clock = system_clock,
         policy: LivePolicy | None = None,
     ) -> None:
         self.settings, self.sessions, self.writer_lock, self.view = settings, sessions, writer_lock, view
         self.gates, self.grants = gates, grants
-        self.budgets, self.extraction, self.cursors = budgets, extraction, cursors
+        self.budgets, self.extraction, self.cursors, self.addresses = budgets, extraction, cursors, addresses
         self.tokens = tokens  # OAuth access tokens (api/identity/token_authentication.py)
         self.clock = clock  # the one source of the request's time (api/clock.py)
         # The policy and what derives from it (the ledger groups of each sensitive field), swapped whole on reload.
@@ -153,18 +161,24 @@ class GraphQLPipeline:
             return render_graphiql(request)
         started, now = time.perf_counter(), self.clock()
         media_type = negotiate(request.headers.get("accept"))
+        client = self.addresses.client(request)  # the peer, or the client its trusted proxy names
         read = await self.read_body(request, request_id) if media_type else _not_acceptable(request_id)
         body: bytes | None = None
         if isinstance(read, Outcome):
             outcome = read
         else:
             body = read
+            if (screened := self.screen(request, client, request_id)) is not None:  # no database work, no ledger row
+                self.observe(_entry(request, body, screened, request_id, now, started, client), None)
+                return _sent_as(screened.response, media_type or JSON)
             try:
-                outcome = await self.take_turn(_replaying(request, body), request_id)
+                outcome = await self.take_turn(_replaying(request, body), body, request_id)
             except Exception as error:  # the database is away, saturated or slow: a clear refusal, never a bare 500
                 logger.exception("request %s failed outside GraphQL execution", request_id)
                 outcome = self.unavailable(error, request_id)
-        entry = _entry(request, body, outcome, request_id, now, started)
+            if outcome.status == 401:
+                self.addresses.failed(client)
+        entry = _entry(request, body, outcome, request_id, now, started, client)
         outcome, entry = await self.record(outcome, entry)
         # Metrics and the log line count the ledger write in the duration: it is part of the latency.
         self.observe(replace(entry, duration_ms=_elapsed_ms(started)), outcome.principal)
@@ -207,19 +221,42 @@ class GraphQLPipeline:
             return Outcome(Response(status_code=CLIENT_CLOSED_REQUEST), error_code=CLIENT_DISCONNECTED)
         return b"".join(chunks)
 
-    async def take_turn(self, request: Request, request_id: str) -> Outcome:
-        """Step 2: waits for one of the key's places; steps 3 and 4 run while it is held."""
+    def screen(self, request: Request, client: str | None, request_id: str) -> Outcome | None:
+        """Step 2, first: the refusal of an address past its unauthenticated requests, or None."""
+        credential = presented_credential(request.headers.get("authorization"))
+        wait = None if self.gates.knows(credential) else self.addresses.refusal(client)
+        if wait is None:
+            return None
+        flood = ApiError(
+            ErrorCode.RATE_LIMITED,
+            f"Too many requests without a valid API key from this address; retry in {wait} s.",
+            retryAfter=wait,
+        )
+        return refused(429, flood, request_id)
+
+    async def take_turn(self, request: Request, body: bytes, request_id: str) -> Outcome:
+        """Step 2: waits for one of the partner's places; steps 3 and 4 run while it is held."""
         # "bearer  K" and "Bearer K" share a gate; so do "Bearer T" and "DPoP T" for an access token
         credential = presented_credential(request.headers.get("authorization"))
-        async with self.gates.turn(credential) as refusal:
+
+        def price() -> int | None:  # only asked while the partner's budget is cooling down
+            schema = self.view.schema._schema  # type: ignore[attr-defined]  # strawberry's graphql-core schema
+            return price_of(schema, body, request.query_params, self.settings.max_tokens)
+
+        async with self.gates.turn(credential, price) as refusal:
             if refusal is not None:
                 # as a budget refusal says it
                 limited = ApiError(ErrorCode.RATE_LIMITED, refusal.message, retryAfter=refusal.retry_after)
                 return refused(429, limited, request_id, refusal.principal, **{"Retry-After": str(refusal.retry_after)})
             # its time starts once admitted
             outcome = await self.authenticate(request, credential, request_id, self.clock())
-        if outcome.principal is not None and outcome.metering.retry_after is not None:
-            self.gates.cool(credential, outcome.principal, outcome.metering.retry_after)
+        if outcome.status == 401:  # a revoked key no longer passes the address screen, nor shares a gate
+            self.gates.forget(credential)
+        elif outcome.principal is not None:
+            self.gates.learn(credential, outcome.principal)
+            if outcome.metering.throttle is not None:
+                refused_for_budget = outcome.metering.retry_after is not None
+                self.gates.budget_read(outcome.principal, outcome.metering.throttle, refused_for_budget)
         return outcome
 
     async def authenticate(self, request: Request, credential: str | None, request_id: str, now: datetime) -> Outcome:
@@ -319,9 +356,23 @@ class GraphQLPipeline:
             unrecorded = unavailable(
                 f"{cause}: no data is sent{undone}; retry later.", DATABASE_UNAVAILABLE if away else LEDGER_UNAVAILABLE
             )
+            await self._refund_alone(outcome)
             outcome = replace(refused(503, unrecorded, entry.request_id), principal=outcome.principal)
             entry = replace(entry, outcome="refused", error_code=ErrorCode.INTERNAL_SERVER_ERROR.value, http_status=503)
         return outcome, entry
+
+    async def _refund_alone(self, outcome: Outcome) -> None:
+        """The ledger's transaction failed and took the refund with it: the refund is written again in a
+        transaction of its own, as the charge was (no data is sent, so none of the points was spent)."""
+        points = outcome.metering.charged  # nothing reaches the client: the whole charge is given back
+        if outcome.principal is None or not points:
+            return
+        try:
+            async with self.sessions() as session, self.writer_lock(session):
+                await self.budgets.refund(session, outcome.principal, points, self.clock().timestamp())
+                await session.commit()
+        except Exception:  # the database is away: the charge then stands, as it would after a crash
+            logger.exception("could not refund the budget of request %s", logs.request_id.get())
 
     async def _ledger(self, session: AsyncSession, outcome: Outcome, entry: AccessEntry) -> None:
         await ledger.write(session, entry, outcome.disclosures if outcome.served else None)
@@ -399,7 +450,13 @@ def _elapsed_ms(started: float) -> float:
 
 
 def _entry(
-    request: Request, body: bytes | None, outcome: Outcome, request_id: str, now: datetime, started: float
+    request: Request,
+    body: bytes | None,
+    outcome: Outcome,
+    request_id: str,
+    now: datetime,
+    started: float,
+    client_address: str | None,
 ) -> AccessEntry:
     """The ledger's line for this request."""
     operation, principal = _operation(request, body), outcome.principal
@@ -417,7 +474,7 @@ def _entry(
         requested_cost=outcome.metering.requested,
         actual_cost=outcome.metering.actual,
         duration_ms=_elapsed_ms(started),
-        client_address=request.client.host if request.client else None,
+        client_address=client_address,
         document_id=outcome.metering.document_id,
         client_id=principal.client_id if principal else None,
         token_jti=principal.token_jti if principal else None,

@@ -146,7 +146,8 @@ async def write(session: AsyncSession, entry: AccessEntry, disclosures: Disclosu
         await session.execute(insert(_ACCESS_RECORDS).values(**values).returning(AccessRecord.id))
     ).scalar_one()
     if rows:  # the table: no ORM bulk processing per row
-        await session.execute(insert(_DISCLOSURES), [{"access_id": access_id, **row} for row in rows])
+        request = {"access_id": access_id, "at": entry.at, "partner_id": entry.partner_id}
+        await session.execute(insert(_DISCLOSURES), [{**request, **row} for row in rows])
 
 
 # PostgreSQL: the access record and its disclosures in one statement (a data-modifying CTE, the
@@ -161,7 +162,7 @@ _ACCESS = (
             if column.name != "id"
         }
     )
-    .returning(AccessRecord.id)
+    .returning(AccessRecord.id, AccessRecord.at, AccessRecord.partner_id)
     .cte("access")
 )
 _SHOWN = (
@@ -172,8 +173,10 @@ _SHOWN = (
 _ACCESS_WITH_DISCLOSURES = (
     insert(_DISCLOSURES)
     .from_select(
-        ["access_id", *_DISCLOSED],
-        select(_ACCESS.c.id, *(_SHOWN.c[name] for name in _DISCLOSED)).select_from(_ACCESS.join(_SHOWN, true())),
+        ["access_id", "at", "partner_id", *_DISCLOSED],
+        select(_ACCESS.c.id, _ACCESS.c.at, _ACCESS.c.partner_id, *(_SHOWN.c[name] for name in _DISCLOSED)).select_from(
+            _ACCESS.join(_SHOWN, true())
+        ),
     )
     .add_cte(_ACCESS)
 )

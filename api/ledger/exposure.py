@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, case, distinct, func, select, union_all
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import QueryableAttribute, Session
 
 from api.data.models import (
     AccessRecord,
@@ -155,11 +155,15 @@ def _union_of(groups: ColumnElement[int]) -> ColumnElement[int]:
 COUNTED_GROUPS = (*dict.fromkeys(SCOPE_GROUPS.values()), HISTORY)
 
 
-def _in_period(since: datetime | None, until: datetime | None) -> list[ColumnElement[bool]]:
-    return [
-        *([AccessRecord.at >= since] if since else []),
-        *([AccessRecord.at < until] if until else []),
-    ]
+def _in_period(
+    since: datetime | None, until: datetime | None, at: QueryableAttribute[datetime] = AccessRecord.at
+) -> list[ColumnElement[bool]]:
+    return [*([at >= since] if since else []), *([at < until] if until else [])]
+
+
+# A disclosure's `at` is its request's: joined on both, and bounded on both, each table reads only the
+# months of the period on PostgreSQL, where both are partitioned by it (api/ledger/partitions.py).
+_ITS_REQUEST = (AccessRecord.id == Disclosure.access_id) & (AccessRecord.at == Disclosure.at)
 
 
 def partner_exposure(
@@ -174,31 +178,40 @@ def partner_exposure(
     """What PARTNER (or only its key KEY_PREFIX, or only its document DOCUMENT_ID) was shown in
     [since, until): per practice, per document, then per patient."""
     partner = find_partner(session, partner_name)
-    scope = [AccessRecord.partner_id == partner.id, *_in_period(since, until)]
+    # The partner's range of its disclosures' own index: the requests are read only to narrow to a key or a
+    # document, and for the breakdown by document.
+    disclosed = (
+        select(
+            Disclosure.access_id,
+            Disclosure.practice_id,
+            Disclosure.appointment_id,
+            Disclosure.field_groups,
+            Disclosure.at,
+            func.coalesce(Disclosure.patient_id, Appointment.patient_id).label("patient_id"),
+        )
+        .outerjoin(Appointment, Appointment.id == Disclosure.appointment_id)
+        .where(Disclosure.partner_id == partner.id, *_in_period(since, until, Disclosure.at))
+    )
+    requests: list[ColumnElement[bool]] = []  # which of the partner's requests, when not all
     if key_prefix is not None:
         key_id = session.scalar(
             select(PartnerKey.id).where(PartnerKey.prefix == key_prefix, PartnerKey.partner_id == partner.id)
         )
         if key_id is None:
             raise OperatorError(f"{partner.name} has no key with prefix {key_prefix!r}")
-        scope.append(AccessRecord.key_id == key_id)
+        requests.append(AccessRecord.key_id == key_id)
     if document_id is not None:
-        scope.append(AccessRecord.document_id == document_id)
-    shown = (
-        select(
-            Disclosure.access_id,
-            Disclosure.practice_id,
-            Disclosure.appointment_id,
-            Disclosure.field_groups,
-            AccessRecord.at,
-            AccessRecord.document_id,
-            func.coalesce(Disclosure.patient_id, Appointment.patient_id).label("patient_id"),
-        )
-        .join(AccessRecord, AccessRecord.id == Disclosure.access_id)
-        .outerjoin(Appointment, Appointment.id == Disclosure.appointment_id)
-        .where(*scope)
-        .subquery("shown")
+        requests.append(AccessRecord.document_id == document_id)
+    # Each disclosure's document is its request's: read with the requests only where asked for.
+    with_documents = (
+        disclosed.add_columns(AccessRecord.document_id)
+        .join(AccessRecord, _ITS_REQUEST)
+        .where(*requests, *_in_period(since, until))
+        .subquery("by_document")
     )
+    if requests:
+        disclosed = disclosed.join(AccessRecord, _ITS_REQUEST).where(*requests, *_in_period(since, until))
+    shown = disclosed.subquery("shown")
     groups = shown.c.field_groups
     practices = session.execute(
         select(
@@ -218,19 +231,19 @@ def partner_exposure(
     )
     documents = session.execute(
         select(
-            shown.c.document_id,
+            with_documents.c.document_id,
             TrustedDocument.operation_name,
-            func.count(distinct(shown.c.patient_id)),
-            func.count(distinct(shown.c.appointment_id)),
-            func.count(distinct(shown.c.access_id)),
-            _union_of(groups),
+            func.count(distinct(with_documents.c.patient_id)),
+            func.count(distinct(with_documents.c.appointment_id)),
+            func.count(distinct(with_documents.c.access_id)),
+            _union_of(with_documents.c.field_groups),
         )
         .outerjoin(
             TrustedDocument,
-            (TrustedDocument.partner_id == partner.id) & (TrustedDocument.document_id == shown.c.document_id),
+            (TrustedDocument.partner_id == partner.id) & (TrustedDocument.document_id == with_documents.c.document_id),
         )
-        .group_by(shown.c.document_id, TrustedDocument.operation_name)
-        .order_by(TrustedDocument.operation_name, shown.c.document_id)
+        .group_by(with_documents.c.document_id, TrustedDocument.operation_name)
+        .order_by(TrustedDocument.operation_name, with_documents.c.document_id)
     )
     names: list[Any] = [Patient.first_name, Patient.last_name] if with_names else []
     patients = session.execute(
@@ -279,13 +292,14 @@ def patient_readers(
     if row is None:
         raise OperatorError(f"no patient with id {patient_public_id!r}")
     patient_id, practice_id, practice = row
-    columns = Disclosure.access_id, Disclosure.appointment_id, Disclosure.field_groups
+    columns = Disclosure.access_id, Disclosure.at, Disclosure.appointment_id, Disclosure.field_groups
+    period = _in_period(since, until, Disclosure.at)
     # Two index lookups rather than one OR, which would scan the ledger.
     shown = union_all(
-        select(*columns).where(Disclosure.patient_id == patient_id),
+        select(*columns).where(Disclosure.patient_id == patient_id, *period),
         select(*columns)
         .join(Appointment, Appointment.id == Disclosure.appointment_id)
-        .where(Appointment.patient_id == patient_id),
+        .where(Appointment.patient_id == patient_id, *period),
     ).subquery("shown")
     first_at = func.min(AccessRecord.at)
     readers = session.execute(
@@ -298,7 +312,7 @@ def patient_readers(
             first_at,
             func.max(AccessRecord.at),
         )
-        .join(AccessRecord, AccessRecord.id == shown.c.access_id)
+        .join(AccessRecord, (AccessRecord.id == shown.c.access_id) & (AccessRecord.at == shown.c.at))
         .outerjoin(Partner, Partner.id == AccessRecord.partner_id)
         .where(*_in_period(since, until))
         .group_by(AccessRecord.partner_id, Partner.name, AccessRecord.key_prefix)

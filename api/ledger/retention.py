@@ -3,7 +3,11 @@ windows only as long as the extraction defence reads them (its long window: a ro
 has ended counts in neither window).
 
 Rows are deleted in batches, each its own short transaction, so that a purge of millions of
-rows never holds the locks that the request path's ledger writes and window updates wait on.
+rows never holds the locks that the request path's ledger writes and window updates wait on. On
+PostgreSQL the ledger is partitioned by month (api/ledger/partitions.py): a month wholly past the
+retention is dropped at once, whatever its size, and the months ahead are created; a month only
+partly past it is kept until it is wholly past (the ledger is kept its retention, rounded up to
+whole months), and only rows outside the monthly partitions (the DEFAULT one) are deleted in batches.
 """
 
 from __future__ import annotations
@@ -12,10 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Delete, delete, select, tuple_
+from sqlalchemy import CursorResult, Delete, delete, select, text, tuple_
 from sqlalchemy.orm import Session
 
 from api.data.models import AccessRecord, Disclosure, PatientDisclosure
+from api.ledger import partitions
 from api.timeutil import utcnow
 
 
@@ -33,6 +38,8 @@ class Purged:
     disclosures: int
     window_cutoff: datetime
     patient_disclosures: int
+    months_dropped: tuple[str, ...] = ()  # PostgreSQL: the partitions dropped whole
+    rows_in_months_dropped: int = 0  # their rows, as the planner's statistics estimate them
 
 
 def purge(
@@ -47,11 +54,21 @@ def purge(
     now = now or utcnow()
     ledger_cutoff, window_cutoff = now - older_than, now - extraction_window
     records = disclosures = 0
+    dropped: list[partitions.Month] = []
+    estimated = 0
+    deleted_before = ledger_cutoff
+    if partitions.is_partitioned(session.connection()):
+        estimated = _estimated_rows(session, ledger_cutoff)
+        dropped = partitions.drop_months_before(session.connection(), ledger_cutoff)
+        partitions.create_ahead(session.connection(), now)
+        session.commit()
+        deleted_before = partitions.first_kept_month(ledger_cutoff)
     while ids := session.scalars(
-        select(AccessRecord.id).where(AccessRecord.at < ledger_cutoff).order_by(AccessRecord.at).limit(batch_size)
+        select(AccessRecord.id).where(AccessRecord.at < deleted_before).order_by(AccessRecord.at).limit(batch_size)
     ).all():
-        # Explicit rather than by the ON DELETE CASCADE, to count them.
-        disclosures += _deleted(session, delete(Disclosure).where(Disclosure.access_id.in_(ids)))
+        # `at` too: on PostgreSQL, only the partitions that can hold them are read.
+        older = Disclosure.at < deleted_before
+        disclosures += _deleted(session, delete(Disclosure).where(Disclosure.access_id.in_(ids), older))
         records += _deleted(session, delete(AccessRecord).where(AccessRecord.id.in_(ids)))
         session.commit()
     windows = 0
@@ -66,4 +83,23 @@ def purge(
         windows += deleted
         if deleted < batch_size:
             break
-    return Purged(ledger_cutoff, records, disclosures, window_cutoff, windows)
+    return Purged(
+        ledger_cutoff, records, disclosures, window_cutoff, windows, tuple(m.name for m in dropped), estimated
+    )
+
+
+def _estimated_rows(session: Session, cutoff: datetime) -> int:
+    """The rows of the months about to be dropped, from the statistics: counting them would cost a scan."""
+    names = [
+        month.name
+        for table in partitions.PARTITIONED
+        for month in partitions.months(session.connection(), table)
+        if month.end <= partitions.first_kept_month(cutoff).date()
+    ]
+    if not names:
+        return 0
+    estimate = session.execute(
+        text("SELECT coalesce(sum(greatest(reltuples, 0)), 0) FROM pg_class WHERE relname = ANY(:names)"),
+        {"names": names},
+    ).scalar_one()
+    return int(estimate)

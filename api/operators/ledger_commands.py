@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from api.data.database import make_sync_engine
 from api.documents.manifests import normalized_id
 from api.ledger import exposure as reports
-from api.ledger import retention
+from api.ledger import partitions, retention
 from api.ledger.access import group_names
 from api.operators.accounts import OperatorError
 from api.operators.oauth_clients import client_credential_prefix
@@ -252,6 +252,11 @@ def purge(
     days = older_than or settings.ledger_retention_days
     with _session(snapshot=False) as session:
         purged = retention.purge(session, timedelta(days=days), timedelta(days=settings.extraction_long_window_days))
+    if purged.months_dropped:
+        typer.echo(
+            f"dropped the monthly partitions {', '.join(purged.months_dropped)} "
+            f"(about {purged.rows_in_months_dropped} row(s)), wholly past {days} days"
+        )
     typer.echo(
         f"deleted {purged.access_records} access record(s) and their {purged.disclosures} disclosure(s), "
         f"recorded before {purged.ledger_cutoff.isoformat(timespec='seconds')} ({days} days)"
@@ -260,3 +265,22 @@ def purge(
         f"deleted {purged.patient_disclosures} patient window row(s) past the "
         f"{settings.extraction_long_window_days}-day extraction window"
     )
+
+
+@ledger_app.command("partitions")
+def create_partitions(
+    ahead: Annotated[int, typer.Option(min=0, help="Months ahead of this one to create.")] = partitions.MONTHS_AHEAD,
+) -> None:
+    """PostgreSQL: create the ledger's monthly partitions of this month and the next AHEAD ones, where missing
+    (`ledger purge` does it too); list them. SQLite has none."""
+    with _session(snapshot=False) as session:
+        connection = session.connection()
+        if not partitions.is_partitioned(connection):
+            typer.echo("this database does not partition the ledger (SQLite): nothing to do")
+            return
+        created = partitions.create_ahead(connection, utcnow(), ahead)
+        session.commit()
+        typer.echo(f"created {len(created)} partition(s){': ' + ', '.join(created) if created else ''}")
+        for table in partitions.PARTITIONED:
+            names = [month.name for month in partitions.months(session.connection(), table)]
+            typer.echo(f"{table}: {', '.join(names)}")

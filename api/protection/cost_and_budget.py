@@ -16,7 +16,7 @@ from strawberry.extensions import SchemaExtension
 
 from api.errors import ApiError, ErrorCode
 from api.identity.request_identity import RequestIdentity
-from api.protection.budgets import Budgets
+from api.protection.budgets import Budgets, Throttle
 from api.protection.cost import CostModel
 from api.services.unit_of_work import UnitOfWork
 from api.settings import Settings
@@ -31,10 +31,12 @@ class Metering:
 
     operation_name: str | None = None  # the operation executed, as named in the document
     cost: dict[str, Any] | None = None  # the `cost` response extension
+    charged: int = 0  # points taken from the budget
     refund: int = 0  # points taken but not spent, given back with the ledger write
     retry_after: int | None = None  # seconds, when the budget refused the operation
     document_id: str | None = None  # the registered document run, when the request named one
     dry_run: dict[str, Any] | None = None  # the `dryRun` response extension: nothing was run or charged
+    throttle: Throttle | None = None  # the bucket as the charge read it (the per-partner gate's cool-down)
 
     @property
     def requested(self) -> int | None:
@@ -124,7 +126,7 @@ class CostAndBudget(SchemaExtension):
                 session, ctx.identity.principal, requested, ctx.identity.request_time.timestamp()
             )
         if not charge.granted:
-            metering.retry_after = charge.retry_after
+            metering.retry_after, metering.throttle = charge.retry_after, charge.throttle
             metering.cost = {"requestedQueryCost": requested, "throttleStatus": charge.throttle.as_extension()}
             execution.result = _refusal(
                 ApiError(
@@ -136,6 +138,7 @@ class CostAndBudget(SchemaExtension):
             )
             yield
             return
+        metering.charged = requested
         # what the ledger records if the operation never ends (timeout)
         metering.cost = {"requestedQueryCost": requested}
         yield
@@ -143,7 +146,7 @@ class CostAndBudget(SchemaExtension):
         data = getattr(result, "data", None)
         actual = min(requested, self.model.actual_cost(operation, fragments, variables, data))
         metering.refund = requested - actual  # given back in the ledger's transaction: one write less per request
-        throttle = charge.throttle.refunded(metering.refund)
+        throttle = metering.throttle = charge.throttle.refunded(metering.refund)
         metering.cost = {
             "requestedQueryCost": requested,
             "actualQueryCost": actual,

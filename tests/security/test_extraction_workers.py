@@ -60,7 +60,7 @@ async def test_two_workers_never_record_one_patient_over_the_limit(database_url,
         database_url,
         budget_capacity="1000000",
         budget_refill_per_second="100000",
-        max_concurrent_requests_per_key="32",
+        max_concurrent_requests_per_partner="32",
     ) as base:
         headers = {"Authorization": f"Bearer {world.keys['full']}"}
 

@@ -1,16 +1,22 @@
-"""Each key's share of a worker (api/protection/key_gates.py): a bounded number of its requests run at once,
-a key told to come back later is refused before the database, and neither can be used by one
-partner against another."""
+"""Each partner's share of a worker (api/protection/key_gates.py): a bounded number of its requests run at once,
+across all its keys and within its share of the connection pool; while its budget refills, what it cannot pay
+is refused before the database; and none of it can be used by one partner against another."""
 
 from __future__ import annotations
 
 import asyncio
+from contextlib import contextmanager
 
+import pytest
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
-from api.data.models import AccessRecord
-from api.protection.key_gates import QUEUE_FACTOR, CredentialGates
+from api.data.database import pool_capacity
+from api.data.models import AccessRecord, KeyMode
+from api.http.app import create_app
+from api.operators import accounts as operators
+from api.protection.key_gates import QUEUE_FACTOR, CredentialGates, partner_limit
+from api.settings import Settings
 from tests.security.test_budgets import PRICED, variables
 
 
@@ -57,18 +63,39 @@ async def test_a_key_runs_at_most_its_limit_at_once_and_is_refused_past_its_queu
     assert gates._gates == {}  # idle gates are dropped
 
 
-async def test_a_key_whose_budget_is_spent_is_refused_before_the_database_and_recorded(make_api, world, sync_engine):
+def second_key(sync_engine, partner: str = "full") -> str:
+    """Another live key of the same partner."""
+    with Session(sync_engine) as session:
+        token = operators.issue_partner_key(session, partner, label="second", mode=KeyMode.OPEN).token
+        session.commit()
+    return token
+
+
+def counting_statements(api):
+    """A context in which every SQL statement the app sends is listed."""
+    engine = api.http._transport.app.state.engine.sync_engine  # type: ignore[attr-defined]
+
+    @contextmanager
+    def counting():
+        statements: list[str] = []
+        listener = lambda _c, _cur, statement, *_: statements.append(statement)  # noqa: E731
+        event.listen(engine, "before_cursor_execute", listener)
+        try:
+            yield statements
+        finally:
+            event.remove(engine, "before_cursor_execute", listener)
+
+    return counting()
+
+
+async def test_a_spent_budget_refuses_what_it_cannot_pay_before_the_database_and_records_it(
+    make_api, world, sync_engine
+):
     api = make_api(budget_capacity=600, budget_refill_per_second=1)
     retry_after = int((await spend_the_budget(api, world)).headers["retry-after"])
 
-    statements: list[str] = []
-    engine = api.http._transport.app.state.engine.sync_engine  # type: ignore[attr-defined]
-    listener = lambda _c, _cur, statement, *_: statements.append(statement)  # noqa: E731
-    event.listen(engine, "before_cursor_execute", listener)
-    try:
-        again = await api.query(world.keys["full"], "{ viewer { name } }")  # even a cheap one, until Retry-After
-    finally:
-        event.remove(engine, "before_cursor_execute", listener)
+    with counting_statements(api) as statements:
+        again = await api.query(world.keys["full"], PRICED, variables(world, 50))  # 550 points: more than is left
     assert again.status == 429 and again.codes == {"RATE_LIMITED"}
     assert 1 <= int(again.headers["retry-after"]) <= retry_after
     # as the budget's refusal
@@ -89,6 +116,72 @@ async def test_a_key_whose_budget_is_spent_is_refused_before_the_database_and_re
     assert (await api.query(prefix + "_" + "x" * 43, "{ viewer { name } }")).status == 401
 
 
+async def test_a_cooling_budget_still_serves_what_it_can_pay(make_api, world):
+    api = make_api(budget_capacity=600, budget_refill_per_second=1)
+    await spend_the_budget(api, world)
+    cheap = await api.query(world.keys["full"], PRICED, variables(world, 1))  # 11 points: the bucket holds them
+    assert cheap.status == 200 and cheap.errors == [], cheap.body
+    assert (await api.query(world.keys["full"], PRICED, variables(world, 50))).status == 429
+
+
+async def test_every_key_of_a_partner_cools_down_with_its_budget(make_api, world, sync_engine):
+    api = make_api(budget_capacity=600, budget_refill_per_second=1)
+    other_key = second_key(sync_engine)
+    assert (await api.query(other_key, "{ viewer { name } }")).status == 200  # the gate learns its partner
+    await spend_the_budget(api, world)
+    with counting_statements(api) as statements:
+        again = await api.query(other_key, PRICED, variables(world, 50))
+    assert again.status == 429 and again.codes == {"RATE_LIMITED"}
+    assert all("access_records" in s for s in statements), statements
+
+
+async def test_a_partners_keys_share_its_places():
+    """Four keys of one partner, learned, run at most N requests at once between them."""
+    from api.identity.authentication import Principal
+
+    gates, running, most = CredentialGates(limit=2), 0, 0
+    partner = Principal(7, "ptn_x", "x", 1, "p")
+    keys = [f"key-{i}" for i in range(4)]
+    for key in keys:
+        gates.learn(key, partner)
+    release, two_running = asyncio.Event(), asyncio.Event()
+
+    async def request(credential: str) -> None:
+        nonlocal running, most
+        async with gates.turn(credential) as refusal:
+            assert refusal is None
+            running += 1
+            most = max(most, running)
+            if running == 2:
+                two_running.set()
+            await release.wait()
+            running -= 1
+
+    tasks = [asyncio.create_task(request(key)) for key in keys for _ in range(2)]
+    await asyncio.wait_for(two_running.wait(), timeout=10)  # a bound for a broken gate, not a timing assertion
+    await asyncio.sleep(0)  # the others had their chance to enter
+    assert running == 2
+    release.set()
+    await asyncio.gather(*tasks)
+    assert most == 2 and gates._gates == {}
+
+
+@pytest.mark.parametrize(
+    ("per_partner", "share", "pool", "expected"),
+    [(4, 0.4, 15, 4), (8, 0.4, 15, 6), (4, 0.1, 5, 1), (4, 0.5, None, 4)],
+)
+def test_a_partner_holds_at_most_its_share_of_the_pool(per_partner, share, pool, expected):
+    assert partner_limit(per_partner, share, pool) == expected
+
+
+async def test_the_gate_is_bounded_by_the_pool_share_in_the_app(database_url):
+    app = create_app(Settings(database_url=database_url, secret_key="t", partner_pool_share=0.2))
+    try:
+        assert pool_capacity(app.state.engine) == 15 and app.state.gates.limit == 3  # 5 + 10 connections
+    finally:
+        await app.state.engine.dispose()
+
+
 async def test_spellings_of_one_authorization_header_share_one_gate(make_api, world):
     """`bearer  K` is the same key as `Bearer K` to authentication, so to the gate as well."""
     api = make_api(budget_capacity=600, budget_refill_per_second=1)
@@ -96,6 +189,8 @@ async def test_spellings_of_one_authorization_header_share_one_gate(make_api, wo
     await spend_the_budget(api, world)
     for header in (f"bearer {key}", f"BEARER   {key}", f"Bearer {key}  "):
         again = await api.http.post(
-            "/graphql", json={"query": "{ viewer { name } }"}, headers={"Authorization": header}
+            "/graphql",
+            json={"query": PRICED, "variables": variables(world, 50)},
+            headers={"Authorization": header},
         )
         assert again.status_code == 429 and again.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED", header

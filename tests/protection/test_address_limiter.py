@@ -1,0 +1,154 @@
+"""Before authentication (api/protection/address_limiter.py): a client address that keeps failing to
+authenticate is refused at once, at no database cost, its memory is bounded, and only a configured
+proxy may name the client in X-Forwarded-For."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy import event, func, select
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+
+from api.data.models import AccessRecord
+from api.protection.address_limiter import AddressLimiter
+
+BAD_KEY = "pak_000000000000_" + "x" * 43
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def request_from(peer: str, *forwarded: str) -> Request:
+    headers = [(b"x-forwarded-for", value.encode()) for value in forwarded]
+    return Request({"type": "http", "client": (peer, 1234), "headers": headers, "method": "POST", "path": "/"})
+
+
+def test_an_address_is_refused_past_its_failures_until_its_window_ends():
+    clock = Clock()
+    limiter = AddressLimiter(failures=3, window=60, max_addresses=100, clock=clock)
+    for _ in range(3):
+        assert limiter.refusal("203.0.113.7") is None
+        limiter.failed("203.0.113.7")
+    assert limiter.refusal("203.0.113.7") == 60
+    assert limiter.refusal("203.0.113.8") is None  # another address is not affected
+    clock.now += 45
+    assert limiter.refusal("203.0.113.7") == 15  # the window counts from the first failure
+    clock.now += 15
+    assert limiter.refusal("203.0.113.7") is None
+
+
+def test_memory_is_bounded_whatever_the_number_of_addresses():
+    limiter = AddressLimiter(failures=1, window=60, max_addresses=50)
+    for i in range(5000):
+        limiter.failed(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}")
+    assert len(limiter._failures) == 50
+
+
+def test_an_ipv6_client_is_counted_by_its_64_block():
+    limiter = AddressLimiter(failures=2, window=60, max_addresses=100)
+    limiter.failed("2001:db8:1:2::1")
+    limiter.failed("2001:db8:1:2:ffff::9")  # the same subscriber, another address
+    assert limiter.refusal("2001:db8:1:2::abcd") is not None
+    assert limiter.refusal("2001:db8:1:3::1") is None
+
+
+def test_x_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy():
+    untrusting = AddressLimiter(failures=1, window=60, max_addresses=10)
+    assert untrusting.client(request_from("198.51.100.1", "203.0.113.9")) == "198.51.100.1"
+    trusting = AddressLimiter(failures=1, window=60, max_addresses=10, trusted_proxies=["10.0.0.0/8"])
+    assert trusting.client(request_from("10.0.0.2", "203.0.113.9")) == "203.0.113.9"
+    # what the client wrote itself (to the left of what the proxies added) is never believed
+    assert trusting.client(request_from("10.0.0.2", "1.2.3.4, 203.0.113.9, 10.0.0.3")) == "203.0.113.9"
+    assert trusting.client(request_from("10.0.0.2", "1.2.3.4", "203.0.113.9")) == "203.0.113.9"
+    assert trusting.client(request_from("10.0.0.2", "not-an-address")) == "10.0.0.2"
+    assert trusting.client(request_from("198.51.100.1", "203.0.113.9")) == "198.51.100.1"  # not from the proxy
+
+
+OUTSIDE = st.ip_addresses(v=4).filter(lambda a: not a.is_private).map(str)
+
+
+@given(st.lists(OUTSIDE, max_size=5), st.booleans(), OUTSIDE)
+def test_a_client_cannot_choose_its_address(forwarded, through_proxy, elsewhere):
+    limiter = AddressLimiter(failures=1, window=60, max_addresses=10, trusted_proxies=["10.0.0.0/8"])
+    peer = "10.0.0.2" if through_proxy else elsewhere
+    client = limiter.client(request_from(peer, ", ".join(forwarded)))
+    # through the proxy: the address it saw (the last one it added); otherwise the peer, whatever the header says
+    assert client == (forwarded[-1] if through_proxy and forwarded else peer)
+
+
+@contextmanager
+def counting(app):
+    statements: list[str] = []
+    engine = app.state.engine.sync_engine
+    listener = lambda _c, _cur, statement, *_: statements.append(statement)  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+
+
+async def test_a_flood_of_bad_keys_costs_no_database_work_past_the_threshold(make_api, world, sync_engine):
+    api = make_api(failed_requests_per_address=5)
+    app = api.http._transport.app  # type: ignore[attr-defined]
+    with Session(sync_engine) as session:
+        before = session.scalar(select(func.count()).select_from(AccessRecord))
+    with counting(app) as first:
+        for _ in range(5):
+            assert (await api.query(BAD_KEY, "{ viewer { name } }")).status == 401
+    assert first  # below the threshold each is looked up and recorded
+    with counting(app) as flood:
+        for i in range(200):
+            response = await api.query(f"pak_{i:012d}_" + "y" * 43, "{ viewer { name } }")
+            assert response.status == 429 and response.codes == {"RATE_LIMITED"}
+    assert flood == []  # not one query: no key lookup, no ledger row
+    assert 1 <= int(response.headers["retry-after"]) <= 60
+    with Session(sync_engine) as session:
+        assert session.scalar(select(func.count()).select_from(AccessRecord)) == before + 5
+
+
+async def test_a_partner_sharing_the_flooded_address_keeps_working(make_api, world):
+    api = make_api(failed_requests_per_address=3)
+    assert (await api.query(world.keys["full"], "{ viewer { name } }")).status == 200  # known to this worker
+    for _ in range(3):
+        await api.query(BAD_KEY, "{ viewer { name } }")
+    assert (await api.query(BAD_KEY, "{ viewer { name } }")).status == 429
+    assert (await api.query(world.keys["full"], "{ viewer { name } }")).data == {"viewer": {"name": "full"}}
+    assert (await api.query(None, "{ viewer { name } }")).status == 429  # no key: limited like a bad one
+
+
+async def test_only_a_trusted_proxy_decides_who_is_flooding(make_api, world):
+    api = make_api(failed_requests_per_address=2, trusted_proxies="127.0.0.0/8")
+
+    async def as_client(address: str) -> int:
+        response = await api.http.post(
+            "/graphql",
+            json={"query": "{ viewer { name } }"},
+            headers={"Authorization": f"Bearer {BAD_KEY}", "X-Forwarded-For": address},
+        )
+        return response.status_code
+
+    # httpx's test transport connects from 127.0.0.1: the trusted proxy
+    assert [await as_client("203.0.113.1") for _ in range(3)] == [401, 401, 429]
+    assert await as_client("203.0.113.2") == 401  # another client behind the same proxy
+
+
+async def test_a_revoked_key_no_longer_passes_the_screen(make_api, world, sync_engine):
+    from api.operators import accounts as operators
+
+    api = make_api(failed_requests_per_address=3)
+    assert (await api.query(world.keys["full"], "{ viewer { name } }")).status == 200  # known to this worker
+    prefix = world.keys["full"].split("_")[1]
+    with Session(sync_engine) as session, session.begin():
+        operators.revoke_key(session, prefix)
+    for _ in range(3):
+        assert (await api.query(world.keys["full"], "{ viewer { name } }")).status == 401
+    assert (await api.query(world.keys["full"], "{ viewer { name } }")).status == 429
