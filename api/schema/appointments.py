@@ -138,7 +138,7 @@ class Appointment(Node):
     @strawberry.field(description="The patient record. Its fields need patients:identity or patients:contact.")
     async def patient(self, info: strawberry.Info[GraphQLContext, None]) -> Patient | None:
         require(self, "Appointment.patient")
-        patient = await info.context.loaders.patients.load(self.row.patient_id)
+        patient = await info.context.loaders.patient(self.row.patient_id)
         if patient is None:
             raise not_found("patient")
         fields = await info.context.fields.record_fields_at(patient.row.practice_id)

@@ -436,8 +436,10 @@ async def test_a_key_quarantined_by_one_mutation_reads_and_writes_nothing_more_i
     api = make_api()
     a, b = await _limit_one_and_two_appointments(world, sync_engine, api)
     document = """mutation($a: ID!, $b: ID!) {
-      m1: cancelAppointment(appointmentId: $a) { appointment { id patient { id firstName } } }
-      m2: cancelAppointment(appointmentId: $b) { appointment { id patient { id firstName } } } }"""
+      m1: cancelAppointment(appointmentId: $a) {
+        ... on AppointmentCancelled { appointment { id patient { id firstName } } } }
+      m2: cancelAppointment(appointmentId: $b) {
+        ... on AppointmentCancelled { appointment { id patient { id firstName } } } } }"""
     response = await api.query(world.keys["full"], document, {"a": a, "b": b})
     # m2 is refused before it writes; a refused document keeps no write (api/services/unit_of_work.py).
     assert response.data is None
@@ -456,8 +458,9 @@ async def test_a_refusal_in_a_document_that_ends_unserved_still_quarantines_the_
     api = make_api()
     a, _ = await _limit_one_and_two_appointments(world, sync_engine, api)
     document = """mutation($a: ID!) {
-      m1: cancelAppointment(appointmentId: $a) { appointment { id patient { id firstName } } }
-      m2: cancelAppointment(appointmentId: "apt_nope") { appointment { id } } }"""
+      m1: cancelAppointment(appointmentId: $a) {
+        ... on AppointmentCancelled { appointment { id patient { id firstName } } } }
+      m2: cancelAppointment(appointmentId: "apt_nope") { ... on AppointmentCancelled { appointment { id } } } }"""
     response = await api.query(world.keys["full"], document, {"a": a})
     assert response.data is None
     assert ("m1", "EXTRACTION_LIMIT_EXCEEDED") in {(e["path"][0], e["extensions"]["code"]) for e in response.errors}

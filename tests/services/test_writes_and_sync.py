@@ -21,7 +21,10 @@ BOOK = """mutation($input: BookAppointmentInput!) {
 RESCHEDULE = """mutation($input: RescheduleAppointmentInput!) {
   rescheduleAppointment(input: $input) {
     __typename ... on AppointmentRescheduled { appointment { id startsAt } } ... on WriteRefused { reason } } }"""
-CANCEL = "mutation($id: ID!) { cancelAppointment(appointmentId: $id) { appointment { id status } } }"
+CANCEL = (
+    "mutation($id: ID!) { "
+    "cancelAppointment(appointmentId: $id) { ... on AppointmentCancelled { appointment { id status } } } }"
+)
 FEED = """query($p: ID!, $since: String) { appointmentChanges(practiceId: $p, first: 100, since: $since) {
   edges { node { kind appointmentId appointment { id status startsAt } } } pageInfo { endCursor hasNextPage } } }"""
 
