@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from graphql import ExecutionResult, FragmentDefinitionNode, GraphQLError, get_operation_ast
+from graphql import ExecutionResult, FragmentDefinitionNode, GraphQLError, OperationType, get_operation_ast
 from graphql.execution.values import get_variable_values
 from strawberry.extensions import SchemaExtension
 
@@ -18,6 +18,7 @@ from api.errors import ApiError, ErrorCode
 from api.identity.request_identity import RequestIdentity
 from api.protection.budgets import Budgets
 from api.protection.cost import CostModel
+from api.protection.rate_limit_agreement import agree_with_throttle
 from api.services.unit_of_work import UnitOfWork
 from api.settings import Settings
 
@@ -127,12 +128,10 @@ class CostAndBudget(SchemaExtension):
         data = getattr(result, "data", None)
         actual = min(requested, self.model.actual_cost(operation, fragments, variables, data))
         metering.refund = requested - actual  # given back in the ledger's transaction: one write less per request
-        throttle = charge.throttle.refunded(metering.refund)
-        metering.cost = {
-            "requestedQueryCost": requested,
-            "actualQueryCost": actual,
-            "throttleStatus": throttle.as_extension(),
-        }
+        throttle = charge.throttle.refunded(metering.refund).as_extension()
+        metering.cost = {"requestedQueryCost": requested, "actualQueryCost": actual, "throttleStatus": throttle}
+        if operation.operation == OperationType.QUERY and isinstance(data, dict):
+            agree_with_throttle(data, operation.selection_set, fragments, int(throttle["currentlyAvailable"]))
 
     def get_results(self) -> dict[str, Any]:
         cost = self.execution_context.context.metering.cost

@@ -9,6 +9,7 @@ from strawberry.types import ExecutionContext
 
 from api.protection.cost_and_budget import CostAndBudget
 from api.protection.shape_limits import CachedValidation, LimitedParsing, limit_rules
+from api.schema import requires_scopes
 from api.schema.appointments import Appointment, Patient
 from api.schema.errors import ErrorCodes
 from api.schema.guard import resolve_field
@@ -17,6 +18,7 @@ from api.schema.practices import Practice, Practitioner
 from api.schema.query import Query
 from api.schema.scalars import SCALAR_OVERRIDES
 from api.settings import Settings
+from authz.engine import Authorizer
 
 PARSER_CACHE_SIZE = 512
 
@@ -47,7 +49,7 @@ def build_schema(settings: Settings, cost_analysis: bool = True) -> PartnerSchem
     (api/protection/cost_and_budget.py, before any resolver runs).
     """
     rules = limit_rules(settings)  # built once, so the validation cache keeps hitting
-    return PartnerSchema(
+    built = PartnerSchema(
         query=Query,
         mutation=Mutation,
         types=[Appointment, Patient, Practice, Practitioner, ErrorCodes],
@@ -59,6 +61,8 @@ def build_schema(settings: Settings, cost_analysis: bool = True) -> PartnerSchem
             *([CostAndBudget] if cost_analysis else []),
         ],
     )
+    requires_scopes.annotate(built._schema.type_map, Authorizer().field_scopes)  # the policy's table
+    return built
 
 
 schema = build_schema(Settings())

@@ -63,7 +63,7 @@ class Query(ChangeQuery):
                     id=strawberry.ID(g.public_id),
                     practice_id=strawberry.ID(g.practice.public_id),
                     practice_name=g.practice.name,
-                    scopes=sorted(g.scopes),
+                    scopes=sorted(scope.value for scope in g.scopes),
                     granted_at=g.granted_at,
                     expires_at=g.expires_at,
                     days_back=g.days_back,

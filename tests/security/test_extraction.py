@@ -194,6 +194,23 @@ async def test_a_refusal_reveals_neither_the_limit_nor_the_headroom(make_api, wo
     )
 
 
+async def test_a_refused_practice_is_one_error_and_the_status_the_readme_states(
+    make_api, world, big_practice, sync_engine
+):
+    """A page of 50 appointments whose patients the budget refuses carries one refusal, not 50, and
+    is served (HTTP 200: the appointments' times are data); its patients are null."""
+    with Session(sync_engine) as session, session.begin():
+        session.execute(update(Grant).values(max_patients_per_window=1))
+        operators.set_quarantine_on_refusal(session, "extractor", False)
+    api = make_api()
+    window = (utcnow(), utcnow() + timedelta(days=30))
+    response = await api.query(world.keys["extractor"], PAGE, page_variables(big_practice, *window, 50))
+    refusals = [e for e in response.errors if e["extensions"]["code"] == "EXTRACTION_LIMIT_EXCEEDED"]
+    edges = response.data["appointments"]["edges"]
+    assert len(edges) == 50 and all(edge["node"]["patient"] is None for edge in edges)
+    assert len(refusals) == 1 and response.status == 200
+
+
 async def test_a_practice_smaller_than_the_floor_is_not_read_whole_without_a_warning(
     async_engine, sync_engine, world, big_practice
 ):
