@@ -35,6 +35,7 @@ from api.errors import ApiError, ErrorCode, bad_input, not_found
 from api.ids import kind_of
 from api.protection import churn
 from api.protection.extraction import ExtractionGuard
+from api.scopes import Scope
 from api.services import reads
 from api.services.unit_of_work import UnitOfWork
 
@@ -153,7 +154,12 @@ async def _authorized(
     if row is not None:
         return row
     if await reads.visible(ctx, model, public_id, session=session) is not None:
-        raise ApiError(ErrorCode.FORBIDDEN, f"Your grant at this practice does not allow you to {action} {what}s.")
+        raise ApiError(
+            ErrorCode.FORBIDDEN,
+            f"Your grant at this practice does not allow you to {action} {what}s: it needs "
+            f"{Scope.APPOINTMENTS_WRITE.value}.",
+            requiredScopes=[Scope.APPOINTMENTS_WRITE.value],
+        )
     raise not_found(what)
 
 

@@ -123,6 +123,8 @@ async def test_writing_needs_the_write_scope(api, world, partner, code):
     assert response.codes == {code}
     cancel = await api.query(world.keys[partner], CANCEL, {"id": world.appointments["A"][0]})
     assert cancel.codes == {code}
+    if code == "FORBIDDEN":  # the scope is named as the docs and the CLI spell it
+        assert response.errors[0]["extensions"]["requiredScopes"] == ["appointments:write"]
 
 
 async def test_writer_without_read_scope_books_and_sees_only_what_it_booked(api, world):
