@@ -16,7 +16,7 @@ from api.services import reads
 from api.services.readable_fields import ReadableFields
 from api.services.unit_of_work import UnitOfWork
 
-__all__ = ["Loaders"]
+__all__ = ["Loaders", "Withheld"]
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -32,6 +32,11 @@ def _in_order(
         return [by_key.get(key) for key in keys]
 
     return load
+
+
+class Withheld(Exception):
+    """A patient of a practice whose distinct-patient refusal this response already carries: its
+    field is null without a second error (not NOT_FOUND: it exists)."""
 
 
 class Loaders:
@@ -50,15 +55,15 @@ class Loaders:
 
     async def patient(self, patient_id: int) -> reads.LoadedPatient | None:
         """The patient, if visible. A practice refused by the distinct-patient budget is one refusal:
-        its error is raised at the first of its patients, the others are null without repeating it
-        (a page of 64 appointments would otherwise carry 64 identical errors)."""
+        its error is raised at the first of its patients, the others raise `Withheld`, for a null
+        without repeating it (a page of 64 appointments would otherwise carry 64 identical errors)."""
         try:
             return await self._patients_loader.load(patient_id)
         except ApiError as error:
             if error.extensions.get("code") != ErrorCode.EXTRACTION_LIMIT_EXCEEDED:
                 raise
             if id(error) in self._refusals_told:
-                return None
+                raise Withheld from None
             self._refusals_told.add(id(error))
             raise
 

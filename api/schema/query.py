@@ -14,6 +14,7 @@ from api.schema import constraints
 from api.schema.appointments import Appointment, AppointmentStatus, Patient
 from api.schema.changes import ChangeQuery
 from api.schema.context import GraphQLContext
+from api.schema.loaders import Withheld
 from api.schema.practices import Practice, Practitioner
 from api.schema.relay import PAGED, After, Before, Connection, First, Last, Node, page_slice
 from api.schema.viewer import RateLimit, Viewer, ViewerGrant
@@ -23,7 +24,7 @@ Info = strawberry.Info[GraphQLContext, None]
 MAX_NODES = 100
 
 
-async def _node(ctx: GraphQLContext, public_id: str) -> Node:
+async def _node(ctx: GraphQLContext, public_id: str) -> Node | None:
     kind, row = await reads.find_node(ctx.uow, public_id)
     if kind == "Appointment":
         return Appointment.from_row(row, await ctx.fields.record_fields_at(row.practice_id), ctx)
@@ -33,7 +34,10 @@ async def _node(ctx: GraphQLContext, public_id: str) -> Node:
             raise not_found("Practitioner")
         return Practitioner.from_row(membership, await ctx.fields.at(row.practice_id))
     if kind == "Patient":
-        patient = await ctx.loaders.patient(row.id)  # through the distinct-patient budget
+        try:
+            patient = await ctx.loaders.patient(row.id)  # through the distinct-patient budget
+        except Withheld:  # its practice's refusal is already in the response
+            return None
         if patient is None:  # found a moment ago: gone since, or no longer visible
             raise not_found("Patient")
         return Patient.from_row(

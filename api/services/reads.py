@@ -41,8 +41,10 @@ class Slice:
 
     @property
     def size(self) -> int:
-        check_slice(self)
-        return self.first if self.first is not None else self.last  # type: ignore[return-value]  # checked
+        """The page's size, once `check_slice` has passed."""
+        size = self.first if self.first is not None else self.last
+        assert size is not None  # check_slice refuses a slice without a size
+        return size
 
     @property
     def backward(self) -> bool:
@@ -93,6 +95,7 @@ async def _page(
     """Keyset paging (no OFFSET) over `statement`, ordered by `sort_columns`, forward from `after`
     or backward from `before`. `hasPreviousPage` going forward (`hasNextPage` going backward) is
     true when a cursor was given: the page starts after an item (Relay lets a server say so)."""
+    check_slice(window)
     size = window.size
     cursor = window.before if window.backward else window.after
     counted = statement

@@ -204,11 +204,18 @@ async def test_a_refused_practice_is_one_error_and_the_status_the_readme_states(
         operators.set_quarantine_on_refusal(session, "extractor", False)
     api = make_api()
     window = (utcnow(), utcnow() + timedelta(days=30))
-    response = await api.query(world.keys["extractor"], PAGE, page_variables(big_practice, *window, 50))
-    refusals = [e for e in response.errors if e["extensions"]["code"] == "EXTRACTION_LIMIT_EXCEEDED"]
+    page = PAGE.replace("node { startsAt", "node { id startsAt")
+    response = await api.query(world.keys["extractor"], page, page_variables(big_practice, *window, 50))
     edges = response.data["appointments"]["edges"]
     assert len(edges) == 50 and all(edge["node"]["patient"] is None for edge in edges)
-    assert len(refusals) == 1 and response.status == 200
+    # One error, and no other for the patients it left null (they exist: not NOT_FOUND).
+    assert [e["extensions"]["code"] for e in response.errors] == ["EXTRACTION_LIMIT_EXCEEDED"]
+    assert response.status == 200
+    # The same through `nodes`: one refusal, the other patients null.
+    patients_query = "query($ids: [ID!]!) { nodes(ids: $ids) { ... on Appointment { patient { id } } } }"
+    several = await api.query(world.keys["extractor"], patients_query, {"ids": [e["node"]["id"] for e in edges[:5]]})
+    assert [e["extensions"]["code"] for e in several.errors] == ["EXTRACTION_LIMIT_EXCEEDED"]
+    assert [node["patient"] for node in several.data["nodes"]] == [None] * 5
 
 
 async def test_a_practice_smaller_than_the_floor_is_not_read_whole_without_a_warning(
