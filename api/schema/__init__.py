@@ -1,5 +1,6 @@
 """The GraphQL schema: one module per area, assembled here with the API's extensions."""
 
+from functools import cache
 from typing import Any
 
 from graphql import GraphQLError
@@ -61,8 +62,14 @@ def build_schema(settings: Settings, cost_analysis: bool = True) -> PartnerSchem
             *([CostAndBudget] if cost_analysis else []),
         ],
     )
-    requires_scopes.annotate(built._schema.type_map, Authorizer().field_scopes)  # the policy's table
+    requires_scopes.annotate(built._schema.type_map, _policy_field_scopes())
     return built
+
+
+@cache
+def _policy_field_scopes() -> dict[str, frozenset[str]]:
+    """The policy's `field_needs_scope` table (authz/fields.polar), loaded once per process."""
+    return Authorizer().field_scopes
 
 
 schema = build_schema(Settings())
