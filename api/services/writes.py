@@ -103,8 +103,14 @@ def request_hash(operation: str, payload: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def text_request_hash(operation: str, payload: dict[str, Any]) -> str:
+    """The digest of records written before `request_hash` (of the input's text, offsets included):
+    a retry of such a request, sent again as it was, still replays."""
+    return hashlib.sha256(json.dumps([operation, payload], sort_keys=True, default=str).encode()).hexdigest()
+
+
 async def _replayed(
-    session: AsyncSession, ctx: UnitOfWork, key: str | None, operation: str, digest: str
+    session: AsyncSession, ctx: UnitOfWork, key: str | None, operation: str, payload: dict[str, Any]
 ) -> Appointment | None:
     if key is None:
         return None
@@ -117,7 +123,8 @@ async def _replayed(
     ).scalar_one_or_none()
     if record is None:
         return None
-    if record.operation != operation or record.request_hash != digest:
+    digests = (request_hash(operation, payload), text_request_hash(operation, payload))
+    if record.operation != operation or record.request_hash not in digests:
         raise bad_input("This idempotency key was used for another request; use a new key.", argument="idempotencyKey")
     return await session.get(Appointment, record.appointment_id)
 
@@ -215,7 +222,7 @@ async def book(
     }
     digest = request_hash("book", payload)
     async with ctx.write() as session:
-        replay = await _replayed(session, ctx, idempotency_key, "book", digest)
+        replay = await _replayed(session, ctx, idempotency_key, "book", payload)
         if replay is not None:
             return replay
         practice = await _authorized(session, ctx, Practice, "book", practice_id, "practice")
@@ -276,9 +283,10 @@ async def book(
 async def reschedule(
     ctx: UnitOfWork, appointment_id: str, starts_at: datetime, ends_at: datetime, idempotency_key: str | None
 ) -> Appointment | Refusal:
-    digest = request_hash("reschedule", {"appointment": appointment_id, "starts": starts_at, "ends": ends_at})
+    payload = {"appointment": appointment_id, "starts": starts_at, "ends": ends_at}
+    digest = request_hash("reschedule", payload)
     async with ctx.write() as session:
-        replay = await _replayed(session, ctx, idempotency_key, "reschedule", digest)
+        replay = await _replayed(session, ctx, idempotency_key, "reschedule", payload)
         if replay is not None:
             return replay
         appointment = await _authorized(session, ctx, Appointment, "reschedule", appointment_id, "appointment")

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from api.data.models import Appointment, AppointmentStatus
-from api.services.writes import request_hash
+from api.data.models import Appointment, AppointmentStatus, IdempotencyRecord
+from api.services.writes import request_hash, text_request_hash
 from tests.services.test_writes_and_sync import BOOK, FREE, RESCHEDULE, booking
 
 MINUTE = timedelta(minutes=1)
@@ -116,3 +116,28 @@ async def test_an_appointment_that_happened_cannot_be_cancelled_as_it_cannot_be_
     assert move.data["rescheduleAppointment"]["reason"] == "NOT_CHANGEABLE"
     with Session(sync_engine) as session:
         assert session.scalar(select(Appointment.status).where(Appointment.public_id == target)) == status
+
+
+async def test_a_key_recorded_before_meaning_was_compared_still_replays_its_request(api, world, sync_engine):
+    """Records written with the digest of the input's text (before this change) replay that input."""
+    new_york = timezone(timedelta(hours=-4))
+    variables = {"input": booking(world, FREE.astimezone(new_york), idempotencyKey="text-1")}
+    first = await api.query(world.keys["full"], BOOK, variables)
+    sent = variables["input"]
+    payload = {
+        "practice": sent["practiceId"],
+        "practitioner": sent["practitionerId"],
+        "patient": sent["patientId"],
+        "new_patient": None,
+        "starts": datetime.fromisoformat(sent["startsAt"]),
+        "ends": datetime.fromisoformat(sent["endsAt"]),
+        "reason": None,
+    }
+    with Session(sync_engine) as session, session.begin():
+        session.execute(
+            update(IdempotencyRecord)
+            .where(IdempotencyRecord.key == "text-1")
+            .values(request_hash=text_request_hash("book", payload))
+        )
+    again = await api.query(world.keys["full"], BOOK, variables)
+    assert again.errors == [] and again.data == first.data
