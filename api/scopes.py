@@ -2,7 +2,7 @@
 
 One row per scope holds all that is said of it:
 
-- its value (`appointments:read`) and `description`: the CLI, the schema's `Scope` enum and the
+- its value (`appointments:read`) and `description`: the CLI, the schema's `@requiresScopes` and the
   docs' scope tables are made from them;
 - its grant column (`Scope.column`): the `Grant` model's boolean columns and the Grant fields oso
   lets the policy read are made from it;

@@ -109,7 +109,10 @@ FEED = f"""query Feed($p: ID!, $since: String) {{
 PRACTICES = "{ practices(first: 100) { edges { node { id name practitioners(first: 1) { edges { node { id } } } } } } }"
 BOOK = """mutation Book($input: BookAppointmentInput!) { bookAppointment(input: $input) {
   __typename ... on AppointmentBooked { appointment { id } } } }"""
-CANCEL = "mutation Cancel($id: ID!) { cancelAppointment(appointmentId: $id) { appointment { id status } } }"
+CANCEL = (
+    "mutation Cancel($id: ID!) { "
+    "cancelAppointment(appointmentId: $id) { ... on AppointmentCancelled { appointment { id status } } } }"
+)
 OWN = """query Own($ids: [ID!]!) {
   nodes(ids: $ids) { ... on Appointment { id startsAt status reason patient { id } } } }"""
 SLOTS = """query Slots($p: ID!, $from: DateTime!, $to: DateTime!, $after: String) {

@@ -1,7 +1,7 @@
 """Every scope of the table (api/scopes.py) reaches every place it must, or a test here fails.
 
 Derived from the table, so never forgotten: the grant column (`api.data.models.Grant`), the Grant
-fields oso may read (`authz.engine.POLAR_CLASSES`), the schema's `Scope` enum, the ledger's groups
+fields oso may read (`authz.engine.POLAR_CLASSES`), the schema's `@requiresScopes`, the ledger's groups
 and the exposure report's columns. Checked here, because they are written by hand: the policy's
 `has_scope` rule and the fields a scope opens (`authz/*.polar`), the docs' scope tables. The
 migration adding the column is checked by `alembic check` (tests/data/test_migrations.py).
@@ -10,11 +10,13 @@ migration adding the column is checked by `alembic check` (tests/data/test_migra
 from pathlib import Path
 
 import pytest
+from graphql import build_schema, value_from_ast_untyped
 from sqlalchemy import Boolean
 
 from api.data.models import Grant
 from api.ledger.access import FIELD_GROUPS, RECORD_GROUPS, group_names
 from api.schema import schema
+from api.schema.requires_scopes import ENTRY_POINT_SCOPES
 from api.scopes import Scope, markdown_table
 from authz.engine import POLAR_CLASSES, Authorizer
 
@@ -82,9 +84,32 @@ def test_each_ledger_group_has_a_bit_and_a_name_of_its_own():
     assert group_names(sum(bits)) == [g.name for g in FIELD_GROUPS]
 
 
-def test_the_schema_describes_each_scope_as_the_table_does():
-    values = schema._schema.type_map["Scope"].values
-    assert {name: value.description for name, value in values.items()} == {s.name: s.description for s in Scope}
+def test_the_schema_names_each_scope_as_the_table_spells_it():
+    description = schema._schema.type_map["ViewerGrant"].fields["scopes"].description
+    assert [s.value for s in Scope if f"`{s.value}`" not in description] == []
+    assert "Scope" not in schema._schema.type_map  # no second spelling (APPOINTMENTS_READ)
+
+
+def _published_scopes() -> dict[str, list[list[str]]]:
+    """Each field's `@requiresScopes(scopes:)`, as the schema prints it (schema.graphql is checked against it)."""
+    published = build_schema(schema.as_str())
+    found = {}
+    for type_name, graphql_type in published.type_map.items():
+        for field_name, field in getattr(graphql_type, "fields", {}).items():
+            for directive in (field.ast_node.directives or ()) if field.ast_node else ():
+                if directive.name.value == "requiresScopes":
+                    found[f"{type_name}.{field_name}"] = value_from_ast_untyped(directive.arguments[0].value)
+    return found
+
+
+def test_requires_scopes_in_the_schema_is_the_policy_field_by_field():
+    expected = {name: sorted(scopes) for name, scopes in authorizer.field_scopes.items()}
+    for name, scopes in ENTRY_POINT_SCOPES.items():
+        expected[name] = sorted(scope.value for scope in scopes)
+    published = {name: sorted(alternative for (alternative,) in scopes) for name, scopes in _published_scopes().items()}
+    assert published == expected
+    assert "Practice.name" not in published and "Query.viewer" not in published  # any grant, or none
+
 
 
 @pytest.mark.parametrize("doc", ["README.md", "docs/policy-guide.md"])

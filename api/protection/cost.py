@@ -4,7 +4,8 @@
   otherwise on the field or on the returned type (personal data and mutations cost more;
   connections, edges and page info cost nothing of their own).
 - A list field costs its weight and its children's once per item, the number of items being
-  its slicing argument (`@listSize(slicingArguments: ["first"])`),
+  its slicing argument (`@listSize(slicingArguments: ["first", "last"])`, exactly one given:
+  `requireOneSlicingArgument`),
   applied to `sizedFields` (a connection's `edges`) when given; a list of ids is as long as
   the list; other lists use `assumedSize`.
 - On an abstract type (`node`), the most expensive possible type counts.
@@ -35,6 +36,7 @@ from graphql import (
     InlineFragmentNode,
     OperationDefinitionNode,
     SelectionSetNode,
+    Undefined,
     ValueNode,
     VariableNode,
     get_named_type,
@@ -50,10 +52,22 @@ DEFAULT_ASSUMED_SIZE = 100
 IDENTITY_COST = 1
 CONTACT_COST = 1
 HEALTH_COST = 1
+# A connection's `totalCount` runs one COUNT over the whole (bounded) list: priced as a page's query.
+TOTAL_COUNT_COST = 10
 
 
+# Both directives are declared as Apollo's cost spec (https://specs.apollo.dev/cost) and IBM's
+# GraphQL Cost Directives Specification define them, locations and arguments alike, so that
+# tools reading them understand this schema; this API uses the locations its types need.
 @strawberry.schema_directive(
-    locations=[Location.FIELD_DEFINITION, Location.OBJECT],
+    locations=[
+        Location.ARGUMENT_DEFINITION,
+        Location.ENUM,
+        Location.FIELD_DEFINITION,
+        Location.INPUT_FIELD_DEFINITION,
+        Location.OBJECT,
+        Location.SCALAR,
+    ],
     description="Cost of the field, or of every field returning this type, in points.",
 )
 class Cost:
@@ -63,12 +77,17 @@ class Cost:
 @strawberry.schema_directive(
     locations=[Location.FIELD_DEFINITION],
     name="listSize",
-    description="How many items a list field returns: the value of a slicing argument, or an assumed size.",
+    description="How many items a list field returns: the value of its slicing argument (exactly one of them "
+    "when `requireOneSlicingArgument`), or `assumedSize`. `sizedFields`: the fields of the returned object that "
+    "hold the items (a connection's `edges`).",
 )
 class ListSize:
+    assumed_size: int | None = strawberry.directive_field(name="assumedSize", default=None)
     slicing_arguments: list[str] | None = strawberry.directive_field(name="slicingArguments", default=None)
     sized_fields: list[str] | None = strawberry.directive_field(name="sizedFields", default=None)
-    assumed_size: int | None = strawberry.directive_field(name="assumedSize", default=None)
+    require_one_slicing_argument: bool | None = strawberry.directive_field(
+        name="requireOneSlicingArgument", default=True
+    )
 
 
 @dataclass(frozen=True)
@@ -290,18 +309,29 @@ class _Pricer:
     def _size(self, node: FieldNode, list_size: ListSize | None) -> int:
         if list_size is None:
             return DEFAULT_ASSUMED_SIZE
+        slicing = list_size.slicing_arguments or []
+        sizes: list[tuple[str, int]] = []
         for argument in node.arguments or ():
-            if argument.name.value in (list_size.slicing_arguments or []):
-                if self.largest_list is not None and isinstance(argument.value, VariableNode):
-                    return self.largest_list
-                value = self._argument(argument.value)
-                if isinstance(value, list):
-                    return len(value)
-                if isinstance(value, int) and not isinstance(value, bool):
-                    return max(value, 0)
-                raise bad_input(
-                    f"`{argument.name.value}` must be given to price this query.", argument=argument.name.value
-                )
+            name = argument.name.value
+            if name not in slicing:
+                continue
+            if self.largest_list is not None and isinstance(argument.value, VariableNode):
+                sizes.append((name, self.largest_list))  # the worst case of a registered document's page size
+                continue
+            value = self._argument(argument.value)
+            if value is None or value is Undefined:  # `first: null`, or a variable left out: not given
+                continue
+            if isinstance(value, list):
+                sizes.append((name, len(value)))
+            elif isinstance(value, int) and not isinstance(value, bool):
+                sizes.append((name, max(value, 0)))
+            else:
+                raise bad_input(f"`{name}` must be given to price this query.", argument=name)
+        if slicing and list_size.require_one_slicing_argument and len(sizes) != 1:
+            names = " or ".join(f"`{name}`" for name in slicing)
+            raise bad_input(f"Give exactly one of {names} to price this query.", argument=slicing[0])
+        if sizes:
+            return max(size for _, size in sizes)
         return list_size.assumed_size or DEFAULT_ASSUMED_SIZE
 
     def _argument(self, value_node: ValueNode) -> Any:

@@ -10,7 +10,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from graphql import DocumentNode, ExecutionResult, FragmentDefinitionNode, GraphQLError, get_operation_ast
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    FragmentDefinitionNode,
+    GraphQLError,
+    OperationType,
+    get_operation_ast,
+)
 from graphql.execution.values import get_variable_values
 from strawberry.extensions import SchemaExtension
 
@@ -18,6 +25,7 @@ from api.errors import ApiError, ErrorCode
 from api.identity.request_identity import RequestIdentity
 from api.protection.budgets import Budgets, Throttle
 from api.protection.cost import CostModel
+from api.protection.rate_limit_agreement import agree_with_throttle
 from api.services.unit_of_work import UnitOfWork
 from api.settings import Settings
 
@@ -147,11 +155,10 @@ class CostAndBudget(SchemaExtension):
         actual = min(requested, self.model.actual_cost(operation, fragments, variables, data))
         metering.refund = requested - actual  # given back in the ledger's transaction: one write less per request
         throttle = metering.throttle = charge.throttle.refunded(metering.refund)
-        metering.cost = {
-            "requestedQueryCost": requested,
-            "actualQueryCost": actual,
-            "throttleStatus": throttle.as_extension(),
-        }
+        status = throttle.as_extension()
+        metering.cost = {"requestedQueryCost": requested, "actualQueryCost": actual, "throttleStatus": status}
+        if operation.operation == OperationType.QUERY and isinstance(data, dict):
+            agree_with_throttle(data, operation.selection_set, fragments, int(status["currentlyAvailable"]))
 
     def get_results(self) -> dict[str, Any]:
         metering = self.execution_context.context.metering

@@ -1,5 +1,6 @@
 """The GraphQL schema: one module per area, assembled here with the API's extensions."""
 
+from functools import cache
 from typing import Any
 
 from graphql import GraphQLError
@@ -10,6 +11,7 @@ from strawberry.types import ExecutionContext
 from api.documents.dry_run import DryRun
 from api.protection.cost_and_budget import CostAndBudget
 from api.protection.shape_limits import CachedValidation, LimitedParsing, limit_rules
+from api.schema import requires_scopes
 from api.schema.appointments import Appointment, Patient
 from api.schema.errors import ErrorCodes
 from api.schema.guard import resolve_field
@@ -18,6 +20,7 @@ from api.schema.practices import Practice, Practitioner
 from api.schema.query import Query
 from api.schema.scalars import SCALAR_OVERRIDES
 from api.settings import Settings
+from authz.engine import Authorizer
 
 PARSER_CACHE_SIZE = 512
 
@@ -49,7 +52,7 @@ def build_schema(settings: Settings, cost_analysis: bool = True) -> PartnerSchem
     price and the budget charge (api/protection/cost_and_budget.py, before any resolver runs).
     """
     rules = limit_rules(settings)  # built once, so the validation cache keeps hitting
-    return PartnerSchema(
+    built = PartnerSchema(
         query=Query,
         mutation=Mutation,
         types=[Appointment, Patient, Practice, Practitioner, ErrorCodes],
@@ -62,6 +65,14 @@ def build_schema(settings: Settings, cost_analysis: bool = True) -> PartnerSchem
             *([CostAndBudget] if cost_analysis else []),
         ],
     )
+    requires_scopes.annotate(built._schema.type_map, _policy_field_scopes())
+    return built
+
+
+@cache
+def _policy_field_scopes() -> dict[str, frozenset[str]]:
+    """The policy's `field_needs_scope` table (authz/fields.polar), loaded once per process."""
+    return Authorizer().field_scopes
 
 
 schema = build_schema(Settings())

@@ -10,6 +10,7 @@ from api.ledger.disclosure_recorder import DisclosedRecord
 from api.protection.cost import CONTACT_COST, HEALTH_COST, IDENTITY_COST, Cost
 from api.schema.context import GraphQLContext
 from api.schema.guard import build, require
+from api.schema.loaders import Withheld
 from api.schema.practices import Practice, Practitioner
 from api.schema.relay import Node
 from api.services.horizon import RecordFields
@@ -138,7 +139,10 @@ class Appointment(Node):
     @strawberry.field(description="The patient record. Its fields need patients:identity or patients:contact.")
     async def patient(self, info: strawberry.Info[GraphQLContext, None]) -> Patient | None:
         require(self, "Appointment.patient")
-        patient = await info.context.loaders.patients.load(self.row.patient_id)
+        try:
+            patient = await info.context.loaders.patient(self.row.patient_id)
+        except Withheld:
+            return None
         if patient is None:
             raise not_found("patient")
         fields = await info.context.fields.record_fields_at(patient.row.practice_id)

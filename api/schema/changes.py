@@ -4,12 +4,13 @@ from typing import Annotated
 import strawberry
 
 from api.data import models
+from api.protection.cost import ListSize
 from api.protection.input_validation import ValidatedInput
 from api.schema import constraints
 from api.schema.appointments import Appointment
 from api.schema.context import GraphQLContext
 from api.schema.guard import build, require
-from api.schema.relay import PAGED, Connection, First
+from api.schema.relay import Connection
 from api.services import reads
 from api.services.horizon import RecordFields
 
@@ -47,12 +48,20 @@ class AppointmentChange:
         return Appointment.from_row(self.row.appointment, self.record_fields, info.context)
 
 
+# The feed pages forward only: `first` changes after `since`.
+FEED_PAGED = ListSize(slicing_arguments=["first"], sized_fields=["edges"])
+FeedFirst = Annotated[int, strawberry.argument(description=f"Page size, 1 to {reads.MAX_PAGE_SIZE}.")]
+
+
 @strawberry.type
 class ChangeQuery:
     @strawberry.field(
         description="Sync feed: appointments of a practice created, updated, cancelled or deleted after `since`. "
-        "Start without `since`, then keep the last `endCursor`. Needs appointments:read.",
-        directives=[PAGED],
+        "Start without `since`, then keep the last `endCursor`. Needs appointments:read. Its cursors are those of "
+        "a connection (`since` is the `after` of this feed), but it pages forward only, without `last`/`before`: "
+        "it is a log that grows at its end, where a change moves an appointment, so there is no stable page "
+        "before a position to go back to; `endCursor` is set even on an empty page, ready for the next poll.",
+        directives=[FEED_PAGED],
         extensions=[ValidatedInput()],
     )
     async def appointment_changes(
@@ -61,7 +70,7 @@ class ChangeQuery:
         practice_id: Annotated[
             strawberry.ID, strawberry.argument(description="Practice id.", directives=[constraints.ID])
         ],
-        first: First,
+        first: FeedFirst,
         since: Annotated[
             str | None,
             strawberry.argument(

@@ -10,13 +10,13 @@ from typing import Any, TypeVar
 from strawberry.dataloader import DataLoader
 
 from api.data import models
-from api.errors import ApiError
+from api.errors import ApiError, ErrorCode
 from api.protection.extraction import ExtractionGuard
 from api.services import reads
 from api.services.readable_fields import ReadableFields
 from api.services.unit_of_work import UnitOfWork
 
-__all__ = ["Loaders"]
+__all__ = ["Loaders", "Withheld"]
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -34,6 +34,11 @@ def _in_order(
     return load
 
 
+class Withheld(Exception):
+    """A patient of a practice whose distinct-patient refusal this response already carries: its
+    field is null without a second error (not NOT_FOUND: it exists)."""
+
+
 class Loaders:
     """One request's loaders, over its unit of work."""
 
@@ -42,10 +47,25 @@ class Loaders:
         self.practices: DataLoader[int, models.Practice | None] = DataLoader(
             _in_order(lambda ids: reads.by_ids(uow, models.Practice, ids))
         )
-        self.patients: DataLoader[int, reads.LoadedPatient | None] = DataLoader(self._patients)  # ApiError: raised
+        self._patients_loader: DataLoader[int, reads.LoadedPatient | None] = DataLoader(self._patients)
+        self._refusals_told: set[int] = set()  # ids of the refusals already raised in this response
         self.practitioners: DataLoader[tuple[int, int], models.PracticeMembership | None] = DataLoader(
             _in_order(lambda keys: reads.memberships(uow, keys))
         )
+
+    async def patient(self, patient_id: int) -> reads.LoadedPatient | None:
+        """The patient, if visible. A practice refused by the distinct-patient budget is one refusal:
+        its error is raised at the first of its patients, the others raise `Withheld`, for a null
+        without repeating it (a page of 64 appointments would otherwise carry 64 identical errors)."""
+        try:
+            return await self._patients_loader.load(patient_id)
+        except ApiError as error:
+            if error.extensions.get("code") != ErrorCode.EXTRACTION_LIMIT_EXCEEDED:
+                raise
+            if id(error) in self._refusals_told:
+                raise Withheld from None
+            self._refusals_told.add(id(error))
+            raise
 
     async def _patients(self, ids: Sequence[int]) -> list[reads.LoadedPatient | ApiError | None]:
         """Patients, each practice's batch admitted by the distinct-patient budget first."""

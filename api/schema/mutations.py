@@ -93,6 +93,10 @@ class WriteRefused:
 BookResult = Annotated[
     AppointmentBooked | WriteRefused, strawberry.union("BookAppointmentResult", description="Booked, or refused.")
 ]
+CancelResult = Annotated[
+    AppointmentCancelled | WriteRefused,
+    strawberry.union("CancelAppointmentResult", description="Cancelled, or refused."),
+]
 RescheduleResult = Annotated[
     AppointmentRescheduled | WriteRefused,
     strawberry.union("RescheduleAppointmentResult", description="Moved, or refused."),
@@ -155,7 +159,8 @@ class Mutation:
         return AppointmentRescheduled(appointment=await _appointment(info, result))
 
     @strawberry.mutation(
-        description="Cancel an appointment. Safe to retry.",
+        description="Cancel a booked appointment (an arrived, fulfilled or missed one is refused: NOT_CHANGEABLE, "
+        "as for rescheduling). Safe to retry: an appointment already cancelled is answered as cancelled.",
         directives=[Cost(weight=WRITE_COST)],
         extensions=[ValidatedInput()],
     )
@@ -165,9 +170,8 @@ class Mutation:
         appointment_id: Annotated[
             strawberry.ID, strawberry.argument(description="Appointment id.", directives=[constraints.ID])
         ],
-    ) -> AppointmentCancelled:
-        return AppointmentCancelled(
-            appointment=await _appointment(
-                info, await writes.cancel(info.context.uow, info.context.extraction, appointment_id)
-            )
-        )
+    ) -> CancelResult:
+        result = await writes.cancel(info.context.uow, info.context.extraction, appointment_id)
+        if isinstance(result, writes.Refusal):
+            return _refused(result)
+        return AppointmentCancelled(appointment=await _appointment(info, result))

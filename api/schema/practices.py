@@ -6,7 +6,7 @@ from api.data import models
 from api.protection.input_validation import ValidatedInput
 from api.schema.context import GraphQLContext
 from api.schema.guard import build, require
-from api.schema.relay import PAGED, After, Connection, First, Node
+from api.schema.relay import PAGED, After, Before, Connection, First, Last, Node, page_slice
 from api.services import reads
 
 
@@ -48,9 +48,14 @@ class Practice(Node):
         extensions=[ValidatedInput()],
     )
     async def practitioners(
-        self, info: strawberry.Info[GraphQLContext, None], first: First, after: After = None
+        self,
+        info: strawberry.Info[GraphQLContext, None],
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
     ) -> Connection[Practitioner] | None:
         require(self, "Practice.practitioners")
         ctx = info.context
-        page = await reads.practitioners(ctx.uow, ctx.cursors, self.internal_id, first, after)
+        page = await reads.practitioners(ctx.uow, ctx.cursors, self.internal_id, page_slice(first, after, last, before))
         return Connection.of(page, lambda row: Practitioner.from_row(row, self.readable))

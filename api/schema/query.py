@@ -14,8 +14,9 @@ from api.schema import constraints
 from api.schema.appointments import Appointment, AppointmentStatus, Patient
 from api.schema.changes import ChangeQuery
 from api.schema.context import GraphQLContext
+from api.schema.loaders import Withheld
 from api.schema.practices import Practice, Practitioner
-from api.schema.relay import PAGED, After, Connection, First, Node
+from api.schema.relay import PAGED, After, Before, Connection, First, Last, Node, page_slice
 from api.schema.viewer import RateLimit, Viewer, ViewerGrant
 from api.services import reads
 
@@ -23,7 +24,7 @@ Info = strawberry.Info[GraphQLContext, None]
 MAX_NODES = 100
 
 
-async def _node(ctx: GraphQLContext, public_id: str) -> Node:
+async def _node(ctx: GraphQLContext, public_id: str) -> Node | None:
     kind, row = await reads.find_node(ctx.uow, public_id)
     if kind == "Appointment":
         return Appointment.from_row(row, await ctx.fields.record_fields_at(row.practice_id), ctx)
@@ -33,7 +34,10 @@ async def _node(ctx: GraphQLContext, public_id: str) -> Node:
             raise not_found("Practitioner")
         return Practitioner.from_row(membership, await ctx.fields.at(row.practice_id))
     if kind == "Patient":
-        patient = await ctx.loaders.patients.load(row.id)  # through the distinct-patient budget
+        try:
+            patient = await ctx.loaders.patient(row.id)  # through the distinct-patient budget
+        except Withheld:  # its practice's refusal is already in the response
+            return None
         if patient is None:  # found a moment ago: gone since, or no longer visible
             raise not_found("Patient")
         return Patient.from_row(
@@ -42,7 +46,10 @@ async def _node(ctx: GraphQLContext, public_id: str) -> Node:
     return Practice.from_row(row, await ctx.fields.at(row.id))
 
 
-@strawberry.type(description="Entry points for partner software. Every list is paged with `first` (1 to 100).")
+@strawberry.type(
+    description="Entry points for partner software. Every list is paged: `first` (1 to 100) items after `after`, "
+    "or `last` before `before`."
+)
 class Query(ChangeQuery):
     @strawberry.field(description="You, the calling partner, and your grants.")
     async def viewer(self, info: Info) -> Viewer:
@@ -61,7 +68,7 @@ class Query(ChangeQuery):
                     id=strawberry.ID(g.public_id),
                     practice_id=strawberry.ID(g.practice.public_id),
                     practice_name=g.practice.name,
-                    scopes=sorted(g.scopes),
+                    scopes=sorted(scope.value for scope in g.scopes),
                     granted_at=g.granted_at,
                     expires_at=g.expires_at,
                     days_back=g.days_back,
@@ -92,9 +99,11 @@ class Query(ChangeQuery):
         directives=[PAGED],
         extensions=[ValidatedInput()],
     )
-    async def practices(self, info: Info, first: First, after: After = None) -> Connection[Practice]:
+    async def practices(
+        self, info: Info, first: First = None, after: After = None, last: Last = None, before: Before = None
+    ) -> Connection[Practice]:
         ctx = info.context
-        page = await reads.practices(ctx.uow, ctx.cursors, first, after)
+        page = await reads.practices(ctx.uow, ctx.cursors, page_slice(first, after, last, before))
         readable = await ctx.fields.at_practices(p.id for p in page.rows)
         return Connection.of(page, lambda row: Practice.from_row(row, readable[row.id]))
 
@@ -131,17 +140,50 @@ class Query(ChangeQuery):
                 description=f"Window end (exclusive); at most {reads.MAX_WINDOW_DAYS} days after `from`."
             ),
         ],
-        first: First,
+        first: First = None,
         after: After = None,
         practitioner_id: Annotated[
             strawberry.ID | None,
             strawberry.argument(description="Only this practitioner's.", directives=[constraints.ID]),
         ] = None,
-        status: Annotated[AppointmentStatus | None, strawberry.argument(description="Only this status.")] = None,
+        status: Annotated[
+            AppointmentStatus | None,
+            strawberry.argument(
+                description="Only this status.", deprecation_reason="Use `statuses`, which takes one or several."
+            ),
+        ] = None,
+        statuses: Annotated[
+            list[AppointmentStatus] | None,
+            strawberry.argument(
+                description="Only these statuses (one or several; each at most once). Omitted: every status."
+            ),
+        ] = None,
+        updated_since: Annotated[
+            datetime | None,
+            strawberry.argument(
+                description="Only those created or changed at or after this instant (with a time zone offset); "
+                "the window `from`/`to` still bounds them. To follow changes, prefer `appointmentChanges`."
+            ),
+        ] = None,
+        last: Last = None,
+        before: Before = None,
     ) -> Connection[Appointment]:
         ctx = info.context
+        if status is not None and statuses is not None:
+            raise bad_input("Give `statuses` (or the deprecated `status`), not both.", argument="statuses")
+        chosen = [status] if status is not None else statuses
+        if chosen is not None and len(chosen) > len(set(chosen)):
+            raise bad_input("`statuses` names each status at most once.", argument="statuses")
         page = await reads.appointments(
-            ctx.uow, ctx.cursors, practice_id, from_, to, practitioner_id, status, first, after
+            ctx.uow,
+            ctx.cursors,
+            practice_id,
+            from_,
+            to,
+            practitioner_id,
+            chosen,
+            updated_since,
+            page_slice(first, after, last, before),
         )
         fields = await ctx.fields.record_fields({row.practice_id for row in page.rows})
         return Connection.of(page, lambda row: Appointment.from_row(row, fields[row.practice_id], ctx))

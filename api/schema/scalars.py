@@ -1,4 +1,5 @@
-"""Input scalars as strawberry declares them, narrowed to the values the database can store."""
+"""Scalars as strawberry declares them, narrowed: inputs to the values the database can store,
+outputs to one form (every instant answered in UTC, whatever offset it was written with)."""
 
 from __future__ import annotations
 
@@ -24,5 +25,18 @@ def _parse_datetime(value: object) -> datetime:
     return parsed
 
 
-DateTime: ScalarDefinition = dataclasses.replace(DateTimeDefinition, parse_value=_parse_datetime)
+def _serialize_datetime(value: datetime) -> str:
+    """RFC 3339 in UTC (`+00:00`): a booking's first answer and its replay read the same."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime: every instant the API answers is timezone-aware")
+    return value.astimezone(UTC).isoformat()
+
+
+DateTime: ScalarDefinition = dataclasses.replace(
+    DateTimeDefinition,
+    description="An instant, RFC 3339 (`2026-12-01T08:00:00+01:00`): sent with any offset, answered in UTC.",
+    specified_by_url="https://datatracker.ietf.org/doc/html/rfc3339",
+    parse_value=_parse_datetime,
+    serialize=_serialize_datetime,
+)
 SCALAR_OVERRIDES: dict[object, ScalarDefinition] = {datetime: DateTime}

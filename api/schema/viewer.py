@@ -9,16 +9,14 @@ from api.protection.cost import ListSize
 from api.schema._described_enum import described_enum
 from api.scopes import Scope
 
-# GraphQL enum values are the Python names (APPOINTMENTS_READ), described by the scope table's rows;
-# the resolvers return `api.scopes.Scope` members, which serialize by their value.
-ScopeEnum = described_enum("Scope", Scope, "What a practice's grant lets you do.")
+# Scopes are strings spelt as everywhere else (docs, CLI, errors, OAuth scopes): `appointments:read`,
+# which a GraphQL enum value cannot spell. Their list comes from the scope table.
+SCOPES_GRANTED = "Scopes granted, as the docs and the CLI spell them: " + ", ".join(f"`{s.value}`" for s in Scope) + "."
 KeyModeEnum = described_enum("KeyMode", KeyMode, "What documents a key may run.")
 if TYPE_CHECKING:
-    ScopeValue = Scope  # what the resolvers hand over
-    KeyModeValue = KeyMode
+    KeyModeValue = KeyMode  # what the resolvers hand over
 else:
-    ScopeValue = ScopeEnum  # what the schema publishes
-    KeyModeValue = KeyModeEnum
+    KeyModeValue = KeyModeEnum  # what the schema publishes
 
 
 @strawberry.type(description="One of your grants: a practice's consent, with its scopes.")
@@ -26,7 +24,7 @@ class ViewerGrant:
     id: strawberry.ID = strawberry.field(description="Opaque id of the grant.")
     practice_id: strawberry.ID = strawberry.field(description="Id of the practice that granted access.")
     practice_name: str = strawberry.field(description="Name of that practice.")
-    scopes: list[ScopeValue] = strawberry.field(description="Scopes granted.")
+    scopes: list[str] = strawberry.field(description=SCOPES_GRANTED)
     granted_at: datetime = strawberry.field(description="When the practice granted access.")
     expires_at: datetime = strawberry.field(description="When the grant ends unless renewed.")
     days_back: int = strawberry.field(

@@ -3,13 +3,13 @@ returns rows the partner may see, and paging applies after that filter."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ScalarSelect, Select, literal, tuple_
+from sqlalchemy import ScalarSelect, Select, func, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
@@ -29,17 +29,58 @@ Row = TypeVar("Row")
 
 
 @dataclass(frozen=True)
+class Slice:
+    """Which page of a connection is asked for, as Relay writes it: `first` items after the cursor
+    `after`, or the `last` items before the cursor `before` (backward paging). One of the two sizes
+    is required, each from 1 to 100, so that every page is bounded and priced by its size."""
+
+    first: int | None = None
+    after: str | None = None
+    last: int | None = None
+    before: str | None = None
+
+    @property
+    def size(self) -> int:
+        """The page's size, once `check_slice` has passed."""
+        size = self.first if self.first is not None else self.last
+        assert size is not None  # check_slice refuses a slice without a size
+        return size
+
+    @property
+    def backward(self) -> bool:
+        return self.last is not None
+
+
+@dataclass(frozen=True)
 class Page(Generic[Row]):
     rows: Sequence[Row]
     has_next_page: bool
     end_cursor: str | None
     # Each row's cursor, signed only when called: signing 100 cursors that nobody asked for is measurable.
     cursors: Sequence[Callable[[], str]]
+    has_previous_page: bool = False
+    start_cursor: str | None = None
+    # How many rows the whole list holds, counted only when `totalCount` is selected (it is priced).
+    count: Callable[[], Awaitable[int]] | None = None
 
 
-def check_page_size(first: int) -> None:
-    if not 1 <= first <= MAX_PAGE_SIZE:
-        raise bad_input(f"`first` must be between 1 and {MAX_PAGE_SIZE}.", argument="first")
+def check_page_size(size: int, argument: str = "first") -> None:
+    if not 1 <= size <= MAX_PAGE_SIZE:
+        raise bad_input(f"`{argument}` must be between 1 and {MAX_PAGE_SIZE}.", argument=argument)
+
+
+def check_slice(window: Slice) -> None:
+    """Exactly one page size; `after` goes with `first`, `before` with `last` (as GitHub's API)."""
+    if (window.first is None) == (window.last is None):
+        raise bad_input("Give either `first` (with `after`) or `last` (with `before`).", argument="first")
+    if window.first is not None:
+        check_page_size(window.first, "first")
+        if window.before is not None:
+            raise bad_input("`before` pages backward: use it with `last`.", argument="before")
+    else:
+        check_page_size(window.last, "last")  # type: ignore[arg-type]  # not None: checked above
+        if window.after is not None:
+            raise bad_input("`after` pages forward: use it with `first`.", argument="after")
 
 
 async def _page(
@@ -49,21 +90,41 @@ async def _page(
     sort_columns: Sequence[Any],
     position_of: Any,
     binding: Sequence[object],
-    first: int,
-    after: str | None,
+    window: Slice,
 ) -> Page[Any]:
-    """Keyset paging (no OFFSET) over `statement`, ordered by `sort_columns`."""
-    check_page_size(first)
-    if after is not None:
-        position = cursors.decode(after, binding)
+    """Keyset paging (no OFFSET) over `statement`, ordered by `sort_columns`, forward from `after`
+    or backward from `before`. `hasPreviousPage` going forward (`hasNextPage` going backward) is
+    true when a cursor was given: the page starts after an item (Relay lets a server say so)."""
+    check_slice(window)
+    size = window.size
+    cursor = window.before if window.backward else window.after
+    counted = statement
+    if cursor is not None:
+        position = cursors.decode(cursor, binding)
         if len(position) != len(sort_columns):
             raise bad_input("Invalid cursor.")
-        statement = statement.where(tuple_(*sort_columns) > tuple_(*_typed(position, sort_columns)))
-    rows = list((await uow.execute(statement.order_by(*sort_columns).limit(first + 1))).scalars())
-    page_rows = rows[:first]
+        key, typed = tuple_(*sort_columns), tuple_(*_typed(position, sort_columns))
+        statement = statement.where(key < typed if window.backward else key > typed)
+    order = [column.desc() for column in sort_columns] if window.backward else list(sort_columns)
+    rows = list((await uow.execute(statement.order_by(*order).limit(size + 1))).scalars())
+    more = len(rows) > size
+    page_rows = rows[:size][::-1] if window.backward else rows[:size]
     signers = [partial(cursors.encode, binding, position_of(row)) for row in page_rows]
+    start = cursors.encode(binding, position_of(page_rows[0])) if page_rows else None
     end = cursors.encode(binding, position_of(page_rows[-1])) if page_rows else None
-    return Page(page_rows, len(rows) > first, end, signers)
+
+    async def count() -> int:
+        return int((await uow.execute(select(func.count()).select_from(counted.subquery()))).scalar_one())
+
+    return Page(
+        page_rows,
+        has_next_page=cursor is not None if window.backward else more,
+        end_cursor=end,
+        cursors=signers,
+        has_previous_page=more if window.backward else cursor is not None,
+        start_cursor=start,
+        count=count,
+    )
 
 
 def _typed(position: list[object], columns: Sequence[Any]) -> list[Any]:
@@ -130,7 +191,7 @@ async def check_practice_if_empty(uow: UnitOfWork, public_id: str, rows: Sequenc
         await find_by_public_id(uow, Practice, public_id)
 
 
-async def practices(uow: UnitOfWork, cursors: CursorCodec, first: int, after: str | None) -> Page[Practice]:
+async def practices(uow: UnitOfWork, cursors: CursorCodec, window: Slice) -> Page[Practice]:
     return await _page(
         uow,
         cursors,
@@ -138,13 +199,12 @@ async def practices(uow: UnitOfWork, cursors: CursorCodec, first: int, after: st
         [Practice.public_id],
         lambda p: [p.public_id],
         ("practices", uow.principal.partner_id),
-        first,
-        after,
+        window,
     )
 
 
 async def practitioners(
-    uow: UnitOfWork, cursors: CursorCodec, practice_id: int, first: int, after: str | None
+    uow: UnitOfWork, cursors: CursorCodec, practice_id: int, window: Slice
 ) -> Page[PracticeMembership]:
     statement = (
         uow.authorized(PracticeMembership)
@@ -158,8 +218,7 @@ async def practitioners(
         [PracticeMembership.public_id],
         lambda m: [m.public_id],
         ("practitioners", uow.principal.partner_id, practice_id),
-        first,
-        after,
+        window,
     )
 
 
@@ -170,10 +229,12 @@ async def appointments(
     start: datetime,
     end: datetime,
     practitioner_public_id: str | None,
-    status: AppointmentStatus | None,
-    first: int,
-    after: str | None,
+    statuses: Collection[AppointmentStatus] | None,
+    updated_since: datetime | None,
+    window: Slice,
 ) -> Page[Appointment]:
+    """A practice's appointments starting in [start, end), of some `statuses` (None: any) and
+    changed at or after `updated_since` (None: whenever): the window bounds every page."""
     if start.tzinfo is None or end.tzinfo is None:
         raise bad_input("`from` and `to` need a time zone offset, e.g. 2026-12-01T08:00:00+01:00.")
     if not start < end:
@@ -190,17 +251,25 @@ async def appointments(
             raise bad_input("`practitionerId` is not a practitioner id.", argument="practitionerId")
         membership = await find_by_public_id(uow, PracticeMembership, practitioner_public_id)
         statement = statement.where(Appointment.practitioner_id == membership.practitioner_id)
-    if status is not None:
-        statement = statement.where(Appointment.status == status)
-    binding = (
+    if statuses is not None:
+        if not statuses:
+            raise bad_input("`statuses` holds at least one status.", argument="statuses")
+        statement = statement.where(Appointment.status.in_(sorted(set(statuses))))
+    if updated_since is not None:
+        if updated_since.tzinfo is None:
+            raise bad_input("`updatedSince` needs a time zone offset.", argument="updatedSince")
+        statement = statement.where(Appointment.updated_at >= updated_since)
+    binding: tuple[object, ...] = (
         "appointments",
         uow.principal.partner_id,
         practice_public_id,
         start.isoformat(),
         end.isoformat(),
         practitioner_public_id,
-        status,
+        sorted(set(statuses)) if statuses is not None else None,
     )
+    if updated_since is not None:  # appended only when given: cursors issued without it stay valid
+        binding += (updated_since.astimezone(UTC).isoformat(),)
     page = await _page(
         uow,
         cursors,
@@ -208,8 +277,7 @@ async def appointments(
         [Appointment.starts_at, Appointment.public_id],
         lambda a: [a.starts_at.isoformat(), a.public_id],
         binding,
-        first,
-        after,
+        window,
     )
     await check_practice_if_empty(uow, practice_public_id, page.rows)
     return page
@@ -288,4 +356,19 @@ async def changes(
     signers = [partial(cursors.encode, binding, [change.seq]) for change in page_rows]
     # With nothing new, the end cursor stays where the client is, ready for the next poll.
     end = cursors.encode(binding, [page_rows[-1].seq if page_rows else position])
-    return Page(page_rows, len(rows) > first, end, signers)
+
+    async def count() -> int:
+        total = 0
+        for listed in (updated, deleted):
+            total += int((await uow.execute(select(func.count()).select_from(listed.subquery()))).scalar_one())
+        return total
+
+    return Page(
+        page_rows,
+        has_next_page=len(rows) > first,
+        end_cursor=end,
+        cursors=signers,
+        has_previous_page=since is not None,
+        start_cursor=cursors.encode(binding, [page_rows[0].seq]) if page_rows else None,
+        count=count,
+    )

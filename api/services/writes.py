@@ -15,7 +15,7 @@ import enum
 import hashlib
 import json
 from dataclasses import asdict, dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import insert, select, update
@@ -35,6 +35,7 @@ from api.errors import ApiError, ErrorCode, bad_input, not_found
 from api.ids import kind_of
 from api.protection import churn
 from api.protection.extraction import ExtractionGuard
+from api.scopes import Scope
 from api.services import reads
 from api.services.unit_of_work import UnitOfWork
 
@@ -49,7 +50,7 @@ class RefusalReason(enum.Enum):
     TOO_LONG = f"An appointment lasts at most {MAX_DURATION.seconds // 3600} hours."
     PRACTITIONER_NOT_AT_PRACTICE = "This practitioner does not work at this practice."
     PATIENT_NOT_AT_PRACTICE = "This patient is not in this practice's file."
-    NOT_CHANGEABLE = "Only a booked appointment can be rescheduled."
+    NOT_CHANGEABLE = "Only a booked appointment can be rescheduled or cancelled."
 
 
 @dataclass(frozen=True)
@@ -83,12 +84,33 @@ async def next_change_seq(session: AsyncSession) -> int:
     return value
 
 
-def _request_hash(operation: str, payload: dict[str, Any]) -> str:
+def _canonical(value: object) -> object:
+    """A value as its meaning: an instant in UTC whatever offset it was written with, a date or an
+    enum by its ISO form or value (json has no other way to write them)."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    raise TypeError(f"no canonical form for {type(value).__name__}")
+
+
+def request_hash(operation: str, payload: dict[str, Any]) -> str:
+    """What an idempotency key is bound to: the request's meaning, not its text, so that a retry
+    writing the same instants with another offset (`Z` instead of `-04:00`) is the same request."""
+    canonical = json.dumps([operation, payload], sort_keys=True, separators=(",", ":"), default=_canonical)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def text_request_hash(operation: str, payload: dict[str, Any]) -> str:
+    """The digest of records written before `request_hash` (of the input's text, offsets included):
+    a retry of such a request, sent again as it was, still replays."""
     return hashlib.sha256(json.dumps([operation, payload], sort_keys=True, default=str).encode()).hexdigest()
 
 
 async def _replayed(
-    session: AsyncSession, ctx: UnitOfWork, key: str | None, operation: str, digest: str
+    session: AsyncSession, ctx: UnitOfWork, key: str | None, operation: str, payload: dict[str, Any]
 ) -> Appointment | None:
     if key is None:
         return None
@@ -101,7 +123,8 @@ async def _replayed(
     ).scalar_one_or_none()
     if record is None:
         return None
-    if record.operation != operation or record.request_hash != digest:
+    digests = (request_hash(operation, payload), text_request_hash(operation, payload))
+    if record.operation != operation or record.request_hash not in digests:
         raise bad_input("This idempotency key was used for another request; use a new key.", argument="idempotencyKey")
     return await session.get(Appointment, record.appointment_id)
 
@@ -122,6 +145,11 @@ def _remember(
         )
 
 
+def changeable(appointment: Appointment) -> bool:
+    """Whether a partner may still move or cancel it: only while it is booked (the one rule of both)."""
+    return appointment.status == AppointmentStatus.BOOKED
+
+
 async def _authorized(
     session: AsyncSession, ctx: UnitOfWork, model: type[Record], action: str, public_id: str, what: str
 ) -> Record:
@@ -133,7 +161,12 @@ async def _authorized(
     if row is not None:
         return row
     if await reads.visible(ctx, model, public_id, session=session) is not None:
-        raise ApiError(ErrorCode.FORBIDDEN, f"Your grant at this practice does not allow you to {action} {what}s.")
+        raise ApiError(
+            ErrorCode.FORBIDDEN,
+            f"Your grant at this practice does not allow you to {action} {what}s: it needs "
+            f"{Scope.APPOINTMENTS_WRITE.value}.",
+            requiredScopes=[Scope.APPOINTMENTS_WRITE.value],
+        )
     raise not_found(what)
 
 
@@ -187,9 +220,9 @@ async def book(
         "ends": ends_at,
         "reason": reason,
     }
-    digest = _request_hash("book", payload)
+    digest = request_hash("book", payload)
     async with ctx.write() as session:
-        replay = await _replayed(session, ctx, idempotency_key, "book", digest)
+        replay = await _replayed(session, ctx, idempotency_key, "book", payload)
         if replay is not None:
             return replay
         practice = await _authorized(session, ctx, Practice, "book", practice_id, "practice")
@@ -230,8 +263,8 @@ async def book(
             practice_id=practice.id,
             practitioner_id=membership.practitioner_id,
             patient_id=patient.id,
-            starts_at=starts_at,
-            ends_at=ends_at,
+            starts_at=starts_at.astimezone(UTC),  # answered in UTC, the first time as on a replay
+            ends_at=ends_at.astimezone(UTC),
             status=AppointmentStatus.BOOKED,
             reason=reason,
             source_partner_id=ctx.principal.partner_id,
@@ -250,13 +283,14 @@ async def book(
 async def reschedule(
     ctx: UnitOfWork, appointment_id: str, starts_at: datetime, ends_at: datetime, idempotency_key: str | None
 ) -> Appointment | Refusal:
-    digest = _request_hash("reschedule", {"appointment": appointment_id, "starts": starts_at, "ends": ends_at})
+    payload = {"appointment": appointment_id, "starts": starts_at, "ends": ends_at}
+    digest = request_hash("reschedule", payload)
     async with ctx.write() as session:
-        replay = await _replayed(session, ctx, idempotency_key, "reschedule", digest)
+        replay = await _replayed(session, ctx, idempotency_key, "reschedule", payload)
         if replay is not None:
             return replay
         appointment = await _authorized(session, ctx, Appointment, "reschedule", appointment_id, "appointment")
-        if appointment.status != AppointmentStatus.BOOKED:
+        if not changeable(appointment):
             return Refusal(RefusalReason.NOT_CHANGEABLE)
         refusal = _check_times(ctx, starts_at, ends_at)
         if refusal:
@@ -264,7 +298,7 @@ async def reschedule(
         seq = await next_change_seq(session)
         if await _slot_taken(session, appointment.practitioner_id, starts_at, ends_at, appointment.id):
             return Refusal(RefusalReason.SLOT_TAKEN)
-        appointment.starts_at, appointment.ends_at = starts_at, ends_at
+        appointment.starts_at, appointment.ends_at = starts_at.astimezone(UTC), ends_at.astimezone(UTC)
         appointment.time_set_by_partner_id = ctx.principal.partner_id  # a time a partner set opens nothing (horizon.py)
         appointment.updated_at, appointment.change_seq = ctx.request_time, seq
         _remember(session, ctx, idempotency_key, "reschedule", digest, appointment)
@@ -272,13 +306,17 @@ async def reschedule(
         return appointment
 
 
-async def cancel(ctx: UnitOfWork, extraction: ExtractionGuard, appointment_id: str) -> Appointment:
-    """Cancel; cancelling a cancelled appointment changes nothing (safe to retry). A partner's own
-    bookings cancelled in quick succession raise a churn alert (api.protection.churn)."""
+async def cancel(ctx: UnitOfWork, extraction: ExtractionGuard, appointment_id: str) -> Appointment | Refusal:
+    """Cancel a booked appointment, the one a partner may also reschedule (an arrived, fulfilled or
+    missed one is history: NOT_CHANGEABLE); cancelling a cancelled appointment changes nothing (safe
+    to retry). A partner's own bookings cancelled in quick succession raise a churn alert
+    (api.protection.churn)."""
     async with ctx.write() as session:
         appointment = await _authorized(session, ctx, Appointment, "cancel", appointment_id, "appointment")
         if appointment.status == AppointmentStatus.CANCELLED:
             return appointment
+        if not changeable(appointment):
+            return Refusal(RefusalReason.NOT_CHANGEABLE)
         appointment.status = AppointmentStatus.CANCELLED
         appointment.updated_at, appointment.change_seq = ctx.request_time, await next_change_seq(session)
         await session.flush()

@@ -7,7 +7,9 @@ import pytest
 
 from api.settings import Settings
 
-CANCEL = "mutation { cancelAppointment(appointmentId: \"%s\") { appointment { id status } } }"
+CANCEL = (
+    'mutation { cancelAppointment(appointmentId: "%s") { ... on AppointmentCancelled { appointment { id status } } } }'
+)
 EVIL, PARTNER_APP = "https://evil.example", "https://app.partner.example"
 
 

@@ -74,6 +74,21 @@ async def test_rate_limit_field_reports_the_budget(make_api, world):
     }
 
 
+async def test_rate_limit_and_the_cost_extension_agree_in_one_response(make_api, world):
+    """`rateLimit` runs after the price is taken and before the refund: it must still tell the
+    budget this response leaves, as `extensions.cost` does, under any alias and through fragments."""
+    api = make_api(budget_refill_per_second=0.001)
+    document = PRICED.replace(
+        "{", "{ budget: rateLimit { left: currentlyAvailable } ...Budget ", 1
+    ) + " fragment Budget on Query { rateLimit { currentlyAvailable maximumAvailable } }"
+    response = await api.query(world.keys["full"], document, variables(world, 50))
+    cost = response.body["extensions"]["cost"]
+    assert cost["requestedQueryCost"] > cost["actualQueryCost"]  # a refund happened
+    left = cost["throttleStatus"]["currentlyAvailable"]
+    assert response.data["budget"] == {"left": left}
+    assert response.data["rateLimit"] == {"currentlyAvailable": left, "maximumAvailable": 2000}
+
+
 async def test_spent_budget_gets_429_with_a_right_retry_after(make_api, world):
     api = make_api(budget_capacity=600, budget_refill_per_second=1)
     # Each request reserves 550 and spends 11 per returned row (6 rows): 66 spent, 484 refunded.

@@ -195,6 +195,30 @@ async def test_a_refusal_reveals_neither_the_limit_nor_the_headroom(make_api, wo
     )
 
 
+async def test_a_refused_practice_is_one_error_and_the_status_the_readme_states(
+    make_api, world, big_practice, sync_engine
+):
+    """A page of 50 appointments whose patients the budget refuses carries one refusal, not 50, and
+    is served (HTTP 200: the appointments' times are data); its patients are null."""
+    with Session(sync_engine) as session, session.begin():
+        session.execute(update(Grant).values(max_patients_per_window=1))
+        operators.set_quarantine_on_refusal(session, "extractor", False)
+    api = make_api()
+    window = (utcnow(), utcnow() + timedelta(days=30))
+    page = PAGE.replace("node { startsAt", "node { id startsAt")
+    response = await api.query(world.keys["extractor"], page, page_variables(big_practice, *window, 50))
+    edges = response.data["appointments"]["edges"]
+    assert len(edges) == 50 and all(edge["node"]["patient"] is None for edge in edges)
+    # One error, and no other for the patients it left null (they exist: not NOT_FOUND).
+    assert [e["extensions"]["code"] for e in response.errors] == ["EXTRACTION_LIMIT_EXCEEDED"]
+    assert response.status == 200
+    # The same through `nodes`: one refusal, the other patients null.
+    patients_query = "query($ids: [ID!]!) { nodes(ids: $ids) { ... on Appointment { patient { id } } } }"
+    several = await api.query(world.keys["extractor"], patients_query, {"ids": [e["node"]["id"] for e in edges[:5]]})
+    assert [e["extensions"]["code"] for e in several.errors] == ["EXTRACTION_LIMIT_EXCEEDED"]
+    assert [node["patient"] for node in several.data["nodes"]] == [None] * 5
+
+
 async def test_a_practice_smaller_than_the_floor_is_not_read_whole_without_a_warning(
     async_engine, sync_engine, world, big_practice
 ):
@@ -437,8 +461,10 @@ async def test_a_key_quarantined_by_one_mutation_reads_and_writes_nothing_more_i
     api = make_api()
     a, b = await _limit_one_and_two_appointments(world, sync_engine, api)
     document = """mutation($a: ID!, $b: ID!) {
-      m1: cancelAppointment(appointmentId: $a) { appointment { id patient { id firstName } } }
-      m2: cancelAppointment(appointmentId: $b) { appointment { id patient { id firstName } } } }"""
+      m1: cancelAppointment(appointmentId: $a) {
+        ... on AppointmentCancelled { appointment { id patient { id firstName } } } }
+      m2: cancelAppointment(appointmentId: $b) {
+        ... on AppointmentCancelled { appointment { id patient { id firstName } } } } }"""
     response = await api.query(world.keys["full"], document, {"a": a, "b": b})
     # m2 is refused before it writes; a refused document keeps no write (api/services/unit_of_work.py).
     assert response.data is None
@@ -457,8 +483,9 @@ async def test_a_refusal_in_a_document_that_ends_unserved_still_quarantines_the_
     api = make_api()
     a, _ = await _limit_one_and_two_appointments(world, sync_engine, api)
     document = """mutation($a: ID!) {
-      m1: cancelAppointment(appointmentId: $a) { appointment { id patient { id firstName } } }
-      m2: cancelAppointment(appointmentId: "apt_nope") { appointment { id } } }"""
+      m1: cancelAppointment(appointmentId: $a) {
+        ... on AppointmentCancelled { appointment { id patient { id firstName } } } }
+      m2: cancelAppointment(appointmentId: "apt_nope") { ... on AppointmentCancelled { appointment { id } } } }"""
     response = await api.query(world.keys["full"], document, {"a": a})
     assert response.data is None
     assert ("m1", "EXTRACTION_LIMIT_EXCEEDED") in {(e["path"][0], e["extensions"]["code"]) for e in response.errors}
