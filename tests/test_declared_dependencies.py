@@ -1,6 +1,9 @@
 """Every distribution the code imports is declared in pyproject.toml: the service's in
 `dependencies`, the tests' and benchmarks' in the `test` extra. An undeclared import works only
-while another package happens to pull it in (as `cross_web` and `graphql` once did)."""
+while another package happens to pull it in (as `cross_web` and `graphql` once did).
+
+The optional extras (`demo`: the seeder, `tracing`: OpenTelemetry) are imported only by the modules that need
+them, so that a service installed without them starts."""
 
 from __future__ import annotations
 
@@ -12,7 +15,9 @@ from importlib.metadata import packages_distributions
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-LOCAL = {"api", "authz", "tests", "bench", "migrations"}
+LOCAL = {"api", "authz", "tests", "bench", "migrations", "tools"}
+# extra -> the only modules of the service that may import its distributions (lazily imported by the others).
+OPTIONAL = {"demo": {"api/data/seed.py"}, "tracing": {"api/http/tracing.py"}}
 
 
 def _imported(folders: list[str]) -> dict[str, set[str]]:
@@ -20,7 +25,17 @@ def _imported(folders: list[str]) -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
     for folder in folders:
         for path in (ROOT / folder).rglob("*.py"):
-            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            tree = ast.parse(path.read_text(), str(path))
+            # Imported for the type checker only: nothing needs to be installed at run time.
+            typing_only = {
+                id(inner)
+                for node in ast.walk(tree)
+                if isinstance(node, ast.If) and ast.unparse(node.test) in {"TYPE_CHECKING", "typing.TYPE_CHECKING"}
+                for inner in ast.walk(node)
+            }
+            for node in ast.walk(tree):
+                if id(node) in typing_only:
+                    continue
                 if isinstance(node, ast.Import):
                     names = [alias.name for alias in node.names]
                 elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
@@ -40,12 +55,21 @@ def _normalized(requirement: str) -> str:
     return re.sub(r"[-_.]+", "-", name.group(0)).lower()
 
 
-def _declared() -> tuple[set[str], set[str]]:
+def _declared(extra: str = "test") -> tuple[set[str], set[str]]:
+    """The runtime distributions, and the extra's (with those of the extras it names, `partner-api[demo]`)."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    return (
-        {_normalized(r) for r in project["dependencies"]},
-        {_normalized(r) for r in project["optional-dependencies"]["test"]},
-    )
+    extras = project["optional-dependencies"]
+    requirements, named = list(extras[extra]), set()
+    while requirements:
+        requirement = requirements.pop()
+        if _normalized(requirement) == "partner-api":
+            for other in re.findall(r"[\w-]+", requirement.partition("[")[2].partition("]")[0]):
+                if other not in named:
+                    named.add(other)
+                    requirements.extend(extras[other])
+        else:
+            named.add(_normalized(requirement))
+    return {_normalized(r) for r in project["dependencies"]}, named - set(extras)
 
 
 def _undeclared(folders: list[str], declared: set[str]) -> dict[str, set[str]]:
@@ -60,7 +84,17 @@ def _undeclared(folders: list[str], declared: set[str]) -> dict[str, set[str]]:
 
 def test_the_service_declares_every_distribution_it_imports():
     runtime, _ = _declared()
-    assert _undeclared(["api", "authz", "migrations"], runtime) == {}
+    optional = set().union(*(_declared(extra)[1] for extra in OPTIONAL))
+    assert _undeclared(["api", "authz", "migrations"], runtime | optional) == {}
+
+
+def test_only_the_modules_that_need_an_optional_extra_import_it():
+    runtime, _ = _declared()
+    for extra, modules in OPTIONAL.items():
+        others = set().union(*(_declared(other)[1] for other in OPTIONAL if other != extra))
+        importers = set().union(*_undeclared(["api", "authz", "migrations"], runtime | others).values())
+        assert importers <= modules, extra
+        assert importers, f"no module imports the {extra} extra any more: drop it or OPTIONAL's entry"
 
 
 def test_tests_and_benchmarks_declare_every_distribution_they_import():

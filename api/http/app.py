@@ -13,6 +13,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from sqlalchemy import text
 from starlette.applications import Starlette
@@ -30,6 +31,7 @@ from api.http import metrics
 from api.http.graphiql import graphiql_routes
 from api.http.graphql_view import PartnerGraphQL
 from api.http.pipeline import GraphQLPipeline
+from api.http.tracing import OperationTracing, tracer_provider, tracing_middleware
 from api.identity.grant_cache import GrantCache
 from api.ledger.webhook import WebhookSender
 from api.protection.budgets import Budgets
@@ -39,6 +41,9 @@ from api.schema import PartnerSchema, build_schema
 from api.services.cursors import CursorCodec
 from api.settings import Settings, get_settings
 from authz.engine import Authorizer
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 logger = logging.getLogger("api")
 
@@ -55,9 +60,12 @@ def create_app(
     authorizer: Authorizer | None = None,
     schema: PartnerSchema | None = None,
     clock: Clock = system_clock,
+    tracing: TracerProvider | None = None,
 ) -> Starlette:
+    """The app; `tracing` (tests) replaces the provider PARTNER_API_TRACING_OTLP_ENDPOINT would configure."""
     settings = settings or get_settings()
     engine = make_async_engine(settings.database_url, settings.statement_timeout_seconds)
+    provider = tracing or tracer_provider(settings.tracing_otlp_endpoint)
     authorizer = authorizer or Authorizer()
     if not settings.secret_key:
         logger.warning("PARTNER_API_SECRET_KEY is unset: cursors will not survive a restart or cross workers")
@@ -77,6 +85,7 @@ def create_app(
         extraction=ExtractionGuard(settings, on_alert=alert_sender.wake),
         cursors=CursorCodec(settings.secret_key.encode() or secrets.token_bytes(32)),
         clock=clock,
+        tracing=OperationTracing(provider),
     )
 
     async def healthz(_: Request) -> Response:
@@ -104,6 +113,8 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await sender
         await engine.dispose()
+        if provider is not None and tracing is None:
+            provider.shutdown()  # the spans still batched are sent before the worker exits
 
     # CORS is closed unless origins are configured: no Access-Control-* header at all by default.
     cors = (
@@ -120,8 +131,9 @@ def create_app(
         if settings.cors_origins
         else []
     )
+    traced = tracing_middleware(engine, provider) if provider is not None else []
     app = Starlette(
-        middleware=cors,
+        middleware=[*traced, *cors],
         exception_handlers={StarletteHTTPException: http_error},
         routes=[
             Route("/graphql", graphql.handle, methods=["GET", "POST"]),

@@ -34,6 +34,7 @@ from api.http import logs, metrics
 from api.http.graphiql import render_graphiql, wants_graphiql
 from api.http.graphql_view import PartnerGraphQL
 from api.http.outcome import Outcome, refused
+from api.http.tracing import OperationTracing
 from api.identity.authentication import KeyQuarantined, Principal, authenticate, bearer_token
 from api.identity.grant_cache import GrantCache
 from api.identity.keys import split_token
@@ -90,7 +91,8 @@ class GraphQLPipeline:
        the end of step 3. The budget charge and the distinct-patient windows keep their own commits
        in step 4, before the write (after it, they join it); a refusal's quarantine and alerts stand
        even when the write is undone (`UnitOfWork.keep`), and a quarantined key writes nothing more.
-    6. `observe`: metrics (api/http/metrics.py) and the request's log line (api/http/logs.py).
+    6. `observe`: metrics (api/http/metrics.py) and the request's log line (api/http/logs.py); with
+       tracing configured, steps 1 to 6 run in a `graphql.operation` span (api/http/tracing.py).
 
     A failure of the database outside GraphQL execution (steps 2 to 4) is a 503 (`unavailable`),
     recorded and observed like any refusal. Every step answers with an `Outcome`
@@ -113,11 +115,13 @@ class GraphQLPipeline:
         extraction: ExtractionGuard,
         cursors: CursorCodec,
         clock: Clock = system_clock,
+        tracing: OperationTracing | None = None,
     ) -> None:
         self.settings, self.sessions, self.writer_lock, self.view = settings, sessions, writer_lock, view
         self.authorizer, self.gates, self.grants = authorizer, gates, grants
         self.budgets, self.extraction, self.cursors = budgets, extraction, cursors
         self.clock = clock  # the one source of the request's time (api/clock.py)
+        self.tracing = tracing or OperationTracing(None)  # a span per operation when configured (api/http/tracing.py)
         # Derived once from the policy: the ledger groups of each sensitive field, on each side of the horizon.
         self.field_groups = sensitive_field_groups(authorizer.field_scopes, authorizer.purpose_bound)
 
@@ -131,22 +135,25 @@ class GraphQLPipeline:
                     404, ApiError(ErrorCode.NOT_FOUND, "GraphiQL is disabled on this server."), request_id
                 ).response
             return render_graphiql(request)
-        started, now = time.perf_counter(), self.clock()
-        read = await self.read_body(request, request_id)
-        body: bytes | None = None
-        if isinstance(read, Outcome):
-            outcome = read
-        else:
-            body = read
-            try:
-                outcome = await self.take_turn(_replaying(request, body), request_id)
-            except Exception as error:  # the database is away, saturated or slow: a clear refusal, never a bare 500
-                logger.exception("request %s failed outside GraphQL execution", request_id)
-                outcome = self.unavailable(error, request_id)
-        entry = _entry(request, body, outcome, request_id, now, started)
-        outcome, entry = await self.record(outcome, entry)
-        # Metrics and the log line count the ledger write in the duration: it is part of the latency.
-        self.observe(replace(entry, duration_ms=_elapsed_ms(started)), outcome.principal)
+        with self.tracing.operation() as traced:
+            started, now = time.perf_counter(), self.clock()
+            read = await self.read_body(request, request_id)
+            body: bytes | None = None
+            if isinstance(read, Outcome):
+                outcome = read
+            else:
+                body = read
+                try:
+                    outcome = await self.take_turn(_replaying(request, body), request_id)
+                except Exception as error:  # the database is away, saturated or slow: a clear refusal, never a 500
+                    logger.exception("request %s failed outside GraphQL execution", request_id)
+                    outcome = self.unavailable(error, request_id)
+            entry = _entry(request, body, outcome, request_id, now, started)
+            outcome, entry = await self.record(outcome, entry)
+            # Metrics and the log line count the ledger write in the duration: it is part of the latency.
+            entry = replace(entry, duration_ms=_elapsed_ms(started))
+            self.observe(entry, outcome.principal)
+            traced(entry)
         return outcome.response
 
     async def read_body(self, request: Request, request_id: str) -> bytes | Outcome:
