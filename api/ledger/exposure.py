@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import functools
 import operator
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, case, distinct, func, select, union_all
@@ -74,6 +74,17 @@ class PartnerExposure:
     until: datetime
     practices: list[PracticeExposure]
     patients: list[PatientExposure]
+    days: list[DayExposure] = field(default_factory=list)  # only the days with a disclosure
+
+
+@dataclass(frozen=True)
+class DayExposure:
+    """One day (the database's date of the request's time, UTC on PostgreSQL's default) of a partner's report."""
+
+    day: date
+    patients: int
+    appointments: int
+    requests: int
 
 
 @dataclass(frozen=True)
@@ -213,6 +224,17 @@ def partner_exposure(
         .group_by(Patient.id, Patient.public_id, Practice.public_id, Practice.name, *names)
         .order_by(Practice.name, Practice.public_id, Patient.public_id)
     )
+    day = func.date(shown.c.at)
+    days = session.execute(
+        select(
+            day,
+            func.count(distinct(shown.c.patient_id)),
+            func.count(distinct(shown.c.appointment_id)),
+            func.count(distinct(shown.c.access_id)),
+        )
+        .group_by(day)
+        .order_by(day)
+    )
     return PartnerExposure(
         partner=partner.name,
         key_prefix=key_prefix,
@@ -225,6 +247,8 @@ def partner_exposure(
             for row in practices
         ],
         patients=[PatientExposure(*row) for row in patients],
+        # SQLite's date() is text, PostgreSQL's a date.
+        days=[DayExposure(d if isinstance(d, date) else date.fromisoformat(d), *counts) for d, *counts in days],
     )
 
 
