@@ -14,6 +14,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from tests.http.test_graphiql_browser import CHROMIUM, CHROMIUM_ARGS
+
 # The fixture of partners reading practices A and B, with the fixtures it takes.
 from tests.ledger.test_exposure import owners, readings, second_key  # noqa: F401
 
@@ -59,7 +60,7 @@ async def test_the_html_report_draws_its_charts_offline(readings, cli, tmp_path)
         if os.environ.get("CI") == "true":
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
-    since, shown = readings
+    since, _ = readings
     page = tmp_path / "exposure.html"
     result = cli("exposure", "--partner", "full", "--since", since.isoformat(), "--format", "html", "--output", page)
     assert result.exit_code == 0, result.output
