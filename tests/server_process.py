@@ -29,6 +29,7 @@ class Server:
 
     port: int
     output: str = ""
+    process: subprocess.Popen[bytes] | None = None  # to signal it (its exit is awaited after the block)
 
     @property
     def base(self) -> str:
@@ -82,6 +83,7 @@ def running_server(
     server = Server(free_port())
     with tempfile.TemporaryFile("w+") as log:
         process = subprocess.Popen(command(server.port), cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        server.process = process
 
         def started() -> bool:
             if process.poll() is not None:

@@ -13,14 +13,13 @@ extra: a service installed without it runs, untraced, until tracing is configure
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from starlette.middleware import Middleware
 
-from api.ledger.access import GRAPHQL_NAME, MAX_NAME_LENGTH, AccessEntry
+from api.ledger.access import AccessEntry, document_hash, storable_name
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -114,10 +113,10 @@ def _ignore(entry: AccessEntry) -> None:
 
 def _attributes(entry: AccessEntry) -> dict[str, Any]:
     """What an operator may see of an operation: never its text, variables, result or caller's data."""
-    name = (entry.operation_name or "")[:MAX_NAME_LENGTH]
     attributes: dict[str, Any] = {
-        "graphql.operation.name": name if GRAPHQL_NAME.fullmatch(name) else "",
-        "graphql.document.sha256": hashlib.sha256(entry.query.encode()).hexdigest() if entry.query else "",
+        # As the ledger records them (its document_hash column): a trace and a ledger row are matched by them.
+        "graphql.operation.name": storable_name(entry.operation_name) or "",
+        "graphql.document.sha256": document_hash(entry.query) or "",
         "partner_api.outcome": entry.outcome,
         "partner_api.error_code": entry.error_code or "",
         "http.response.status_code": entry.http_status,
