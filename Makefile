@@ -11,7 +11,7 @@ PIP := $(VENV)/bin/pip --quiet --disable-pip-version-check
 NODE_TOOLS := tests/node
 NODE_STAMP := $(NODE_TOOLS)/node_modules/.installed-from-lock
 
-.PHONY: demo test lint lock schema postgres-binaries
+.PHONY: demo test lint lock conformance schema postgres-binaries
 
 demo: $(STAMP)
 	$(VENV)/bin/partner-api demo
@@ -19,6 +19,10 @@ demo: $(STAMP)
 # The whole suite, each database test on SQLite and on a PostgreSQL server the tests start.
 test: $(STAMP) postgres-binaries $(NODE_STAMP)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# What a replacement of the oso engine must pass (docs/oso-runway.md, tests/engine_conformance.py).
+conformance: $(STAMP) postgres-binaries
+	$(VENV)/bin/pytest -m engine_conformance $(PYTEST_ARGS)
 
 # ruff (pyproject.toml [tool.ruff]) over the code, tests, benchmarks and migrations; strict mypy on
 # api/ and authz/ ([tool.mypy]). `.ci/run` runs it before the tests.
