@@ -6,7 +6,9 @@ ledger's line: operation name, document hash, cost, outcome). None carries what 
 - the query string is hidden from the ASGI middleware (a GET's `query=` and `variables=` would be in `http.url`);
 - SQL spans carry the statement with its placeholders, never the bound values (the instrumentation's default),
   and no SQL commenter;
-- the operation span has the document's SHA-256, never its text, variables or result.
+- the operation span has the document's SHA-256, never its text, variables or result;
+- before export, every span loses its status description and its exception events' message and stack trace
+  (a database error can quote a value: `invalid input syntax for type integer: "Dupont"`), keeping the type.
 tests/http/test_tracing.py asserts it on exported spans. This is the only module that imports the `tracing`
 extra: a service installed without it runs, untraced, until tracing is configured.
 """
@@ -22,11 +24,12 @@ from starlette.middleware import Middleware
 from api.ledger.access import AccessEntry, document_hash, storable_name
 
 if TYPE_CHECKING:
-    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
     from opentelemetry.trace import Tracer
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-__all__ = ["OperationTracing", "tracer_provider", "tracing_middleware"]
+__all__ = ["OperationTracing", "export_to", "tracer_provider", "tracing_middleware"]
 
 SERVICE_NAME = "partner-api"
 _HIDDEN_QUERY_STRING = "partner_api.query_string"
@@ -39,12 +42,58 @@ def tracer_provider(endpoint: str) -> TracerProvider | None:
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     # OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES, when set, override the service name.
     provider = TracerProvider(resource=Resource.create({"service.name": SERVICE_NAME}))
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+    export_to(provider, OTLPSpanExporter(endpoint=endpoint))
     return provider
+
+
+def export_to(provider: TracerProvider, exporter: SpanExporter, batched: bool = True) -> None:
+    """Spans go to `exporter` redacted (`_Redacting`); `batched=False` (tests) exports each as it ends."""
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+
+    processor = BatchSpanProcessor(exporter) if batched else SimpleSpanProcessor(exporter)
+    provider.add_span_processor(_redacting(processor))
+
+
+def _redacting(processor: SpanProcessor) -> SpanProcessor:
+    """The processor, handed each ended span without the texts an error may carry."""
+    from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
+    from opentelemetry.trace import Status
+
+    class _Redacting(SpanProcessor):
+        def on_start(self, span: Any, parent_context: Any = None) -> None:
+            processor.on_start(span, parent_context)
+
+        def on_end(self, span: ReadableSpan) -> None:
+            events = [
+                Event(e.name, {k: v for k, v in (e.attributes or {}).items() if k == "exception.type"}, e.timestamp)
+                for e in span.events
+            ]
+            redacted = ReadableSpan(
+                name=span.name,
+                context=span.context,
+                parent=span.parent,
+                resource=span.resource,
+                attributes=span.attributes,
+                events=events,
+                links=span.links,
+                kind=span.kind,
+                status=Status(span.status.status_code),
+                start_time=span.start_time,
+                end_time=span.end_time,
+                instrumentation_scope=span.instrumentation_scope,
+            )
+            processor.on_end(redacted)
+
+        def shutdown(self) -> None:
+            processor.shutdown()
+
+        def force_flush(self, timeout_millis: int = 30000) -> bool:
+            return processor.force_flush(timeout_millis)
+
+    return _Redacting()
 
 
 def tracing_middleware(engine: AsyncEngine, provider: TracerProvider) -> list[Middleware]:

@@ -10,11 +10,11 @@ from datetime import timedelta
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Status, StatusCode
 
 from api.http.app import create_app
-from api.http.tracing import tracer_provider
+from api.http.tracing import export_to, tracer_provider
 from api.settings import Settings
 from tests.client import ApiClient
 from tests.world import DAY
@@ -36,7 +36,7 @@ READ = "query Names { viewer { name } }"
 async def traced(database_url, world):
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    export_to(provider, exporter, batched=False)  # as the app exports, redacted, without waiting for a batch
     app = create_app(Settings(database_url=database_url, secret_key="test-secret"), tracing=provider)
     client = ApiClient(app)
     yield client, exporter
@@ -97,6 +97,20 @@ async def test_the_operation_span_names_the_operation_its_document_hash_cost_and
     # The statements of the request are inside its operation span.
     inside = [s for s in exporter.get_finished_spans() if s.parent and s.parent.span_id == served.context.span_id]
     assert any("db.statement" in s.attributes for s in inside)
+
+
+def test_an_error_s_message_and_stack_trace_never_leave_in_a_span():
+    """A database error can quote a value; the exporter gets its type only."""
+    exporter, provider = InMemorySpanExporter(), TracerProvider()
+    export_to(provider, exporter, batched=False)
+    with provider.get_tracer(__name__).start_as_current_span("SELECT", record_exception=False) as span:
+        span.record_exception(ValueError('invalid input syntax for type integer: "Quatremare"'))
+        span.set_status(Status(StatusCode.ERROR, 'invalid input syntax for type integer: "Quatremare"'))
+    (exported,) = exporter.get_finished_spans()
+    assert exported.status.status_code is StatusCode.ERROR and exported.events[0].attributes == {
+        "exception.type": "ValueError"
+    }
+    assert "Quatremare" not in exported.to_json()
 
 
 def test_tracing_is_off_unless_an_endpoint_is_configured(database_url):
