@@ -16,14 +16,14 @@ MODULES = frozenset(
     {
         "tests/authz/test_policy_cases.py",  # every case of authz/policy_tests/*.yaml: allow and deny
         "tests/authz/test_adapter.py",  # the policy's row rules compiled into SQL, never filtered in Python
-        "tests/authz/test_field_coverage.py",  # every field of the schema has its rule
+        "tests/authz/test_field_coverage.py",  # every field of the schema is classified by the policy
         "tests/test_scope_table.py",  # scopes, grant columns, policy fields and ledger groups agree
         "tests/security/test_row_isolation.py",  # a partner never reads another's practices
         "tests/security/test_field_scopes.py",  # a field without its scope is refused
         "tests/security/test_reading_horizon.py",  # sensitive fields only near today, for the practice's own
         "tests/security/test_reading_horizon_property.py",  # ... for all generated grants and times
         "tests/security/test_no_leak_property.py",  # no response carries what the policy denies
-        "tests/security/test_revocation.py",  # revoked or expired grants and keys stop at once
-        "tests/ledger/test_exact_ledger.py",  # the ledger records exactly what the policy let through
+        "tests/security/test_revocation.py",  # revocations and narrowed scopes count on the next request
+        "tests/ledger/test_exact_ledger.py",  # the ledger records what the response carried
     }
 )
