@@ -8,11 +8,14 @@ them, so that a service installed without them starts."""
 from __future__ import annotations
 
 import ast
+import importlib.util
 import re
 import sys
 import tomllib
 from importlib.metadata import packages_distributions
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL = {"api", "authz", "tests", "bench", "migrations", "tools"}
@@ -104,3 +107,11 @@ def test_tests_and_benchmarks_declare_every_distribution_they_import():
 
 def test_an_undeclared_import_is_caught():
     assert "graphql (graphql-core)" in _undeclared(["api"], set())
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_seeding_without_the_demo_extra_says_how_to_install_it(cli, monkeypatch):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "faker" else find_spec(name, *a))
+    result = cli("seed", "--size", "small")
+    assert result.exit_code == 1 and "pip install 'partner-api[demo]'" in result.output
