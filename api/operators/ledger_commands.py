@@ -109,6 +109,8 @@ def _dicts(records: Sequence[Any], columns: Sequence[str], as_text: bool) -> lis
 
 def _print(records: Sequence[Any], format: Format, title: str, columns: Sequence[str]) -> None:
     """Records as a table, CSV with a header, or a JSON list."""
+    if format is Format.HTML:  # a page is drawn for the exposure of a partner only
+        raise typer.BadParameter("--format html goes with `exposure --partner`", param_hint="--format")
     rows = _dicts(records, columns, as_text=format is not Format.JSON)
     if format is Format.JSON:
         typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
