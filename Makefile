@@ -1,12 +1,17 @@
 # The README's two commands, `make demo` and `make test`: each sets up what it needs first.
-PYTHON ?= python3.11
-VENV := .venv
-STAMP := $(VENV)/.installed-from-pyproject
+# Python 3.12 (supported longest of the two oso has wheels for), found on PATH or in pyenv's versions; else
+# 3.11 (Debian 12's python3), still supported and tested by .ci/run. `make PYTHON=...` chooses another.
+PYTHON ?= $(or $(firstword $(foreach p,python3.12 $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) \
+  python3.11,$(shell $(p) -c 'print("$(p)")' 2>/dev/null))),python3)
+VENV ?= .venv
+STAMP := $(VENV)/.installed-from-lock
+LOCK := requirements.lock
+PIP := $(VENV)/bin/pip --quiet --disable-pip-version-check
 # The integrators' Node tools (graphql-http's audit, codegen, relay-compiler...) that tests run.
 NODE_TOOLS := tests/node
 NODE_STAMP := $(NODE_TOOLS)/node_modules/.installed-from-lock
 
-.PHONY: demo test lint schema postgres-binaries
+.PHONY: demo test lint lock conformance schema postgres-binaries
 
 demo: $(STAMP)
 	$(VENV)/bin/partner-api demo
@@ -15,20 +20,37 @@ demo: $(STAMP)
 test: $(STAMP) postgres-binaries $(NODE_STAMP)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
+# What a replacement of the oso engine must pass (docs/oso-runway.md, tests/engine_conformance.py).
+conformance: $(STAMP) postgres-binaries
+	$(VENV)/bin/pytest -m engine_conformance $(PYTEST_ARGS)
+
 # ruff (pyproject.toml [tool.ruff]) over the code, tests, benchmarks and migrations; strict mypy on
 # api/ and authz/ ([tool.mypy]). `.ci/run` runs it before the tests.
 lint: $(STAMP)
-	$(VENV)/bin/ruff check api authz tests bench migrations
+	$(VENV)/bin/ruff check api authz tests bench migrations tools
 	$(VENV)/bin/mypy
 
 schema: $(STAMP)
 	$(VENV)/bin/partner-api export-schema
 
-# (Re)installed when missing or older than pyproject.toml.
-$(STAMP): pyproject.toml
-	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
+# Every extra (demo, tracing, test) from the lock file, hashes checked, when missing or older than the lock or
+# pyproject.toml; a lock older than pyproject.toml's requirements stops here (tools/lock.py --check).
+$(STAMP): pyproject.toml $(LOCK) | $(VENV)/bin/python
+	$(VENV)/bin/python tools/lock.py --check
+	$(PIP) install --require-hashes -r $(LOCK)
+	$(PIP) install --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+$(VENV)/bin/python:
+	@[ "$$($(PYTHON) -c 'import sys; print(sys.version_info >= (3, 12))')" = True ] || \
+	  echo "make: $(VENV) on $(PYTHON), older than Python 3.12, the default (none on PATH or in ~/.pyenv/versions, or PYTHON=)" >&2
+	$(PYTHON) -m venv $(VENV)
+
+# Re-resolve requirements.lock from pyproject.toml (after adding or changing a dependency), with uv from the
+# lock itself; commit both files.
+lock: | $(VENV)/bin/python
+	test -x $(VENV)/bin/uv || $(PIP) install 'uv>=0.13,<0.14'
+	$(VENV)/bin/python tools/lock.py $(VENV)/bin/uv
 
 # The tests start their own server from Debian's binaries, unless given one to use.
 postgres-binaries:

@@ -152,6 +152,10 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Comma-separated origins whose browser pages may call the API (CORS); empty: none.",
     )
+    tracing_otlp_endpoint: str = Field(
+        default="",
+        description="OTLP/HTTP traces endpoint (e.g. http://collector:4318/v1/traces); empty: no tracing.",
+    )
     secret_key: str = Field(
         default="",
         description="Signs paging cursors. Set the same value on every worker; empty: random per process "

@@ -30,6 +30,7 @@ from api.data.migrate import upgrade
 from api.http.app import create_app
 from api.operators.cli import app as cli_app
 from api.settings import Settings, get_settings
+from tests import engine_conformance
 from tests.client import ApiClient
 from tests.postgres_server import postgres_server
 from tests.world import World, build_world
@@ -200,3 +201,11 @@ def cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable
     runner = CliRunner()
     yield lambda *args: runner.invoke(cli_app, list(args))
     get_settings.cache_clear()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`-m engine_conformance`: the suite a replacement of oso must pass (tests/engine_conformance.py)."""
+    root = config.rootpath
+    for item in items:
+        if item.path.relative_to(root).as_posix() in engine_conformance.MODULES:
+            item.add_marker(engine_conformance.MARKER)

@@ -35,6 +35,7 @@ class Server:
     def printed(self) -> str:
         """Its output so far (read through a file of its own: the server's writing position stays put)."""
         return self.log.read_text(errors="replace") if self.log else self.output
+    process: subprocess.Popen[bytes] | None = None  # to signal it (its exit is awaited after the block)
 
     @property
     def base(self) -> str:
@@ -90,6 +91,7 @@ def running_server(
         process = subprocess.Popen(command(server.port), cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
         server.pid = process.pid
         server.log = Path(f"/proc/self/fd/{log.fileno()}")  # Linux: opened anew, with its own position
+        server.process = process
 
         def started() -> bool:
             if process.poll() is not None:

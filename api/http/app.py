@@ -13,6 +13,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from sqlalchemy import text
 from starlette.applications import Starlette
@@ -33,6 +34,7 @@ from api.http.graphql_view import PartnerGraphQL
 from api.http.oauth_endpoints import OAuthEndpoints
 from api.http.pipeline import GraphQLPipeline
 from api.http.policy_in_force import LivePolicy, PolicyInForce, starting_policy
+from api.http.tracing import OperationTracing, tracer_provider, tracing_middleware
 from api.identity.grant_cache import GrantCache
 from api.identity.signing_keys import SigningKeys
 from api.identity.token_authentication import TokenAuthenticator
@@ -46,6 +48,9 @@ from api.schema import PartnerSchema, build_schema
 from api.services.cursors import CursorCodec
 from api.settings import Settings, get_settings
 from authz.engine import Authorizer
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 logger = logging.getLogger("api")
 
@@ -62,13 +67,16 @@ def create_app(
     authorizer: Authorizer | None = None,
     schema: PartnerSchema | None = None,
     clock: Clock = system_clock,
+    tracing: TracerProvider | None = None,
 ) -> Starlette:
+    """The app; `tracing` (tests) replaces the provider PARTNER_API_TRACING_OTLP_ENDPOINT would configure."""
     settings = settings or get_settings()
     engine = make_async_engine(settings.database_url, settings.statement_timeout_seconds)
     # An authorizer given in code (tests, benchmarks) is the policy, whatever the database releases.
     policy = (
         LivePolicy(PolicyInForce.of(authorizer), follows_releases=False) if authorizer else starting_policy(settings)
     )
+    provider = tracing or tracer_provider(settings.tracing_otlp_endpoint)
     if not settings.secret_key:
         logger.warning("PARTNER_API_SECRET_KEY is unset: cursors will not survive a restart or cross workers")
     sessions, writer_lock = make_session_factory(engine), sqlite_writer_lock(engine)
@@ -105,6 +113,7 @@ def create_app(
             settings.trusted_proxies,
         ),
         clock=clock,
+        tracing=OperationTracing(provider),
     )
     oauth = OAuthEndpoints(settings, sessions, writer_lock, signing_keys, clock)  # the token endpoint, metadata, JWKS
 
@@ -133,6 +142,8 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await sender
         await engine.dispose()
+        if provider is not None and tracing is None:
+            provider.shutdown()  # the spans still batched are sent before the worker exits
 
     # CORS is closed unless origins are configured: no Access-Control-* header at all by default.
     cors = (
@@ -149,8 +160,9 @@ def create_app(
         if settings.cors_origins
         else []
     )
+    traced = tracing_middleware(engine, provider) if provider is not None else []
     app = Starlette(
-        middleware=cors,
+        middleware=[*traced, *cors],
         exception_handlers={StarletteHTTPException: http_error},
         routes=[
             Route("/graphql", graphql.handle, methods=["GET", "POST"]),

@@ -36,6 +36,7 @@ from api.http.graphql_view import PartnerGraphQL
 from api.http.media_types import GRAPHQL_RESPONSE, JSON, negotiate
 from api.http.outcome import Outcome, refused
 from api.http.policy_in_force import LivePolicy, PolicyInForce
+from api.http.tracing import OperationTracing
 from api.identity.access_tokens import looks_like_token
 from api.identity.authentication import (
     CredentialRefused,
@@ -115,7 +116,8 @@ class GraphQLPipeline:
        the end of step 3. The budget charge and the distinct-patient windows keep their own commits
        in step 4, before the write (after it, they join it); a refusal's quarantine and alerts stand
        even when the write is undone (`UnitOfWork.keep`), and a quarantined key writes nothing more.
-    6. `observe`: metrics (api/http/metrics.py) and the request's log line (api/http/logs.py).
+    6. `observe`: metrics (api/http/metrics.py) and the request's log line (api/http/logs.py); with
+       tracing configured, steps 1 to 6 run in a `graphql.operation` span (api/http/tracing.py).
 
     A failure of the database outside GraphQL execution (steps 2 to 4) is a 503 (`unavailable`),
     recorded and observed like any refusal. Every step answers with an `Outcome`
@@ -141,6 +143,7 @@ class GraphQLPipeline:
         addresses: AddressLimiter,
         clock: Clock = system_clock,
         policy: LivePolicy | None = None,
+        tracing: OperationTracing | None = None,
     ) -> None:
         self.settings, self.sessions, self.writer_lock, self.view = settings, sessions, writer_lock, view
         self.gates, self.grants = gates, grants
@@ -149,6 +152,7 @@ class GraphQLPipeline:
         self.clock = clock  # the one source of the request's time (api/clock.py)
         # The policy and what derives from it (the ledger groups of each sensitive field), swapped whole on reload.
         self.policy = policy or LivePolicy(PolicyInForce.of(authorizer), follows_releases=False)
+        self.tracing = tracing or OperationTracing(None)  # a span per operation when configured (api/http/tracing.py)
 
     async def handle(self, request: Request) -> Response:
         """One request, through the steps above."""
@@ -159,29 +163,32 @@ class GraphQLPipeline:
                 disabled = ApiError(ErrorCode.NOT_FOUND, "GraphiQL is disabled on this server.")
                 return _sent_as(refused(404, disabled, request_id).response, JSON)
             return render_graphiql(request)
-        started, now = time.perf_counter(), self.clock()
-        media_type = negotiate(request.headers.get("accept"))
-        client = self.addresses.client(request)  # the peer, or the client its trusted proxy names
-        read = await self.read_body(request, request_id) if media_type else _not_acceptable(request_id)
-        body: bytes | None = None
-        if isinstance(read, Outcome):
-            outcome = read
-        else:
-            body = read
-            if (screened := self.screen(request, client, request_id)) is not None:  # no database work, no ledger row
-                self.observe(_entry(request, body, screened, request_id, now, started, client), None)
-                return _sent_as(screened.response, media_type or JSON)
-            try:
-                outcome = await self.take_turn(_replaying(request, body), body, request_id)
-            except Exception as error:  # the database is away, saturated or slow: a clear refusal, never a bare 500
-                logger.exception("request %s failed outside GraphQL execution", request_id)
-                outcome = self.unavailable(error, request_id)
-            if outcome.status == 401:
-                self.addresses.failed(client)
-        entry = _entry(request, body, outcome, request_id, now, started, client)
-        outcome, entry = await self.record(outcome, entry)
-        # Metrics and the log line count the ledger write in the duration: it is part of the latency.
-        self.observe(replace(entry, duration_ms=_elapsed_ms(started)), outcome.principal)
+        with self.tracing.operation() as traced:
+            started, now = time.perf_counter(), self.clock()
+            media_type = negotiate(request.headers.get("accept"))
+            client = self.addresses.client(request)  # the peer, or the client its trusted proxy names
+            read = await self.read_body(request, request_id) if media_type else _not_acceptable(request_id)
+            body: bytes | None = None
+            if isinstance(read, Outcome):
+                outcome = read
+            else:
+                body = read
+                if (screened := self.screen(request, client, request_id)) is not None:  # no database work, no ledger
+                    self.observe(_entry(request, body, screened, request_id, now, started, client), None)
+                    return _sent_as(screened.response, media_type or JSON)
+                try:
+                    outcome = await self.take_turn(_replaying(request, body), body, request_id)
+                except Exception as error:  # the database is away, saturated or slow: a clear refusal, never a 500
+                    logger.exception("request %s failed outside GraphQL execution", request_id)
+                    outcome = self.unavailable(error, request_id)
+                if outcome.status == 401:
+                    self.addresses.failed(client)
+            entry = _entry(request, body, outcome, request_id, now, started, client)
+            outcome, entry = await self.record(outcome, entry)
+            # Metrics and the log line count the ledger write in the duration: it is part of the latency.
+            entry = replace(entry, duration_ms=_elapsed_ms(started))
+            self.observe(entry, outcome.principal)
+            traced(entry)
         return _sent_as(outcome.response, media_type or JSON)
 
     async def read_body(self, request: Request, request_id: str) -> bytes | Outcome:

@@ -109,18 +109,27 @@ MAX_NAME_LENGTH = 100
 MAX_COST = 2**31 - 1
 
 
+def storable_name(name: str | None) -> str | None:
+    """The operation name as recorded: a GraphQL name, cut to the column, or nothing."""
+    return name[:MAX_NAME_LENGTH] if name and GRAPHQL_NAME.fullmatch(name) else None
+
+
+def document_hash(query: str | None) -> str | None:
+    """The hash names the document as sent, lone surrogates included."""
+    return hashlib.sha256(query.encode("utf-8", "surrogatepass")).hexdigest() if query else None
+
+
 def _storable(entry: AccessEntry) -> dict[str, object]:
     values = {k: v for k, v in entry.__dict__.items() if k != "query"}
-    name = entry.operation_name
-    values["operation_name"] = name[:MAX_NAME_LENGTH] if name and GRAPHQL_NAME.fullmatch(name) else None
+    values["operation_name"] = storable_name(entry.operation_name)
     for column in ("requested_cost", "actual_cost"):
         cost = values[column]
         values[column] = None if cost is None else max(-MAX_COST, min(MAX_COST, int(cost)))
-    # The hash names the document as sent, lone surrogates included.
+    # The hash names the document as sent; a registered document's id is its text's hash.
     values["document_hash"] = (
-        hashlib.sha256(entry.query.encode("utf-8", "surrogatepass")).hexdigest()
+        document_hash(entry.query)
         if entry.query
-        else entry.document_id.removeprefix("sha256:")  # a registered document's id is its text's hash
+        else entry.document_id.removeprefix("sha256:")
         if entry.document_id
         else None
     )

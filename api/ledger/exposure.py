@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import functools
 import operator
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, case, distinct, func, select, union_all
@@ -90,6 +90,17 @@ class PartnerExposure:
     patients: list[PatientExposure]
     documents: list[DocumentExposure]  # which operation read these patients
     document_id: str | None = None  # the report is about this document only
+    days: list[DayExposure] = field(default_factory=list)  # only the days with a disclosure
+
+
+@dataclass(frozen=True)
+class DayExposure:
+    """One day (the database's date of the request's time, UTC on PostgreSQL's default) of a partner's report."""
+
+    day: date
+    patients: int
+    appointments: int
+    requests: int
 
 
 @dataclass(frozen=True)
@@ -263,6 +274,17 @@ def partner_exposure(
         .group_by(Patient.id, Patient.public_id, Practice.public_id, Practice.name, *names)
         .order_by(Practice.name, Practice.public_id, Patient.public_id)
     )
+    day = func.date(shown.c.at)
+    days = session.execute(
+        select(
+            day,
+            func.count(distinct(shown.c.patient_id)),
+            func.count(distinct(shown.c.appointment_id)),
+            func.count(distinct(shown.c.access_id)),
+        )
+        .group_by(day)
+        .order_by(day)
+    )
     return PartnerExposure(
         partner=partner.name,
         key_prefix=key_prefix,
@@ -277,6 +299,8 @@ def partner_exposure(
         patients=[PatientExposure(*row) for row in patients],
         documents=[DocumentExposure(*row) for row in documents],
         document_id=document_id,
+        # SQLite's date() is text, PostgreSQL's a date.
+        days=[DayExposure(d if isinstance(d, date) else date.fromisoformat(d), *counts) for d, *counts in days],
     )
 
 

@@ -84,6 +84,8 @@ def seed(
 
     from api.data.database import make_sync_engine
     from api.data.migrate import upgrade
+
+    _require_demo_extra()
     from api.data.seed import SeedError
     from api.data.seed import seed as run_seed
 
@@ -118,6 +120,8 @@ def demo(
     from api.data.database import make_sync_engine
     from api.data.migrate import upgrade
     from api.data.models import Practice
+
+    _require_demo_extra()
     from api.data.seed import seed as run_seed
 
     settings = get_settings()
@@ -153,6 +157,18 @@ def demo(
     os.environ.setdefault("PARTNER_API_GRAPHIQL", "true")  # on for the demo, unless turned off explicitly
     get_settings.cache_clear()
     serve(host=None, port=None, workers=1, graphiql=False)
+
+
+def _require_demo_extra() -> None:
+    """The seeder's libraries are the `demo` extra: a production install leaves them out."""
+    from importlib.util import find_spec
+
+    missing = [name for name in ("faker", "dateutil") if find_spec(name) is None]
+    if missing:
+        typer.secho(
+            f"error: the demo data needs {', '.join(missing)}: pip install 'partner-api[demo]'", err=True, fg="red"
+        )
+        raise typer.Exit(1)
 
 
 @app.command("export-schema")

@@ -8,9 +8,10 @@ import dataclasses
 import json
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from datetime import datetime, timedelta
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -21,7 +22,7 @@ from sqlalchemy.orm import Session
 from api.data.database import make_sync_engine
 from api.documents.manifests import normalized_id
 from api.ledger import exposure as reports
-from api.ledger import partitions, retention
+from api.ledger import exposure_html, partitions, retention
 from api.ledger.access import group_names
 from api.operators.accounts import OperatorError
 from api.operators.oauth_clients import client_credential_prefix
@@ -40,9 +41,10 @@ class Format(StrEnum):
     TABLE = "table"
     CSV = "csv"
     JSON = "json"
+    HTML = "html"  # --partner only: one self-contained page with charts (api/ledger/exposure_html.py)
 
 
-FormatOption = Annotated[Format, typer.Option("--format", help="table, csv or json.")]
+FormatOption = Annotated[Format, typer.Option("--format", help="table, csv or json (html: exposure --partner).")]
 
 
 @contextmanager
@@ -109,6 +111,8 @@ def _dicts(records: Sequence[Any], columns: Sequence[str], as_text: bool) -> lis
 
 def _print(records: Sequence[Any], format: Format, title: str, columns: Sequence[str]) -> None:
     """Records as a table, CSV with a header, or a JSON list."""
+    if format is Format.HTML:  # a page is drawn for the exposure of a partner only
+        raise typer.BadParameter("--format html goes with `exposure --partner`", param_hint="--format")
     rows = _dicts(records, columns, as_text=format is not Format.JSON)
     if format is Format.JSON:
         typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
@@ -149,12 +153,18 @@ def exposure(
         bool, typer.Option("--with-names", help="Add the patients' names, to notify them (only public ids otherwise).")
     ] = False,
     format: FormatOption = Format.TABLE,
+    output: Annotated[
+        Path | None, typer.Option(help="Write the report to this file (default: standard output).")
+    ] = None,
 ) -> None:
     """What a partner was shown: per practice, distinct patients and appointments and which field
     groups, then every patient with what and when (GDPR art. 33/34). Or, with --patient, every
-    partner key that was shown one patient, when and what. csv gives the patient (or reader) list."""
+    partner key that was shown one patient, when and what. csv gives the patient (or reader) list;
+    html (--partner) one self-contained page: charts per day and per practice, field groups, alerts, patients."""
     if (partner is None) == (patient is None):
         raise typer.BadParameter("give --partner NAME or --patient ID")
+    if format is Format.HTML and patient is not None:
+        raise typer.BadParameter("--format html goes with --partner")
     if patient is not None and (key is not None or client is not None or with_names or document is not None):
         raise typer.BadParameter("--key, --client, --document and --with-names go with --partner")
     if key is not None and client is not None:
@@ -174,10 +184,27 @@ def exposure(
             report = reports.partner_exposure(
                 session, partner, start or end - DEFAULT_PERIOD, end, key, with_names, document_id
             )
-    if patient is not None:
-        _print_readers(readers, format)
-    else:
-        _print_exposure(report, format, with_names)
+            if format is Format.HTML:
+                alerts = [a for a in reports.alerts(session, partner, report.since) if a.raised_at < report.until]
+                alerts = [a for a in alerts if key is None or a.key_prefix == key]
+    with _redirected(output):
+        if patient is not None:
+            _print_readers(readers, format)
+        elif format is Format.HTML:
+            typer.echo(exposure_html.render(report, alerts, with_names), nl=False)
+        else:
+            _print_exposure(report, format, with_names)
+    if output is not None:
+        typer.echo(f"wrote {output}", err=True)
+
+
+@contextmanager
+def _redirected(output: Path | None) -> Iterator[None]:
+    if output is None:
+        yield
+        return
+    with output.open("w", encoding="utf-8") as file, redirect_stdout(file):
+        yield
 
 
 def _print_exposure(report: reports.PartnerExposure, format: Format, with_names: bool) -> None:

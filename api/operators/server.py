@@ -11,10 +11,16 @@ worker starts, and refuses to start on a policy that fails `partner-api policy c
 arbiter does what `partner-api policy reload` does (api/operators/policy_release.py): a checked
 policy is released and every worker loads it on its next request; the workers keep running (gunicorn's
 own SIGHUP would restart them), and a refused policy leaves the one in force serving.
+
+On SIGTERM (or SIGINT) the arbiter closes its sockets and asks each worker to stop: uvicorn stops accepting,
+finishes the requests in flight (their ledger rows are written before their responses, as always), closes
+their connections and exits. A worker still serving after `graceful_timeout` (the request timeout + 5 s) is
+killed, and what it was serving is recorded as refused (`_on_exit`). tests/http/test_graceful_shutdown.py.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -83,7 +89,8 @@ class PartnerServer(BaseApplication):  # type: ignore[misc]  # gunicorn is untyp
             "loglevel": settings.log_level,
             "keepalive": 5,  # uvicorn's own default, which serve had before gunicorn (gunicorn's is 2 s)
             "accesslog": None,  # api.http.logs writes one line per request, without the query string
-            "child_exit": lambda arbiter, worker: self._child_exit(worker),
+            "child_exit": lambda arbiter, worker: self._record_lost(worker.pid),
+            "on_exit": lambda arbiter: self._on_exit(),
         }
         super().__init__()
 
@@ -104,9 +111,17 @@ class PartnerServer(BaseApplication):  # type: ignore[misc]  # gunicorn is untyp
         module, _, name = self.app_factory.partition(":")
         return InFlight(getattr(import_module(module), name)(), self.in_flight)
 
-    def _child_exit(self, worker: Any) -> None:
-        """In the arbiter, when a worker has exited: what it was serving never got an answer."""
-        entries, files = lost(self.in_flight, worker.pid, utcnow())
+    def _on_exit(self) -> None:
+        """In the arbiter, last, on shutdown: a worker still serving when the grace period ended was killed
+        without being reaped (no `child_exit`), so what it was serving is recorded here."""
+        for pid in sorted({int(path.name.split(".")[0]) for path in self.in_flight.glob("*.json")}):
+            with contextlib.suppress(ChildProcessError):  # killed: reaped here, so its files are final
+                os.waitpid(pid, 0)
+            self._record_lost(pid)
+
+    def _record_lost(self, pid: int) -> None:
+        """In the arbiter, once a worker has exited: what it was serving never got an answer."""
+        entries, files = lost(self.in_flight, pid, utcnow())
         if not entries:
             return
         from api.data.database import make_sync_engine
@@ -117,13 +132,13 @@ class PartnerServer(BaseApplication):  # type: ignore[misc]  # gunicorn is untyp
             with engine.begin() as connection:
                 write_refusals(connection, entries)
         except Exception:  # the database is away: the files stay, the log says so
-            logger.exception("could not record the %d requests of the lost worker %s", len(entries), worker.pid)
+            logger.exception("could not record the %d requests of the lost worker %s", len(entries), pid)
             return
         finally:
             engine.dispose()
         for path in files:
             path.unlink(missing_ok=True)
-        logger.error("worker %s was lost with %d requests in flight, recorded as refused", worker.pid, len(entries))
+        logger.error("worker %s was lost with %d requests in flight, recorded as refused", pid, len(entries))
 
 
 def _log_config(level: str) -> dict[str, Any]:

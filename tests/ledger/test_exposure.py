@@ -402,3 +402,29 @@ async def test_reports_and_purge_read_the_ledger_only_through_its_indexes(readin
             ), (statement, plan)
             explained += 1
     assert explained >= 6
+
+
+async def test_the_report_counts_each_day_s_patients(readings, sync_engine):
+    since, shown = readings
+    found = report(sync_engine, "full", since)
+    (today,) = found.days  # every reading of the fixture was today
+    assert today.day == utcnow().date()
+    assert today.patients == len(shown["full"].groups) == len(found.patients)
+    assert today.appointments == sum(p.appointments for p in found.practices)
+
+
+async def test_exposure_as_html_is_one_page_with_charts_and_names_only_when_asked(readings, cli, world, tmp_path):
+    since, shown = readings
+    page = tmp_path / "full.html"
+    result = cli("exposure", "--partner", "full", "--since", since.isoformat(), "--format", "html", "--output", page)
+    assert result.exit_code == 0, result.output
+    html = page.read_text()
+    assert html.startswith("<!DOCTYPE html>") and 'http-equiv="Content-Security-Policy"' in html
+    assert "://" not in html and "<script" not in html and "src=" not in html  # nothing to fetch, nothing to run
+    assert 'id="patients-per-day"' in html and 'id="patients-per-practice"' in html
+    assert all(patient in html for patient in shown["full"].groups) and "PrénomA" not in html
+    named = cli("exposure", "--partner", "full", "--since", since.isoformat(), "--format", "html", "--with-names")
+    assert named.exit_code == 0 and "PrénomA" in named.output
+    refused = cli("exposure", "--patient", world.patients["A"][0], "--format", "html")
+    assert refused.exit_code != 0 and "--partner" in refused.output
+    assert cli("alerts", "--format", "html").exit_code != 0
