@@ -4,16 +4,15 @@ proxy may name the client in X-Forwarded-For."""
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 
 from api.data.models import AccessRecord
 from api.protection.address_limiter import AddressLimiter
+from tests.statements import statements_sent
 
 BAD_KEY = "pak_000000000000_" + "x" * 43
 
@@ -84,28 +83,16 @@ def test_a_client_cannot_choose_its_address(forwarded, through_proxy, elsewhere)
     assert client == (forwarded[-1] if through_proxy and forwarded else peer)
 
 
-@contextmanager
-def counting(app):
-    statements: list[str] = []
-    engine = app.state.engine.sync_engine
-    listener = lambda _c, _cur, statement, *_: statements.append(statement)  # noqa: E731
-    event.listen(engine, "before_cursor_execute", listener)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", listener)
-
-
 async def test_a_flood_of_bad_keys_costs_no_database_work_past_the_threshold(make_api, world, sync_engine):
     api = make_api(failed_requests_per_address=5)
     app = api.http._transport.app  # type: ignore[attr-defined]
     with Session(sync_engine) as session:
         before = session.scalar(select(func.count()).select_from(AccessRecord))
-    with counting(app) as first:
+    with statements_sent(app) as first:
         for _ in range(5):
             assert (await api.query(BAD_KEY, "{ viewer { name } }")).status == 401
     assert first  # below the threshold each is looked up and recorded
-    with counting(app) as flood:
+    with statements_sent(app) as flood:
         for i in range(200):
             response = await api.query(f"pak_{i:012d}_" + "y" * 43, "{ viewer { name } }")
             assert response.status == 429 and response.codes == {"RATE_LIMITED"}

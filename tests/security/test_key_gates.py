@@ -5,10 +5,9 @@ is refused before the database; and none of it can be used by one partner agains
 from __future__ import annotations
 
 import asyncio
-from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.data.database import pool_capacity
@@ -18,6 +17,7 @@ from api.operators import accounts as operators
 from api.protection.key_gates import QUEUE_FACTOR, CredentialGates, partner_limit
 from api.settings import Settings
 from tests.security.test_budgets import PRICED, variables
+from tests.statements import statements_sent
 
 
 async def spend_the_budget(api, world):
@@ -73,19 +73,7 @@ def second_key(sync_engine, partner: str = "full") -> str:
 
 def counting_statements(api):
     """A context in which every SQL statement the app sends is listed."""
-    engine = api.http._transport.app.state.engine.sync_engine  # type: ignore[attr-defined]
-
-    @contextmanager
-    def counting():
-        statements: list[str] = []
-        listener = lambda _c, _cur, statement, *_: statements.append(statement)  # noqa: E731
-        event.listen(engine, "before_cursor_execute", listener)
-        try:
-            yield statements
-        finally:
-            event.remove(engine, "before_cursor_execute", listener)
-
-    return counting()
+    return statements_sent(api.http._transport.app)  # type: ignore[attr-defined]
 
 
 async def test_a_spent_budget_refuses_what_it_cannot_pay_before_the_database_and_records_it(
