@@ -168,7 +168,7 @@ def test_a_partner_report_reads_only_the_months_of_its_period(sync_engine, world
             read = {name for line in plan for name in _partitions_named(line)}
             assert read and read <= period, (read, period)
             explained += 1
-    assert explained == 2  # per practice, per patient
+    assert explained == 4  # per practice, per document, per patient, per day
 
 
 def _partitions_named(line: str) -> set[str]:
