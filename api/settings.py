@@ -137,7 +137,7 @@ class Settings(BaseSettings):
     )
     # Timeouts: a request that runs past either is stopped and answered COST_LIMIT_EXCEEDED, reason TIMEOUT.
     compiled_plans: bool = Field(
-        default=False,
+        default=True,
         description="Run registered documents of the supported shapes through their compiled plan (api/compiled/); "
         "off: every document runs on the general executor.",
     )

@@ -28,7 +28,7 @@ from graphql import (
     is_object_type,
 )
 
-__all__ = ["ROOTS", "Fallback", "FieldPlan", "Plan", "compile_plan"]
+__all__ = ["ROOTS", "Fallback", "FieldPlan", "Plan", "compile_plan", "described"]
 
 # The root fields compiled: the pages partner software reads (the benchmark's page first).
 ROOTS = frozenset({"appointments", "practice", "practices"})
@@ -83,6 +83,11 @@ def compile_plan(schema: GraphQLSchema, document: DocumentNode) -> Plan | Fallba
     if outside:
         return Fallback(f"root field {outside[0]} is not compiled")
     return Plan(operation, roots)
+
+
+def described(plan: Plan | Fallback) -> str:
+    """For operators (`documents show`) and the benchmark: how the document runs."""
+    return "compiled" if isinstance(plan, Plan) else f"general executor ({plan.reason})"
 
 
 def _selections(
