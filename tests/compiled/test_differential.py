@@ -94,8 +94,11 @@ def page_documents() -> st.SearchStrategy[str]:
     )
     edge = selection(["cursor"], {"node": node})
     connection = selection(["totalCount", "__typename"], {"edges": edge, "pageInfo": selection(PAGE_INFO)})
-    header = "query Page($p: ID!, $from: DateTime!, $to: DateTime!, $first: Int, $statuses: [AppointmentStatus!])"
-    call = "appointments(practiceId: $p, from: $from, to: $to, first: $first, statuses: $statuses)"
+    header = (
+        "query Page($p: ID!, $from: DateTime!, $to: DateTime!, $first: Int, $after: String, "
+        "$statuses: [AppointmentStatus!])"
+    )
+    call = "appointments(practiceId: $p, from: $from, to: $to, first: $first, after: $after, statuses: $statuses)"
     return connection.map(lambda body: f"{header} {{ {call} {{ {body} }} }}")
 
 
@@ -111,6 +114,7 @@ def page_variables(world: World) -> st.SearchStrategy[dict[str, Any]]:
         "p": st.sampled_from([world.practice_id(p) for p in "AAAABC"] + ["prc_unknown000000000000"]),
         "window": windows,
         "first": st.sampled_from([1, 2, 3, 5, 8, 50, 0]),
+        "after": st.sampled_from([None, None, None, "bm90LWEtY3Vyc29y"]),  # not a cursor of ours: refused
         "statuses": st.none() | st.lists(st.sampled_from(["BOOKED", "CANCELLED", "COMPLETED"]), min_size=1, max_size=2),
     }).map(
         lambda v: {
@@ -118,6 +122,7 @@ def page_variables(world: World) -> st.SearchStrategy[dict[str, Any]]:
             "from": v["window"][0].isoformat(),
             "to": v["window"][1].isoformat(),
             "first": v["first"],
+            "after": v["after"],
             "statuses": v["statuses"],
         }
     )
