@@ -136,6 +136,11 @@ class Settings(BaseSettings):
         "empty: the TCP peer is the client.",
     )
     # Timeouts: a request that runs past either is stopped and answered COST_LIMIT_EXCEEDED, reason TIMEOUT.
+    compiled_plans: bool = Field(
+        default=True,
+        description="Run registered documents of the supported shapes through their compiled plan (api/compiled/); "
+        "off: every document runs on the general executor.",
+    )
     request_timeout_seconds: float = Field(default=10.0, gt=0, description="Longest a GraphQL operation may run.")
     statement_timeout_seconds: float = Field(
         default=5.0, ge=0, description="Longest one SQL statement may run (PostgreSQL statement_timeout; 0: none)."

@@ -16,7 +16,9 @@ turns request by request so that a shared machine's slow moments hit them alike:
   no-ledger    the full stack without writing the access ledger (its price, not an option)
   no-key-lookup the full stack with the key looked up once (what a principal cache would save)
   trusted      the full stack running the same page as a registered document, by id, with a
-               trusted key (no parsing, validation or pricing per request): against `full`
+               trusted key (no parsing, validation or pricing per request), on the general executor
+  trusted-compiled the same, through the document's compiled plan (api/compiled/): both against
+               `full` and against the raw SQL `floor`
 and the plan of each SQL read the full stack issues for the page (bench/explain.py), written to
 bench/results/plans-<db>.txt; what a policy evaluation costs with and without the caches
 (bench/policy.py); and with --http, requests per second and p50/p99 over loopback with
@@ -47,10 +49,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from graphql import parse
 from sqlalchemy import Select, func, select, text
 from sqlalchemy.orm import Session
 
 from api.clock import shifted
+from api.compiled.plan import compile_plan, described
 from api.data import models
 from api.data.database import make_async_engine, make_session_factory, make_sync_engine
 from api.data.migrate import upgrade
@@ -260,10 +264,10 @@ async def in_process(
         apps = {}
 
         async def full_stack(
-            name: str, database_url: str, keys: dict[str, Any], **variant: Any
+            name: str, database_url: str, keys: dict[str, Any], settings: dict[str, Any] | None = None, **variant: Any
         ) -> Callable[[], Awaitable[None]]:
             apps[name] = app = create_app(
-                Settings(database_url=database_url, secret_key="bench", **UNLIMITED),
+                Settings(database_url=database_url, secret_key="bench", **UNLIMITED, **(settings or {})),
                 clock=shifted(CLOCK_OFFSET),
                 **variant,
             )
@@ -290,9 +294,12 @@ async def in_process(
             "full": await full_stack("full", url, keys),
             "full-10k": await full_stack("full-10k", small_url, small_keys),
         }
-        # The same page as a registered document, by id, on the full app (same worker, same caches).
+        # The same page as a registered document, by id: through the general executor (an app with the
+        # compiled plans off), and through its compiled plan on the full app (same worker, same caches).
         document_id, trusted_key = registered_page(url)
-        calls["trusted"] = await over_asgi(apps["full"], page_variables(url, keys), trusted_key, document_id)
+        await full_stack("general", url, keys, settings={"compiled_plans": False})
+        calls["trusted"] = await over_asgi(apps["general"], page_variables(url, keys), trusted_key, document_id)
+        calls["trusted-compiled"] = await over_asgi(apps["full"], page_variables(url, keys), trusted_key, document_id)
         # Two more parts priced alone, on the full app: the access ledger, and the key's lookup.
         calls["no-ledger"] = _with(calls["full"], ledger, "write", _no_ledger)
         calls["no-key-lookup"] = _with(
@@ -422,6 +429,11 @@ def database_urls(kind: str, stack: ExitStack) -> dict[str, Callable[[str], str]
     return urls
 
 
+def page_plan() -> str:
+    """Whether the page compiles, or why it falls back to the general executor (then `trusted-compiled` is not)."""
+    return described(compile_plan(build_schema(Settings())._schema, parse(PAGE)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", default="large", choices=["medium", "large"])
@@ -436,6 +448,7 @@ def main() -> None:
         "size": args.size,
         "databases": {},
         "plans": {},
+        "page_plan": page_plan(),
     }
     with ExitStack() as stack:
         for db, url_for in database_urls(args.db, stack).items():
@@ -488,6 +501,12 @@ def render(report: dict[str, Any]) -> str:
         lines.append(
             f"registered document by id (trusted / full, same page as text): "
             f"{results['trusted']['median_ms'] / results['full']['median_ms']:.2f}x"
+        )
+        floor = results["floor"]["median_ms"]
+        lines.append(
+            f"against the raw SQL floor: full {results['full']['median_ms'] / floor:.2f}x, trusted (general executor) "
+            f"{results['trusted']['median_ms'] / floor:.2f}x, trusted-compiled "
+            f"{results['trusted-compiled']['median_ms'] / floor:.2f}x; the page's plan: {report['page_plan']}"
         )
         lines.append(
             f"table size (full on {report['size']} / full on 10k): "

@@ -16,6 +16,7 @@ from typing import Any
 from graphql import DocumentNode, GraphQLSchema, OperationDefinitionNode
 from sqlalchemy import Result, Select, select
 
+from api.compiled.plan import Fallback, Plan, compile_plan
 from api.data.models import TrustedDocument
 from api.documents.analysis import parsed_and_valid
 from api.protection.shape_limits import ValidationRules
@@ -36,6 +37,7 @@ class RegisteredDocument:
     cost: int  # worst case, charged as the requested cost
     fields: tuple[str, ...]
     scopes: tuple[str, ...]
+    plan: Plan | Fallback  # compiled when loaded (api/compiled/), or why it runs on the general executor
 
     @property
     def operation(self) -> OperationDefinitionNode:
@@ -77,7 +79,13 @@ class DocumentRegistry:
             return None  # not cached: an unknown id costs its caller one indexed read, within the key's gate
         document = parsed_and_valid(self.schema, row.text, self.settings, self.rules)
         found = RegisteredDocument(
-            row.document_id, row.text, document, row.cost, tuple(row.fields.split()), _scopes(row.scopes)
+            row.document_id,
+            row.text,
+            document,
+            row.cost,
+            tuple(row.fields.split()),
+            _scopes(row.scopes),
+            compile_plan(self.schema, document),
         )
         if len(self._entries) >= self.max_entries:
             self._entries.clear()  # older versions linger until then; bounded either way

@@ -91,7 +91,9 @@ def create_app(
         settings=settings,
         sessions=sessions,
         writer_lock=writer_lock,
-        view=PartnerGraphQL(schema, documents, statement_timeout=settings.statement_timeout_seconds),
+        view=PartnerGraphQL(
+            schema, documents, statement_timeout=settings.statement_timeout_seconds, compiled=settings.compiled_plans
+        ),
         authorizer=policy.current.authorizer,
         policy=policy,
         gates=CredentialGates(

@@ -26,6 +26,7 @@ import logging
 import re
 from typing import Any
 
+import orjson
 from cross_web import HTTPException
 from graphql import GraphQLError
 from starlette.requests import Request
@@ -36,7 +37,9 @@ from strawberry.schema import BaseSchema
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 
+from api.compiled.serve import run_plan
 from api.data.failures import database_refusal
+from api.documents.dry_run import wants_dry_run
 from api.documents.protocol import DOCUMENT_ID, resolve_document
 from api.documents.registry import DocumentRegistry
 from api.errors import DATABASE_UNAVAILABLE, TIMEOUT, ApiError, ErrorCode, bad_input
@@ -162,9 +165,12 @@ def _document_id_among_extensions(data: dict[str, Any]) -> dict[str, Any]:
 class PartnerGraphQL(GraphQL[GraphQLContext, None]):
     """strawberry's view, answering with an `Outcome` (see `serve`)."""
 
-    def __init__(self, schema: BaseSchema, documents: DocumentRegistry, statement_timeout: float = 0) -> None:
+    def __init__(
+        self, schema: BaseSchema, documents: DocumentRegistry, statement_timeout: float = 0, compiled: bool = False
+    ) -> None:
         super().__init__(schema, graphql_ide=None)
         self.documents = documents
+        self.compiled = compiled  # registered documents run through their compiled plan (api/compiled/)
         self.statement_timeout = statement_timeout  # seconds, for the message of a statement timeout
 
     async def serve(self, request: Request, context: GraphQLContext) -> Outcome:
@@ -198,6 +204,13 @@ class PartnerGraphQL(GraphQL[GraphQLContext, None]):
             metering=context.metering,
             disclosures=context.disclosures.disclosures() if served else None,
         )
+
+    def encode_json(self, data: object) -> bytes:
+        """The response, serialized once by orjson (json's output when orjson cannot: an integer past 64 bits)."""
+        try:
+            return orjson.dumps(data)
+        except TypeError:
+            return json.dumps(data, separators=(",", ":")).encode()
 
     def decode_json(self, data: str | bytes) -> object:
         try:
@@ -257,8 +270,18 @@ class PartnerGraphQL(GraphQL[GraphQLContext, None]):
             result = ExecutionResult(data=None, errors=[GraphQLError(str(refusal), original_error=refusal)])
             context.result = result
             return result
+        compiled = None
+        if self.compiled and context.document is not None:  # a registered document, with its plan if it has one
+            compiled = await run_plan(
+                self.schema._schema,  # type: ignore[attr-defined]  # strawberry's graphql-core schema
+                context.document,  # type: ignore[arg-type]  # the registry's RegisteredDocument
+                context,
+                request_data.operation_name,
+                request_data.variables,
+                wants_dry_run(request_data.extensions),
+            )
         try:
-            result = await super().execute_single(
+            result = compiled or await super().execute_single(
                 request, request_adapter, sub_response, context, root_value, request_data
             )
         except HTTPException as error:

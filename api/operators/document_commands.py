@@ -57,10 +57,16 @@ def documents_list(
 
 @documents_app.command("show")
 def documents_show(partner: str, document_id: str) -> None:
-    """One document: its text, cost, and the fields and scopes it reads."""
+    """One document: its text, cost, the fields and scopes it reads, and whether it runs through a compiled plan."""
+    from graphql import parse
+
+    from api.compiled.plan import compile_plan, described
+
     with _session() as session:
         row = service.show(session, partner, document_id)
+        plan = described(compile_plan(checker().schema, parse(row.text)))
         typer.echo(f"id          {row.document_id}\noperation   {row.operation_type} {row.operation_name or '-'}\n"
+                   f"plan        {plan}\n"
                    f"cost        {row.cost} (worst case)\nscopes      {', '.join(row.scopes.splitlines()) or '-'}\n"
                    f"fields      {row.fields}\nfrom        {row.manifest_format} manifest\n"
                    f"registered  {row.registered_at.isoformat()}\nremoved     "

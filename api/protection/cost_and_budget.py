@@ -15,6 +15,7 @@ from graphql import (
     ExecutionResult,
     FragmentDefinitionNode,
     GraphQLError,
+    OperationDefinitionNode,
     OperationType,
     get_operation_ast,
 )
@@ -23,13 +24,13 @@ from strawberry.extensions import SchemaExtension
 
 from api.errors import ApiError, ErrorCode
 from api.identity.request_identity import RequestIdentity
-from api.protection.budgets import Budgets, Throttle
+from api.protection.budgets import Budgets, Charge, Throttle
 from api.protection.cost import CostModel
 from api.protection.rate_limit_agreement import agree_with_throttle
 from api.services.unit_of_work import UnitOfWork
 from api.settings import Settings
 
-__all__ = ["CostAndBudget", "Metered", "Metering", "PreparedDocument"]
+__all__ = ["CostAndBudget", "Metered", "Metering", "PreparedDocument", "charge_budget", "settle"]
 
 
 @dataclass
@@ -76,6 +77,62 @@ class Metered(Protocol):
     document: PreparedDocument | None
 
 
+async def charge_budget(ctx: Metered, requested: int) -> tuple[ExecutionResult | None, Charge | None]:
+    """Refuses a price above the maximum, then takes it from the partner's budget: (refusal, None)
+    or (None, the charge). The compiled plans (api/compiled/) charge through here too."""
+    metering = ctx.metering
+    maximum = ctx.settings.max_query_cost
+    if requested > maximum:
+        metering.cost = {"requestedQueryCost": requested, "maximumQueryCost": maximum}
+        refusal = ApiError(
+            ErrorCode.COST_LIMIT_EXCEEDED,
+            f"This operation costs {requested} points; the maximum is {maximum}. Ask for smaller pages or "
+            f"fewer fields.",
+            cost=requested,
+            maximum=maximum,
+        )
+        return _refusal(refusal), None
+    async with ctx.uow.transaction() as session:
+        now = ctx.identity.request_time.timestamp()
+        charge = await ctx.budgets.take(session, ctx.identity.principal, requested, now)
+    if not charge.granted:
+        metering.retry_after, metering.throttle = charge.retry_after, charge.throttle
+        metering.cost = {"requestedQueryCost": requested, "throttleStatus": charge.throttle.as_extension()}
+        limited = ApiError(
+            ErrorCode.RATE_LIMITED,
+            f"Your budget holds {int(charge.throttle.currently_available)} points and this operation costs "
+            f"{requested}; retry in {charge.retry_after} s.",
+            retryAfter=charge.retry_after,
+        )
+        return _refusal(limited), None
+    metering.charged = requested
+    # what the ledger records if the operation never ends (timeout)
+    metering.cost = {"requestedQueryCost": requested}
+    return None, charge
+
+
+def settle(
+    ctx: Metered,
+    model: CostModel,
+    operation: OperationDefinitionNode,
+    fragments: dict[str, FragmentDefinitionNode],
+    variables: dict[str, Any],
+    requested: int,
+    charge: Charge,
+    result: Any,
+) -> None:
+    """After execution: the actual cost, from the data sent, and the refund of the rest."""
+    metering = ctx.metering
+    data = getattr(result, "data", None)
+    actual = min(requested, model.actual_cost(operation, fragments, variables, data))
+    metering.refund = requested - actual  # given back in the ledger's transaction: one write less per request
+    throttle = metering.throttle = charge.throttle.refunded(metering.refund)
+    status = throttle.as_extension()
+    metering.cost = {"requestedQueryCost": requested, "actualQueryCost": actual, "throttleStatus": status}
+    if operation.operation == OperationType.QUERY and isinstance(data, dict):
+        agree_with_throttle(data, operation.selection_set, fragments, int(status["currentlyAvailable"]))
+
+
 def _refusal(error: ApiError) -> ExecutionResult:
     return ExecutionResult(data=None, errors=[GraphQLError(str(error), original_error=error)])
 
@@ -115,50 +172,13 @@ class CostAndBudget(SchemaExtension):
             execution.result = _refusal(error)
             yield
             return
-        maximum = ctx.settings.max_query_cost
-        if requested > maximum:
-            metering.cost = {"requestedQueryCost": requested, "maximumQueryCost": maximum}
-            execution.result = _refusal(
-                ApiError(
-                    ErrorCode.COST_LIMIT_EXCEEDED,
-                    f"This operation costs {requested} points; the maximum is {maximum}. Ask for smaller pages or "
-                    f"fewer fields.",
-                    cost=requested,
-                    maximum=maximum,
-                )
-            )
+        refusal, charge = await charge_budget(ctx, requested)
+        if refusal is not None or charge is None:
+            execution.result = refusal
             yield
             return
-        async with ctx.uow.transaction() as session:
-            charge = await ctx.budgets.take(
-                session, ctx.identity.principal, requested, ctx.identity.request_time.timestamp()
-            )
-        if not charge.granted:
-            metering.retry_after, metering.throttle = charge.retry_after, charge.throttle
-            metering.cost = {"requestedQueryCost": requested, "throttleStatus": charge.throttle.as_extension()}
-            execution.result = _refusal(
-                ApiError(
-                    ErrorCode.RATE_LIMITED,
-                    f"Your budget holds {int(charge.throttle.currently_available)} points and this operation costs "
-                    f"{requested}; retry in {charge.retry_after} s.",
-                    retryAfter=charge.retry_after,
-                )
-            )
-            yield
-            return
-        metering.charged = requested
-        # what the ledger records if the operation never ends (timeout)
-        metering.cost = {"requestedQueryCost": requested}
         yield
-        result = execution.result
-        data = getattr(result, "data", None)
-        actual = min(requested, self.model.actual_cost(operation, fragments, variables, data))
-        metering.refund = requested - actual  # given back in the ledger's transaction: one write less per request
-        throttle = metering.throttle = charge.throttle.refunded(metering.refund)
-        status = throttle.as_extension()
-        metering.cost = {"requestedQueryCost": requested, "actualQueryCost": actual, "throttleStatus": status}
-        if operation.operation == OperationType.QUERY and isinstance(data, dict):
-            agree_with_throttle(data, operation.selection_set, fragments, int(status["currentlyAvailable"]))
+        settle(ctx, self.model, operation, fragments, variables, requested, charge, execution.result)
 
     def get_results(self) -> dict[str, Any]:
         metering = self.execution_context.context.metering
