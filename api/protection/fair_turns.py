@@ -1,0 +1,106 @@
+"""Fair turns of one worker's event loop: when the worker is busy, partners take turns, round-robin.
+
+A worker is one event loop: every request it runs shares it, CPU-bound phases included (reading
+the body's JSON, pricing, parsing, validation, execution, the ledger row of a refusal). The
+per-partner gate (api.protection.key_gates) bounds how many requests of one partner run at once,
+and its refusals cost no database work, but a flooding partner's requests, admitted or being
+refused, still fill the loop, and another partner's request waits behind all of them.
+
+So each request, once past the address screen, takes one of the worker's P places
+(PARTNER_API_MAX_CONCURRENT_REQUESTS_PER_WORKER) before the gate, and holds it until its ledger
+row is written. A partner alone may hold all P places. While k owners are active (running or
+waiting), each may start a request only while it runs fewer than its share, max(1, P // k);
+places freed go to the waiting owners in turn (round-robin), each owner's requests in arrival
+order. So a partner arriving at a busy worker waits for one place to free, not for the flood's
+queue, and then runs beside at most its share of the flood's requests: a partner cannot hold
+more than its fair turn of the loop while another waits.
+
+The owner is the partner when the gate has learned whose credential it is, else the client
+address (an unknown key, or none, is charged to where it comes from: a flood of fresh invalid keys
+is one owner, not thousands). Waiting holds nothing but the connection, which the server bounds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter, OrderedDict, deque
+from collections.abc import AsyncIterator, Hashable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+
+@dataclass
+class FairTurns:
+    """The places of one worker, shared round-robin among their owners.
+
+    Example: `FairTurns(places=8)`; `async with turns.turn(("partner", 7)): ...`.
+    """
+
+    places: int
+    _running: Counter[Hashable] = field(default_factory=Counter)
+    # owners with waiting requests, in turn order (the next to be served first)
+    _waiting: OrderedDict[Hashable, deque[asyncio.Future[None]]] = field(default_factory=OrderedDict)
+
+    @property
+    def running(self) -> int:
+        return sum(self._running.values())
+
+    def share(self) -> int:
+        """The places each active owner may hold while the others are active too."""
+        active = len(self._waiting.keys() | {owner for owner, count in self._running.items() if count > 0})
+        return max(1, self.places // max(1, active))
+
+    def _may_start(self, owner: Hashable) -> bool:
+        return self.running < self.places and self._running[owner] < self.share()
+
+    @asynccontextmanager
+    async def turn(self, owner: Hashable) -> AsyncIterator[None]:
+        """Waits for a place (at once when the worker has one free and the owner is within its share)."""
+        if owner in self._waiting or not self._may_start(owner):
+            await self._wait(owner)
+        else:
+            self._running[owner] += 1
+        try:
+            yield
+        finally:
+            self._release(owner)
+
+    async def _wait(self, owner: Hashable) -> None:
+        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(owner, deque()).append(granted)
+        self._admit()  # the newcomer changes the shares: perhaps another waiter may now start
+        try:
+            await granted
+        except asyncio.CancelledError:  # the client went away, or the request timed out while waiting
+            if granted.done() and not granted.cancelled():  # granted just before: the place is given back
+                self._release(owner)
+            else:
+                self._withdraw(owner, granted)
+            raise
+
+    def _withdraw(self, owner: Hashable, granted: asyncio.Future[None]) -> None:
+        queue = self._waiting.get(owner)
+        if queue is not None and granted in queue:
+            queue.remove(granted)
+            if not queue:
+                del self._waiting[owner]
+        self._admit()
+
+    def _release(self, owner: Hashable) -> None:
+        self._running[owner] -= 1
+        if self._running[owner] <= 0:
+            del self._running[owner]
+        self._admit()
+
+    def _admit(self) -> None:
+        """Gives free places to the waiting owners in turn, each served one request at a time."""
+        while self.running < self.places:
+            owner = next((owner for owner in self._waiting if self._running[owner] < self.share()), None)
+            if owner is None:
+                return
+            queue = self._waiting.pop(owner)
+            granted = queue.popleft()
+            if queue:
+                self._waiting[owner] = queue  # to the end of the turn order
+            self._running[owner] += 1
+            granted.set_result(None)
