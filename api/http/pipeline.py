@@ -182,12 +182,14 @@ class GraphQLPipeline:
                     if (screened := self.screen(request, client, request_id)) is not None:  # no database, no ledger
                         self.observe(_entry(request, body, screened, request_id, now, started, client), None)
                         return _sent_as(screened.response, media_type or JSON)
-                    await place.enter_async_context(self.turns.turn(self.owner(request, client)))
-                    try:
-                        outcome = await self.take_turn(_replaying(request, body), body, request_id)
-                    except Exception as error:  # the database is away, saturated or slow: a clear refusal, not a 500
-                        logger.exception("request %s failed outside GraphQL execution", request_id)
-                        outcome = self.unavailable(error, request_id)
+                    if not await place.enter_async_context(self.turns.turn(self.owner(request, client))):
+                        outcome = _too_many_waiting(request_id)
+                    else:
+                        try:
+                            outcome = await self.take_turn(_replaying(request, body), body, request_id)
+                        except Exception as error:  # the database is away, saturated or slow: a clear refusal
+                            logger.exception("request %s failed outside GraphQL execution", request_id)
+                            outcome = self.unavailable(error, request_id)
                     if outcome.status == 401:
                         self.addresses.failed(client)
                 entry = _entry(request, body, outcome, request_id, now, started, client)
@@ -415,6 +417,14 @@ class GraphQLPipeline:
         partner = principal.partner_name if principal else None
         metrics.observe(entry, partner)
         logs.log_request(entry, partner)
+
+
+def _too_many_waiting(request_id: str) -> Outcome:
+    """The worker is busy and too many of this partner's (or address's) requests already wait their turn."""
+    busy = ApiError(
+        ErrorCode.RATE_LIMITED, "Too many of your requests are waiting for this server; retry in 1 s.", retryAfter=1
+    )
+    return refused(429, busy, request_id, None, **{"Retry-After": "1"})
 
 
 def _not_acceptable(request_id: str) -> Outcome:

@@ -17,7 +17,8 @@ more than its fair turn of the loop while another waits.
 
 The owner is the partner when the gate has learned whose credential it is, else the client
 address (an unknown key, or none, is charged to where it comes from: a flood of fresh invalid keys
-is one owner, not thousands). Waiting holds nothing but the connection, which the server bounds.
+is one owner, not thousands). Waiting holds nothing but the connection; past QUEUE_FACTOR * P of
+one owner's requests waiting, the next is refused at once (RATE_LIMITED, as the gate's own queue).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import AsyncIterator, Hashable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+
+from api.protection.key_gates import QUEUE_FACTOR
 
 
 @dataclass
@@ -54,14 +57,18 @@ class FairTurns:
         return self.running < self.places and self._running[owner] < self.share()
 
     @asynccontextmanager
-    async def turn(self, owner: Hashable) -> AsyncIterator[None]:
-        """Waits for a place (at once when the worker has one free and the owner is within its share)."""
+    async def turn(self, owner: Hashable) -> AsyncIterator[bool]:
+        """Waits for a place (at once when the worker has one free and the owner is within its share) and
+        yields True; yields False at once when too many of the owner's requests already wait."""
+        if len(self._waiting.get(owner, ())) >= QUEUE_FACTOR * self.places:
+            yield False
+            return
         if owner in self._waiting or not self._may_start(owner):
             await self._wait(owner)
         else:
             self._running[owner] += 1
         try:
-            yield
+            yield True
         finally:
             self._release(owner)
 

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from api.protection.fair_turns import FairTurns
+from api.protection.key_gates import QUEUE_FACTOR
 
 
 class Requests:
@@ -19,6 +20,7 @@ class Requests:
         self.admitted: list[tuple[Hashable, int]] = []  # (owner, number), in admission order
         self.finish: dict[tuple[Hashable, int], asyncio.Event] = {}
         self.tasks: dict[tuple[Hashable, int], asyncio.Task[None]] = {}
+        self.refused: list[tuple[Hashable, int]] = []
         self.count = 0
 
     def send(self, owner: Hashable) -> tuple[Hashable, int]:
@@ -29,7 +31,10 @@ class Requests:
         return name
 
     async def _run(self, name: tuple[Hashable, int]) -> None:
-        async with self.turns.turn(name[0]):
+        async with self.turns.turn(name[0]) as admitted:
+            if not admitted:
+                self.refused.append(name)
+                return
             self.admitted.append(name)
             await self.finish[name].wait()
 
@@ -89,6 +94,18 @@ async def test_a_partner_over_its_share_waits_for_the_other_even_with_a_free_pla
     assert len(requests.running()) == 4
 
 
+async def test_past_its_queue_an_owners_next_request_is_refused_at_once_and_others_still_wait() -> None:
+    requests = Requests(FairTurns(places=2))
+    flood = [requests.send("flood") for _ in range(2 + QUEUE_FACTOR * 2 + 3)]
+    await settle()
+    assert requests.refused == flood[-3:]  # 2 running, 16 waiting, the last 3 turned away
+    sync = requests.send("sync")
+    await settle()
+    assert sync not in requests.refused
+    await requests.done(flood[0])
+    assert requests.admitted[-1] == sync
+
+
 async def test_a_waiter_that_goes_away_gives_its_turn_on() -> None:
     turns = FairTurns(places=1)
     requests = Requests(turns)
@@ -141,7 +158,11 @@ def test_places_are_bounded_and_never_left_idle_while_someone_may_use_them(place
             await settle()
             running = requests.running()
             assert len(running) == turns.running <= places
-            waiting = {owner for owner, _ in requests.tasks if (owner, _) not in requests.admitted}
+            waiting = {
+                owner
+                for owner, number in requests.tasks
+                if (owner, number) not in requests.admitted and (owner, number) not in requests.refused
+            }
             share = turns.share()
             for owner in waiting:  # a waiter waits only for a full worker or for its own share
                 assert len(running) == places or sum(1 for o, _ in running if o == owner) >= share
