@@ -17,8 +17,9 @@ more than its fair turn of the loop while another waits.
 
 The owner is the partner when the gate has learned whose credential it is, else the client
 address (an unknown key, or none, is charged to where it comes from: a flood of fresh invalid keys
-is one owner, not thousands). Waiting holds nothing but the connection; past QUEUE_FACTOR * P of
-one owner's requests waiting, the next is refused at once (RATE_LIMITED, as the gate's own queue).
+is one owner, not thousands). Waiting holds nothing but the connection, so the queue is long: a
+refusal is recorded in the ledger, work a place would not govern; past MAX_WAITING of one owner's
+requests waiting, the next is refused at once (RATE_LIMITED, as the gate's own queue).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from collections.abc import AsyncIterator, Hashable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from api.protection.key_gates import QUEUE_FACTOR
+MAX_WAITING = 256  # one owner's requests waiting for a place (each holds a connection, nothing more)
 
 
 @dataclass
@@ -60,7 +61,7 @@ class FairTurns:
     async def turn(self, owner: Hashable) -> AsyncIterator[bool]:
         """Waits for a place (at once when the worker has one free and the owner is within its share) and
         yields True; yields False at once when too many of the owner's requests already wait."""
-        if len(self._waiting.get(owner, ())) >= QUEUE_FACTOR * self.places:
+        if len(self._waiting.get(owner, ())) >= MAX_WAITING:
             yield False
             return
         if owner in self._waiting or not self._may_start(owner):

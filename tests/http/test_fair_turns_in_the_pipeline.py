@@ -56,7 +56,7 @@ async def test_past_its_queue_a_request_is_refused_with_retry_after_and_recorded
 ):
     api = make_api(max_concurrent_requests_per_worker=1)
     turns = api.http._transport.app.state.turns  # type: ignore[attr-defined]
-    monkeypatch.setattr(fair_turns, "QUEUE_FACTOR", 0)  # no request may wait
+    monkeypatch.setattr(fair_turns, "MAX_WAITING", 0)  # no request may wait
     async with turns.turn(("partner", -1)):
         refused = await api.query(world.keys["full"], "{ viewer { name } }")
     assert refused.status == 429 and refused.codes == {"RATE_LIMITED"}

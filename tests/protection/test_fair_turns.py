@@ -8,8 +8,8 @@ from collections.abc import Hashable
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from api.protection import fair_turns
 from api.protection.fair_turns import FairTurns
-from api.protection.key_gates import QUEUE_FACTOR
 
 
 class Requests:
@@ -94,9 +94,10 @@ async def test_a_partner_over_its_share_waits_for_the_other_even_with_a_free_pla
     assert len(requests.running()) == 4
 
 
-async def test_past_its_queue_an_owners_next_request_is_refused_at_once_and_others_still_wait() -> None:
+async def test_past_its_queue_an_owners_next_request_is_refused_at_once_and_others_still_wait(monkeypatch) -> None:
+    monkeypatch.setattr(fair_turns, "MAX_WAITING", 16)
     requests = Requests(FairTurns(places=2))
-    flood = [requests.send("flood") for _ in range(2 + QUEUE_FACTOR * 2 + 3)]
+    flood = [requests.send("flood") for _ in range(2 + 16 + 3)]
     await settle()
     assert requests.refused == flood[-3:]  # 2 running, 16 waiting, the last 3 turned away
     sync = requests.send("sync")
