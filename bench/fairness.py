@@ -237,9 +237,9 @@ async def _flood_connections(base: str, partner: Partner, day: datetime, kind: s
                     payload = {"query": FLOOD, "variables": variables}
                 sent_key = invalid_key(number) if kind == "invalid-keys" else key
                 try:
-                    response = await client.post(
-                        "/graphql", json=payload, headers={"Authorization": f"Bearer {sent_key}"}
-                    )
+                    # the GraphQL-over-HTTP media type: a refused document is a 4xx (with application/json, a 200)
+                    headers = {"Authorization": f"Bearer {sent_key}", "Accept": "application/graphql-response+json"}
+                    response = await client.post("/graphql", json=payload, headers=headers)
                 # counted, and reported by problems(), rather than losing the flood's figures
                 except httpx.HTTPError as error:
                     outcomes[f"client error {type(error).__name__}"] += 1
