@@ -8,12 +8,14 @@ refused, still fill the loop, and another partner's request waits behind all of 
 
 So each request, once past the address screen, takes one of the worker's P places
 (PARTNER_API_MAX_CONCURRENT_REQUESTS_PER_WORKER) before the gate, and holds it until its ledger
-row is written. A partner alone may hold all P places. While k owners are active (running or
-waiting), each may start a request only while it runs fewer than its share, max(1, P // k);
+row is written. A partner alone may hold all P places. While several owners are active (running,
+waiting, or done less than LINGER_SECONDS ago), each may start a request only while it runs none:
 places freed go to the waiting owners in turn (round-robin), each owner's requests in arrival
 order. So a partner arriving at a busy worker waits for one place to free, not for the flood's
-queue, and then runs beside at most its share of the flood's requests: a partner cannot hold
-more than its fair turn of the loop while another waits.
+queue, and then runs beside one request of each other active owner: a partner cannot hold more
+than its turn of the loop while another waits. One each, not P / k: the requests running share
+the loop's CPU, so each more request running beside one adds about its CPU time to that one's
+latency (under bench.fairness's hostile flood, the syncing partner's median grew with P / k).
 
 The owner is the partner when the gate has learned whose credential it is, else the client
 address (an unknown key, or none, is charged to where it comes from: a flood of fresh invalid keys
@@ -25,12 +27,17 @@ requests waiting, the next is refused at once (RATE_LIMITED, as the gate's own q
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter, OrderedDict, deque
-from collections.abc import AsyncIterator, Hashable
+from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 MAX_WAITING = 256  # one owner's requests waiting for a place (each holds a connection, nothing more)
+# An owner stays active this long after its last request ended: a client paging through results
+# sends its next request a moment after the last answer, and the flood must not refill every
+# place in between (else each of its requests waits for a place and runs beside P - 1 others).
+LINGER_SECONDS = 1.0
 
 
 @dataclass
@@ -41,7 +48,9 @@ class FairTurns:
     """
 
     places: int
+    clock: Callable[[], float] = time.monotonic
     _running: Counter[Hashable] = field(default_factory=Counter)
+    _ended: dict[Hashable, float] = field(default_factory=dict)  # owner -> when its last request ended, lately
     # owners with waiting requests, in turn order (the next to be served first)
     _waiting: OrderedDict[Hashable, deque[asyncio.Future[None]]] = field(default_factory=OrderedDict)
 
@@ -49,10 +58,15 @@ class FairTurns:
     def running(self) -> int:
         return sum(self._running.values())
 
+    def active(self) -> set[Hashable]:
+        """The owners running, waiting, or whose last request ended less than LINGER_SECONDS ago."""
+        now = self.clock()
+        self._ended = {owner: at for owner, at in self._ended.items() if now - at < LINGER_SECONDS}
+        return self._waiting.keys() | self._running.keys() | self._ended.keys()
+
     def share(self) -> int:
-        """The places each active owner may hold while the others are active too."""
-        active = len(self._waiting.keys() | {owner for owner, count in self._running.items() if count > 0})
-        return max(1, self.places // max(1, active))
+        """The places each active owner may hold: all of them alone, one while others are active too."""
+        return self.places if len(self.active()) <= 1 else 1
 
     def _may_start(self, owner: Hashable) -> bool:
         return self.running < self.places and self._running[owner] < self.share()
@@ -98,6 +112,7 @@ class FairTurns:
         self._running[owner] -= 1
         if self._running[owner] <= 0:
             del self._running[owner]
+            self._ended[owner] = self.clock()
         self._admit()
 
     def _admit(self) -> None:

@@ -46,13 +46,23 @@ class Requests:
         await settle()
 
 
+class Clock:
+    """Time stands still unless a test moves it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 async def settle() -> None:
     for _ in range(5):
         await asyncio.sleep(0)
 
 
 async def test_a_partner_alone_uses_every_place() -> None:
-    requests = Requests(FairTurns(places=4))
+    requests = Requests(FairTurns(clock=Clock(), places=4))
     names = [requests.send("A") for _ in range(6)]
     await settle()
     assert requests.admitted == names[:4]  # all the places, in arrival order; the rest wait
@@ -61,7 +71,7 @@ async def test_a_partner_alone_uses_every_place() -> None:
 
 
 async def test_a_partner_arriving_at_a_busy_worker_gets_the_next_place_and_turns_alternate() -> None:
-    requests = Requests(FairTurns(places=2))
+    requests = Requests(FairTurns(clock=Clock(), places=2))
     flood = [requests.send("flood") for _ in range(6)]
     await settle()
     assert requests.admitted == flood[:2]
@@ -79,8 +89,8 @@ async def test_a_partner_arriving_at_a_busy_worker_gets_the_next_place_and_turns
 
 
 async def test_a_partner_over_its_share_waits_for_the_other_even_with_a_free_place() -> None:
-    requests = Requests(FairTurns(places=4))
-    flood = [requests.send("flood") for _ in range(8)]
+    requests = Requests(FairTurns(clock=Clock(), places=4))
+    flood = [requests.send("flood") for _ in range(12)]
     await settle()
     sync = requests.send("sync")
     await settle()
@@ -88,15 +98,25 @@ async def test_a_partner_over_its_share_waits_for_the_other_even_with_a_free_pla
     assert requests.admitted[-1] == sync
     await requests.done(flood[1])
     await requests.done(flood[2])
-    # 1 flood request and 1 sync run: the flood (share 2 of 4) gets one more, no more
-    assert [owner for owner, _ in requests.running()] == ["flood", "sync", "flood"]
-    await requests.done(sync)  # alone again: the flood takes every place
-    assert len(requests.running()) == 4
+    # a free place, but the flood already runs one request beside the sync's: it waits
+    assert [owner for owner, _ in requests.running()] == ["flood", "sync"]
+    assert requests.turns.running == 2 and requests.turns.share() == 1
+    await requests.done(sync)
+    await requests.done(requests.running()[0])
+    # the sync's next request comes a moment later: meanwhile the flood does not refill every place
+    assert [owner for owner, _ in requests.running()] == ["flood"]
+    next_sync = requests.send("sync")
+    await settle()
+    assert requests.admitted[-1] == next_sync  # a free place at once
+    await requests.done(next_sync)
+    requests.turns.clock.now += fair_turns.LINGER_SECONDS  # the sync is gone: the flood is alone again
+    await requests.done(requests.running()[0])
+    assert len(requests.running()) == 4 and all(owner == "flood" for owner, _ in requests.running())
 
 
 async def test_past_its_queue_an_owners_next_request_is_refused_at_once_and_others_still_wait(monkeypatch) -> None:
     monkeypatch.setattr(fair_turns, "MAX_WAITING", 16)
-    requests = Requests(FairTurns(places=2))
+    requests = Requests(FairTurns(clock=Clock(), places=2))
     flood = [requests.send("flood") for _ in range(2 + 16 + 3)]
     await settle()
     assert requests.refused == flood[-3:]  # 2 running, 16 waiting, the last 3 turned away
@@ -108,7 +128,7 @@ async def test_past_its_queue_an_owners_next_request_is_refused_at_once_and_othe
 
 
 async def test_a_waiter_that_goes_away_gives_its_turn_on() -> None:
-    turns = FairTurns(places=1)
+    turns = FairTurns(clock=Clock(), places=1)
     requests = Requests(turns)
     first = requests.send("A")
     await settle()
@@ -123,7 +143,7 @@ async def test_a_waiter_that_goes_away_gives_its_turn_on() -> None:
 
 
 async def test_a_request_cancelled_as_it_is_granted_gives_its_place_back() -> None:
-    turns = FairTurns(places=1)
+    turns = FairTurns(clock=Clock(), places=1)
     requests = Requests(turns)
     first = requests.send("A")
     await settle()
@@ -149,7 +169,7 @@ def test_places_are_bounded_and_never_left_idle_while_someone_may_use_them(place
     """Any arrivals (an owner's name) and finishes (an index into the running ones), in any order."""
 
     async def scenario() -> None:
-        turns = FairTurns(places=places)
+        turns = FairTurns(clock=Clock(), places=places)
         requests = Requests(turns)
         for step in steps:
             if isinstance(step, str):
@@ -167,8 +187,10 @@ def test_places_are_bounded_and_never_left_idle_while_someone_may_use_them(place
             share = turns.share()
             for owner in waiting:  # a waiter waits only for a full worker or for its own share
                 assert len(running) == places or sum(1 for o, _ in running if o == owner) >= share
-            if len({owner for owner, _ in running} | waiting) == 1 and waiting:
+            if len(turns.active()) == 1 and waiting:
                 assert len(running) == places  # alone, an owner uses every place
+            elif len(turns.active()) > 1:
+                assert share == 1
         for event in requests.finish.values():
             event.set()
         await settle()
