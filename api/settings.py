@@ -115,7 +115,7 @@ class Settings(BaseSettings):
         description="Requests of one partner (all its keys) running at once in each worker; the next ones wait.",
     )
     max_concurrent_requests_per_worker: int = Field(
-        default=4,
+        default=8,
         ge=1,
         description="Requests one worker runs at once; while several partners wait, they take turns (fair_turns).",
     )
