@@ -50,7 +50,8 @@ class FairTurns:
     places: int
     clock: Callable[[], float] = time.monotonic
     _running: Counter[Hashable] = field(default_factory=Counter)
-    _ended: dict[Hashable, float] = field(default_factory=dict)  # owner -> when its last request ended, lately
+    # owner -> when its last request ended, lately; oldest first, so that expired ones leave from the front
+    _ended: OrderedDict[Hashable, float] = field(default_factory=OrderedDict)
     # owners with waiting requests, in turn order (the next to be served first)
     _waiting: OrderedDict[Hashable, deque[asyncio.Future[None]]] = field(default_factory=OrderedDict)
 
@@ -61,7 +62,8 @@ class FairTurns:
     def active(self) -> set[Hashable]:
         """The owners running, waiting, or whose last request ended less than LINGER_SECONDS ago."""
         now = self.clock()
-        self._ended = {owner: at for owner, at in self._ended.items() if now - at < LINGER_SECONDS}
+        while self._ended and now - next(iter(self._ended.values())) >= LINGER_SECONDS:
+            self._ended.popitem(last=False)
         return self._waiting.keys() | self._running.keys() | self._ended.keys()
 
     def share(self) -> int:
@@ -112,13 +114,15 @@ class FairTurns:
         self._running[owner] -= 1
         if self._running[owner] <= 0:
             del self._running[owner]
-            self._ended[owner] = self.clock()
+            self._ended.pop(owner, None)
+            self._ended[owner] = self.clock()  # to the end: the latest
         self._admit()
 
     def _admit(self) -> None:
         """Gives free places to the waiting owners in turn, each served one request at a time."""
+        share = self.share()  # the same throughout: each owner admitted was waiting, so stays active
         while self.running < self.places:
-            owner = next((owner for owner in self._waiting if self._running[owner] < self.share()), None)
+            owner = next((owner for owner in self._waiting if self._running[owner] < share), None)
             if owner is None:
                 return
             queue = self._waiting.pop(owner)
