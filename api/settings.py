@@ -114,6 +114,11 @@ class Settings(BaseSettings):
         ge=1,
         description="Requests of one partner (all its keys) running at once in each worker; the next ones wait.",
     )
+    max_concurrent_requests_per_worker: int = Field(
+        default=8,
+        ge=1,
+        description="Requests one worker runs at once; while several partners wait, they take turns (fair_turns).",
+    )
     partner_pool_share: float = Field(
         default=0.4,
         gt=0,

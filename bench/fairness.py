@@ -220,7 +220,8 @@ async def _flood_connections(base: str, partner: Partner, day: datetime, kind: s
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
 
         async def connection(number: int) -> None:
-            key = partner.keys[number % len(partner.keys)]  # the four-key flood: each connection one of them
+            keys = partner.keys if kind == "four-keys" else partner.keys[:1]
+            key = keys[number % len(keys)]  # the four-key flood: each connection one of them
             while (
                 not stop.is_set()
                 and sum(outcomes.values()) < FLOOD_MAX_REQUESTS
@@ -269,16 +270,18 @@ async def measure(base: str, syncing: Partner, flooding: Partner, day: datetime,
 
 
 def more_keys(url: str, partner: str, count: int) -> tuple[str, ...]:
-    """`count` new keys of the partner, for the four-key flood."""
+    """`count` new keys of the partner, for the four-key flood (open: the flood sends its query's text)."""
     from sqlalchemy.orm import Session
 
     from api.data.database import make_sync_engine
+    from api.data.models import KeyMode
     from api.operators.accounts import issue_partner_key
 
     engine = make_sync_engine(url)
     try:
         with Session(engine) as session, session.begin():
-            return tuple(issue_partner_key(session, partner, label="fairness").token for _ in range(count))
+            issued = (issue_partner_key(session, partner, label="fairness", mode=KeyMode.OPEN) for _ in range(count))
+            return tuple(key.token for key in issued)
     finally:
         engine.dispose()
 

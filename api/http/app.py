@@ -179,6 +179,7 @@ def create_app(
     app.state.engine = engine
     app.state.sessions = graphql.sessions
     app.state.gates = graphql.gates
+    app.state.turns = graphql.turns
     app.state.settings = settings
     app.state.policy = policy
     app.state.alert_sender = alert_sender

@@ -55,6 +55,7 @@ from api.ledger.disclosure_recorder import DisclosureRecorder
 from api.protection.address_limiter import AddressLimiter
 from api.protection.budgets import Budgets
 from api.protection.extraction import ExtractionGuard
+from api.protection.fair_turns import FairTurns
 from api.protection.key_gates import CredentialGates
 from api.protection.pre_pricing import price_of
 from api.schema.context import GraphQLContext
@@ -80,10 +81,12 @@ class GraphQLPipeline:
        mid-body is recorded as CLIENT_DISCONNECTED (HTTP 499 in the ledger), not as a server error.
     2. `screen`: a client address that sent too many unauthenticated requests lately is refused (429)
        before any database work, ledger row included (api/protection/address_limiter.py), unless its
-       key authenticated lately. Then `take_turn`: the per-partner gate, before any database work
-       (api/protection/key_gates.py): a partner's requests, all keys together, run N at a time (N
-       within its share of the connection pool), and while its budget refills, a request costing more
-       than the bucket holds is refused (429).
+       key authenticated lately. Then one of the worker's places (api/protection/fair_turns.py),
+       held until step 5 is done: when the worker is busy, partners take turns, round-robin, so a
+       flood of one partner, served or refused, does not fill the event loop. Then `take_turn`: the
+       per-partner gate, before any database work (api/protection/key_gates.py): a partner's
+       requests, all keys together, run N at a time (N within its share of the connection pool), and
+       while its budget refills, a request costing more than the bucket holds is refused (429).
     3. `authenticate`: the bearer key (api/identity/authentication.py), 401 for any failure; a
        key quarantined after a distinct-patient refusal gets 403 KEY_QUARANTINED, after every
        other check (api/protection/extraction.py quarantines it, `partner-api key release` frees it).
@@ -144,6 +147,7 @@ class GraphQLPipeline:
         clock: Clock = system_clock,
         policy: LivePolicy | None = None,
         tracing: OperationTracing | None = None,
+        turns: FairTurns | None = None,
     ) -> None:
         self.settings, self.sessions, self.writer_lock, self.view = settings, sessions, writer_lock, view
         self.gates, self.grants = gates, grants
@@ -152,6 +156,7 @@ class GraphQLPipeline:
         self.clock = clock  # the one source of the request's time (api/clock.py)
         # The policy and what derives from it (the ledger groups of each sensitive field), swapped whole on reload.
         self.policy = policy or LivePolicy(PolicyInForce.of(authorizer), follows_releases=False)
+        self.turns = turns or FairTurns(settings.max_concurrent_requests_per_worker)  # the worker's places, shared
         self.tracing = tracing or OperationTracing(None)  # a span per operation when configured (api/http/tracing.py)
 
     async def handle(self, request: Request) -> Response:
@@ -169,22 +174,26 @@ class GraphQLPipeline:
             client = self.addresses.client(request)  # the peer, or the client its trusted proxy names
             read = await self.read_body(request, request_id) if media_type else _not_acceptable(request_id)
             body: bytes | None = None
-            if isinstance(read, Outcome):
-                outcome = read
-            else:
-                body = read
-                if (screened := self.screen(request, client, request_id)) is not None:  # no database work, no ledger
-                    self.observe(_entry(request, body, screened, request_id, now, started, client), None)
-                    return _sent_as(screened.response, media_type or JSON)
-                try:
-                    outcome = await self.take_turn(_replaying(request, body), body, request_id)
-                except Exception as error:  # the database is away, saturated or slow: a clear refusal, never a 500
-                    logger.exception("request %s failed outside GraphQL execution", request_id)
-                    outcome = self.unavailable(error, request_id)
-                if outcome.status == 401:
-                    self.addresses.failed(client)
-            entry = _entry(request, body, outcome, request_id, now, started, client)
-            outcome, entry = await self.record(outcome, entry)
+            async with contextlib.AsyncExitStack() as place:  # the worker's place, held until the ledger row
+                if isinstance(read, Outcome):
+                    outcome = read
+                else:
+                    body = read
+                    if (screened := self.screen(request, client, request_id)) is not None:  # no database, no ledger
+                        self.observe(_entry(request, body, screened, request_id, now, started, client), None)
+                        return _sent_as(screened.response, media_type or JSON)
+                    if not await place.enter_async_context(self.turns.turn(self.owner(request, client))):
+                        outcome = _too_many_waiting(request_id)
+                    else:
+                        try:
+                            outcome = await self.take_turn(_replaying(request, body), body, request_id)
+                        except Exception as error:  # the database is away, saturated or slow: a clear refusal
+                            logger.exception("request %s failed outside GraphQL execution", request_id)
+                            outcome = self.unavailable(error, request_id)
+                    if outcome.status == 401:
+                        self.addresses.failed(client)
+                entry = _entry(request, body, outcome, request_id, now, started, client)
+                outcome, entry = await self.record(outcome, entry)
             # Metrics and the log line count the ledger write in the duration: it is part of the latency.
             entry = replace(entry, duration_ms=_elapsed_ms(started))
             self.observe(entry, outcome.principal)
@@ -240,6 +249,11 @@ class GraphQLPipeline:
             retryAfter=wait,
         )
         return refused(429, flood, request_id)
+
+    def owner(self, request: Request, client: str | None) -> tuple[str, object]:
+        """Whose turn a request takes: its partner once its credential is known, else its address."""
+        partner = self.gates.partner_of(presented_credential(request.headers.get("authorization")))
+        return ("partner", partner) if partner is not None else ("address", client)
 
     async def take_turn(self, request: Request, body: bytes, request_id: str) -> Outcome:
         """Step 2: waits for one of the partner's places; steps 3 and 4 run while it is held."""
@@ -403,6 +417,14 @@ class GraphQLPipeline:
         partner = principal.partner_name if principal else None
         metrics.observe(entry, partner)
         logs.log_request(entry, partner)
+
+
+def _too_many_waiting(request_id: str) -> Outcome:
+    """The worker is busy and too many of this partner's (or address's) requests already wait their turn."""
+    busy = ApiError(
+        ErrorCode.RATE_LIMITED, "Too many of your requests are waiting for this server; retry in 1 s.", retryAfter=1
+    )
+    return refused(429, busy, request_id, None, **{"Retry-After": "1"})
 
 
 def _not_acceptable(request_id: str) -> Outcome:

@@ -94,6 +94,10 @@ class CredentialGates:
         """Whether the credential authenticated lately in this worker."""
         return credential is not None and _key(credential) in self._partners
 
+    def partner_of(self, credential: str | None) -> int | None:
+        """The partner the credential authenticated as lately in this worker, if any."""
+        return None if credential is None else self._partners.get(_key(credential))
+
     def learn(self, credential: str | None, principal: Principal) -> None:
         """The credential authenticated as one of the partner's keys: from now on it shares the partner's gate."""
         if credential is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.orm import Session
 
+from api.data.models import KeyMode
 from api.operators import accounts as operators
 from bench.fairness import Partner, measure, served
 from tests.world import DAY, World
@@ -43,7 +44,8 @@ async def test_a_partner_flooding_hostile_documents_is_refused_and_a_syncing_par
 async def test_a_partner_flooding_with_four_keys_gets_one_partners_share(database_url, world: World, sync_engine):
     practice = world.practice_id("A")
     with Session(sync_engine) as session, session.begin():
-        others = tuple(operators.issue_partner_key(session, "full", label="flood").token for _ in range(3))
+        issued = [operators.issue_partner_key(session, "full", label="flood", mode=KeyMode.OPEN) for _ in range(3)]
+        others = tuple(key.token for key in issued)  # open: the flood sends its query's text
     syncing = Partner(world.keys["no-contact"], practice)
     flooding = Partner(world.keys["full"], practice, other_keys=others)
     with served(database_url) as base:
