@@ -165,7 +165,7 @@ def _attributes(entry: AccessEntry) -> dict[str, Any]:
     attributes: dict[str, Any] = {
         # As the ledger records them (its document_hash column): a trace and a ledger row are matched by them.
         "graphql.operation.name": storable_name(entry.operation_name) or "",
-        "graphql.document.sha256": document_hash(entry.query) or "",
+        "graphql.document.sha256": document_hash(entry) or "",
         "partner_api.outcome": entry.outcome,
         "partner_api.error_code": entry.error_code or "",
         "http.response.status_code": entry.http_status,

@@ -114,9 +114,12 @@ def storable_name(name: str | None) -> str | None:
     return name[:MAX_NAME_LENGTH] if name and GRAPHQL_NAME.fullmatch(name) else None
 
 
-def document_hash(query: str | None) -> str | None:
-    """The hash names the document as sent, lone surrogates included."""
-    return hashlib.sha256(query.encode("utf-8", "surrogatepass")).hexdigest() if query else None
+def document_hash(entry: AccessEntry) -> str | None:
+    """The document's SHA-256: of the text as sent, lone surrogates included, or, for a registered
+    document run by id, its id's (the hash of its text)."""
+    if entry.query:
+        return hashlib.sha256(entry.query.encode("utf-8", "surrogatepass")).hexdigest()
+    return entry.document_id.removeprefix("sha256:") if entry.document_id else None
 
 
 def _storable(entry: AccessEntry) -> dict[str, object]:
@@ -125,14 +128,7 @@ def _storable(entry: AccessEntry) -> dict[str, object]:
     for column in ("requested_cost", "actual_cost"):
         cost = values[column]
         values[column] = None if cost is None else max(-MAX_COST, min(MAX_COST, int(cost)))
-    # The hash names the document as sent; a registered document's id is its text's hash.
-    values["document_hash"] = (
-        document_hash(entry.query)
-        if entry.query
-        else entry.document_id.removeprefix("sha256:")
-        if entry.document_id
-        else None
-    )
+    values["document_hash"] = document_hash(entry)
     return values
 
 
