@@ -179,7 +179,8 @@ class GraphQLPipeline:
                     outcome = read
                 else:
                     body = read
-                    if (screened := self.screen(request, client, request_id)) is not None:  # no database, no ledger
+                    known = self.gates.knows(presented_credential(request.headers.get("authorization")))
+                    if (screened := self.screen(known, client, request_id)) is not None:  # no database, no ledger
                         self.observe(_entry(request, body, screened, request_id, now, started, client), None)
                         return _sent_as(screened.response, media_type or JSON)
                     if not await place.enter_async_context(self.turns.turn(self.owner(request, client))):
@@ -190,7 +191,9 @@ class GraphQLPipeline:
                         except Exception as error:  # the database is away, saturated or slow: a clear refusal
                             logger.exception("request %s failed outside GraphQL execution", request_id)
                             outcome = self.unavailable(error, request_id)
-                    if outcome.status == 401:
+                    if not known and outcome.status != 401:
+                        self.addresses.forgive(client)  # counted on arrival by `screen`: it authenticated
+                    elif known and outcome.status == 401:  # a key revoked since, a token expired
                         self.addresses.failed(client)
                 entry = _entry(request, body, outcome, request_id, now, started, client)
                 outcome, entry = await self.record(outcome, entry)
@@ -237,11 +240,15 @@ class GraphQLPipeline:
             return Outcome(Response(status_code=CLIENT_CLOSED_REQUEST), error_code=CLIENT_DISCONNECTED)
         return b"".join(chunks)
 
-    def screen(self, request: Request, client: str | None, request_id: str) -> Outcome | None:
-        """Step 2, first: the refusal of an address past its unauthenticated requests, or None."""
-        credential = presented_credential(request.headers.get("authorization"))
-        wait = None if self.gates.knows(credential) else self.addresses.refusal(client)
+    def screen(self, known: bool, client: str | None, request_id: str) -> Outcome | None:
+        """Step 2, first: the refusal of an address past its unauthenticated requests, or None. A request
+        whose credential this worker does not know is counted as a failure now, and forgiven if it
+        authenticates: a burst sent at once cannot pass before its first answers are counted."""
+        if known:
+            return None
+        wait = self.addresses.refusal(client)
         if wait is None:
+            self.addresses.failed(client)
             return None
         flood = ApiError(
             ErrorCode.RATE_LIMITED,
@@ -253,7 +260,7 @@ class GraphQLPipeline:
     def owner(self, request: Request, client: str | None) -> tuple[str, object]:
         """Whose turn a request takes: its partner once its credential is known, else its address."""
         partner = self.gates.partner_of(presented_credential(request.headers.get("authorization")))
-        return ("partner", partner) if partner is not None else ("address", client)
+        return ("partner", partner) if partner is not None else ("address", self.addresses.subscriber(client))
 
     async def take_turn(self, request: Request, body: bytes, request_id: str) -> Outcome:
         """Step 2: waits for one of the partner's places; steps 3 and 4 run while it is held."""
@@ -274,7 +281,10 @@ class GraphQLPipeline:
         if outcome.status == 401:  # a revoked key no longer passes the address screen, nor shares a gate
             self.gates.forget(credential)
         elif outcome.principal is not None:
-            self.gates.learn(credential, outcome.principal)
+            # A DPoP-bound token's text alone is no proof of possession: never let it stand for its partner
+            # before it is checked (a thief could queue its partner's places full with it), as a key's may.
+            if not _proof_bound(request):
+                self.gates.learn(credential, outcome.principal)
             if outcome.metering.throttle is not None:
                 refused_for_budget = outcome.metering.retry_after is not None
                 self.gates.budget_read(outcome.principal, outcome.metering.throttle, refused_for_budget)
@@ -466,6 +476,11 @@ def _operation(request: Request, body: bytes | None) -> dict[str, Any]:
         isinstance(operation.get(k), (str, type(None))) for k in ("query", "operationName")
     )
     return operation if fields_are_text else {}
+
+
+def _proof_bound(request: Request) -> bool:
+    """Whether the credential is presented under the DPoP scheme (a token only its key's holder may use)."""
+    return request.headers.get("authorization", "").lstrip().lower().startswith("dpop ")
 
 
 def _presented_prefix(request: Request) -> str | None:

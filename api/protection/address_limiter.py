@@ -93,12 +93,25 @@ class AddressLimiter:
         return max(1, math.ceil(ends - self.clock()))
 
     def failed(self, address: str | None) -> None:
-        """One more failed request from the address (as `client` reads it)."""
+        """One more request from the address without a credential this worker knows, counted as a failure
+        when it arrives (as `client` reads it): a burst sent at once is counted before any of it is answered."""
         if address is None:
             return
         counted = _counted(address)
         failures, ends = self._failures.get(counted, (0, self.clock() + self.window))
         self._failures[counted] = (failures + 1, ends)
+
+    def forgive(self, address: str | None) -> None:
+        """Take back the failure counted on arrival: the request authenticated after all."""
+        counted = _counted(address) if address is not None else None
+        if counted is not None and counted in self._failures:
+            failures, ends = self._failures[counted]
+            self._failures[counted] = (max(0, failures - 1), ends)
+
+    @staticmethod
+    def subscriber(address: str | None) -> str | None:
+        """Whom the address stands for: itself, or an IPv6 address's /64 (one subscriber's many addresses)."""
+        return _counted(address) if address is not None else None
 
     def _trusted(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         return any(address in network for network in self.proxies)

@@ -3,6 +3,7 @@ DPoP proof of possession, revocation, key modes and rotation, on SQLite and Post
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import timedelta
 
@@ -344,3 +345,21 @@ async def test_the_exposure_report_narrows_to_one_client(sync_engine, api, world
         whole = reports.partner_exposure(session, "full", since, until)
     assert [p.patient_id for p in by_client.patients] == [world.patients["A"][0]]
     assert {p.patient_id for p in whole.patients} == set(world.patients["A"][:2])
+
+
+async def test_a_stolen_dpop_token_cannot_hold_its_partners_places(make_api, world, client_key, client_id):
+    """The token's text alone is not its partner's: a flood of it without proofs, from the thief's address,
+    is that address's (screened, queued as it), so the partner's own requests are still served."""
+    api = make_api(failed_requests_per_address=5, trusted_proxies="127.0.0.0/8")  # the thief: X-Forwarded-For
+    dpop = DPoPKey()
+    token = await get_token(api, client_key, client_id, dpop)
+    assert (await call(api, token, "DPoP", dpop.proof("POST", GRAPHQL_URL, token))).status_code == 200
+    assert (await api.query(world.keys["full"], VIEWER)).status == 200  # the partner's key, known to the worker
+    thief = {"Authorization": f"DPoP {token}", "X-Forwarded-For": "203.0.113.66"}
+    flood = await asyncio.gather(
+        *(api.http.post("/graphql", json={"query": VIEWER}, headers=thief) for _ in range(120))
+    )
+    statuses = [response.status_code for response in flood]
+    assert statuses.count(401) <= 5 and set(statuses) <= {401, 429}, statuses
+    assert (await api.query(world.keys["full"], VIEWER)).data == {"viewer": {"name": "full"}}
+    assert (await call(api, token, "DPoP", dpop.proof("POST", GRAPHQL_URL, token))).status_code == 200

@@ -4,6 +4,8 @@ proxy may name the client in X-Forwarded-For."""
 
 from __future__ import annotations
 
+import asyncio
+
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import func, select
@@ -139,3 +141,32 @@ async def test_a_revoked_key_no_longer_passes_the_screen(make_api, world, sync_e
     for _ in range(3):
         assert (await api.query(world.keys["full"], "{ viewer { name } }")).status == 401
     assert (await api.query(world.keys["full"], "{ viewer { name } }")).status == 429
+
+
+async def test_a_burst_sent_at_once_is_counted_before_it_is_answered(make_api, world):
+    """Each request without a known credential counts as it arrives: 40 bad keys sent together reach
+    authentication no more than the limit allows (counted on their 401s, they all would)."""
+    api = make_api(failed_requests_per_address=5)
+    keys = [f"pak_{i:012d}_" + "z" * 43 for i in range(40)]
+    responses = await asyncio.gather(*(api.query(key, "{ viewer { name } }") for key in keys))
+    statuses = [response.status for response in responses]
+    assert statuses.count(401) <= 5 and statuses.count(429) >= 35, statuses
+
+
+async def test_a_valid_key_is_forgiven_its_first_request(make_api, world):
+    """Counted on arrival, a request that authenticates is given back: a partner's new keys do not
+    bring its own address closer to the limit."""
+    api = make_api(failed_requests_per_address=2)
+    for name in ("full", "no-contact", "full", "no-contact"):
+        assert (await api.query(world.keys[name], "{ viewer { name } }")).status == 200
+    assert (await api.query(BAD_KEY, "{ viewer { name } }")).status == 401  # one failure of the two allowed
+
+
+def test_one_ipv6_subscriber_is_one_owner_of_turns(make_api, world):
+    """The worker's turns (fair_turns) wait by the subscriber the limiter counts: a /64's many addresses
+    queue as one owner, not as many."""
+    api = make_api()
+    app = api.http._transport.app  # type: ignore[attr-defined]
+    pipeline = next(route.endpoint.__self__ for route in app.routes if getattr(route, "path", "") == "/graphql")
+    owners = {pipeline.owner(request_from(f"2001:db8:1:2::{i:x}", ""), f"2001:db8:1:2::{i:x}") for i in range(50)}
+    assert owners == {("address", "2001:db8:1:2::/64")}
