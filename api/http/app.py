@@ -87,6 +87,13 @@ def create_app(
     # Each partner's registered documents, parsed and validated once per worker (api/documents/).
     documents = DocumentRegistry(schema._schema, settings, limit_rules(settings))
     signing_keys = SigningKeys(sessions)  # the access tokens' keys, in the database (api/identity/signing_keys.py)
+    # Requests without a valid credential, per client address: /graphql's and the token endpoint's.
+    addresses = AddressLimiter(
+        settings.failed_requests_per_address,
+        settings.failed_requests_window_seconds,
+        settings.failed_requests_tracked_addresses,
+        settings.trusted_proxies,
+    )
     graphql = GraphQLPipeline(
         settings=settings,
         sessions=sessions,
@@ -108,16 +115,12 @@ def create_app(
             settings.secret_key.encode() or secrets.token_bytes(32), previous=[settings.secret_key_previous.encode()]
         ),
         tokens=TokenAuthenticator(signing_keys, writer_lock, settings.oauth_issuer),
-        addresses=AddressLimiter(
-            settings.failed_requests_per_address,
-            settings.failed_requests_window_seconds,
-            settings.failed_requests_tracked_addresses,
-            settings.trusted_proxies,
-        ),
+        addresses=addresses,
         clock=clock,
         tracing=OperationTracing(provider),
     )
-    oauth = OAuthEndpoints(settings, sessions, writer_lock, signing_keys, clock)  # the token endpoint, metadata, JWKS
+    # the token endpoint, metadata, JWKS
+    oauth = OAuthEndpoints(settings, sessions, writer_lock, signing_keys, clock, addresses)
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})

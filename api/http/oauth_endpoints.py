@@ -34,6 +34,7 @@ from api.identity.oauth_errors import (
 )
 from api.identity.signing_keys import SigningKeys
 from api.identity.token_authentication import issuer_of
+from api.protection.address_limiter import AddressLimiter
 from api.scopes import Scope
 from api.settings import Settings
 
@@ -77,9 +78,10 @@ class OAuthEndpoints:
         writer_lock: WriterLock,
         keys: SigningKeys,
         clock: Clock,
+        addresses: AddressLimiter,
     ) -> None:
         self.settings, self.sessions, self.writer_lock = settings, sessions, writer_lock
-        self.keys, self.clock = keys, clock
+        self.keys, self.clock, self.addresses = keys, clock, addresses
 
     def routes(self) -> list[Route]:
         return [
@@ -89,8 +91,18 @@ class OAuthEndpoints:
         ]
 
     async def token(self, request: Request) -> Response:
+        # An address past its failed requests is refused before any database work, as on /graphql; each
+        # request counts when it arrives (a burst too) and is given back when it gets a token.
+        client = self.addresses.client(request)
+        wait = self.addresses.refusal(client)
+        if wait is not None:
+            body = {"error": "temporarily_unavailable", "error_description": "Too many failed requests; retry later."}
+            return JSONResponse(body, status_code=429, headers={**NO_STORE, "Retry-After": str(wait)})
+        self.addresses.failed(client)
         try:
-            return await self._token(request)
+            answer = await self._token(request)
+            self.addresses.forgive(client)
+            return answer
         except OAuthError as error:
             headers = {**NO_STORE, **({"WWW-Authenticate": "Bearer"} if error.status == 401 else {})}
             return JSONResponse(error.body(), status_code=error.status, headers=headers)
