@@ -191,7 +191,7 @@ class GraphQLPipeline:
                         except Exception as error:  # the database is away, saturated or slow: a clear refusal
                             logger.exception("request %s failed outside GraphQL execution", request_id)
                             outcome = self.unavailable(error, request_id)
-                    if not known and outcome.status != 401:
+                    if not known and outcome.principal is not None:
                         self.addresses.forgive(client)  # counted on arrival by `screen`: it authenticated
                     elif known and outcome.status == 401:  # a key revoked since, a token expired
                         self.addresses.failed(client)
