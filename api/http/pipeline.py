@@ -179,15 +179,17 @@ class GraphQLPipeline:
                     outcome = read
                 else:
                     body = read
-                    known = self.gates.knows(presented_credential(request.headers.get("authorization")))
+                    # "bearer  K" and "Bearer K" are one credential; so are "Bearer T" and "DPoP T" for a token
+                    credential = presented_credential(request.headers.get("authorization"))
+                    known = self.gates.knows(credential)
                     if (screened := self.screen(known, client, request_id)) is not None:  # no database, no ledger
                         self.observe(_entry(request, body, screened, request_id, now, started, client), None)
                         return _sent_as(screened.response, media_type or JSON)
-                    if not await place.enter_async_context(self.turns.turn(self.owner(request, client))):
+                    if not await place.enter_async_context(self.turns.turn(self.owner(credential, client))):
                         outcome = _too_many_waiting(request_id)
                     else:
                         try:
-                            outcome = await self.take_turn(_replaying(request, body), body, request_id)
+                            outcome = await self.take_turn(_replaying(request, body), credential, body, request_id)
                         except Exception as error:  # the database is away, saturated or slow: a clear refusal
                             logger.exception("request %s failed outside GraphQL execution", request_id)
                             outcome = self.unavailable(error, request_id)
@@ -257,15 +259,13 @@ class GraphQLPipeline:
         )
         return refused(429, flood, request_id)
 
-    def owner(self, request: Request, client: str | None) -> tuple[str, object]:
+    def owner(self, credential: str | None, client: str | None) -> tuple[str, object]:
         """Whose turn a request takes: its partner once its credential is known, else its address."""
-        partner = self.gates.partner_of(presented_credential(request.headers.get("authorization")))
+        partner = self.gates.partner_of(credential)
         return ("partner", partner) if partner is not None else ("address", self.addresses.subscriber(client))
 
-    async def take_turn(self, request: Request, body: bytes, request_id: str) -> Outcome:
+    async def take_turn(self, request: Request, credential: str | None, body: bytes, request_id: str) -> Outcome:
         """Step 2: waits for one of the partner's places; steps 3 and 4 run while it is held."""
-        # "bearer  K" and "Bearer K" share a gate; so do "Bearer T" and "DPoP T" for an access token
-        credential = presented_credential(request.headers.get("authorization"))
 
         def price() -> int | None:  # only asked while the partner's budget is cooling down
             schema = self.view.schema._schema  # type: ignore[attr-defined]  # strawberry's graphql-core schema
