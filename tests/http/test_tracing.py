@@ -17,17 +17,11 @@ from api.http.app import create_app
 from api.http.tracing import export_to, tracer_provider
 from api.settings import Settings
 from tests.client import ApiClient
+from tests.http.test_logs_without_personal_data import PATIENT
 from tests.world import DAY
 
 BOOK = """mutation Book($input: BookAppointmentInput!) { bookAppointment(input: $input) {
   __typename ... on AppointmentBooked { appointment { id patient { firstName lastName phone email } } } } }"""
-PATIENT = {
-    "firstName": "Zéphyrine",
-    "lastName": "Quatremare",
-    "gender": "FEMALE",
-    "phone": "+33 6 98 76 54 32",
-    "email": "zephyrine.q@example.org",
-}
 PERSONAL = ("Zéphyrine", "Quatremare", "98 76 54", "zephyrine.q")
 READ = "query Names { viewer { name } }"
 
