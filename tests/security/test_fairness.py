@@ -18,49 +18,41 @@ from tests.world import DAY, World
 pytestmark = pytest.mark.load
 
 
+async def flooded(database_url: str, world: World, kind: str = "expensive", other_keys: tuple[str, ...] = ()):
+    """The partner `full` (with `other_keys`, its further keys) floods while `no-contact` syncs practice A:
+    the measure, printed, whose problems (sync failures, a flood not refused as it should be) are none."""
+    practice = world.practice_id("A")
+    syncing = Partner(world.keys["no-contact"], practice)
+    flooding = Partner(world.keys["full"], practice, other_keys=other_keys)
+    with served(database_url) as base:
+        result = await measure(base, syncing, flooding, DAY, kind=kind)
+    print("\n" + result.summary())
+    assert result.problems() == []
+    return result
+
+
 async def test_a_flooding_partner_is_throttled_and_a_syncing_partner_keeps_being_served(
     database_url, world: World
 ):
-    practice = world.practice_id("A")
-    syncing, flooding = Partner(world.keys["no-contact"], practice), Partner(world.keys["full"], practice)
-    with served(database_url) as base:
-        result = await measure(base, syncing, flooding, DAY)
-    print("\n" + result.summary())
-    assert result.problems() == []
+    await flooded(database_url, world)
 
 
 async def test_a_partner_flooding_hostile_documents_is_refused_and_a_syncing_partner_keeps_being_served(
     database_url, world: World
 ):
-    practice = world.practice_id("A")
-    syncing, flooding = Partner(world.keys["no-contact"], practice), Partner(world.keys["full"], practice)
-    with served(database_url) as base:
-        result = await measure(base, syncing, flooding, DAY, kind="hostile")
-    print("\n" + result.summary())
-    assert result.problems() == []
+    result = await flooded(database_url, world, "hostile")
     assert sum(result.flood.values()) > 100, "the flood ran"
 
 
 async def test_a_partner_flooding_with_four_keys_gets_one_partners_share(database_url, world: World, sync_engine):
-    practice = world.practice_id("A")
     with Session(sync_engine) as session, session.begin():
         issued = [operators.issue_partner_key(session, "full", label="flood", mode=KeyMode.OPEN) for _ in range(3)]
-        others = tuple(key.token for key in issued)  # open: the flood sends its query's text
-    syncing = Partner(world.keys["no-contact"], practice)
-    flooding = Partner(world.keys["full"], practice, other_keys=others)
-    with served(database_url) as base:
-        result = await measure(base, syncing, flooding, DAY, kind="four-keys")
-    print("\n" + result.summary())
-    assert result.problems() == []
+    # open: the flood sends its query's text
+    await flooded(database_url, world, "four-keys", other_keys=tuple(key.token for key in issued))
 
 
 async def test_a_flood_of_invalid_keys_is_refused_before_the_database_and_a_syncing_partner_keeps_being_served(
     database_url, world: World
 ):
-    practice = world.practice_id("A")
-    syncing, flooding = Partner(world.keys["no-contact"], practice), Partner(world.keys["full"], practice)
-    with served(database_url) as base:
-        result = await measure(base, syncing, flooding, DAY, kind="invalid-keys")
-    print("\n" + result.summary())
-    assert result.problems() == []
+    result = await flooded(database_url, world, "invalid-keys")
     assert result.flood["429 RATE_LIMITED"] > 100, "the flood ran past the address's threshold"
