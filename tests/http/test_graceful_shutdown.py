@@ -39,6 +39,10 @@ def _response(connection: socket.socket) -> tuple[int, dict[str, object]]:
     return int(head.split()[1]), json.loads(body)
 
 
+def one_worker(port: int) -> list[str]:
+    return [PARTNER_API, "serve", "--host", LOOPBACK, "--port", str(port), "--workers", "1"]
+
+
 @pytest.mark.parametrize(
     "database_url", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
 )
@@ -50,10 +54,7 @@ def test_sigterm_finishes_the_request_in_flight_records_it_and_exits(database_ur
         f"Authorization: Bearer {world.keys['full']}\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode()
 
-    def command(port: int) -> list[str]:
-        return [PARTNER_API, "serve", "--host", LOOPBACK, "--port", str(port), "--workers", "1"]
-
-    with running_server(command, env) as server:
+    with running_server(one_worker, env) as server:
         assert server.process is not None
         with socket.create_connection((LOOPBACK, server.port), timeout=30) as connection:
             connection.sendall(head + body[: len(body) // 2])
@@ -97,10 +98,7 @@ def test_a_request_still_running_past_the_grace_period_is_recorded_as_refused(
         f"Authorization: Bearer {world.keys['full']}\r\nContent-Length: 1000\r\n\r\n{{"
     ).encode()
 
-    def command(port: int) -> list[str]:
-        return [PARTNER_API, "serve", "--host", LOOPBACK, "--port", str(port), "--workers", "1"]
-
-    with running_server(command, env) as server:
+    with running_server(one_worker, env) as server:
         assert server.process is not None
         with socket.create_connection((LOOPBACK, server.port), timeout=60) as connection:
             connection.sendall(head)  # and never the rest: the request outlives the grace period
