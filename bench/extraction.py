@@ -1043,14 +1043,16 @@ def prepare(size: str, directory: Path = DATA) -> tuple[Path, dict[str, Any], da
     directory.mkdir(parents=True, exist_ok=True)
     path, keys_file = directory / f"extraction-{size}.db", directory / f"extraction-{size}-keys.json"
     start = simulation_start()
-    if not (path.exists() and keys_file.exists()):
+    kept = path.exists() and keys_file.exists()
+    if not kept:
         for stale in (path, keys_file):
             stale.unlink(missing_ok=True)
-        engine = make_sync_engine(f"sqlite:///{path}")
-        upgrade(engine)
+    engine = make_sync_engine(f"sqlite:///{path}")
+    upgrade(engine)  # a kept data set, seeded under older migrations, is brought up to the code's schema
+    if not kept:
         print(f"seeding {size} (once)...", file=sys.stderr, flush=True)
         seed(engine, size, keys_file=keys_file, reference_date=start.date(), progress=False)
-        engine.dispose()
+    engine.dispose()
     return path, json.loads(keys_file.read_text()), start
 
 
