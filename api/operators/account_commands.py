@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from api import reading_horizon
 from api.data.database import make_sync_engine
-from api.data.models import Grant, KeyMode, PartnerStatus
+from api.data.models import Grant, KeyMode, PartnerKey, PartnerStatus
 from api.operators import accounts as operators
 from api.reading_horizon import MAX_DAYS
 from api.scopes import Scope, parse_scopes
@@ -141,14 +141,18 @@ def key_mode(
     typer.echo(f"key {prefix} is now {mode.value}")
 
 
+def key_state(key: PartnerKey) -> str:
+    """A key's (or an OAuth client's credential's) state, as the operators' lists print it."""
+    return "revoked" if key.revoked_at else "quarantined" if key.quarantined_at else "active"
+
+
 @key_app.command("list")
 def key_list(partner: str) -> None:
     """A partner's keys: prefix, state and dates (never secrets)."""
     with _session() as session:
         for key in operators.list_keys(session, partner):
-            state = "revoked" if key.revoked_at else "quarantined" if key.quarantined_at else "active"
             typer.echo(
-                f"{key.prefix}  {state:11}  {key.mode.value:7}  created {key.created_at:%Y-%m-%d}  "
+                f"{key.prefix}  {key_state(key):11}  {key.mode.value:7}  created {key.created_at:%Y-%m-%d}  "
                 f"last used {key.last_used_at or '-'}  expires {key.expires_at or '-'}  {key.label or ''}"
             )
 

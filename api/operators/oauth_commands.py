@@ -9,7 +9,7 @@ import typer
 
 from api.data.models import KeyMode
 from api.operators import oauth_clients
-from api.operators.account_commands import _session, partner_app
+from api.operators.account_commands import _session, key_state, partner_app
 
 __all__ = ["client_app", "oauth_app"]
 
@@ -69,9 +69,8 @@ def client_list(partner: str) -> None:
     """A partner's clients: client id, state, credential prefix (the ledger's key) and live kids."""
     with _session() as session:
         for client, key, kids in oauth_clients.list_clients(session, partner):
-            state = "revoked" if key.revoked_at else "quarantined" if key.quarantined_at else "active"
             typer.echo(
-                f"{client.client_id}  {state:11}  key {key.prefix}  last used {key.last_used_at or '-'}  "
+                f"{client.client_id}  {key_state(key):11}  key {key.prefix}  last used {key.last_used_at or '-'}  "
                 f"kids {', '.join(kids) or '-'}"
             )
 
