@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -30,6 +31,17 @@ def node_tools() -> None:
         pytest.fail("the Node tools are not installed: make tests/node/node_modules/.installed-from-lock")
 
 
+def node_client(script: str, database_url: str, key: str, manifest: Path, variables: dict[str, Any]) -> Any:
+    """What a client script of tests/node answers (its last line, JSON), run against `partner-api serve`."""
+    env = partner_api_env(database_url, secret_key="test-secret", graphiql="false")
+    with running_server(lambda port: [PARTNER_API, "serve", "--port", str(port)], env) as server:
+        ran = subprocess.run(
+            [NODE, str(NODE_DIR / script), f"{server.base}/graphql", key, str(manifest), json.dumps(variables)],
+            check=True, capture_output=True, text=True, timeout=120,
+        )
+    return json.loads(ran.stdout.strip().splitlines()[-1])
+
+
 def test_the_sample_manifests_are_what_the_tools_make_of_the_guides_operations(tmp_path):
     subprocess.run([str(NODE_DIR / "generate-manifests.sh"), str(tmp_path)], check=True, capture_output=True)
     made = sorted(p.name for p in tmp_path.iterdir())
@@ -45,14 +57,7 @@ def test_apollo_client_runs_registered_documents_by_id(database_url, world, regi
         "Day": {"practiceId": world.practice_id("A"), **window_args()},
         "One": {"id": world.appointments["A"][0]},
     }
-    env = partner_api_env(database_url, secret_key="test-secret", graphiql="false")
-    with running_server(lambda port: [PARTNER_API, "serve", "--port", str(port)], env) as server:
-        ran = subprocess.run(
-            [NODE, str(NODE_DIR / "apollo-trusted-client.mjs"), f"{server.base}/graphql", key, str(APOLLO),
-             json.dumps(variables)],
-            check=True, capture_output=True, text=True, timeout=120,
-        )
-    answers = json.loads(ran.stdout.strip().splitlines()[-1])
+    answers = node_client("apollo-trusted-client.mjs", database_url, key, APOLLO, variables)
     assert {name: answer["error"] for name, answer in answers.items()} == {"Me": None, "Day": None, "One": None}
     assert answers["Me"]["data"]["viewer"]["name"] == "full"
     assert len(answers["Day"]["data"]["appointments"]["edges"]) == 6
@@ -67,14 +72,7 @@ def test_graphql_request_sends_codegens_document_ids(database_url, world, regist
     register("full", CODEGEN)
     key = trusted_key("full")
     variables = {"Day": {"practiceId": world.practice_id("A"), **window_args()}}
-    env = partner_api_env(database_url, secret_key="test-secret", graphiql="false")
-    with running_server(lambda port: [PARTNER_API, "serve", "--port", str(port)], env) as server:
-        ran = subprocess.run(
-            [NODE, str(NODE_DIR / "graphql-request-trusted-client.mjs"), f"{server.base}/graphql", key, str(CODEGEN),
-             json.dumps(variables)],
-            check=True, capture_output=True, text=True, timeout=120,
-        )
-    answers = json.loads(ran.stdout.strip().splitlines()[-1])
+    answers = node_client("graphql-request-trusted-client.mjs", database_url, key, CODEGEN, variables)
     assert (answers["Me"]["error"], answers["Day"]["error"], answers["sentText"]) == (None, None, False)
     assert answers["Me"]["data"]["viewer"]["name"] == "full"
     assert len(answers["Day"]["data"]["appointments"]["edges"]) == 6
