@@ -28,11 +28,12 @@ from graphql import (
     is_object_type,
 )
 
+from api.compiled.page_plan import TYPENAME, PagePlan, page_plan
+
 __all__ = ["ROOTS", "Fallback", "FieldPlan", "Plan", "compile_plan", "described"]
 
 # The root fields compiled: the pages partner software reads (the benchmark's page first).
 ROOTS = frozenset({"appointments", "practice", "practices"})
-TYPENAME = "__typename"
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,9 @@ class FieldPlan:
 class Plan:
     operation: OperationDefinitionNode
     fields: tuple[FieldPlan, ...]  # the root fields
+    # An appointments page read in one statement (api/compiled/page_plan.py), or why it is read
+    # through the resolvers (api/compiled/runner.py).
+    page: PagePlan | str = "not an appointments page"
 
 
 @dataclass(frozen=True)
@@ -82,12 +86,16 @@ def compile_plan(schema: GraphQLSchema, document: DocumentNode) -> Plan | Fallba
     outside = sorted({f.node.name.value for f in roots} - ROOTS - {TYPENAME})
     if outside:
         return Fallback(f"root field {outside[0]} is not compiled")
-    return Plan(operation, roots)
+    return Plan(operation, roots, page_plan(roots))
 
 
 def described(plan: Plan | Fallback) -> str:
     """For operators (`documents show`) and the benchmark: how the document runs."""
-    return "compiled" if isinstance(plan, Plan) else f"general executor ({plan.reason})"
+    if isinstance(plan, Fallback):
+        return f"general executor ({plan.reason})"
+    if isinstance(plan.page, str):
+        return f"compiled, read through the resolvers ({plan.page})"
+    return "compiled, read in one statement"
 
 
 def _selections(

@@ -1,15 +1,18 @@
 """A registered document run through its compiled plan: priced and charged as the general path
-does it (api/protection/cost_and_budget.py), then run (api/compiled/runner.py), then its actual
+does it (api/protection/cost_and_budget.py), then run (an appointments page read in one statement,
+api/compiled/page_run.py, else through the resolvers, api/compiled/runner.py), then its actual
 cost computed from the data sent and the rest refunded."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from graphql import GraphQLSchema
-from graphql.execution.values import get_variable_values
+from graphql import GraphQLError, GraphQLSchema, located_error
+from graphql.execution.values import VariableValues, get_variable_values
 from strawberry.types import ExecutionResult
 
+from api.compiled.page_plan import PagePlan
+from api.compiled.page_run import Declined, read_page
 from api.compiled.plan import Plan
 from api.compiled.runner import Execution
 from api.documents.registry import RegisteredDocument
@@ -44,10 +47,25 @@ async def run_plan(
     refusal, charge = await charge_budget(context, document.cost)
     if refusal is not None or charge is None:
         return _with_cost(ExecutionResult(data=None, errors=refusal.errors if refusal else None), context)
-    data, errors = await Execution(schema, plan, coerced, context).run()
+    data, errors = await execute_plan(schema, plan, coerced, context)
     result = ExecutionResult(data=data, errors=errors or None)
     settle(context, CostModel.of(schema), operation, {}, coerced.coerced, document.cost, charge, result)
     return _with_cost(result, context)
+
+
+async def execute_plan(
+    schema: GraphQLSchema, plan: Plan, variables: VariableValues, context: GraphQLContext
+) -> tuple[dict[str, Any] | None, list[GraphQLError]]:
+    """The plan's data and errors: its page in one statement when it is one, else through the resolvers."""
+    page = plan.page
+    if isinstance(page, PagePlan):
+        try:
+            return await read_page(page, context, variables)
+        except Declined:
+            pass
+        except Exception as error:  # as the resolver's failure: the (non-null) root is null, with its error
+            return None, [located_error(error, [page.root.node], [page.root_key])]
+    return await Execution(schema, plan, variables, context).run()
 
 
 def _with_cost(result: ExecutionResult, context: GraphQLContext) -> ExecutionResult:

@@ -149,6 +149,8 @@ class Appointment(Base):
         # The sync feed: practice, then change sequence.
         Index("ix_appointments_practice_change_seq", "practice_id", "change_seq"),
         Index("ix_appointments_practitioner_starts", "practitioner_id", "starts_at"),
+        # A patient's appointments in a practice's reading horizon (api/services/horizon.py `patient_inside`).
+        Index("ix_appointments_patient_practice_starts", "patient_id", "practice_id", "starts_at"),
         # A partner's own recent bookings (book-then-cancel churn); the practice's own are left out.
         Index(
             "ix_appointments_source_partner_created", "source_partner_id", "practice_id", "created_at",
@@ -160,7 +162,7 @@ class Appointment(Base):
     public_id: Mapped[str] = _public_id("Appointment")
     practice_id: Mapped[int] = mapped_column(ForeignKey("practices.id", ondelete="CASCADE"))
     practitioner_id: Mapped[int] = mapped_column(ForeignKey("practitioners.id"))
-    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
     starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
     status: Mapped[AppointmentStatus] = mapped_column(

@@ -43,6 +43,7 @@ from api.documents.dry_run import wants_dry_run
 from api.documents.protocol import DOCUMENT_ID, resolve_document
 from api.documents.registry import DocumentRegistry
 from api.errors import DATABASE_UNAVAILABLE, TIMEOUT, ApiError, ErrorCode, bad_input
+from api.http.error_order import in_response_order
 from api.http.media_types import JSON, graphql_status, negotiate
 from api.http.outcome import Outcome, refused
 from api.schema.context import GraphQLContext
@@ -290,7 +291,8 @@ class PartnerGraphQL(GraphQL[GraphQLContext, None]):
             raise
         if result.errors:
             result.errors = [
-                classify(error, context.identity.request_id, self.statement_timeout) for error in result.errors
+                classify(error, context.identity.request_id, self.statement_timeout)
+                for error in in_response_order(result.errors, result.data)
             ]
         context.result = result
         return result

@@ -90,7 +90,10 @@ class DisclosureRecorder:
         return self._handle(self._appointments, row.id, row.practice_id, APPOINTMENT, in_horizon)
 
     def patient(self, row: Patient, in_horizon: bool) -> DisclosedRecord:
-        return self._handle(self._patients, row.id, row.practice_id, PATIENT, in_horizon)
+        return self.patient_record(row.id, row.practice_id, in_horizon)
+
+    def patient_record(self, patient_id: int, practice_id: int, in_horizon: bool) -> DisclosedRecord:
+        return self._handle(self._patients, patient_id, practice_id, PATIENT, in_horizon)
 
     def _handle(
         self, records: dict[int, _Record], record_id: int, practice_id: int, base: LedgerGroup, in_horizon: bool

@@ -83,20 +83,30 @@ def check_slice(window: Slice) -> None:
             raise bad_input("`after` pages forward: use it with `first`.", argument="after")
 
 
-async def _page(
-    uow: UnitOfWork,
+@dataclass(frozen=True)
+class PagedQuery:
+    """One page of a keyset-paged list, as SQL: `statement` ordered and limited to one row more than
+    the page (to tell whether another follows), `counted` the whole list (for `totalCount`)."""
+
+    statement: Select[Any]
+    counted: Select[Any]
+    window: Slice
+    cursor: str | None  # the one given (`after` forward, `before` backward)
+    binding: Sequence[object]
+    position_of: Callable[[Any], list[str]]
+
+
+def paged(
     cursors: CursorCodec,
     statement: Select[Any],
     sort_columns: Sequence[Any],
-    position_of: Any,
+    position_of: Callable[[Any], list[str]],
     binding: Sequence[object],
     window: Slice,
-) -> Page[Any]:
+) -> PagedQuery:
     """Keyset paging (no OFFSET) over `statement`, ordered by `sort_columns`, forward from `after`
-    or backward from `before`. `hasPreviousPage` going forward (`hasNextPage` going backward) is
-    true when a cursor was given: the page starts after an item (Relay lets a server say so)."""
+    or backward from `before`."""
     check_slice(window)
-    size = window.size
     cursor = window.before if window.backward else window.after
     counted = statement
     if cursor is not None:
@@ -106,25 +116,50 @@ async def _page(
         key, typed = tuple_(*sort_columns), tuple_(*_typed(position, sort_columns))
         statement = statement.where(key < typed if window.backward else key > typed)
     order = [column.desc() for column in sort_columns] if window.backward else list(sort_columns)
-    rows = list((await uow.execute(statement.order_by(*order).limit(size + 1))).scalars())
+    return PagedQuery(
+        statement.order_by(*order).limit(window.size + 1), counted, window, cursor, binding, position_of
+    )
+
+
+def page_of(uow: UnitOfWork, cursors: CursorCodec, query: PagedQuery, rows: Sequence[Row]) -> Page[Row]:
+    """The page of `rows`, as `query.statement` read them. `hasPreviousPage` going forward
+    (`hasNextPage` going backward) is true when a cursor was given: the page starts after an item
+    (Relay lets a server say so)."""
+    window, binding, position_of = query.window, query.binding, query.position_of
+    size = window.size
     more = len(rows) > size
-    page_rows = rows[:size][::-1] if window.backward else rows[:size]
+    page_rows = list(rows[:size])[::-1] if window.backward else list(rows[:size])
     signers = [partial(cursors.encode, binding, position_of(row)) for row in page_rows]
     start = cursors.encode(binding, position_of(page_rows[0])) if page_rows else None
     end = cursors.encode(binding, position_of(page_rows[-1])) if page_rows else None
+    counted = query.counted
 
     async def count() -> int:
         return int((await uow.execute(select(func.count()).select_from(counted.subquery()))).scalar_one())
 
     return Page(
         page_rows,
-        has_next_page=cursor is not None if window.backward else more,
+        has_next_page=query.cursor is not None if window.backward else more,
         end_cursor=end,
         cursors=signers,
-        has_previous_page=more if window.backward else cursor is not None,
+        has_previous_page=more if window.backward else query.cursor is not None,
         start_cursor=start,
         count=count,
     )
+
+
+async def _page(
+    uow: UnitOfWork,
+    cursors: CursorCodec,
+    statement: Select[Any],
+    sort_columns: Sequence[Any],
+    position_of: Any,
+    binding: Sequence[object],
+    window: Slice,
+) -> Page[Any]:
+    """The page of `statement`'s rows (see `paged`)."""
+    query = paged(cursors, statement, sort_columns, position_of, binding, window)
+    return page_of(uow, cursors, query, list((await uow.execute(query.statement)).scalars()))
 
 
 def _typed(position: list[object], columns: Sequence[Any]) -> list[Any]:
@@ -222,7 +257,7 @@ async def practitioners(
     )
 
 
-async def appointments(
+async def appointments_query(
     uow: UnitOfWork,
     cursors: CursorCodec,
     practice_public_id: str,
@@ -232,9 +267,10 @@ async def appointments(
     statuses: Collection[AppointmentStatus] | None,
     updated_since: datetime | None,
     window: Slice,
-) -> Page[Appointment]:
-    """A practice's appointments starting in [start, end), of some `statuses` (None: any) and
-    changed at or after `updated_since` (None: whenever): the window bounds every page."""
+) -> PagedQuery:
+    """A page of a practice's appointments starting in [start, end), of some `statuses` (None: any)
+    and changed at or after `updated_since` (None: whenever): the window bounds every page. Its rows
+    are appointments, or rows holding their columns under their names (api/compiled/)."""
     if start.tzinfo is None or end.tzinfo is None:
         raise bad_input("`from` and `to` need a time zone offset, e.g. 2026-12-01T08:00:00+01:00.")
     if not start < end:
@@ -270,8 +306,7 @@ async def appointments(
     )
     if updated_since is not None:  # appended only when given: cursors issued without it stay valid
         binding += (updated_since.astimezone(UTC).isoformat(),)
-    page = await _page(
-        uow,
+    return paged(
         cursors,
         statement,
         [Appointment.starts_at, Appointment.public_id],
@@ -279,6 +314,24 @@ async def appointments(
         binding,
         window,
     )
+
+
+async def appointments(
+    uow: UnitOfWork,
+    cursors: CursorCodec,
+    practice_public_id: str,
+    start: datetime,
+    end: datetime,
+    practitioner_public_id: str | None,
+    statuses: Collection[AppointmentStatus] | None,
+    updated_since: datetime | None,
+    window: Slice,
+) -> Page[Appointment]:
+    """The page of `appointments_query`, NOT_FOUND when empty because the practice is hidden."""
+    query = await appointments_query(
+        uow, cursors, practice_public_id, start, end, practitioner_public_id, statuses, updated_since, window
+    )
+    page = page_of(uow, cursors, query, list((await uow.execute(query.statement)).scalars()))
     await check_practice_if_empty(uow, practice_public_id, page.rows)
     return page
 

@@ -26,7 +26,23 @@ def test_the_appointments_page_compiles_with_its_aliases():
     edges = next(f for f in root.children if f.key == "edges")
     node = next(f for f in edges.children if f.key == "node")
     assert [f.key for f in node.children] == ["id", "startsAt", "motive", "patient", "practitioner"]
-    assert described(plan) == "compiled"
+    assert described(plan) == "compiled, read in one statement"
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ('query($id: ID!) { practice(id: $id) { name } }', "only a lone `appointments` root field"),
+        (PAGE[:-1] + "practices(first: 1) { edges { cursor } } }", "only a lone `appointments` root field"),
+        (PAGE.replace("lastName }", "lastName } again: practitioner { id }"), "Appointment.practitioner selected"),
+        (PAGE.replace("reason", "practice { practitioners(first: 2) { edges { cursor } } }"),
+         "Practice.practitioners is read through its resolver"),
+    ],
+)
+def test_other_compiled_documents_are_read_through_the_resolvers_and_say_why(text, reason):
+    plan = plan_of(text)
+    assert isinstance(plan, Plan) and isinstance(plan.page, str) and plan.page.startswith(reason), plan
+    assert described(plan) == f"compiled, read through the resolvers ({plan.page})"
 
 
 @pytest.mark.parametrize(
@@ -54,6 +70,7 @@ def test_documents_show_tells_how_the_document_runs(cli, world, tmp_path):
     path.write_text(json.dumps({document_id_of(PAGE): PAGE, document_id_of(text): text}))
     added = cli("documents", "add", "full", str(path))
     assert added.exit_code == 0, added.output
-    assert "plan        compiled\n" in cli("documents", "show", "full", document_id_of(PAGE)).output
+    page = cli("documents", "show", "full", document_id_of(PAGE)).output
+    assert "plan        compiled, read in one statement\n" in page
     shown = cli("documents", "show", "full", document_id_of(text)).output
     assert "plan        general executor (root field viewer is not compiled)" in shown

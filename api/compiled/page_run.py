@@ -1,0 +1,384 @@
+"""An appointments page read in one SQL statement and projected straight to the response's data.
+
+The statement is the services' own (api/services/reads.py `appointments_query`: the policy's row
+filter on appointments, the practice check, the window, the filters and the keyset paging), with
+the selected patient, practitioner and practice LEFT JOINed under their own row filters, and each
+patient's two flags the patient loader reads (inside the reading horizon; exempt from the
+distinct-patient budget). No ORM object and no schema object is built: each row is projected into
+the response's dictionaries with the fields the policy lets the partner read at the practice, on
+the record's side of the reading horizon (api/services/readable_fields.py), as the schema's types
+would be (api/schema/appointments.py, guard.py):
+- a field the grant does not allow is null, with its FORBIDDEN error at its path;
+- a patient, practitioner or practice the partner may not see is null with NOT_FOUND;
+- the page's new patients pass the distinct-patient budget, one admission per practice, as the
+  patient loader does (api/schema/loaders.py): a refused practice's first patient carries the
+  refusal, the others are null;
+- every record built and every value sent is recorded for the ledger (api/ledger/disclosure_recorder.py).
+
+Whatever this module does not reproduce exactly, it hands back (`Declined`) before any side
+effect (budget windows, alerts, ledger): arguments the resolver would refuse, an empty page (the
+practice may be hidden), a non-null field the grant forbids (its null would propagate), a row
+filter that is not a condition on its own table. The resolvers then read the page (api/compiled/runner.py).
+tests/compiled/test_differential.py holds both to the same data, errors, costs and ledger rows.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from operator import itemgetter
+from typing import Any
+
+from graphql import GraphQLError, located_error
+from graphql.execution.values import VariableValues, get_argument_values
+from sqlalchemy import ColumnElement, Select, and_, true
+from sqlalchemy.engine import Row
+
+from api.compiled.page_plan import Leaf, Nested, PagePlan, Shape
+from api.data.models import Appointment, Patient, Practice, PracticeMembership, Practitioner
+from api.errors import ApiError, ErrorCode, FieldForbidden, not_found
+from api.ledger.disclosure_recorder import DisclosedRecord
+from api.protection.input_rules import violation
+from api.protection.input_validation import string_inputs
+from api.schema.appointments import AppointmentSource
+from api.schema.context import GraphQLContext
+from api.services import reads
+from api.services.horizon import RecordFields
+from api.services.unit_of_work import UnitOfWork
+
+__all__ = ["Declined", "read_page"]
+
+Path = list[str | int]
+
+
+class Declined(Exception):
+    """The page is read through the resolvers: nothing was recorded, charged or admitted here."""
+
+
+async def read_page(
+    plan: PagePlan, context: GraphQLContext, variables: VariableValues
+) -> tuple[dict[str, Any], list[GraphQLError]]:
+    """The page's data and errors, as the resolvers would give them (errors in any order: the view
+    puts every response's errors in response order)."""
+    root = plan.root
+    assert root.definition is not None
+    arguments = get_argument_values(root.definition, root.node, variables, None, True)
+    _check_strings(root.definition.extensions["strawberry-definition"], arguments)
+    uow = context.uow
+    query = await _query(context, arguments)
+    patient, practitioner, practice = plan.object("patient"), plan.object("practitioner"), plan.object("practice")
+    statement = query.statement
+    columns: list[ColumnElement[Any]] = list(Appointment.__table__.c)
+    if patient is not None:
+        horizons = await context.fields.horizons()
+        now, partner_id = uow.request_time, uow.principal.partner_id
+        statement = statement.outerjoin(Patient, and_(Patient.id == Appointment.patient_id, _rule(uow, Patient)))
+        columns += [
+            *_labelled(Patient, "patient__"),
+            context.extraction.exempt(partner_id, now).label("patient__exempt"),
+            horizons.patient_inside(partner_id).label("patient__inside"),
+        ]
+    if practitioner is not None:
+        at_practice = and_(
+            PracticeMembership.practice_id == Appointment.practice_id,
+            PracticeMembership.practitioner_id == Appointment.practitioner_id,
+            _rule(uow, PracticeMembership),
+        )
+        statement = statement.outerjoin(PracticeMembership, at_practice).outerjoin(
+            Practitioner, Practitioner.id == PracticeMembership.practitioner_id
+        )
+        # the practitioner's id is the membership's: it names the practitioner at this practice
+        columns += [
+            PracticeMembership.public_id.label("practitioner__public_id"),
+            *_labelled(Practitioner, "practitioner__"),
+        ]
+    if practice is not None:
+        statement = statement.outerjoin(Practice, and_(Practice.id == Appointment.practice_id, _rule(uow, Practice)))
+        columns += _labelled(Practice, "practice__")
+    result = await uow.execute(statement.with_only_columns(*columns))
+    rows = result.all()
+    if not rows:
+        raise Declined  # an empty page, or a hidden practice's NOT_FOUND: the resolvers tell them apart
+    page = reads.page_of(uow, context.cursors, query, rows)
+    projection = _Projection(plan, context, await context.fields.record_fields({r.practice_id for r in page.rows}))
+    projection.columns = {name: index for index, name in enumerate(result.keys())}
+    await projection.prepare(page.rows)
+    data = {plan.root_key: await projection.connection(page, [plan.root_key])}
+    return data, projection.errors
+
+
+def _check_strings(field: Any, arguments: dict[str, Any]) -> None:
+    """The `@constraint` of each string argument (api/protection/input_validation.py)."""
+    for name, rule in string_inputs(field):
+        value = arguments.get(name)
+        if isinstance(value, str) and rule is not None and violation(rule, value) is not None:
+            raise Declined
+
+
+async def _query(context: GraphQLContext, arguments: dict[str, Any]) -> reads.PagedQuery:
+    """The services' page query, with the resolver's own checks (api/schema/query.py `appointments`)."""
+    status, statuses = arguments.get("status"), arguments.get("statuses")
+    if status is not None and statuses is not None:
+        raise Declined
+    chosen = [status] if status is not None else statuses
+    if chosen is not None and len(chosen) > len(set(chosen)):
+        raise Declined
+    window = reads.Slice(arguments.get("first"), arguments.get("after"), arguments.get("last"), arguments.get("before"))
+    try:
+        return await reads.appointments_query(
+            context.uow,
+            context.cursors,
+            arguments["practiceId"],
+            arguments["from"],
+            arguments["to"],
+            arguments.get("practitionerId"),
+            chosen,
+            arguments.get("updatedSince"),
+            window,
+        )
+    except ApiError:
+        raise Declined from None
+
+
+def _rule(uow: UnitOfWork, model: type[Any]) -> ColumnElement[bool]:
+    """The policy's row filter of `model`, as a condition on its own table (to join it)."""
+    rule = _condition(uow.authorized(model), model.__table__)
+    if rule is None:
+        raise Declined  # a filter joining other tables: the loaders apply it as a query of its own
+    return rule
+
+
+@lru_cache(maxsize=1024)
+def _condition(statement: Select[Any], table: Any) -> ColumnElement[bool] | None:
+    """The condition of a filter reading `table` alone, or None (cached: the authorizer keeps each
+    partner's filter, and reading its FROM list compiles it)."""
+    if statement.get_final_froms() != [table]:
+        return None
+    return statement.whereclause if statement.whereclause is not None else true()
+
+
+def _labelled(model: type[Any], prefix: str) -> list[ColumnElement[Any]]:
+    return [column.label(prefix + column.key) for column in model.__table__.c]
+
+
+def _forbidden(reason: ApiError, node: Any, path: Path) -> GraphQLError:
+    return located_error(reason, [node], path)
+
+
+# Where each object's fields are read in the row: the columns' names by the object's type.
+_PREFIXES = {"Appointment": "", "Patient": "patient__", "Practitioner": "practitioner__", "Practice": "practice__"}
+
+
+def _source(partner_id: int, index: int) -> Callable[[Row[Any]], AppointmentSource]:
+    def source(row: Row[Any]) -> AppointmentSource:
+        creator = row[index]
+        if creator is None:
+            return AppointmentSource.PRACTICE
+        return AppointmentSource.YOU if creator == partner_id else AppointmentSource.OTHER_PARTNER
+
+    return source
+
+
+# One leaf of an object for one set of readable fields: (key, value getter or None, output coercion,
+# "Type.field" to record, or the error of a forbidden field, or the constant of __typename).
+_Step = tuple[str, Callable[[Row[Any]], Any] | None, Callable[[Any], Any] | None, str, Leaf | None, str | None]
+
+
+class _Projection:
+    """One page's rows into the response, and its errors."""
+
+    def __init__(self, plan: PagePlan, context: GraphQLContext, fields: dict[int, RecordFields]) -> None:
+        self.plan, self.context, self.fields = plan, context, fields
+        self.partner_id = context.principal.partner_id
+        self.errors: list[GraphQLError] = []
+        self.refused: dict[int, Exception] = {}  # practice -> its distinct-patient refusal (or failure)
+        self.refusal_told: set[int] = set()
+        self.others: dict[tuple[str, int], frozenset[str]] = {}  # practitioner's and practice's fields, by practice
+        self.steps: dict[tuple[int, frozenset[str]], list[_Step]] = {}
+        self.columns: dict[str, int] = {}  # the row's columns by name
+        self.checked: set[tuple[int, frozenset[str]]] = set()  # shapes and field sets `decline_null` passed
+        self.sides: list[bool] = []  # each row's side of the reading horizon
+        self.disclosed: list[DisclosedRecord] = []  # each row's record in the ledger
+
+    async def prepare(self, rows: Sequence[Row[Any]]) -> None:
+        """Before anything is recorded: declines what would propagate a null, then admits the page's
+        new patients, practice by practice, as the patient loader does."""
+        plan, node = self.plan, self.plan.node
+        patient, others = plan.object("patient"), {n: plan.object(n) for n in ("practitioner", "practice")}
+        loaded: dict[int, set[int]] = defaultdict(set)  # practice -> new patients
+        for row in rows:
+            readable = self._appointment_readable(row)
+            if node is not None:
+                self.decline_null(node, readable)
+            if patient is not None and "Appointment.patient" in readable and row.patient__id is not None:
+                self.decline_null(patient, self._patient_readable(row))
+                if not row.patient__exempt:
+                    loaded[row.patient__practice_id].add(row.patient__id)
+            for name, shape in others.items():
+                if shape is not None:
+                    self.decline_null(shape, await self._readable_at(name, row.practice_id))
+        uow = self.context.uow
+        for practice_id, new in loaded.items():
+            if uow.halted is not None:  # quarantined by an earlier refusal of this request
+                self.refused[practice_id] = uow.halted
+                continue
+            try:
+                async with uow.transaction() as session:
+                    await self.context.extraction.admit(
+                        session, uow.principal.partner_id, uow.principal.key_id, practice_id, new, uow.request_time,
+                        uow.commit, uow.keep,
+                    )
+            except ApiError as error:
+                self.refused[practice_id] = error
+                if error.extensions.get("quarantined"):
+                    uow.halted = error
+            except Exception as failure:  # the loader's batch fails: each of its patients carries the failure
+                self.refused[practice_id] = failure
+
+    def _appointment_readable(self, row: Row[Any]) -> frozenset[str]:
+        fields = self.fields[row.practice_id]
+        return fields.side(fields.holds(row, self.partner_id))  # type: ignore[arg-type]  # a row with its columns
+
+    def _patient_readable(self, row: Row[Any]) -> frozenset[str]:
+        return self.fields[row.patient__practice_id].side(bool(row.patient__inside))
+
+    async def _readable_at(self, name: str, practice_id: int) -> frozenset[str]:
+        readable = self.others.get((name, practice_id))
+        if readable is None:
+            readable = self.others[(name, practice_id)] = await self.context.fields.at(practice_id)
+        return readable
+
+    async def connection(self, page: reads.Page[Row[Any]], path: Path) -> dict[str, Any]:
+        # Every appointment of the page is a record of the response, selected or not, as the
+        # resolvers build one per row (api/schema/relay.py `Connection.of`).
+        self.sides = [self.fields[row.practice_id].holds(row, self.partner_id) for row in page.rows]  # type: ignore[arg-type]
+        self.disclosed = [
+            self.context.disclosures.appointment(row, side)  # type: ignore[arg-type]  # a row with its columns
+            for row, side in zip(page.rows, self.sides, strict=True)
+        ]
+        result: dict[str, Any] = {}
+        for field in self.plan.connection.fields:
+            if isinstance(field, Nested):
+                if field.name == "edges":
+                    result[field.key] = [
+                        self.edge(field.shape, index, row, page.cursors[index], [*path, field.key, index])
+                        for index, row in enumerate(page.rows)
+                    ]
+                else:  # pageInfo
+                    result[field.key] = {
+                        leaf.key: leaf.typename if leaf.is_typename else getattr(page, leaf.attribute)
+                        for leaf in field.shape.fields
+                        if isinstance(leaf, Leaf)
+                    }
+            elif field.is_typename:
+                result[field.key] = field.typename
+            else:  # totalCount
+                assert page.count is not None
+                result[field.key] = await page.count()
+        return result
+
+    def edge(self, shape: Shape, index: int, row: Row[Any], cursor: Callable[[], str], path: Path) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for field in shape.fields:
+            if isinstance(field, Nested):  # node
+                result[field.key] = self.appointment(field.shape, index, row, [*path, field.key])
+            else:
+                result[field.key] = field.typename if field.is_typename else cursor()
+        return result
+
+    def appointment(self, shape: Shape, index: int, row: Row[Any], path: Path) -> dict[str, Any]:
+        readable = self.fields[row.practice_id].side(self.sides[index])
+        result = self.values(shape, row, readable, self.disclosed[index].carried, path)
+        for field in shape.fields:
+            if not isinstance(field, Nested):
+                continue
+            at = [*path, field.key]
+            if field.qualified not in readable:
+                result[field.key] = None
+                self.errors.append(_forbidden(FieldForbidden(field.qualified), field.node, at))
+            elif field.name == "patient":
+                result[field.key] = self.patient(field, row, at)
+            else:  # practitioner, practice
+                found = getattr(row, f"{field.name}__public_id") is not None
+                if not found:
+                    result[field.key] = None
+                    self.errors.append(_forbidden(not_found(field.name), field.node, at))
+                else:
+                    readable_here = self.others[(field.name, row.practice_id)]
+                    result[field.key] = self.values(field.shape, row, readable_here, None, at)
+        return result
+
+    def patient(self, field: Nested, row: Row[Any], path: Path) -> dict[str, Any] | None:
+        if row.patient__id is None:
+            self.errors.append(_forbidden(not_found("patient"), field.node, path))
+            return None
+        refusal = self.refused.get(row.patient__practice_id)
+        if refusal is not None:
+            if isinstance(refusal, ApiError) and refusal.extensions.get("code") == ErrorCode.EXTRACTION_LIMIT_EXCEEDED:
+                if row.patient__practice_id in self.refusal_told:
+                    return None  # one refusal per practice: the others are null without repeating it
+                self.refusal_told.add(row.patient__practice_id)
+            self.errors.append(located_error(refusal, [field.node], path))
+            return None
+        inside = bool(row.patient__inside)
+        readable = self.fields[row.patient__practice_id].side(inside)
+        disclosed = self.context.disclosures.patient_record(row.patient__id, row.patient__practice_id, inside)
+        return self.values(field.shape, row, readable, disclosed.carried, path)
+
+    def values(
+        self,
+        shape: Shape,
+        row: Row[Any],
+        readable: frozenset[str],
+        carried: Callable[[str], None] | None,
+        path: Path,
+    ) -> dict[str, Any]:
+        """The object's leaves: forbidden ones null with their error; each value sent recorded.
+        Its object fields are left null, for the caller to fill."""
+        result: dict[str, Any] = {}
+        for key, getter, coerce, qualified, forbidden, constant in self._steps(shape, readable):
+            if getter is None:
+                result[key] = constant
+                if forbidden is not None:
+                    self.errors.append(_forbidden(FieldForbidden(qualified), forbidden.node, [*path, key]))
+                continue
+            value = getter(row)
+            if value is None:
+                result[key] = None
+            else:
+                result[key] = coerce(value)  # type: ignore[misc]  # a leaf's coercion
+                if carried is not None:
+                    carried(qualified)
+        return result
+
+    def _steps(self, shape: Shape, readable: frozenset[str]) -> list[_Step]:
+        steps = self.steps.get((id(shape), readable))
+        if steps is None:
+            steps = self.steps[(id(shape), readable)] = [self._step(shape, field, readable) for field in shape.fields]
+        return steps
+
+    def _step(self, shape: Shape, field: Leaf | Nested, readable: frozenset[str]) -> _Step:
+        if isinstance(field, Nested):
+            return (field.key, None, None, field.qualified, None, None)
+        if field.is_typename:
+            return (field.key, None, None, "", None, field.typename)
+        if field.qualified not in readable:
+            return (field.key, None, None, field.qualified, field, None)
+        prefix = _PREFIXES[shape.typename]
+        if shape.typename == "Appointment" and field.attribute == "source":
+            getter: Callable[[Row[Any]], Any] = _source(self.partner_id, self.columns["source_partner_id"])
+        else:
+            getter = itemgetter(self.columns[prefix + ("public_id" if field.attribute == "id" else field.attribute)])
+        return (field.key, getter, field.coerce, field.qualified, None, None)
+
+    def decline_null(self, shape: Shape, readable: frozenset[str]) -> None:
+        """A non-null field the grant forbids would null its parent, and graphql-core drops errors
+        below a nulled parent: left to the resolvers, which do exactly that."""
+        if (id(shape), readable) in self.checked:
+            return
+        for field in shape.fields:
+            if isinstance(field, Leaf) and field.non_null and not field.is_typename and field.qualified not in readable:
+                raise Declined
+        self.checked.add((id(shape), readable))
+
