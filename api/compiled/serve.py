@@ -13,9 +13,9 @@ from strawberry.types import ExecutionResult
 
 from api.compiled.page_plan import PagePlan
 from api.compiled.page_run import Declined, read_page
-from api.compiled.plan import Plan
+from api.compiled.plan import Fallback, Plan
 from api.compiled.runner import Execution
-from api.documents.registry import RegisteredDocument
+from api.errors import ApiError
 from api.protection.cost import CostModel
 from api.protection.cost_and_budget import charge_budget, settle
 from api.schema.context import GraphQLContext
@@ -25,31 +25,37 @@ __all__ = ["run_plan"]
 
 async def run_plan(
     schema: GraphQLSchema,
-    document: RegisteredDocument,
+    plan: Plan | Fallback | None,
+    worst_case: int | None,
     context: GraphQLContext,
     operation_name: str | None,
     variables: dict[str, Any] | None,
     dry_run: bool,
 ) -> ExecutionResult | None:
-    """The result of the document's plan, or None when the general executor must run it: no plan,
-    another operation named, a dry run, or variables that do not coerce (it reports those)."""
-    plan = document.plan
+    """The result of a document's plan, or None when the general executor must run it: no plan,
+    another operation named, a dry run, or variables that do not coerce (it reports those).
+    `worst_case`: a registered document's price; None prices an ad-hoc one with its variables."""
     if not isinstance(plan, Plan) or dry_run:  # a dry run runs nothing: api/documents/dry_run.py answers it
         return None
-    if operation_name is not None and operation_name != document.operation_name:
-        return None
     operation = plan.operation
+    named = operation.name.value if operation.name else None
+    if operation_name is not None and operation_name != named:
+        return None
     coerced = get_variable_values(schema, operation.variable_definitions or (), variables or {}, hide_suggestions=True)
     if isinstance(coerced, list):
         return None
-    metering = context.metering
-    metering.operation_name = document.operation_name
-    refusal, charge = await charge_budget(context, document.cost)
+    context.metering.operation_name = named
+    model = CostModel.of(schema)
+    try:
+        requested = worst_case if worst_case is not None else model.requested_cost(operation, {}, coerced.coerced)
+    except ApiError as error:  # as CostAndBudget refuses a price it cannot compute
+        return _with_cost(ExecutionResult(data=None, errors=[GraphQLError(str(error), original_error=error)]), context)
+    refusal, charge = await charge_budget(context, requested)
     if refusal is not None or charge is None:
         return _with_cost(ExecutionResult(data=None, errors=refusal.errors if refusal else None), context)
     data, errors = await execute_plan(schema, plan, coerced, context)
     result = ExecutionResult(data=data, errors=errors or None)
-    settle(context, CostModel.of(schema), operation, {}, coerced.coerced, document.cost, charge, result)
+    settle(context, model, operation, {}, coerced.coerced, requested, charge, result)
     return _with_cost(result, context)
 
 

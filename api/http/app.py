@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from api.clock import Clock, system_clock
+from api.compiled.ad_hoc import AdHocPlans
 from api.data.database import make_async_engine, make_session_factory, pool_capacity, sqlite_writer_lock
 from api.documents.registry import DocumentRegistry
 from api.errors import ApiError, ErrorCode, error_body
@@ -41,10 +42,11 @@ from api.identity.token_authentication import TokenAuthenticator
 from api.ledger.webhook import WebhookSender
 from api.protection.address_limiter import AddressLimiter
 from api.protection.budgets import Budgets
+from api.protection.cost_and_budget import CostAndBudget
 from api.protection.extraction import ExtractionGuard
 from api.protection.key_gates import CredentialGates, partner_limit
 from api.protection.shape_limits import limit_rules
-from api.schema import PartnerSchema, build_schema
+from api.schema import PARSER_CACHE_SIZE, PartnerSchema, build_schema
 from api.services.cursors import CursorCodec
 from api.settings import Settings, get_settings
 from authz.engine import Authorizer
@@ -99,7 +101,11 @@ def create_app(
         sessions=sessions,
         writer_lock=writer_lock,
         view=PartnerGraphQL(
-            schema, documents, statement_timeout=settings.statement_timeout_seconds, compiled=settings.compiled_plans
+            schema,
+            documents,
+            statement_timeout=settings.statement_timeout_seconds,
+            compiled=settings.compiled_plans,
+            ad_hoc=_ad_hoc_plans(schema, settings),
         ),
         authorizer=policy.current.authorizer,
         policy=policy,
@@ -188,3 +194,11 @@ def create_app(
     app.state.alert_sender = alert_sender
     app.state.clock = clock
     return app
+
+
+def _ad_hoc_plans(schema: PartnerSchema, settings: Settings) -> AdHocPlans | None:
+    """Plans for open keys' texts, which a plan charges as CostAndBudget would: only on a schema with it
+    (the benchmark measures one without)."""
+    if CostAndBudget not in schema.extensions:
+        return None
+    return AdHocPlans(schema._schema, settings.max_tokens, limit_rules(settings), PARSER_CACHE_SIZE)

@@ -37,6 +37,7 @@ from strawberry.schema import BaseSchema
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 
+from api.compiled.ad_hoc import AdHocPlans
 from api.compiled.serve import run_plan
 from api.data.failures import database_refusal
 from api.documents.dry_run import wants_dry_run
@@ -167,11 +168,17 @@ class PartnerGraphQL(GraphQL[GraphQLContext, None]):
     """strawberry's view, answering with an `Outcome` (see `serve`)."""
 
     def __init__(
-        self, schema: BaseSchema, documents: DocumentRegistry, statement_timeout: float = 0, compiled: bool = False
+        self,
+        schema: BaseSchema,
+        documents: DocumentRegistry,
+        statement_timeout: float = 0,
+        compiled: bool = False,
+        ad_hoc: AdHocPlans | None = None,
     ) -> None:
         super().__init__(schema, graphql_ide=None)
         self.documents = documents
         self.compiled = compiled  # registered documents run through their compiled plan (api/compiled/)
+        self.ad_hoc = ad_hoc  # and, given these, ad-hoc texts through theirs (api/compiled/ad_hoc.py)
         self.statement_timeout = statement_timeout  # seconds, for the message of a statement timeout
 
     async def serve(self, request: Request, context: GraphQLContext) -> Outcome:
@@ -272,10 +279,17 @@ class PartnerGraphQL(GraphQL[GraphQLContext, None]):
             context.result = result
             return result
         compiled = None
-        if self.compiled and context.document is not None:  # a registered document, with its plan if it has one
+        if self.compiled:  # a registered document with its plan, or a text whose plan is known
+            registered = context.document
+            if registered is not None:
+                plan, worst_case = registered.plan, registered.cost  # type: ignore[attr-defined]  # a RegisteredDocument
+            else:
+                text = request_data.query
+                plan, worst_case = (self.ad_hoc.plan_of(text) if self.ad_hoc and isinstance(text, str) else None), None
             compiled = await run_plan(
                 self.schema._schema,  # type: ignore[attr-defined]  # strawberry's graphql-core schema
-                context.document,  # type: ignore[arg-type]  # the registry's RegisteredDocument
+                plan,
+                worst_case,
                 context,
                 request_data.operation_name,
                 request_data.variables,

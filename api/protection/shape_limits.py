@@ -161,6 +161,19 @@ class _ValidationCache:
 _cache = _ValidationCache()
 
 
+def checked_document(
+    schema: GraphQLSchema, text: str, max_tokens: int, rules: ValidationRules, parser_cache_size: int
+) -> DocumentNode | None:
+    """The document of `text` if `LimitedParsing` and `CachedValidation` pass it without an error,
+    else None; through their very caches, so that the general path then finds both done."""
+    try:
+        parse = ParserCache(maxsize=parser_cache_size).cached_parse_document
+        document: DocumentNode = parse(text, max_tokens=max_tokens)
+    except GraphQLError:
+        return None
+    return None if _cache.validate(schema, text, document, rules) else document
+
+
 class CachedValidation(SchemaExtension):
     """Validates with the limit rules, once per distinct document."""
 

@@ -35,6 +35,7 @@ from api.data.models import (
     Disclosure,
     ExtractionAlert,
     Grant,
+    KeyMode,
     PartnerBudget,
     PartnerKey,
     PatientDisclosure,
@@ -105,6 +106,8 @@ def page_documents() -> st.SearchStrategy[str]:
 
 def page_variables(world: World) -> st.SearchStrategy[dict[str, Any]]:
     windows = st.sampled_from([
+        WINDOW,  # mostly the world's week at A: pages with rows, read in one statement
+        WINDOW,
         WINDOW,
         (DAY, DAY + timedelta(hours=2)),
         (DAY + timedelta(hours=1), DAY + timedelta(days=1)),
@@ -156,15 +159,17 @@ def grants() -> st.SearchStrategy[dict[str, Any]]:
 
 @pytest.fixture
 def apps(make_api, world, sync_engine):
-    """The same API twice, on one database and one clock: plans on, plans off; and `diff`'s trusted key."""
+    """The same API twice, on one database and one clock: plans on, plans off; and `diff`'s trusted key
+    and open key (which sends texts)."""
     with Session(sync_engine) as session, session.begin():
         operators.create_partner(session, PARTNER)
         operators.grant_practice(session, PARTNER, "A", set(Scope))
         operators.grant_practice(session, PARTNER, "C", set(Scope))
         key = operators.issue_partner_key(session, PARTNER, label="production").token
+        open_key = operators.issue_partner_key(session, PARTNER, label="explorer", mode=KeyMode.OPEN).token
     compiled = make_api(clock=lambda: NOW, compiled_plans=True, **UNLIMITED)
     general = make_api(clock=lambda: NOW, compiled_plans=False, **UNLIMITED)
-    return compiled, general, key
+    return compiled, general, key, open_key
 
 
 @pytest.fixture
@@ -227,9 +232,10 @@ def reset(sync_engine) -> None:
         session.execute(update(PartnerKey).where(PartnerKey.partner_id == partner_id).values(quarantined_at=None))
 
 
-async def run(api, sync_engine, key: str, document_id: str, variables: dict[str, Any]) -> dict[str, Any]:
+async def run(api, sync_engine, key: str, document: dict[str, str], variables: dict[str, Any]) -> dict[str, Any]:
+    """`document`: {"documentId": ...} for a registered one, {"query": ...} for a text."""
     reset(sync_engine)
-    payload = {"documentId": document_id, "variables": variables}
+    payload = {**document, "variables": variables}
     headers = {"Authorization": f"Bearer {key}", "Accept": ACCEPT}
     response = await api.http.post("/graphql", json=payload, headers=headers)
     request_id = response.headers["x-request-id"]
@@ -256,13 +262,28 @@ async def run(api, sync_engine, key: str, document_id: str, variables: dict[str,
     }
 
 
-async def check(apps, sync_engine, text: str, variables: dict[str, Any], grant: dict[str, Any]) -> None:
-    compiled, general, key = apps
-    document_id = register(sync_engine, text)
-    assume(document_id)
+async def check(
+    apps,
+    sync_engine,
+    plan_runs: Counter[str],
+    text: str,
+    variables: dict[str, Any],
+    grant: dict[str, Any],
+    ad_hoc: bool = False,
+) -> None:
+    """The document registered and run by id with the trusted key, or (`ad_hoc`) sent as text with the open key."""
+    compiled, general, key, open_key = apps
+    if ad_hoc:
+        key, document = open_key, {"query": text}
+    else:
+        document_id = register(sync_engine, text)
+        assume(document_id)
+        document = {"documentId": document_id}
     set_grant(sync_engine, grant)
-    fast = await run(compiled, sync_engine, key, document_id, variables)
-    slow = await run(general, sync_engine, key, document_id, variables)
+    pages = plan_runs["page"]
+    fast = await run(compiled, sync_engine, key, document, variables)
+    event("read in one statement" if plan_runs["page"] > pages else "not read in one statement")
+    slow = await run(general, sync_engine, key, document, variables)
     event(f"HTTP {slow['status']}, errors: {sorted({e['extensions']['code'] for e in slow['body'].get('errors', [])})}")
     assert fast == slow, (text, variables, grant)
 
@@ -272,7 +293,8 @@ async def check(apps, sync_engine, text: str, variables: dict[str, Any], grant: 
 async def test_the_page_documents_run_alike_on_both_executors(apps, world, sync_engine, plan_runs, data):
     text = data.draw(page_documents(), label="document")
     assert isinstance(compile_plan(api_schema._schema, _parsed(text)), Plan)
-    await check(apps, sync_engine, text, data.draw(page_variables(world), label="variables"), data.draw(grants()))
+    variables = data.draw(page_variables(world), label="variables")
+    await check(apps, sync_engine, plan_runs, text, variables, data.draw(grants()))
 
 
 @DIFFERENTIAL
@@ -281,7 +303,20 @@ async def test_generated_documents_run_alike_on_both_executors(apps, world, sync
     fields = data.draw(st.sampled_from([["appointments"], ["practice"], ["practices"], None]), label="root fields")
     text = data.draw(from_schema(SDL, fields=fields, custom_scalars=scalars(world), allow_x00=False), label="document")
     event("compiled" if isinstance(compile_plan(api_schema._schema, _parsed(text)), Plan) else "general executor")
-    await check(apps, sync_engine, text, {}, data.draw(grants()))
+    await check(apps, sync_engine, plan_runs, text, {}, data.draw(grants()))
+
+
+@DIFFERENTIAL
+@given(data=st.data())
+async def test_ad_hoc_documents_run_alike_on_both_executors(apps, world, sync_engine, plan_runs, data):
+    """An open key's texts, the page's and generated ones (invalid ones too: both refuse them alike)."""
+    if data.draw(st.booleans(), label="the page"):
+        text, variables = data.draw(page_documents(), label="document"), data.draw(page_variables(world))
+    else:
+        fields = data.draw(st.sampled_from([["appointments"], ["practice"], None]), label="root fields")
+        text = data.draw(from_schema(SDL, fields=fields, custom_scalars=scalars(world), allow_x00=False))
+        variables = {}
+    await check(apps, sync_engine, plan_runs, text, variables, data.draw(grants()), ad_hoc=True)
 
 
 PAGE = """query Page($p: ID!, $from: DateTime!, $to: DateTime!, $first: Int) {
@@ -297,13 +332,13 @@ PAGE = """query Page($p: ID!, $from: DateTime!, $to: DateTime!, $first: Int) {
 async def test_refusals_inside_a_page_run_alike(apps, world, sync_engine, plan_runs, scopes, cap, code):
     """The two refusals a served page carries: forbidden fields (one error per field and appointment),
     and the distinct-patient budget (one error, the other patients null; the key quarantined)."""
-    compiled, general, key = apps
-    document_id = register(sync_engine, PAGE)
+    compiled, general, key, _ = apps
+    document = {"documentId": register(sync_engine, PAGE)}
     set_grant(sync_engine, {"scopes": scopes, "days_back": 30, "days_ahead": 30, "expired": False, "history": None,
                             "cap": cap})
     variables = {"p": world.practice_id("A"), **window_args(), "first": 5}
-    fast = await run(compiled, sync_engine, key, document_id, variables)
-    slow = await run(general, sync_engine, key, document_id, variables)
+    fast = await run(compiled, sync_engine, key, document, variables)
+    slow = await run(general, sync_engine, key, document, variables)
     assert plan_runs["page"] and {e["extensions"]["code"] for e in fast["body"]["errors"]} == {code}
     assert fast == slow
 
