@@ -32,7 +32,7 @@ from typing import Any
 
 from graphql import GraphQLError, located_error
 from graphql.execution.values import VariableValues, get_argument_values
-from sqlalchemy import ColumnElement, Select, and_, true
+from sqlalchemy import ColumnElement, Select, Table, and_, true
 from sqlalchemy.engine import Row
 
 from api.compiled.page_plan import Leaf, Nested, PagePlan, Shape
@@ -69,13 +69,13 @@ async def read_page(
     query = await _query(context, arguments)
     patient, practitioner, practice = plan.object("patient"), plan.object("practitioner"), plan.object("practice")
     statement = query.statement
-    columns: list[ColumnElement[Any]] = list(Appointment.__table__.c)
+    columns: list[ColumnElement[Any]] = [*_columns(Appointment, "", plan.node)]
     if patient is not None:
         horizons = await context.fields.horizons()
         now, partner_id = uow.request_time, uow.principal.partner_id
         statement = statement.outerjoin(Patient, and_(Patient.id == Appointment.patient_id, _rule(uow, Patient)))
         columns += [
-            *_labelled(Patient, "patient__"),
+            *_columns(Patient, "patient__", patient),
             context.extraction.exempt(partner_id, now).label("patient__exempt"),
             horizons.patient_inside(partner_id).label("patient__inside"),
         ]
@@ -88,14 +88,10 @@ async def read_page(
         statement = statement.outerjoin(PracticeMembership, at_practice).outerjoin(
             Practitioner, Practitioner.id == PracticeMembership.practitioner_id
         )
-        # the practitioner's id is the membership's: it names the practitioner at this practice
-        columns += [
-            PracticeMembership.public_id.label("practitioner__public_id"),
-            *_labelled(Practitioner, "practitioner__"),
-        ]
+        columns += _columns(Practitioner, "practitioner__", practitioner)
     if practice is not None:
         statement = statement.outerjoin(Practice, and_(Practice.id == Appointment.practice_id, _rule(uow, Practice)))
-        columns += _labelled(Practice, "practice__")
+        columns += _columns(Practice, "practice__", practice)
     result = await uow.execute(statement.with_only_columns(*columns))
     rows = result.all()
     if not rows:
@@ -158,8 +154,37 @@ def _condition(statement: Select[Any], table: Any) -> ColumnElement[bool] | None
     return statement.whereclause if statement.whereclause is not None else true()
 
 
-def _labelled(model: type[Any], prefix: str) -> list[ColumnElement[Any]]:
-    return [column.label(prefix + column.key) for column in model.__table__.c]
+# The columns every row needs, whatever is selected: the appointment's to page, place it on its side of
+# the reading horizon and find the others; each object's to tell it was found (its id) and record it.
+_ALWAYS = {
+    Appointment: ("id", "public_id", "practice_id", "patient_id", "starts_at", "source_partner_id",
+                  "time_set_by_partner_id"),
+    Patient: ("id", "practice_id"),
+    Practitioner: (),  # the membership's public id, below
+    Practice: ("public_id",),
+}
+
+
+def _columns(model: type[Any], prefix: str, shape: Shape | None) -> tuple[ColumnElement[Any], ...]:
+    """The columns of `model` the page reads, labelled with `prefix`."""
+    wanted = dict.fromkeys(_ALWAYS[model])
+    for field in shape.fields if shape else ():
+        if isinstance(field, Leaf) and not field.is_typename:
+            wanted[_COLUMN_OF.get(field.attribute, field.attribute)] = None
+    return _labelled(model.__table__, prefix, tuple(wanted))
+
+
+_COLUMN_OF = {"id": "public_id", "source": "source_partner_id"}  # a field's column, where it has another name
+
+
+@lru_cache(maxsize=256)
+def _labelled(table: Table, prefix: str, names: tuple[str, ...]) -> tuple[ColumnElement[Any], ...]:
+    if table is Practitioner.__table__:  # its id is the membership's: it names the practitioner at this practice
+        return (
+            PracticeMembership.public_id.label("practitioner__public_id"),
+            *(table.c[name].label(prefix + name) for name in names if name != "public_id"),
+        )
+    return tuple(table.c[name] if not prefix else table.c[name].label(prefix + name) for name in names)
 
 
 def _forbidden(reason: ApiError, node: Any, path: Path) -> GraphQLError:
