@@ -10,7 +10,7 @@ appointments page with variables, any subset of its fields under any alias). Eac
 the grant of partner `diff` at practice A: its scopes, reading horizon, expiry, history permission
 and distinct-patient cap (its grant at C stays full, so that every document registers). Both runs
 see the same instant and the same state: the partner's budget, distinct-patient windows, alerts and
-quarantine are reset before each. 500 examples per run (250 per test), on SQLite and PostgreSQL.
+quarantine are reset before each. 750 examples per run (250 per test), on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from tests.world import DAY, WINDOW, World, window_args
 
 SDL = api_schema.as_str()
 NOW = utcnow().replace(microsecond=0)  # both executors run at this instant
-EXAMPLES = int(os.environ.get("DIFFERENTIAL_EXAMPLES", 250))  # per test: 500 documents a run
+EXAMPLES = int(os.environ.get("DIFFERENTIAL_EXAMPLES", 250))  # per test: 750 documents a run
 UNLIMITED = {"budget_capacity": 10**9, "budget_refill_per_second": 10**9, "max_query_cost": 10**6}
 DIFFERENTIAL = settings(
     max_examples=EXAMPLES,
