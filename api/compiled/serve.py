@@ -31,10 +31,12 @@ async def run_plan(
     operation_name: str | None,
     variables: dict[str, Any] | None,
     dry_run: bool,
+    metered: bool = True,
 ) -> ExecutionResult | None:
     """The result of a document's plan, or None when the general executor must run it: no plan,
     another operation named, a dry run, or variables that do not coerce (it reports those).
-    `worst_case`: a registered document's price; None prices an ad-hoc one with its variables."""
+    `worst_case`: a registered document's price; None prices an ad-hoc one with its variables.
+    `metered`: priced and charged, as on a schema with CostAndBudget."""
     if not isinstance(plan, Plan) or dry_run:  # a dry run runs nothing: api/documents/dry_run.py answers it
         return None
     operation = plan.operation
@@ -44,6 +46,9 @@ async def run_plan(
     coerced = get_variable_values(schema, operation.variable_definitions or (), variables or {}, hide_suggestions=True)
     if isinstance(coerced, list):
         return None
+    if not metered:
+        data, errors = await execute_plan(schema, plan, coerced, context)
+        return ExecutionResult(data=data, errors=errors or None)
     context.metering.operation_name = named
     model = CostModel.of(schema)
     try:

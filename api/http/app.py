@@ -42,7 +42,6 @@ from api.identity.token_authentication import TokenAuthenticator
 from api.ledger.webhook import WebhookSender
 from api.protection.address_limiter import AddressLimiter
 from api.protection.budgets import Budgets
-from api.protection.cost_and_budget import CostAndBudget
 from api.protection.extraction import ExtractionGuard
 from api.protection.key_gates import CredentialGates, partner_limit
 from api.protection.shape_limits import limit_rules
@@ -105,7 +104,7 @@ def create_app(
             documents,
             statement_timeout=settings.statement_timeout_seconds,
             compiled=settings.compiled_plans,
-            ad_hoc=_ad_hoc_plans(schema, settings),
+            ad_hoc=AdHocPlans(schema._schema, settings.max_tokens, limit_rules(settings), PARSER_CACHE_SIZE),
         ),
         authorizer=policy.current.authorizer,
         policy=policy,
@@ -195,10 +194,3 @@ def create_app(
     app.state.clock = clock
     return app
 
-
-def _ad_hoc_plans(schema: PartnerSchema, settings: Settings) -> AdHocPlans | None:
-    """Plans for open keys' texts, which a plan charges as CostAndBudget would: only on a schema with it
-    (the benchmark measures one without)."""
-    if CostAndBudget not in schema.extensions:
-        return None
-    return AdHocPlans(schema._schema, settings.max_tokens, limit_rules(settings), PARSER_CACHE_SIZE)

@@ -47,6 +47,7 @@ from api.errors import DATABASE_UNAVAILABLE, TIMEOUT, ApiError, ErrorCode, bad_i
 from api.http.error_order import in_response_order
 from api.http.media_types import JSON, graphql_status, negotiate
 from api.http.outcome import Outcome, refused
+from api.protection.cost_and_budget import CostAndBudget
 from api.schema.context import GraphQLContext
 
 logger = logging.getLogger("api.errors")
@@ -179,6 +180,8 @@ class PartnerGraphQL(GraphQL[GraphQLContext, None]):
         self.documents = documents
         self.compiled = compiled  # registered documents run through their compiled plan (api/compiled/)
         self.ad_hoc = ad_hoc  # and, given these, ad-hoc texts through theirs (api/compiled/ad_hoc.py)
+        # a schema without it (the benchmark's) charges nothing
+        self.metered = CostAndBudget in getattr(schema, "extensions", ())
         self.statement_timeout = statement_timeout  # seconds, for the message of a statement timeout
 
     async def serve(self, request: Request, context: GraphQLContext) -> Outcome:
@@ -294,6 +297,7 @@ class PartnerGraphQL(GraphQL[GraphQLContext, None]):
                 request_data.operation_name,
                 request_data.variables,
                 wants_dry_run(request_data.extensions),
+                self.metered,
             )
         try:
             result = compiled or await super().execute_single(
