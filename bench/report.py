@@ -97,7 +97,7 @@ def render(report: dict[str, Any]) -> str:
         lines.append(
             f"against the raw SQL floor: full {results['full']['median_ms'] / floor:.2f}x, trusted (general executor) "
             f"{results['trusted']['median_ms'] / floor:.2f}x, trusted-compiled "
-            f"{results['trusted-compiled']['median_ms'] / floor:.2f}x; the page's plan: {report['page_plan']}"
+            f"{results['trusted-compiled']['median_ms'] / floor:.2f}x; the page's plan: {report['page_plan'][db]}"
         )
         lines.append(
             f"table size (full on {report['size']} / full on 10k): "
@@ -149,7 +149,7 @@ def markdown(report: dict[str, Any], db: str, command: str, seconds: int) -> str
     verdicts = [f"- {c.text}: {c.measured}, {c.verdict}" for c in _conditions(report, db)]
     return (
         f"`{command}` ({seconds} s), {report['taken_at']}\n\n"
-        f"{_machine_line(report)}; data set {report['size']}; the page: {report['page_plan']}\n\n"
+        f"{_machine_line(report)}; data set {report['size']}; the page: {report['page_plan'][db]}\n\n"
         + "\n".join(rows)
         + '\n\nIssue 15\'s "Done when":\n\n'
         + "\n".join(verdicts)

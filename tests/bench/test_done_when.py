@@ -121,7 +121,7 @@ def test_the_report_names_the_machine_a_server_that_did_not_start_and_every_cond
         "databases": {"postgresql": results},
         "plans": {"postgresql": []},
         "conditions": {"postgresql": [vars(c) for c in conditions("postgresql", "medium", results, "compiled")]},
-        "page_plan": "compiled",
+        "page_plan": {"postgresql": "compiled"},
     }  # fmt: skip
     for text in (render(report), markdown(report, "postgresql", "python -m bench.run --db postgresql", 60)):
         assert "AMD EPYC, 2 cores" in text and "PostgreSQL 16.4" in text and "Python 3.12.1" in text
