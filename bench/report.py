@@ -33,6 +33,8 @@ def machine() -> dict[str, Any]:
         "system": platform.platform(terse=True),
         "sqlite": sqlite3.sqlite_version,
         "wrk": wrk_version(),
+        # The machine may be shared: how busy it was when the run began (1-minute load average).
+        "load_at_start": round(os.getloadavg()[0], 1),
     }
 
 
@@ -49,7 +51,8 @@ def _machine_line(report: dict[str, Any]) -> str:
     m = report["machine"]
     databases = [f"SQLite {m['sqlite']}"] + ([f"PostgreSQL {m['postgresql']}"] if m.get("postgresql") else [])
     return (
-        f"{m['cpu']}, {m['cores']} cores, {m['system']}, Python {m['python']}, {', '.join(databases)}, wrk {m['wrk']}"
+        f"{m['cpu']}, {m['cores']} cores, {m['system']}, Python {m['python']}, {', '.join(databases)}, "
+        f"wrk {m['wrk']}, load {m.get('load_at_start', '?')} at start"
     )
 
 

@@ -116,7 +116,7 @@ def test_the_report_names_the_machine_a_server_that_did_not_start_and_every_cond
     report = {
         "taken_at": "2026-11-30T07:00:00+00:00",
         "machine": {"cpu": "AMD EPYC", "cores": 2, "python": "3.12.1", "system": "Linux", "sqlite": "3.40.1",
-                    "postgresql": "16.4", "wrk": "4.1.0"},
+                    "postgresql": "16.4", "wrk": "4.1.0", "load_at_start": 3.5},
         "size": "medium",
         "databases": {"postgresql": results},
         "plans": {"postgresql": []},
@@ -125,6 +125,7 @@ def test_the_report_names_the_machine_a_server_that_did_not_start_and_every_cond
     }  # fmt: skip
     for text in (render(report), markdown(report, "postgresql", "python -m bench.run --db postgresql", 60)):
         assert "AMD EPYC, 2 cores" in text and "PostgreSQL 16.4" in text and "Python 3.12.1" in text
+        assert "load 3.5 at start" in text
         assert "http-full-2w" in text and "the server did not start: Could not import module" in text
         for c in report["conditions"]["postgresql"]:
             assert c["text"] in text
