@@ -1,7 +1,7 @@
 """The app for `uvicorn --factory --workers N` on the simulation's clock: the system time shifted to
 the data's reference day, by an offset the parent computed once (so that every worker agrees).
 
-Used by bench/extraction.py's two-worker scenario on PostgreSQL and bench/run.py's --http runs;
+Used by bench/extraction.py's two-worker scenario on PostgreSQL and bench/http_load.py's servers (bench.run --http);
 `partner-api serve` has no such option on purpose: production reads the system clock.
 """
 

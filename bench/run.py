@@ -1,6 +1,6 @@
 """The benchmark: one 50-appointment page (with patient and practitioner), measured side by side.
 
-    python -m bench.run [--size large] [--db sqlite|postgresql|both] [--iterations 300] [--http]
+    python -m bench.run [--size large] [--db sqlite|postgresql|both] [--iterations 300] [--http [--seconds 10]]
 
 Seeds each data set once (kept under bench/data/, PostgreSQL's in a server of its own there
 unless PARTNER_API_BENCH_POSTGRES_URL names one), then measures in one run, the variants taking
@@ -21,11 +21,14 @@ turns request by request so that a shared machine's slow moments hit them alike:
                `full` and against the raw SQL `floor`
 and the plan of each SQL read the full stack issues for the page (bench/explain.py), written to
 bench/results/plans-<db>.txt; what a policy evaluation costs with and without the caches
-(bench/policy.py); and with --http, requests per second and p50/p99 over loopback with
-wrk, for 1 and 2 workers.
-Figures are medians (and p99) in milliseconds, and ratios to `bare` of the same run. It prints a
-table and writes bench/results/latest.json. `python -m bench.fairness` measures fairness under a
-flood (one partner's sync while another floods).
+(bench/policy.py); and with --http, requests per second and p50/p99 over loopback with wrk, for
+1 and 2 workers, of the page as text (`full`), by id through its compiled plan (`trusted-compiled`)
+and of bare strawberry with and without caches (bench/http_load.py).
+Figures are medians (and p99) in milliseconds, and ratios to `bare` and `floor` of the same run;
+the report states the machine, and each condition of issue 15's "Done when" as holds or does not
+hold (bench/conditions.py). It prints a table and writes bench/results/latest.json and
+bench/results/run-<db>-<size>.md (bench/report.py). `python -m bench.fairness` measures fairness
+under a flood (one partner's sync while another floods).
 """
 
 from __future__ import annotations
@@ -35,26 +38,23 @@ import asyncio
 import gc
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack, ExitStack
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-from graphql import parse
 from sqlalchemy import Select, func, select, text
 from sqlalchemy.orm import Session
 
 from api.clock import shifted
-from api.compiled.plan import compile_plan, described
 from api.data import models
 from api.data.database import make_async_engine, make_session_factory, make_sync_engine
 from api.data.migrate import upgrade
@@ -69,9 +69,12 @@ from api.protection.shape_limits import limit_rules
 from api.schema import build_schema
 from api.settings import Settings
 from authz.engine import Authorizer
-from bench import _clocked_app, explain, policy
+from bench import explain, http_load, policy
+from bench import report as report_module
 from bench.bare import bare_asgi, bare_schema, in_memory_context
+from bench.conditions import conditions
 from bench.open_authorizer import OpenAuthorizer
+from tests.server_process import PARTNER_API, partner_api_env
 
 HERE = Path(__file__).resolve().parent
 DATA, RESULTS = HERE / "data", HERE / "results"
@@ -230,6 +233,7 @@ async def in_process(
     keys: dict[str, Any],
     small_url: str,
     small_keys: dict[str, Any],
+    trusted: tuple[str, str],
     iterations: int,
     explained: list[dict[str, Any]] | None = None,
 ) -> dict[str, dict[str, float]]:
@@ -296,7 +300,7 @@ async def in_process(
         }
         # The same page as a registered document, by id: through the general executor (an app with the
         # compiled plans off), and through its compiled plan on the full app (same worker, same caches).
-        document_id, trusted_key = registered_page(url)
+        document_id, trusted_key = trusted
         await full_stack("general", url, keys, settings={"compiled_plans": False})
         calls["trusted"] = await over_asgi(apps["general"], page_variables(url, keys), trusted_key, document_id)
         calls["trusted-compiled"] = await over_asgi(apps["full"], page_variables(url, keys), trusted_key, document_id)
@@ -312,97 +316,6 @@ async def in_process(
             full_engine = apps["full"].state.engine
             explained += await explain.explain(full_engine, await explain.capture(full_engine, calls["full"]))
         return results
-
-
-def wrk(
-    url: str, keys: dict[str, Any], variables: dict[str, str], workers: int, bare: bool, seconds: int
-) -> dict[str, float]:
-    """Requests per second and latency over loopback, the server in its own processes."""
-    if shutil.which("wrk") is None:
-        raise RuntimeError("wrk is missing: apt-get install wrk")
-    port = 18000 + workers + (10 if bare else 0)
-    env = {
-        **os.environ,
-        "PARTNER_API_DATABASE_URL": url,
-        "PARTNER_API_SECRET_KEY": "bench",
-        **{f"PARTNER_API_{k.upper()}": str(v) for k, v in UNLIMITED.items()},
-        "PARTNER_API_LOG_LEVEL": "warning",
-        _clocked_app.OFFSET_SECONDS: str(CLOCK_OFFSET.total_seconds()),
-    }
-    target = "bench.bare_app:app" if bare else "bench._clocked_app:create"
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        target,
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--log-level",
-        "warning",
-        "--no-access-log",
-    ] + ([] if bare else ["--factory"])
-    server = subprocess.Popen(command, env=env)
-    script = Path(tempfile.mkstemp(suffix=".lua")[1])
-    body = json.dumps({"query": PAGE, "variables": variables}).replace("\\", "\\\\").replace('"', '\\"')
-    script.write_text(
-        'wrk.method = "POST"\n'
-        f'wrk.body = "{body}"\n'
-        'wrk.headers["Content-Type"] = "application/json"\n'
-        f'wrk.headers["Authorization"] = "Bearer {keys[PARTNER]["key"]}"\n'
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(
-                    f"http://127.0.0.1:{port}/healthz"
-                    if not bare
-                    else f"http://127.0.0.1:{port}/graphql?query=%7B__typename%7D"
-                )
-                break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        subprocess.run(
-            ["wrk", "-t1", "-c8", "-d3s", "-s", str(script), f"http://127.0.0.1:{port}/graphql"], capture_output=True
-        )
-        out = subprocess.run(
-            ["wrk", "-t2", "-c16", f"-d{seconds}s", "--latency", "-s", str(script), f"http://127.0.0.1:{port}/graphql"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        script.unlink()
-    return _parse_wrk(out)
-
-
-def _parse_wrk(out: str) -> dict[str, float]:
-    def ms(value: str) -> float:
-        number, unit = (
-            float(value[:-2] if value.endswith(("ms", "us")) else value[:-1]),
-            value[-2:] if value[-2:] in ("ms", "us") else value[-1],
-        )
-        return number * {"ms": 1, "us": 0.001, "s": 1000}[unit]
-
-    result: dict[str, float] = {"non_2xx": 0}
-    requests, seconds = 0, 0.0
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) > 3 and parts[1:3] == ["requests", "in"]:  # "1234 requests in 10.01s, 5.6MB read"
-            requests, seconds = int(parts[0]), ms(parts[3].rstrip(",")) / 1000
-        elif parts[:1] == ["50%"]:
-            result["p50_ms"] = ms(parts[1])
-        elif parts[:1] == ["99%"]:
-            result["p99_ms"] = ms(parts[1])
-        elif "Non-2xx" in line:
-            result["non_2xx"] = float(parts[-1])
-    # Refusals are not throughput: only answered pages count.
-    result["requests_per_second"] = round((requests - result["non_2xx"]) / seconds, 2)
-    return result
 
 
 def database_urls(kind: str, stack: ExitStack) -> dict[str, Callable[[str], str]]:
@@ -429,9 +342,51 @@ def database_urls(kind: str, stack: ExitStack) -> dict[str, Callable[[str], str]
     return urls
 
 
-def page_plan() -> str:
-    """Whether the page compiles, or why it falls back to the general executor (then `trusted-compiled` is not)."""
-    return described(compile_plan(build_schema(Settings())._schema, parse(PAGE)))
+def page_plan(url: str, document_id: str) -> str:
+    """Whether the registered page runs through a compiled plan, or why it falls back to the general
+    executor (then `trusted-compiled` is not), as the operators' `documents show` says it."""
+    shown = subprocess.run(
+        [PARTNER_API, "documents", "show", PARTNER, document_id],
+        env=partner_api_env(url),
+        capture_output=True,
+        text=True,
+    )
+    plan = [line.split(None, 1)[1] for line in shown.stdout.splitlines() if line.startswith("plan ")]
+    return (
+        plan[0]
+        if plan
+        else f"unknown (`partner-api documents show` said: {(shown.stderr or shown.stdout).strip()[-300:]})"
+    )
+
+
+def over_http(url: str, keys: dict[str, Any], trusted: tuple[str, str], seconds: int) -> dict[str, dict[str, Any]]:
+    """Each HTTP variant (bench/http_load.py) with 1 and 2 workers, under the names `http-<variant>-<n>w`."""
+    document_id, trusted_key = trusted
+    variables = page_variables(url, keys)
+    measured = {}
+    for workers in (1, 2):
+        for variant in http_load.VARIANTS:
+            name = f"http-{variant.name}-{workers}w"
+            print(f"  {name}...", file=sys.stderr, flush=True)
+            measured[name] = http_load.load(
+                variant,
+                url,
+                UNLIMITED,
+                CLOCK_OFFSET,
+                variant.payload(PAGE, document_id, variables),
+                trusted_key if variant.by_id else keys[PARTNER]["key"],
+                workers,
+                seconds,
+            )
+    return measured
+
+
+def database_version(url: str) -> str:
+    engine = make_sync_engine(url)
+    with engine.connect() as connection:
+        version = str(connection.execute(text("SHOW server_version")).scalar_one())
+    engine.dispose()
+    return version
 
 
 def main() -> None:
@@ -442,90 +397,46 @@ def main() -> None:
     parser.add_argument("--http", action="store_true", help="also load-test over loopback with wrk")
     parser.add_argument("--seconds", type=int, default=10, help="length of each wrk run")
     args = parser.parse_args()
+    if args.http and shutil.which("wrk") is None:
+        parser.error("--http needs wrk: apt-get install wrk")
+    started = time.perf_counter()
+    command = " ".join(["python -m bench.run", *sys.argv[1:]])
     report: dict[str, Any] = {
         "taken_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": report_module.machine(),
         "size": args.size,
         "databases": {},
         "plans": {},
-        "page_plan": page_plan(),
+        "conditions": {},
+        "page_plan": {},
     }
+    RESULTS.mkdir(exist_ok=True)
     with ExitStack() as stack:
         for db, url_for in database_urls(args.db, stack).items():
             url, small_url = url_for(args.size), url_for("10k")
             keys, small_keys = prepare(url, args.size), prepare(small_url, "10k")
-            variables = page_variables(url, keys)
+            if db == "postgresql":
+                report["machine"]["postgresql"] = database_version(url)
+            trusted = registered_page(url)
+            report["page_plan"][db] = page_plan(url, trusted[0])
             explained: list[dict[str, Any]] = []
-            results = asyncio.run(in_process(url, keys, small_url, small_keys, args.iterations, explained))
+            print(f"{db}: in process, {args.iterations} turns...", file=sys.stderr, flush=True)
+            results: dict[str, dict[str, Any]] = dict(
+                asyncio.run(in_process(url, keys, small_url, small_keys, trusted, args.iterations, explained))
+            )
             if args.http:
-                for workers in (1, 2):
-                    results[f"http-full-{workers}w"] = wrk(url, keys, variables, workers, False, args.seconds)
-                    results[f"http-bare-nocache-{workers}w"] = wrk(url, keys, variables, workers, True, args.seconds)
+                results.update(over_http(url, keys, trusted, args.seconds))
             report["databases"][db] = results
             report["plans"][db] = explain.summary(explained)
-            RESULTS.mkdir(exist_ok=True)
+            report["conditions"][db] = [asdict(c) for c in conditions(db, args.size, results, report["page_plan"][db])]
             explain.write(RESULTS / f"plans-{db}.txt", db, args.size, explained)
     report["policy"] = policy.measure()
     (RESULTS / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(render(report))
+    seconds = round(time.perf_counter() - started)
+    for db in report["databases"]:
+        (RESULTS / f"run-{db}-{args.size}.md").write_text(report_module.markdown(report, db, command, seconds))
+    print(report_module.render(report))
     print(policy.render(report["policy"]))
-
-
-# Each protection's price: the full stack against the variant without it.
-PARTS = (
-    ("authorization", "no-authz"),
-    ("cost analysis", "no-cost"),
-    ("access ledger", "no-ledger"),
-    ("key lookup", "no-key-lookup"),
-)
-
-
-def render(report: dict[str, Any]) -> str:
-    lines = [f"{report['taken_at']} · {report['machine']} · data set {report['size']}"]
-    for db, results in report["databases"].items():
-        base = results["bare"]["median_ms"]
-        lines.append(f"\n{db:<22} {'median ms':>10} {'p99 ms':>9} {'x bare':>8}")
-        for name, r in results.items():
-            if "median_ms" in r:
-                lines.append(f"{name:<22} {r['median_ms']:>10.2f} {r['p99_ms']:>9.2f} {r['median_ms'] / base:>8.2f}")
-        cpu_floor = results["floor"]["median_ms"] + results["memory"]["median_ms"]
-        lines.append(
-            f"CPU floor (floor + memory) {cpu_floor:.2f} ms; full / CPU floor: "
-            f"{results['full']['median_ms'] / cpu_floor:.2f}x"
-        )
-        for part, without in PARTS:
-            lines.append(
-                f"{part} overhead (full / {without}): "
-                f"{results['full']['median_ms'] / results[without]['median_ms']:.2f}x"
-            )
-        lines.append(
-            f"registered document by id (trusted / full, same page as text): "
-            f"{results['trusted']['median_ms'] / results['full']['median_ms']:.2f}x"
-        )
-        floor = results["floor"]["median_ms"]
-        lines.append(
-            f"against the raw SQL floor: full {results['full']['median_ms'] / floor:.2f}x, trusted (general executor) "
-            f"{results['trusted']['median_ms'] / floor:.2f}x, trusted-compiled "
-            f"{results['trusted-compiled']['median_ms'] / floor:.2f}x; the page's plan: {report['page_plan']}"
-        )
-        lines.append(
-            f"table size (full on {report['size']} / full on 10k): "
-            f"{results['full']['median_ms'] / results['full-10k']['median_ms']:.2f}x"
-        )
-        plans = report["plans"].get(db, [])
-        scans = "; ".join(f"{p['table']} ({', '.join(p['full_scans'])})" for p in plans if p["large_table_full_scan"])
-        lines.append(f"full scans of a large table, in {len(plans)} reads explained: {scans or 'none'}")
-        if db == "postgresql":
-            slow = "; ".join(explain.slow_cached_plans(plans))
-            lines.append(f"cached (generic) plans over 3x slower than as sent: {slow or 'none'}")
-        for name, r in results.items():
-            if "requests_per_second" in r:
-                lines.append(
-                    f"{name:<22} {r['requests_per_second']:>8.0f} req/s  p50 {r.get('p50_ms', 0):.1f} ms  p99 "
-                    f"{r.get('p99_ms', 0):.1f} ms"
-                    + (f"  ({r['non_2xx']:.0f} refused, not counted)" if r.get("non_2xx") else "")
-                )
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

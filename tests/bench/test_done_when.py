@@ -1,0 +1,158 @@
+"""bench/conditions.py on fixed figures: each condition of issue 15's "Done when" says holds, does
+not hold, or not measured, from the numbers of one run; and wrk's summary counts only clean pages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bench.conditions import Condition, conditions, line
+from bench.http_load import VARIANTS, parse_wrk
+from bench.report import markdown, render
+
+HTTP_1W = {"full": 40.0, "trusted-compiled": 300.0, "bare": 90.0, "bare-nocache": 80.0}
+
+
+def run(**changed: float) -> dict[str, Any]:
+    """One database's results in which every condition holds, but for the figures `changed`
+    (in-process medians by variant name; `http_<variant>_<n>w` for requests per second)."""
+    medians = {
+        "floor": 10.0, "memory": 5.0, "bare": 20.0, "bare-nocache": 23.0, "no-authz": 21.5, "no-cost": 20.0,
+        "full": 22.0, "full-10k": 21.0, "trusted": 21.0, "trusted-compiled": 19.0, "no-ledger": 20.0,
+        "no-key-lookup": 21.0,
+    }  # fmt: skip
+    results: dict[str, Any] = {}
+    for name, ms in medians.items():
+        ms = changed.pop(name.replace("-", "_"), ms)
+        results[name] = {"median_ms": ms, "p99_ms": ms * 1.5}
+    for workers in (1, 2):
+        for variant, rps in HTTP_1W.items():
+            name = f"http-{variant}-{workers}w"
+            rps = changed.pop(name.replace("-", "_"), rps * (1.8 if workers == 2 else 1))
+            results[name] = {"requests_per_second": rps, "p50_ms": 100.0, "p99_ms": 300.0, "non_2xx": 0}
+    assert not changed, f"no such figure: {changed}"
+    return results
+
+
+def verdicts(db: str, results: dict[str, Any], page_plan: str = "compiled") -> dict[str, bool | None]:
+    return {c.text: c.holds for c in conditions(db, "medium", results, page_plan)}
+
+
+def test_every_condition_of_the_issue_is_stated_once_per_database():
+    assert list(verdicts("sqlite", run())) == [
+        "the page runs on its compiled plan (trusted-compiled)",
+        "trusted-compiled / floor, in-process <= 2x",
+        "HTTP 1 worker: trusted-compiled / bare (caches), req/s >= 3x",
+        "full / bare (caches), in-process <= 1.15x",
+        "HTTP: 2 workers / 1 worker, full >= 1.7x",
+        "HTTP: 2 workers / 1 worker, trusted-compiled >= 1.7x",
+        "HTTP: 2 workers / 1 worker, bare >= 1.7x",
+        "HTTP: 2 workers / 1 worker, bare-nocache >= 1.7x",
+    ]
+    postgresql = verdicts("postgresql", run())
+    assert "PostgreSQL: full / no-authz <= 1.05x" in postgresql
+    assert "PostgreSQL: full (medium) / full-10k <= 1.1x" in postgresql
+    assert all(postgresql.values())
+
+
+@pytest.mark.parametrize(
+    ("changed", "condition"),
+    [
+        ({"trusted_compiled": 20.01}, "trusted-compiled / floor, in-process <= 2x"),
+        ({"http_trusted_compiled_1w": 269.9}, "HTTP 1 worker: trusted-compiled / bare (caches), req/s >= 3x"),
+        ({"full": 23.1, "no_authz": 23.0, "full_10k": 23.0}, "full / bare (caches), in-process <= 1.15x"),
+        ({"no_authz": 20.9}, "PostgreSQL: full / no-authz <= 1.05x"),
+        ({"full_10k": 19.9}, "PostgreSQL: full (medium) / full-10k <= 1.1x"),
+        ({"http_full_2w": 67.9}, "HTTP: 2 workers / 1 worker, full >= 1.7x"),
+        ({"http_bare_nocache_2w": 135.0}, "HTTP: 2 workers / 1 worker, bare-nocache >= 1.7x"),
+    ],
+)
+def test_a_ratio_past_its_bound_does_not_hold_and_only_that_one(changed, condition):
+    found = verdicts("postgresql", run(**changed))
+    assert found.pop(condition) is False
+    assert all(found.values())
+
+
+def test_a_ratio_on_its_bound_holds():
+    on_the_bounds = run(trusted_compiled=20.0, full=23.0, http_trusted_compiled_1w=270.0, http_full_2w=68.0)
+    assert all(verdicts("sqlite", on_the_bounds).values())
+
+
+def test_a_page_that_falls_back_to_the_general_executor_is_said_so():
+    found = verdicts("sqlite", run(), page_plan="general executor (fragments)")
+    assert found["the page runs on its compiled plan (trusted-compiled)"] is False
+
+
+def test_figures_not_measured_are_never_a_pass():
+    without_http = {name: r for name, r in run().items() if not name.startswith("http-")}
+    found = verdicts("sqlite", without_http)
+    assert {text for text, holds in found.items() if holds is None} == {text for text in found if "HTTP" in text}
+    a_server_that_did_not_start = run() | {"http-bare-1w": {"error": "the server did not start: ..."}}
+    found = verdicts("sqlite", a_server_that_did_not_start)
+    assert found["HTTP 1 worker: trusted-compiled / bare (caches), req/s >= 3x"] is None
+    assert found["HTTP: 2 workers / 1 worker, bare >= 1.7x"] is None
+    no_clean_page_at_all = run(http_bare_1w=0.0)
+    assert (
+        verdicts("sqlite", no_clean_page_at_all)["HTTP 1 worker: trusted-compiled / bare (caches), req/s >= 3x"] is None
+    )
+
+
+def test_each_condition_is_one_aligned_line():
+    holds, fails, unmeasured = (
+        Condition("full / bare (caches), in-process <= 1.15x", "1.10x", True),
+        Condition("trusted-compiled / floor, in-process <= 2x", "4.19x", False),
+        Condition("HTTP: 2 workers / 1 worker, full >= 1.7x", "-", None),
+    )
+    assert line(holds).endswith(" 1.10x  holds")
+    assert line(fails).endswith(" 4.19x  does not hold")
+    assert line(unmeasured).endswith(" -  not measured")
+    assert len({line(c).index(c.measured) for c in (holds, fails, unmeasured)}) == 1
+    assert line(fails).startswith("trusted-compiled / floor, in-process <= 2x ....")
+
+
+def test_the_report_names_the_machine_a_server_that_did_not_start_and_every_condition():
+    results = run() | {"http-full-2w": {"error": "the server did not start: Could not import module"}}
+    report = {
+        "taken_at": "2026-11-30T07:00:00+00:00",
+        "machine": {"cpu": "AMD EPYC", "cores": 2, "python": "3.12.1", "system": "Linux", "sqlite": "3.40.1",
+                    "postgresql": "16.4", "wrk": "4.1.0", "load_at_start": 3.5},
+        "size": "medium",
+        "databases": {"postgresql": results},
+        "plans": {"postgresql": []},
+        "conditions": {"postgresql": [vars(c) for c in conditions("postgresql", "medium", results, "compiled")]},
+        "page_plan": {"postgresql": "compiled"},
+    }  # fmt: skip
+    for text in (render(report), markdown(report, "postgresql", "python -m bench.run --db postgresql", 60)):
+        assert "AMD EPYC, 2 cores" in text and "PostgreSQL 16.4" in text and "Python 3.12.1" in text
+        assert "load 3.5 at start" in text
+        assert "http-full-2w" in text and "the server did not start: Could not import module" in text
+        for c in report["conditions"]["postgresql"]:
+            assert c["text"] in text
+
+
+WRK_OUTPUT = """Running 5s test @ http://127.0.0.1:41000/graphql
+  2 threads and 16 connections
+  Latency Distribution
+     50%  409.35ms
+     75%  450.10ms
+     90%  500.00ms
+     99%    1.31s
+  210 requests in 5.02s, 4.10MB read
+  Non-2xx or 3xx responses: 4
+Requests/sec:     41.83
+Answered with errors: 6
+"""
+
+
+def test_wrk_counts_only_clean_pages_as_throughput():
+    measured = parse_wrk(WRK_OUTPUT)
+    assert measured["requests_per_second"] == round(200 / 5.02, 2)
+    assert (measured["non_2xx"], measured["with_errors"]) == (4, 6)
+    assert (measured["p50_ms"], measured["p99_ms"]) == (409.35, 1310.0)
+
+
+def test_the_http_variants_are_the_ones_the_conditions_read():
+    from bench.conditions import HTTP_VARIANTS
+
+    assert tuple(v.name for v in VARIANTS) == HTTP_VARIANTS
