@@ -1,0 +1,300 @@
+"""The key -> principal cache (api/identity/principal_cache.py): with two workers on one database,
+every change an operator (or the extraction guard) makes to a key, its partner, grants, documents
+or the policy is seen by each worker's next request, as without the cache; and a hit costs no key
+lookup (PostgreSQL: no statement at all; SQLite: one read of the version row)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import text, update
+from sqlalchemy.orm import Session
+
+from api.clock import SettableClock
+from api.data.models import PartnerKey, PartnerStatus
+from api.identity.principal_cache import Notifications
+from api.operators import accounts as operators
+from api.operators.policy_release import release_policy
+from api.scopes import Scope
+from api.timeutil import utcnow
+from tests.client import ApiClient
+from tests.statements import statements_sent
+from tests.world import window_args
+
+VIEWER = "{ viewer { name } }"
+PHONE = """query($p: ID!, $from: DateTime!, $to: DateTime!) {
+  appointments(practiceId: $p, from: $from, to: $to, first: 3) { edges { node { patient { phone } } } } }"""
+
+
+def app_of(client: ApiClient) -> Any:
+    return client.http._transport.app  # type: ignore[attr-defined]
+
+
+def notifications(client: ApiClient) -> Notifications | None:
+    freshness = app_of(client).state.principals.freshness
+    return freshness if isinstance(freshness, Notifications) else None
+
+
+@pytest.fixture
+async def workers(make_api):
+    """`make(n, **settings)`: n apps on the test's database, as n workers, each listening (on PostgreSQL)."""
+    started: list[ApiClient] = []
+
+    async def make(n: int = 2, **overrides: Any) -> list[ApiClient]:
+        clients = [make_api(**overrides) for _ in range(n)]
+        for client in clients:
+            await app_of(client).state.principals.start()  # as the app's lifespan does
+            started.append(client)
+            if (listener := notifications(client)) is not None:
+                await listener.wait_listening(10)
+        return clients
+
+    yield make
+    for client in started:
+        await app_of(client).state.principals.stop()
+
+
+async def heard(clients: list[ApiClient], change: Callable[[], object]) -> None:
+    """Makes a change in the database, then waits until every worker heard of it: on PostgreSQL, its
+    notification (a notification is delivered a moment after the commit; without one, this fails);
+    SQLite's workers read the version row on their next request."""
+    before = [(listener, listener.generation) for c in clients if (listener := notifications(c)) is not None]
+    change()
+    async with asyncio.timeout(10):
+        while any(listener.generation == generation for listener, generation in before):
+            await asyncio.sleep(0.005)
+
+
+async def warm(clients: list[ApiClient], key: str, query: str = VIEWER, variables: dict[str, Any] | None = None):
+    """Each worker authenticates the key, twice: the second request is a hit."""
+    for client in clients:
+        for _ in range(2):
+            response = await client.query(key, query, variables)
+            assert response.status == 200 and response.errors == [], response.body
+
+
+def in_session(sync_engine, act: Callable[[Session], object]) -> Callable[[], None]:
+    def run() -> None:
+        with Session(sync_engine) as session, session.begin():
+            act(session)
+
+    return run
+
+
+def prefix(key: str) -> str:
+    return key.split("_")[1]
+
+
+async def test_a_hit_issues_no_key_lookup(workers, world, database_url):
+    (worker,) = await workers(1)
+    key = world.keys["full"]
+    with statements_sent(app_of(worker)) as first:
+        assert (await worker.query(key, VIEWER)).status == 200
+    assert any("partner_keys" in s for s in first)  # the miss looks the key up
+    with statements_sent(app_of(worker)) as hit:
+        assert (await worker.query(key, VIEWER)).status == 200
+    authentication = [s for s in hit if any(t in s for t in ("partner_keys", "policy_releases", "principal_versions"))]
+    if database_url.startswith("postgresql"):
+        assert authentication == []
+    else:
+        assert len(authentication) == 1 and "principal_versions" in authentication[0]
+
+
+async def test_the_cache_turned_off_looks_the_key_up_on_every_request(workers, world):
+    (worker,) = await workers(1, principal_cache=False)
+    for _ in range(2):
+        with statements_sent(app_of(worker)) as sent:
+            assert (await worker.query(world.keys["full"], VIEWER)).status == 200
+        assert any("partner_keys" in s for s in sent)
+
+
+async def test_a_wrong_secret_for_a_cached_prefix_never_hits(workers, world):
+    (worker,) = await workers(1)
+    key = world.keys["full"]
+    await warm([worker], key)
+    forged = key[:-4] + ("aaaa" if not key.endswith("aaaa") else "bbbb")
+    assert (await worker.query(forged, VIEWER)).status == 401
+    assert (await worker.query(key, VIEWER)).status == 200
+
+
+async def test_a_revoked_key_is_refused_by_every_worker_on_its_next_request(workers, world, sync_engine):
+    clients = await workers()
+    key = world.keys["full"]
+    await warm(clients, key)
+    await heard(clients, in_session(sync_engine, lambda s: operators.revoke_key(s, prefix(key))))
+    for client in clients:
+        assert (await client.query(key, VIEWER)).status == 401
+
+
+async def test_a_suspended_partner_is_refused_and_its_reactivation_served(workers, world, sync_engine):
+    clients = await workers()
+    key = world.keys["full"]
+    await warm(clients, key)
+    suspend = in_session(sync_engine, lambda s: operators.set_partner_status(s, "full", PartnerStatus.SUSPENDED))
+    await heard(clients, suspend)
+    for client in clients:
+        assert (await client.query(key, VIEWER)).status == 401
+    activate = in_session(sync_engine, lambda s: operators.set_partner_status(s, "full", PartnerStatus.ACTIVE))
+    await heard(clients, activate)
+    for client in clients:
+        assert (await client.query(key, VIEWER)).status == 200
+
+
+async def test_a_key_quarantined_as_extraction_does_is_refused_by_every_worker(workers, world, sync_engine):
+    clients = await workers()
+    key = world.keys["full"]
+    await warm(clients, key)
+
+    def quarantine() -> None:  # the statement of api/protection/extraction.py
+        with sync_engine.begin() as connection:
+            connection.execute(
+                update(PartnerKey)
+                .where(PartnerKey.prefix == prefix(key), PartnerKey.quarantined_at.is_(None))
+                .values(quarantined_at=utcnow())
+            )
+
+    await heard(clients, quarantine)
+    for client in clients:
+        response = await client.query(key, VIEWER)
+        assert response.status == 403 and response.codes == {"KEY_QUARANTINED"}
+    await heard(clients, in_session(sync_engine, lambda s: operators.release_key(s, prefix(key))))
+    for client in clients:
+        assert (await client.query(key, VIEWER)).status == 200
+
+
+async def test_tokens_required_and_key_mode_are_seen_by_every_worker(workers, world, sync_engine):
+    clients = await workers()
+    key = world.keys["full"]
+    await warm(clients, key)
+
+    def set_partner(tokens_required: bool) -> Callable[[], None]:
+        return in_session(
+            sync_engine, lambda s: setattr(operators.find_partner(s, "full"), "tokens_required", tokens_required)
+        )
+
+    await heard(clients, set_partner(True))
+    for client in clients:
+        assert (await client.query(key, VIEWER)).status == 401
+    await heard(clients, set_partner(False))
+    await warm(clients, key)
+    await heard(clients, in_session(sync_engine, lambda s: operators.set_key_mode(s, prefix(key), "trusted")))
+    for client in clients:  # a trusted key runs registered documents only
+        assert (await client.query(key, VIEWER)).status == 403
+
+
+async def test_grant_changes_are_seen_by_every_worker(workers, world, sync_engine):
+    clients = await workers()
+    key, variables = world.keys["full"], {"p": world.practice_id("A"), **window_args()}
+    await warm(clients, key, PHONE, variables)
+    narrow = in_session(sync_engine, lambda s: operators.change_grant(s, "full", "A", scopes={Scope.APPOINTMENTS_READ}))
+    await heard(clients, narrow)
+    for client in clients:
+        assert (await client.query(key, PHONE, variables)).codes == {"FORBIDDEN"}
+    await heard(clients, in_session(sync_engine, lambda s: operators.revoke_grant(s, "full", "A")))
+    for client in clients:
+        response = await client.query(key, PHONE, variables)
+        assert response.data is None and response.codes == {"NOT_FOUND"}
+
+
+async def test_a_passing_expiry_is_seen_without_any_change(workers, world, sync_engine):
+    clock = SettableClock(utcnow())
+    clients = await workers(clock=clock)
+    key = world.keys["full"]
+    soon = update(PartnerKey).where(PartnerKey.prefix == prefix(key)).values(expires_at=clock() + timedelta(seconds=30))
+    expire = in_session(sync_engine, lambda s: s.execute(soon))
+    await heard(clients, expire)
+    await warm(clients, key)
+    clock.advance(seconds=31)
+    for client in clients:
+        assert (await client.query(key, VIEWER)).status == 401
+
+
+async def test_a_hit_past_the_last_use_precision_records_the_use(workers, world, sync_engine):
+    clock = SettableClock(utcnow())
+    (worker,) = await workers(1, clock=clock)
+    key = world.keys["full"]
+    await warm([worker], key)
+    clock.advance(minutes=5)
+    assert (await worker.query(key, VIEWER)).status == 200
+    with sync_engine.connect() as connection:
+        used = connection.execute(
+            text("SELECT last_used_at FROM partner_keys WHERE prefix = :p"), {"p": prefix(key)}
+        ).scalar_one()
+    used = used if isinstance(used, str) else used.isoformat()
+    assert used.replace(" ", "T").startswith(clock().isoformat()[:16])
+
+
+async def test_a_new_policy_release_is_seen_by_every_worker(workers, world, sync_engine, tmp_path):
+    import shutil
+
+    from authz.engine import POLICY_DIR
+
+    for source in POLICY_DIR.glob("*.polar"):
+        shutil.copy(source, tmp_path / source.name)
+    clients = await workers(policy_dir=tmp_path)
+    key, variables = world.keys["no-contact"], {"p": world.practice_id("A"), **window_args()}
+
+    async def phones(client: ApiClient) -> list[Any]:
+        answer = await client.query(key, PHONE, variables)
+        return [edge["node"]["patient"]["phone"] for edge in answer.data["appointments"]["edges"]]
+
+    for client in clients:
+        for _ in range(2):
+            assert not any(await phones(client))
+    fields = tmp_path / "fields.polar"
+    fields.write_text(fields.read_text() + '\nfield_needs_scope("Patient.phone", "patients:identity");\n')
+    await heard(clients, lambda: release_policy(sync_engine, tmp_path))
+    for client in clients:
+        assert all(await phones(client))
+
+
+async def test_a_removed_document_is_refused_by_every_worker(workers, world, sync_engine):
+    from api.documents import service
+    from tests.documents.conftest import CODEGEN, by_id, ids, make_checker
+
+    with Session(sync_engine, expire_on_commit=False) as session, session.begin():
+        service.register(session, make_checker(), "full", CODEGEN.read_bytes())
+        key = operators.issue_partner_key(session, "full", label="trusted").token
+    document = ids(CODEGEN)["Me"]
+    clients = await workers()
+    for client in clients:
+        for _ in range(2):
+            assert (await by_id(client, key, document)).status == 200
+    await heard(clients, in_session(sync_engine, lambda s: service.remove(s, "full", document)))
+    for client in clients:
+        assert (await by_id(client, key, document)).status != 200
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_a_lost_listener_bypasses_the_cache_until_it_is_back(workers, world, sync_engine):
+    (worker,) = await workers(1)
+    listener = notifications(worker)
+    assert listener is not None
+    key, other = world.keys["full"], world.keys["reader"]
+    await warm([worker], key)
+    with sync_engine.begin() as connection:
+        connection.execute(
+            text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :name"),
+            {"name": "partner-api principals"},
+        )
+    async with asyncio.timeout(10):
+        while listener.listening:
+            await asyncio.sleep(0.005)
+    # While it is down: every request looks its key up, and a revocation counts at once, unheard.
+    with statements_sent(app_of(worker)) as sent:
+        assert (await worker.query(other, VIEWER)).status == 200
+    assert any("partner_keys" in s for s in sent)
+    with Session(sync_engine) as session, session.begin():
+        operators.revoke_key(session, prefix(key))
+    assert (await worker.query(key, VIEWER)).status == 401
+    await listener.wait_listening(10)  # back: the cache serves again, cleared
+    assert (await worker.query(key, VIEWER)).status == 401
+    await warm([worker], other)
+    with statements_sent(app_of(worker)) as hit:
+        assert (await worker.query(other, VIEWER)).status == 200
+    assert not any("partner_keys" in s for s in hit)
