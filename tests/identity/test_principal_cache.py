@@ -298,3 +298,85 @@ async def test_a_lost_listener_bypasses_the_cache_until_it_is_back(workers, worl
     with statements_sent(app_of(worker)) as hit:
         assert (await worker.query(other, VIEWER)).status == 200
     assert not any("partner_keys" in s for s in hit)
+
+
+async def test_a_change_during_a_lookup_never_leaves_a_stale_principal(workers, world, sync_engine, monkeypatch):
+    """The race: a lookup reads the key, then the key is revoked (and the notification heard) before
+    the lookup stores what it read. The entry must never serve: the next request is refused."""
+    from api.identity import principal_cache
+
+    (worker,) = await workers(1)
+    key = world.keys["full"]
+    lookup = principal_cache.authenticate_key
+    raced = False
+
+    async def overtaken(session, token, now):
+        nonlocal raced
+        found = await lookup(session, token, now)
+        if not raced:
+            raced = True
+            await heard([worker], in_session(sync_engine, lambda s: operators.revoke_key(s, prefix(key))))
+        return found
+
+    monkeypatch.setattr(principal_cache, "authenticate_key", overtaken)
+    assert (await worker.query(key, VIEWER)).status == 200  # read before the revocation: served, as without a cache
+    assert raced
+    assert (await worker.query(key, VIEWER)).status == 401
+
+
+@pytest.mark.parametrize(
+    ("table", "change"),
+    [
+        ("partner_keys", "UPDATE partner_keys SET label = 'renamed'"),
+        ("partners", "UPDATE partners SET budget_capacity = 7"),
+        ("grants", "UPDATE grants SET days_back = days_back + 1"),
+        (
+            "trusted_documents",
+            "INSERT INTO trusted_documents (partner_id, document_id, operation_type, text, cost, fields, scopes, "
+            "manifest_format, registered_at) SELECT id, 'sha256:0', 'query', '{ a }', 1, '', '', 'codegen', "
+            "CURRENT_TIMESTAMP FROM partners LIMIT 1",
+        ),
+        ("grants", "DELETE FROM grants WHERE id = (SELECT min(id) FROM grants)"),
+    ],
+)
+async def test_any_change_but_a_keys_last_use_is_announced(workers, world, sync_engine, database_url, table, change):
+    """The triggers: every watched table announces its changes; a key's last use (written by requests
+    every minute) does not, or every worker would drop its cache each time."""
+    (worker,) = await workers(1)
+
+    def version() -> int:
+        with sync_engine.connect() as connection:
+            return int(connection.execute(text("SELECT value FROM principal_versions")).scalar_one())
+
+    def run(sql: str) -> Callable[[], None]:
+        def execute() -> None:
+            with sync_engine.begin() as connection:
+                connection.execute(text(sql))
+
+        return execute
+
+    before = version()
+    await heard([worker], run(change))  # on PostgreSQL, fails unless notified
+    if not database_url.startswith("postgresql"):
+        assert version() > before
+    listener = notifications(worker)
+    generation = listener.generation if listener else version()
+    run("UPDATE partner_keys SET last_used_at = CURRENT_TIMESTAMP")()
+    if listener is not None:
+        await asyncio.sleep(0.2)  # a notification would have arrived by now
+        assert listener.generation == generation
+    else:
+        assert version() == generation
+
+
+def test_every_key_column_but_its_last_use_is_watched():
+    """A column added to partner_keys must be added to the migration's list (or to a new trigger)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "migrations/versions/2026_11_30_principal_notifications.py"
+    spec = importlib.util.spec_from_file_location("principal_notifications", path)
+    assert spec is not None and spec.loader is not None
+    migration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migration)
+    assert set(migration.KEY_COLUMNS) == {c.name for c in PartnerKey.__table__.columns} - {"last_used_at"}
