@@ -16,57 +16,18 @@ from sqlalchemy.orm import Session
 
 from api.clock import SettableClock
 from api.data.models import PartnerKey, PartnerStatus
-from api.identity.principal_cache import Notifications
 from api.operators import accounts as operators
 from api.operators.policy_release import release_policy
 from api.scopes import Scope
 from api.timeutil import utcnow
 from tests.client import ApiClient
+from tests.identity.workers import app_of, heard, notifications
 from tests.statements import statements_sent
 from tests.world import window_args
 
 VIEWER = "{ viewer { name } }"
 PHONE = """query($p: ID!, $from: DateTime!, $to: DateTime!) {
   appointments(practiceId: $p, from: $from, to: $to, first: 3) { edges { node { patient { phone } } } } }"""
-
-
-def app_of(client: ApiClient) -> Any:
-    return client.http._transport.app  # type: ignore[attr-defined]
-
-
-def notifications(client: ApiClient) -> Notifications | None:
-    freshness = app_of(client).state.principals.freshness
-    return freshness if isinstance(freshness, Notifications) else None
-
-
-@pytest.fixture
-async def workers(make_api):
-    """`make(n, **settings)`: n apps on the test's database, as n workers, each listening (on PostgreSQL)."""
-    started: list[ApiClient] = []
-
-    async def make(n: int = 2, **overrides: Any) -> list[ApiClient]:
-        clients = [make_api(**overrides) for _ in range(n)]
-        for client in clients:
-            await app_of(client).state.principals.start()  # as the app's lifespan does
-            started.append(client)
-            if (listener := notifications(client)) is not None:
-                await listener.wait_listening(10)
-        return clients
-
-    yield make
-    for client in started:
-        await app_of(client).state.principals.stop()
-
-
-async def heard(clients: list[ApiClient], change: Callable[[], object]) -> None:
-    """Makes a change in the database, then waits until every worker heard of it: on PostgreSQL, its
-    notification (a notification is delivered a moment after the commit; without one, this fails);
-    SQLite's workers read the version row on their next request."""
-    before = [(listener, listener.generation) for c in clients if (listener := notifications(c)) is not None]
-    change()
-    async with asyncio.timeout(10):
-        while any(listener.generation == generation for listener, generation in before):
-            await asyncio.sleep(0.005)
 
 
 async def warm(clients: list[ApiClient], key: str, query: str = VIEWER, variables: dict[str, Any] | None = None):
