@@ -34,7 +34,6 @@ from typing import Protocol
 
 import asyncpg
 from cachetools import LRUCache
-from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -51,7 +50,8 @@ MAX_ENTRIES = 10_000  # keys (an entry is one small principal)
 PING_SECONDS = 5.0  # a silent connection is checked this often (a lost one is told at once)
 PING_TIMEOUT_SECONDS = 2.0
 RECONNECT_SECONDS = (0.1, 5.0)  # first and longest wait before connecting again
-_VERSION = select(PrincipalVersion.value).where(PrincipalVersion.id == 1)
+# Plain SQL on the session's connection: no ORM execution nor statement compilation for the one row.
+_VERSION_SQL = f"SELECT value FROM {PrincipalVersion.__tablename__} WHERE id = 1"
 
 
 class Freshness(Protocol):
@@ -81,7 +81,8 @@ class VersionRow(Uncached):
     so the full lookup that may follow reads the same snapshot or a later one)."""
 
     async def stamp(self, session: AsyncSession) -> int | None:
-        return int((await session.execute(_VERSION)).scalar_one())
+        connection = await session.connection()
+        return int((await connection.exec_driver_sql(_VERSION_SQL)).scalar_one())
 
 
 class Notifications:
