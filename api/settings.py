@@ -146,6 +146,11 @@ class Settings(BaseSettings):
         description="Run registered documents of the supported shapes through their compiled plan (api/compiled/); "
         "off: every document runs on the general executor.",
     )
+    principal_cache: bool = Field(
+        default=True,
+        description="Keep each worker's authenticated keys between requests, invalidated at once by the database "
+        "(api/identity/principal_cache.py); off: every request looks its key up.",
+    )
     request_timeout_seconds: float = Field(default=10.0, gt=0, description="Longest a GraphQL operation may run.")
     statement_timeout_seconds: float = Field(
         default=5.0, ge=0, description="Longest one SQL statement may run (PostgreSQL statement_timeout; 0: none)."

@@ -103,6 +103,10 @@ def render(report: dict[str, Any]) -> str:
             f"{results['trusted-compiled']['median_ms'] / floor:.2f}x; the page's plan: {report['page_plan'][db]}"
         )
         lines.append(
+            f"principal cache (full-uncached / full): "
+            f"{results['full-uncached']['median_ms'] / results['full']['median_ms']:.2f}x"
+        )
+        lines.append(
             f"table size (full on {report['size']} / full on 10k): "
             f"{results['full']['median_ms'] / results['full-10k']['median_ms']:.2f}x"
         )

@@ -14,7 +14,8 @@ turns request by request so that a shared machine's slow moments hit them alike:
   full         the full stack in-process: authentication, policy filters, field rules, cost, budgets
   full-10k     the full stack on a 10,000-appointment database (cost must not grow with the table)
   no-ledger    the full stack without writing the access ledger (its price, not an option)
-  no-key-lookup the full stack with the key looked up once (what a principal cache would save)
+  no-key-lookup the full stack with the key looked up once and no freshness check (the principal cache's ideal)
+  full-uncached the full stack with PARTNER_API_PRINCIPAL_CACHE off: the key looked up on every request
   trusted      the full stack running the same page as a registered document, by id, with a
                trusted key (no parsing, validation or pricing per request), on the general executor
   trusted-compiled the same, through the document's compiled plan (api/compiled/): both against
@@ -61,8 +62,8 @@ from api.data.migrate import upgrade
 from api.data.seed import SIZES, SeedSize, reference_date_for, seed
 from api.documents import service as documents
 from api.documents.manifests import document_id_of
-from api.http import pipeline as pipeline_module
 from api.http.app import create_app
+from api.identity import principal_cache as principal_cache_module
 from api.ledger import access as ledger
 from api.operators import accounts
 from api.protection.shape_limits import limit_rules
@@ -189,7 +190,7 @@ async def _no_ledger(*_: object) -> None:
 
 
 def _remembered(authenticate: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-    """Authentication that looks the key up once: what a principal cache would save."""
+    """Authentication that looks the key up once, with no freshness check: the principal cache's ideal."""
     known: dict[str | None, Any] = {}
 
     async def remembered(session: Any, token: str | None, now: datetime) -> Any:
@@ -276,6 +277,11 @@ async def in_process(
                 **variant,
             )
             stack.push_async_callback(app.state.engine.dispose)
+            # the key cache's PostgreSQL listener, as the lifespan starts it (ASGITransport runs none)
+            await app.state.principals.start()
+            stack.push_async_callback(app.state.principals.stop)
+            if isinstance(listener := app.state.principals.freshness, principal_cache_module.Notifications):
+                await listener.wait_listening(30)
             return await over_asgi(app, page_variables(database_url, keys), keys[PARTNER]["key"])
 
         async with sessions() as session:
@@ -296,6 +302,7 @@ async def in_process(
                 "no-cost", url, keys, schema=build_schema(Settings(database_url=url), cost_analysis=False)
             ),
             "full": await full_stack("full", url, keys),
+            "full-uncached": await full_stack("full-uncached", url, keys, settings={"principal_cache": False}),
             "full-10k": await full_stack("full-10k", small_url, small_keys),
         }
         # The same page as a registered document, by id: through the general executor (an app with the
@@ -307,7 +314,10 @@ async def in_process(
         # Two more parts priced alone, on the full app: the access ledger, and the key's lookup.
         calls["no-ledger"] = _with(calls["full"], ledger, "write", _no_ledger)
         calls["no-key-lookup"] = _with(
-            calls["full"], pipeline_module, "authenticate", _remembered(pipeline_module.authenticate)
+            calls["full"],
+            apps["full"].state.principals,
+            "authenticate",
+            _remembered(apps["full"].state.principals.authenticate),
         )
         # every variant's long-lived objects, as the API's lifespan does in a server (ASGITransport runs none)
         gc.freeze()

@@ -199,6 +199,18 @@ class ChangeCounter(Base):
     value: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class PrincipalVersion(Base):
+    """One row, bumped by triggers on every change that can alter an authenticated key's principal
+    (its key, partner, grants, documents, the policy releases): on SQLite, each worker's key cache
+    (api/identity/principal_cache.py) checks it on every hit. PostgreSQL notifies the workers instead
+    and leaves it at 0."""
+
+    __tablename__ = "principal_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class PartnerStatus(enum.StrEnum):
     ACTIVE = "active"
     SUSPENDED = "suspended"

@@ -37,6 +37,7 @@ from api.http.pipeline import GraphQLPipeline
 from api.http.policy_in_force import LivePolicy, PolicyInForce, starting_policy
 from api.http.tracing import OperationTracing, tracer_provider, tracing_middleware
 from api.identity.grant_cache import GrantCache
+from api.identity.principal_cache import principal_cache
 from api.identity.signing_keys import SigningKeys
 from api.identity.token_authentication import TokenAuthenticator
 from api.ledger.webhook import WebhookSender
@@ -123,6 +124,7 @@ def create_app(
         addresses=addresses,
         clock=clock,
         tracing=OperationTracing(provider),
+        principals=principal_cache(settings),  # its PostgreSQL listener runs in the lifespan
     )
     # the token endpoint, metadata, JWKS
     oauth = OAuthEndpoints(settings, sessions, writer_lock, signing_keys, clock, addresses)
@@ -146,7 +148,9 @@ def create_app(
         gc.freeze()
         # Every worker sends the alert outbox: rows are claimed one sender at a time.
         sender = asyncio.create_task(alert_sender.run()) if alert_sender.configured else None
+        await graphql.principals.start()  # until its notifications are heard, keys are looked up every time
         yield
+        await graphql.principals.stop()
         if sender is not None:
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -187,6 +191,7 @@ def create_app(
     app.state.engine = engine
     app.state.sessions = graphql.sessions
     app.state.gates = graphql.gates
+    app.state.principals = graphql.principals
     app.state.turns = graphql.turns
     app.state.settings = settings
     app.state.policy = policy

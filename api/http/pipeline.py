@@ -38,15 +38,10 @@ from api.http.outcome import Outcome, refused
 from api.http.policy_in_force import LivePolicy, PolicyInForce
 from api.http.tracing import OperationTracing
 from api.identity.access_tokens import looks_like_token
-from api.identity.authentication import (
-    CredentialRefused,
-    Principal,
-    authenticate,
-    bearer_token,
-    presented_credential,
-)
+from api.identity.authentication import CredentialRefused, Principal, bearer_token, presented_credential
 from api.identity.grant_cache import GrantCache
 from api.identity.keys import split_token
+from api.identity.principal_cache import PrincipalCache, Uncached
 from api.identity.request_identity import RequestIdentity
 from api.identity.token_authentication import TokenAuthenticator
 from api.ledger import access as ledger
@@ -91,6 +86,9 @@ class GraphQLPipeline:
        key quarantined after a distinct-patient refusal gets 403 KEY_QUARANTINED, after every
        other check (api/protection/extraction.py quarantines it, `partner-api key release` frees it).
        The latest policy release, read with the key, is put in force first (api/http/policy_in_force.py).
+       A key this worker authenticated before is not read again (api/identity/principal_cache.py): any
+       change to it, its partner, grants, documents or the policy releases reaches every worker at once
+       (PostgreSQL notifies, SQLite bumps a version row read on each hit; PARTNER_API_PRINCIPAL_CACHE).
        An OAuth access token, with its DPoP proof if bound to a key, is checked instead by
        api/identity/token_authentication.py (its client is read as a key is, on every request).
     4. `execute`: the GraphQL view (api/http/graphql_view.py), bounded by
@@ -148,6 +146,7 @@ class GraphQLPipeline:
         policy: LivePolicy | None = None,
         tracing: OperationTracing | None = None,
         turns: FairTurns | None = None,
+        principals: PrincipalCache | None = None,
     ) -> None:
         self.settings, self.sessions, self.writer_lock, self.view = settings, sessions, writer_lock, view
         self.gates, self.grants = gates, grants
@@ -158,6 +157,7 @@ class GraphQLPipeline:
         self.policy = policy or LivePolicy(PolicyInForce.of(authorizer), follows_releases=False)
         self.turns = turns or FairTurns(settings.max_concurrent_requests_per_worker)  # the worker's places, shared
         self.tracing = tracing or OperationTracing(None)  # a span per operation when configured (api/http/tracing.py)
+        self.principals = principals or PrincipalCache(Uncached())  # keys authenticated before (step 3)
 
     async def handle(self, request: Request) -> Response:
         """One request, through the steps above."""
@@ -301,7 +301,7 @@ class GraphQLPipeline:
                 if credential is not None and looks_like_token(credential):  # an OAuth access token
                     principal: Principal | None = await self.tokens.authenticate(session, request, credential, now)
                 else:
-                    principal = await authenticate(session, credential, now)
+                    principal = await self.principals.authenticate(session, credential, now)
             except CredentialRefused as refusal:  # e.g. quarantined after an extraction refusal, until released
                 return refused(refusal.status, refusal, request_id, refusal.principal, **refusal.headers)
             if principal is None:

@@ -90,10 +90,26 @@ def presented_credential(authorization: str | None) -> str | None:
     return bearer_token(authorization, ("bearer", "dpop"))
 
 
+@dataclass(frozen=True)
+class AuthenticatedKey:
+    """A key's principal and what may end it without any change in the database (for the workers' cache,
+    api/identity/principal_cache.py): its expiry, and its last use, recorded at minute precision."""
+
+    principal: Principal
+    expires_at: datetime | None
+    last_used_at: datetime
+
+
 async def authenticate(session: AsyncSession, token: str | None, now: datetime) -> Principal | None:
     """The principal for a valid, live key of an active partner; None for anything else. Raises
     KeyQuarantined for a quarantined one (after every other check: unknown, revoked, expired or
     suspended keys still get the one answer for all)."""
+    authenticated = await authenticate_key(session, token, now)
+    return authenticated.principal if authenticated else None
+
+
+async def authenticate_key(session: AsyncSession, token: str | None, now: datetime) -> AuthenticatedKey | None:
+    """`authenticate`, with the key's expiry and last use."""
     parts = split_token(token) if token else None
     if parts is None:
         return None
@@ -108,9 +124,11 @@ async def authenticate(session: AsyncSession, token: str | None, now: datetime) 
         return None
     if partner.status != PartnerStatus.ACTIVE:
         return None
-    if key.last_used_at is None or now - key.last_used_at > LAST_USED_PRECISION:
+    last_used_at = key.last_used_at
+    if last_used_at is None or now - last_used_at > LAST_USED_PRECISION:
         await session.execute(update(PartnerKey).where(PartnerKey.id == key.id).values(last_used_at=now))
         await session.commit()
+        last_used_at = now
     principal = Principal(
         partner.id, partner.public_id, partner.name, key.id, key.prefix,
         partner.budget_capacity, partner.budget_refill_per_second, partner.grants_version, policy_version,
@@ -120,4 +138,4 @@ async def authenticate(session: AsyncSession, token: str | None, now: datetime) 
         raise TokensRequired(principal)
     if key.quarantined_at is not None:
         raise KeyQuarantined(principal)
-    return principal
+    return AuthenticatedKey(principal, key.expires_at, last_used_at)

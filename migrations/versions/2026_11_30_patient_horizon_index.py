@@ -7,7 +7,7 @@ patient: 8 ms for a 50-row page on the medium data set, growing with the practic
 the lookup is by patient first (0.3 ms). It replaces the index on `patient_id` alone, its prefix.
 
 Revision ID: 2cd56bcd0d8d
-Revises: 8caa10998681
+Revises: 7c57b6c80102
 Create Date: 2026-11-30 07:00:00
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "2cd56bcd0d8d"
-down_revision: str | None = "8caa10998681"
+down_revision: str | None = "7c57b6c80102"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -5,7 +5,7 @@ from contextlib import contextmanager
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from api.data.models import AccessRecord
@@ -54,3 +54,43 @@ async def test_a_budget_is_enforced_across_two_workers(two_workers, world, sync_
     assert served == CAPACITY // COST and limited == len(statuses) - served, statuses
     with Session(sync_engine) as session:
         assert session.scalar(select(func.count()).select_from(AccessRecord)) == len(statuses)
+
+
+@pytest.mark.parametrize("database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
+async def test_a_key_revoked_while_both_workers_cache_it_is_refused_by_both(database_url, world, sync_engine):
+    """The key cache in real workers (api/identity/principal_cache.py): each listens from its lifespan."""
+    import asyncio
+
+    from api.operators import accounts
+
+    key = world.keys["full"]
+    headers = {"Authorization": f"Bearer {key}"}
+
+    async def statuses(base: str) -> list[int]:
+        answered = []
+        for _ in range(12):  # separate connections: both workers answer, and keep the key
+            async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+                response = await client.post("/graphql", json={"query": "{ viewer { name } }"}, headers=headers)
+                answered.append(response.status_code)
+        return answered
+
+    env = partner_api_env(database_url, secret_key="shared")
+
+    def command(port: int) -> list[str]:
+        return [PARTNER_API, "serve", "--host", LOOPBACK, "--port", str(port), "--workers", "2"]
+
+    with running_server(command, env) as server:
+        base = server.base
+        for _ in range(200):  # each worker's listener, in `pg_stat_activity` (read anew: it is a snapshot)
+            with sync_engine.connect() as connection:
+                listening = connection.execute(
+                    text("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'partner-api principals'")
+                ).scalar_one()
+            if listening == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert listening == 2, server.log.read_text()[-3000:]
+        assert set(await statuses(base)) == {200}
+        with Session(sync_engine) as session, session.begin():
+            accounts.revoke_key(session, key.split("_")[1])
+        assert set(await statuses(base)) == {401}
