@@ -187,10 +187,6 @@ def _labelled(table: Table, prefix: str, names: tuple[str, ...]) -> tuple[Column
     return tuple(table.c[name] if not prefix else table.c[name].label(prefix + name) for name in names)
 
 
-def _forbidden(reason: ApiError, node: Any, path: Path) -> GraphQLError:
-    return located_error(reason, [node], path)
-
-
 # Where each object's fields are read in the row: the columns' names by the object's type.
 _PREFIXES = {"Appointment": "", "Patient": "patient__", "Practitioner": "practitioner__", "Practice": "practice__"}
 
@@ -218,7 +214,7 @@ class _Projection:
         self.partner_id = context.principal.partner_id
         self.errors: list[GraphQLError] = []
         self.refused: dict[int, Exception] = {}  # practice -> its distinct-patient refusal (or failure)
-        self.refusal_told: set[int] = set()
+        self.refusal_told: set[int] = set()  # the refusals raised (a quarantine's is every practice's)
         self.others: dict[tuple[str, int], frozenset[str]] = {}  # practitioner's and practice's fields, by practice
         self.steps: dict[tuple[int, frozenset[str]], list[_Step]] = {}
         self.columns: dict[str, int] = {}  # the row's columns by name
@@ -321,14 +317,14 @@ class _Projection:
             at = [*path, field.key]
             if field.qualified not in readable:
                 result[field.key] = None
-                self.errors.append(_forbidden(FieldForbidden(field.qualified), field.node, at))
+                self.errors.append(located_error(FieldForbidden(field.qualified), [field.node], at))
             elif field.name == "patient":
                 result[field.key] = self.patient(field, row, at)
             else:  # practitioner, practice
                 found = getattr(row, f"{field.name}__public_id") is not None
                 if not found:
                     result[field.key] = None
-                    self.errors.append(_forbidden(not_found(field.name), field.node, at))
+                    self.errors.append(located_error(not_found(field.name), [field.node], at))
                 else:
                     readable_here = self.others[(field.name, row.practice_id)]
                     result[field.key] = self.values(field.shape, row, readable_here, None, at)
@@ -336,14 +332,14 @@ class _Projection:
 
     def patient(self, field: Nested, row: Row[Any], path: Path) -> dict[str, Any] | None:
         if row.patient__id is None:
-            self.errors.append(_forbidden(not_found("patient"), field.node, path))
+            self.errors.append(located_error(not_found("patient"), [field.node], path))
             return None
         refusal = self.refused.get(row.patient__practice_id)
         if refusal is not None:
             if isinstance(refusal, ApiError) and refusal.extensions.get("code") == ErrorCode.EXTRACTION_LIMIT_EXCEEDED:
-                if row.patient__practice_id in self.refusal_told:
+                if id(refusal) in self.refusal_told:
                     return None  # one refusal per practice: the others are null without repeating it
-                self.refusal_told.add(row.patient__practice_id)
+                self.refusal_told.add(id(refusal))
             self.errors.append(located_error(refusal, [field.node], path))
             return None
         inside = bool(row.patient__inside)
@@ -366,7 +362,7 @@ class _Projection:
             if getter is None:
                 result[key] = constant
                 if forbidden is not None:
-                    self.errors.append(_forbidden(FieldForbidden(qualified), forbidden.node, [*path, key]))
+                    self.errors.append(located_error(FieldForbidden(qualified), [forbidden.node], [*path, key]))
                 continue
             value = getter(row)
             if value is None:
