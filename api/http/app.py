@@ -142,6 +142,7 @@ def create_app(
         # Every worker sends the alert outbox: rows are claimed one sender at a time.
         sender = asyncio.create_task(alert_sender.run()) if alert_sender.configured else None
         yield
+        await graphql.ledger.drain()  # the records still queued are committed before the engine closes
         if sender is not None:
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -183,6 +184,7 @@ def create_app(
     app.state.sessions = graphql.sessions
     app.state.gates = graphql.gates
     app.state.turns = graphql.turns
+    app.state.ledger = graphql.ledger
     app.state.settings = settings
     app.state.policy = policy
     app.state.alert_sender = alert_sender
