@@ -91,8 +91,7 @@ class GroupCommit:
 
     async def write(self, session: AsyncSession, works: list[LedgerWork]) -> None:
         """The records, their disclosures and their refunds, in the caller's transaction."""
-        for work in works:
-            await access.write(session, work.entry, work.disclosures)
+        await access.write_many(session, [(work.entry, work.disclosures) for work in works])
         # Last, so that the budget rows stay locked only until the commit; a partner's refunds summed
         # into one statement, the partners in one order so that two workers' batches cannot deadlock.
         now = self.clock().timestamp()

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from api.data.database import make_session_factory, sqlite_writer_lock
 from api.data.models import AccessRecord, Appointment, Disclosure, PartnerBudget, Patient
 from api.ledger import access as ledger_access
-from api.ledger.access import AccessEntry
+from api.ledger.access import AccessEntry, Disclosures
 from api.ledger.group_commit import GroupCommit, LedgerWork
 from api.operators import accounts as operators
 from api.protection.budgets import Budgets
@@ -58,15 +58,16 @@ def entry(operation_name: str = "Day") -> AccessEntry:
 def ledger_commits(engine: AsyncEngine) -> Iterator[list[int]]:
     """The commits of transactions that wrote access records, each with the number it wrote."""
     commits: list[int] = []
-    written: dict[int, int] = {}
+    written: dict[int, list[object]] = {}  # connection -> the executions of its transaction inserting records
 
-    def on_insert(connection, _cursor, statement, parameters, _context, executemany) -> None:
-        if "INSERT INTO access_records" in statement:
-            written[id(connection)] = written.get(id(connection), 0) + (len(parameters) if executemany else 1)
+    def on_insert(connection, _cursor, statement, _parameters, context, _executemany) -> None:
+        # alone, with its disclosures (PostgreSQL), or many (one execution, perhaps in several statements)
+        if "INSERT INTO access_records" in statement and context not in written.setdefault(id(connection), []):
+            written[id(connection)].append(context)
 
     def on_commit(connection) -> None:
-        if id(connection) in written:
-            commits.append(written.pop(id(connection)))
+        if written.get(id(connection)):
+            commits.append(sum(len(context.compiled_parameters) for context in written.pop(id(connection))))
 
     def on_rollback(connection) -> None:
         written.pop(id(connection), None)
@@ -95,6 +96,16 @@ def poisoned(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("api.ledger.access._storable", refused_when_poison)
 
 
+def fails_after_writing(write):
+    """`write`, and then a failure (a full disk at the commit): its rows were written, and must not be kept."""
+
+    async def failing(*args, **kwargs):
+        await write(*args, **kwargs)
+        raise RuntimeError("disk full")
+
+    return failing
+
+
 def recorded(sync_engine) -> dict[str, AccessRecord]:
     with Session(sync_engine) as session:
         return {record.request_id: record for record in session.scalars(select(AccessRecord))}
@@ -112,6 +123,43 @@ async def test_records_queued_while_the_committer_is_busy_share_one_transaction(
         await asyncio.gather(*(committer.commit(work) for work in works))
     assert commits == [20]  # all queued before the committer first ran: one transaction, one commit
     assert set(recorded(sync_engine)) == {work.entry.request_id for work in works}
+
+
+async def test_a_batch_writes_its_records_and_their_disclosures_in_two_statements(
+    committer, async_engine, sync_engine, world
+):
+    with Session(sync_engine) as session:
+        appointments = session.execute(select(Appointment.id, Appointment.practice_id).limit(10)).all()
+    works = []
+    for i in range(10):
+        disclosed = Disclosures()
+        for appointment, practice in appointments[: i + 1]:  # the i-th request showed i + 1 appointments
+            disclosed.add(disclosed.appointments, appointment, practice, i + 1)
+        works.append(LedgerWork(entry(), disclosed))
+    inserts = []
+
+    def on_insert(_connection, _cursor, statement, *_rest) -> None:
+        if statement.lstrip().upper().startswith(("INSERT", "WITH")):
+            inserts.append(statement)
+
+    event.listen(async_engine.sync_engine, "before_cursor_execute", on_insert)
+    try:
+        await asyncio.gather(*(committer.commit(work) for work in works))
+    finally:
+        event.remove(async_engine.sync_engine, "before_cursor_execute", on_insert)
+    # the ten records, then their 55 disclosures; SQLite's records one by one (the ids are read back in
+    # their order, which a multi-row RETURNING does not promise there), each without a round trip
+    assert len(inserts) == (2 if async_engine.dialect.name == "postgresql" else 10 + 1)
+    with Session(sync_engine) as session:
+        shown = session.execute(
+            select(AccessRecord.request_id, Disclosure.appointment_id, Disclosure.field_groups).join(
+                Disclosure, Disclosure.access_id == AccessRecord.id
+            )
+        ).all()
+    by_request = {work.entry.request_id: i for i, work in enumerate(works)}
+    assert sorted((by_request[request], appointment, groups) for request, appointment, groups in shown) == sorted(
+        (i, appointment, i + 1) for i in range(10) for appointment, _ in appointments[: i + 1]
+    )
 
 
 async def test_a_batch_holds_at_most_max_batch_records(committer, async_engine, sync_engine):
@@ -143,6 +191,7 @@ async def test_when_the_database_is_away_a_failed_batch_is_not_retried_one_by_on
         raise ConnectionRefusedError("the database is away")
 
     monkeypatch.setattr("api.ledger.access.write", unreachable)
+    monkeypatch.setattr("api.ledger.access.write_many", unreachable)
     answers = await asyncio.gather(*(committer.commit(LedgerWork(entry())) for _ in range(10)), return_exceptions=True)
     assert all(isinstance(answer, ConnectionRefusedError) for answer in answers)
     assert attempts == [1]  # the batch's first record failed; no request waited for a retry of its own
@@ -233,13 +282,8 @@ async def test_a_failed_batch_sends_no_data_keeps_nothing_and_gives_every_charge
     make_api, world, sync_engine, monkeypatch
 ):
     api = busy_api(make_api, sync_engine)
-    write = ledger_access.write
-
-    async def fails_after_writing(session, *args, **kwargs):  # its rows are written, then the batch fails
-        await write(session, *args, **kwargs)
-        raise RuntimeError("disk full")
-
-    monkeypatch.setattr("api.ledger.access.write", fails_after_writing)
+    for name in ("write", "write_many"):  # one request's, or a batch's
+        monkeypatch.setattr(f"api.ledger.access.{name}", fails_after_writing(getattr(ledger_access, name)))
     responses = await concurrently(api, world, [5] * 20)
     monkeypatch.undo()
     for response in responses:
