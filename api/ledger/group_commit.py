@@ -18,6 +18,7 @@ No library does this for an asyncio SQLAlchemy session: a queue and a task are a
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections import deque
 from dataclasses import dataclass
@@ -81,7 +82,8 @@ class GroupCommit:
         committed: asyncio.Future[None] = loop.create_future()
         self._queue.append((work, committed))
         if self._committer is None:  # idle: this request's record is written at once
-            self._committer = loop.create_task(self._commit_queued())
+            # In a context of its own: the batches it writes are no request's (log lines, trace spans).
+            self._committer = loop.create_task(self._commit_queued(), context=contextvars.Context())
         await committed
 
     async def drain(self) -> None:

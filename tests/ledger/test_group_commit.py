@@ -6,6 +6,7 @@ refuses fails its own request only, and a stopping worker commits what is queued
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from api.data.database import make_session_factory, sqlite_writer_lock
 from api.data.models import AccessRecord, Appointment, Disclosure, PartnerBudget, Patient
+from api.http import logs
 from api.ledger import access as ledger_access
 from api.ledger.access import AccessEntry, Disclosures
 from api.ledger.group_commit import GroupCommit, LedgerWork
@@ -175,12 +177,32 @@ async def test_a_record_the_database_refuses_fails_its_own_request_only(
     committer, async_engine, sync_engine, monkeypatch
 ):
     poisoned(monkeypatch)
+    logged = LoggedWith()
+    logging.getLogger("api").addHandler(logged)
+    first = logs.request_id.set("the-first-request")  # the request whose commit starts the committer
     works = [LedgerWork(entry(POISON if i == 3 else "Day")) for i in range(10)]
-    with ledger_commits(async_engine) as commits:
-        answers = await asyncio.gather(*(committer.commit(work) for work in works), return_exceptions=True)
+    try:
+        with ledger_commits(async_engine) as commits:
+            answers = await asyncio.gather(*(committer.commit(work) for work in works), return_exceptions=True)
+    finally:
+        logging.getLogger("api").removeHandler(logged)
+        logs.request_id.reset(first)
     assert [type(answer) for answer in answers] == [IntegrityError if i == 3 else type(None) for i in range(10)]
     assert commits == [1] * 9  # the batch of ten failed whole; each was then tried alone
     assert set(recorded(sync_engine)) == {work.entry.request_id for i, work in enumerate(works) if i != 3}
+    # said once, and as no request's: the batch was ten requests'
+    assert logged.lines == [("a batch of 10 ledger records failed; each is tried alone", None)]
+
+
+class LoggedWith(logging.Handler):
+    """The log lines, each with the request id its JSON line would carry (api/http/logs.py)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[tuple[str, str | None]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append((record.getMessage(), logs.request_id.get()))
 
 
 async def test_when_the_database_is_away_a_failed_batch_is_not_retried_one_by_one(committer, sync_engine, monkeypatch):
