@@ -9,8 +9,8 @@ returned once the transaction holding its record is committed, or the error that
 
 A failed batch keeps nothing. Its requests are then tried again one by one, each in a transaction
 of its own, so that a record the database refuses fails its own request only, not the others queued
-with it; unless the database is away, when every one of them fails at once (no poison to single out,
-and no reason to wait for it once per request).
+with it; unless the database is away or too slow, when every one of them fails at once (no poison to
+single out, and no reason to wait for it once per request).
 
 No library does this for an asyncio SQLAlchemy session: a queue and a task are all it takes.
 """
@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.clock import Clock, system_clock
 from api.data.database import WriterLock
-from api.data.failures import is_database_unavailable
+from api.data.failures import is_database_unavailable, is_statement_timeout
 from api.identity.authentication import Principal
 from api.ledger import access
 from api.ledger.access import AccessEntry, Disclosures
@@ -121,7 +121,7 @@ class GroupCommit:
                 _settle(committed, RuntimeError("the ledger's committer was stopped"))
             raise
         except Exception as error:  # the session's exit rolled the whole batch back
-            if len(batch) > 1 and not is_database_unavailable(error):
+            if len(batch) > 1 and not _not_the_rows(error):
                 logger.warning("a batch of %d ledger records failed; each is tried alone", len(batch), exc_info=True)
                 for waiting in batch:
                     await self._commit_batch([waiting])
@@ -141,6 +141,12 @@ class GroupCommit:
                 principal, points = summed.get(bucket, (work.principal, 0))
                 summed[bucket] = (principal, points + work.refund)
         return [summed[bucket] for bucket in sorted(summed)]
+
+
+def _not_the_rows(error: Exception) -> bool:
+    """The database is away or too slow (SQLite locked past its busy timeout, a statement stopped by its
+    timeout): trying each record alone would only make every request wait for it again."""
+    return is_database_unavailable(error) or is_statement_timeout(error)
 
 
 def _settle(committed: asyncio.Future[None], error: BaseException | None) -> None:

@@ -205,18 +205,27 @@ class LoggedWith(logging.Handler):
         self.lines.append((record.getMessage(), logs.request_id.get()))
 
 
-async def test_when_the_database_is_away_a_failed_batch_is_not_retried_one_by_one(committer, sync_engine, monkeypatch):
+class StatementCancelled(Exception):
+    sqlstate = "57014"  # PostgreSQL's query_canceled: the statement ran past statement_timeout
+
+
+@pytest.mark.parametrize(
+    "failure", [ConnectionRefusedError("the database is away"), StatementCancelled("statement timeout")]
+)
+async def test_when_the_database_is_away_or_too_slow_a_failed_batch_is_not_retried_one_by_one(
+    committer, sync_engine, monkeypatch, failure
+):
     attempts = []
 
-    async def unreachable(*_args, **_kwargs):
+    async def failing(*_args, **_kwargs):
         attempts.append(1)
-        raise ConnectionRefusedError("the database is away")
+        raise failure
 
-    monkeypatch.setattr("api.ledger.access.write", unreachable)
-    monkeypatch.setattr("api.ledger.access.write_many", unreachable)
+    monkeypatch.setattr("api.ledger.access.write", failing)
+    monkeypatch.setattr("api.ledger.access.write_many", failing)
     answers = await asyncio.gather(*(committer.commit(LedgerWork(entry())) for _ in range(10)), return_exceptions=True)
-    assert all(isinstance(answer, ConnectionRefusedError) for answer in answers)
-    assert attempts == [1]  # the batch's first record failed; no request waited for a retry of its own
+    assert answers == [failure] * 10
+    assert attempts == [1]  # the batch failed; no request waited for a retry of its own
     assert recorded(sync_engine) == {}
 
 
