@@ -127,9 +127,7 @@ async def test_records_queued_while_the_committer_is_busy_share_one_transaction(
     assert set(recorded(sync_engine)) == {work.entry.request_id for work in works}
 
 
-async def test_a_batch_writes_its_records_and_their_disclosures_in_two_statements(
-    committer, async_engine, sync_engine, world
-):
+async def test_a_batch_writes_each_record_with_its_own_disclosures(committer, async_engine, sync_engine, world):
     with Session(sync_engine) as session:
         appointments = session.execute(select(Appointment.id, Appointment.practice_id).limit(10)).all()
     works = []
@@ -149,9 +147,8 @@ async def test_a_batch_writes_its_records_and_their_disclosures_in_two_statement
         await asyncio.gather(*(committer.commit(work) for work in works))
     finally:
         event.remove(async_engine.sync_engine, "before_cursor_execute", on_insert)
-    # the ten records, then their 55 disclosures; SQLite's records one by one (the ids are read back in
-    # their order, which a multi-row RETURNING does not promise there), each without a round trip
-    assert len(inserts) == (2 if async_engine.dialect.name == "postgresql" else 10 + 1)
+    # PostgreSQL: one statement per record with its disclosures; SQLite: the records, then the 55 disclosures
+    assert len(inserts) == (10 if async_engine.dialect.name == "postgresql" else 10 + 1)
     with Session(sync_engine) as session:
         shown = session.execute(
             select(AccessRecord.request_id, Disclosure.appointment_id, Disclosure.field_groups).join(
