@@ -2,8 +2,9 @@
 
 Each request's response waits for the commit of its own record (fail closed), and a commit is the
 slowest part of writing it: one per request makes N commits of N concurrent requests, and on SQLite
-N turns of its single writer. Here a request finding the committer idle is written at once; those
-arriving while that commit is in flight queue, and are written together by the next transaction
+N turns of its single writer. Here a request finding the committer idle writes its record at once,
+itself (no added latency when alone); those arriving while that commit is in flight queue, and are
+written together by the next transaction, by a task that goes on while any are queued
 (leader/follower group commit, at most `max_batch` at a time). Each request still gets its own answer:
 returned once the transaction holding its record is committed, or the error that made it fail.
 
@@ -74,22 +75,35 @@ class GroupCommit:
         self.sessions, self.writer_lock, self.budgets, self.clock = sessions, writer_lock, budgets, clock
         self.max_batch = max_batch
         self._queue: deque[_Waiting] = deque()
-        self._committer: asyncio.Task[None] | None = None  # running while anything is queued or in flight
+        self._leader: asyncio.Future[None] | None = None  # a request writing its own record at once, till done
+        self._committer: asyncio.Task[None] | None = None  # writing the queue, batch after batch, until empty
 
     async def commit(self, work: LedgerWork) -> None:
         """Queues `work` and waits for the commit of its transaction; raises what made that fail."""
         loop = asyncio.get_running_loop()
         committed: asyncio.Future[None] = loop.create_future()
         self._queue.append((work, committed))
-        if self._committer is None:  # idle: this request's record is written at once
-            # In a context of its own: the batches it writes are no request's (log lines, trace spans).
-            self._committer = loop.create_task(self._commit_queued(), context=contextvars.Context())
+        if self._leader is None and self._committer is None:  # idle: this request writes its record at once
+            self._leader = loop.create_future()
+            try:
+                await self._commit_batch([self._queue.popleft()])  # its own: nothing else was queued
+            finally:
+                self._leader.set_result(None)
+                self._leader = None
+                self._follow()
         await committed
+
+    def _follow(self) -> None:
+        """The records queued while the leader's commit was in flight: written by the committer, batch
+        after batch, in a context of its own (the batches are no request's: log lines, trace spans)."""
+        if self._queue and self._committer is None:
+            loop = asyncio.get_running_loop()
+            self._committer = loop.create_task(self._commit_queued(), context=contextvars.Context())
 
     async def drain(self) -> None:
         """Waits until everything queued is committed (or has failed): a stopping worker loses nothing."""
-        while self._committer is not None:
-            await asyncio.shield(self._committer)
+        while (writing := self._leader or self._committer) is not None:
+            await asyncio.shield(writing)
 
     async def write(self, session: AsyncSession, works: list[LedgerWork]) -> None:
         """The records, their disclosures and their refunds, in the caller's transaction."""

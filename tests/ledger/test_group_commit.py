@@ -123,7 +123,8 @@ async def test_records_queued_while_the_committer_is_busy_share_one_transaction(
     works = [LedgerWork(entry()) for _ in range(20)]
     with ledger_commits(async_engine) as commits:
         await asyncio.gather(*(committer.commit(work) for work in works))
-    assert commits == [20]  # all queued before the committer first ran: one transaction, one commit
+    # the first written at once by its own request; the 19 queued during its commit, in one transaction
+    assert commits == [1, 19]
     assert set(recorded(sync_engine)) == {work.entry.request_id for work in works}
 
 
@@ -147,8 +148,9 @@ async def test_a_batch_writes_each_record_with_its_own_disclosures(committer, as
         await asyncio.gather(*(committer.commit(work) for work in works))
     finally:
         event.remove(async_engine.sync_engine, "before_cursor_execute", on_insert)
-    # PostgreSQL: one statement per record with its disclosures; SQLite: the records, then the 55 disclosures
-    assert len(inserts) == (10 if async_engine.dialect.name == "postgresql" else 10 + 1)
+    # PostgreSQL: one statement per record with its disclosures; SQLite: the first record and its disclosures,
+    # then the batch of the nine others: their records, then their 54 disclosures
+    assert len(inserts) == (10 if async_engine.dialect.name == "postgresql" else 2 + 9 + 1)
     with Session(sync_engine) as session:
         shown = session.execute(
             select(AccessRecord.request_id, Disclosure.appointment_id, Disclosure.field_groups).join(
@@ -166,7 +168,7 @@ async def test_a_batch_holds_at_most_max_batch_records(committer, async_engine, 
     works = [LedgerWork(entry()) for _ in range(20)]
     with ledger_commits(async_engine) as commits:
         await asyncio.gather(*(committer.commit(work) for work in works))
-    assert commits == [8, 8, 4]
+    assert commits == [1, 8, 8, 3]
     assert len(recorded(sync_engine)) == 20
 
 
@@ -185,10 +187,10 @@ async def test_a_record_the_database_refuses_fails_its_own_request_only(
         logging.getLogger("api").removeHandler(logged)
         logs.request_id.reset(first)
     assert [type(answer) for answer in answers] == [IntegrityError if i == 3 else type(None) for i in range(10)]
-    assert commits == [1] * 9  # the batch of ten failed whole; each was then tried alone
+    assert commits == [1] * 9  # the first alone; the batch of the nine others failed whole; each then alone
     assert set(recorded(sync_engine)) == {work.entry.request_id for i, work in enumerate(works) if i != 3}
-    # said once, and as no request's: the batch was ten requests'
-    assert logged.lines == [("a batch of 10 ledger records failed; each is tried alone", None)]
+    # said once, and as no request's: the batch was nine requests'
+    assert logged.lines == [("a batch of 9 ledger records failed; each is tried alone", None)]
 
 
 class LoggedWith(logging.Handler):
@@ -222,7 +224,7 @@ async def test_when_the_database_is_away_or_too_slow_a_failed_batch_is_not_retri
     monkeypatch.setattr("api.ledger.access.write_many", failing)
     answers = await asyncio.gather(*(committer.commit(LedgerWork(entry())) for _ in range(10)), return_exceptions=True)
     assert answers == [failure] * 10
-    assert attempts == [1]  # the batch failed; no request waited for a retry of its own
+    assert attempts == [1, 1]  # the first alone, then the batch of the nine others; none retried alone
     assert recorded(sync_engine) == {}
 
 
