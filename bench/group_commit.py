@@ -7,8 +7,8 @@ the ledger commits per request.
     python -m bench.group_commit [--db sqlite|postgresql|both] [--size medium] [--clients 8] [--rounds 5]
 
 The throwaway PostgreSQL of the benchmarks runs with fsync and synchronous_commit off
-(tests/postgres_server.py): a commit there costs a round trip, not a flush to disk, so the saving
-measured is a lower bound of a production server's.
+(tests/postgres_server.py): a commit there costs a round trip, not a flush to disk. The README's
+PostgreSQL figures were measured on a server with both on, named by PARTNER_API_BENCH_POSTGRES_URL.
 """
 
 from __future__ import annotations
