@@ -151,6 +151,7 @@ def create_app(
         await graphql.principals.start()  # until its notifications are heard, keys are looked up every time
         yield
         await graphql.principals.stop()
+        await graphql.ledger.drain()  # the records still queued are committed before the engine closes
         if sender is not None:
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -193,6 +194,7 @@ def create_app(
     app.state.gates = graphql.gates
     app.state.principals = graphql.principals
     app.state.turns = graphql.turns
+    app.state.ledger = graphql.ledger
     app.state.settings = settings
     app.state.policy = policy
     app.state.alert_sender = alert_sender

@@ -44,9 +44,9 @@ from api.identity.keys import split_token
 from api.identity.principal_cache import PrincipalCache, Uncached
 from api.identity.request_identity import RequestIdentity
 from api.identity.token_authentication import TokenAuthenticator
-from api.ledger import access as ledger
 from api.ledger.access import AccessEntry
 from api.ledger.disclosure_recorder import DisclosureRecorder
+from api.ledger.group_commit import GroupCommit, LedgerWork
 from api.protection.address_limiter import AddressLimiter
 from api.protection.budgets import Budgets
 from api.protection.extraction import ExtractionGuard
@@ -108,8 +108,10 @@ class GraphQLPipeline:
        pass the distinct-patient budgets in the patient loader (api/schema/loaders.py ->
        api/protection/extraction.py).
     5. `record`: the access ledger (api/ledger/access.py) and the refund of unspent points
-       (api/protection/budgets.py), in one transaction; fail closed: what cannot be recorded is
-       not sent (503, `reason` DATABASE_UNAVAILABLE or LEDGER_UNAVAILABLE, `Retry-After`), and the
+       (api/protection/budgets.py), in one transaction, shared with the requests recorded at the
+       same time (api/ledger/group_commit.py: one commit for those that queue while one is in
+       flight; the response waits for its own). Fail closed: what cannot be recorded is not sent
+       (503, `reason` DATABASE_UNAVAILABLE or LEDGER_UNAVAILABLE, `Retry-After`), and the
        whole charge is then given back in a transaction of its own, as it was taken. A
        booking, rescheduling or cancellation is not committed by step 4 (api/services/unit_of_work.py
        `write`): a served one is committed here with its access record, in its own session's
@@ -147,6 +149,7 @@ class GraphQLPipeline:
         tracing: OperationTracing | None = None,
         turns: FairTurns | None = None,
         principals: PrincipalCache | None = None,
+        ledger: GroupCommit | None = None,
     ) -> None:
         self.settings, self.sessions, self.writer_lock, self.view = settings, sessions, writer_lock, view
         self.gates, self.grants = gates, grants
@@ -158,6 +161,8 @@ class GraphQLPipeline:
         self.turns = turns or FairTurns(settings.max_concurrent_requests_per_worker)  # the worker's places, shared
         self.tracing = tracing or OperationTracing(None)  # a span per operation when configured (api/http/tracing.py)
         self.principals = principals or PrincipalCache(Uncached())  # keys authenticated before (step 3)
+        # Step 5's writer: the records of concurrent requests committed together (api/ledger/group_commit.py).
+        self.ledger = ledger or GroupCommit(sessions, writer_lock, budgets, clock)
 
     async def handle(self, request: Request) -> Response:
         """One request, through the steps above."""
@@ -372,9 +377,7 @@ class GraphQLPipeline:
             if outcome.write is not None:
                 await self._commit_with_write(outcome.write, outcome, entry)
             else:
-                async with self.sessions() as session, self.writer_lock(session):
-                    await self._ledger(session, outcome, entry)
-                    await session.commit()
+                await self.ledger.commit(_work(outcome, entry))
         except Exception as error:  # fail closed: what cannot be recorded is not sent, nor kept
             logger.exception("could not write the access ledger for request %s", entry.request_id)
             away = is_database_unavailable(error)
@@ -405,16 +408,11 @@ class GraphQLPipeline:
         except Exception:  # the database is away: the charge then stands, as it would after a crash
             logger.exception("could not refund the budget of request %s", logs.request_id.get())
 
-    async def _ledger(self, session: AsyncSession, outcome: Outcome, entry: AccessEntry) -> None:
-        await ledger.write(session, entry, outcome.disclosures if outcome.served else None)
-        # Last: the budget row stays locked until the commit.
-        if outcome.principal is not None and outcome.metering.refund:
-            await self.budgets.refund(session, outcome.principal, outcome.metering.refund, self.clock().timestamp())
-
     async def _commit_with_write(self, write: UnitOfWork, outcome: Outcome, entry: AccessEntry) -> None:
-        """The record joins the write's transaction (its session already holds SQLite's writer lock)."""
+        """The record joins the write's transaction (its session already holds SQLite's writer lock), not
+        a group's: a write's record commits with it or not at all."""
         try:
-            await self._ledger(write.session, outcome, entry)
+            await self.ledger.write(write.session, [_work(outcome, entry)])
             await write.finish(commit=True)
         finally:
             if write.holds_write:  # the record failed: the write is undone with it
@@ -427,6 +425,12 @@ class GraphQLPipeline:
         partner = principal.partner_name if principal else None
         metrics.observe(entry, partner)
         logs.log_request(entry, partner)
+
+
+def _work(outcome: Outcome, entry: AccessEntry) -> LedgerWork:
+    """What step 5 writes for a request: its record, what a served one disclosed, its unspent points."""
+    disclosed = outcome.disclosures if outcome.served else None
+    return LedgerWork(entry, disclosed, outcome.principal, outcome.metering.refund)
 
 
 def _too_many_waiting(request_id: str) -> Outcome:

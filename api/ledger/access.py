@@ -155,6 +155,34 @@ async def write(session: AsyncSession, entry: AccessEntry, disclosures: Disclosu
         await session.execute(insert(_DISCLOSURES), [{**request, **row} for row in rows])
 
 
+async def write_many(session: AsyncSession, requests: list[tuple[AccessEntry, Disclosures | None]]) -> None:
+    """Several requests and what each disclosed, in the caller's transaction (api/ledger/group_commit.py).
+    Raises as `write`.
+
+    PostgreSQL: each request's one statement, prepared once per connection. A multi-row INSERT of the
+    batch's disclosures (thousands of values, its text new for every batch size) made the batch slower
+    than a transaction per request (bench/group_commit.py: 0.66x). SQLite: the records one by one (their ids
+    read back in order, which a multi-row RETURNING does not promise there), the disclosures in one
+    executemany; in process, without round trips."""
+    if len(requests) == 1 or session.get_bind().dialect.name == "postgresql":
+        for entry, disclosures in requests:
+            await write(session, entry, disclosures)
+        return
+    ids = (
+        await session.execute(
+            insert(_ACCESS_RECORDS).returning(AccessRecord.id, sort_by_parameter_order=True),
+            [_storable(entry) for entry, _ in requests],
+        )
+    ).scalars()
+    rows = [
+        {"access_id": access_id, "at": entry.at, "partner_id": entry.partner_id, **row}
+        for access_id, (entry, disclosures) in zip(ids, requests, strict=True)
+        for row in (disclosures.rows() if disclosures else [])
+    ]
+    if rows:
+        await session.execute(insert(_DISCLOSURES), rows)
+
+
 # PostgreSQL: the access record and its disclosures in one statement (a data-modifying CTE, the
 # disclosures as arrays unnested): the ledger is the largest part of a request's overhead.
 _DISCLOSED = ("practice_id", "appointment_id", "patient_id", "field_groups")

@@ -14,7 +14,8 @@ own SIGHUP would restart them), and a refused policy leaves the one in force ser
 
 On SIGTERM (or SIGINT) the arbiter closes its sockets and asks each worker to stop: uvicorn stops accepting,
 finishes the requests in flight (their ledger rows are written before their responses, as always), closes
-their connections and exits. A worker still serving after `graceful_timeout` (the request timeout + 5 s) is
+their connections, commits the ledger rows still queued (the app's lifespan drains api/ledger/group_commit.py)
+and exits. A worker still serving after `graceful_timeout` (the request timeout + 5 s) is
 killed, and what it was serving is recorded as refused (`_on_exit`). tests/http/test_graceful_shutdown.py.
 """
 
