@@ -90,7 +90,10 @@ class Budgets:
         """Take `cost` points if the bucket holds them; commits."""
         capacity, rate, values = self._bound(principal, now, cost)
         taken = (await session.execute(_TAKE, values)).scalar_one_or_none()
-        if taken is None and await self._created(session, principal.partner_id, capacity, now):
+        if taken is None:
+            # Either the bucket is short, or it does not exist yet: a partner's first request creates
+            # it, and a concurrent one may have just done so. Taken again once it surely exists.
+            await self._create(session, principal.partner_id, capacity, now)
             taken = (await session.execute(_TAKE, values)).scalar_one_or_none()
         if taken is not None:
             await session.commit()
@@ -108,12 +111,12 @@ class Budgets:
         available = (await session.execute(_AVAILABLE, values)).scalar_one_or_none()
         return Throttle(capacity, capacity if available is None else available, rate)
 
-    async def _created(self, session: AsyncSession, partner_id: int, capacity: int, now: float) -> bool:
-        """Create a full bucket for a partner's first request; False when it already existed."""
+    async def _create(self, session: AsyncSession, partner_id: int, capacity: int, now: float) -> None:
+        """A full bucket for a partner's first request, unless it exists (or another worker creates it first)."""
         if (
             await session.execute(select(PartnerBudget.partner_id).where(PartnerBudget.partner_id == partner_id))
         ).first():
-            return False
+            return
         try:
             async with session.begin_nested():
                 await session.execute(
@@ -121,4 +124,3 @@ class Budgets:
                 )
         except IntegrityError:  # another worker created it first
             pass
-        return True

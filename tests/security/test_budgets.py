@@ -161,3 +161,29 @@ async def test_clock_readings_out_of_order_never_overdraw_nor_wrongly_refuse(asy
             ).scalar_one()
             assert bucket.refilled_at == latest  # the bucket's time never goes back
             assert spent <= capacity + rate * (latest - start)
+
+
+async def test_a_bucket_created_by_a_concurrent_first_request_still_pays(async_engine, world, monkeypatch):
+    """A partner's first two requests at once: the second's charge finds no bucket, then the first
+    creates it before the second looks. The second is charged, not refused as if the bucket were short.
+    (On SQLite the failed charge already holds the one writer's lock: nobody creates it meanwhile.)"""
+    if async_engine.dialect.name == "sqlite":
+        pytest.skip("SQLite lets one writer in at a time: the race needs two")
+    budgets = Budgets(Settings(budget_capacity=1000, budget_refill_per_second=100))
+    async with AsyncSession(async_engine, expire_on_commit=False) as session:
+        partner = (await session.execute(select(Partner).where(Partner.name == "full"))).scalar_one()
+        await session.execute(delete(PartnerBudget).where(PartnerBudget.partner_id == partner.id))
+        await session.commit()
+        principal = Principal(partner.id, partner.public_id, partner.name, 0, "")
+    create = Budgets._create
+
+    async def created_meanwhile(self, session, partner_id, capacity, now):  # type: ignore[no-untyped-def]
+        async with AsyncSession(async_engine) as other:  # the concurrent first request, committed
+            other.add(PartnerBudget(partner_id=partner_id, points=float(capacity), refilled_at=now))
+            await other.commit()
+        await create(self, session, partner_id, capacity, now)
+
+    monkeypatch.setattr(Budgets, "_create", created_meanwhile)
+    async with AsyncSession(async_engine, expire_on_commit=False) as session:
+        charge = await budgets.take(session, principal, 30, 1_000_000.0)
+    assert charge.granted and charge.throttle.currently_available == 970
