@@ -122,17 +122,15 @@ async def _query(context: GraphQLContext, arguments: dict[str, Any]) -> reads.Pa
         raise Declined
     window = reads.Slice(arguments.get("first"), arguments.get("after"), arguments.get("last"), arguments.get("before"))
     try:
-        return await reads.appointments_query(
-            context.uow,
-            context.cursors,
+        asked = reads.AppointmentsAsked(
             arguments["practiceId"],
             arguments["from"],
             arguments["to"],
             arguments.get("practitionerId"),
             chosen,
             arguments.get("updatedSince"),
-            window,
         )
+        return await reads.appointments_query(context.uow, context.cursors, asked, window)
     except ApiError:
         raise Declined from None
 

@@ -174,17 +174,8 @@ class Query(ChangeQuery):
         chosen = [status] if status is not None else statuses
         if chosen is not None and len(chosen) > len(set(chosen)):
             raise bad_input("`statuses` names each status at most once.", argument="statuses")
-        page = await reads.appointments(
-            ctx.uow,
-            ctx.cursors,
-            practice_id,
-            from_,
-            to,
-            practitioner_id,
-            chosen,
-            updated_since,
-            page_slice(first, after, last, before),
-        )
+        asked = reads.AppointmentsAsked(practice_id, from_, to, practitioner_id, chosen, updated_since)
+        page = await reads.appointments(ctx.uow, ctx.cursors, asked, page_slice(first, after, last, before))
         fields = await ctx.fields.record_fields({row.practice_id for row in page.rows})
         return Connection.of(page, lambda row: Appointment.from_row(row, fields[row.practice_id], ctx))
 

@@ -257,20 +257,26 @@ async def practitioners(
     )
 
 
+@dataclass(frozen=True)
+class AppointmentsAsked:
+    """Which appointments a page lists: a practice's starting in [start, end), of one practitioner
+    (None: any), of some `statuses` (None: any), changed at or after `updated_since` (None: whenever)."""
+
+    practice_id: str  # public ids, as the client sent them
+    start: datetime
+    end: datetime
+    practitioner_id: str | None = None
+    statuses: Collection[AppointmentStatus] | None = None
+    updated_since: datetime | None = None
+
+
 async def appointments_query(
-    uow: UnitOfWork,
-    cursors: CursorCodec,
-    practice_public_id: str,
-    start: datetime,
-    end: datetime,
-    practitioner_public_id: str | None,
-    statuses: Collection[AppointmentStatus] | None,
-    updated_since: datetime | None,
-    window: Slice,
+    uow: UnitOfWork, cursors: CursorCodec, asked: AppointmentsAsked, window: Slice
 ) -> PagedQuery:
-    """A page of a practice's appointments starting in [start, end), of some `statuses` (None: any)
-    and changed at or after `updated_since` (None: whenever): the window bounds every page. Its rows
-    are appointments, or rows holding their columns under their names (api/compiled/)."""
+    """A page of the appointments `asked` for: the window bounds every page. Its rows are
+    appointments, or rows holding their columns under their names (api/compiled/)."""
+    practice_public_id, start, end = asked.practice_id, asked.start, asked.end
+    practitioner_public_id, statuses, updated_since = asked.practitioner_id, asked.statuses, asked.updated_since
     if start.tzinfo is None or end.tzinfo is None:
         raise bad_input("`from` and `to` need a time zone offset, e.g. 2026-12-01T08:00:00+01:00.")
     if not start < end:
@@ -317,22 +323,12 @@ async def appointments_query(
 
 
 async def appointments(
-    uow: UnitOfWork,
-    cursors: CursorCodec,
-    practice_public_id: str,
-    start: datetime,
-    end: datetime,
-    practitioner_public_id: str | None,
-    statuses: Collection[AppointmentStatus] | None,
-    updated_since: datetime | None,
-    window: Slice,
+    uow: UnitOfWork, cursors: CursorCodec, asked: AppointmentsAsked, window: Slice
 ) -> Page[Appointment]:
     """The page of `appointments_query`, NOT_FOUND when empty because the practice is hidden."""
-    query = await appointments_query(
-        uow, cursors, practice_public_id, start, end, practitioner_public_id, statuses, updated_since, window
-    )
+    query = await appointments_query(uow, cursors, asked, window)
     page = page_of(uow, cursors, query, list((await uow.execute(query.statement)).scalars()))
-    await check_practice_if_empty(uow, practice_public_id, page.rows)
+    await check_practice_if_empty(uow, asked.practice_id, page.rows)
     return page
 
 
