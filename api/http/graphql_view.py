@@ -180,7 +180,7 @@ class PartnerGraphQL(GraphQL[GraphQLContext, None]):
         self.documents = documents
         self.compiled = compiled  # registered documents run through their compiled plan (api/compiled/)
         self.ad_hoc = ad_hoc  # and, given these, ad-hoc texts through theirs (api/compiled/ad_hoc.py)
-        # a schema without it (the benchmark's) charges nothing
+        # plans charge as CostAndBudget does, on a schema that has it (the benchmark's no-cost one has not)
         self.metered = CostAndBudget in getattr(schema, "extensions", ())
         self.statement_timeout = statement_timeout  # seconds, for the message of a statement timeout
 
