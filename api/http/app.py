@@ -105,7 +105,7 @@ def create_app(
             documents,
             statement_timeout=settings.statement_timeout_seconds,
             compiled=settings.compiled_plans,
-            ad_hoc=AdHocPlans(schema._schema, settings.max_tokens, limit_rules(settings), PARSER_CACHE_SIZE),
+            ad_hoc=AdHocPlans(schema._schema, schema.max_tokens, schema.rules, PARSER_CACHE_SIZE),
         ),
         authorizer=policy.current.authorizer,
         policy=policy,

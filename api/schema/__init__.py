@@ -10,7 +10,7 @@ from strawberry.types import ExecutionContext
 
 from api.documents.dry_run import DryRun
 from api.protection.cost_and_budget import CostAndBudget
-from api.protection.shape_limits import CachedValidation, LimitedParsing, limit_rules
+from api.protection.shape_limits import CachedValidation, LimitedParsing, ValidationRules, limit_rules
 from api.schema import requires_scopes
 from api.schema.appointments import Appointment, Patient
 from api.schema.errors import ErrorCodes
@@ -26,6 +26,11 @@ PARSER_CACHE_SIZE = 512
 
 
 class PartnerSchema(Schema):
+    # The parsing and validation its extensions apply (set by `build_schema`): compiled plans of texts
+    # (api/compiled/ad_hoc.py) pass a text only under these very limits.
+    max_tokens: int
+    rules: ValidationRules
+
     def _get_custom_context_kwargs(
         self, operation_extensions: dict[str, Any] | None = None, *, sync: bool = False
     ) -> dict[str, Any]:
@@ -66,6 +71,7 @@ def build_schema(settings: Settings, cost_analysis: bool = True) -> PartnerSchem
         ],
     )
     requires_scopes.annotate(built._schema.type_map, _policy_field_scopes())
+    built.max_tokens, built.rules = settings.max_tokens, rules
     return built
 
 

@@ -1,0 +1,77 @@
+"""Open keys' texts through compiled plans: a text the general path refuses is refused alike, under the
+schema's own limits, and an accepted one runs its plan."""
+
+from __future__ import annotations
+
+import pytest
+
+from api.compiled import serve
+from api.http.app import create_app
+from api.schema import build_schema
+from api.settings import Settings
+from tests.client import ApiClient
+from tests.world import window_args
+
+NODE = "edges { node { id patient { id } } }"
+PAGE = "appointments(practiceId: $p, from: $from, to: $to, first: 2)"
+HEADER = "query Page($p: ID!, $from: DateTime!, $to: DateTime!)"
+HOSTILE = {
+    "too many aliases": HEADER + " { " + " ".join(f"a{i}: {PAGE} {{ {NODE} }}" for i in range(25)) + " }",
+    "too many tokens": HEADER + " { " + PAGE + " { " + "edges { cursor } " * 700 + " } }",
+    "too deep": HEADER + " { " + PAGE + " { edges { node { practice { " + "__typename " * 2 + "} } } } }" + "}" * 3,
+    "unknown field": HEADER + " { " + PAGE + " { edges { node { secret } } } }",
+    "introspection": "{ __schema { types { name } } }",
+    "two anonymous operations": "{ viewer { name } } { viewer { name } }",
+}
+
+
+@pytest.fixture
+def ad_hoc_runs(monkeypatch):
+    runs: list[str] = []
+    execute_plan = serve.execute_plan
+
+    async def counted(*args):  # type: ignore[no-untyped-def]
+        runs.append("plan")
+        return await execute_plan(*args)
+
+    monkeypatch.setattr(serve, "execute_plan", counted)
+    return runs
+
+
+@pytest.mark.parametrize("text", HOSTILE.values(), ids=HOSTILE.keys())
+async def test_a_text_the_general_path_refuses_is_refused_alike(make_api, world, ad_hoc_runs, text):
+    variables = {"p": world.practice_id("A"), **window_args()}
+    answers = []
+    for compiled in (True, False):
+        api = make_api(compiled_plans=compiled)
+        response = await api.query(world.keys["full"], text, variables)
+        answers.append((response.status, response.body))
+    assert answers[0] == answers[1]
+    assert not ad_hoc_runs  # no plan ran
+
+
+async def test_a_schema_with_stricter_limits_than_the_settings_keeps_them(database_url, world, ad_hoc_runs):
+    """The plans of texts pass a text under the schema's limits, not the app's settings' (a schema may
+    be built with others)."""
+    strict = build_schema(Settings(max_aliases=1))
+    app = create_app(Settings(database_url=database_url, secret_key="test-secret"), schema=strict)
+    api = ApiClient(app)
+    text = HEADER + f" {{ a: {PAGE} {{ {NODE} }} b: {PAGE} {{ {NODE} }} }}"
+    try:
+        response = await api.query(world.keys["full"], text, {"p": world.practice_id("A"), **window_args()})
+    finally:
+        await api.close()
+        await app.state.engine.dispose()
+    assert response.codes == {"BAD_USER_INPUT"} and not ad_hoc_runs
+
+
+async def test_an_accepted_text_runs_its_plan_and_is_repriced_with_its_variables(make_api, world, ad_hoc_runs):
+    api = make_api(compiled_plans=True)
+    text = "query Page($p: ID!, $from: DateTime!, $to: DateTime!, $n: Int!) { appointments(practiceId: $p, " \
+        "from: $from, to: $to, first: $n) { " + NODE + " } }"
+    costs = []
+    for n in (2, 5):
+        response = await api.query(world.keys["full"], text, {"p": world.practice_id("A"), **window_args(), "n": n})
+        assert response.errors == []
+        costs.append(response.body["extensions"]["cost"]["requestedQueryCost"])
+    assert len(ad_hoc_runs) == 2 and costs[1] > costs[0]
