@@ -97,7 +97,10 @@ async def read_page(
     if not rows:
         raise Declined  # an empty page, or a hidden practice's NOT_FOUND: the resolvers tell them apart
     page = reads.page_of(uow, context.cursors, query, rows)
-    projection = _Projection(plan, context, await context.fields.record_fields({r.practice_id for r in page.rows}))
+    practices = {r.practice_id for r in page.rows}
+    if patient is not None:  # a patient's own practice decides what is read of them (theirs, normally)
+        practices |= {r.patient__practice_id for r in page.rows if r.patient__id is not None}
+    projection = _Projection(plan, context, await context.fields.record_fields(practices))
     projection.columns = {name: index for index, name in enumerate(result.keys())}
     await projection.prepare(page.rows)
     data = {plan.root_key: await projection.connection(page, [plan.root_key])}
