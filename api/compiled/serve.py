@@ -1,7 +1,7 @@
 """A registered document, or an open key's text, run through its compiled plan: priced and charged
-as the general path does it (api/protection/cost_and_budget.py), then run (an appointments page read in one statement,
-api/compiled/page_run.py, else through the resolvers, api/compiled/runner.py), then its actual
-cost computed from the data sent and the rest refunded."""
+as the general path does it (api/protection/cost_and_budget.py), then run (an appointments page read
+in one statement, api/compiled/page_run.py, else through the resolvers, api/compiled/runner.py),
+then its actual cost computed from the data sent and the rest refunded."""
 
 from __future__ import annotations
 
