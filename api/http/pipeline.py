@@ -106,7 +106,11 @@ class GraphQLPipeline:
        horizon (api/services/horizon.py); fields are guarded and the values sent recorded by the
        default resolver (api/schema/guard.py -> api/ledger/disclosure_recorder.py); new patients
        pass the distinct-patient budgets in the patient loader (api/schema/loaders.py ->
-       api/protection/extraction.py).
+       api/protection/extraction.py). A document with a compiled plan (a registered one, or an open
+       key's text once valid: api/compiled/) runs it instead, priced and charged by the same
+       functions; an appointments page is then read in one SQL statement under the same row filters,
+       field rules, horizon, distinct-patient admission and ledger records (api/compiled/page_run.py;
+       tests/compiled/test_differential.py holds both paths to the same answers).
     5. `record`: the access ledger (api/ledger/access.py) and the refund of unspent points
        (api/protection/budgets.py), in one transaction, shared with the requests recorded at the
        same time (api/ledger/group_commit.py: one commit for those that queue while one is in
