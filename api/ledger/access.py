@@ -173,8 +173,8 @@ async def write_many(session: AsyncSession, requests: list[tuple[AccessEntry, Di
     read back in order, which a multi-row RETURNING does not promise there), the disclosures in one
     executemany; in process, without round trips."""
     postgresql = session.get_bind().dialect.name == "postgresql"
-    if postgresql:
-        await session.execute(_CACHED_PLANS)
+    if postgresql and any(d is not None and (d.appointments or d.patients) for _, d in requests):
+        await session.execute(_CACHED_PLANS)  # for the statement with disclosures (a refusal has none)
     if len(requests) == 1 or postgresql:
         for entry, disclosures in requests:
             await write(session, entry, disclosures)
