@@ -34,13 +34,14 @@ from graphql import GraphQLError, located_error
 from graphql.execution.values import VariableValues, get_argument_values
 from sqlalchemy import ColumnElement, Select, Table, and_, true
 from sqlalchemy.engine import Row
+from strawberry.schema.name_converter import NameConverter
+from strawberry.types.field import StrawberryField
 
 from api.compiled.page_plan import Leaf, Nested, PagePlan, Shape
 from api.data.models import Appointment, Patient, Practice, PracticeMembership, Practitioner
 from api.errors import ApiError, ErrorCode, FieldForbidden, not_found
 from api.ledger.disclosure_recorder import DisclosedRecord
-from api.protection.input_rules import violation
-from api.protection.input_validation import string_inputs
+from api.protection.input_validation import check_strings
 from api.schema.appointments import AppointmentSource
 from api.schema.context import GraphQLContext
 from api.services import reads
@@ -107,12 +108,13 @@ async def read_page(
     return data, projection.errors
 
 
-def _check_strings(field: Any, arguments: dict[str, Any]) -> None:
-    """The `@constraint` of each string argument (api/protection/input_validation.py)."""
-    for name, rule in string_inputs(field):
-        value = arguments.get(name)
-        if isinstance(value, str) and rule is not None and violation(rule, value) is not None:
-            raise Declined
+def _check_strings(field: StrawberryField, arguments: dict[str, Any]) -> None:
+    """The `@constraint` of each string argument, as the field's ValidatedInput checks it."""
+    names = NameConverter()
+    try:
+        check_strings(field, {a.python_name: arguments.get(names.from_argument(a)) for a in field.arguments}, names)
+    except ApiError:
+        raise Declined from None
 
 
 async def _query(context: GraphQLContext, arguments: dict[str, Any]) -> reads.PagedQuery:

@@ -25,7 +25,7 @@ from strawberry.types.info import Info
 from api.errors import bad_input
 from api.protection.input_rules import Constraint, violation
 
-__all__ = ["ValidatedInput", "string_inputs"]
+__all__ = ["ValidatedInput", "check_strings", "string_inputs"]
 
 _STRINGS = (str,)  # strawberry.ID is a NewType of str: the same at run time
 
@@ -86,10 +86,15 @@ class ValidatedInput(FieldExtension):
         return await next_(source, info, **kwargs)
 
     def _check(self, info: Info, kwargs: dict[str, Any]) -> None:
-        names = info.schema.config.name_converter
-        for argument in self._field.arguments:
-            name = names.from_argument(argument)
-            _walk(kwargs.get(argument.python_name), argument.type, _rule(argument.directives), name, [], names)
+        check_strings(self._field, kwargs, info.schema.config.name_converter)
+
+
+def check_strings(field: StrawberryField, kwargs: dict[str, Any], names: NameConverter) -> None:
+    """The string arguments of `field` (by Python name in `kwargs`) and their input fields against their
+    `@constraint`: BAD_USER_INPUT for the first outside it. Also the compiled plans' (api/compiled/page_run.py)."""
+    for argument in field.arguments:
+        name = names.from_argument(argument)
+        _walk(kwargs.get(argument.python_name), argument.type, _rule(argument.directives), name, [], names)
 
 
 def _walk(
