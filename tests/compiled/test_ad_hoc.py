@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from api.compiled import serve
 from api.http.app import create_app
 from api.schema import build_schema
 from api.settings import Settings
@@ -25,21 +24,8 @@ HOSTILE = {
 }
 
 
-@pytest.fixture
-def ad_hoc_runs(monkeypatch):
-    runs: list[str] = []
-    execute_plan = serve.execute_plan
-
-    async def counted(*args):  # type: ignore[no-untyped-def]
-        runs.append("plan")
-        return await execute_plan(*args)
-
-    monkeypatch.setattr(serve, "execute_plan", counted)
-    return runs
-
-
 @pytest.mark.parametrize("text", HOSTILE.values(), ids=HOSTILE.keys())
-async def test_a_text_the_general_path_refuses_is_refused_alike(make_api, world, ad_hoc_runs, text):
+async def test_a_text_the_general_path_refuses_is_refused_alike(make_api, world, plan_runs, text):
     variables = {"p": world.practice_id("A"), **window_args()}
     answers = []
     for compiled in (True, False):
@@ -47,10 +33,10 @@ async def test_a_text_the_general_path_refuses_is_refused_alike(make_api, world,
         response = await api.query(world.keys["full"], text, variables)
         answers.append((response.status, response.body))
     assert answers[0] == answers[1]
-    assert not ad_hoc_runs  # no plan ran
+    assert not plan_runs["plan"]  # no plan ran
 
 
-async def test_a_schema_with_stricter_limits_than_the_settings_keeps_them(database_url, world, ad_hoc_runs):
+async def test_a_schema_with_stricter_limits_than_the_settings_keeps_them(database_url, world, plan_runs):
     """The plans of texts pass a text under the schema's limits, not the app's settings' (a schema may
     be built with others)."""
     strict = build_schema(Settings(max_aliases=1))
@@ -62,10 +48,10 @@ async def test_a_schema_with_stricter_limits_than_the_settings_keeps_them(databa
     finally:
         await api.close()
         await app.state.engine.dispose()
-    assert response.codes == {"BAD_USER_INPUT"} and not ad_hoc_runs
+    assert response.codes == {"BAD_USER_INPUT"} and not plan_runs["plan"]
 
 
-async def test_an_accepted_text_runs_its_plan_and_is_repriced_with_its_variables(make_api, world, ad_hoc_runs):
+async def test_an_accepted_text_runs_its_plan_and_is_repriced_with_its_variables(make_api, world, plan_runs):
     api = make_api(compiled_plans=True)
     text = "query Page($p: ID!, $from: DateTime!, $to: DateTime!, $n: Int!) { appointments(practiceId: $p, " \
         "from: $from, to: $to, first: $n) { " + NODE + " } }"
@@ -74,4 +60,19 @@ async def test_an_accepted_text_runs_its_plan_and_is_repriced_with_its_variables
         response = await api.query(world.keys["full"], text, {"p": world.practice_id("A"), **window_args(), "n": n})
         assert response.errors == []
         costs.append(response.body["extensions"]["cost"]["requestedQueryCost"])
-    assert len(ad_hoc_runs) == 2 and costs[1] > costs[0]
+    assert plan_runs["plan"] == plan_runs["page"] == 2 and costs[1] > costs[0]
+
+
+@pytest.mark.parametrize("practice_id", ["prc_" + "a" * 300, "prc_not an id", "apt_aaaaaaaaaaaaaaaaaaaaaaaaaa"])
+async def test_an_argument_outside_its_constraint_is_refused_alike(make_api, world, plan_runs, practice_id):
+    """The page plan checks string arguments as the field's ValidatedInput does, and leaves the refusal
+    to the resolver: the same answer with plans on and off."""
+    text = HEADER + " { " + PAGE + " { " + NODE + " } }"
+    answers = []
+    for compiled in (True, False):
+        response = await make_api(compiled_plans=compiled).query(
+            world.keys["full"], text, {"p": practice_id, **window_args()}
+        )
+        answers.append((response.status, response.body))
+    assert answers[0] == answers[1] and "BAD_USER_INPUT" in str(answers[0])
+    assert plan_runs["plan"] == 1 and not plan_runs["page"]  # the plan ran, and declined the page

@@ -28,7 +28,6 @@ from hypothesis_graphql import from_schema, nodes
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from api.compiled import serve
 from api.compiled.plan import Plan, compile_plan
 from api.data.models import (
     AccessRecord,
@@ -170,27 +169,6 @@ def apps(make_api, world, sync_engine):
     compiled = make_api(clock=lambda: NOW, compiled_plans=True, **UNLIMITED)
     general = make_api(clock=lambda: NOW, compiled_plans=False, **UNLIMITED)
     return compiled, general, key, open_key
-
-
-@pytest.fixture
-def plan_runs(monkeypatch):
-    """How many requests ran a compiled plan (`plan`), and how many of them read an appointments page
-    in one statement (`page`, not declined to the resolvers): a test that never reaches them would prove nothing."""
-    runs: Counter[str] = Counter()
-    execute_plan, read_page = serve.execute_plan, serve.read_page
-
-    async def counted_plan(*args):  # type: ignore[no-untyped-def]
-        runs["plan"] += 1
-        return await execute_plan(*args)
-
-    async def counted_page(*args):  # type: ignore[no-untyped-def]
-        result = await read_page(*args)
-        runs["page"] += 1
-        return result
-
-    monkeypatch.setattr(serve, "execute_plan", counted_plan)
-    monkeypatch.setattr(serve, "read_page", counted_page)
-    return runs
 
 
 def set_grant(sync_engine, drawn: dict[str, Any]) -> None:
