@@ -222,7 +222,7 @@ class _Projection:
         self.steps: dict[tuple[int, frozenset[str]], list[_Step]] = {}
         self.columns: dict[str, int] = {}  # the row's columns by name
         self.checked: set[tuple[int, frozenset[str]]] = set()  # shapes and field sets `decline_null` passed
-        self.sides: list[bool] = []  # each row's side of the reading horizon
+        self.sides: list[bool] = []  # each row's side of the reading horizon (`prepare`)
         self.disclosed: list[DisclosedRecord] = []  # each row's record in the ledger
 
     async def prepare(self, rows: Sequence[Row[Any]]) -> None:
@@ -231,8 +231,9 @@ class _Projection:
         plan, node = self.plan, self.plan.node
         patient, others = plan.object("patient"), {n: plan.object(n) for n in ("practitioner", "practice")}
         loaded: dict[int, set[int]] = defaultdict(set)  # practice -> new patients
-        for row in rows:
-            readable = self._appointment_readable(row)
+        self.sides = [self.fields[row.practice_id].holds(row, self.partner_id) for row in rows]  # type: ignore[arg-type]  # a row with its columns
+        for row, side in zip(rows, self.sides, strict=True):
+            readable = self.fields[row.practice_id].side(side)
             if node is not None:
                 self.decline_null(node, readable)
             if patient is not None and "Appointment.patient" in readable and row.patient__id is not None:
@@ -260,10 +261,6 @@ class _Projection:
             except Exception as failure:  # the loader's batch fails: each of its patients carries the failure
                 self.refused[practice_id] = failure
 
-    def _appointment_readable(self, row: Row[Any]) -> frozenset[str]:
-        fields = self.fields[row.practice_id]
-        return fields.side(fields.holds(row, self.partner_id))  # type: ignore[arg-type]  # a row with its columns
-
     def _patient_readable(self, row: Row[Any]) -> frozenset[str]:
         return self.fields[row.patient__practice_id].side(bool(row.patient__inside))
 
@@ -276,7 +273,6 @@ class _Projection:
     async def connection(self, page: reads.Page[Row[Any]], path: Path) -> dict[str, Any]:
         # Every appointment of the page is a record of the response, selected or not, as the
         # resolvers build one per row (api/schema/relay.py `Connection.of`).
-        self.sides = [self.fields[row.practice_id].holds(row, self.partner_id) for row in page.rows]  # type: ignore[arg-type]
         self.disclosed = [
             self.context.disclosures.appointment(row, side)  # type: ignore[arg-type]  # a row with its columns
             for row, side in zip(page.rows, self.sides, strict=True)
