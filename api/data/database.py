@@ -10,6 +10,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import QueuePool
 
+from api.data.sqlite_driver import one_trip_dbapi
+
 ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 SYNC_DRIVERS = {"sqlite": "sqlite+pysqlite", "postgresql": "postgresql+psycopg"}
 # A statement's parameters are patients' names, phones, e-mails: SQLAlchemy leaves them out of its
@@ -70,6 +72,8 @@ def make_async_engine(url: str | URL, statement_timeout_seconds: float = 0, **kw
             # The server cancels the statement, even when the client is stuck.
             server_settings["statement_timeout"] = str(max(1, round(statement_timeout_seconds * 1000)))
         kwargs["connect_args"] = {**kwargs.get("connect_args", {}), "server_settings": server_settings}  # type: ignore[dict-item]  # asyncpg's own keyword
+    else:
+        kwargs.setdefault("module", one_trip_dbapi())  # one trip to aiosqlite's thread per statement
     engine = create_async_engine(url, **{**kwargs, **PRIVATE_PARAMETERS})
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine.sync_engine, round(statement_timeout_seconds * 1000) or DEFAULT_BUSY_TIMEOUT_MS)

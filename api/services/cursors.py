@@ -13,7 +13,7 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from api.errors import bad_input
 
@@ -29,9 +29,17 @@ class CursorCodec:
         self._accepted = [secret, *(key for key in previous if key and key != secret)]
 
     def encode(self, binding: Sequence[object], position: Sequence[object]) -> str:
-        digest = _digest(self._secret, binding)
-        payload = json.dumps([digest, list(position)], separators=(",", ":"), default=str).encode()
-        return _b64(payload) + "." + _b64(_sign(self._secret, payload))
+        return self.signer(binding)(position)
+
+    def signer(self, binding: Sequence[object]) -> Callable[[Sequence[object]], str]:
+        """Encodes positions of one query: its binding's digest taken once for a page's cursors."""
+        digest, secret = _digest(self._secret, binding), self._secret
+
+        def encode(position: Sequence[object]) -> str:
+            payload = json.dumps([digest, list(position)], separators=(",", ":"), default=str).encode()
+            return _b64(payload) + "." + _b64(_sign(secret, payload))
+
+        return encode
 
     def decode(self, cursor: str, binding: Sequence[object]) -> list[object]:
         """The position in `cursor`, if it was issued by this server for this same query."""

@@ -129,9 +129,10 @@ def page_of(uow: UnitOfWork, cursors: CursorCodec, query: PagedQuery, rows: Sequ
     size = window.size
     more = len(rows) > size
     page_rows = list(rows[:size])[::-1] if window.backward else list(rows[:size])
-    signers = [partial(cursors.encode, binding, position_of(row)) for row in page_rows]
-    start = cursors.encode(binding, position_of(page_rows[0])) if page_rows else None
-    end = cursors.encode(binding, position_of(page_rows[-1])) if page_rows else None
+    sign = cursors.signer(binding)
+    signers = [partial(_signed, sign, position_of, row) for row in page_rows]  # signed when asked
+    start = sign(position_of(page_rows[0])) if page_rows else None
+    end = sign(position_of(page_rows[-1])) if page_rows else None
     counted = query.counted
 
     async def count() -> int:
@@ -146,6 +147,10 @@ def page_of(uow: UnitOfWork, cursors: CursorCodec, query: PagedQuery, rows: Sequ
         start_cursor=start,
         count=count,
     )
+
+
+def _signed(sign: Callable[[Sequence[object]], str], position_of: Callable[[Any], list[str]], row: Any) -> str:
+    return sign(position_of(row))
 
 
 async def _page(
@@ -402,9 +407,10 @@ async def changes(
     await check_practice_if_empty(uow, practice_public_id, rows)
     rows.sort(key=lambda change: change.seq)
     page_rows = rows[:first]
-    signers = [partial(cursors.encode, binding, [change.seq]) for change in page_rows]
+    sign = cursors.signer(binding)
+    signers = [partial(sign, [change.seq]) for change in page_rows]
     # With nothing new, the end cursor stays where the client is, ready for the next poll.
-    end = cursors.encode(binding, [page_rows[-1].seq if page_rows else position])
+    end = sign([page_rows[-1].seq if page_rows else position])
 
     async def count() -> int:
         total = 0
@@ -418,6 +424,6 @@ async def changes(
         end_cursor=end,
         cursors=signers,
         has_previous_page=since is not None,
-        start_cursor=cursors.encode(binding, [page_rows[0].seq]) if page_rows else None,
+        start_cursor=sign([page_rows[0].seq]) if page_rows else None,
         count=count,
     )
