@@ -1,5 +1,6 @@
 """The SQLite driver's one trip per statement (api/data/sqlite_driver.py): what SQLAlchemy reads of a
-cursor is all there, errors are SQLAlchemy's own, and a statement makes exactly one trip."""
+cursor is all there, errors are SQLAlchemy's own and roll back, a statement makes exactly one trip,
+and ending no transaction makes none."""
 
 from __future__ import annotations
 
@@ -69,3 +70,7 @@ async def test_a_statement_makes_one_trip_to_the_thread(engine, monkeypatch: pyt
         monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
         rows = await connection.execute(select(ITEMS.c.id, ITEMS.c.name))
         assert rows.all() == [] and len(trips) == 1  # SQLAlchemy's adapter makes four (cursor, enter, execute, fetch)
+    assert len(trips) == 1  # reads open no transaction: giving the connection back rolls nothing back
+    async with engine.begin() as connection:
+        await connection.execute(insert(ITEMS).values(name="a"))
+    assert len(trips) == 3  # the insert and its commit
