@@ -93,7 +93,7 @@ async def read_page(
     if practice is not None:
         statement = statement.outerjoin(Practice, and_(Practice.id == Appointment.practice_id, _rule(uow, Practice)))
         columns += _columns(Practice, "practice__", practice)
-    result = await uow.execute(statement.with_only_columns(*columns))
+    result = await uow.rows(statement.with_only_columns(*columns))
     rows = result.all()
     if not rows:
         raise Declined  # an empty page, or a hidden practice's NOT_FOUND: the resolvers tell them apart

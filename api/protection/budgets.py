@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from sqlalchemy import Float, bindparam, case, insert, select, update
+from sqlalchemy import Float, Table, bindparam, case, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,22 +20,24 @@ from api.identity.authentication import Principal
 from api.settings import Settings
 
 # Built once, executed with bound values: the request path builds no SQL expression for its budget.
+# On the table, not the entity: an ORM-enabled UPDATE first looks for the rows among loaded objects.
+_BUDGETS = PartnerBudget.__table__
+assert isinstance(_BUDGETS, Table)  # declarative types it as any FromClause
+_BUDGET = _BUDGETS.c
 _NOW, _RATE, _POINTS = bindparam("now", type_=Float), bindparam("rate", type_=Float), bindparam("points", type_=Float)
 _CAPACITY = bindparam("capacity", type_=Float)
-_OF_PARTNER = PartnerBudget.partner_id == bindparam("partner")
-_ELAPSED = case((PartnerBudget.refilled_at < _NOW, _NOW - PartnerBudget.refilled_at), else_=0.0)
-_REFILLED = case(
-    (PartnerBudget.points + _ELAPSED * _RATE > _CAPACITY, _CAPACITY), else_=PartnerBudget.points + _ELAPSED * _RATE
-)
-_LATEST = case((PartnerBudget.refilled_at < _NOW, _NOW), else_=PartnerBudget.refilled_at)
+_OF_PARTNER = _BUDGET.partner_id == bindparam("partner")
+_ELAPSED = case((_BUDGET.refilled_at < _NOW, _NOW - _BUDGET.refilled_at), else_=0.0)
+_REFILLED = case((_BUDGET.points + _ELAPSED * _RATE > _CAPACITY, _CAPACITY), else_=_BUDGET.points + _ELAPSED * _RATE)
+_LATEST = case((_BUDGET.refilled_at < _NOW, _NOW), else_=_BUDGET.refilled_at)
 _TAKE = (
-    update(PartnerBudget)
+    update(_BUDGETS)
     .where(_OF_PARTNER, _REFILLED >= _POINTS)
     .values(points=_REFILLED - _POINTS, refilled_at=_LATEST)
-    .returning(PartnerBudget.points)
+    .returning(_BUDGET.points)
 )
 _REFUND = (
-    update(PartnerBudget)
+    update(_BUDGETS)
     .where(_OF_PARTNER)
     .values(points=case((_REFILLED + _POINTS > _CAPACITY, _CAPACITY), else_=_REFILLED + _POINTS), refilled_at=_LATEST)
 )

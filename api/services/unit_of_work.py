@@ -71,9 +71,18 @@ class UnitOfWork:
 
     async def execute(self, statement: Select[*tuple[Any, ...]]) -> Result[*tuple[Any, ...]]:
         """Runs a read, with the request time bound for the policy's conditions."""
+        return await self._read(statement, orm=True)
+
+    async def rows(self, statement: Select[*tuple[Any, ...]]) -> Result[*tuple[Any, ...]]:
+        """Runs a read of columns only (no entity to load) on the session's connection: the ORM's
+        execution and result machinery, built for entities, cost a fifth of a compiled page's read."""
+        return await self._read(statement, orm=False)
+
+    async def _read(self, statement: Select[*tuple[Any, ...]], orm: bool) -> Result[*tuple[Any, ...]]:
         async with self._lock:
             try:
-                result: Result[*tuple[Any, ...]] = await self.session.execute(
+                executor = self.session if orm else await self.session.connection()
+                result: Result[*tuple[Any, ...]] = await executor.execute(
                     statement, {"request_time": self.identity.request_time}
                 )
                 return result
