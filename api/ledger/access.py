@@ -140,9 +140,9 @@ class Disclosures:
 
 # Reading the rows in SQL. A row naming a patient (`patient_id`) discloses of them these groups: its
 # own on a row naming the patient alone, `patient_field_groups` on a row naming an appointment too. A
-# row's `patient_field_groups` is set exactly when it names both (so still after an erasure has set
-# either id NULL); the patient's groups hold at least `patient`, never 0. A row naming an appointment
-# discloses of it `field_groups`, whatever its shape.
+# row's `patient_field_groups` is set exactly on the rows written naming both, and stays when deleting
+# the appointment or erasing the patient later sets its id NULL (a patient's groups hold at least
+# `patient`: never 0). A row naming an appointment discloses of it `field_groups`, whatever its shape.
 PATIENT_GROUPS: ColumnElement[int] = func.coalesce(Disclosure.patient_field_groups, Disclosure.field_groups)
 # Every group a row disclosed, of its appointment and of its patient.
 DISCLOSED_GROUPS: ColumnElement[int] = Disclosure.field_groups.op("|", return_type=Integer)(
