@@ -4,17 +4,19 @@ reports as one row per record, the shape of every row written before it."""
 
 from __future__ import annotations
 
+import functools
+import operator
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from api.data.models import AccessRecord, Appointment, AppointmentStatus, Disclosure, Gender, Patient, Practice
-from api.ledger.access import Disclosures, FieldGroup
+from api.ledger.access import DISCLOSED_GROUPS, PATIENT_GROUPS, Disclosures, FieldGroup
 from api.ledger.exposure import partner_exposure, patient_readers
 from api.timeutil import utcnow
 from tests.compiled.conftest import plan_runs
@@ -281,3 +283,45 @@ def test_the_rows_name_exactly_the_records_and_groups_of_the_response(shown: Dis
             row["appointment_id"] is not None and row["patient_id"] is not None
         )
     assert sorted(row["patient_id"] for row in rows if row["patient_id"] is not None) == sorted(shown.patients)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_the_sql_reads_back_the_records_and_groups_written(world, sync_engine, data):
+    """The same through the database, for any response over the world's records: an appointment's groups
+    are `field_groups` of the rows naming it, a patient's `PATIENT_GROUPS` of the rows naming them, and
+    `DISCLOSED_GROUPS` all of them."""
+    with Session(sync_engine) as session:
+        appointments = session.execute(select(Appointment.id, Appointment.practice_id, Appointment.patient_id)).all()
+        patients = session.execute(select(Patient.id, Patient.practice_id)).all()
+    shown = Disclosures()
+    for appointment_id, practice, patient_id in data.draw(st.lists(st.sampled_from(appointments), unique=True)):
+        shown.add(shown.appointments, appointment_id, practice, data.draw(GROUPS))
+        shown.patient_of[appointment_id] = patient_id
+    for patient_id, practice in data.draw(st.lists(st.sampled_from(patients), unique=True)):
+        shown.add(shown.patients, patient_id, practice, data.draw(GROUPS))
+    rows = shown.rows()
+    with Session(sync_engine) as session, session.begin():
+        if rows:
+            session.execute(insert(Disclosure), [{"access_id": 1, "at": utcnow(), **row} for row in rows])
+        of_appointments = session.execute(
+            select(Disclosure.appointment_id, Disclosure.practice_id, Disclosure.field_groups).where(
+                Disclosure.appointment_id.is_not(None)
+            )
+        ).all()
+        of_patients = session.execute(
+            select(Disclosure.patient_id, Disclosure.practice_id, PATIENT_GROUPS).where(
+                Disclosure.patient_id.is_not(None)
+            )
+        ).all()
+        everything = list(session.scalars(select(DISCLOSED_GROUPS)))
+        session.rollback()
+    read_back = Disclosures()
+    for records, named in ((read_back.appointments, of_appointments), (read_back.patients, of_patients)):
+        for record_id, practice, groups in named:
+            read_back.add(records, record_id, practice, groups)
+    assert (read_back.appointments, read_back.patients) == (shown.appointments, shown.patients)
+    union = 0
+    for _, groups in [*shown.appointments.values(), *shown.patients.values()]:
+        union |= groups
+    assert functools.reduce(operator.or_, everything, 0) == union
