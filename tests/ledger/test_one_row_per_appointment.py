@@ -10,16 +10,20 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from alembic import command
+from alembic.script import ScriptDirectory
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, inspect, select, text, update
 from sqlalchemy.orm import Session
 
+from api.data.migrate import alembic_config
 from api.data.models import AccessRecord, Appointment, AppointmentStatus, Disclosure, Gender, Patient, Practice
 from api.ledger.access import DISCLOSED_GROUPS, PATIENT_GROUPS, Disclosures, FieldGroup
 from api.ledger.exposure import partner_exposure, patient_readers
 from api.timeutil import utcnow
 from tests.compiled.conftest import plan_runs
+from tests.data.test_migrations import run
 from tests.ledger.rows import DISCLOSURES, disclosed
 from tests.world import DAY, window_args
 
@@ -159,6 +163,49 @@ async def test_an_appointment_whose_patient_was_not_sent_names_no_patient(
     assert len(rows) == 3
     assert all(row["patient_id"] is None and row["patient_field_groups"] is None for row in rows)
     assert Disclosures.of_rows(rows).patients == {}
+
+
+# --- The migration -------------------------------------------------------------------------------
+
+ONE_ROW = "8b570ec4b19a"  # migrations/versions/2026_11_30_disclosure_patient_groups.py
+
+
+def test_the_migration_keeps_every_row_and_adds_the_column_to_every_month(sync_engine, world):
+    """Rows written one per record before it are left as they are (the column NULL: their meaning); on
+    PostgreSQL every monthly partition has the column; and it goes back down."""
+    before = ScriptDirectory.from_config(alembic_config()).get_revision(ONE_ROW).down_revision
+    run(sync_engine, command.downgrade, before)
+    shape = "SELECT appointment_id, patient_id, field_groups FROM disclosures ORDER BY id"
+    with sync_engine.begin() as connection:
+        appointment, patient, practice = connection.execute(
+            text("SELECT id, patient_id, practice_id FROM appointments ORDER BY id LIMIT 1")
+        ).one()
+        connection.execute(
+            text(
+                "INSERT INTO disclosures (access_id, at, practice_id, appointment_id, patient_id, field_groups) "
+                "VALUES (1, :at, :p, :a, NULL, 3), (1, :at, :p, NULL, :pat, 12)"
+            ),
+            {"at": utcnow(), "p": practice, "a": appointment, "pat": patient},
+        )
+        written = connection.execute(text(shape)).all()
+    run(sync_engine, command.upgrade, "head")
+    with sync_engine.connect() as connection:
+        assert connection.execute(text(shape)).all() == written
+        rows = connection.execute(select(DISCLOSURES)).mappings().all()
+        assert [row["patient_field_groups"] for row in rows] == [None, None]
+        named = Disclosures.of_rows(rows)
+        assert (named.appointments, named.patients) == ({appointment: (practice, 3)}, {patient: (practice, 12)})
+        if sync_engine.dialect.name == "postgresql":
+            partitions = "SELECT inhrelid FROM pg_inherits WHERE inhparent = 'disclosures'::regclass"
+            with_column = (
+                f"SELECT count(*) FROM pg_attribute WHERE attrelid IN ({partitions}) "
+                "AND attname = 'patient_field_groups' AND NOT attisdropped"
+            )
+            months = connection.scalar(text(f"SELECT count(*) FROM ({partitions}) p"))
+            assert months and connection.scalar(text(with_column)) == months
+    run(sync_engine, command.downgrade, before)
+    assert "patient_field_groups" not in {c["name"] for c in inspect(sync_engine).get_columns("disclosures")}
+    run(sync_engine, command.upgrade, "head")
 
 
 # --- The reports on a ledger of both shapes ---------------------------------------------------------
