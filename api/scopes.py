@@ -7,7 +7,8 @@ One row per scope holds all that is said of it:
 - its grant column (`Scope.column`): the `Grant` model's boolean columns and the Grant fields oso
   lets the policy read are made from it;
 - how the access ledger records the fields it opens (`ledger`): a `LedgerGroup` of its own (a bit
-  of `disclosures.field_groups`, and a `with_<name>` column of the exposure report), or
+  of `disclosures.field_groups` and `patient_field_groups`, and a `with_<name>` column of the
+  exposure report), or
   `AS_RECORD` when its fields are the appointment and patient records themselves.
 
 What cannot be derived from Python, the policy's `has_scope` rule and the fields a scope opens
@@ -29,7 +30,8 @@ class LedgerGroup:
     Example: `LedgerGroup("reason", bit=2, counted_per="appointment", holds="the medical reason")`.
 
     - `name`: the group's name in reports (`field_groups: reason`), and its `with_reason` column;
-    - `bit`: its bit in `disclosures.field_groups`. Stored in the ledger: never renumber or reuse one;
+    - `bit`: its bit in `disclosures.field_groups` and `patient_field_groups`. Stored in the ledger:
+      never renumber or reuse one;
     - `counted_per`: what the report's `with_<name>` counts, the patients or the appointments it
       was disclosed with;
     - `holds`: what the group holds, for the docs.

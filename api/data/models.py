@@ -600,7 +600,9 @@ class AccessRecord(Base):
 
 class Disclosure(Base):
     """A record a served request returned: an appointment or a patient, with the field groups
-    returned (api.ledger.access.FieldGroup bits). The values themselves are never copied here.
+    returned (api.ledger.access.FieldGroup bits), or an appointment and its patient both returned by
+    the request, in one row (api.ledger.access `Disclosures.rows`). The values themselves are never
+    copied here.
 
     `at` and `partner_id` are its request's: `at` is the partition key on PostgreSQL, as for
     `access_records` (a month of both is dropped at once, so `access_id` has no foreign key: a
@@ -623,7 +625,9 @@ class Disclosure(Base):
     practice_id: Mapped[int] = mapped_column(ForeignKey("practices.id", ondelete="CASCADE"))
     appointment_id: Mapped[int | None] = mapped_column(ForeignKey("appointments.id", ondelete="SET NULL"))
     patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id", ondelete="SET NULL"))
-    field_groups: Mapped[int] = mapped_column(Integer)
+    field_groups: Mapped[int] = mapped_column(Integer)  # the appointment's on a row naming both
+    # The patient's groups on a row naming an appointment and its patient; NULL on a row naming one record.
+    patient_field_groups: Mapped[int | None] = mapped_column(Integer)
 
 
 class PolicyRelease(Base):

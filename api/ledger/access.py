@@ -11,11 +11,11 @@ from __future__ import annotations
 import enum
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Connection, Table, bindparam, func, insert, select, text, true
+from sqlalchemy import ColumnElement, Connection, Integer, Table, bindparam, func, insert, select, text, true
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -61,24 +61,93 @@ def group_names(mask: int) -> list[str]:
 
 @dataclass
 class Disclosures:
-    """What one request's response carries, keyed by record."""
+    """What one request's response carries, keyed by record.
+
+    Written one row per disclosed appointment and one per disclosed patient not carried on one of
+    them (`rows`): a patient shown with an appointment of theirs is named on that appointment's row,
+    its groups in `patient_field_groups`, which halves the rows of a page of appointments with their
+    patients. `of_rows` reads rows back into the records and groups they name.
+    """
 
     appointments: dict[int, tuple[int, int]] = field(default_factory=dict)  # id -> (practice, groups)
     patients: dict[int, tuple[int, int]] = field(default_factory=dict)
+    patient_of: dict[int, int] = field(default_factory=dict)  # appointment id -> its patient's id
 
     def add(self, records: dict[int, tuple[int, int]], record_id: int, practice_id: int, groups: int) -> None:
         previous = records.get(record_id, (practice_id, 0))[1]
         records[record_id] = (practice_id, previous | groups)
 
+    def carriers(self) -> dict[int, int]:
+        """Disclosed patient -> the disclosed appointment whose row names it: the lowest id among the
+        patient's own appointments of the same practice in the response (so that both executors, which
+        register records in different orders, write the same rows). A patient without one is absent."""
+        carriers: dict[int, int] = {}
+        for appointment_id, patient_id in self.patient_of.items():
+            patient, appointment = self.patients.get(patient_id), self.appointments.get(appointment_id)
+            if patient is None or appointment is None or patient[0] != appointment[0]:
+                continue
+            chosen = carriers.get(patient_id)
+            if chosen is None or appointment_id < chosen:
+                carriers[patient_id] = appointment_id
+        return carriers
+
     def rows(self) -> list[dict[str, int | None]]:
         """The `disclosures` rows, but for the access record's id."""
-        return [
-            {"practice_id": practice, "appointment_id": i, "patient_id": None, "field_groups": groups}
-            for i, (practice, groups) in self.appointments.items()
-        ] + [
-            {"practice_id": practice, "appointment_id": None, "patient_id": i, "field_groups": groups}
-            for i, (practice, groups) in self.patients.items()
-        ]
+        carriers = self.carriers()
+        carried = {appointment_id: patient_id for patient_id, appointment_id in carriers.items()}
+        rows: list[dict[str, int | None]] = []
+        for i, (practice, groups) in self.appointments.items():
+            patient_id = carried.get(i)
+            patient_groups = None if patient_id is None else self.patients[patient_id][1]
+            rows.append(
+                {
+                    "practice_id": practice,
+                    "appointment_id": i,
+                    "patient_id": patient_id,
+                    "field_groups": groups,
+                    "patient_field_groups": patient_groups,
+                }
+            )
+        for i, (practice, groups) in self.patients.items():
+            if i not in carriers:
+                rows.append(
+                    {
+                        "practice_id": practice,
+                        "appointment_id": None,
+                        "patient_id": i,
+                        "field_groups": groups,
+                        "patient_field_groups": None,
+                    }
+                )
+        return rows
+
+    @classmethod
+    def of_rows(cls, rows: Iterable[Mapping[str, int | None]]) -> Disclosures:
+        """The records and groups `rows` name (rows of either shape, of one request or several)."""
+        named = cls()
+        for row in rows:
+            practice, appointment_id, patient_id = row["practice_id"], row["appointment_id"], row["patient_id"]
+            groups, patient_groups = row["field_groups"], row.get("patient_field_groups")
+            assert practice is not None and groups is not None  # NOT NULL columns
+            if appointment_id is not None:
+                named.add(named.appointments, appointment_id, practice, groups)
+                if patient_id is not None:
+                    named.patient_of[appointment_id] = patient_id
+            if patient_id is not None:  # as `PATIENT_GROUPS` below
+                named.add(named.patients, patient_id, practice, groups if patient_groups is None else patient_groups)
+        return named
+
+
+# Reading the rows in SQL. A row naming a patient (`patient_id`) discloses of them these groups: its
+# own on a row naming the patient alone, `patient_field_groups` on a row naming an appointment too. A
+# row's `patient_field_groups` is set exactly on the rows written naming both, and stays when deleting
+# the appointment or erasing the patient later sets its id NULL (a patient's groups hold at least
+# `patient`: never 0). A row naming an appointment discloses of it `field_groups`, whatever its shape.
+PATIENT_GROUPS: ColumnElement[int] = func.coalesce(Disclosure.patient_field_groups, Disclosure.field_groups)
+# Every group a row disclosed, of its appointment and of its patient.
+DISCLOSED_GROUPS: ColumnElement[int] = Disclosure.field_groups.op("|", return_type=Integer)(
+    func.coalesce(Disclosure.patient_field_groups, 0)
+)
 
 
 @dataclass(frozen=True)
@@ -158,7 +227,7 @@ async def write(session: AsyncSession, entry: AccessEntry, disclosures: Disclosu
 # PostgreSQL plans every statement anew on the app's connections (`plan_cache_mode =
 # force_custom_plan`, api/data/database.py: a read's cached generic plan can walk a whole practice).
 # The ledger's statement, a CTE into partitioned tables, plans alike whatever its values, and planning
-# it took half its time (3.4 ms against 1.7 ms for a page's 100 disclosures): its transaction lets
+# it took half its time (3.4 ms against 1.7 ms when a page wrote 100 disclosure rows): its transaction lets
 # PostgreSQL cache it.
 _CACHED_PLANS = text("SET LOCAL plan_cache_mode = auto")
 
@@ -196,7 +265,7 @@ async def write_many(session: AsyncSession, requests: list[tuple[AccessEntry, Di
 
 # PostgreSQL: the access record and its disclosures in one statement (a data-modifying CTE, the
 # disclosures as arrays unnested): the ledger is the largest part of a request's overhead.
-_DISCLOSED = ("practice_id", "appointment_id", "patient_id", "field_groups")
+_DISCLOSED = ("practice_id", "appointment_id", "patient_id", "field_groups", "patient_field_groups")
 _ACCESS = (
     insert(_ACCESS_RECORDS)
     .values(

@@ -85,8 +85,10 @@ class DisclosureRecorder:
         self._field_groups = field_groups
         self._appointments: dict[int, _Record] = {}
         self._patients: dict[int, _Record] = {}
+        self._patient_of: dict[int, int] = {}  # appointment -> its patient, for the ledger's row naming both
 
     def appointment(self, row: Appointment, in_horizon: bool) -> DisclosedRecord:
+        self._patient_of[row.id] = row.patient_id
         return self._handle(self._appointments, row.id, row.practice_id, APPOINTMENT, in_horizon)
 
     def patient(self, row: Patient, in_horizon: bool) -> DisclosedRecord:
@@ -104,7 +106,7 @@ class DisclosureRecorder:
         return DisclosedRecord(record, self._field_groups.side(in_horizon))
 
     def disclosures(self) -> Disclosures:
-        recorded = Disclosures()
+        recorded = Disclosures(patient_of=self._patient_of)
         for records, into in ((self._appointments, recorded.appointments), (self._patients, recorded.patients)):
             for record_id, record in records.items():
                 recorded.add(into, record_id, record.practice_id, record.groups)

@@ -7,6 +7,10 @@ indexes, so a report over millions of rows reads only the rows it reports on.
 A patient is concerned by a disclosure of their own record and by one of their appointments
 (its time, practitioner and reason are data about them, even when the patient field was not
 selected): the report joins appointment disclosures to the appointment's patient.
+
+A ledger row names an appointment, a patient, or an appointment and its patient with the groups of
+each (api/ledger/access.py `Disclosures.rows`): the reports give the same answers whether a response's
+appointment and patient were written in one row or in two, as before that row shape.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from api.data.models import (
     Practice,
     TrustedDocument,
 )
-from api.ledger.access import FIELD_GROUPS, HISTORY, SCOPE_GROUPS
+from api.ledger.access import DISCLOSED_GROUPS, FIELD_GROUPS, HISTORY, PATIENT_GROUPS, SCOPE_GROUPS
 from api.operators.accounts import OperatorError, find_partner
 from api.scopes import LedgerGroup
 
@@ -176,6 +180,11 @@ def _in_period(
 # months of the period on PostgreSQL, where both are partitioned by it (api/ledger/partitions.py).
 _ITS_REQUEST = (AccessRecord.id == Disclosure.access_id) & (AccessRecord.at == Disclosure.at)
 
+# What a row disclosed about the patient the report gives it (its own, or its appointment's): of an
+# appointment, its groups; of a patient, theirs; of an appointment and its patient, both, unless the
+# appointment has been deleted since (its id set NULL): a row naming it alone then named no patient.
+_CONCERNING_THE_PATIENT = case((Disclosure.appointment_id.is_(None), PATIENT_GROUPS), else_=DISCLOSED_GROUPS)
+
 
 def partner_exposure(
     session: Session,
@@ -196,7 +205,9 @@ def partner_exposure(
             Disclosure.access_id,
             Disclosure.practice_id,
             Disclosure.appointment_id,
-            Disclosure.field_groups,
+            DISCLOSED_GROUPS.label("field_groups"),
+            Disclosure.field_groups.label("appointment_groups"),  # on a row naming an appointment
+            _CONCERNING_THE_PATIENT.label("patient_groups"),
             Disclosure.at,
             func.coalesce(Disclosure.patient_id, Appointment.patient_id).label("patient_id"),
         )
@@ -224,6 +235,7 @@ def partner_exposure(
         disclosed = disclosed.join(AccessRecord, _ITS_REQUEST).where(*requests, *_in_period(since, until))
     shown = disclosed.subquery("shown")
     groups = shown.c.field_groups
+    counted = {"patient": shown.c.patient_groups, "appointment": shown.c.appointment_groups}
     practices = session.execute(
         select(
             Practice.public_id,
@@ -232,8 +244,8 @@ def partner_exposure(
             func.count(distinct(shown.c.appointment_id)),
             _union_of(groups),
             *(
-                func.count(distinct(case((_has(groups, group), shown.c[f"{group.counted_per}_id"]))))
-                for group in COUNTED_GROUPS
+                func.count(distinct(case((_has(counted[g.counted_per], g), shown.c[f"{g.counted_per}_id"]))))
+                for g in COUNTED_GROUPS
             ),
         )
         .join(Practice, Practice.id == shown.c.practice_id)
@@ -262,7 +274,7 @@ def partner_exposure(
             Patient.public_id,
             Practice.public_id,
             Practice.name,
-            _union_of(groups),
+            _union_of(shown.c.patient_groups),
             func.count(distinct(shown.c.appointment_id)),
             func.count(distinct(shown.c.access_id)),
             func.min(shown.c.at),
@@ -316,12 +328,14 @@ def patient_readers(
     if row is None:
         raise OperatorError(f"no patient with id {patient_public_id!r}")
     patient_id, practice_id, practice = row
-    columns = Disclosure.access_id, Disclosure.at, Disclosure.appointment_id, Disclosure.field_groups
+    columns = Disclosure.access_id, Disclosure.at, Disclosure.appointment_id
     period = _in_period(since, until, Disclosure.at)
-    # Two index lookups rather than one OR, which would scan the ledger.
+    # Two index lookups rather than one OR, which would scan the ledger: the rows naming the patient (with
+    # their groups of the patient), and those naming one of their appointments (its groups). A row naming
+    # both is read by each, for its part; its appointment counted once.
     shown = union_all(
-        select(*columns).where(Disclosure.patient_id == patient_id, *period),
-        select(*columns)
+        select(*columns, PATIENT_GROUPS.label("field_groups")).where(Disclosure.patient_id == patient_id, *period),
+        select(*columns, Disclosure.field_groups)
         .join(Appointment, Appointment.id == Disclosure.appointment_id)
         .where(Appointment.patient_id == patient_id, *period),
     ).subquery("shown")

@@ -1,8 +1,8 @@
 """The guarantee that a compiled plan is not a second, weaker authorization: generated documents,
 registered as trusted, run on random grants through the compiled plan and through the general
 executor, must give the same `data`, `errors` and `extensions`, the same access record (outcome,
-codes, requested and actual cost) and the same disclosures in the ledger (records, groups,
-patients), and charge the same points.
+codes, requested and actual cost) and the same disclosures in the ledger (records, groups, the row
+carrying each patient, patients), and charge the same points.
 
 Documents come from hypothesis-graphql (restricted to the compiled root fields, with the world's
 ids and instants around its appointments as literals) and from a strategy of our own (the
@@ -221,7 +221,10 @@ async def run(api, sync_engine, key: str, document: dict[str, str], variables: d
         record = session.scalar(select(AccessRecord).where(AccessRecord.request_id == request_id))
         assert record is not None
         rows = session.scalars(select(Disclosure).where(Disclosure.access_id == record.id))
-        disclosed = sorted(((d.practice_id, d.appointment_id, d.patient_id, d.field_groups) for d in rows), key=repr)
+        disclosed = sorted(
+            ((d.practice_id, d.appointment_id, d.patient_id, d.field_groups, d.patient_field_groups) for d in rows),
+            key=repr,
+        )
         budget = session.scalar(select(PartnerBudget.points).where(PartnerBudget.partner_id == record.partner_id))
         patients = sorted(
             (p.practice_id, p.patient_id) for p in session.scalars(select(PatientDisclosure).where(

@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 from api.data.models import AccessRecord, Appointment, Disclosure, Patient
 from api.ledger.access import FieldGroup
 from tests.client import walk
+from tests.ledger.rows import disclosed
 from tests.world import window_args
 
 PAGE = """query Day($p: ID!, $from: DateTime!, $to: DateTime!, $n: Int!) {
@@ -30,20 +31,25 @@ async def test_every_record_returned_is_in_the_ledger_and_nothing_else(api, worl
     (record,) = records
     assert record.outcome == "served" and record.operation_name == "Day" and record.http_status == 200
     assert record.requested_cost and record.actual_cost and len(record.document_hash) == 64
-    disclosed = {appointments.get(d.appointment_id) or patients.get(d.patient_id) for d in disclosures}
-    assert disclosed == returned
-    groups = {patients[d.patient_id]: d.field_groups for d in disclosures if d.patient_id}
+    with Session(sync_engine) as session:
+        named = disclosed(session)
+    assert {appointments[i] for i in named.appointments} | {patients[i] for i in named.patients} == returned
+    # One row per appointment, each naming its patient (the page's 4 appointments are of 3 patients):
+    # a patient is on the row of its first appointment in the page, the other appointment's row has none.
+    assert len(disclosures) == 4 and all(d.appointment_id for d in disclosures)
+    assert {d.patient_id for d in disclosures} - {None} == set(named.patients) and len(named.patients) == 3
     # identity was selected and granted; contact was selected but forbidden; so only identity.
-    assert set(groups.values()) == {FieldGroup.PATIENT | FieldGroup.IDENTITY}
-    appointment_groups = {d.field_groups for d in disclosures if d.appointment_id}
+    assert {groups for _, groups in named.patients.values()} == {FieldGroup.PATIENT | FieldGroup.IDENTITY}
+    appointment_groups = {groups for _, groups in named.appointments.values()}
     assert appointment_groups == {FieldGroup.APPOINTMENT}  # reason is forbidden without its scope
 
 
 async def test_unselected_fields_are_not_recorded_as_disclosed(api, world, sync_engine):
     query = PAGE.replace("reason patient { id firstName phone }", "patient { id }")
     await api.query(world.keys["full"], query, {"p": world.practice_id("A"), **window_args(), "n": 2})
-    _, disclosures, _, _ = ledger(sync_engine)
-    assert {d.field_groups for d in disclosures if d.patient_id} == {FieldGroup.PATIENT}
+    with Session(sync_engine) as session:
+        named = disclosed(session)
+    assert named.patients and {groups for _, groups in named.patients.values()} == {FieldGroup.PATIENT}
 
 
 async def test_refusals_are_recorded_without_disclosures(api, world, sync_engine):

@@ -16,6 +16,7 @@ from api.ledger.disclosure_recorder import sensitive_field_groups
 from api.ledger.exposure import partner_exposure
 from api.timeutil import utcnow
 from authz.engine import Authorizer
+from tests.ledger.rows import by_public_id
 from tests.world import window_args
 
 APPOINTMENT, REASON, PATIENT = FieldGroup.APPOINTMENT, FieldGroup.REASON, FieldGroup.PATIENT
@@ -26,14 +27,7 @@ def recorded(sync_engine) -> dict[str, FieldGroup]:
     """The field groups of the last request's disclosures, per appointment and patient public id."""
     with Session(sync_engine) as session:
         access_id = session.scalar(select(AccessRecord.id).order_by(AccessRecord.id.desc()).limit(1))
-        rows = session.execute(
-            select(Appointment.public_id, Patient.public_id, Disclosure.field_groups)
-            .select_from(Disclosure)
-            .outerjoin(Appointment, Appointment.id == Disclosure.appointment_id)
-            .outerjoin(Patient, Patient.id == Disclosure.patient_id)
-            .where(Disclosure.access_id == access_id)
-        ).all()
-    return {appointment or patient: FieldGroup(groups) for appointment, patient, groups in rows}
+        return by_public_id(session, Disclosure.access_id == access_id)
 
 
 async def one_page(api, world, selection: str, variables: dict | None = None, declared: str = "", fragments: str = ""):

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session
 
 from api.data.database import make_session_factory, sqlite_writer_lock
-from api.data.models import AccessRecord, Appointment, Disclosure, PartnerBudget, Patient
+from api.data.models import AccessRecord, Appointment, Disclosure, PartnerBudget
 from api.http import logs
 from api.ledger import access as ledger_access
 from api.ledger.access import AccessEntry, Disclosures
@@ -30,6 +30,7 @@ from api.protection.budgets import Budgets
 from api.protection.fair_turns import FairTurns
 from api.settings import Settings
 from tests.client import walk
+from tests.ledger.rows import by_public_id, disclosed
 from tests.ledger.test_access_ledger import PAGE
 from tests.protection.test_refund_survives_the_ledger import budget_left
 from tests.world import window_args
@@ -130,13 +131,18 @@ async def test_records_queued_while_the_committer_is_busy_share_one_transaction(
 
 async def test_a_batch_writes_each_record_with_its_own_disclosures(committer, async_engine, sync_engine, world):
     with Session(sync_engine) as session:
-        appointments = session.execute(select(Appointment.id, Appointment.practice_id).limit(10)).all()
+        appointments = session.execute(
+            select(Appointment.id, Appointment.practice_id, Appointment.patient_id).order_by(Appointment.id).limit(10)
+        ).all()
     works = []
     for i in range(10):
-        disclosed = Disclosures()
-        for appointment, practice in appointments[: i + 1]:  # the i-th request showed i + 1 appointments
-            disclosed.add(disclosed.appointments, appointment, practice, i + 1)
-        works.append(LedgerWork(entry(), disclosed))
+        shown = Disclosures()
+        for appointment, practice, patient in appointments[: i + 1]:  # the i-th request showed i + 1 appointments
+            shown.add(shown.appointments, appointment, practice, i + 1)
+            if i % 2:  # and, every other request, their patients: rows naming an appointment and its patient
+                shown.patient_of[appointment] = patient
+                shown.add(shown.patients, patient, practice, 4 | i << 8)  # groups told apart per request
+        works.append(LedgerWork(entry(), shown))
     inserts = []
 
     def on_insert(_connection, _cursor, statement, *_rest) -> None:
@@ -149,18 +155,17 @@ async def test_a_batch_writes_each_record_with_its_own_disclosures(committer, as
     finally:
         event.remove(async_engine.sync_engine, "before_cursor_execute", on_insert)
     # PostgreSQL: one statement per record with its disclosures; SQLite: the first record and its disclosures,
-    # then the batch of the nine others: their records, then their 54 disclosures
+    # then the batch of the nine others: their records, then their disclosures
     assert len(inserts) == (10 if async_engine.dialect.name == "postgresql" else 2 + 9 + 1)
     with Session(sync_engine) as session:
-        shown = session.execute(
-            select(AccessRecord.request_id, Disclosure.appointment_id, Disclosure.field_groups).join(
-                Disclosure, Disclosure.access_id == AccessRecord.id
-            )
-        ).all()
-    by_request = {work.entry.request_id: i for i, work in enumerate(works)}
-    assert sorted((by_request[request], appointment, groups) for request, appointment, groups in shown) == sorted(
-        (i, appointment, i + 1) for i in range(10) for appointment, _ in appointments[: i + 1]
-    )
+        rows = session.execute(select(AccessRecord.request_id, AccessRecord.id)).all()
+        read_back = {request: disclosed(session, Disclosure.access_id == access_id) for request, access_id in rows}
+        written = session.scalar(select(func.count()).select_from(Disclosure))
+    assert written == sum(range(1, 11))  # one row per appointment, its patient carried on it
+    for work in works:
+        assert work.disclosures is not None
+        back = read_back[work.entry.request_id]
+        assert (back.appointments, back.patients) == (work.disclosures.appointments, work.disclosures.patients)
 
 
 async def test_a_batch_holds_at_most_max_batch_records(committer, async_engine, sync_engine):
@@ -273,14 +278,7 @@ def busy_api(make_api, sync_engine, capacity: int = 100_000, **overrides):
 def disclosed_ids(sync_engine, request_id: str) -> set[str]:
     with Session(sync_engine) as session:
         access_id = session.scalar(select(AccessRecord.id).where(AccessRecord.request_id == request_id))
-        rows = session.execute(
-            select(Appointment.public_id, Patient.public_id)
-            .select_from(Disclosure)
-            .outerjoin(Appointment, Appointment.id == Disclosure.appointment_id)
-            .outerjoin(Patient, Patient.id == Disclosure.patient_id)
-            .where(Disclosure.access_id == access_id)
-        ).all()
-    return {appointment or patient for appointment, patient in rows}
+        return set(by_public_id(session, Disclosure.access_id == access_id))
 
 
 async def concurrently(api, world, sizes: list[int], operation_name: str = "Day") -> list:

@@ -26,6 +26,7 @@ from api.operators import accounts as operators
 from api.protection.activity import weekly_patients
 from api.settings import Settings
 from api.timeutil import utcnow
+from tests.ledger.rows import groups_per_record
 
 PAST_PAGE = """query($p: ID!, $from: DateTime!, $to: DateTime!) {
   appointments(practiceId: $p, from: $from, to: $to, first: 50) {
@@ -212,7 +213,7 @@ async def test_the_history_permission_opens_the_past_until_it_ends_and_is_marked
     assert viewer.data["viewer"]["grants"][0]["historyUntil"] is not None
 
     with Session(sync_engine) as session:
-        groups = set(session.scalars(select(Disclosure.field_groups)))
+        groups = groups_per_record(session)
         report = partner_exposure(session, "full", utcnow() - timedelta(hours=1), utcnow() + timedelta(minutes=1))
     assert groups == {
         FieldGroup.APPOINTMENT | FieldGroup.REASON | FieldGroup.HISTORY,
@@ -334,7 +335,7 @@ async def test_rescheduling_there_and_back_leaves_nothing_opened_in_the_ledger(
         response = await api.query(world.keys["full"], query, variables)
         assert not any(secret in text(response) for secret in DISTANT)
     with Session(sync_engine) as session:
-        groups = set(session.scalars(select(Disclosure.field_groups)))
+        groups = groups_per_record(session)
     assert groups and not any(g & (FieldGroup.IDENTITY | FieldGroup.CONTACT | FieldGroup.REASON) for g in groups)
 
 
