@@ -3,6 +3,7 @@
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -10,6 +11,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import QueuePool
 
+from api.data.process_lock import ProcessLock
 from api.data.sqlite_driver import one_trip_dbapi
 
 ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
@@ -102,16 +104,20 @@ def sqlite_writer_lock(engine: AsyncEngine) -> WriterLock:
 
     SQLite lets one writer in at a time and makes the others poll (busy_timeout): under load a
     writer can keep missing its turn until it fails with "database is locked". Writers of one
-    process queue in the event loop instead, first come first served. PostgreSQL locks rows and
-    needs no such lock: there, holding it costs nothing.
+    process queue in the event loop instead, first come first served, and the processes' turns
+    are handed over by a file lock (api/data/process_lock.py). PostgreSQL locks rows and needs no
+    such lock: there, holding it costs nothing.
     """
     lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+    database = engine.url.database if lock else None
+    # Between this process's writers and other workers' on the same file (not an in-memory database).
+    between = ProcessLock(Path(f"{database}-writer")) if database and database != ":memory:" else None
 
     @asynccontextmanager
     async def hold(session: AsyncSession) -> AsyncIterator[None]:
         # A connection first, then the lock: the holder of the lock never waits for the pool.
         await session.connection()
-        async with lock or nullcontext():
+        async with lock or nullcontext(), between or nullcontext():
             yield
 
     return hold

@@ -47,14 +47,14 @@ def disclosed(sync_engine, record: AccessRecord) -> int:
 
 
 def slowed(monkeypatch, before):
-    """Every statement a resolver runs first awaits `before(context)`."""
-    execute = UnitOfWork.execute
+    """Every read a resolver or a compiled plan runs first awaits `before(context)`."""
+    read = UnitOfWork._read
 
-    async def slow(self, statement):
+    async def slow(self, statement, orm):
         await before(self)
-        return await execute(self, statement)
+        return await read(self, statement, orm)
 
-    monkeypatch.setattr(UnitOfWork, "execute", slow)
+    monkeypatch.setattr(UnitOfWork, "_read", slow)
 
 
 def assert_timeout(response, limit: str) -> None:
