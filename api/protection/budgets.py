@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Any
 
-from sqlalchemy import Float, Table, bindparam, case, insert, select, update
+from sqlalchemy import Executable, Float, Result, Table, bindparam, case, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -91,26 +92,26 @@ class Budgets:
     async def take(self, session: AsyncSession, principal: Principal, cost: int, now: float) -> Charge:
         """Take `cost` points if the bucket holds them; commits."""
         capacity, rate, values = self._bound(principal, now, cost)
-        taken = (await session.execute(_TAKE, values)).scalar_one_or_none()
+        taken = (await _execute(session, _TAKE, values)).scalar_one_or_none()
         if taken is None:
             # Either the bucket is short, or it does not exist yet: a partner's first request creates
             # it, and a concurrent one may have just done so. Taken again once it surely exists.
             await self._create(session, principal.partner_id, capacity, now)
-            taken = (await session.execute(_TAKE, values)).scalar_one_or_none()
+            taken = (await _execute(session, _TAKE, values)).scalar_one_or_none()
         if taken is not None:
             await session.commit()
             return Charge(True, Throttle(capacity, taken, rate), 0)
-        available = (await session.execute(_AVAILABLE, values)).scalar_one()
+        available = (await _execute(session, _AVAILABLE, values)).scalar_one()
         await session.commit()
         return Charge(False, Throttle(capacity, available, rate), max(1, math.ceil((cost - available) / rate)))
 
     async def refund(self, session: AsyncSession, principal: Principal, points: int, now: float) -> None:
         """Give back what was taken but not spent, in the caller's transaction (the ledger's)."""
-        await session.execute(_REFUND, self._bound(principal, now, points)[2])
+        await _execute(session, _REFUND, self._bound(principal, now, points)[2])
 
     async def status(self, session: AsyncSession, principal: Principal, now: float) -> Throttle:
         capacity, rate, values = self._bound(principal, now)
-        available = (await session.execute(_AVAILABLE, values)).scalar_one_or_none()
+        available = (await _execute(session, _AVAILABLE, values)).scalar_one_or_none()
         return Throttle(capacity, capacity if available is None else available, rate)
 
     async def _create(self, session: AsyncSession, partner_id: int, capacity: int, now: float) -> None:
@@ -126,3 +127,9 @@ class Budgets:
                 )
         except IntegrityError:  # another worker created it first
             pass
+
+
+async def _execute(session: AsyncSession, statement: Executable, values: dict[str, float]) -> Result[Any]:
+    """The statement on the session's connection (its transaction): a Core statement needs none of
+    the session's ORM execution, a tenth of a millisecond per statement."""
+    return await (await session.connection()).execute(statement, values)
