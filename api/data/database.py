@@ -40,6 +40,11 @@ def async_url(url: str | URL) -> URL:
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 
 
+def busy_timeout_ms(statement_timeout_seconds: float) -> int:
+    """How long a SQLite writer waits for another: the statement timeout, or 5 s."""
+    return round(statement_timeout_seconds * 1000) or DEFAULT_BUSY_TIMEOUT_MS
+
+
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:  # SQLAlchemy's DBAPI event: untyped
@@ -78,7 +83,7 @@ def make_async_engine(url: str | URL, statement_timeout_seconds: float = 0, **kw
         kwargs.setdefault("module", one_trip_dbapi())  # one trip to aiosqlite's thread per statement
     engine = create_async_engine(url, **{**kwargs, **PRIVATE_PARAMETERS})
     if engine.dialect.name == "sqlite":
-        _configure_sqlite(engine.sync_engine, round(statement_timeout_seconds * 1000) or DEFAULT_BUSY_TIMEOUT_MS)
+        _configure_sqlite(engine.sync_engine, busy_timeout_ms(statement_timeout_seconds))
     return engine
 
 
@@ -99,7 +104,7 @@ def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession
 WriterLock = Callable[[AsyncSession], AbstractAsyncContextManager[None]]
 
 
-def sqlite_writer_lock(engine: AsyncEngine) -> WriterLock:
+def sqlite_writer_lock(engine: AsyncEngine, statement_timeout_seconds: float = 0) -> WriterLock:
     """This process's lock of SQLite's single writer: a session holds it around a write transaction.
 
     SQLite lets one writer in at a time and makes the others poll (busy_timeout): under load a
@@ -109,9 +114,9 @@ def sqlite_writer_lock(engine: AsyncEngine) -> WriterLock:
     such lock: there, holding it costs nothing.
     """
     lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
-    database = engine.url.database if lock else None
-    # Between this process's writers and other workers' on the same file (not an in-memory database).
-    between = ProcessLock(Path(f"{database}-writer")) if database and database != ":memory:" else None
+    file = _database_file(engine.url) if lock else None
+    # Between this process's writers and other workers' on the same file, for as long as SQLite would wait.
+    between = ProcessLock(Path(f"{file}-writer"), busy_timeout_ms(statement_timeout_seconds) / 1000) if file else None
 
     @asynccontextmanager
     async def hold(session: AsyncSession) -> AsyncIterator[None]:
@@ -121,3 +126,11 @@ def sqlite_writer_lock(engine: AsyncEngine) -> WriterLock:
             yield
 
     return hold
+
+
+def _database_file(url: URL) -> str | None:
+    """The path of a SQLite database file; None for an in-memory database or a URI filename."""
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:") or url.query.get("uri"):
+        return None
+    return database

@@ -52,7 +52,8 @@ def _run(connection: sqlite3.Connection, operation: str, parameters: Any, many: 
         else:
             cursor.execute(operation, parameters)
         description = cursor.description
-        return _Ran(description, cursor.rowcount, cursor.lastrowid, cursor.fetchall() if description else ())
+        rows = cursor.fetchall() if description else ()  # first: sqlite3 counts RETURNING rows as they are read
+        return _Ran(description, cursor.rowcount, cursor.lastrowid, rows)
     finally:
         cursor.close()
 

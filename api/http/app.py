@@ -81,7 +81,7 @@ def create_app(
     provider = tracing or tracer_provider(settings.tracing_otlp_endpoint)
     if not settings.secret_key:
         logger.warning("PARTNER_API_SECRET_KEY is unset: cursors will not survive a restart or cross workers")
-    sessions, writer_lock = make_session_factory(engine), sqlite_writer_lock(engine)
+    sessions, writer_lock = make_session_factory(engine), sqlite_writer_lock(engine, settings.statement_timeout_seconds)
     alert_sender = WebhookSender(
         settings, sessions, writer_lock, clock=clock
     )  # alerts and quarantines to the operators

@@ -35,6 +35,7 @@ _ACCESS_RECORDS = _table(AccessRecord)
 _DISCLOSURES = _table(Disclosure)
 # Built once, executed with each request's values.
 _RECORD = insert(_ACCESS_RECORDS).returning(_ACCESS_RECORDS.c.id)
+_RECORDS = insert(_ACCESS_RECORDS).returning(_ACCESS_RECORDS.c.id, sort_by_parameter_order=True)  # a batch's
 _DISCLOSE = insert(_DISCLOSURES)
 
 # The groups every disclosure of a record carries: the record itself (its times, status and
@@ -249,12 +250,7 @@ async def write_many(session: AsyncSession, requests: list[tuple[AccessEntry, Di
         for entry, disclosures in requests:
             await write(session, entry, disclosures)
         return
-    ids = (
-        await session.execute(
-            insert(_ACCESS_RECORDS).returning(_ACCESS_RECORDS.c.id, sort_by_parameter_order=True),
-            [_storable(entry) for entry, _ in requests],
-        )
-    ).scalars()
+    ids = (await session.execute(_RECORDS, [_storable(entry) for entry, _ in requests])).scalars()
     rows = [
         {"access_id": access_id, "at": entry.at, "partner_id": entry.partner_id, **row}
         for access_id, (entry, disclosures) in zip(ids, requests, strict=True)

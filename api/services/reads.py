@@ -130,7 +130,7 @@ def page_of(uow: UnitOfWork, cursors: CursorCodec, query: PagedQuery, rows: Sequ
     more = len(rows) > size
     page_rows = list(rows[:size])[::-1] if window.backward else list(rows[:size])
     sign = cursors.signer(binding)
-    signers = [partial(_signed, sign, position_of, row) for row in page_rows]  # signed when asked
+    signers = [partial(sign, position_of(row)) for row in page_rows]  # read now, signed when asked
     start = sign(position_of(page_rows[0])) if page_rows else None
     end = sign(position_of(page_rows[-1])) if page_rows else None
     counted = query.counted
@@ -147,10 +147,6 @@ def page_of(uow: UnitOfWork, cursors: CursorCodec, query: PagedQuery, rows: Sequ
         start_cursor=start,
         count=count,
     )
-
-
-def _signed(sign: Callable[[Sequence[object]], str], position_of: Callable[[Any], list[str]], row: Any) -> str:
-    return sign(position_of(row))
 
 
 async def _page(

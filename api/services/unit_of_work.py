@@ -75,7 +75,8 @@ class UnitOfWork:
 
     async def rows(self, statement: Select[*tuple[Any, ...]]) -> Result[*tuple[Any, ...]]:
         """Runs a read of columns only (no entity to load) on the session's connection: the ORM's
-        execution and result machinery, built for entities, cost a fifth of a compiled page's read."""
+        execution and result machinery, built for entities, cost a fifth of a compiled page's read.
+        Nothing pending is flushed first: for reads that follow no ORM change in the request."""
         return await self._read(statement, orm=False)
 
     async def _read(self, statement: Select[*tuple[Any, ...]], orm: bool) -> Result[*tuple[Any, ...]]:

@@ -27,4 +27,12 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # Back to a row per record: a row naming an appointment and its patient gives the patient's part
+    # to a row of its own before the column holding its groups goes (a patient erased since has none).
+    op.execute(
+        "INSERT INTO disclosures (access_id, at, partner_id, practice_id, appointment_id, patient_id, field_groups) "
+        "SELECT access_id, at, partner_id, practice_id, NULL, patient_id, patient_field_groups FROM disclosures "
+        "WHERE patient_field_groups IS NOT NULL AND patient_id IS NOT NULL"
+    )
+    op.execute("UPDATE disclosures SET patient_id = NULL WHERE patient_field_groups IS NOT NULL")
     op.drop_column("disclosures", "patient_field_groups")

@@ -1,5 +1,6 @@
 """SQLite's writers across worker processes (api/data/process_lock.py): one at a time, the next
-woken when the holder lets go, and a waiter that gives up leaves the lock free."""
+woken when the holder lets go; a waiter that gives up (cancelled, or past the busy timeout with
+SQLite's own refusal) leaves the lock free and never takes it from the next turn."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
-from api.data.database import make_async_engine, make_session_factory, sqlite_writer_lock
+from api.data.database import _database_file, make_async_engine, make_session_factory, sqlite_writer_lock
+from api.data.failures import is_database_unavailable
 from api.data.process_lock import ProcessLock
 
 # Another worker: takes the lock, says so, lets go when told.
@@ -22,7 +26,7 @@ from pathlib import Path
 from api.data.process_lock import ProcessLock
 
 async def main():
-    async with ProcessLock(Path(sys.argv[1])):
+    async with ProcessLock(Path(sys.argv[1]), 30):
         print("held", flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
 
@@ -63,7 +67,7 @@ async def test_a_writer_waits_for_another_process_and_enters_once_it_lets_go(tmp
     entered = asyncio.Event()
 
     async def write() -> None:
-        async with ProcessLock(path):
+        async with ProcessLock(path, 30):
             entered.set()
 
     writer = asyncio.create_task(write())
@@ -77,7 +81,7 @@ async def test_a_writer_waits_for_another_process_and_enters_once_it_lets_go(tmp
 async def test_a_waiter_cancelled_leaves_the_lock_free(tmp_path: Path) -> None:
     path = tmp_path / "app.db-writer"
     holder = _holder(path)
-    lock = ProcessLock(path)
+    lock = ProcessLock(path, 30)
 
     async def write() -> None:
         async with lock:
@@ -128,3 +132,69 @@ async def test_two_engines_on_one_file_take_turns(tmp_path: Path) -> None:
     finally:
         for engine in engines:
             await engine.dispose()
+
+
+async def test_a_turn_given_up_never_lets_go_of_the_next_one(tmp_path: Path) -> None:
+    """The first waiter is cancelled; its thread takes the lock once the other process lets go, and
+    must give it back without touching the turn that comes next."""
+    path = tmp_path / "app.db-writer"
+    holder = _holder(path)
+    lock = ProcessLock(path, 30)
+
+    async def give_up() -> None:
+        async with lock:
+            raise AssertionError("entered while another process held the lock")
+
+    first = asyncio.create_task(give_up())
+    await asyncio.sleep(0.2)
+    first.cancel()
+    await asyncio.gather(first, return_exceptions=True)
+    inside, leave = asyncio.Event(), asyncio.Event()
+
+    async def next_turn() -> None:
+        async with lock:
+            inside.set()
+            await leave.wait()
+
+    second = asyncio.create_task(next_turn())
+    _release(holder)
+    await asyncio.wait_for(inside.wait(), 10)
+    for _ in range(20):  # the cancelled turn's thread has long finished: the lock is still the second's
+        assert not _free(path)
+        await asyncio.sleep(0.02)
+    leave.set()
+    await asyncio.wait_for(second, 10)
+    assert _free(path)
+
+
+async def test_a_writer_waits_no_longer_than_sqlite_would_and_is_told_the_database_is_locked(tmp_path: Path) -> None:
+    path = tmp_path / "app.db-writer"
+    holder = _holder(path)
+    try:
+        with pytest.raises(Exception) as refused:
+            async with ProcessLock(path, 0.3):
+                raise AssertionError("entered while another process held the lock")
+        assert is_database_unavailable(refused.value)  # a 503, as SQLite's "database is locked"
+    finally:
+        _release(holder)
+    async with ProcessLock(path, 0.3):  # and the process writes once the other lets go
+        assert not _free(path)
+
+
+async def test_without_a_lock_file_writers_go_on_under_sqlites_own_lock(tmp_path: Path) -> None:
+    async with ProcessLock(tmp_path / "missing" / "app.db-writer", 1):
+        pass
+
+
+@pytest.mark.parametrize(
+    ("url", "file"),
+    [
+        ("sqlite:////srv/app.db", "/srv/app.db"),
+        ("sqlite:///app.db", "app.db"),
+        ("sqlite://", None),
+        ("sqlite:///:memory:", None),
+        ("sqlite:///file:/srv/app.db?uri=true", None),
+    ],
+)
+def test_the_lock_file_is_beside_a_database_file_only(url: str, file: str | None) -> None:
+    assert _database_file(make_url(url)) == file

@@ -35,6 +35,9 @@ async def test_rows_counts_and_ids_are_read(engine) -> None:  # type: ignore[no-
         assert returned.scalar_one() == 4
         updated = await connection.execute(update(ITEMS).where(ITEMS.c.id > 2).values(name=ITEMS.c.name + "!"))
         assert updated.rowcount == 2
+        returning = update(ITEMS).where(ITEMS.c.id > 2).values(name=ITEMS.c.name).returning(ITEMS.c.id)
+        updated = await connection.execute(returning)
+        assert updated.rowcount == 2 and sorted(updated.scalars()) == [3, 4]
         result = await connection.execute(select(ITEMS.c.id, ITEMS.c.name).order_by(ITEMS.c.id))
         assert list(result.keys()) == ["id", "name"]  # description
         assert result.fetchmany(2) == [(1, "a"), (2, "b")]

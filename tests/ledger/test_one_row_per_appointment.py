@@ -203,8 +203,20 @@ def test_the_migration_keeps_every_row_and_adds_the_column_to_every_month(sync_e
             )
             months = connection.scalar(text(f"SELECT count(*) FROM ({partitions}) p"))
             assert months and connection.scalar(text(with_column)) == months
+    # Going down splits a row naming both records into the two rows a response wrote before.
+    with sync_engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO disclosures (access_id, at, practice_id, appointment_id, patient_id, field_groups, "
+                "patient_field_groups) VALUES (2, :at, :p, :a, :pat, 1, 28)"
+            ),
+            {"at": utcnow(), "p": practice, "a": appointment, "pat": patient},
+        )
     run(sync_engine, command.downgrade, before)
     assert "patient_field_groups" not in {c["name"] for c in inspect(sync_engine).get_columns("disclosures")}
+    with sync_engine.connect() as connection:
+        split = connection.execute(text(f"{shape.replace(' ORDER BY id', '')} WHERE access_id = 2")).all()
+        assert sorted(split, key=str) == sorted([(appointment, None, 1), (None, patient, 28)], key=str)
     run(sync_engine, command.upgrade, "head")
 
 
