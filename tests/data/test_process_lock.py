@@ -49,6 +49,19 @@ def _release(holder: subprocess.Popen[bytes]) -> None:
     assert holder.wait(10) == 0
 
 
+async def _give_up_waiting(lock: ProcessLock) -> None:
+    """A writer waits for the lock another process holds, and is cancelled (its request timed out)."""
+
+    async def write() -> None:
+        async with lock:
+            raise AssertionError("entered while another process held the lock")
+
+    waiter = asyncio.create_task(write())
+    await asyncio.sleep(0.3)
+    waiter.cancel()
+    await asyncio.gather(waiter, return_exceptions=True)
+
+
 def _free(path: Path) -> bool:
     probe = os.open(path, os.O_RDWR)
     try:
@@ -82,15 +95,7 @@ async def test_a_waiter_cancelled_leaves_the_lock_free(tmp_path: Path) -> None:
     path = tmp_path / "app.db-writer"
     holder = _holder(path)
     lock = ProcessLock(path, 30)
-
-    async def write() -> None:
-        async with lock:
-            raise AssertionError("entered while another process held the lock")
-
-    waiter = asyncio.create_task(write())
-    await asyncio.sleep(0.3)
-    waiter.cancel()
-    await asyncio.gather(waiter, return_exceptions=True)
+    await _give_up_waiting(lock)
     _release(holder)  # the cancelled waiter's thread now takes the lock, and gives it straight back
     for _ in range(200):
         if _free(path):
@@ -140,15 +145,7 @@ async def test_a_turn_given_up_never_lets_go_of_the_next_one(tmp_path: Path) -> 
     path = tmp_path / "app.db-writer"
     holder = _holder(path)
     lock = ProcessLock(path, 30)
-
-    async def give_up() -> None:
-        async with lock:
-            raise AssertionError("entered while another process held the lock")
-
-    first = asyncio.create_task(give_up())
-    await asyncio.sleep(0.2)
-    first.cancel()
-    await asyncio.gather(first, return_exceptions=True)
+    await _give_up_waiting(lock)
     inside, leave = asyncio.Event(), asyncio.Event()
 
     async def next_turn() -> None:
