@@ -45,7 +45,6 @@ from api.protection.address_limiter import AddressLimiter
 from api.protection.budgets import Budgets
 from api.protection.extraction import ExtractionGuard
 from api.protection.key_gates import CredentialGates, partner_limit
-from api.protection.shape_limits import limit_rules
 from api.schema import PARSER_CACHE_SIZE, PartnerSchema, build_schema
 from api.services.cursors import CursorCodec
 from api.settings import Settings, get_settings
@@ -87,7 +86,7 @@ def create_app(
     )  # alerts and quarantines to the operators
     schema = schema or build_schema(settings)
     # Each partner's registered documents, parsed and validated once per worker (api/documents/).
-    documents = DocumentRegistry(schema._schema, settings, limit_rules(settings))
+    documents = DocumentRegistry(schema._schema, settings, schema.rules)
     signing_keys = SigningKeys(sessions)  # the access tokens' keys, in the database (api/identity/signing_keys.py)
     # Requests without a valid credential, per client address: /graphql's and the token endpoint's.
     addresses = AddressLimiter(
