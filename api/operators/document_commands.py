@@ -15,15 +15,13 @@ documents_app = typer.Typer(no_args_is_help=True, help="Partners' trusted docume
 
 def checker() -> service.DocumentChecker:
     """The schema, limits and policy the server runs with."""
-    from api.protection.shape_limits import limit_rules
     from api.schema import build_schema
     from api.settings import get_settings
     from authz.engine import Authorizer
 
     settings = get_settings()
-    return service.DocumentChecker(
-        build_schema(settings)._schema, settings, limit_rules(settings), Authorizer()
-    )
+    schema = build_schema(settings)
+    return service.DocumentChecker(schema._schema, settings, schema.rules, Authorizer())
 
 
 @documents_app.command("add")
