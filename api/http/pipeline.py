@@ -366,6 +366,8 @@ class GraphQLPipeline:
                 raise
             stopped = refused(503, timed_out("request", seconds), context.identity.request_id, context.principal)
             return replace(stopped, metering=context.metering)  # what was charged before it was stopped
+        finally:
+            await context.uow.settle()  # no statement of the operation outlives it
 
     def unavailable(self, error: Exception, request_id: str) -> Outcome:
         """A database failure outside GraphQL execution (the gate, authentication, the timeout's cleanup)."""

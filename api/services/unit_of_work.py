@@ -28,9 +28,14 @@ from api.identity.authentication import Principal
 from api.identity.request_identity import RequestIdentity
 from authz.engine import Authorizer
 
-__all__ = ["UnitOfWork"]
+__all__ = ["OperationOver", "UnitOfWork"]
 
 logger = logging.getLogger(__name__)
+
+
+class OperationOver(RuntimeError):
+    """Raised to work that the operation left running in the background (see `UnitOfWork.settle`):
+    its result reaches no response."""
 
 
 class UnitOfWork:
@@ -56,6 +61,7 @@ class UnitOfWork:
         self.lost = False  # a rollback discarded held writes: the pipeline must not report them done
         # Set once a refusal quarantined the key: the rest of the request reads no new patient and writes nothing.
         self.halted: ApiError | None = None
+        self._settled = False  # the operation is over (`settle`): the session is the pipeline's alone
 
     @property
     def principal(self) -> Principal:
@@ -81,6 +87,7 @@ class UnitOfWork:
 
     async def _read(self, statement: Select[*tuple[Any, ...]], orm: bool) -> Result[*tuple[Any, ...]]:
         async with self._lock:
+            self._check_open()
             try:
                 executor = self.session if orm else await self.session.connection()
                 result: Result[*tuple[Any, ...]] = await executor.execute(
@@ -96,6 +103,22 @@ class UnitOfWork:
                     logger.warning("rollback after a cancelled statement failed", exc_info=True)
                 raise
 
+    async def settle(self) -> None:
+        """Ends the operation's use of the session, once the operation has returned or was stopped:
+        waits for a statement still running in a task nobody awaits any more, then refuses any other.
+
+        strawberry's DataLoader runs a batch in a task of its own, and cancels it without awaiting it
+        when the field waiting for it is cancelled (a failed non-null sibling, the request timeout);
+        graphql-core settles a failed field's siblings in the background. A statement cut in such a
+        task makes the driver close its connection: before that ends, the connection must go neither
+        back to the pool nor to the access record, or it is closed under them."""
+        async with self._lock:  # first come, first served: after the statements already waiting
+            self._settled = True
+
+    def _check_open(self) -> None:
+        if self._settled:  # work left behind by the operation: nobody will read its result
+            raise OperationOver("the operation is over: its session is closed to resolvers")
+
     @property
     def holds_write(self) -> bool:
         """A write awaits the pipeline's `record` step, which commits it with its access record."""
@@ -106,6 +129,7 @@ class UnitOfWork:
         """The session for bookkeeping that commits on its own (budget, distinct patients): the callee
         commits through `commit`, which joins a held write instead."""
         async with self._lock:
+            self._check_open()
             try:
                 # The write joins the request's reads, which changed nothing (on SQLite they hold no
                 # transaction at all): committing them first would cost a round trip.
@@ -125,6 +149,7 @@ class UnitOfWork:
         if self.halted is not None:
             raise self.halted
         async with self._lock:
+            self._check_open()
             if self._held is None:
                 held = AsyncExitStack()
                 await held.enter_async_context(self._writer_lock(self.session))

@@ -10,7 +10,7 @@ import socket
 
 import pytest
 from prometheus_client import REGISTRY
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import Engine, create_engine, event, select, text
 from sqlalchemy.orm import Session
 
 from api.data.models import AccessRecord, Disclosure
@@ -44,6 +44,14 @@ def last_record(sync_engine) -> AccessRecord:
 def disclosed(sync_engine, record: AccessRecord) -> int:
     with Session(sync_engine) as session:
         return len(session.scalars(select(Disclosure).where(Disclosure.access_id == record.id)).all())
+
+
+# A second or so of the database's work, cut in the driver by a cancellation.
+SLOW_STATEMENT = {
+    "postgresql": "SELECT pg_sleep(1.5)",
+    "sqlite": "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 8000000) "
+    "SELECT count(*) FROM n",
+}
 
 
 def slowed(monkeypatch, before):
@@ -245,3 +253,41 @@ async def test_while_the_database_is_unreachable_every_request_is_told_so_with_r
     ), (what, error)
     assert int(response.headers["Retry-After"]) == error["extensions"]["retryAfter"] > 0
     assert "retry later" in error["message"] and "nobody" not in response.text and "127.0.0.1" not in response.text
+
+
+
+async def test_a_batch_read_cut_by_the_timeout_leaves_the_request_recorded_and_the_pool_sound(
+    make_api, world, sync_engine, monkeypatch
+):
+    """A DataLoader's batch runs in a task of its own, which strawberry cancels, without awaiting it,
+    when the field waiting for it is cancelled. Cut mid-statement, the driver then closes that
+    statement's connection: the request must wait for that, so that the closing connection goes neither
+    back to the pool nor to the request's access record."""
+    api = make_api()
+    monkeypatch.setattr(api.http._transport.app.state.settings, "request_timeout_seconds", 0.3)  # type: ignore[attr-defined]
+    document = "query($id: ID!) { node(id: $id) { id } }"
+    practitioner = {"id": world.practitioners["A"][0]}
+    request, cut = asyncio.current_task(), False  # the in-process client serves the request in this task
+
+    def in_flight(connection, cursor, *_args) -> None:  # a read of the batch's task: the database is slow
+        nonlocal cut
+        if not cut and asyncio.current_task() is not request:
+            cut = True
+            cursor.execute(SLOW_STATEMENT[connection.dialect.name])
+
+    event.listen(Engine, "before_cursor_execute", in_flight)
+    try:
+        for _ in range(3):  # on a loaded machine, the timeout may come before the batch's read
+            response = await api.query(world.keys["full"], document, practitioner)
+            if cut:
+                break
+    finally:
+        event.remove(Engine, "before_cursor_execute", in_flight)
+    assert cut, "the batch's read did not run"
+    assert_timeout(response, "request")
+    record = last_record(sync_engine)
+    assert (record.outcome, record.error_code, record.http_status) == ("refused", "COST_LIMIT_EXCEEDED", 503)
+
+    for _ in range(3):  # each connection of the pool still works
+        served = await api.query(world.keys["full"], document, practitioner)
+        assert served.status == 200 and served.errors == [] and served.data["node"], served.body
