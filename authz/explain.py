@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from api.data.models import Appointment, Base, Grant, Partner, PartnerStatus, Patient, Practice
 from api.services.horizon import Horizons, time_counts
+from api.services.horizon import patient_inside as inside_horizon
 from authz.actors import PartnerActor
 from authz.adapter import SqlAlchemyFilterAdapter
 from authz.engine import POLAR_CLASSES, POLICY_FILES, Authorizer, load_texts, new_oso
@@ -209,7 +210,8 @@ def _record_info(
     )
     patient = session.get_one(Patient, appointment.patient_id)
     patient_inside = session.scalar(
-        select(Patient.id).where(Patient.id == patient.id, horizons.patient_inside(partner.id))
+        select(Patient.id).where(Patient.id == patient.id, inside_horizon(horizons.groups(), partner.id)),
+        horizons.parameters(),
     )
     if appointment.source_partner_id is None:
         booked_by = "the practice"

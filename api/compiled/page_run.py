@@ -1,13 +1,14 @@
 """An appointments page read in one SQL statement and projected straight to the response's data.
 
-The statement is the services' own (api/services/reads.py `appointments_query`: the policy's row
-filter on appointments, the practice check, the window, the filters and the keyset paging), with
+The statement is the services' own (api/services/reads.py `appointments_statements`: the policy's
+row filter on appointments, the practice check, the window, the filters and the keyset paging), with
 the selected patient, practitioner and practice LEFT JOINed under their own row filters, and each
 patient's two flags the patient loader reads (inside the reading horizon; exempt from the
-distinct-patient budget). No ORM object and no schema object is built: each row is projected into
-the response's dictionaries with the fields the policy lets the partner read at the practice, on
-the record's side of the reading horizon (api/services/readable_fields.py), as the schema's types
-would be (api/schema/appointments.py, guard.py):
+distinct-patient budget). It is built once per partner and shape of request and selection, every
+value of the request a named parameter (`_statements`). No ORM object and no schema object is
+built: each row is projected into the response's dictionaries with the fields the policy lets the
+partner read at the practice, on the record's side of the reading horizon
+(api/services/readable_fields.py), as the schema's types would be (api/schema/appointments.py, guard.py):
 - a field the grant does not allow is null, with its FORBIDDEN error at its path;
 - a patient, practitioner or practice the partner may not see is null with NOT_FOUND;
 - the page's new patients pass the distinct-patient budget, one admission per practice, as the
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from functools import lru_cache
+from functools import lru_cache, partial
 from operator import itemgetter
 from typing import Any
 
@@ -41,12 +42,13 @@ from api.compiled.page_plan import Leaf, Nested, PagePlan, Shape
 from api.data.models import Appointment, Patient, Practice, PracticeMembership, Practitioner
 from api.errors import ApiError, ErrorCode, FieldForbidden, not_found
 from api.ledger.disclosure_recorder import DisclosedRecord
+from api.protection.extraction import exempt
 from api.protection.input_validation import check_strings
 from api.schema.appointments import AppointmentSource
 from api.schema.context import GraphQLContext
 from api.services import reads
-from api.services.horizon import RecordFields
-from api.services.unit_of_work import UnitOfWork
+from api.services.horizon import HorizonGroups, RecordFields, patient_inside
+from authz.engine import Authorizer
 
 __all__ = ["Declined", "read_page"]
 
@@ -67,36 +69,30 @@ async def read_page(
     arguments = get_argument_values(root.definition, root.node, variables, None, True)
     _check_strings(root.definition.extensions["strawberry-definition"], arguments)
     uow = context.uow
-    query = await _query(context, arguments)
+    window = _window(arguments)
+    checked = await _checked(context, arguments, window)
     patient, practitioner, practice = plan.object("patient"), plan.object("practitioner"), plan.object("practice")
-    statement = query.statement
-    columns: list[ColumnElement[Any]] = [*_columns(Appointment, "", plan.node)]
-    if patient is not None:
-        horizons = await context.fields.horizons()
-        now, partner_id = uow.request_time, uow.principal.partner_id
-        statement = statement.outerjoin(Patient, and_(Patient.id == Appointment.patient_id, _rule(uow, Patient)))
-        columns += [
-            *_columns(Patient, "patient__", patient),
-            context.extraction.exempt(partner_id, now).label("patient__exempt"),
-            horizons.patient_inside(partner_id).label("patient__inside"),
-        ]
-    if practitioner is not None:
-        at_practice = and_(
-            PracticeMembership.practice_id == Appointment.practice_id,
-            PracticeMembership.practitioner_id == Appointment.practitioner_id,
-            _rule(uow, PracticeMembership),
-        )
-        statement = statement.outerjoin(PracticeMembership, at_practice).outerjoin(
-            Practitioner, Practitioner.id == PracticeMembership.practitioner_id
-        )
-        columns += _columns(Practitioner, "practitioner__", practitioner)
-    if practice is not None:
-        statement = statement.outerjoin(Practice, and_(Practice.id == Appointment.practice_id, _rule(uow, Practice)))
-        columns += _columns(Practice, "practice__", practice)
-    result = await uow.rows(statement.with_only_columns(*columns))
+    horizons = await context.fields.horizons() if patient is not None else None
+    statement, counted = _statements(
+        uow.authorizer,
+        uow.principal.partner_id,
+        checked.shape,
+        _columns(Appointment, "", plan.node),
+        _columns(Patient, "patient__", patient) if patient is not None else None,
+        horizons.groups() if horizons is not None else None,
+        _columns(Practitioner, "practitioner__", practitioner) if practitioner is not None else None,
+        _columns(Practice, "practice__", practice) if practice is not None else None,
+    )
+    parameters = checked.parameters
+    if horizons is not None:
+        parameters = {**parameters, **horizons.parameters(), **context.extraction.exempt_parameters(uow.request_time)}
+    result = await uow.rows(statement, parameters)
     rows = result.all()
     if not rows:
         raise Declined  # an empty page, or a hidden practice's NOT_FOUND: the resolvers tell them apart
+    query = reads.PagedQuery(
+        statement, counted, window, checked.cursor, checked.binding, reads.appointment_position, parameters
+    )
     page = reads.page_of(uow, context.cursors, query, rows)
     practices = {r.practice_id for r in page.rows}
     if patient is not None:  # a patient's own practice decides what is read of them (theirs, normally)
@@ -108,6 +104,50 @@ async def read_page(
     return data, projection.errors
 
 
+@lru_cache(maxsize=1024)
+def _statements(
+    authorizer: Authorizer,
+    partner_id: int,
+    shape: reads.AppointmentsShape,
+    appointment: Columns,
+    patient: Columns | None,
+    horizons: HorizonGroups | None,
+    practitioner: Columns | None,
+    practice: Columns | None,
+) -> tuple[Select[Any], Select[Any]]:
+    """The page's statement, and the whole list's, for one partner's filters and one shape of request
+    and of selection. Built from these alone, every request value a named parameter, so that one
+    statement serves every request alike: no SQL is built, and SQLAlchemy computes no cache key
+    (it keeps it on the statement). The authorizer is the policy release's: a new release builds anew."""
+    authorized = partial(authorizer.filter, partner_id, "read")
+    statement, counted = reads.appointments_statements(authorized, shape)
+    columns: list[ColumnElement[Any]] = [*appointment]
+    if patient is not None:
+        assert horizons is not None
+        statement = statement.outerjoin(Patient, and_(Patient.id == Appointment.patient_id, _rule(authorized, Patient)))
+        columns += [
+            *patient,
+            exempt(partner_id).label("patient__exempt"),
+            patient_inside(horizons, partner_id).label("patient__inside"),
+        ]
+    if practitioner is not None:
+        at_practice = and_(
+            PracticeMembership.practice_id == Appointment.practice_id,
+            PracticeMembership.practitioner_id == Appointment.practitioner_id,
+            _rule(authorized, PracticeMembership),
+        )
+        statement = statement.outerjoin(PracticeMembership, at_practice).outerjoin(
+            Practitioner, Practitioner.id == PracticeMembership.practitioner_id
+        )
+        columns += practitioner
+    if practice is not None:
+        statement = statement.outerjoin(
+            Practice, and_(Practice.id == Appointment.practice_id, _rule(authorized, Practice))
+        )
+        columns += practice
+    return statement.with_only_columns(*columns), counted
+
+
 def _check_strings(field: StrawberryField, arguments: dict[str, Any]) -> None:
     """The `@constraint` of each string argument, as the field's ValidatedInput checks it."""
     names = NameConverter()
@@ -117,15 +157,21 @@ def _check_strings(field: StrawberryField, arguments: dict[str, Any]) -> None:
         raise Declined from None
 
 
-async def _query(context: GraphQLContext, arguments: dict[str, Any]) -> reads.PagedQuery:
-    """The services' page query, with the resolver's own checks (api/schema/query.py `appointments`)."""
+def _window(arguments: dict[str, Any]) -> reads.Slice:
+    return reads.Slice(arguments.get("first"), arguments.get("after"), arguments.get("last"), arguments.get("before"))
+
+
+async def _checked(
+    context: GraphQLContext, arguments: dict[str, Any], window: reads.Slice
+) -> reads.CheckedAppointments:
+    """The services' checks of the page's arguments, with the resolver's own (api/schema/query.py
+    `appointments`)."""
     status, statuses = arguments.get("status"), arguments.get("statuses")
     if status is not None and statuses is not None:
         raise Declined
     chosen = [status] if status is not None else statuses
     if chosen is not None and len(chosen) > len(set(chosen)):
         raise Declined
-    window = reads.Slice(arguments.get("first"), arguments.get("after"), arguments.get("last"), arguments.get("before"))
     try:
         asked = reads.AppointmentsAsked(
             arguments["practiceId"],
@@ -135,14 +181,14 @@ async def _query(context: GraphQLContext, arguments: dict[str, Any]) -> reads.Pa
             chosen,
             arguments.get("updatedSince"),
         )
-        return await reads.appointments_query(context.uow, context.cursors, asked, window)
+        return await reads.check_appointments(context.uow, context.cursors, asked, window)
     except ApiError:
         raise Declined from None
 
 
-def _rule(uow: UnitOfWork, model: type[Any]) -> ColumnElement[bool]:
+def _rule(authorized: reads.Authorized, model: type[Any]) -> ColumnElement[bool]:
     """The policy's row filter of `model`, as a condition on its own table (to join it)."""
-    rule = _condition(uow.authorized(model), model.__table__)
+    rule = _condition(authorized(model), model.__table__)
     if rule is None:
         raise Declined  # a filter joining other tables: the loaders apply it as a query of its own
     return rule
@@ -178,6 +224,9 @@ def _columns(model: type[Any], prefix: str, shape: Shape | None) -> tuple[Column
 
 
 _COLUMN_OF = {"id": "public_id", "source": "source_partner_id"}  # a field's column, where it has another name
+
+
+Columns = tuple[ColumnElement[Any], ...]
 
 
 @lru_cache(maxsize=256)

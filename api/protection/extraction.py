@@ -23,9 +23,10 @@ import math
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, case, exists, func, insert, or_, select, text, update
+from sqlalchemy import ColumnElement, CursorResult, bindparam, case, exists, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -86,6 +87,23 @@ def _lock_key(partner_id: int, practice_id: int) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+@lru_cache(maxsize=1024)
+def exempt(partner_id: int) -> ColumnElement[bool]:
+    """For a query of patients: whether each costs the partner nothing more, so that a request
+    reading only those needs no write: the partner already read it at its practice in the short
+    window, or created it itself with a booking (not the practice's file: reading it back takes
+    nothing from it, and an extractor's invented patients cannot change what the budget lets through).
+    Built once per partner: the window's start is a named parameter (`ExtractionGuard.exempt_parameters`)."""
+    return or_(
+        exists().where(
+            PatientDisclosure.partner_id == partner_id, PatientDisclosure.practice_id == Patient.practice_id,
+            PatientDisclosure.patient_id == Patient.id,
+            PatientDisclosure.day_first_at >= bindparam("exempt_since", type_=PatientDisclosure.day_first_at.type),
+        ),
+        Patient.source_partner_id == partner_id,
+    )
+
+
 class ExtractionGuard:
     def __init__(self, settings: Settings, on_alert: Callable[[], None] | None = None) -> None:
         self.settings = settings
@@ -93,18 +111,9 @@ class ExtractionGuard:
         self.month = timedelta(days=settings.extraction_long_window_days)
         self.on_alert = on_alert or (lambda: None)  # wakes the webhook sender of this process
 
-    def exempt(self, partner_id: int, now: datetime) -> ColumnElement[bool]:
-        """For a query of patients: whether each costs the partner nothing more, so that a request
-        reading only those needs no write: the partner already read it at its practice in the short
-        window, or created it itself with a booking (not the practice's file: reading it back takes
-        nothing from it, and an extractor's invented patients cannot change what the budget lets through)."""
-        return or_(
-            exists().where(
-                PatientDisclosure.partner_id == partner_id, PatientDisclosure.practice_id == Patient.practice_id,
-                PatientDisclosure.patient_id == Patient.id, PatientDisclosure.day_first_at >= now - self.day,
-            ),
-            Patient.source_partner_id == partner_id,
-        )
+    def exempt_parameters(self, now: datetime) -> dict[str, datetime]:
+        """The value of `exempt`'s parameter at this request's time: the short window's start."""
+        return {"exempt_since": now - self.day}
 
     async def budgets(
         self, session: AsyncSession, partner_id: int, practice_id: int, now: datetime

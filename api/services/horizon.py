@@ -25,8 +25,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property, lru_cache
 
-from sqlalchemy import ColumnElement, SQLColumnExpression, and_, exists, false, or_, select
+from sqlalchemy import ColumnElement, SQLColumnExpression, and_, bindparam, exists, false, or_, select
 
 from api.data.models import Appointment, Grant, Patient
 
@@ -49,39 +50,73 @@ class Horizons:
             if g.revoked_at is None
         })
 
-    def appointment_inside(
-        self, practice_id: SQLColumnExpression[int], starts_at: SQLColumnExpression[datetime]
-    ) -> ColumnElement[bool]:
-        """Whether an appointment of that practice starting then lies between its horizon's bounds,
-        as a SQL condition: one branch per distinct horizon, not per practice."""
+    @cached_property
+    def _by_bounds(self) -> list[tuple[Bounds, tuple[int, ...]]]:
+        """The practices of each distinct horizon, in the order of the bounds."""
         practices: dict[Bounds, list[int]] = defaultdict(list)
         for practice, bounds in self.bounds.items():
             practices[bounds].append(practice)
-        if not practices:
-            return false()
-        return or_(
-            *(and_(practice_id.in_(ids), starts_at >= low, starts_at < high) for (low, high), ids in practices.items())
-        )
+        return [(bounds, tuple(sorted(practices[bounds]))) for bounds in sorted(practices)]
 
-    def patient_inside(self, partner_id: int) -> ColumnElement[bool]:
-        """For a query over `Patient`: whether the patient has an appointment inside the horizon
-        that counts for them (made by the practice, or by this partner for a patient it created)."""
-        theirs = _THEIRS.c
-        counts = or_(
-            and_(theirs.source_partner_id.is_(None), theirs.time_set_by_partner_id.is_(None)),
+    def groups(self) -> HorizonGroups:
+        """What the SQL of `appointment_inside` and `patient_inside` is built from: one branch per
+        distinct horizon, with its practices."""
+        return tuple(ids for _, ids in self._by_bounds)
+
+    def parameters(self) -> dict[str, datetime]:
+        """This request's bounds of each group of `groups`, by the names of their SQL parameters."""
+        values: dict[str, datetime] = {}
+        for i, ((low, high), _) in enumerate(self._by_bounds):
+            values[f"horizon_{i}_from"], values[f"horizon_{i}_to"] = low, high
+        return values
+
+
+# The practices of each distinct reading horizon (`Horizons.groups`), without the bounds: the SQL
+# depends on the grants alone, its parameters on the request time (`Horizons.parameters`).
+HorizonGroups = tuple[tuple[int, ...], ...]
+
+
+def appointment_inside(
+    groups: HorizonGroups, practice_id: SQLColumnExpression[int], starts_at: SQLColumnExpression[datetime]
+) -> ColumnElement[bool]:
+    """Whether an appointment of that practice starting then lies between its horizon's bounds,
+    as a SQL condition: one branch per distinct horizon, not per practice; the bounds are named
+    parameters (`Horizons.parameters`), so that one statement serves every request time."""
+    if not groups:
+        return false()
+    return or_(
+        *(
             and_(
-                theirs.source_partner_id == partner_id, Patient.source_partner_id == partner_id,
-                or_(theirs.time_set_by_partner_id.is_(None), theirs.time_set_by_partner_id == partner_id),
-            ),
-        )
-        return exists(
-            select(theirs.id).where(
-                theirs.patient_id == Patient.id,
-                theirs.practice_id == Patient.practice_id,
-                counts,
-                self.appointment_inside(theirs.practice_id, theirs.starts_at),
+                practice_id.in_(ids),
+                starts_at >= bindparam(f"horizon_{i}_from", type_=Appointment.starts_at.type),
+                starts_at < bindparam(f"horizon_{i}_to", type_=Appointment.starts_at.type),
             )
+            for i, ids in enumerate(groups)
         )
+    )
+
+
+@lru_cache(maxsize=1024)
+def patient_inside(groups: HorizonGroups, partner_id: int) -> ColumnElement[bool]:
+    """For a query over `Patient`: whether the patient has an appointment inside the horizon that
+    counts for them (made by the practice, or by this partner for a patient it created). Built
+    once per partner and grouping of its grants (the bounds are parameters)."""
+    theirs = _THEIRS.c
+    counts = or_(
+        and_(theirs.source_partner_id.is_(None), theirs.time_set_by_partner_id.is_(None)),
+        and_(
+            theirs.source_partner_id == partner_id, Patient.source_partner_id == partner_id,
+            or_(theirs.time_set_by_partner_id.is_(None), theirs.time_set_by_partner_id == partner_id),
+        ),
+    )
+    return exists(
+        select(theirs.id).where(
+            theirs.patient_id == Patient.id,
+            theirs.practice_id == Patient.practice_id,
+            counts,
+            appointment_inside(groups, theirs.practice_id, theirs.starts_at),
+        )
+    )
 
 
 # The patient's appointments, in `patient_inside`'s EXISTS: built once (a fresh alias's column

@@ -3,13 +3,13 @@ returns rows the partner may see, and paging applies after that filter."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ScalarSelect, Select, func, literal, select, tuple_
+from sqlalchemy import ScalarSelect, Select, bindparam, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
@@ -17,12 +17,15 @@ from api.data.models import Appointment, AppointmentStatus, AppointmentTombstone
 from api.errors import bad_input, not_found
 from api.ids import kind_of
 from api.protection.extraction import ExtractionGuard
+from api.protection.extraction import exempt as exempt_patients
 from api.services.cursors import CursorCodec
-from api.services.horizon import Horizons
+from api.services.horizon import Horizons, patient_inside
 from api.services.unit_of_work import UnitOfWork
 from api.timeutil import UTCDateTime
 
 MAX_PAGE_SIZE = 100
+# `select(model)` narrowed to the rows the partner may read (`UnitOfWork.authorized`).
+Authorized = Callable[[type[Any]], Select[Any]]
 MAX_WINDOW_DAYS = 31
 
 Row = TypeVar("Row")
@@ -86,7 +89,8 @@ def check_slice(window: Slice) -> None:
 @dataclass(frozen=True)
 class PagedQuery:
     """One page of a keyset-paged list, as SQL: `statement` ordered and limited to one row more than
-    the page (to tell whether another follows), `counted` the whole list (for `totalCount`)."""
+    the page (to tell whether another follows), `counted` the whole list (for `totalCount`), both
+    run with `parameters`, the values of their named parameters."""
 
     statement: Select[Any]
     counted: Select[Any]
@@ -94,6 +98,7 @@ class PagedQuery:
     cursor: str | None  # the one given (`after` forward, `before` backward)
     binding: Sequence[object]
     position_of: Callable[[Any], list[str]]
+    parameters: Mapping[str, object] = field(default_factory=dict)
 
 
 def paged(
@@ -103,22 +108,43 @@ def paged(
     position_of: Callable[[Any], list[str]],
     binding: Sequence[object],
     window: Slice,
+    parameters: Mapping[str, object] | None = None,
 ) -> PagedQuery:
-    """Keyset paging (no OFFSET) over `statement`, ordered by `sort_columns`, forward from `after`
-    or backward from `before`."""
+    """Keyset paging (no OFFSET) over `statement` (run with `parameters`), ordered by `sort_columns`,
+    forward from `after` or backward from `before`."""
+    cursor, position = cursor_position(cursors, window, binding, sort_columns)
+    paged_statement = page_statement(statement, tuple(sort_columns), cursor is not None, window.backward, window.size)
+    return PagedQuery(
+        paged_statement, statement, window, cursor, binding, position_of, {**(parameters or {}), **position}
+    )
+
+
+def cursor_position(
+    cursors: CursorCodec, window: Slice, binding: Sequence[object], sort_columns: Sequence[Any]
+) -> tuple[str | None, dict[str, object]]:
+    """The page's cursor, checked, and the position it holds as the values of the parameters of
+    `page_statement`."""
     check_slice(window)
     cursor = window.before if window.backward else window.after
-    counted = statement
-    if cursor is not None:
-        position = cursors.decode(cursor, binding)
-        if len(position) != len(sort_columns):
-            raise bad_input("Invalid cursor.")
-        key, typed = tuple_(*sort_columns), tuple_(*_typed(position, sort_columns))
-        statement = statement.where(key < typed if window.backward else key > typed)
-    order = [column.desc() for column in sort_columns] if window.backward else list(sort_columns)
-    return PagedQuery(
-        statement.order_by(*order).limit(window.size + 1), counted, window, cursor, binding, position_of
-    )
+    if cursor is None:
+        return None, {}
+    position = cursors.decode(cursor, binding)
+    if len(position) != len(sort_columns):
+        raise bad_input("Invalid cursor.")
+    return cursor, {f"cursor_{i}": value for i, value in enumerate(_typed(position, sort_columns))}
+
+
+def page_statement(
+    statement: Select[Any], sort_columns: tuple[Any, ...], from_cursor: bool, backward: bool, size: int
+) -> Select[Any]:
+    """`statement` ordered for the page and limited to one row more than it, past the cursor's
+    position (named parameters `cursor_0`...: see `cursor_position`) when there is one."""
+    if from_cursor:
+        key = tuple_(*sort_columns)
+        position = tuple_(*(bindparam(f"cursor_{i}", type_=c.type) for i, c in enumerate(sort_columns)))
+        statement = statement.where(key < position if backward else key > position)
+    order = [column.desc() for column in sort_columns] if backward else list(sort_columns)
+    return statement.order_by(*order).limit(size + 1)
 
 
 def page_of(uow: UnitOfWork, cursors: CursorCodec, query: PagedQuery, rows: Sequence[Row]) -> Page[Row]:
@@ -133,10 +159,11 @@ def page_of(uow: UnitOfWork, cursors: CursorCodec, query: PagedQuery, rows: Sequ
     signers = [partial(sign, position_of(row)) for row in page_rows]  # read now, signed when asked
     start = sign(position_of(page_rows[0])) if page_rows else None
     end = sign(position_of(page_rows[-1])) if page_rows else None
-    counted = query.counted
+    counted, parameters = query.counted, query.parameters
 
     async def count() -> int:
-        return int((await uow.execute(select(func.count()).select_from(counted.subquery()))).scalar_one())
+        statement = select(func.count()).select_from(counted.subquery())
+        return int((await uow.execute(statement, parameters)).scalar_one())
 
     return Page(
         page_rows,
@@ -160,20 +187,20 @@ async def _page(
 ) -> Page[Any]:
     """The page of `statement`'s rows (see `paged`)."""
     query = paged(cursors, statement, sort_columns, position_of, binding, window)
-    return page_of(uow, cursors, query, list((await uow.execute(query.statement)).scalars()))
+    return page_of(uow, cursors, query, list((await uow.execute(query.statement, query.parameters)).scalars()))
 
 
 def _typed(position: list[object], columns: Sequence[Any]) -> list[Any]:
+    """The cursor's position as the sort columns' values (the parameters apply the columns' own
+    conversion, UTC storage on SQLite)."""
     values = []
     for value, column in zip(position, columns, strict=True):
         if not isinstance(value, str):
             raise bad_input("Invalid cursor.")
         try:
-            typed = datetime.fromisoformat(value) if isinstance(column.type, UTCDateTime) else value
+            values.append(datetime.fromisoformat(value) if isinstance(column.type, UTCDateTime) else value)
         except ValueError:
             raise bad_input("Invalid cursor.") from None
-        # Typed literals, so the column's own conversion (UTC storage on SQLite) applies.
-        values.append(literal(typed, column.type))
     return values
 
 
@@ -214,11 +241,17 @@ async def find_node(uow: UnitOfWork, public_id: str) -> tuple[str, Any]:
 def visible_practice(uow: UnitOfWork, public_id: str) -> ScalarSelect[int]:
     """The id of the practice, if the partner may see it, as a subquery: the page's own query
     checks the practice, one statement less on every page that has rows."""
+    _check_practice_id(public_id)
+    return _visible_practice_id(uow.authorized, public_id)
+
+
+def _check_practice_id(public_id: str) -> None:
     if kind_of(public_id) != "Practice":
         raise bad_input("`practiceId` is not a practice id.", argument="practiceId")
-    return (
-        uow.authorized(Practice).where(Practice.public_id == public_id).with_only_columns(Practice.id).scalar_subquery()
-    )
+
+
+def _visible_practice_id(authorized: Authorized, public_id: object) -> ScalarSelect[int]:
+    return authorized(Practice).where(Practice.public_id == public_id).with_only_columns(Practice.id).scalar_subquery()
 
 
 async def check_practice_if_empty(uow: UnitOfWork, public_id: str, rows: Sequence[object]) -> None:
@@ -271,11 +304,42 @@ class AppointmentsAsked:
     updated_since: datetime | None = None
 
 
-async def appointments_query(
+@dataclass(frozen=True)
+class AppointmentsShape:
+    """What the SQL of an appointments page depends on, beside the partner's row filters: which
+    filters and which paging the request uses. Their values are the statement's parameters."""
+
+    practitioner: bool
+    statuses: bool
+    updated_since: bool
+    from_cursor: bool
+    backward: bool
+    size: int
+
+
+@dataclass(frozen=True)
+class CheckedAppointments:
+    """An appointments page asked for, checked: the shape of its statement (`appointments_statements`)
+    and this request's values of the statement's parameters."""
+
+    shape: AppointmentsShape
+    parameters: dict[str, object]
+    cursor: str | None
+    binding: tuple[object, ...]
+
+
+# The page's order: by start, then id (unique). A row's position in it is what its cursor holds.
+_APPOINTMENT_ORDER = (Appointment.starts_at, Appointment.public_id)
+
+
+def appointment_position(appointment: Any) -> list[str]:
+    return [appointment.starts_at.isoformat(), appointment.public_id]
+
+
+async def check_appointments(
     uow: UnitOfWork, cursors: CursorCodec, asked: AppointmentsAsked, window: Slice
-) -> PagedQuery:
-    """A page of the appointments `asked` for: the window bounds every page. Its rows are
-    appointments, or rows holding their columns under their names (api/compiled/)."""
+) -> CheckedAppointments:
+    """The arguments checked, in the order their errors are told, and the practitioner found."""
     practice_public_id, start, end = asked.practice_id, asked.start, asked.end
     practitioner_public_id, statuses, updated_since = asked.practitioner_id, asked.statuses, asked.updated_since
     if start.tzinfo is None or end.tzinfo is None:
@@ -284,24 +348,21 @@ async def appointments_query(
         raise bad_input("`from` must be before `to`.")
     if (end - start).total_seconds() > MAX_WINDOW_DAYS * 86400:
         raise bad_input(f"The window from `from` to `to` is at most {MAX_WINDOW_DAYS} days.")
-    statement = uow.authorized(Appointment).where(
-        Appointment.practice_id == visible_practice(uow, practice_public_id),
-        Appointment.starts_at >= start,
-        Appointment.starts_at < end,
-    )
+    _check_practice_id(practice_public_id)
+    parameters: dict[str, object] = {"page_practice": practice_public_id, "page_from": start, "page_to": end}
     if practitioner_public_id is not None:
         if kind_of(practitioner_public_id) != "Practitioner":
             raise bad_input("`practitionerId` is not a practitioner id.", argument="practitionerId")
         membership = await find_by_public_id(uow, PracticeMembership, practitioner_public_id)
-        statement = statement.where(Appointment.practitioner_id == membership.practitioner_id)
+        parameters["page_practitioner"] = membership.practitioner_id
     if statuses is not None:
         if not statuses:
             raise bad_input("`statuses` holds at least one status.", argument="statuses")
-        statement = statement.where(Appointment.status.in_(sorted(set(statuses))))
+        parameters["page_statuses"] = sorted(set(statuses))
     if updated_since is not None:
         if updated_since.tzinfo is None:
             raise bad_input("`updatedSince` needs a time zone offset.", argument="updatedSince")
-        statement = statement.where(Appointment.updated_at >= updated_since)
+        parameters["page_updated_since"] = updated_since
     binding: tuple[object, ...] = (
         "appointments",
         uow.principal.partner_id,
@@ -313,13 +374,49 @@ async def appointments_query(
     )
     if updated_since is not None:  # appended only when given: cursors issued without it stay valid
         binding += (updated_since.astimezone(UTC).isoformat(),)
-    return paged(
-        cursors,
-        statement,
-        [Appointment.starts_at, Appointment.public_id],
-        lambda a: [a.starts_at.isoformat(), a.public_id],
-        binding,
-        window,
+    cursor, position = cursor_position(cursors, window, binding, _APPOINTMENT_ORDER)
+    shape = AppointmentsShape(
+        practitioner_public_id is not None, statuses is not None, updated_since is not None,
+        cursor is not None, window.backward, window.size,
+    )
+    return CheckedAppointments(shape, {**parameters, **position}, cursor, binding)
+
+
+def appointments_statements(authorized: Authorized, shape: AppointmentsShape) -> tuple[Select[Any], Select[Any]]:
+    """The page's statement and the whole list's (for `totalCount`), built from the shape alone:
+    each value of the request is a named parameter (`check_appointments`), so that one statement
+    serves every request of that shape."""
+    statement = authorized(Appointment).where(
+        Appointment.practice_id
+        == _visible_practice_id(authorized, bindparam("page_practice", type_=Practice.public_id.type)),
+        Appointment.starts_at >= bindparam("page_from", type_=Appointment.starts_at.type),
+        Appointment.starts_at < bindparam("page_to", type_=Appointment.starts_at.type),
+    )
+    if shape.practitioner:
+        statement = statement.where(
+            Appointment.practitioner_id == bindparam("page_practitioner", type_=Appointment.practitioner_id.type)
+        )
+    if shape.statuses:
+        statement = statement.where(
+            Appointment.status.in_(bindparam("page_statuses", expanding=True, type_=Appointment.status.type))
+        )
+    if shape.updated_since:
+        statement = statement.where(
+            Appointment.updated_at >= bindparam("page_updated_since", type_=Appointment.updated_at.type)
+        )
+    paged_statement = page_statement(statement, _APPOINTMENT_ORDER, shape.from_cursor, shape.backward, shape.size)
+    return paged_statement, statement
+
+
+async def appointments_query(
+    uow: UnitOfWork, cursors: CursorCodec, asked: AppointmentsAsked, window: Slice
+) -> PagedQuery:
+    """A page of the appointments `asked` for: the window bounds every page. Its rows are
+    appointments, or rows holding their columns under their names (api/compiled/)."""
+    checked = await check_appointments(uow, cursors, asked, window)
+    statement, counted = appointments_statements(uow.authorized, checked.shape)
+    return PagedQuery(
+        statement, counted, window, checked.cursor, checked.binding, appointment_position, checked.parameters
     )
 
 
@@ -328,7 +425,7 @@ async def appointments(
 ) -> Page[Appointment]:
     """The page of `appointments_query`, NOT_FOUND when empty because the practice is hidden."""
     query = await appointments_query(uow, cursors, asked, window)
-    page = page_of(uow, cursors, query, list((await uow.execute(query.statement)).scalars()))
+    page = page_of(uow, cursors, query, list((await uow.execute(query.statement, query.parameters)).scalars()))
     await check_practice_if_empty(uow, asked.practice_id, page.rows)
     return page
 
@@ -349,10 +446,11 @@ async def patients(
 ) -> tuple[dict[int, LoadedPatient], set[int]]:
     """The visible patients among `ids`, whether each is inside the reading horizon, and which of
     them the distinct-patient budget must admit (one query: the others need no write)."""
-    exempt = extraction.exempt(uow.principal.partner_id, uow.request_time)
-    inside = horizons.patient_inside(uow.principal.partner_id)
+    exempt = exempt_patients(uow.principal.partner_id)
+    inside = patient_inside(horizons.groups(), uow.principal.partner_id)
     statement = uow.authorized(Patient).where(Patient.id.in_(set(ids))).add_columns(exempt, inside)
-    rows = (await uow.execute(statement)).all()
+    parameters = {**extraction.exempt_parameters(uow.request_time), **horizons.parameters()}
+    rows = (await uow.execute(statement, parameters)).all()
     return (
         {patient.id: LoadedPatient(patient, bool(in_horizon)) for patient, _, in_horizon in rows},
         {patient.id for patient, free, _ in rows if not free},

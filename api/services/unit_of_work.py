@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager, nullcontext
 from datetime import datetime
 from typing import Any
@@ -75,23 +75,30 @@ class UnitOfWork:
         """`select(model)` narrowed by the policy to the rows this partner may `action`."""
         return self.authorizer.filter(self.identity.principal.partner_id, action, model)
 
-    async def execute(self, statement: Select[*tuple[Any, ...]]) -> Result[*tuple[Any, ...]]:
-        """Runs a read, with the request time bound for the policy's conditions."""
-        return await self._read(statement, orm=True)
+    async def execute(
+        self, statement: Select[*tuple[Any, ...]], parameters: Mapping[str, object] | None = None
+    ) -> Result[*tuple[Any, ...]]:
+        """Runs a read, with the request time bound for the policy's conditions, and the values of
+        the statement's other named parameters."""
+        return await self._read(statement, orm=True, parameters=parameters)
 
-    async def rows(self, statement: Select[*tuple[Any, ...]]) -> Result[*tuple[Any, ...]]:
+    async def rows(
+        self, statement: Select[*tuple[Any, ...]], parameters: Mapping[str, object] | None = None
+    ) -> Result[*tuple[Any, ...]]:
         """Runs a read of columns only (no entity to load) on the session's connection: the ORM's
         execution and result machinery, built for entities, cost a fifth of a compiled page's read.
         Nothing pending is flushed first: for reads that follow no ORM change in the request."""
-        return await self._read(statement, orm=False)
+        return await self._read(statement, orm=False, parameters=parameters)
 
-    async def _read(self, statement: Select[*tuple[Any, ...]], orm: bool) -> Result[*tuple[Any, ...]]:
+    async def _read(
+        self, statement: Select[*tuple[Any, ...]], orm: bool, parameters: Mapping[str, object] | None
+    ) -> Result[*tuple[Any, ...]]:
         async with self._lock:
             self._check_open()
             try:
                 executor = self.session if orm else await self.session.connection()
                 result: Result[*tuple[Any, ...]] = await executor.execute(
-                    statement, {"request_time": self.identity.request_time}
+                    statement, {**(parameters or {}), "request_time": self.identity.request_time}
                 )
                 return result
             except asyncio.CancelledError:

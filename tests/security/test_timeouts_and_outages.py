@@ -58,9 +58,9 @@ def slowed(monkeypatch, before):
     """Every read a resolver or a compiled plan runs first awaits `before(context)`."""
     read = UnitOfWork._read
 
-    async def slow(self, statement, orm):
+    async def slow(self, statement, orm, parameters):
         await before(self)
-        return await read(self, statement, orm)
+        return await read(self, statement, orm, parameters)
 
     monkeypatch.setattr(UnitOfWork, "_read", slow)
 
