@@ -285,7 +285,7 @@ def purge(
             f"(about {purged.rows_in_months_dropped} row(s)), wholly past {days} days"
         )
     typer.echo(
-        f"deleted {purged.access_records} access record(s) and their {purged.disclosures} disclosure(s), "
+        f"deleted {purged.access_records} access record(s) and their {purged.disclosures} disclosure row(s), "
         f"recorded before {purged.ledger_cutoff.isoformat(timespec='seconds')} ({days} days)"
     )
     typer.echo(

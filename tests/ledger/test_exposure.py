@@ -341,7 +341,7 @@ async def test_purge_deletes_the_ledger_past_retention_and_windows_past_the_extr
         assert session.scalar(select(func.count()).select_from(Disclosure)) == 2 * (4 - past) + 2
     result = cli("ledger", "purge", "--older-than", "1")
     assert result.exit_code == 0, result.output
-    assert f"deleted {4 - past} access record(s) and their {2 * (4 - past)} disclosure(s)" in result.output
+    assert f"deleted {4 - past} access record(s) and their {2 * (4 - past)} disclosure row(s)" in result.output
     assert "deleted 0 patient window row(s) past the 30-day extraction window" in result.output
     assert cli("ledger", "purge", "--older-than", "0").exit_code == 2
 
