@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ScalarSelect, Select, bindparam, func, select, tuple_
+from sqlalchemy import Integer, ScalarSelect, Select, bindparam, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
@@ -113,7 +113,7 @@ def paged(
     """Keyset paging (no OFFSET) over `statement` (run with `parameters`), ordered by `sort_columns`,
     forward from `after` or backward from `before`."""
     cursor, position = cursor_position(cursors, window, binding, sort_columns)
-    paged_statement = page_statement(statement, tuple(sort_columns), cursor is not None, window.backward, window.size)
+    paged_statement = page_statement(statement, tuple(sort_columns), cursor is not None, window.backward)
     return PagedQuery(
         paged_statement, statement, window, cursor, binding, position_of, {**(parameters or {}), **position}
     )
@@ -122,29 +122,30 @@ def paged(
 def cursor_position(
     cursors: CursorCodec, window: Slice, binding: Sequence[object], sort_columns: Sequence[Any]
 ) -> tuple[str | None, dict[str, object]]:
-    """The page's cursor, checked, and the position it holds as the values of the parameters of
-    `page_statement`."""
+    """The page's cursor, checked, and the values of the parameters of `page_statement`: the
+    position the cursor holds, and the limit (one row more than the page)."""
     check_slice(window)
+    limit: dict[str, object] = {"page_limit": window.size + 1}
     cursor = window.before if window.backward else window.after
     if cursor is None:
-        return None, {}
+        return None, limit
     position = cursors.decode(cursor, binding)
     if len(position) != len(sort_columns):
         raise bad_input("Invalid cursor.")
-    return cursor, {f"cursor_{i}": value for i, value in enumerate(_typed(position, sort_columns))}
+    return cursor, {**limit, **{f"cursor_{i}": value for i, value in enumerate(_typed(position, sort_columns))}}
 
 
 def page_statement(
-    statement: Select[Any], sort_columns: tuple[Any, ...], from_cursor: bool, backward: bool, size: int
+    statement: Select[Any], sort_columns: tuple[Any, ...], from_cursor: bool, backward: bool
 ) -> Select[Any]:
     """`statement` ordered for the page and limited to one row more than it, past the cursor's
-    position (named parameters `cursor_0`...: see `cursor_position`) when there is one."""
+    position when there is one (named parameters `page_limit`, `cursor_0`...: see `cursor_position`)."""
     if from_cursor:
         key = tuple_(*sort_columns)
         position = tuple_(*(bindparam(f"cursor_{i}", type_=c.type) for i, c in enumerate(sort_columns)))
         statement = statement.where(key < position if backward else key > position)
     order = [column.desc() for column in sort_columns] if backward else list(sort_columns)
-    return statement.order_by(*order).limit(size + 1)
+    return statement.order_by(*order).limit(bindparam("page_limit", type_=Integer))
 
 
 def page_of(uow: UnitOfWork, cursors: CursorCodec, query: PagedQuery, rows: Sequence[Row]) -> Page[Row]:
@@ -314,7 +315,6 @@ class AppointmentsShape:
     updated_since: bool
     from_cursor: bool
     backward: bool
-    size: int
 
 
 @dataclass(frozen=True)
@@ -377,7 +377,7 @@ async def check_appointments(
     cursor, position = cursor_position(cursors, window, binding, _APPOINTMENT_ORDER)
     shape = AppointmentsShape(
         practitioner_public_id is not None, statuses is not None, updated_since is not None,
-        cursor is not None, window.backward, window.size,
+        cursor is not None, window.backward,
     )
     return CheckedAppointments(shape, {**parameters, **position}, cursor, binding)
 
@@ -404,7 +404,7 @@ def appointments_statements(authorized: Authorized, shape: AppointmentsShape) ->
         statement = statement.where(
             Appointment.updated_at >= bindparam("page_updated_since", type_=Appointment.updated_at.type)
         )
-    paged_statement = page_statement(statement, _APPOINTMENT_ORDER, shape.from_cursor, shape.backward, shape.size)
+    paged_statement = page_statement(statement, _APPOINTMENT_ORDER, shape.from_cursor, shape.backward)
     return paged_statement, statement
 
 

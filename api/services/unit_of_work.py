@@ -112,15 +112,25 @@ class UnitOfWork:
 
     async def settle(self) -> None:
         """Ends the operation's use of the session, once the operation has returned or was stopped:
-        waits for a statement still running in a task nobody awaits any more, then refuses any other.
+        refuses every read still queued and any later one, and waits for the statement in flight.
 
         strawberry's DataLoader runs a batch in a task of its own, and cancels it without awaiting it
         when the field waiting for it is cancelled (a failed non-null sibling, the request timeout);
         graphql-core settles a failed field's siblings in the background. A statement cut in such a
         task makes the driver close its connection: before that ends, the connection must go neither
-        back to the pool nor to the access record, or it is closed under them."""
-        async with self._lock:  # first come, first served: after the statements already waiting
-            self._settled = True
+        back to the pool nor to the access record, or it is closed under them. The wait is the
+        statement's own time, bounded on PostgreSQL by its statement timeout."""
+        self._settled = True  # the reads queued behind the lock are refused as they get it (`_check_open`)
+        if not self._lock.locked():
+            return
+        acquired = asyncio.ensure_future(self._lock.acquire())
+        # Given back whenever it is taken, even by a task no longer waiting: a refused read must find it free.
+        acquired.add_done_callback(lambda taken: None if taken.cancelled() else self._lock.release())
+        try:
+            await asyncio.shield(acquired)
+        except asyncio.CancelledError:
+            await acquired  # cancelled again (a worker stopping): still not before the statement ends
+            raise
 
     def _check_open(self) -> None:
         if self._settled:  # work left behind by the operation: nobody will read its result

@@ -82,3 +82,61 @@ async def test_settle_waits_for_a_cancelled_statement_to_clean_up(async_engine, 
         await uow.settle()
         assert rolled_back.is_set(), "settled before the cut statement's clean-up ended"
         assert background.cancelled()
+
+
+async def test_settle_refuses_the_reads_still_queued_instead_of_running_them(async_engine, monkeypatch):
+    async with make_session_factory(async_engine)() as session:
+        uow = unit_of_work(session)
+        started, release = asyncio.Event(), asyncio.Event()
+        execute, ran = type(session).execute, []
+
+        async def slow(self, statement, *args, **kwargs):
+            ran.append(statement)
+            started.set()
+            await release.wait()
+            return await execute(self, statement, *args, **kwargs)
+
+        monkeypatch.setattr(type(session), "execute", slow)
+        in_flight = asyncio.create_task(uow.execute(select(literal(1))))
+        await started.wait()
+        queued = [asyncio.create_task(uow.execute(select(literal(2)))) for _ in range(3)]
+        await asyncio.sleep(0)  # the three wait for the session
+        settling = asyncio.create_task(uow.settle())
+        await asyncio.sleep(0.05)
+        release.set()
+        await settling
+        assert (await in_flight).scalar_one() == 1
+        for task in queued:
+            with pytest.raises(OperationOver):
+                await task
+        assert len(ran) == 1, "a read queued behind the statement in flight ran after the operation was over"
+
+
+async def test_settle_cancelled_again_still_waits_for_the_statement_in_flight(async_engine, monkeypatch):
+    async with make_session_factory(async_engine)() as session:
+        uow = unit_of_work(session)
+        started, release, finished = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        execute = type(session).execute
+
+        async def slow(self, statement, *args, **kwargs):
+            started.set()
+            await release.wait()
+            try:
+                return await execute(self, statement, *args, **kwargs)
+            finally:
+                finished.set()
+
+        monkeypatch.setattr(type(session), "execute", slow)
+        in_flight = asyncio.create_task(uow.execute(select(literal(1))))
+        await started.wait()
+        settling = asyncio.create_task(uow.settle())
+        await asyncio.sleep(0.01)
+        settling.cancel()  # a worker stopping cancels the request again
+        await asyncio.sleep(0.05)
+        assert not settling.done(), "a second cancellation let the session be closed under the statement"
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await settling
+        assert finished.is_set() and (await in_flight).scalar_one() == 1
+        with pytest.raises(OperationOver):  # and the session is closed to the operation's work
+            await uow.execute(select(literal(2)))
