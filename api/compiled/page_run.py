@@ -25,6 +25,7 @@ tests/compiled/test_differential.py holds both to the same data, errors, costs a
 
 from __future__ import annotations
 
+import weakref
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from functools import lru_cache, partial
@@ -74,7 +75,7 @@ async def read_page(
     patient, practitioner, practice = plan.object("patient"), plan.object("practitioner"), plan.object("practice")
     horizons = await context.fields.horizons() if patient is not None else None
     statement, counted = _statements(
-        uow.authorizer,
+        weakref.ref(uow.authorizer),
         uow.principal.partner_id,
         checked.shape,
         _columns(Appointment, "", plan.node),
@@ -106,7 +107,7 @@ async def read_page(
 
 @lru_cache(maxsize=1024)
 def _statements(
-    authorizer: Authorizer,
+    policy: weakref.ref[Authorizer],
     partner_id: int,
     shape: reads.AppointmentsShape,
     appointment: Columns,
@@ -118,7 +119,11 @@ def _statements(
     """The page's statement, and the whole list's, for one partner's filters and one shape of request
     and of selection. Built from these alone, every request value a named parameter, so that one
     statement serves every request alike: no SQL is built, and SQLAlchemy computes no cache key
-    (it keeps it on the statement). The authorizer is the policy release's: a new release builds anew."""
+    (it keeps it on the statement). The authorizer is the policy release's: a new release builds anew,
+    and the cache holds no release alive (a weak reference; a dead release's entries are never hit
+    again, and leave as the cache turns over)."""
+    authorizer = policy()
+    assert authorizer is not None  # the request holds its release
     authorized = partial(authorizer.filter, partner_id, "read")
     statement, counted = reads.appointments_statements(authorized, shape)
     columns: list[ColumnElement[Any]] = [*appointment]

@@ -5,12 +5,17 @@ resolvers give it."""
 
 from __future__ import annotations
 
+import gc
+import weakref
 from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
 from api.compiled import page_run
+from api.data.models import Appointment
 from api.operators import accounts as operators
+from api.services import reads
+from authz.engine import Authorizer
 from tests.world import ALL_SCOPES, DAY, WINDOW
 
 TEXT = """query Page($p: ID!, $from: DateTime!, $to: DateTime!, $after: String) {
@@ -52,3 +57,18 @@ async def test_one_statement_serves_requests_that_differ_in_their_values(make_ap
     reused = page_run._statements.cache_info()
     # Two shapes (without and with a cursor), each built at most once, then reused.
     assert reused.misses - built.misses <= 2 and reused.hits - built.hits >= 4
+
+
+def test_the_kept_statements_hold_no_policy_release_alive():
+    """A reloaded policy is a new Authorizer: the statements built under the old one must not keep it
+    (its Oso instance and its caches) in memory."""
+    release = Authorizer()
+    gone = weakref.ref(release)
+    shape = reads.AppointmentsShape(practitioner=False, statuses=False, updated_since=False, from_cursor=False,
+                                    backward=False)
+    columns = page_run._columns(Appointment, "", None)
+    built = page_run._statements(weakref.ref(release), 1, shape, columns, None, None, None, None)
+    assert built == page_run._statements(weakref.ref(release), 1, shape, columns, None, None, None, None)
+    del release
+    gc.collect()
+    assert gone() is None
