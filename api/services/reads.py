@@ -24,9 +24,10 @@ from api.services.unit_of_work import UnitOfWork
 from api.timeutil import UTCDateTime
 
 MAX_PAGE_SIZE = 100
+MAX_WINDOW_DAYS = 31
+
 # `select(model)` narrowed to the rows the partner may read (`UnitOfWork.authorized`).
 Authorized = Callable[[type[Any]], Select[Any]]
-MAX_WINDOW_DAYS = 31
 
 Row = TypeVar("Row")
 
