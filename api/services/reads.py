@@ -371,7 +371,7 @@ async def check_appointments(
         start.isoformat(),
         end.isoformat(),
         practitioner_public_id,
-        sorted(set(statuses)) if statuses is not None else None,
+        parameters.get("page_statuses"),
     )
     if updated_since is not None:  # appended only when given: cursors issued without it stay valid
         binding += (updated_since.astimezone(UTC).isoformat(),)

@@ -22,29 +22,38 @@ def unit_of_work(session) -> UnitOfWork:
     return UnitOfWork(session, authorizer=None, identity=identity, writer_lock=lambda _session: nullcontext())
 
 
-async def test_settle_waits_for_the_statement_in_flight_then_refuses_any_other(async_engine, monkeypatch):
-    async with make_session_factory(async_engine)() as session:
-        uow = unit_of_work(session)
-        started, release, finished = asyncio.Event(), asyncio.Event(), asyncio.Event()
+class SlowDatabase:
+    """The session's statements held back until `release` (a statement the database takes its time
+    over): `started` once the first arrives, `finished` once one has run, `ran` those that did run."""
+
+    def __init__(self, session, monkeypatch) -> None:
+        self.started, self.release, self.finished = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        self.ran: list[object] = []
         execute = type(session).execute
 
-        async def slow(self, statement, *args, **kwargs):  # a statement the database takes its time over
-            started.set()
-            await release.wait()
+        async def slow(session_, statement, *args, **kwargs):
+            self.ran.append(statement)
+            self.started.set()
+            await self.release.wait()
             try:
-                return await execute(self, statement, *args, **kwargs)
+                return await execute(session_, statement, *args, **kwargs)
             finally:
-                finished.set()
+                self.finished.set()
 
         monkeypatch.setattr(type(session), "execute", slow)
+
+
+async def test_settle_waits_for_the_statement_in_flight_then_refuses_any_other(async_engine, monkeypatch):
+    async with make_session_factory(async_engine)() as session:
+        uow, database = unit_of_work(session), SlowDatabase(session, monkeypatch)
         background = asyncio.create_task(uow.execute(select(literal(1))))  # nobody awaits it, as a batch's task
-        await started.wait()
+        await database.started.wait()
         settling = asyncio.create_task(uow.settle())
         await asyncio.sleep(0.05)
         assert not settling.done(), "settled while a statement of the operation was still running"
-        release.set()
+        database.release.set()
         await settling
-        assert finished.is_set()
+        assert database.finished.is_set()
         assert (await background).scalar_one() == 1  # it ran to its end: its connection is sound
 
         monkeypatch.undo()
@@ -86,57 +95,35 @@ async def test_settle_waits_for_a_cancelled_statement_to_clean_up(async_engine, 
 
 async def test_settle_refuses_the_reads_still_queued_instead_of_running_them(async_engine, monkeypatch):
     async with make_session_factory(async_engine)() as session:
-        uow = unit_of_work(session)
-        started, release = asyncio.Event(), asyncio.Event()
-        execute, ran = type(session).execute, []
-
-        async def slow(self, statement, *args, **kwargs):
-            ran.append(statement)
-            started.set()
-            await release.wait()
-            return await execute(self, statement, *args, **kwargs)
-
-        monkeypatch.setattr(type(session), "execute", slow)
+        uow, database = unit_of_work(session), SlowDatabase(session, monkeypatch)
         in_flight = asyncio.create_task(uow.execute(select(literal(1))))
-        await started.wait()
+        await database.started.wait()
         queued = [asyncio.create_task(uow.execute(select(literal(2)))) for _ in range(3)]
         await asyncio.sleep(0)  # the three wait for the session
         settling = asyncio.create_task(uow.settle())
         await asyncio.sleep(0.05)
-        release.set()
+        database.release.set()
         await settling
         assert (await in_flight).scalar_one() == 1
         for task in queued:
             with pytest.raises(OperationOver):
                 await task
-        assert len(ran) == 1, "a read queued behind the statement in flight ran after the operation was over"
+        assert len(database.ran) == 1, "a read queued behind the statement in flight ran after the operation was over"
 
 
 async def test_settle_cancelled_again_still_waits_for_the_statement_in_flight(async_engine, monkeypatch):
     async with make_session_factory(async_engine)() as session:
-        uow = unit_of_work(session)
-        started, release, finished = asyncio.Event(), asyncio.Event(), asyncio.Event()
-        execute = type(session).execute
-
-        async def slow(self, statement, *args, **kwargs):
-            started.set()
-            await release.wait()
-            try:
-                return await execute(self, statement, *args, **kwargs)
-            finally:
-                finished.set()
-
-        monkeypatch.setattr(type(session), "execute", slow)
+        uow, database = unit_of_work(session), SlowDatabase(session, monkeypatch)
         in_flight = asyncio.create_task(uow.execute(select(literal(1))))
-        await started.wait()
+        await database.started.wait()
         settling = asyncio.create_task(uow.settle())
         await asyncio.sleep(0.01)
         settling.cancel()  # a worker stopping cancels the request again
         await asyncio.sleep(0.05)
         assert not settling.done(), "a second cancellation let the session be closed under the statement"
-        release.set()
+        database.release.set()
         with pytest.raises(asyncio.CancelledError):
             await settling
-        assert finished.is_set() and (await in_flight).scalar_one() == 1
+        assert database.finished.is_set() and (await in_flight).scalar_one() == 1
         with pytest.raises(OperationOver):  # and the session is closed to the operation's work
             await uow.execute(select(literal(2)))
