@@ -85,6 +85,12 @@ class PagePlan:
         node = edges.shape.nested("node") if edges else None
         return node.shape if node else None
 
+    @property
+    def reads_reason(self) -> bool:
+        """The appointment's reason is selected: its patient's health data, counted as reading them."""
+        node = self.node
+        return node is not None and any(isinstance(f, Leaf) and f.name == "reason" for f in node.fields)
+
     def object(self, name: str) -> Shape | None:
         """The shape of the appointment's `patient`, `practitioner` or `practice`, if selected."""
         node = self.node

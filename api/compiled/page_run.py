@@ -11,9 +11,10 @@ partner read at the practice, on the record's side of the reading horizon
 (api/services/readable_fields.py), as the schema's types would be (api/schema/appointments.py, guard.py):
 - a field the grant does not allow is null, with its FORBIDDEN error at its path;
 - a patient, practitioner or practice the partner may not see is null with NOT_FOUND;
-- the page's new patients pass the distinct-patient budget, one admission per practice, as the
-  patient loader does (api/schema/loaders.py): a refused practice's first patient carries the
-  refusal, the others are null;
+- the page's new patients (of the patient field, or of the reason: their health data) pass the
+  distinct-patient budget, one admission per practice, as the patient loader does
+  (api/schema/loaders.py): a refused practice's first patient or reason carries the refusal, the
+  others are null;
 - every record built and every value sent is recorded for the ledger (api/ledger/disclosure_recorder.py).
 
 Whatever this module does not reproduce exactly, it hands back (`Declined`) before any side
@@ -32,7 +33,7 @@ from functools import lru_cache, partial
 from operator import itemgetter
 from typing import Any
 
-from graphql import GraphQLError, located_error
+from graphql import FieldNode, GraphQLError, located_error
 from graphql.execution.values import VariableValues, get_argument_values
 from sqlalchemy import ColumnElement, Select, Table, and_, true
 from sqlalchemy.engine import Row
@@ -73,13 +74,15 @@ async def read_page(
     window = _window(arguments)
     checked = await _checked(context, arguments, window)
     patient, practitioner, practice = plan.object("patient"), plan.object("practitioner"), plan.object("practice")
-    horizons = await context.fields.horizons() if patient is not None else None
+    # The patient is joined when selected, and for the reason (theirs: the budget admits them for it).
+    joined = patient is not None or plan.reads_reason
+    horizons = await context.fields.horizons() if joined else None
     statement, counted = _statements(
         weakref.ref(uow.authorizer),
         uow.principal.partner_id,
         checked.shape,
         _columns(Appointment, "", plan.node),
-        _columns(Patient, "patient__", patient) if patient is not None else None,
+        _columns(Patient, "patient__", patient) if joined else None,
         horizons.groups() if horizons is not None else None,
         _columns(Practitioner, "practitioner__", practitioner) if practitioner is not None else None,
         _columns(Practice, "practice__", practice) if practice is not None else None,
@@ -96,7 +99,7 @@ async def read_page(
     )
     page = reads.page_of(uow, context.cursors, query, rows)
     practices = {r.practice_id for r in page.rows}
-    if patient is not None:  # a patient's own practice decides what is read of them (theirs, normally)
+    if joined:  # a patient's own practice decides what is read of them (theirs, normally)
         practices |= {r.patient__practice_id for r in page.rows if r.patient__id is not None}
     projection = _Projection(plan, context, await context.fields.record_fields(practices))
     projection.columns = {name: index for index, name in enumerate(result.keys())}
@@ -290,10 +293,13 @@ class _Projection:
             readable = self.fields[row.practice_id].side(side)
             if node is not None:
                 self.decline_null(node, readable)
-            if patient is not None and "Appointment.patient" in readable and row.patient__id is not None:
-                self.decline_null(patient, self._patient_readable(row))
-                if not row.patient__exempt:
-                    loaded[row.patient__practice_id].add(row.patient__id)
+            shows_patient = patient is not None and "Appointment.patient" in readable
+            if shows_patient and row.patient__id is not None:
+                self.decline_null(patient, self._patient_readable(row))  # type: ignore[arg-type]  # shows_patient: not None
+            # the patient is read for their record, and for their appointment's reason (health data)
+            shows_reason = plan.reads_reason and "Appointment.reason" in readable and row.reason is not None
+            if (shows_patient or shows_reason) and row.patient__id is not None and not row.patient__exempt:
+                loaded[row.patient__practice_id].add(row.patient__id)
             for name, shape in others.items():
                 if shape is not None:
                     self.decline_null(shape, await self._readable_at(name, row.practice_id))
@@ -364,8 +370,10 @@ class _Projection:
     def appointment(self, shape: Shape, index: int, row: Row[Any], path: Path) -> dict[str, Any]:
         readable = self.fields[row.practice_id].side(self.sides[index])
         result = self.values(shape, row, readable, self.disclosed[index].carried, path)
-        for field in shape.fields:
-            if not isinstance(field, Nested):
+        for field in shape.fields:  # in document order: the first field a refusal withholds tells it
+            if isinstance(field, Leaf):
+                if field.name == "reason" and field.qualified in readable and row.reason is not None:
+                    self._withheld(row, field.node, [*path, field.key])  # its value is None then (`_step`)
                 continue
             at = [*path, field.key]
             if field.qualified not in readable:
@@ -387,18 +395,25 @@ class _Projection:
         if row.patient__id is None:
             self.errors.append(located_error(not_found("patient"), [field.node], path))
             return None
-        refusal = self.refused.get(row.patient__practice_id)
-        if refusal is not None:
-            if isinstance(refusal, ApiError) and refusal.extensions.get("code") == ErrorCode.EXTRACTION_LIMIT_EXCEEDED:
-                if id(refusal) in self.refusal_told:
-                    return None  # one refusal per practice: the others are null without repeating it
-                self.refusal_told.add(id(refusal))
-            self.errors.append(located_error(refusal, [field.node], path))
+        if self._withheld(row, field.node, path):
             return None
         inside = bool(row.patient__inside)
         readable = self.fields[row.patient__practice_id].side(inside)
         disclosed = self.context.disclosures.patient_record(row.patient__id, row.patient__practice_id, inside)
         return self.values(field.shape, row, readable, disclosed.carried, path)
+
+    def _withheld(self, row: Row[Any], node: FieldNode, path: Path) -> bool:
+        """Whether the row's patient is refused (their practice's refusal, or a failure), as the patient
+        loader raises it to each field awaiting them (api/schema/loaders.py `Loaders.patient`)."""
+        refusal = None if row.patient__id is None else self.refused.get(row.patient__practice_id)
+        if refusal is None:
+            return False
+        if isinstance(refusal, ApiError) and refusal.extensions.get("code") == ErrorCode.EXTRACTION_LIMIT_EXCEEDED:
+            if id(refusal) in self.refusal_told:
+                return True  # one refusal per practice: the others are null without repeating it
+            self.refusal_told.add(id(refusal))
+        self.errors.append(located_error(refusal, [node], path))
+        return True
 
     def values(
         self,
@@ -442,9 +457,20 @@ class _Projection:
         prefix = _PREFIXES[shape.typename]
         if shape.typename == "Appointment" and field.attribute == "source":
             getter: Callable[[Row[Any]], Any] = _source(self.partner_id, self.columns["source_partner_id"])
+        elif shape.typename == "Appointment" and field.attribute == "reason":
+            columns = self.columns
+            getter = self._reason(columns["reason"], columns["patient__id"], columns["patient__practice_id"])
         else:
             getter = itemgetter(self.columns[prefix + ("public_id" if field.attribute == "id" else field.attribute)])
         return (field.key, getter, field.coerce, field.qualified, None, None)
+
+    def _reason(self, reason: int, patient: int, practice: int) -> Callable[[Row[Any]], Any]:
+        """The reason, None while its patient is refused: it is their health data (`prepare` admits them for it)."""
+
+        def reason_of(row: Row[Any]) -> Any:
+            return None if row[patient] is not None and row[practice] in self.refused else row[reason]
+
+        return reason_of
 
     def decline_null(self, shape: Shape, readable: frozenset[str]) -> None:
         """A non-null field the grant forbids would null its parent, and graphql-core drops errors

@@ -76,6 +76,23 @@ class Patient(Node):
         )
 
 
+async def _reason(root: "Appointment", info: strawberry.Info[GraphQLContext, None]) -> str | None:
+    """The medical reason is the patient's health data: the distinct-patient budget admits the
+    appointment's patient first, as for their record (the same batch and refusal: `Loaders.patient`),
+    so paging reasons without selecting the patient is bounded like paging patients."""
+    require(root, "Appointment.reason")
+    reason, patient_id = root.row.reason, root.row.patient_id
+    if reason is None:
+        return None
+    if patient_id is not None:
+        try:
+            await info.context.loaders.patient(patient_id)
+        except Withheld:  # the practice's refusal is already in the response
+            return None
+    root.disclosed.carried("Appointment.reason")
+    return reason
+
+
 @strawberry.type(description="An appointment at a practice.")
 class Appointment(Node):
     readable: strawberry.Private[frozenset[str]]
@@ -86,8 +103,10 @@ class Appointment(Node):
     status: AppointmentStatus | None = strawberry.field(description="Status.")
     reason: str | None = strawberry.field(
         description="Medical motive (health data). Needs appointments:reason, and the appointment inside your "
-        "grant's reading horizon (or its history permission).",
+        "grant's reading horizon (or its history permission). Reading it reads the patient's data: it counts "
+        "towards the patients your key reads at the practice, as reading the patient does.",
         directives=[Cost(weight=HEALTH_COST)],
+        resolver=_reason,
     )
     source: AppointmentSource | None = strawberry.field(description="Who created it.")
     created_at: datetime | None = strawberry.field(description="When it was created.")
@@ -113,7 +132,6 @@ class Appointment(Node):
             starts_at=row.starts_at,
             ends_at=row.ends_at,
             status=row.status,
-            reason=row.reason,
             source=source,
             created_at=row.created_at,
             updated_at=row.updated_at,

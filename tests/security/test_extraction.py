@@ -68,7 +68,7 @@ def big_practice(sync_engine, world) -> str:
             rows.append(dict(
                 public_id=new_public_id("Appointment"), practice_id=practice.id, practitioner_id=doctor.id,
                 patient_id=rng.choice(patient_ids), starts_at=start, ends_at=start + timedelta(minutes=15),
-                created_at=now, updated_at=now, change_seq=1000 + i,
+                created_at=now, updated_at=now, change_seq=1000 + i, reason=f"Motif {i % 7}",
             ))
         session.execute(insert(Appointment), rows)
         for partner in ("extractor", "daily-sync"):
@@ -79,6 +79,12 @@ def big_practice(sync_engine, world) -> str:
         # (tests/security/test_reading_horizon.py tests the horizon).
         operators.allow_history(session, "extractor", "Grand Cabinet", now + timedelta(days=1))
         return practice.public_id
+
+
+# The medical reasons alone: the patient never selected.
+REASONS = """query($p: ID!, $from: DateTime!, $to: DateTime!, $n: Int!, $after: String) {
+  appointments(practiceId: $p, from: $from, to: $to, first: $n, after: $after) {
+    edges { node { id startsAt reason } } pageInfo { hasNextPage endCursor } } }"""
 
 
 def page_variables(practice_id, start, end, page_size, after=None) -> dict:
@@ -518,3 +524,38 @@ async def test_patients_a_partner_created_itself_never_spend_its_distinct_patien
     with Session(sync_engine) as session:
         assert session.scalar(select(func.count()).select_from(PatientDisclosure)) == 0
     assert _alerts(sync_engine) == []
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled-plan", "resolvers"])
+async def test_paging_reasons_without_their_patients_is_refused_at_the_same_limit(
+    make_api, world, big_practice, sync_engine, compiled
+):
+    """A reason is its patient's health data: a key with appointments:reason but neither identity nor
+    contact, paging reasons alone, is refused at the practice's distinct-patient limit, alerted and
+    quarantined, as when it pages the patients (it used to read every reason of the horizon)."""
+    limit = 37
+    with Session(sync_engine) as session, session.begin():
+        session.execute(
+            update(Grant).values(max_patients_per_window=limit, patients_identity=False, patients_contact=False)
+        )
+    api = make_api(compiled_plans=compiled)
+    shown, after, refusal = [], None, None
+    now = utcnow()
+    window = (now, now + timedelta(days=31))
+    while refusal is None:
+        response = await api.query(world.keys["extractor"], REASONS, page_variables(big_practice, *window, 20, after))
+        assert response.data, response.body
+        page = response.data["appointments"]
+        shown += [edge["node"]["id"] for edge in page["edges"] if edge["node"]["reason"] is not None]
+        refusal = next((e for e in response.errors if e["extensions"]["code"] == "EXTRACTION_LIMIT_EXCEEDED"), None)
+        assert refusal or page["pageInfo"]["hasNextPage"], "the whole window was read without a refusal"
+        after = page["pageInfo"]["endCursor"]
+    assert response.codes == {"EXTRACTION_LIMIT_EXCEEDED"} and refusal["path"][-1] == "reason"
+    with Session(sync_engine) as session:
+        patients = set(session.scalars(select(Appointment.patient_id).where(Appointment.public_id.in_(shown))))
+        counted = session.scalar(select(func.count()).select_from(PatientDisclosure))
+    # a page's new patients are admitted together or refused together
+    assert limit - 20 < len(patients) == counted <= limit
+    assert len(_alerts(sync_engine, AlertKind.REFUSAL)) == len(_alerts(sync_engine, AlertKind.QUARANTINE)) == 1
+    quarantined = await api.query(world.keys["extractor"], "{ viewer { name } }")
+    assert (quarantined.status, quarantined.codes) == (403, {"KEY_QUARANTINED"})
