@@ -158,6 +158,16 @@ class Settings(BaseSettings):
     worker_timeout_seconds: int = Field(
         default=30, ge=1, description="A worker whose event loop is stuck this long is killed and replaced (serve)."
     )
+    max_head_bytes: int = Field(
+        default=32 * 1024,
+        ge=1024,
+        description="Largest request line and headers together (431 above; api/http/bounded_head.py).",
+    )
+    head_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Longest a client may take to send a request's line and headers, from their first byte (408).",
+    )
     body_timeout_seconds: float = Field(
         default=10.0,
         gt=0,

@@ -29,12 +29,14 @@ import tempfile
 from contextlib import ExitStack
 from importlib import import_module
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 from sqlalchemy.exc import SQLAlchemyError
+from uvicorn_worker import UvicornWorker
 
+from api.http.bounded_head import BoundedHead
 from api.http.in_flight import IN_FLIGHT_DIR, InFlight, lost
 from api.http.logs import log_config
 from api.http.metrics import MULTIPROCESS_DIR
@@ -46,6 +48,12 @@ from authz.engine import POLICY_DIR
 
 logger = logging.getLogger("api.server")
 APP_FACTORY = "api.http.app:create_app"
+
+
+class PartnerWorker(UvicornWorker):  # type: ignore[misc]  # uvicorn_worker's base class is gunicorn's, untyped
+    """gunicorn's uvicorn worker, each request's head bounded in size and time (api/http/bounded_head.py)."""
+
+    CONFIG_KWARGS: ClassVar[dict[str, Any]] = {**UvicornWorker.CONFIG_KWARGS, "http": BoundedHead}
 
 
 class PolicyArbiter(Arbiter):  # type: ignore[misc]  # gunicorn is untyped: its base class is Any
@@ -82,7 +90,7 @@ class PartnerServer(BaseApplication):  # type: ignore[misc]  # gunicorn is untyp
         self.options = {
             "bind": f"{host}:{port}",
             "workers": workers,
-            "worker_class": "uvicorn_worker.UvicornWorker",
+            "worker_class": "api.operators.server.PartnerWorker",
             "timeout": settings.worker_timeout_seconds,
             "graceful_timeout": math.ceil(settings.request_timeout_seconds) + 5,  # running requests may end
             "logconfig_dict": _log_config(settings.log_level),

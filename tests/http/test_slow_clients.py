@@ -168,3 +168,40 @@ def test_a_real_server_cuts_off_a_slow_body_and_records_hang_ups(database_url, w
         records(sync_engine)
         == [("refused", "BAD_USER_INPUT", 408)] + [("refused", "CLIENT_DISCONNECTED", 499)] * hang_ups
     )
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the HTTP server's behaviour, not the database's
+def test_a_real_server_bounds_each_request_head_in_size_and_time_and_serves_the_others(database_url, world):
+    """A header that never ends used to be buffered by httptools without limit, its work per chunk
+    growing with it: one connection held the worker's event loop until the arbiter killed it."""
+    with serving(database_url, max_head_bytes="8192", head_timeout_seconds="1") as port:
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as endless:
+            endless.sendall(b"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ")
+            try:
+                for _ in range(64):  # 4 MiB at most: the server answers and closes well before
+                    endless.sendall(b"a" * 65536)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            answer = read_until_closed(endless)
+        assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
+        body = json.loads(answer.split(b"\r\n\r\n", 1)[1])
+        assert body["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "limit": "max_head_bytes", "maximum": 8192}
+
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as slow:
+            slow.sendall(b"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # then silence, the head unfinished
+            answer = read_until_closed(slow)
+        assert answer.startswith(b"HTTP/1.1 408") and b'"limit": "head_timeout"' in answer, answer[:300]
+
+        # A head within the bound, its headers spread over several packets, and kept-alive requests.
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            for _ in range(3):
+                served = client.post(
+                    "/graphql",
+                    content=BODY,
+                    headers={
+                        "Authorization": f"Bearer {world.keys['full']}",
+                        "Content-Type": "application/json",
+                        "X-Padding": "p" * 6000,
+                    },
+                )
+                assert served.status_code == 200 and served.json()["data"]["viewer"]["name"]

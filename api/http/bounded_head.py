@@ -1,0 +1,90 @@
+"""uvicorn's httptools protocol with each request's head (request line and headers) bounded in size
+and in time, before the application sees anything.
+
+httptools buffers a header that has not ended without limit, and its work per chunk grows with the
+buffer: one unauthenticated connection sending a never-ending 200 MB header held a worker's event loop
+for half a minute (other partners' requests waited 18 s) until the arbiter killed it, with the
+requests it was serving. uvicorn bounds a head only with its pure-Python parser (h11, slower for every
+request), and times neither out. Here a head larger than PARTNER_API_MAX_HEAD_BYTES is answered 431,
+and one still incomplete PARTNER_API_HEAD_TIMEOUT_SECONDS after its first byte 408, both in the API's
+JSON error shape, and the connection is closed. A proxy in front may bound them more tightly.
+
+    uvicorn.Config(app, http=BoundedHead)  # api/operators/server.py: gunicorn's uvicorn workers
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from http import HTTPStatus
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from api.errors import ApiError, ErrorCode, error_body
+from api.settings import get_settings
+
+__all__ = ["BoundedHead"]
+
+
+class BoundedHead(HttpToolsProtocol):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        settings = get_settings()
+        self.max_head_bytes, self.head_timeout = settings.max_head_bytes, settings.head_timeout_seconds
+        self._head_bytes: int | None = 0  # received of the head being read; None while a body or nothing is due
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    def data_received(self, data: bytes) -> None:
+        if self._head_bytes == 0 and self._head_timer is None:  # a head begins
+            self._head_timer = self.loop.call_later(self.head_timeout, self._refuse, HTTPStatus.REQUEST_TIMEOUT)
+        super().data_received(data)
+        # Counted after the parser has seen the chunk: one that completes a head may carry a body as well.
+        if self._head_bytes is not None and not self.transport.is_closing():
+            self._head_bytes += len(data)
+            if self._head_bytes > self.max_head_bytes:
+                self._refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
+
+    def on_headers_complete(self) -> None:
+        self._head_bytes = None
+        self._stop_timer()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._head_bytes = 0  # the next request's head, if the connection is kept
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_timer()
+        super().connection_lost(exc)
+
+    def _stop_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _refuse(self, status: HTTPStatus) -> None:
+        self._stop_timer()
+        self._head_bytes = None
+        if self.transport.is_closing():
+            return
+        if status == HTTPStatus.REQUEST_TIMEOUT:
+            message, limit, maximum = (
+                f"The request's headers were not received within {self.head_timeout:g} s.",
+                "head_timeout",
+                self.head_timeout,
+            )
+        else:
+            message, limit, maximum = (
+                f"A request's line and headers are limited to {self.max_head_bytes} bytes.",
+                "max_head_bytes",
+                self.max_head_bytes,
+            )
+        body = json.dumps(error_body(ApiError(ErrorCode.BAD_USER_INPUT, message, limit=limit, maximum=maximum)))
+        head = (
+            f"HTTP/1.1 {status.value} {status.phrase}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+        )
+        self.logger.warning("request head refused: %s", message)
+        self.transport.write((head + body).encode())
+        self.transport.close()
