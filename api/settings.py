@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     max_query_depth: int = Field(default=10, description="Deepest field nesting.")
     max_aliases: int = Field(default=20, description="Aliases per operation, fragments expanded.")
     max_selections: int = Field(default=500, ge=1, description="Fields one operation selects, fragments expanded.")
+    max_field_repeats: int = Field(
+        default=20, ge=1, description="Fields merged into one response field, fragments expanded."
+    )
     max_operations: int = Field(default=20, ge=1, description="Operations in one document (one of which runs).")
     max_tokens: int = Field(default=3000, description="Lexical tokens per document.")
     max_directives_per_field: int = Field(default=2, description="Directives on one field (@skip/@include).")

@@ -37,6 +37,7 @@ from api.protection.rules import (
     max_aliases_rule,
     max_depth_rule,
     max_directives_rule,
+    max_field_repeats_rule,
     max_operations_rule,
     max_selections_rule,
 )
@@ -78,6 +79,7 @@ def limit_rules(settings: Settings) -> ValidationRules:
             max_depth_rule(settings.max_query_depth),
             max_aliases_rule(settings.max_aliases),
             max_selections_rule(settings.max_selections),
+            max_field_repeats_rule(settings.max_field_repeats, settings.max_selections),
             max_directives_rule(settings.max_directives_per_field),
         ),
         spec=(*specified_rules, MaybeNullValidationRule, OneOfInputValidationRule, StorableStrings),

@@ -38,6 +38,38 @@ async def test_alias_limit_counts_aliases_in_fragments_too(api, world, aliases, 
         assert response.codes == {"BAD_USER_INPUT"} and limit_of(response) == {"aliases"}
 
 
+def repeated(text: str, times: int) -> str:
+    return " ".join([text] * times)
+
+
+# Each merges 21 fields into one response field, which the default (20) refuses: repeated in place,
+# through distinct fragments, through inline fragments, and nested (20 `grants` in each of 2 `viewer`).
+MERGED_PAST_THE_LIMIT = {
+    "in place": "{ " + repeated("viewer { grants { id } }", 21) + " }",
+    "fragments": " ".join(f"fragment F{i} on Query {{ viewer {{ name }} }}" for i in range(21))
+    + " { " + " ".join(f"...F{i}" for i in range(21)) + " }",
+    "inline fragments": "{ " + repeated("... { rateLimit { maxQueryCost } }", 21) + " }",
+    "nested": "{ viewer { grants { id } } " + repeated("viewer { " + repeated("grants { id }", 10) + " }", 2) + " }",
+}
+
+
+@pytest.mark.parametrize("document", MERGED_PAST_THE_LIMIT.values(), ids=MERGED_PAST_THE_LIMIT.keys())
+async def test_fields_merged_into_one_response_field_are_bounded(api, world, document):
+    """Every two fields merged into one response field are compared by the specification's validation:
+    250 of them in 3 KB held a worker for half a second, for free."""
+    response = await api.query(world.keys["full"], document)
+    assert response.status == 400 and limit_of(response) == {"fieldRepeats"}, response.body
+    assert response.errors[0]["extensions"]["maximum"] == 20
+
+
+async def test_a_field_repeated_in_each_of_twenty_fragments_is_served(api, world):
+    """As generated clients write: each fragment of one object selects its `id`."""
+    fragments = " ".join(f"fragment V{i} on Viewer {{ id }}" for i in range(19))
+    query = fragments + " { viewer { id " + " ".join(f"...V{i}" for i in range(19)) + " } }"
+    response = await api.query(world.keys["full"], query)
+    assert response.status == 200 and response.errors == [], response.body
+
+
 @pytest.mark.parametrize(("directives", "refused"), [(1, False), (2, True)])
 async def test_directives_per_field_limit(make_api, world, directives, refused):
     api = make_api(max_directives_per_field=1)

@@ -31,24 +31,8 @@ class FragmentMeasure(ABC):
     def __init__(self, fragments: Mapping[str, FragmentDefinitionNode]) -> None:
         self.fragments = fragments
         self.values: dict[str, int] = {}
-        # Fragments in dependency order, iteratively: a chain of fragments is as long as the
-        # document allows, deeper than Python's recursion.
-        for root in fragments:
-            if root in self.values:
-                continue
-            path = [(root, iter(_spreads(fragments[root].selection_set)))]
-            on_path = {root}
-            while path:
-                name, spreads = path[-1]
-                for spread in spreads:
-                    if spread in fragments and spread not in self.values and spread not in on_path:
-                        path.append((spread, iter(_spreads(fragments[spread].selection_set))))
-                        on_path.add(spread)
-                        break
-                else:
-                    path.pop()
-                    on_path.discard(name)
-                    self.values[name] = self.of(fragments[name].selection_set)
+        for name in in_dependency_order(fragments):
+            self.values[name] = self.of(fragments[name].selection_set)
 
     @abstractmethod
     def field(self, node: FieldNode, children: int | None) -> int:
@@ -69,6 +53,29 @@ class FragmentMeasure(ABC):
             return self.of(selection.selection_set)
         assert isinstance(selection, FragmentSpreadNode)
         return self.values.get(selection.name.value, 0)  # unknown or cyclic: refused by the spec rules
+
+
+def in_dependency_order(fragments: Mapping[str, FragmentDefinitionNode]) -> Iterator[str]:
+    """Each fragment's name once, after those it spreads (a spread closing a cycle is ignored);
+    iteratively: a chain of fragments is as long as the document allows, deeper than Python's recursion."""
+    done: set[str] = set()
+    for root in fragments:
+        if root in done:
+            continue
+        path = [(root, iter(_spreads(fragments[root].selection_set)))]
+        on_path = {root}
+        while path:
+            name, spreads = path[-1]
+            for spread in spreads:
+                if spread in fragments and spread not in done and spread not in on_path:
+                    path.append((spread, iter(_spreads(fragments[spread].selection_set))))
+                    on_path.add(spread)
+                    break
+            else:
+                path.pop()
+                on_path.discard(name)
+                done.add(name)
+                yield name
 
 
 def _spreads(selection_set: SelectionSetNode) -> Iterator[str]:
