@@ -29,10 +29,21 @@ DOCUMENT_ID = "documentId"  # the request's key (GraphQL over HTTP), kept among 
 
 
 def _named_id(extensions: dict[str, Any]) -> object:
-    if DOCUMENT_ID in extensions:
-        return extensions[DOCUMENT_ID]
+    """The id the request names, if any. A request naming it twice, or in a shape this API does not
+    know, is refused rather than guessed at: which of two ids runs, or an operation run for real when
+    its client asked for a dry run in a value that is not `true`, would be a surprise."""
+    if "dryRun" in extensions and not isinstance(extensions["dryRun"], bool):
+        raise bad_input("`extensions.dryRun` is true or false.", argument="extensions.dryRun")
     apollo = extensions.get("persistedQuery")
-    return apollo.get("sha256Hash") if isinstance(apollo, dict) else None
+    if apollo is None:
+        return extensions.get(DOCUMENT_ID)
+    if DOCUMENT_ID in extensions:
+        raise bad_input("Name a document once: `documentId` or `extensions.persistedQuery`, not both.")
+    if not isinstance(apollo, dict) or apollo.get("version") != 1 or "sha256Hash" not in apollo:
+        raise bad_input(
+            '`extensions.persistedQuery` is `{"version": 1, "sha256Hash": "<hex>"}`.', argument="persistedQuery"
+        )
+    return apollo["sha256Hash"]
 
 
 async def resolve_document(

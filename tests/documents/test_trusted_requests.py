@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from api.data.models import AccessRecord, Disclosure, PartnerBudget
 from api.documents import service
 from api.documents.manifests import document_id_of
+from tests.client import ACCEPT
 from tests.documents.conftest import APOLLO, CODEGEN, RELAY, by_id, ids
 from tests.world import window_args
 
@@ -100,6 +101,41 @@ async def test_a_malformed_id_is_bad_input(api, world, key, bad):
 async def test_query_and_document_id_together_are_refused(api, world, key, registered):
     response = await by_id(api, key, registered["Me"], query="query Me { viewer { name } }")
     assert response.status == 400 and response.codes == {"BAD_USER_INPUT"}
+
+
+def _hash(document_id: str) -> str:
+    return document_id.removeprefix("sha256:")
+
+
+# Each names the registered `Cancel` mutation in a way that is refused, by what it adds.
+AMBIGUOUS = {
+    "two ids": lambda ids: {
+        "documentId": ids["Cancel"],
+        "extensions": {"persistedQuery": {"version": 1, "sha256Hash": _hash(ids["Me"])}},
+    },
+    "version 2": lambda ids: {"extensions": {"persistedQuery": {"version": 2, "sha256Hash": _hash(ids["Cancel"])}}},
+    "not an object": lambda ids: {"extensions": {"persistedQuery": _hash(ids["Cancel"])}},
+    "dry run 'yes'": lambda ids: {"documentId": ids["Cancel"], "extensions": {"dryRun": "yes"}},  # was run for real
+    "dry run 1": lambda ids: {"documentId": ids["Cancel"], "extensions": {"dryRun": 1}},
+}
+
+
+@pytest.mark.parametrize("body", AMBIGUOUS.values(), ids=AMBIGUOUS.keys())
+async def test_a_request_naming_its_document_or_dry_run_ambiguously_is_refused_and_runs_nothing(
+    api, world, key, registered, body
+):
+    """Which of two ids runs, or a mutation run for real when its client asked for a dry run in a
+    value that is not `true`, is not guessed at."""
+    cancel = {"id": world.appointments["A"][0]}
+    response = await api.http.post(
+        "/graphql",
+        json={**body(registered), "variables": cancel},
+        headers={"Authorization": f"Bearer {key}", "Accept": ACCEPT},
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    still = await by_id(api, key, registered["One"], cancel)
+    assert still.data["node"]["status"] == "BOOKED"
 
 
 async def test_apollos_sha256_hash_looks_up_and_never_registers(api, world, register, trusted_key):
