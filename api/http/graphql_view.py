@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from typing import Any
 
 import orjson
@@ -49,28 +48,9 @@ from api.http.media_types import JSON, graphql_status, negotiate
 from api.http.outcome import Outcome, refused
 from api.protection.cost_and_budget import CostAndBudget
 from api.schema.context import GraphQLContext
+from api.storable_text import holds_unstorable_text
 
 logger = logging.getLogger("api.errors")
-
-
-# U+0000 and unpaired surrogates: PostgreSQL text cannot hold the first, UTF-8 cannot encode the second.
-UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-
-
-def holds_unstorable_text(value: Any) -> bool:
-    """True when a string anywhere in a decoded JSON value (keys included) holds U+0000 or a lone surrogate."""
-    pending = [value]
-    while pending:  # not recursive: the value may be nested as deep as the JSON parser allows
-        item = pending.pop()
-        if isinstance(item, str):
-            if UNSTORABLE.search(item):
-                return True
-        elif isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return False
 
 
 def _replaced(error: GraphQLError, refusal: ApiError) -> GraphQLError:

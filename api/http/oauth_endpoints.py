@@ -9,19 +9,21 @@ api/identity/oauth_errors.py; every answer carries `Cache-Control: no-store`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import datetime
 from urllib.parse import parse_qsl
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from api.clock import Clock
 from api.data.database import WriterLock
 from api.data.models import Grant
+from api.errors import CLIENT_CLOSED_REQUEST
 from api.identity import access_tokens, dpop
 from api.identity.client_assertion import ASSERTION_TYPE, authenticate_client
 from api.identity.jose_rules import ASSERTION_ALGORITHMS, PROOF_ALGORITHMS
@@ -105,7 +107,11 @@ class OAuthEndpoints:
             return answer
         except OAuthError as error:
             headers = {**NO_STORE, **({"WWW-Authenticate": "Bearer"} if error.status == 401 else {})}
+            if error.status == 408:
+                headers["Connection"] = "close"
             return JSONResponse(error.body(), status_code=error.status, headers=headers)
+        except ClientDisconnect:  # nobody to answer: the client's doing, not a server failure
+            return Response(status_code=CLIENT_CLOSED_REQUEST)
         except Exception:  # the database is away or slow: a clear refusal, never a bare 500
             logger.exception("token request failed")
             body = {"error": "temporarily_unavailable", "error_description": "Retry later."}
@@ -117,12 +123,7 @@ class OAuthEndpoints:
         too_large = declared.isdigit() and int(declared) > MAX_FORM_BYTES
         if content_type != "application/x-www-form-urlencoded" or too_large:
             raise invalid_request("The body must be application/x-www-form-urlencoded, at most 16 KiB.")
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_FORM_BYTES:
-                raise invalid_request("The body must be application/x-www-form-urlencoded, at most 16 KiB.")
-        form = _form(body)
+        form = _form(await self._body(request))
         if not all(form.get(name) for name in ("grant_type", "client_assertion_type", "client_assertion")):
             raise invalid_request()
         if form["grant_type"] != "client_credentials":
@@ -164,6 +165,21 @@ class OAuthEndpoints:
             "scope": " ".join(sorted(token.scopes)),
         }
         return JSONResponse(answer, headers=NO_STORE)
+
+    async def _body(self, request: Request) -> bytes:
+        """The form's bytes, as /graphql reads a body: bounded in size and in time (a slow client holds a
+        connection, never a worker's time: 408 and the connection closed)."""
+        seconds, body = self.settings.body_timeout_seconds, b""
+        try:
+            async with asyncio.timeout(seconds):
+                async for chunk in request.stream():
+                    body += chunk
+                    if len(body) > MAX_FORM_BYTES:
+                        raise invalid_request("The body must be application/x-www-form-urlencoded, at most 16 KiB.")
+        except TimeoutError:
+            slow = f"The request body was not received within {seconds:g} s."
+            raise OAuthError("invalid_request", slow, 408) from None
+        return body
 
     async def metadata(self, request: Request) -> Response:
         """RFC 8414 authorization server metadata."""

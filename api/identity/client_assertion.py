@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from joserfc import jwt
 from joserfc.errors import JoseError
@@ -25,6 +26,7 @@ from api.data.models import OAuthClient, OAuthClientKey, Partner, PartnerKey, Pa
 from api.identity import replay
 from api.identity.jose_rules import ASSERTION_ALGORITHMS, LEEWAY_SECONDS, unverified_parts
 from api.identity.oauth_errors import invalid_client
+from api.storable_text import holds_unstorable_text
 
 __all__ = ["ASSERTION_TYPE", "MAX_LIFETIME", "AuthenticatedClient", "authenticate_client"]
 
@@ -62,6 +64,25 @@ def _claims_hold(claims: dict[str, object], client_id: str, audience: str, now: 
     )
 
 
+def _names_a_key(client_id: str, kid: str) -> bool:
+    """The unverified `iss` and `kid` can name a stored key at all: text within their columns that the
+    database can hold (a lone surrogate failed the lookup, answered 503 for the client's own mistake)."""
+    return (
+        0 < len(client_id) <= _CLIENT_ID_LENGTH
+        and 0 < len(kid) <= _KID_LENGTH
+        and not holds_unstorable_text([client_id, kid])
+    )
+
+
+def _length(column: Any) -> int:
+    length = column.type.length  # a String column's
+    assert isinstance(length, int)
+    return length
+
+
+_CLIENT_ID_LENGTH, _KID_LENGTH = _length(OAuthClient.client_id), _length(OAuthClientKey.kid)
+
+
 async def authenticate_client(
     session: AsyncSession, assertion: str, audience: str, now: datetime, writer_lock: WriterLock | None = None
 ) -> AuthenticatedClient:
@@ -73,6 +94,8 @@ async def authenticate_client(
     header, unverified = parts
     client_id, kid, alg = unverified.get("iss"), header.get("kid"), header.get("alg")
     if not isinstance(client_id, str) or not isinstance(kid, str) or alg not in ASSERTION_ALGORITHMS:
+        raise invalid_client()
+    if not _names_a_key(client_id, kid):
         raise invalid_client()
     statement = (
         select(OAuthClientKey.jwk, PartnerKey.revoked_at, Partner.status, Partner.id, Partner.grants_version)

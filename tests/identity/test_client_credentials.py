@@ -17,6 +17,7 @@ from api.data.models import AccessRecord, Partner, PartnerKey
 from api.ledger import exposure as reports
 from api.operators import accounts, oauth_clients
 from api.timeutil import utcnow
+from tests.identity.workers import app_of
 from tests.oauth_client import (
     GRAPHQL_URL,
     TOKEN_URL,
@@ -97,6 +98,7 @@ async def test_the_token_is_verifiable_with_the_published_jwks(api, client_key, 
 def _invalid_assertions(key: SigningKey, other: SigningKey, client_id: str) -> dict[str, str]:
     now = int(time.time())
     public_pem = key.key.as_pem(private=False)
+    es384 = {"alg": "ES384", "kid": key.kid}
     return {
         "expired": key.sign(claims(client_id, exp=now - 30, iat=now - 90)),
         "future iat": key.sign(claims(client_id, iat=now + 120)),
@@ -114,6 +116,12 @@ def _invalid_assertions(key: SigningKey, other: SigningKey, client_id: str) -> d
         "signed by another key": other.sign(claims(client_id), kid=key.kid),
         "RS256 (not on the allow-list)": SigningKey(key.kid, "RS256").sign(claims(client_id)),
         "not a JWT": "pak_notajwt",
+        # What the lookup cannot bind (a lone surrogate failed it with a 503 and a logged traceback).
+        # (JSON escapes them: the signature is never reached, any will do.)
+        "iss with a lone surrogate": unsigned(es384, claims(client_id, iss="client_\ud800")) + "c2ln",
+        "kid with a lone surrogate": unsigned({**es384, "kid": "k\udfff"}, claims(client_id)) + "c2ln",
+        "kid with U+0000": unsigned({**es384, "kid": "k\x00"}, claims(client_id)) + "c2ln",
+        "iss longer than any client id": key.sign(claims(client_id, iss="c" * 65, sub="c" * 65)),
     }
 
 
@@ -363,3 +371,40 @@ async def test_a_stolen_dpop_token_cannot_hold_its_partners_places(make_api, wor
     assert statuses.count(401) <= 5 and set(statuses) <= {401, 429}, statuses
     assert (await api.query(world.keys["full"], VIEWER)).data == {"viewer": {"name": "full"}}
     assert (await call(api, token, "DPoP", dpop.proof("POST", GRAPHQL_URL, token))).status_code == 200
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the endpoint's reading, not the database's
+async def test_a_token_request_whose_body_stalls_or_vanishes_is_answered_without_a_server_error(make_api):
+    """As /graphql reads a body: a slow one is cut off (408, the connection closed), a client that
+    hangs up mid-body is nobody to answer (499), and neither is logged as a failure of the server."""
+    app = app_of(make_api(body_timeout_seconds=0.2))
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": "/oauth/token", "raw_path": b"/oauth/token", "query_string": b"", "root_path": "",
+        "headers": [(b"host", b"testserver"), (b"content-type", b"application/x-www-form-urlencoded"),
+                    (b"content-length", b"100")],
+        "client": ("127.0.0.1", 50000), "server": ("testserver", 80),
+    }  # fmt: skip
+
+    async def answer(then: str) -> list[dict]:
+        pending = [{"type": "http.request", "body": b"grant_type=", "more_body": True}]
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            if pending:
+                return pending.pop()
+            if then == "silence":
+                await asyncio.sleep(30)  # past the timeout: the endpoint stops waiting first
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        await app(scope, receive, send)
+        return sent
+
+    slow = await answer("silence")
+    assert slow[0]["status"] == 408 and (b"connection", b"close") in slow[0]["headers"]
+    assert b'"error":"invalid_request"' in slow[1]["body"]
+    gone = await answer("hang-up")
+    assert gone[0]["status"] == 499
