@@ -63,7 +63,7 @@ class PageInfo:
     )
     end_cursor: str | None = strawberry.field(
         description="Pass as `after` to get the next page (as `since` to the change feed, where it is set even "
-        "when the page is empty). Bound to this query and to your key."
+        "when the page is empty). Bound to this query and to your partner account: any of its keys may continue it."
     )
 
     @classmethod
