@@ -2,7 +2,8 @@
 
 - A field returning an object costs 1, a scalar or enum 0, unless `@cost(weight:)` says
   otherwise on the field or on the returned type (personal data and mutations cost more;
-  connections, edges and page info cost nothing of their own).
+  connections and page info cost nothing of their own; an edge costs 1, the row it reads, and
+  its node nothing more, so that a page costs its rows whatever it selects of them).
 - A list field costs its weight and its children's once per item, the number of items being
   its slicing argument (`@listSize(slicingArguments: ["first", "last"])`, exactly one given:
   `requireOneSlicingArgument`),

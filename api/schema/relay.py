@@ -80,10 +80,13 @@ def page_slice(first: int | None, after: str | None, last: int | None, before: s
     return Slice(first=first, after=after, last=last, before=before)
 
 
-@strawberry.type(description="One edge of a connection: a node and its position.", directives=[Cost(weight=0)])
+# An edge costs a point, the row it reads, and its node nothing more: a page costs the same whatever
+# it selects of its rows, cursors alone included (they name each row's id and position, and cost
+# nothing when the edge did: 100 rows a request, for free).
+@strawberry.type(description="One edge of a connection: a node and its position (1 point, whatever is selected).")
 class Edge(Generic[NodeType]):
     cursor: str = strawberry.field(description="Position of this edge, for `after` (for `since` in the change feed).")
-    node: NodeType = strawberry.field(description="The node.")
+    node: NodeType = strawberry.field(description="The node (its edge's point).", directives=[Cost(weight=0)])
 
 
 @strawberry.type(description="A page of a list, in its order, with where it stands.", directives=[Cost(weight=0)])

@@ -33,6 +33,26 @@ async def test_operation_above_maximum_cost_is_refused_before_execution(api, wor
         assert response.status == 400 and response.codes == {"COST_LIMIT_EXCEEDED"} and response.data is None
 
 
+@pytest.mark.parametrize(
+    "selection",
+    ["edges { cursor }", "edges { __typename }", "edges { node { id } }", "edges { cursor node { id startsAt } }"],
+)
+async def test_a_page_costs_a_point_per_row_whatever_it_selects_of_them(api, world, selection):
+    """A row read costs its point even when only its cursor is selected: cursors name each row's id
+    and start, and cost nothing at all before, 100 rows a request."""
+    query = f"""query($p: ID!, $from: DateTime!, $to: DateTime!, $n: Int!) {{
+      appointments(practiceId: $p, from: $from, to: $to, first: $n) {{ {selection} pageInfo {{ hasNextPage }} }} }}"""
+    response = await api.query(world.keys["full"], query, variables(world, 100))
+    cost = response.body["extensions"]["cost"]
+    assert response.errors == [] and cost["requestedQueryCost"] == 100
+    assert cost["actualQueryCost"] == len(response.data["appointments"]["edges"]) > 0
+    changes = await api.query(
+        world.keys["full"], "query($p: ID!) { appointmentChanges(practiceId: $p, first: 100) { edges { cursor } } }",
+        {"p": world.practice_id("A")},
+    )
+    assert changes.errors == [] and changes.body["extensions"]["cost"]["requestedQueryCost"] == 100
+
+
 async def test_cached_document_is_repriced_with_new_variables(api, world):
     assert (await api.query(world.keys["full"], PRICED, variables(world, 10))).errors == []
     assert (await api.query(world.keys["full"], PRICED, variables(world, 91))).codes == {"COST_LIMIT_EXCEEDED"}
