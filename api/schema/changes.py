@@ -81,14 +81,18 @@ class ChangeQuery:
         ctx = info.context
         page = await reads.changes(ctx.uow, ctx.cursors, practice_id, since, first)
         fields = await ctx.fields.record_fields({change.practice_id for change in page.rows})
-        return Connection.of(
-            page,
-            lambda change: build(
-                AppointmentChange,
-                fields[change.practice_id].outside,
-                row=change,
-                record_fields=fields[change.practice_id],
-                kind=kind_of(change),
-                appointment_id=strawberry.ID(change.appointment_public_id),
-            ),
-        )
+        return Connection.of(page, lambda change: _change(ctx, fields[change.practice_id], change))
+
+
+def _change(ctx: GraphQLContext, fields: RecordFields, change: reads.Change) -> AppointmentChange:
+    appointment = change.appointment
+    if appointment is not None:  # its id and status leave with the change: a record of the response, as on a page
+        ctx.disclosures.appointment(appointment, fields.holds(appointment, ctx.principal.partner_id))
+    return build(
+        AppointmentChange,
+        fields.outside,
+        row=change,
+        record_fields=fields,
+        kind=kind_of(change),
+        appointment_id=strawberry.ID(change.appointment_public_id),
+    )

@@ -44,6 +44,19 @@ async def test_every_record_returned_is_in_the_ledger_and_nothing_else(api, worl
     assert appointment_groups == {FieldGroup.APPOINTMENT}  # reason is forbidden without its scope
 
 
+async def test_the_sync_feed_records_each_appointment_it_names(api, world, sync_engine):
+    """A change's id and kind (its status) leave with it, the appointment itself unselected: which
+    appointments a partner saw has an exact answer for the feed too (it used to record none)."""
+    feed = "query($p: ID!) { appointmentChanges(practiceId: $p, first: 100) { edges { node { kind appointmentId } } } }"
+    response = await api.query(world.keys["full"], feed, {"p": world.practice_id("A")})
+    named_in_response = {edge["node"]["appointmentId"] for edge in response.data["appointmentChanges"]["edges"]}
+    _, _, appointments, _ = ledger(sync_engine)
+    with Session(sync_engine) as session:
+        named = disclosed(session)
+    assert named_in_response and {appointments[i] for i in named.appointments} == named_in_response
+    assert {groups for _, groups in named.appointments.values()} == {FieldGroup.APPOINTMENT} and not named.patients
+
+
 async def test_unselected_fields_are_not_recorded_as_disclosed(api, world, sync_engine):
     query = PAGE.replace("reason patient { id firstName phone }", "patient { id }")
     await api.query(world.keys["full"], query, {"p": world.practice_id("A"), **window_args(), "n": 2})
