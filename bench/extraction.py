@@ -91,12 +91,16 @@ ATTACKER = "Logimed"
 # practice), for the test: the limits, warnings and legitimate reads compare as on medium.
 SIZES.setdefault("scenarios", SeedSize("scenarios", practices=4, practitioners=30, patients=6_000, appointments=30_000))
 PACE = timedelta(seconds=10)  # between two requests of one client: a full 1,000-point page refills in 10 s
-PATIENT = KIND_PREFIXES["Patient"] + "_"
+PATIENT, APPOINTMENT = KIND_PREFIXES["Patient"] + "_", KIND_PREFIXES["Appointment"] + "_"
 IDENTITY, CONTACT = ("firstName", "lastName", "gender", "birthDate"), ("phone", "email")
 PATIENT_FIELDS = "patient { id firstName lastName gender birthDate phone email }"
 PAGE = f"""query Page($p: ID!, $from: DateTime!, $to: DateTime!, $n: Int!, $after: String) {{
   appointments(practiceId: $p, from: $from, to: $to, first: $n, after: $after) {{
     edges {{ node {{ id startsAt {PATIENT_FIELDS} }} }} pageInfo {{ hasNextPage endCursor }} }} }}"""
+# The medical reasons alone, the patient never selected (their health data all the same).
+REASONS_PAGE = """query Reasons($p: ID!, $from: DateTime!, $to: DateTime!, $after: String) {
+  appointments(practiceId: $p, from: $from, to: $to, first: 100, after: $after) {
+    edges { node { id startsAt reason } } pageInfo { hasNextPage endCursor } } }"""
 IDS_PAGE = """query Ids($p: ID!, $from: DateTime!, $to: DateTime!, $after: String) {
   appointments(practiceId: $p, from: $from, to: $to, first: 100, after: $after) {
     edges { node { patient { id } } } pageInfo { hasNextPage endCursor } } }"""
@@ -173,6 +177,7 @@ class ScenarioResult:
     kind: str  # "attack" or "legitimate"
     identity: set[str] = field(default_factory=set)  # patient public ids whose identity a response carried
     contact: set[str] = field(default_factory=set)
+    reason: set[str] = field(default_factory=set)  # patients the reason of one of whose appointments was carried
     outside_horizon: int = 0
     first_warning_day: int | None = None
     first_warning_count: int | None = None  # distinct patients the partner held at that practice then
@@ -197,6 +202,7 @@ class ScenarioResult:
             "scenario": self.name,
             "patients with identity": len(self.identity),
             "with contact": len(self.contact),
+            "with a reason": len(self.reason),
             "outside horizon": self.outside_horizon,
             "busiest practice-day": self.busiest_day,
             "first alert (day: patients held)": warning,
@@ -231,7 +237,9 @@ class SimulatedWorld:
         self.app = create_app(self.settings, clock=self.clock)
         self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://bench")
         self.engine = make_sync_engine(self.url)
-        self.seen: list[tuple[str, str, datetime, str]] = []  # (patient, practice, when, "identity"|"contact"|"id")
+        # (patient, practice, when, "identity"|"contact"|"id"|"reason")
+        self.seen: list[tuple[str, str, datetime, str]] = []
+        self._reasons: list[str] = []  # appointments whose reason the response being harvested carried
         self.codes: list[str] = []
 
     @property
@@ -251,6 +259,15 @@ class SimulatedWorld:
         body = response.json()
         self.codes.extend(e.get("extensions", {}).get("code", "") for e in body.get("errors") or [])
         self._harvest(body.get("data"), practice)
+        if self._reasons:  # whose health data it is, read from the rows
+            with Session(self.engine) as session:
+                patients = session.scalars(
+                    select(Patient.public_id)
+                    .join(Appointment, Appointment.patient_id == Patient.id)
+                    .where(Appointment.public_id.in_(self._reasons))
+                )
+                self.seen += [(patient, practice, self.clock(), "reason") for patient in patients]
+            self._reasons.clear()
         return body
 
     def _harvest(self, value: Any, practice: str) -> None:
@@ -262,6 +279,8 @@ class SimulatedWorld:
                     self.seen.append((value["id"], practice, now, "identity"))
                 if any(value.get(f) is not None for f in CONTACT):
                     self.seen.append((value["id"], practice, now, "contact"))
+            elif isinstance(value.get("id"), str) and value["id"].startswith(APPOINTMENT) and value.get("reason"):
+                self._reasons.append(value["id"])
             for item in value.values():
                 self._harvest(item, practice)
         elif isinstance(value, list):
@@ -421,6 +440,15 @@ async def _page_step(attacker: Attacker, w: Window, day_start: datetime, n: int 
     if w.start >= day_start + timedelta(days=90):
         return False
     body = await attacker.request(PAGE, _day_variables(w, n=n), w.practice)
+    _turn_page(w, ((body or {}).get("data") or {}).get("appointments"))
+    return True
+
+
+async def _reasons_step(attacker: Attacker, w: Window, day_start: datetime) -> bool:
+    """One page of the window's day, its reasons alone."""
+    if w.start >= day_start + timedelta(days=90):
+        return False
+    body = await attacker.request(REASONS_PAGE, _day_variables(w), w.practice)
     _turn_page(w, ((body or {}).get("data") or {}).get("appointments"))
     return True
 
@@ -716,8 +744,9 @@ def measure(world: SimulatedWorld, name: str, kind: str, partner: str, attacker:
         theirs = [(p, at, what) for p, _pr, at, what in world.seen if p not in own]
         result.identity = {p for p, _, what in theirs if what == "identity"}
         result.contact = {p for p, _, what in theirs if what == "contact"}
+        result.reason = {p for p, _, what in theirs if what == "reason"}
         result.outside_horizon = _outside_horizon(
-            session, partner_row.id, [(p, at) for p, at, what in theirs if what != "id"]
+            session, partner_row.id, [(p, at) for p, at, what in theirs if what in ("identity", "contact")]
         )
         per_day: dict[tuple[str, int], set[str]] = defaultdict(set)
         for p, practice, at, what in world.seen:
@@ -813,6 +842,7 @@ ATTACKS = (
     "book-and-cancel inflation",
     "several keys",
     "just under the daily limit",
+    "reasons without their patients",
 )
 
 
@@ -849,6 +879,8 @@ async def attack(
             await _round_robin(world, attacker, ids, days, _feed_step, rng, feed=True)
         elif name == "ids then nodes":
             await _round_robin(world, attacker, ids, days, _nodes_step, rng)
+        elif name == "reasons without their patients":
+            await _round_robin(world, attacker, ids, days, _reasons_step, rng)
         else:
             await _round_robin(world, attacker, ids, days, _page_step, rng)
         result = measure(world, name, "attack", ATTACKER, attacker)

@@ -32,7 +32,12 @@ def _legitimate(scenarios: dict[str, ScenarioResult]) -> list[ScenarioResult]:
 def test_no_scenario_obtains_one_patient_outside_the_reading_horizon(scenarios):
     assert {name: r.outside_horizon for name, r in scenarios.items()} == {name: 0 for name in scenarios}
     # The attacks did obtain patients (inside): the count above is not vacuous.
-    assert all(r.identity and r.contact for r in _attacks(scenarios) if r.name != "change feed")
+    assert all(
+        r.identity and r.contact
+        for r in _attacks(scenarios)
+        if r.name not in ("change feed", "reasons without their patients")
+    )
+    assert scenarios["reasons without their patients"].reason  # health data, the patient never selected
 
 
 def test_every_legitimate_profile_works_30_days_without_one_refusal_or_alert(scenarios):
