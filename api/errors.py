@@ -12,6 +12,7 @@ class ErrorCode(StrEnum):
     COST_LIMIT_EXCEEDED = "COST_LIMIT_EXCEEDED"
     RATE_LIMITED = "RATE_LIMITED"
     EXTRACTION_LIMIT_EXCEEDED = "EXTRACTION_LIMIT_EXCEEDED"
+    CHANGE_LIMIT_EXCEEDED = "CHANGE_LIMIT_EXCEEDED"
     KEY_QUARANTINED = "KEY_QUARANTINED"
     PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
     TRUSTED_DOCUMENTS_ONLY = "TRUSTED_DOCUMENTS_ONLY"
@@ -34,8 +35,12 @@ ERROR_DESCRIPTIONS = {
     ErrorCode.EXTRACTION_LIMIT_EXCEEDED: (
         "Too many distinct patients of a practice read; the operator is alerted (HTTP 429)."
     ),
+    ErrorCode.CHANGE_LIMIT_EXCEEDED: (
+        "Too many appointments you did not book changed at a practice today; the operator is alerted (HTTP 429)."
+    ),
     ErrorCode.KEY_QUARANTINED: (
-        "This key was quarantined after a distinct-patient refusal; ask the operator to release it (HTTP 403)."
+        "This key was quarantined after a distinct-patient or change-limit refusal; ask the operator to release it "
+        "(HTTP 403)."
     ),
     ErrorCode.PERSISTED_QUERY_NOT_FOUND: (
         "No registered document of yours has this `documentId` (or `sha256Hash`): register your build's manifest."

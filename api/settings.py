@@ -91,6 +91,15 @@ class Settings(BaseSettings):
     extraction_churn_minutes: int = Field(
         default=60, ge=1, description="A cancellation this soon after its booking counts as churn."
     )
+    # The change limit (api.protection.disruption): appointments a partner did not book, cancelled or moved.
+    disruption_floor: int = Field(
+        default=20, ge=1, description="Appointments a partner did not book it may always change per practice and day."
+    )
+    disruption_activity_factor: float = Field(
+        default=0.25,
+        ge=0,
+        description="Daily change limit: this many times the practice's weekly patients (its baseline).",
+    )
     # The operators' webhook (api.ledger.webhook): Standard Webhooks signature.
     alert_webhook_url: str = Field(
         default="", description="Where every alert is POSTed; empty: kept in the outbox, listed only."

@@ -446,6 +446,19 @@ class PartnerBudget(Base):
     refilled_at: Mapped[float] = mapped_column(Float, comment="Epoch seconds")
 
 
+class PartnerChange(Base):
+    """An appointment a partner cancelled or rescheduled without having booked it, for the change limit
+    (api/protection/disruption.py): rows older than its window are deleted as new ones come."""
+
+    __tablename__ = "partner_changes"
+    __table_args__ = (Index("ix_partner_changes_partner_practice_at", "partner_id", "practice_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id", ondelete="CASCADE"))
+    practice_id: Mapped[int] = mapped_column(ForeignKey("practices.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class PatientDisclosure(Base):
     """A patient a partner received data of, with the start of its current stay in each window of the
     distinct-patient budget: counting either window is a range scan of one index."""
@@ -484,6 +497,7 @@ class AlertKind(enum.StrEnum):
     REFUSAL = "refusal"  # a budget would be exceeded: the patients were refused
     CHURN = "churn"  # the partner cancelled many of its own fresh bookings
     QUARANTINE = "quarantine"  # the key was quarantined
+    DISRUPTION = "disruption"  # appointments the partner had not booked, changed: a fraction of the limit, or past it
 
 
 class ExtractionAlert(Base):

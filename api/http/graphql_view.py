@@ -97,6 +97,7 @@ REFUSAL_STATUS = {
     ErrorCode.COST_LIMIT_EXCEEDED.value: 400,
     ErrorCode.RATE_LIMITED.value: 429,
     ErrorCode.EXTRACTION_LIMIT_EXCEEDED.value: 429,
+    ErrorCode.CHANGE_LIMIT_EXCEEDED.value: 429,
     ErrorCode.PERSISTED_QUERY_NOT_FOUND.value: 400,
     ErrorCode.TRUSTED_DOCUMENTS_ONLY.value: 403,
 }

@@ -152,7 +152,12 @@ class Mutation:
         input: Annotated[RescheduleAppointmentInput, strawberry.argument(description="Where to move it.")],
     ) -> RescheduleResult:
         result = await writes.reschedule(
-            info.context.uow, input.appointment_id, input.starts_at, input.ends_at, input.idempotency_key
+            info.context.uow,
+            info.context.extraction,
+            input.appointment_id,
+            input.starts_at,
+            input.ends_at,
+            input.idempotency_key,
         )
         if isinstance(result, writes.Refusal):
             return _refused(result)

@@ -33,7 +33,7 @@ from api.data.models import (
 )
 from api.errors import ApiError, ErrorCode, bad_input, not_found
 from api.ids import kind_of
-from api.protection import churn
+from api.protection import churn, disruption
 from api.protection.extraction import ExtractionGuard
 from api.scopes import Scope
 from api.services import reads
@@ -281,8 +281,15 @@ async def book(
 
 
 async def reschedule(
-    ctx: UnitOfWork, appointment_id: str, starts_at: datetime, ends_at: datetime, idempotency_key: str | None
+    ctx: UnitOfWork,
+    extraction: ExtractionGuard,
+    appointment_id: str,
+    starts_at: datetime,
+    ends_at: datetime,
+    idempotency_key: str | None,
 ) -> Appointment | Refusal:
+    """Move a booked appointment; one the partner did not book counts against its change limit
+    (api.protection.disruption)."""
     payload = {"appointment": appointment_id, "starts": starts_at, "ends": ends_at}
     digest = request_hash("reschedule", payload)
     async with ctx.write() as session:
@@ -298,6 +305,7 @@ async def reschedule(
         seq = await next_change_seq(session)
         if await _slot_taken(session, appointment.practitioner_id, starts_at, ends_at, appointment.id):
             return Refusal(RefusalReason.SLOT_TAKEN)
+        await disruption.admit_change(session, ctx, extraction.settings, appointment, extraction.on_alert)
         appointment.starts_at, appointment.ends_at = starts_at.astimezone(UTC), ends_at.astimezone(UTC)
         appointment.time_set_by_partner_id = ctx.principal.partner_id  # a time a partner set opens nothing (horizon.py)
         appointment.updated_at, appointment.change_seq = ctx.request_time, seq
@@ -310,13 +318,14 @@ async def cancel(ctx: UnitOfWork, extraction: ExtractionGuard, appointment_id: s
     """Cancel a booked appointment, the one a partner may also reschedule (an arrived, fulfilled or
     missed one is history: NOT_CHANGEABLE); cancelling a cancelled appointment changes nothing (safe
     to retry). A partner's own bookings cancelled in quick succession raise a churn alert
-    (api.protection.churn)."""
+    (api.protection.churn); one it did not book counts against its change limit (api.protection.disruption)."""
     async with ctx.write() as session:
         appointment = await _authorized(session, ctx, Appointment, "cancel", appointment_id, "appointment")
         if appointment.status == AppointmentStatus.CANCELLED:
             return appointment
         if not changeable(appointment):
             return Refusal(RefusalReason.NOT_CHANGEABLE)
+        await disruption.admit_change(session, ctx, extraction.settings, appointment, extraction.on_alert)
         appointment.status = AppointmentStatus.CANCELLED
         appointment.updated_at, appointment.change_seq = ctx.request_time, await next_change_seq(session)
         await session.flush()
