@@ -40,6 +40,7 @@ from api.services import reads
 from api.services.unit_of_work import UnitOfWork
 
 MAX_DURATION = timedelta(hours=8)
+MAX_AHEAD = timedelta(days=2 * 365)  # no agenda is kept further: a booking in year 9999 is a mistake or a probe
 Record = TypeVar("Record", Practice, Appointment)  # what a write may be authorized on
 
 
@@ -48,6 +49,7 @@ class RefusalReason(enum.Enum):
     IN_THE_PAST = "Appointments can only be booked or moved to the future."
     ENDS_BEFORE_START = "The end must come after the start."
     TOO_LONG = f"An appointment lasts at most {MAX_DURATION.seconds // 3600} hours."
+    TOO_FAR_AHEAD = f"Appointments can be booked or moved at most {MAX_AHEAD.days} days ahead."
     PRACTITIONER_NOT_AT_PRACTICE = "This practitioner does not work at this practice."
     PATIENT_NOT_AT_PRACTICE = "This patient is not in this practice's file."
     NOT_CHANGEABLE = "Only a booked appointment can be rescheduled or cancelled."
@@ -175,6 +177,8 @@ def _check_times(ctx: UnitOfWork, starts_at: datetime, ends_at: datetime) -> Ref
         raise bad_input("`startsAt` and `endsAt` need a time zone offset.")
     if starts_at <= ctx.request_time:
         return Refusal(RefusalReason.IN_THE_PAST)
+    if ends_at > ctx.request_time + MAX_AHEAD:
+        return Refusal(RefusalReason.TOO_FAR_AHEAD)
     if ends_at <= starts_at:
         return Refusal(RefusalReason.ENDS_BEFORE_START)
     if ends_at - starts_at > MAX_DURATION:

@@ -82,6 +82,14 @@ async def test_retry_with_the_same_idempotency_key_books_once(api, world, sync_e
         ({"startsAt": (utcnow() - timedelta(hours=1)).isoformat(), "endsAt": utcnow().isoformat()}, "IN_THE_PAST"),
         ({"endsAt": (FREE - timedelta(minutes=5)).isoformat()}, "ENDS_BEFORE_START"),
         ({"endsAt": (FREE + timedelta(hours=9)).isoformat()}, "TOO_LONG"),
+        ({"startsAt": "9999-12-31T22:00:00Z", "endsAt": "9999-12-31T22:20:00Z"}, "TOO_FAR_AHEAD"),
+        (
+            {
+                "startsAt": (FREE + timedelta(days=731)).isoformat(),
+                "endsAt": (FREE + timedelta(days=731, minutes=20)).isoformat(),
+            },
+            "TOO_FAR_AHEAD",
+        ),
         ({"practitionerId": "prt_" + "a" * 26}, "PRACTITIONER_NOT_AT_PRACTICE"),
         ({"patientId": "pat_" + "a" * 26}, "PATIENT_NOT_AT_PRACTICE"),
     ],
