@@ -5,9 +5,10 @@ httptools buffers a header that has not ended without limit, and its work per ch
 buffer: one unauthenticated connection sending a never-ending 200 MB header held a worker's event loop
 for half a minute (other partners' requests waited 18 s) until the arbiter killed it, with the
 requests it was serving. uvicorn bounds a head only with its pure-Python parser (h11, slower for every
-request), and times neither out. Here a head larger than PARTNER_API_MAX_HEAD_BYTES is answered 431,
-and one still incomplete PARTNER_API_HEAD_TIMEOUT_SECONDS after its first byte 408, both in the API's
-JSON error shape, and the connection is closed. A proxy in front may bound them more tightly.
+request), and times neither out. Here a head larger than PARTNER_API_MAX_HEAD_BYTES (within a slice,
+below) is answered 431, and one still incomplete PARTNER_API_HEAD_TIMEOUT_SECONDS after its first byte
+408, both in the API's JSON error shape, and the connection is closed; either before the request
+reached the application. A proxy in front may bound them more tightly.
 
     uvicorn.Config(app, http=BoundedHead)  # api/operators/server.py: gunicorn's uvicorn workers
 """
@@ -26,33 +27,42 @@ from api.settings import get_settings
 
 __all__ = ["BoundedHead"]
 
+# The head is counted slice by slice of what arrives (httptools tells where a head ends, not at which
+# byte): a slice in which a head began or went on counts whole, so a head is bounded within a slice,
+# and a body arriving with its head (or a pipelined request's) never counts.
+SLICE = 8 * 1024
+
 
 class BoundedHead(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         settings = get_settings()
         self.max_head_bytes, self.head_timeout = settings.max_head_bytes, settings.head_timeout_seconds
-        self._head_bytes: int | None = 0  # received of the head being read; None while a body or nothing is due
+        self._head_bytes: int | None = None  # received of the head being read; None between heads
         self._head_timer: asyncio.TimerHandle | None = None
 
     def data_received(self, data: bytes) -> None:
-        if self._head_bytes == 0 and self._head_timer is None:  # a head begins
-            self._head_timer = self.loop.call_later(self.head_timeout, self._refuse, HTTPStatus.REQUEST_TIMEOUT)
-        super().data_received(data)
-        # Counted after the parser has seen the chunk: one that completes a head may carry a body as well.
-        if self._head_bytes is not None and not self.transport.is_closing():
-            self._head_bytes += len(data)
-            if self._head_bytes > self.max_head_bytes:
-                self._refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
+        for start in range(0, len(data), SLICE):
+            if self.transport.is_closing():  # refused, or a malformed request answered 400
+                return
+            piece = data[start : start + SLICE] if len(data) > SLICE else data
+            super().data_received(piece)
+            if self._head_bytes is not None:  # a head began in this slice or before, and is not over
+                self._head_bytes += len(piece)
+                if self._head_bytes > self.max_head_bytes:
+                    self._refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
+                    return
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_bytes = 0
+        self._stop_timer()
+        self._head_timer = self.loop.call_later(self.head_timeout, self._refuse, HTTPStatus.REQUEST_TIMEOUT)
 
     def on_headers_complete(self) -> None:
         self._head_bytes = None
         self._stop_timer()
         super().on_headers_complete()
-
-    def on_message_complete(self) -> None:
-        super().on_message_complete()
-        self._head_bytes = 0  # the next request's head, if the connection is kept
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_timer()

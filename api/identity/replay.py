@@ -23,8 +23,9 @@ __all__ = ["first_use"]
 
 
 def _key(kind: str, issuer: str, jti: str) -> str:
-    # Hashed: a fixed-width primary key whatever the client sends, and no client data stored as is.
-    return hashlib.sha256(f"{kind}\x00{issuer}\x00{jti}".encode()).hexdigest()
+    # Hashed: a fixed-width primary key whatever the client sends, and no client data stored as is;
+    # a lone surrogate (valid JSON, not UTF-8) hashed as it came, not a failure answered 503.
+    return hashlib.sha256(f"{kind}\x00{issuer}\x00{jti}".encode("utf-8", "surrogatepass")).hexdigest()
 
 
 async def first_use(

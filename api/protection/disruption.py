@@ -24,7 +24,7 @@ from api.data.models import AlertKind, Appointment, Partner, PartnerChange
 from api.errors import ApiError, ErrorCode
 from api.ledger import alerts
 from api.protection.activity import weekly_patients
-from api.protection.extraction import lock_pair, quarantine
+from api.protection.extraction import quarantine
 from api.services.unit_of_work import UnitOfWork
 from api.settings import Settings
 
@@ -57,8 +57,9 @@ async def admit_change(
     partner_id, key_id, now = uow.principal.partner_id, uow.principal.key_id, uow.request_time
     if appointment.source_partner_id == partner_id:
         return
+    # Called after the write took the change counter (api/services/writes.py `next_change_seq`), whose
+    # row lock orders every write until its commit: two workers' changes are counted one after the other.
     practice_id = appointment.practice_id
-    await lock_pair(session, partner_id, practice_id, "changes")  # two workers' changes, one after the other
     pair = (PartnerChange.partner_id == partner_id, PartnerChange.practice_id == practice_id)
     await session.execute(delete(PartnerChange).where(*pair, PartnerChange.at < now - WINDOW))
     held = (await session.execute(select(func.count()).where(*pair))).scalar_one()

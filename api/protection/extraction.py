@@ -36,7 +36,7 @@ from api.ledger import alerts
 from api.protection.activity import weekly_patients
 from api.settings import Settings
 
-__all__ = ["Budget", "Commit", "ExtractionGuard", "extraction_refused", "lock_pair", "quarantine"]
+__all__ = ["Budget", "Commit", "ExtractionGuard", "extraction_refused", "quarantine"]
 
 # Commits the caller's transaction, then calls what is given (the webhook's wake-up). In a request,
 # the unit of work's `commit`: joined to a held write, it commits with the write's access record.
@@ -88,13 +88,10 @@ async def quarantine(session: AsyncSession, key_id: int, now: datetime) -> bool:
     return bool(cast(CursorResult[Any], done).rowcount)
 
 
-async def lock_pair(session: AsyncSession, partner_id: int, practice_id: int, purpose: str = "extraction") -> None:
-    """On PostgreSQL, until the transaction ends: the requests of one partner at one practice counting
-    against one of its limits, one after the other (SQLite lets one writer in at a time)."""
-    if session.get_bind().dialect.name == "postgresql":
-        # A signed 64-bit advisory lock key for the pair (a collision only serializes two pairs).
-        digest = hashlib.blake2b(f"{purpose}:{partner_id}:{practice_id}".encode(), digest_size=8).digest()
-        await session.execute(_ADVISORY_LOCK, {"key": int.from_bytes(digest, "big", signed=True)})
+def _lock_key(partner_id: int, practice_id: int) -> int:
+    """A signed 64-bit advisory lock key for the pair (a collision only serializes two pairs)."""
+    digest = hashlib.blake2b(f"extraction:{partner_id}:{practice_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 @lru_cache(maxsize=1024)
@@ -172,7 +169,8 @@ class ExtractionGuard:
         A key quarantined since its request was authenticated (by a refusal in this request or a
         concurrent one) is admitted no new patient."""
         commit = commit or _committing(session)
-        await lock_pair(session, partner_id, practice_id)
+        if session.get_bind().dialect.name == "postgresql":
+            await session.execute(_ADVISORY_LOCK, {"key": _lock_key(partner_id, practice_id)})
         quarantined = select(PartnerKey.quarantined_at).where(PartnerKey.id == key_id)
         if (await session.execute(quarantined)).scalar_one_or_none() is not None:
             await commit(None)  # ends the lock (with a held write, at its commit); a rollback would expire loaded rows

@@ -19,6 +19,7 @@ from graphql import (
     DocumentNode,
     GraphQLError,
     GraphQLSchema,
+    NoUnusedFragmentsRule,
     OperationDefinitionNode,
     StringValueNode,
     ValidationRule,
@@ -81,6 +82,11 @@ def limit_rules(settings: Settings) -> ValidationRules:
             max_selections_rule(settings.max_selections),
             max_field_repeats_rule(settings.max_field_repeats, settings.max_selections),
             max_directives_rule(settings.max_directives_per_field),
+            # The specification's own, run first too: the limits above measure each operation as
+            # expanded, and a fragment no operation spreads would reach graphql-core's pairwise
+            # comparison of merged fields unmeasured (OverlappingFieldsCanBeMergedRule walks every
+            # fragment definition).
+            NoUnusedFragmentsRule,
         ),
         spec=(*specified_rules, MaybeNullValidationRule, OneOfInputValidationRule, StorableStrings),
     )

@@ -329,9 +329,10 @@ async def cancel(ctx: UnitOfWork, extraction: ExtractionGuard, appointment_id: s
             return appointment
         if not changeable(appointment):
             return Refusal(RefusalReason.NOT_CHANGEABLE)
+        seq = await next_change_seq(session)  # first, as every write: the counter's lock orders them all
         await disruption.admit_change(session, ctx, extraction.settings, appointment, extraction.on_alert)
         appointment.status = AppointmentStatus.CANCELLED
-        appointment.updated_at, appointment.change_seq = ctx.request_time, await next_change_seq(session)
+        appointment.updated_at, appointment.change_seq = ctx.request_time, seq
         await session.flush()
         alerted = await churn.after_cancel(
             session, extraction.settings, appointment, ctx.principal.partner_id, ctx.principal.key_id, ctx.request_time

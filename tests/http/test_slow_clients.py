@@ -192,6 +192,23 @@ def test_a_real_server_bounds_each_request_head_in_size_and_time_and_serves_the_
             answer = read_until_closed(slow)
         assert answer.startswith(b"HTTP/1.1 408") and b'"limit": "head_timeout"' in answer, answer[:300]
 
+        # A slow head after a whole request in the same packet (pipelined): its own clock runs.
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as pipelined:
+            pipelined.sendall(request_head(world.keys["full"]) + BODY + b"POST /graphql HTTP/1.1\r\nHost: x\r\n")
+            answer = read_until_closed(pipelined)
+        assert answer.startswith(b"HTTP/1.1 200") and b"HTTP/1.1 408" in answer, answer[-300:]
+
+        # Never counted as head: a body arriving with its head, and requests pipelined in one packet.
+        padded = json.dumps({"query": "{ viewer { name } }\n#" + "p" * 40_000}).encode()
+        length = f"Content-Length: {len(BODY)}".encode()
+        head = request_head(world.keys["full"]).replace(length, f"Content-Length: {len(padded)}".encode())
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as large:
+            large.sendall(head + padded + request_head(world.keys["full"]) + BODY)
+            answer = b""
+            while answer.count(b'"name"') < 2 and (chunk := large.recv(65536)):
+                answer += chunk
+        assert answer.count(b"HTTP/1.1 200") == 2, answer[:300]
+
         # A head within the bound, its headers spread over several packets, and kept-alive requests.
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
             for _ in range(3):

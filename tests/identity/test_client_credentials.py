@@ -4,6 +4,7 @@ DPoP proof of possession, revocation, key modes and rotation, on SQLite and Post
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from datetime import timedelta
 
@@ -408,3 +409,15 @@ async def test_a_token_request_whose_body_stalls_or_vanishes_is_answered_without
     assert b'"error":"invalid_request"' in slow[1]["body"]
     gone = await answer("hang-up")
     assert gone[0]["status"] == 499
+
+
+async def test_a_jti_that_is_not_utf_8_is_hashed_as_it_came_not_a_server_error(api, client_key, client_id):
+    """A lone surrogate is valid JSON (`"\\ud800"`), not UTF-8: the replay cache's hash of it failed
+    with a 503 and a logged traceback, after the signature was verified."""
+    from joserfc import jws
+
+    payload = json.dumps(claims(client_id, jti="jti-\ud800")).encode()  # ASCII: the surrogate escaped
+    header = {"alg": "ES384", "kid": client_key.kid}
+    assertion = jws.serialize_compact(header, payload, client_key.key, algorithms=["ES384"])
+    assert (await token_response(api, assertion)).status_code == 200
+    assert (await token_response(api, assertion)).status_code == 401  # and its replay is one

@@ -3,12 +3,13 @@ ten points a write, with no alert. The appointments a partner changes that it di
 counted per practice and day against a limit sized from the practice's activity: warned of, then
 refused (nothing changed) and the key quarantined; the partner's own bookings never count."""
 
+import asyncio
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from api.data.models import AlertKind, Appointment, AppointmentStatus, ExtractionAlert, Practice
+from api.data.models import AlertKind, Appointment, AppointmentStatus, ExtractionAlert, PartnerChange, Practice
 from api.timeutil import utcnow
 from tests.security.test_extraction import big_practice  # noqa: F401  # the fixture: 1,000 patients, 3,000 appointments
 from tests.services.test_writes_and_sync import BOOK, FREE, RESCHEDULE, booking
@@ -109,3 +110,25 @@ async def test_a_partners_own_bookings_never_count(make_api, world, sync_engine)
         response = await api.query(world.keys["full"], CANCEL, {"id": appointment})
         assert response.data["cancelAppointment"]["__typename"] == "AppointmentCancelled", response.body
     assert AlertKind.DISRUPTION not in {kind for kind, _ in alerts(sync_engine)}
+
+
+async def test_cancelling_and_rescheduling_at_once_count_one_after_the_other(
+    make_api, world, big_practice, sync_engine  # noqa: F811
+):
+    """Two writes of one partner at one practice, at once, on both databases: each counted after the
+    other under the change counter's lock, never a deadlock answered as a server error."""
+    api = make_api(budget_refill_per_second=10**4, disruption_floor=1000)
+    key = world.keys["extractor"]
+    targets = practice_bookings(sync_engine, big_practice, 20)
+    for i in range(0, len(targets), 2):
+        with Session(sync_engine) as session:
+            starts = session.scalar(select(Appointment.starts_at).where(Appointment.public_id == targets[i]))
+        moved = starts + timedelta(days=400, minutes=i)
+        move = {"appointmentId": targets[i], "startsAt": moved.isoformat(),
+                "endsAt": (moved + timedelta(minutes=15)).isoformat()}  # fmt: skip
+        rescheduled, cancelled = await asyncio.gather(
+            api.query(key, RESCHEDULE, {"input": move}), api.query(key, CANCEL, {"id": targets[i + 1]})
+        )
+        assert rescheduled.errors == [] and cancelled.errors == [], (rescheduled.body, cancelled.body)
+    with Session(sync_engine) as session:
+        assert session.scalar(select(func.count()).select_from(PartnerChange)) == len(targets)

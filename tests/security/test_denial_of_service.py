@@ -140,6 +140,13 @@ SHAPES = [
     # the square of the count; 166 of these last took half a second).
     Shape("400 __typename fields", "{ " + "__typename " * 400 + "}", limits={"fieldRepeats"}),
     Shape("166 viewer { grants { id } }", "{ " + "viewer { grants { id } } " * 166 + "}", limits={"fieldRepeats"}),
+    # graphql-core compares the merged fields of every fragment definition, spread or not: an unused
+    # one is refused first (it took 425 ms, never reached by the limits, which measure operations).
+    Shape(
+        "an unused fragment merging 166 fields",
+        "{ __typename } fragment X on Query { " + "viewer { grants { id } } " * 166 + "}",
+        limits={None},
+    ),
     Shape(
         "100 fragments merging one field",
         " ".join(f"fragment F{i} on Query {{ viewer {{ grants {{ id }} }} }}" for i in range(100))
