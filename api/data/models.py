@@ -420,6 +420,10 @@ class Grant(_scope_columns(), Base):  # type: ignore[misc]  # a base built at im
     patients_monthly_cap: Mapped[int | None] = mapped_column(
         Integer, comment="Most distinct patients per 30 days the computed limit may reach; NULL: the setting"
     )
+    # An operator's explicit change limit, in place of the computed one (api.protection.disruption).
+    max_changes_per_day: Mapped[int | None] = mapped_column(
+        Integer, comment="Appointments it did not book the partner may change per 24 h; NULL: sized from activity"
+    )
 
     partner: Mapped[Partner] = relationship(back_populates="grants")
     practice: Mapped[Practice] = relationship()

@@ -72,9 +72,11 @@ def _when(text: str | None, option: str = "--expires") -> datetime | None:
 
 def _describe(grant: Grant) -> str:
     history = f", history until {grant.history_until:%Y-%m-%d %H:%M} UTC" if grant.history_until else ""
+    limits = ", ".join(f"{name} {value}" for name in operators.GRANT_LIMITS if (value := getattr(grant, name)))
     return (
         f"{', '.join(sorted(grant.scopes))} until {grant.expires_at:%Y-%m-%d}; "
         f"reads identity {grant.days_back} day(s) back to {grant.days_ahead} ahead{history}"
+        + (f"; limits: {limits}" if limits else "")
     )
 
 
@@ -210,6 +212,41 @@ def grant_change(
     with _session() as session:
         new_scopes = _parse(parse_scopes, scopes, "--scopes") if scopes is not None else None
         grant = operators.change_grant(session, partner, practice, new_scopes, _when(expires), days_back, days_ahead)
+        typer.echo(f"grant {grant.public_id}: {_describe(grant)}")
+
+
+LimitOption = Annotated[str | None, typer.Option(help="A number, or `none` to compute it again.")]
+
+
+def _limit(text: str, option: str) -> int | None:
+    return None if text.strip().lower() == "none" else _parse(int, text, option)
+
+
+@grant_app.command("limits")
+def grant_limits(
+    partner: str,
+    practice: str,
+    patients_per_day: LimitOption = None,
+    daily_cap: LimitOption = None,
+    monthly_cap: LimitOption = None,
+    changes_per_day: LimitOption = None,
+) -> None:
+    """Set the limits of the live grant between PARTNER and PRACTICE, each replacing the one computed
+    from the practice's activity (or bounding it): --patients-per-day the distinct patients per 24 h,
+    --daily-cap and --monthly-cap what the computed 24 h and 30-day limits may reach,
+    --changes-per-day the appointments it did not book it may cancel or move per 24 h (the
+    practice's own software during an absence, say). `none` computes it again."""
+    given = {
+        "max_patients_per_window": (patients_per_day, "--patients-per-day"),
+        "patients_daily_cap": (daily_cap, "--daily-cap"),
+        "patients_monthly_cap": (monthly_cap, "--monthly-cap"),
+        "max_changes_per_day": (changes_per_day, "--changes-per-day"),
+    }
+    limits = {name: _limit(text, option) for name, (text, option) in given.items() if text is not None}
+    if not limits:
+        raise typer.BadParameter("give --patients-per-day, --daily-cap, --monthly-cap and/or --changes-per-day")
+    with _session() as session:
+        grant = operators.set_grant_limits(session, partner, practice, **limits)
         typer.echo(f"grant {grant.public_id}: {_describe(grant)}")
 
 

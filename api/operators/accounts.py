@@ -240,6 +240,25 @@ def allow_history(session: Session, partner_name: str, practice_name: str, until
     return grant
 
 
+# The limits an operator may set on a grant, each replacing the computed one or bounding it (NULL: computed).
+GRANT_LIMITS = ("max_patients_per_window", "patients_daily_cap", "patients_monthly_cap", "max_changes_per_day")
+
+
+def set_grant_limits(session: Session, partner_name: str, practice_name: str, **limits: int | None) -> Grant:
+    """Set (an int) or clear (None) the live grant's limits named in `limits` (GRANT_LIMITS)."""
+    partner, practice = find_partner(session, partner_name), find_practice(session, practice_name)
+    grant = live_grant(session, partner, practice)
+    if grant is None:
+        raise OperatorError(f"{partner.name} has no grant at {practice.name}")
+    for name, value in limits.items():
+        if name not in GRANT_LIMITS:
+            raise OperatorError(f"no limit {name!r}: one of {', '.join(GRANT_LIMITS)}")
+        if value is not None and value < 1:
+            raise OperatorError(f"{name} must be at least 1 (or none, to compute it)")
+        setattr(grant, name, value)
+    return grant
+
+
 def revoke_grant(session: Session, partner_name: str, practice_name: str) -> Grant:
     partner, practice = find_partner(session, partner_name), find_practice(session, practice_name)
     grant = live_grant(session, partner, practice)

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.data.models import AlertKind, Appointment, Partner, PartnerChange
+from api.data.models import AlertKind, Appointment, Grant, Partner, PartnerChange
 from api.errors import ApiError, ErrorCode
 from api.ledger import alerts
 from api.protection.activity import weekly_patients
@@ -43,7 +43,18 @@ def change_refused(quarantined: bool) -> ApiError:
     )
 
 
-async def limit(session: AsyncSession, settings: Settings, practice_id: int, now: datetime) -> int:
+async def limit(session: AsyncSession, settings: Settings, partner_id: int, practice_id: int, now: datetime) -> int:
+    """The grant's explicit limit, an operator's decision (`grant limits --changes-per-day`); else sized
+    from the practice's activity."""
+    explicit = (
+        await session.execute(
+            select(Grant.max_changes_per_day).where(
+                Grant.partner_id == partner_id, Grant.practice_id == practice_id, Grant.revoked_at.is_(None)
+            )
+        )
+    ).scalar_one_or_none()
+    if explicit is not None:
+        return int(explicit)
     weekly = await weekly_patients(session, settings, practice_id, now)
     return max(settings.disruption_floor, math.ceil(settings.disruption_activity_factor * weekly))
 
@@ -63,7 +74,7 @@ async def admit_change(
     pair = (PartnerChange.partner_id == partner_id, PartnerChange.practice_id == practice_id)
     await session.execute(delete(PartnerChange).where(*pair, PartnerChange.at < now - WINDOW))
     held = (await session.execute(select(func.count()).where(*pair))).scalar_one()
-    most = await limit(session, settings, practice_id, now)
+    most = await limit(session, settings, partner_id, practice_id, now)
 
     def alert(kind: AlertKind, **more: Any) -> alerts.NewAlert:
         hours = round(WINDOW.total_seconds() / 3600)

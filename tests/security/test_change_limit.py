@@ -9,7 +9,7 @@ from datetime import timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from api.data.models import AlertKind, Appointment, AppointmentStatus, ExtractionAlert, PartnerChange, Practice
+from api.data.models import AlertKind, Appointment, AppointmentStatus, ExtractionAlert, Grant, PartnerChange, Practice
 from api.timeutil import utcnow
 from tests.security.test_extraction import big_practice  # noqa: F401  # the fixture: 1,000 patients, 3,000 appointments
 from tests.services.test_writes_and_sync import BOOK, FREE, RESCHEDULE, booking
@@ -132,3 +132,26 @@ async def test_cancelling_and_rescheduling_at_once_count_one_after_the_other(
         assert rescheduled.errors == [] and cancelled.errors == [], (rescheduled.body, cancelled.body)
     with Session(sync_engine) as session:
         assert session.scalar(select(func.count()).select_from(PartnerChange)) == len(targets)
+
+
+async def test_an_operator_sets_a_grants_limits_from_the_command_line(
+    make_api, world, big_practice, sync_engine, cli  # noqa: F811
+):
+    """The practice's own software during a practitioner's absence: the operator raises (or lowers)
+    the grant's change limit, as it may set the distinct-patient limit and caps; `none` computes them again."""
+    lowered = cli("grant", "limits", "extractor", "Grand Cabinet", "--changes-per-day", "3", "--patients-per-day", "40")
+    assert lowered.exit_code == 0, lowered.output
+    assert "max_changes_per_day 3" in lowered.output and "max_patients_per_window 40" in lowered.output
+    api = make_api(budget_refill_per_second=10**4)
+    targets = practice_bookings(sync_engine, big_practice, 4)
+    for appointment in targets[:3]:
+        assert (await api.query(world.keys["extractor"], CANCEL, {"id": appointment})).errors == []
+    assert (await api.query(world.keys["extractor"], CANCEL, {"id": targets[3]})).codes == {"CHANGE_LIMIT_EXCEEDED"}
+    cleared = cli("grant", "limits", "extractor", "Grand Cabinet", "--changes-per-day", "none")
+    assert cleared.exit_code == 0 and "max_changes_per_day" not in cleared.output
+    assert cli("grant", "limits", "extractor", "Grand Cabinet", "--changes-per-day", "0").exit_code == 1
+    assert cli("grant", "limits", "extractor", "Grand Cabinet", "--changes-per-day", "many").exit_code == 2
+    assert cli("grant", "limits", "extractor", "Grand Cabinet").exit_code == 2
+    with Session(sync_engine) as session:
+        grant = session.scalars(select(Grant).where(Grant.max_patients_per_window == 40)).one()
+        assert grant.max_changes_per_day is None
