@@ -74,27 +74,29 @@ class BoundedHead(HttpToolsProtocol):
             self._head_timer = None
 
     def _refuse(self, status: HTTPStatus) -> None:
+        if status == HTTPStatus.REQUEST_TIMEOUT:
+            message = f"The request's headers were not received within {self.head_timeout:g} s."
+            self._answer(status, message, limit="head_timeout", maximum=self.head_timeout)
+        else:
+            message = f"A request's line and headers are limited to {self.max_head_bytes} bytes."
+            self._answer(status, message, limit="max_head_bytes", maximum=self.max_head_bytes)
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to what httptools cannot parse (a Content-Length beside a Transfer-Encoding,
+        a negative length...), in the API's JSON error shape rather than its plain text."""
+        self._answer(HTTPStatus.BAD_REQUEST, msg)
+
+    def _answer(self, status: HTTPStatus, message: str, **extensions: object) -> None:
+        """The request refused before the application, and the connection closed."""
         self._stop_timer()
         self._head_bytes = None
         if self.transport.is_closing():
             return
-        if status == HTTPStatus.REQUEST_TIMEOUT:
-            message, limit, maximum = (
-                f"The request's headers were not received within {self.head_timeout:g} s.",
-                "head_timeout",
-                self.head_timeout,
-            )
-        else:
-            message, limit, maximum = (
-                f"A request's line and headers are limited to {self.max_head_bytes} bytes.",
-                "max_head_bytes",
-                self.max_head_bytes,
-            )
-        body = json.dumps(error_body(ApiError(ErrorCode.BAD_USER_INPUT, message, limit=limit, maximum=maximum)))
+        body = json.dumps(error_body(ApiError(ErrorCode.BAD_USER_INPUT, message, **extensions)))
         head = (
             f"HTTP/1.1 {status.value} {status.phrase}\r\ncontent-type: application/json\r\n"
             f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
         )
-        self.logger.warning("request head refused: %s", message)
+        self.logger.warning("request refused before the application: %s", message)
         self.transport.write((head + body).encode())
         self.transport.close()

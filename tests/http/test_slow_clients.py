@@ -192,6 +192,15 @@ def test_a_real_server_bounds_each_request_head_in_size_and_time_and_serves_the_
             answer = read_until_closed(slow)
         assert answer.startswith(b"HTTP/1.1 408") and b'"limit": "head_timeout"' in answer, answer[:300]
 
+        # What httptools cannot parse is answered in the API's JSON shape too (it was uvicorn's plain text).
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as smuggled:
+            smuggled.sendall(
+                b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+            )
+            answer = read_until_closed(smuggled)
+        assert answer.startswith(b"HTTP/1.1 400") and b"application/json" in answer, answer[:300]
+        assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
         # A slow head after a whole request in the same packet (pipelined): its own clock runs.
         with socket.create_connection(("127.0.0.1", port), timeout=20) as pipelined:
             pipelined.sendall(request_head(world.keys["full"]) + BODY + b"POST /graphql HTTP/1.1\r\nHost: x\r\n")
