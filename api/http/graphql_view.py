@@ -234,6 +234,8 @@ class PartnerGraphQL(GraphQL[GraphQLContext, None]):
         if request.method == "POST" and parse_content_type(request.content_type or "")[0] != JSON:
             # A form or text/plain body is what a page can send cross-site without a preflight.
             raise HTTPException(415, "Send the operation as JSON, with `Content-Type: application/json`.")
+        if request.method == "POST" and request.headers.get("content-encoding", "identity").lower() != "identity":
+            raise HTTPException(415, "Send the body uncompressed: no `Content-Encoding` is accepted.")
         data = await super().parse_http_body(request)
         if isinstance(data, GraphQLRequestData) and holds_unstorable_text(
             [data.query, data.operation_name, data.variables, data.extensions]

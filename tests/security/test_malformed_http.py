@@ -23,6 +23,7 @@ none carries the bad value among its parameters, and none reads appointments or 
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -200,6 +201,12 @@ CASES = [
         "variables are a string", post({"query": "{ viewer { name } }", "variables": "{}"}), 400, "BAD_USER_INPUT"
     ),
     Malformed("text/plain", raw(b'{"query": "{ viewer { name } }"}', "text/plain"), 415, "BAD_USER_INPUT"),
+    Malformed(
+        "a gzip body",
+        raw(gzip.compress(b'{"query": "{ viewer { name } }"}'), **{"content-encoding": "gzip"}),
+        415,
+        "BAD_USER_INPUT",
+    ),
     Malformed("no content type", raw(b'{"query": "{ viewer { name } }"}', None), 415, "BAD_USER_INPUT"),
     Malformed("XML", raw(b"<query>{ viewer { name } }</query>", "application/xml"), 415, "BAD_USER_INPUT"),
     Malformed(
