@@ -60,6 +60,15 @@ def _replaced(error: GraphQLError, refusal: ApiError) -> GraphQLError:
     )
 
 
+# graphql-core's messages quote the value they refuse whole: a 60,000-character DateTime came back as
+# long as it was sent.
+MAX_MESSAGE = 1000
+
+
+def _brief(message: str) -> str:
+    return message if len(message) <= MAX_MESSAGE else message[:MAX_MESSAGE] + "… (cut)"
+
+
 def classify(error: GraphQLError, request_id: str, statement_timeout: float = 0) -> GraphQLError:
     original = error.original_error
     if isinstance(original, ApiError):
@@ -78,7 +87,7 @@ def classify(error: GraphQLError, request_id: str, statement_timeout: float = 0)
         code = extensions.pop("code", None)
         known = code in {c.value for c in ErrorCode}  # the API's vocabulary only (deny by default)
         return _replaced(
-            error, ApiError(ErrorCode(code) if known else ErrorCode.BAD_USER_INPUT, error.message, **extensions)
+            error, ApiError(ErrorCode(code) if known else ErrorCode.BAD_USER_INPUT, _brief(error.message), **extensions)
         )
     logger.error("unexpected error in request %s at %s", request_id, error.path, exc_info=original)
     return _replaced(

@@ -516,3 +516,14 @@ async def test_long_operation_names_are_served_and_recorded(api, world, sync_eng
     with Session(sync_engine) as session:
         recorded = session.scalars(select(AccessRecord.operation_name)).all()
     assert recorded == [name[:100]]
+
+
+async def test_an_invalid_value_is_not_echoed_whole(api, world):
+    """graphql-core's message quotes the value it refuses: a 60,000-character DateTime is cut."""
+    query = (
+        'query($from: DateTime!) { appointments(practiceId: "prc_x", from: $from, to: $from, first: 1) '
+        "{ edges { cursor } } }"
+    )
+    response = await api.query(world.keys["full"], query, {"from": "9" * 60_000})
+    assert response.codes == {"BAD_USER_INPUT"}
+    assert all(len(error["message"]) <= 1010 for error in response.errors), len(response.errors[0]["message"])
