@@ -84,6 +84,9 @@ def check_sources(files: tuple[Path, ...], sources: PolicySources) -> CheckRepor
 
 def load(sources: PolicySources) -> tuple[Oso | None, list[Problem]]:
     """An Oso with the application's classes and these texts, and what loading them reported."""
+    refused = sources.unsafe_constructs()  # each at its line; Polar never sees them (engine.load_texts)
+    if refused:
+        return None, refused
     loaded = new_oso()
     oso: Oso | None = loaded
     ffi = loaded.ffi_polar

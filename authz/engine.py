@@ -19,7 +19,7 @@ from typing import Any
 from oso import Oso
 from polar import Variable
 from polar.data_filtering import Relation
-from polar.exceptions import PolarRuntimeError
+from polar.exceptions import OsoError, PolarRuntimeError
 from polar.ffi import PolarSource
 from sqlalchemy import Select
 
@@ -28,6 +28,7 @@ from api.scopes import Scope
 from authz.actors import REQUEST_TIME, PartnerActor
 from authz.adapter import SqlAlchemyFilterAdapter
 from authz.field_rules import FieldRules
+from authz.polar_source import PolicySources
 from authz.records import GrantedRecord
 
 POLICY_DIR = Path(__file__).resolve().parent  # the default policy directory (PARTNER_API_POLICY_DIR overrides it)
@@ -93,14 +94,20 @@ def new_oso(adapter: SqlAlchemyFilterAdapter | None = None) -> Oso:
 
 
 def build_oso(policy_files: tuple[Path, ...] = POLICY_FILES, adapter: SqlAlchemyFilterAdapter | None = None) -> Oso:
-    oso = new_oso(adapter)
-    oso.load_files([str(path) for path in policy_files])
-    return oso
+    return load_texts(new_oso(adapter), {str(path): path.read_text(encoding="utf-8") for path in policy_files})
+
+
+class UnsafePolicy(OsoError):
+    """The policy says what a policy may not (authz/polar_source.py `unsafe_constructs`): never loaded."""
 
 
 def load_texts(oso: Oso, texts: Mapping[str, str]) -> Oso:
     """Loads policy texts already read (file name -> text), as `load_files` would load those files:
     what `policy check` read is exactly what is loaded, even if a file changes meanwhile."""
+    refused = PolicySources(dict(texts), []).unsafe_constructs()
+    if refused:
+        said = "; ".join(f"{p.file}:{p.line}: {p.message}" for p in refused)
+        raise UnsafePolicy(said)  # type: ignore[no-untyped-call]  # polar's exception classes are unannotated
     oso._load_sources([PolarSource(text, name) for name, text in texts.items()])  # load_files without the reading
     return oso
 

@@ -21,6 +21,17 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TOKEN = re.compile(r'#[^\n]*|"(?:[^"\\]|\\.)*"|[A-Za-z_][A-Za-z0-9_]*|\S')
 
 
+# Polar lets a policy reach Python: an inline query runs while its file loads, and a method call,
+# `new` or a dunder name reaches into the application's objects (`p.__getattribute__("__init__")...`
+# ran shell commands in `policy check` and in every worker). A policy reads fields of the records and
+# compares them, nothing else: these are refused before Polar sees the text (`unsafe_constructs`).
+_REFUSED_NAMES = {
+    "new": "`new` (a policy builds no application object)",
+    "debug": "`debug` (Polar's debugger would wait on the worker's standard input)",
+    "print": "`print` (a policy writes nothing)",
+}
+
+
 @dataclass(frozen=True)
 class Problem:
     severity: Severity
@@ -116,6 +127,24 @@ class PolicySources:
             for match in _TOKEN.finditer(text):
                 if not match[0].startswith("#"):
                     yield _Token(file, match[0], text.count("\n", 0, match.start()) + 1)
+
+    def unsafe_constructs(self) -> list[Problem]:
+        """What a policy may not say (`_REFUSED_NAMES`, inline queries, method calls, dunder names),
+        each at its line, in Polar's own "at line L, column 1 of file F" (so that `problem` places it)."""
+        found: list[tuple[_Token, str]] = []
+        tokens = list(self._tokens())
+        for token, after in zip(tokens, [*tokens[1:], None], strict=True):
+            if token.text == "?" and after is not None and after.text == "=":
+                found.append((token, "an inline query (`?=`), which Polar runs while the file loads"))
+            elif token.text in _REFUSED_NAMES:
+                found.append((token, _REFUSED_NAMES[token.text]))
+            elif token.text.startswith("__"):
+                found.append((token, f"the name {token.text!r}"))
+        found += [(name, f"a method call (`.{name.text}(...)`)") for name, called in self.attributes() if called]
+        return [
+            Problem("error", f"a policy reads the records' fields only: {what} is refused", token.file, token.line)
+            for token, what in sorted(found, key=lambda item: (item[0].file, item[0].line))
+        ]
 
     def attributes(self) -> Iterator[tuple[_Token, bool]]:
         """Each `x.name` in the rules: the name's token, and whether it is a method call `x.name(...)`."""

@@ -190,7 +190,8 @@ def test_a_method_call_in_a_row_rule_is_explained_in_the_policy_terms(tmp_path):
     message = only_error(tmp_path, broken)
     line = next(i for i, text in enumerate(broken.splitlines(), start=1) if ".lower()" in text)
     assert f"broken.polar:{line}:" in message
-    assert "'read' on Appointment cannot be compiled to SQL: a method call: row rules become SQL" in message
+    # Refused before Polar reads the text, as every method call is (it reaches Python).
+    assert "a policy reads the records' fields only: a method call (`.lower(...)`) is refused" in message
     assert "unbound variable" not in message and "register_class" not in message
 
 
@@ -750,3 +751,48 @@ def test_reload_on_a_database_without_its_tables_says_so_and_changes_nothing(tmp
         get_settings.cache_clear()
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
     assert "the database cannot take the release" in result.output and "nothing changed" in result.output
+
+
+# What a policy may not say: it reached Python. This inline query ran a shell command in
+# `policy check` (Polar runs `?=` while the file loads) and, released, in every worker.
+ESCAPES = {
+    "inline query": '?= 1 = 1;',
+    "dunder method chain": 'allow(p: Partner, "read", _r) if p.__getattribute__("__init__") = 1;',
+    "method call": 'allow(_p: Partner, "read", grant: Grant) if grant.set_scopes([]) = nil;',
+    "new": 'allow(_p: Partner, "read", _r) if x = new Partner(id: 1, name: "x", request_time: 1) and x = x;',
+    "dunder attribute": 'allow(p: Partner, "read", _r) if p.__class__ = 1;',
+    "debug": 'allow(_p: Partner, "read", _r) if debug();',
+}
+
+
+@pytest.mark.parametrize("escape", ESCAPES.values(), ids=ESCAPES.keys())
+def test_a_policy_that_would_reach_python_is_refused_before_polar_reads_it(tmp_path, escape):
+    text = POLICY + f"\n{escape}\n"
+    report = check_policy([write(tmp_path, text, "policy.polar"), write(tmp_path, FIELDS, "fields.polar")])
+    refused = [p for p in report.problems if "a policy reads the records' fields only" in p.message]
+    assert not report.ok and refused and all(p.line == last_line(text) for p in refused), [
+        str(p) for p in report.problems
+    ]
+    from authz.engine import UnsafePolicy, load_texts, new_oso
+
+    with pytest.raises(UnsafePolicy):  # however a release reaches a worker, it is never loaded
+        load_texts(new_oso(), {"policy.polar": text, "fields.polar": FIELDS})
+
+
+def test_the_outside_reviewers_shell_command_never_runs(tmp_path):
+    marker = tmp_path / "ran"
+    chain = (
+        '?= p = new Partner(id: 1, name: "x", request_time: 1) and i = p.__getattribute__("__init__") and '
+        'g = i.__getattribute__("__globals__") and b = g.get("__builtins__") and f = b.get("__import__") and '
+        f'o = f.__call__("os") and o.system("touch {marker}") = 0;'
+    )
+    policy = write(tmp_path, POLICY + "\n" + chain + "\n", "policy.polar")
+    result = runner.invoke(app, ["policy", "check", "--policy", str(policy)])
+    assert result.exit_code == 1 and "fields only" in result.output, result.output
+    assert not marker.exists()
+
+
+def test_the_same_words_in_strings_and_comments_are_not_refused(tmp_path):
+    text = POLICY + '\n# ?= new debug() x.__class__ print\nfield_with_any_grant("Practice.__x_new");\n'
+    report = check_policy([write(tmp_path, text, "policy.polar"), write(tmp_path, FIELDS, "fields.polar")])
+    assert not any("fields only" in p.message for p in report.problems), [str(p) for p in report.problems]
