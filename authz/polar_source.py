@@ -75,7 +75,10 @@ class PolicySources:
             elif not path.is_file():
                 problems.append(Problem("error", "no such file", str(path)))
             else:
-                texts[str(path)] = path.read_text(encoding="utf-8")
+                try:
+                    texts[str(path)] = path.read_text(encoding="utf-8")
+                except UnicodeDecodeError as error:
+                    problems.append(Problem("error", f"not UTF-8 text (byte {error.start})", str(path)))
         return cls(texts, problems)
 
     def problem(self, severity: Severity, message: str, fallback: Location | None = None) -> Problem:

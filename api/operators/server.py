@@ -61,7 +61,11 @@ class PolicyArbiter(Arbiter):  # type: ignore[misc]  # gunicorn is untyped: its 
 
     def handle_hup(self) -> None:
         settings: Settings = self.app.settings
-        release = reload_policy(settings)
+        try:
+            release = reload_policy(settings)
+        except Exception:  # the database away or locked: gunicorn's arbiter would exit on it, with every worker
+            logger.exception("SIGHUP: the policy could not be released; the one in force stays")
+            return
         if release.report.ok:
             logger.info("SIGHUP: %s", release.summary)
             return

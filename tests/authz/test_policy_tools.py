@@ -796,3 +796,10 @@ def test_the_same_words_in_strings_and_comments_are_not_refused(tmp_path):
     text = POLICY + '\n# ?= new debug() x.__class__ print\nfield_with_any_grant("Practice.__x_new");\n'
     report = check_policy([write(tmp_path, text, "policy.polar"), write(tmp_path, FIELDS, "fields.polar")])
     assert not any("fields only" in p.message for p in report.problems), [str(p) for p in report.problems]
+
+
+def test_a_policy_file_that_is_not_utf_8_is_an_error_not_a_traceback(tmp_path):
+    path = tmp_path / "policy.polar"
+    path.write_bytes(b"allow(_, _, _) if false;\n# caf\xe9\n")
+    result = runner.invoke(app, ["policy", "check", "--policy", str(path)])
+    assert result.exit_code == 1 and "not UTF-8 text (byte 30)" in result.output and "Traceback" not in result.output

@@ -111,6 +111,25 @@ def test_sighup_reloads_the_policy_and_keeps_the_old_one_when_the_new_fails_chec
     assert "no class the policy can read has a field 'source_partner'" in server.printed()
     assert all(phones_readable(server, world))  # the policy in force keeps serving, unchanged
 
+    # A file that is not UTF-8 is refused as well: its decoding error stopped the arbiter and every worker.
+    policy.write_bytes(b"allow(_, _, _) if false;\n# caf\xe9\n")
+    os.kill(server.pid, signal.SIGHUP)
+    wait_for(lambda: "not UTF-8" in server.printed(), 60, "the arbiter did not handle the third SIGHUP")
+    assert all(phones_readable(server, world))
+
+
+def test_a_sighup_the_database_cannot_serve_leaves_the_arbiter_running(tmp_path):
+    """The release is written to the database: locked past its busy timeout, or away, the arbiter
+    logs it and keeps the policy in force (gunicorn's arbiter exits on any exception of its loop)."""
+    from types import SimpleNamespace
+
+    from api.operators.server import PolicyArbiter
+    from api.settings import Settings
+
+    arbiter = PolicyArbiter.__new__(PolicyArbiter)  # its signal handler alone: no server
+    arbiter.app = SimpleNamespace(settings=Settings(database_url=f"sqlite:///{tmp_path}/no/such/dir/x.db"))
+    arbiter.handle_hup()  # raised OperationalError
+
 
 def test_serve_refuses_to_start_on_a_policy_that_fails_check(database_url, policy_dir):
     policy = policy_dir / "policy.polar"
