@@ -119,6 +119,7 @@ class Settings(BaseSettings):
     ledger_retention_days: int = Field(
         default=400,
         ge=1,
+        le=36500,  # a century; past it the cutoff is before year 1
         description="Days the access ledger is kept; `partner-api ledger purge` deletes older requests.",
     )
     max_concurrent_requests_per_partner: int = Field(

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Delete, delete, select, text, tuple_
+from sqlalchemy import CursorResult, Delete, and_, delete, select, text, tuple_
 from sqlalchemy.orm import Session
 
 from api.data.models import AccessRecord, Disclosure, PatientDisclosure
@@ -48,9 +48,12 @@ def purge(
     extraction_window: timedelta,
     now: datetime | None = None,
     batch_size: int = BATCH_SIZE,
+    short_window: timedelta = timedelta(hours=24),
 ) -> Purged:
     """Delete the requests recorded before `now - older_than` with what they disclosed, and the
-    patients' disclosures that have left the extraction's long window; commits after each batch."""
+    patients' disclosures that have left both extraction windows (the long one, and the short one: a
+    patient read again today keeps counting today, however long ago their 30 days began); commits
+    after each batch."""
     now = now or utcnow()
     ledger_cutoff, window_cutoff = now - older_than, now - extraction_window
     records = disclosures = 0
@@ -73,7 +76,7 @@ def purge(
         session.commit()
     windows = 0
     key = PatientDisclosure.partner_id, PatientDisclosure.practice_id, PatientDisclosure.patient_id
-    stale = PatientDisclosure.month_first_at < window_cutoff
+    stale = and_(PatientDisclosure.month_first_at < window_cutoff, PatientDisclosure.day_first_at < now - short_window)
     while True:
         # In index order: each batch starts past the entries the previous ones deleted, never a scan of the table.
         batch = select(*key).where(stale).order_by(PatientDisclosure.month_first_at).limit(batch_size)

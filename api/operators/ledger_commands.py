@@ -270,7 +270,8 @@ def _print_readers(report: reports.PatientReaders, format: Format) -> None:
 @ledger_app.command("purge")
 def purge(
     older_than: Annotated[
-        int | None, typer.Option(min=1, help="Days of ledger to keep; default: PARTNER_API_LEDGER_RETENTION_DAYS.")
+        int | None,
+        typer.Option(min=1, max=36500, help="Days of ledger to keep; default: PARTNER_API_LEDGER_RETENTION_DAYS."),
     ] = None,
 ) -> None:
     """Delete the requests recorded more than OLDER_THAN days ago with what they disclosed, and the
@@ -278,7 +279,12 @@ def purge(
     settings = get_settings()
     days = older_than or settings.ledger_retention_days
     with _session(snapshot=False) as session:
-        purged = retention.purge(session, timedelta(days=days), timedelta(days=settings.extraction_long_window_days))
+        purged = retention.purge(
+            session,
+            timedelta(days=days),
+            timedelta(days=settings.extraction_long_window_days),
+            short_window=timedelta(hours=settings.extraction_window_hours),
+        )
     if purged.months_dropped:
         typer.echo(
             f"dropped the monthly partitions {', '.join(purged.months_dropped)} "

@@ -344,6 +344,32 @@ async def test_purge_deletes_the_ledger_past_retention_and_windows_past_the_extr
     assert f"deleted {4 - past} access record(s) and their {2 * (4 - past)} disclosure row(s)" in result.output
     assert "deleted 0 patient window row(s) past the 30-day extraction window" in result.output
     assert cli("ledger", "purge", "--older-than", "0").exit_code == 2
+    assert cli("ledger", "purge", "--older-than", "1000000").exit_code == 2  # an OverflowError's traceback
+
+
+async def test_purge_keeps_a_patient_read_again_today_whose_30_days_began_long_ago(api, world, sync_engine):
+    """Its row still counts in today's window: deleting it gave an extractor reading just under the
+    daily limit one more patient a day (an outside review)."""
+    await read(api, world.keys["full"], PAGE, p=world.practice_id("A"), **window_args(), n=2)
+    now = utcnow()
+    long_ago = now - timedelta(days=30, minutes=5)
+    with Session(sync_engine) as session, session.begin():
+        rows = session.execute(select(PatientDisclosure.patient_id)).scalars().all()
+        session.execute(
+            update(PatientDisclosure)
+            .where(PatientDisclosure.patient_id == rows[0])
+            .values(day_first_at=now - timedelta(hours=1), month_first_at=long_ago)
+        )
+        session.execute(
+            update(PatientDisclosure)
+            .where(PatientDisclosure.patient_id == rows[1])
+            .values(day_first_at=long_ago, month_first_at=long_ago)
+        )
+    with Session(sync_engine) as session:
+        purged = retention.purge(session, timedelta(days=400), timedelta(days=30), now=now)
+    assert purged.patient_disclosures == 1
+    with Session(sync_engine) as session:
+        assert session.scalars(select(PatientDisclosure.patient_id)).all() == [rows[0]]
 
 
 # --- Indexes ------------------------------------------------------------------------------------
