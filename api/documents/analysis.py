@@ -67,7 +67,11 @@ class Analysis:
 
 def parsed_and_valid(schema: GraphQLSchema, text: str, settings: Settings, rules: ValidationRules) -> DocumentNode:
     """The document, parsed under the token limit and valid under the shape limits and the
-    specification's rules, with exactly one operation."""
+    specification's rules, with exactly one operation, and no larger than a request's body may be:
+    a registered document skips the body limit when it runs, so 20 MB in one string literal (one
+    token) held each worker's event loop seconds to parse."""
+    if len(text.encode("utf-8", "surrogatepass")) > settings.max_body_bytes:
+        raise DocumentRefused([f"is larger than a request's body may be ({settings.max_body_bytes} bytes)"])
     try:
         document = parse(text, max_tokens=settings.max_tokens)
     except GraphQLError as error:

@@ -68,6 +68,8 @@ def read_manifest(data: bytes | str) -> list[ManifestEntry]:
         manifest = json.loads(data)
     except ValueError as error:
         raise ManifestError([f"the manifest is not JSON: {error}"]) from None
+    except RecursionError:  # nested deeper than the JSON parser goes: no tool writes that
+        raise ManifestError(["the manifest is nested too deeply to be one"]) from None
     if isinstance(manifest, dict) and manifest.get("format") == APOLLO_FORMAT:
         return _checked(_apollo(manifest), "apollo")
     if isinstance(manifest, dict) and manifest and all(isinstance(v, str) for v in manifest.values()):

@@ -59,6 +59,21 @@ def test_a_document_above_the_cost_maximum_is_refused_priced_at_its_largest_page
     assert register("full", manifest(BIG.replace("$n: Int!", "").replace("first: $n", "first: 5")))
 
 
+def test_a_document_larger_than_a_request_body_is_refused(register, sync_engine):
+    """One token: the token limit let 20 MB in a string literal through, parsed by each worker on its
+    first use, seconds of its event loop (an outside review)."""
+    huge = 'query S { practice(id: "' + "a" * 70_000 + '") { id } }'
+    with pytest.raises(service.RegistrationRefused) as refused:
+        register("full", manifest(huge))
+    assert "larger than a request's body may be (65536 bytes)" in refused.value.problems[0]
+    assert stored(sync_engine) == []
+
+
+def test_a_manifest_nested_past_the_json_parser_is_refused_with_its_reason(register):
+    with pytest.raises(service.RegistrationRefused, match="nested too deeply"):
+        register("full", "[" * 100_000 + "]" * 100_000)
+
+
 def test_a_field_no_grant_of_the_partner_allows_is_refused_naming_field_and_scope(register, sync_engine):
     with pytest.raises(service.RegistrationRefused) as refused:
         register("reader", CODEGEN)  # appointments:read only: the guide's Day reads names and phones
