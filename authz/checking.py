@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -29,6 +30,7 @@ from authz.actors import REQUEST_TIME, PartnerActor
 from authz.adapter import UntranslatableFilter
 from authz.engine import POLAR_CLASSES, POLICY_FILES, load_texts, new_oso
 from authz.polar_source import LOCATION, PolicySources, Problem, Severity
+from authz.records import GrantedRecord
 
 #: What a scope looks like in a rule ("appointments:read"): any such string must be a known scope.
 SCOPE_SHAPED = re.compile(r"[a-z_]+:[a-z_]+")
@@ -247,6 +249,15 @@ def _run_field_rules(oso: Oso, sources: PolicySources) -> list[Problem]:
             return default
 
     ask("the field rules fail on a live grant", lambda: oso.authorized_fields(actor, "read", grant), set())
+    # And on a record each side of the reading horizon, as every page asks them: a rule that fails or
+    # never ends only there passed the check, then failed every page holding such a record.
+    for in_horizon in (True, False):
+        record = GrantedRecord(grant, in_horizon)
+        ask(
+            f"the field rules fail on a record {'inside' if in_horizon else 'outside'} the reading horizon",
+            partial(oso.authorized_fields, actor, "read", record),
+            set(),
+        )
     known = {scope.value for scope in Scope}
     needed: set[str] = ask(
         "field_needs_scope",

@@ -803,3 +803,18 @@ def test_a_policy_file_that_is_not_utf_8_is_an_error_not_a_traceback(tmp_path):
     path.write_bytes(b"allow(_, _, _) if false;\n# caf\xe9\n")
     result = runner.invoke(app, ["policy", "check", "--policy", str(path)])
     assert result.exit_code == 1 and "not UTF-8 text (byte 30)" in result.output and "Traceback" not in result.output
+
+
+def test_a_field_rule_that_fails_only_on_a_record_outside_the_horizon_fails_the_check(tmp_path):
+    """The check ran the field rules on a grant only: this recursion passed it and, released, failed
+    every page holding a record outside the horizon (an outside review)."""
+    looping = (
+        FIELDS
+        + "\nwithin_purpose(partner: Partner, record: Record) if\n"
+        + "    record.in_horizon = false and within_purpose(partner, record);\n"
+    )
+    report = check_policy([write(tmp_path, POLICY, "policy.polar"), write(tmp_path, looping, "fields.polar")])
+    assert not report.ok
+    assert any("on a record outside the reading horizon" in p.message for p in report.problems), [
+        str(p) for p in report.problems
+    ]
