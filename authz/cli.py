@@ -130,7 +130,8 @@ def explain(
 
     On the configured database: each decision, the grant and the rule (file:line) behind it; about
     an appointment, whether it is among each row rule's rows, and each field on its side of the
-    reading horizon."""
+    reading horizon. Of the policy in force (the latest release); with --policy, of those files,
+    saying whether they are the policy in force."""
     from sqlalchemy.orm import Session
 
     from api.data.database import make_sync_engine
@@ -138,7 +139,7 @@ def explain(
     from authz.explain import ExplainError
     from authz.explain import explain as run_explain
 
-    sources = _checked(policy)
+    sources, described = _explained_policy(policy)
     engine = make_sync_engine(get_settings().database_url)
     try:
         with Session(engine) as session:
@@ -151,9 +152,32 @@ def explain(
     finally:
         engine.dispose()
     if format is Format.JSON:
-        typer.echo(json.dumps(result.as_json(), indent=2, ensure_ascii=False))
+        typer.echo(json.dumps({"policy": described, **result.as_json()}, indent=2, ensure_ascii=False))
         return
+    typer.echo(f"policy: {described}")
     _print_explanation(result)
+
+
+def _explained_policy(policy: list[Path] | None) -> tuple[PolicySources, str]:
+    """The texts to explain and what they are: the policy in force, unless --policy names files, which
+    may differ from it (an operator asking why a partner reads a field wants the policy that decides)."""
+    from api.http.policy_in_force import latest_release, policy_digest
+    from api.settings import get_settings
+    from authz.polar_source import PolicySources
+
+    release = latest_release(get_settings().database_url)
+    if policy is None and release is not None:
+        return PolicySources(dict(release.sources), []), f"release {release.id} in force (from {release.directory})"
+    sources = _checked(policy)
+    files = ", ".join(sorted(sources.texts))
+    if release is None:
+        return sources, f"the files {files} (no release yet: what a server starts with)"
+    if policy_digest({Path(name).name: text for name, text in sources.texts.items()}) == release.digest:
+        return sources, f"the files {files}, the same as release {release.id} in force"
+    return sources, (
+        f"the files {files}, NOT the policy in force (release {release.id}, from {release.directory}): "
+        "`partner-api policy reload` releases them"
+    )
 
 
 def _checked(policy: list[Path] | None) -> PolicySources:

@@ -65,7 +65,7 @@ def starting_policy(settings: Settings) -> LivePolicy:
     """A worker's first policy: the latest release (what `serve` checked and released at its start, or
     a later reload), else the directory of PARTNER_API_POLICY_DIR once it passes `policy check`
     (a worker does not start on a refused policy), else the shipped policy, which its tests check."""
-    release = _latest_release(settings.database_url)
+    release = latest_release(settings.database_url)
     if release is not None:
         texts = release.sources
         return LivePolicy(PolicyInForce.of(Authorizer(load_texts(new_oso(), texts)), release.id, release.digest))
@@ -78,7 +78,8 @@ def starting_policy(settings: Settings) -> LivePolicy:
     return LivePolicy(PolicyInForce.of(Authorizer(load_texts(new_oso(), texts)), None, policy_digest(texts)))
 
 
-def _latest_release(database_url: str) -> PolicyRelease | None:
+def latest_release(database_url: str) -> PolicyRelease | None:
+    """The policy release in force (the newest), or None before any."""
     engine = make_sync_engine(database_url)
     try:
         with Session(engine) as session:

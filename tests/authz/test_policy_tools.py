@@ -818,3 +818,25 @@ def test_a_field_rule_that_fails_only_on_a_record_outside_the_horizon_fails_the_
     assert any("on a record outside the reading horizon" in p.message for p in report.problems), [
         str(p) for p in report.problems
     ]
+
+
+def test_explain_says_what_the_policy_in_force_decides_not_the_files_on_disk(configured, world, sync_engine, tmp_path):
+    """A release differing from the files (reloaded, then the files put back): explain followed the
+    files, and told an operator the phone was readable where the API refused it (an outside review)."""
+    import shutil
+
+    from api.operators.policy_release import release_policy
+
+    released = tmp_path / "released"
+    shutil.copytree(POLICY_DIR, released)
+    (released / "fields.polar").write_text(FIELDS + '\nfield_needs_scope("Patient.phone", "patients:identity");\n')
+    release = release_policy(sync_engine, released)
+    args = ["policy", "explain", "--partner", "no-contact", "--practice", "A", "--field", "Patient.phone"]
+
+    in_force = json.loads(runner.invoke(app, [*args, "--format", "json"]).output)
+    assert in_force["policy"].startswith(f"release {release.release_id} in force")
+    assert in_force["fields"][0]["readable"] is True  # what the API decides now
+
+    files = runner.invoke(app, [*args, "--format", "json", "--policy", str(POLICY_DIR)])
+    described = json.loads(files.output)
+    assert described["fields"][0]["readable"] is False and "NOT the policy in force" in described["policy"]
