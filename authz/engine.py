@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from datetime import datetime
 from functools import lru_cache
@@ -30,6 +31,11 @@ from authz.adapter import SqlAlchemyFilterAdapter
 from authz.field_rules import FieldRules
 from authz.polar_source import PolicySources
 from authz.records import GrantedRecord
+
+# Polar stops a query past POLAR_TIMEOUT_MS. Its default, 30 s, is the worker timeout: a rule that
+# never ended held the worker's event loop until the arbiter killed it, with the requests it served.
+# A decision takes milliseconds (bench/policy.py), asked once per grant state, not per row.
+os.environ.setdefault("POLAR_TIMEOUT_MS", "3000")
 
 POLICY_DIR = Path(__file__).resolve().parent  # the default policy directory (PARTNER_API_POLICY_DIR overrides it)
 POLICY_FILES = tuple(sorted(POLICY_DIR.glob("*.polar")))

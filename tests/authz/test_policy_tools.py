@@ -840,3 +840,18 @@ def test_explain_says_what_the_policy_in_force_decides_not_the_files_on_disk(con
     files = runner.invoke(app, [*args, "--format", "json", "--policy", str(POLICY_DIR)])
     described = json.loads(files.output)
     assert described["fields"][0]["readable"] is False and "NOT the policy in force" in described["policy"]
+
+
+def test_a_rule_that_takes_seconds_is_stopped_by_polars_timeout_not_the_worker_watchdog(tmp_path):
+    """Polar's default timeout, 30 s, was the worker timeout: the arbiter killed the worker first."""
+    import time
+
+    forty = "[" + ", ".join(str(i) for i in range(40)) + "]"
+    slow = FIELDS + (
+        "\nwithin_purpose(_partner: Partner, record: Record) if record.in_horizon = false and "
+        f"a in {forty} and b in {forty} and c in {forty} and d in {forty} and a + b + c + d = 1000;\n"
+    )
+    began = time.monotonic()
+    report = check_policy([write(tmp_path, POLICY, "policy.polar"), write(tmp_path, slow, "fields.polar")])
+    assert time.monotonic() - began < 20
+    assert any("Query timeout" in p.message for p in report.problems), [str(p) for p in report.problems]
