@@ -26,6 +26,7 @@ from sqlalchemy import Select
 
 from api.data import models
 from api.scopes import Scope
+from authz import read_only
 from authz.actors import REQUEST_TIME, PartnerActor
 from authz.adapter import SqlAlchemyFilterAdapter
 from authz.field_rules import FieldRules
@@ -36,6 +37,7 @@ from authz.records import GrantedRecord
 # never ended held the worker's event loop until the arbiter killed it, with the requests it served.
 # A decision takes milliseconds (bench/policy.py), asked once per grant state, not per row.
 os.environ.setdefault("POLAR_TIMEOUT_MS", "3000")
+read_only.install()  # a policy reads fields: no method call, `new` or `_name` reaches Python
 
 POLICY_DIR = Path(__file__).resolve().parent  # the default policy directory (PARTNER_API_POLICY_DIR overrides it)
 POLICY_FILES = tuple(sorted(POLICY_DIR.glob("*.polar")))
@@ -114,7 +116,12 @@ def load_texts(oso: Oso, texts: Mapping[str, str]) -> Oso:
     if refused:
         said = "; ".join(f"{p.file}:{p.line}: {p.message}" for p in refused)
         raise UnsafePolicy(said)  # type: ignore[no-untyped-call]  # polar's exception classes are unannotated
-    oso._load_sources([PolarSource(text, name) for name, text in texts.items()])  # load_files without the reading
+    # load_files without the reading, and without running inline queries (`?=`), which Polar runs
+    # while loading: whatever the screen above saw in the text, none is ever run.
+    oso.ffi_polar.load([PolarSource(text, name) for name, text in texts.items()])
+    if oso.ffi_polar.next_inline_query() is not None:
+        oso.clear_rules()
+        raise UnsafePolicy("a policy holds no inline query (`?=`)")  # type: ignore[no-untyped-call]
     return oso
 
 

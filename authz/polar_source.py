@@ -18,7 +18,9 @@ _EXCERPT = re.compile(r"^\s*(\d{3,}): (.*)$", re.MULTILINE)
 _HELP = re.compile(r"\n?\s*Get help with Oso from our engineers: \S+\s*$")
 _TRACE = re.compile(r"trace \(most recent evaluation last\):.*?\n\n", re.DOTALL)
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_TOKEN = re.compile(r'#[^\n]*|"(?:[^"\\]|\\.)*"|[A-Za-z_][A-Za-z0-9_]*|\S')
+# As Polar's lexer reads the text: a comment ends at \r or \n, a backslash escapes any character
+# (a newline too) in a string. Read otherwise, a string or a comment hid code from `unsafe_constructs`.
+_TOKEN = re.compile(r'#[^\r\n]*|"(?:[^"\\]|\\[\s\S])*"|[A-Za-z_][A-Za-z0-9_]*|\S')
 
 
 # Polar lets a policy reach Python: an inline query runs while its file loads, and a method call,
@@ -133,17 +135,21 @@ class PolicySources:
 
     def unsafe_constructs(self) -> list[Problem]:
         """What a policy may not say (`_REFUSED_NAMES`, inline queries, method calls, dunder names),
-        each at its line, in Polar's own "at line L, column 1 of file F" (so that `problem` places it)."""
+        each at its file and line. authz/read_only.py refuses them again as Polar runs them."""
         found: list[tuple[_Token, str]] = []
         tokens = list(self._tokens())
-        for token, after in zip(tokens, [*tokens[1:], None], strict=True):
+        for token, after, then in zip(tokens, [*tokens[1:], None], [*tokens[2:], None, None], strict=False):
             if token.text == "?" and after is not None and after.text == "=":
                 found.append((token, "an inline query (`?=`), which Polar runs while the file loads"))
             elif token.text in _REFUSED_NAMES:
                 found.append((token, _REFUSED_NAMES[token.text]))
             elif token.text.startswith("__"):
                 found.append((token, f"the name {token.text!r}"))
-        found += [(name, f"a method call (`.{name.text}(...)`)") for name, called in self.attributes() if called]
+            elif token.text == '"':  # no string Polar would read either: refused rather than guessed at
+                found.append((token, "an unterminated string"))
+            elif token.text == "." and after is not None and then is not None and then.text == "(":
+                # whatever is before the dot: `"{0.__init__}".format(Partner)` too
+                found.append((after, f"a method call (`.{after.text}(...)`)"))
         return [
             Problem("error", f"a policy reads the records' fields only: {what} is refused", token.file, token.line)
             for token, what in sorted(found, key=lambda item: (item[0].file, item[0].line))
