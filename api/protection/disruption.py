@@ -20,11 +20,11 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.data.models import AlertKind, Appointment, Grant, Partner, PartnerChange
+from api.data.models import AlertKind, Appointment, Grant, PartnerChange
 from api.errors import ApiError, ErrorCode
 from api.ledger import alerts
 from api.protection.activity import weekly_patients
-from api.protection.extraction import quarantine
+from api.protection.extraction import contain
 from api.services.unit_of_work import UnitOfWork
 from api.settings import Settings
 
@@ -81,19 +81,10 @@ async def admit_change(
         return alerts.NewAlert(kind, partner_id, practice_id, key_id, now, held, most, hours, **more)
 
     if held + 1 > most:
-        quarantines = bool(
-            (await session.execute(select(Partner.quarantine_on_refusal).where(Partner.id == partner_id))).scalar_one()
-        )
-
-        async def contain(session: AsyncSession) -> bool:
-            """The refusal's alert and the key's quarantine; whether any alert was raised."""
-            raised = [await alerts.record(session, alert(AlertKind.DISRUPTION, patients_refused=1))]
-            if quarantines and await quarantine(session, key_id, now):
-                raised.append(await alerts.record(session, alert(AlertKind.QUARANTINE)))
-            return any(raised)
-
-        await contain(session)
-        uow.keep(contain, on_alert)
+        quarantines, _ = await contain(
+            session, uow.keep, on_alert, partner_id, key_id, now,
+            [alert(AlertKind.DISRUPTION, patients_refused=1)], alert(AlertKind.QUARANTINE),
+        )  # fmt: skip
         refused = change_refused(quarantines)
         if quarantines:
             uow.halted = refused  # the rest of the document writes nothing more

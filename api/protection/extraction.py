@@ -30,13 +30,13 @@ from sqlalchemy import ColumnElement, CursorResult, bindparam, case, exists, fun
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
-from api.data.models import AlertKind, ExtractionAlert, Grant, Partner, PartnerKey, Patient, PatientDisclosure
+from api.data.models import AlertKind, Grant, Partner, PartnerKey, Patient, PatientDisclosure
 from api.errors import ApiError, ErrorCode
 from api.ledger import alerts
 from api.protection.activity import weekly_patients
 from api.settings import Settings
 
-__all__ = ["Budget", "Commit", "ExtractionGuard", "extraction_refused", "quarantine"]
+__all__ = ["Budget", "Commit", "ExtractionGuard", "contain", "extraction_refused"]
 
 # Commits the caller's transaction, then calls what is given (the webhook's wake-up). In a request,
 # the unit of work's `commit`: joined to a held write, it commits with the write's access record.
@@ -81,11 +81,36 @@ def extraction_refused(quarantined: bool) -> ApiError:
     )
 
 
-async def quarantine(session: AsyncSession, key_id: int, now: datetime) -> bool:
-    """Quarantines the key, in the caller's transaction; False when it already was."""
-    quarantined = update(PartnerKey).where(PartnerKey.id == key_id, PartnerKey.quarantined_at.is_(None))
-    done = await session.execute(quarantined.values(quarantined_at=now).execution_options(synchronize_session=False))
-    return bool(cast(CursorResult[Any], done).rowcount)
+async def contain(
+    session: AsyncSession,
+    keep: Keep | None,
+    on_alert: Callable[[], None],
+    partner_id: int,
+    key_id: int,
+    now: datetime,
+    refusals: list[alerts.NewAlert],
+    quarantined: alerts.NewAlert,
+) -> tuple[bool, bool]:
+    """A limit's refusal: its alerts and, unless the partner's refusals do not quarantine, the key's
+    quarantine with `quarantined`, in the session; handed to `keep` too, so that they stand whatever
+    becomes of a held write. Whether the key is quarantined, and whether any alert was raised."""
+    quarantines = bool(
+        (await session.execute(select(Partner.quarantine_on_refusal).where(Partner.id == partner_id))).scalar_one()
+    )
+
+    async def step(session: AsyncSession) -> bool:
+        raised = [await alerts.record(session, alert) for alert in refusals]
+        if quarantines:
+            key = update(PartnerKey).where(PartnerKey.id == key_id, PartnerKey.quarantined_at.is_(None))
+            done = await session.execute(key.values(quarantined_at=now).execution_options(synchronize_session=False))
+            if cast(CursorResult[Any], done).rowcount:
+                raised.append(await alerts.record(session, quarantined))
+        return any(raised)
+
+    raised = await step(session)
+    if keep is not None:
+        keep(step, on_alert)
+    return quarantines, raised
 
 
 def _lock_key(partner_id: int, practice_id: int) -> int:
@@ -275,26 +300,15 @@ class ExtractionGuard:
         over: list[tuple[Budget, int, int]],
         now: datetime,
     ) -> None:
-        async def contain(session: AsyncSession) -> bool:
-            """The refusal's alerts and the key's quarantine; whether any alert was raised."""
+        def alert(kind: AlertKind, budget: Budget, held: int, fresh: int) -> alerts.NewAlert:
+            return alerts.NewAlert(
+                kind, partner_id, practice_id, key_id, now, held, budget.limit, budget.window_hours,
+                patients_refused=fresh,
+            )
 
-            async def alert(kind: AlertKind, budget: Budget, held: int, fresh: int) -> ExtractionAlert | None:
-                new = alerts.NewAlert(
-                    kind, partner_id, practice_id, key_id, now, held, budget.limit, budget.window_hours,
-                    patients_refused=fresh,
-                )
-                return await alerts.record(session, new)
-
-            raised = [await alert(AlertKind.REFUSAL, b, held, fresh) for b, held, fresh in over]
-            if quarantines and await quarantine(session, key_id, now):
-                raised.append(await alert(AlertKind.QUARANTINE, *over[0]))
-            return any(raised)
-
-        quarantines = bool(
-            (await session.execute(select(Partner.quarantine_on_refusal).where(Partner.id == partner_id))).scalar_one()
+        refusals = [alert(AlertKind.REFUSAL, b, held, fresh) for b, held, fresh in over]
+        quarantines, raised = await contain(
+            session, keep, self.on_alert, partner_id, key_id, now, refusals, alert(AlertKind.QUARANTINE, *over[0])
         )
-        raised = await contain(session)
-        if keep is not None:
-            keep(contain, self.on_alert)
         await commit(self.on_alert if raised else None)
         raise extraction_refused(quarantines)
