@@ -9,7 +9,6 @@ api/identity/oauth_errors.py; every answer carries `Cache-Control: no-store`.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import datetime
 from urllib.parse import parse_qsl
@@ -24,6 +23,7 @@ from api.clock import Clock
 from api.data.database import WriterLock
 from api.data.models import Grant
 from api.errors import CLIENT_CLOSED_REQUEST
+from api.http.bounded_body import BodyTooLarge, read_bounded
 from api.identity import access_tokens, dpop
 from api.identity.client_assertion import ASSERTION_TYPE, authenticate_client
 from api.identity.jose_rules import ASSERTION_ALGORITHMS, PROOF_ALGORITHMS
@@ -169,17 +169,14 @@ class OAuthEndpoints:
     async def _body(self, request: Request) -> bytes:
         """The form's bytes, as /graphql reads a body: bounded in size and in time (a slow client holds a
         connection, never a worker's time: 408 and the connection closed)."""
-        seconds, body = self.settings.body_timeout_seconds, b""
+        seconds = self.settings.body_timeout_seconds
         try:
-            async with asyncio.timeout(seconds):
-                async for chunk in request.stream():
-                    body += chunk
-                    if len(body) > MAX_FORM_BYTES:
-                        raise invalid_request("The body must be application/x-www-form-urlencoded, at most 16 KiB.")
+            return await read_bounded(request, MAX_FORM_BYTES, seconds)
+        except BodyTooLarge:
+            raise invalid_request("The body must be application/x-www-form-urlencoded, at most 16 KiB.") from None
         except TimeoutError:
             slow = f"The request body was not received within {seconds:g} s."
             raise OAuthError("invalid_request", slow, 408) from None
-        return body
 
     async def metadata(self, request: Request) -> Response:
         """RFC 8414 authorization server metadata."""

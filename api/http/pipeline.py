@@ -31,6 +31,7 @@ from api.errors import (
     unavailable,
 )
 from api.http import logs, metrics
+from api.http.bounded_body import BodyTooLarge, read_bounded
 from api.http.graphiql import render_graphiql, wants_graphiql
 from api.http.graphql_view import PartnerGraphQL
 from api.http.media_types import GRAPHQL_RESPONSE, JSON, negotiate
@@ -231,14 +232,10 @@ class GraphQLPipeline:
         declared = request.headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             return too_large
-        chunks, size = [], 0
         try:
-            async with asyncio.timeout(seconds):
-                async for chunk in request.stream():
-                    size += len(chunk)
-                    if size > limit:
-                        return too_large
-                    chunks.append(chunk)
+            return await read_bounded(request, limit, seconds)
+        except BodyTooLarge:
+            return too_large
         except TimeoutError:  # a slow client holds a connection, never a worker's time: it is cut off
             slow = ApiError(
                 ErrorCode.BAD_USER_INPUT,
@@ -249,7 +246,6 @@ class GraphQLPipeline:
             return refused(408, slow, request_id, Connection="close")
         except ClientDisconnect:  # nobody to answer: recorded as the client's doing, not the server's
             return Outcome(Response(status_code=CLIENT_CLOSED_REQUEST), error_code=CLIENT_DISCONNECTED)
-        return b"".join(chunks)
 
     def screen(self, known: bool, client: str | None, request_id: str) -> Outcome | None:
         """Step 2, first: the refusal of an address past its unauthenticated requests, or None. A request
