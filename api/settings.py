@@ -9,6 +9,8 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from standardwebhooks import Webhook
 
+MAX_RETENTION_DAYS = 36500  # a century: far enough past it, the ledger's cutoff falls before year 1
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PARTNER_API_", env_file=".env", extra="ignore")
@@ -119,7 +121,7 @@ class Settings(BaseSettings):
     ledger_retention_days: int = Field(
         default=400,
         ge=1,
-        le=36500,  # a century; past it the cutoff is before year 1
+        le=MAX_RETENTION_DAYS,
         description="Days the access ledger is kept; `partner-api ledger purge` deletes older requests.",
     )
     max_concurrent_requests_per_partner: int = Field(

@@ -27,7 +27,7 @@ from api.ledger import exposure_html, partitions, retention
 from api.ledger.access import group_names
 from api.operators.accounts import OperatorError
 from api.operators.oauth_clients import client_credential_prefix
-from api.settings import get_settings
+from api.settings import MAX_RETENTION_DAYS, get_settings
 from api.timeutil import utcnow
 
 # Merged into `partner-api` itself: `partner-api exposure`, `partner-api alerts`, `partner-api ledger purge`.
@@ -281,7 +281,9 @@ def _print_readers(report: reports.PatientReaders, format: Format) -> None:
 def purge(
     older_than: Annotated[
         int | None,
-        typer.Option(min=1, max=36500, help="Days of ledger to keep; default: PARTNER_API_LEDGER_RETENTION_DAYS."),
+        typer.Option(
+            min=1, max=MAX_RETENTION_DAYS, help="Days of ledger to keep; default: PARTNER_API_LEDGER_RETENTION_DAYS."
+        ),
     ] = None,
 ) -> None:
     """Delete the requests recorded more than OLDER_THAN days ago with what they disclosed, and the
