@@ -203,7 +203,7 @@ class Settings(BaseSettings):
     )
     secret_key_previous: str = Field(
         default="",
-        description="The key before a rotation: cursors it signed are still accepted while it is set (grace period).",
+        description="The key before a rotation: cursors it sealed are still accepted while it is set (grace period).",
     )
     oauth_issuer: str = Field(
         default="",

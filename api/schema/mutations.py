@@ -103,7 +103,9 @@ RescheduleResult = Annotated[
 ]
 
 
-def _refused(refusal: writes.Refusal) -> WriteRefused:
+def _refused(info: Info, refusal: writes.Refusal) -> WriteRefused:
+    if refusal.about is not None:  # its state is told (e.g. no longer booked): the ledger names it, no field of it
+        info.context.disclosures.appointment(refusal.about, in_horizon=True)
     return WriteRefused(reason=refusal.reason, message=refusal.reason.value)
 
 
@@ -140,7 +142,7 @@ class Mutation:
             input.idempotency_key,
         )
         if isinstance(result, writes.Refusal):
-            return _refused(result)
+            return _refused(info, result)
         return AppointmentBooked(appointment=await _appointment(info, result))
 
     @strawberry.mutation(
@@ -160,7 +162,7 @@ class Mutation:
             input.idempotency_key,
         )
         if isinstance(result, writes.Refusal):
-            return _refused(result)
+            return _refused(info, result)
         return AppointmentRescheduled(appointment=await _appointment(info, result))
 
     @strawberry.mutation(
@@ -178,5 +180,5 @@ class Mutation:
     ) -> CancelResult:
         result = await writes.cancel(info.context.uow, info.context.extraction, appointment_id)
         if isinstance(result, writes.Refusal):
-            return _refused(result)
+            return _refused(info, result)
         return AppointmentCancelled(appointment=await _appointment(info, result))

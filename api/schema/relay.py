@@ -110,7 +110,7 @@ class Connection(Generic[NodeType]):
         return cls(
             page=page,
             edges=[
-                Edge(cursor=Deferred(cursor), node=node(row))  # type: ignore[arg-type]  # signed if selected
+                Edge(cursor=Deferred(cursor), node=node(row))  # type: ignore[arg-type]  # sealed if selected
                 for row, cursor in zip(page.rows, page.cursors, strict=True)
             ],
             page_info=PageInfo.of(page),

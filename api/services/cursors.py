@@ -1,10 +1,13 @@
-"""Opaque, signed, query-bound paging cursors.
+"""Opaque, sealed, query-bound paging cursors.
 
 A cursor holds the sort key of the last row it stood on (never an internal id) and a digest of
-the query it came from, including the partner; it is signed with the server's secret, so a
-forged, tampered or foreign cursor is refused with BAD_USER_INPUT.
+the query it came from, including the partner. It is encrypted and authenticated with a key
+derived from the server's secret (AES-SIV: deterministic, no nonce to run out of), so a forged,
+tampered or foreign cursor is refused with BAD_USER_INPUT, and a partner reads nothing in it. The
+change feed's position is a platform-wide count of writes: readable, it told one partner how much
+every other partner's practices were booking between two of its polls.
 
-Rotation: cursors are signed with the first secret and accepted under any of them
+Rotation: cursors are sealed with the first secret and accepted under any of them
 (PARTNER_API_SECRET_KEY, then PARTNER_API_SECRET_KEY_PREVIOUS during its grace period), so that the
 cursors partners have stored keep working until they have synced once under the new key.
 """
@@ -15,40 +18,46 @@ import hmac
 import json
 from collections.abc import Callable, Sequence
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
 from api.errors import bad_input
 
-SIGNATURE_BYTES = 16
 MAX_LENGTH = 1024  # characters; the cursors this codec issues hold about 150
 
 
 class CursorCodec:
-    """Signs cursors with `secret`; also accepts those signed with any of `previous` (a rotation's grace)."""
+    """Seals cursors with `secret`; also opens those sealed with any of `previous` (a rotation's grace)."""
 
     def __init__(self, secret: bytes, previous: Sequence[bytes] = ()) -> None:
         self._secret = secret
-        self._accepted = [secret, *(key for key in previous if key and key != secret)]
+        self._accepted = [(key, _cipher(key)) for key in [secret, *(key for key in previous if key and key != secret)]]
 
     def encode(self, binding: Sequence[object], position: Sequence[object]) -> str:
-        return self.signer(binding)(position)
+        return self.encoder(binding)(position)
 
-    def signer(self, binding: Sequence[object]) -> Callable[[Sequence[object]], str]:
+    def encoder(self, binding: Sequence[object]) -> Callable[[Sequence[object]], str]:
         """Encodes positions of one query: its binding's digest taken once for a page's cursors."""
-        digest, secret = _digest(self._secret, binding), self._secret
+        digest, cipher = _digest(self._secret, binding), self._accepted[0][1]
 
         def encode(position: Sequence[object]) -> str:
             payload = json.dumps([digest, list(position)], separators=(",", ":"), default=str).encode()
-            return _b64(payload) + "." + _b64(_sign(secret, payload))
+            return _b64(cipher.encrypt(payload, None))
 
         return encode
 
     def decode(self, cursor: str, binding: Sequence[object]) -> list[object]:
         """The position in `cursor`, if it was issued by this server for this same query."""
         try:
-            body, _, signature = cursor.partition(".")
-            payload, signed = _unb64(body), _unb64(signature)
-            secret = next((key for key in self._accepted if hmac.compare_digest(signed, _sign(key, payload))), None)
+            sealed = _unb64(cursor)
+            secret, payload = next(
+                ((key, opened) for key, cipher in self._accepted if (opened := _open(cipher, sealed)) is not None),
+                (None, b""),
+            )
             if secret is None:
-                raise ValueError("bad signature")
+                raise ValueError("not sealed by this server")
             digest, position = json.loads(payload)
         except (ValueError, TypeError, UnicodeDecodeError):
             raise bad_input("Invalid cursor.") from None
@@ -57,8 +66,16 @@ class CursorCodec:
         return position
 
 
-def _sign(secret: bytes, payload: bytes) -> bytes:
-    return hmac.new(secret, payload, hashlib.sha256).digest()[:SIGNATURE_BYTES]
+def _cipher(secret: bytes) -> AESSIV:
+    key = HKDF(algorithm=hashes.SHA256(), length=64, salt=None, info=b"partner-api cursors").derive(secret)
+    return AESSIV(key)
+
+
+def _open(cipher: AESSIV, sealed: bytes) -> bytes | None:
+    try:
+        return cipher.decrypt(sealed, None)
+    except InvalidTag:
+        return None
 
 
 def _digest(secret: bytes, binding: Sequence[object]) -> str:

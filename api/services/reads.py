@@ -60,7 +60,7 @@ class Page(Generic[Row]):
     rows: Sequence[Row]
     has_next_page: bool
     end_cursor: str | None
-    # Each row's cursor, signed only when called: signing 100 cursors that nobody asked for is measurable.
+    # Each row's cursor, sealed only when called: sealing 100 cursors that nobody asked for is measurable.
     cursors: Sequence[Callable[[], str]]
     has_previous_page: bool = False
     start_cursor: str | None = None
@@ -157,10 +157,10 @@ def page_of(uow: UnitOfWork, cursors: CursorCodec, query: PagedQuery, rows: Sequ
     size = window.size
     more = len(rows) > size
     page_rows = list(rows[:size])[::-1] if window.backward else list(rows[:size])
-    sign = cursors.signer(binding)
-    signers = [partial(sign, position_of(row)) for row in page_rows]  # read now, signed when asked
-    start = sign(position_of(page_rows[0])) if page_rows else None
-    end = sign(position_of(page_rows[-1])) if page_rows else None
+    seal = cursors.encoder(binding)
+    sealers = [partial(seal, position_of(row)) for row in page_rows]  # read now, sealed when asked
+    start = seal(position_of(page_rows[0])) if page_rows else None
+    end = seal(position_of(page_rows[-1])) if page_rows else None
     counted, parameters = query.counted, query.parameters
 
     async def count() -> int:
@@ -171,7 +171,7 @@ def page_of(uow: UnitOfWork, cursors: CursorCodec, query: PagedQuery, rows: Sequ
         page_rows,
         has_next_page=query.cursor is not None if window.backward else more,
         end_cursor=end,
-        cursors=signers,
+        cursors=sealers,
         has_previous_page=more if window.backward else query.cursor is not None,
         start_cursor=start,
         count=count,
@@ -502,10 +502,10 @@ async def changes(
     await check_practice_if_empty(uow, practice_public_id, rows)
     rows.sort(key=lambda change: change.seq)
     page_rows = rows[:first]
-    sign = cursors.signer(binding)
-    signers = [partial(sign, [change.seq]) for change in page_rows]
+    seal = cursors.encoder(binding)
+    sealers = [partial(seal, [change.seq]) for change in page_rows]
     # With nothing new, the end cursor stays where the client is, ready for the next poll.
-    end = sign([page_rows[-1].seq if page_rows else position])
+    end = seal([page_rows[-1].seq if page_rows else position])
 
     async def count() -> int:
         total = 0
@@ -517,8 +517,8 @@ async def changes(
         page_rows,
         has_next_page=len(rows) > first,
         end_cursor=end,
-        cursors=signers,
+        cursors=sealers,
         has_previous_page=since is not None,
-        start_cursor=sign([page_rows[0].seq]) if page_rows else None,
+        start_cursor=seal([page_rows[0].seq]) if page_rows else None,
         count=count,
     )

@@ -45,7 +45,7 @@ Record = TypeVar("Record", Practice, Appointment)  # what a write may be authori
 
 
 class RefusalReason(enum.Enum):
-    SLOT_TAKEN = "The practitioner already has an appointment at that time."
+    SLOT_TAKEN = "The practitioner already has an appointment at this practice at that time."
     IN_THE_PAST = "Appointments can only be booked or moved to the future."
     ENDS_BEFORE_START = "The end must come after the start."
     TOO_LONG = f"An appointment lasts at most {MAX_DURATION.seconds // 3600} hours."
@@ -58,6 +58,7 @@ class RefusalReason(enum.Enum):
 @dataclass(frozen=True)
 class Refusal:
     reason: RefusalReason
+    about: Appointment | None = None  # the appointment whose state the refusal tells: disclosed, for the ledger
 
 
 @dataclass(frozen=True)
@@ -187,9 +188,18 @@ def _check_times(ctx: UnitOfWork, starts_at: datetime, ends_at: datetime) -> Ref
 
 
 async def _slot_taken(
-    session: AsyncSession, practitioner_id: int, starts_at: datetime, ends_at: datetime, ignore: int | None
+    session: AsyncSession,
+    practice_id: int,
+    practitioner_id: int,
+    starts_at: datetime,
+    ends_at: datetime,
+    ignore: int | None,
 ) -> bool:
+    """Whether the practitioner's agenda at this practice overlaps the times. Only this practice's:
+    a refusal for a practitioner's appointment at another practice would show a partner an agenda
+    its grants do not cover (one free booking, or moving its own, per probe)."""
     overlapping = select(Appointment.id).where(
+        Appointment.practice_id == practice_id,
         Appointment.practitioner_id == practitioner_id,
         Appointment.status != AppointmentStatus.CANCELLED,
         Appointment.starts_at < ends_at,
@@ -251,7 +261,7 @@ async def book(
             if patient is None:
                 return Refusal(RefusalReason.PATIENT_NOT_AT_PRACTICE)
         seq = await next_change_seq(session)
-        if await _slot_taken(session, membership.practitioner_id, starts_at, ends_at, None):
+        if await _slot_taken(session, practice.id, membership.practitioner_id, starts_at, ends_at, None):
             return Refusal(RefusalReason.SLOT_TAKEN)
         if new_patient is not None:
             patient = Patient(
@@ -301,13 +311,16 @@ async def reschedule(
         if replay is not None:
             return replay
         appointment = await _authorized(session, ctx, Appointment, "reschedule", appointment_id, "appointment")
-        if not changeable(appointment):
-            return Refusal(RefusalReason.NOT_CHANGEABLE)
-        refusal = _check_times(ctx, starts_at, ends_at)
+        refusal = _check_times(ctx, starts_at, ends_at)  # first: a refusal of the times tells nothing of it
         if refusal:
             return refusal
+        if not changeable(appointment):
+            return Refusal(RefusalReason.NOT_CHANGEABLE, about=appointment)
         seq = await next_change_seq(session)
-        if await _slot_taken(session, appointment.practitioner_id, starts_at, ends_at, appointment.id):
+        taken = await _slot_taken(
+            session, appointment.practice_id, appointment.practitioner_id, starts_at, ends_at, appointment.id
+        )
+        if taken:
             return Refusal(RefusalReason.SLOT_TAKEN)
         await disruption.admit_change(session, ctx, extraction.settings, appointment, extraction.on_alert)
         appointment.starts_at, appointment.ends_at = starts_at.astimezone(UTC), ends_at.astimezone(UTC)
@@ -328,7 +341,7 @@ async def cancel(ctx: UnitOfWork, extraction: ExtractionGuard, appointment_id: s
         if appointment.status == AppointmentStatus.CANCELLED:
             return appointment
         if not changeable(appointment):
-            return Refusal(RefusalReason.NOT_CHANGEABLE)
+            return Refusal(RefusalReason.NOT_CHANGEABLE, about=appointment)
         seq = await next_change_seq(session)  # first, as every write: the counter's lock orders them all
         await disruption.admit_change(session, ctx, extraction.settings, appointment, extraction.on_alert)
         appointment.status = AppointmentStatus.CANCELLED
