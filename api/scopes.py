@@ -9,7 +9,10 @@ One row per scope holds all that is said of it:
 - how the access ledger records the fields it opens (`ledger`): a `LedgerGroup` of its own (a bit
   of `disclosures.field_groups` and `patient_field_groups`, and a `with_<name>` column of the
   exposure report), or
-  `AS_RECORD` when its fields are the appointment and patient records themselves.
+  `AS_RECORD` when its fields are the appointment and patient records themselves;
+- with a group of its own, the fields whose values hold its data (`fields`): the ledger records them
+  in its group whatever rule a released policy gives them (what a field holds is not the policy's to
+  say; a policy letting any grant read phones still marks each phone sent as `contact`).
 
 What cannot be derived from Python, the policy's `has_scope` rule and the fields a scope opens
 (`authz/*.polar`), and the migration adding the column, is checked against this table by
@@ -55,6 +58,7 @@ class ScopeRow:
     value: str
     description: str
     ledger: LedgerGroup | Literal["record"]
+    fields: tuple[str, ...] = ()  # "Type.field"; with a group of its own
 
 
 class Scope(StrEnum):
@@ -63,12 +67,14 @@ class Scope(StrEnum):
     # Set by `__new__` from the row: typed here for readers and type checkers.
     description: str
     ledger: LedgerGroup | Literal["record"]
+    fields: tuple[str, ...]
 
     def __new__(cls, row: ScopeRow) -> Scope:
         scope = str.__new__(cls, row.value)
         scope._value_ = row.value
         scope.description = row.description
         scope.ledger = row.ledger
+        scope.fields = row.fields
         return scope
 
     APPOINTMENTS_READ = ScopeRow(
@@ -85,16 +91,19 @@ class Scope(StrEnum):
         "patients:identity",
         "Read patients' names, gender and birth date.",
         ledger=LedgerGroup("identity", bit=8, counted_per="patient", holds="names, gender, birth date"),
+        fields=("Patient.firstName", "Patient.lastName", "Patient.gender", "Patient.birthDate"),
     )
     PATIENTS_CONTACT = ScopeRow(
         "patients:contact",
         "Read patients' phone number and e-mail address.",
         ledger=LedgerGroup("contact", bit=16, counted_per="patient", holds="phone, e-mail"),
+        fields=("Patient.phone", "Patient.email"),
     )
     APPOINTMENTS_REASON = ScopeRow(
         "appointments:reason",
         "Read the medical reason of appointments (sensitive health data).",
         ledger=LedgerGroup("reason", bit=2, counted_per="appointment", holds="the medical reason"),
+        fields=("Appointment.reason",),
     )
 
     @classmethod

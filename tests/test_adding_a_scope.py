@@ -26,6 +26,7 @@ ROW = '''    PATIENTS_PHONE = ScopeRow(
         "patients:phone",
         "Read patients' phone number alone (appointment reminders).",
         ledger=LedgerGroup("phone", bit=64, counted_per="patient", holds="phone"),
+        fields=("Patient.phone",),
     )
 
 '''
@@ -80,6 +81,7 @@ POLICY_STEP = {
     "tests/test_scope_table.py::test_the_scope_opens_fields[patients:phone]",
     "tests/test_scope_table.py::"
     "test_the_ledger_records_what_the_scope_opens_in_a_group_of_its_own_or_as_the_record[patients:phone]",
+    "tests/test_scope_table.py::test_the_fields_a_scope_holds_are_those_the_policy_opens_with_it[patients:phone]",
     "tests/authz/test_policy_cases.py::test_every_scope_opens_something_in_some_case",
     "tests/authz/test_policy_cases.py::test_the_internal_note_is_denied_with_every_scope",
 }

@@ -70,6 +70,17 @@ def test_the_ledger_records_what_the_scope_opens_in_a_group_of_its_own_or_as_the
         assert recorded, f"{scope.value} has a ledger group but opens no Appointment or Patient field: it never shows"
 
 
+@pytest.mark.parametrize("scope", SCOPES)
+def test_the_fields_a_scope_holds_are_those_the_policy_opens_with_it(scope):
+    """`fields` (recorded in the scope's group whatever a released policy says) and the shipped policy's
+    Appointment and Patient fields of the scope are one list: neither may forget a field."""
+    if scope.group is None:
+        assert scope.fields == (), f"{scope.value} is recorded as the record itself: it holds no fields apart"
+    else:
+        opened = {field for field in opened_fields(scope) if field.split(".")[0] in ("Appointment", "Patient")}
+        assert set(scope.fields) == opened, f"api/scopes.py {scope.name}.fields and authz/fields.polar differ"
+
+
 def test_the_stored_bits_of_the_ledger_groups_never_change():
     # `disclosures.field_groups` holds these bits: renumbering one would rewrite the ledger's past.
     stored = {"appointment": 1, "reason": 2, "patient": 4, "identity": 8, "contact": 16, "history": 32}

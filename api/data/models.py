@@ -599,7 +599,9 @@ class AccessRecord(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     partner_id: Mapped[int | None] = mapped_column(ForeignKey("partners.id", ondelete="SET NULL"))
     key_id: Mapped[int | None] = mapped_column(ForeignKey("partner_keys.id", ondelete="SET NULL"))
-    key_prefix: Mapped[str | None] = mapped_column(String(16), comment="As presented, even when unknown")
+    key_prefix: Mapped[str | None] = mapped_column(
+        String(16), comment="The key that authenticated (an OAuth client's credential); else as presented"
+    )
     client_id: Mapped[str | None] = mapped_column(String(64), comment="OAuth client of the access token, if one")
     token_jti: Mapped[str | None] = mapped_column(String(64), comment="The access token's jti, if one")
     operation_name: Mapped[str | None] = mapped_column(String(100))
@@ -629,10 +631,7 @@ class Disclosure(Base):
 
     __tablename__ = "disclosures"
     __table_args__ = (
-        Index("ix_disclosures_patient", "patient_id"),
-        Index("ix_disclosures_practice", "practice_id"),
-        # Who read a patient's appointments (exposure report), and deleting an appointment (SET NULL).
-        Index("ix_disclosures_appointment", "appointment_id"),
+        Index("ix_disclosures_patient", "patient_id"),  # who was shown a patient (exposure report)
         Index("ix_disclosures_partner_at", "partner_id", "at"),  # a partner's period (exposure report)
     )
 
@@ -640,11 +639,14 @@ class Disclosure(Base):
     access_id: Mapped[int] = mapped_column(BigId, index=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     partner_id: Mapped[int | None] = mapped_column(ForeignKey("partners.id", ondelete="SET NULL"))
-    practice_id: Mapped[int] = mapped_column(ForeignKey("practices.id", ondelete="CASCADE"))
-    appointment_id: Mapped[int | None] = mapped_column(ForeignKey("appointments.id", ondelete="SET NULL"))
-    patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id", ondelete="SET NULL"))
+    # The records' ids, without foreign keys: what was shown stays recorded as it was when the practice
+    # deletes a record or moves an appointment to another patient's file.
+    practice_id: Mapped[int] = mapped_column(BigId)
+    appointment_id: Mapped[int | None] = mapped_column(BigId)
+    patient_id: Mapped[int | None] = mapped_column(BigId)  # on an appointment's row, always its patient
     field_groups: Mapped[int] = mapped_column(Integer)  # the appointment's on a row naming both
-    # The patient's groups on a row naming an appointment and its patient; NULL on a row naming one record.
+    # On an appointment's row, the groups of its patient's record sent with it (0: none); NULL on a
+    # row naming a patient alone.
     patient_field_groups: Mapped[int | None] = mapped_column(Integer)
 
 

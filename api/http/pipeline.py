@@ -490,7 +490,7 @@ def _proof_bound(request: Request) -> bool:
 
 
 def _presented_prefix(request: Request) -> str | None:
-    token = bearer_token(request.headers.get("authorization"))
+    token = bearer_token(request.headers.get("authorization"), ("bearer", "dpop"))  # a key refused under DPoP too
     parts = split_token(token) if token else None
     return parts[0] if parts else None
 
@@ -515,7 +515,7 @@ def _entry(
         at=now,
         partner_id=principal.partner_id if principal else None,
         key_id=principal.key_id if principal else None,
-        key_prefix=_presented_prefix(request),
+        key_prefix=principal.key_prefix if principal else _presented_prefix(request),  # the key that served
         operation_name=outcome.metering.operation_name or operation.get("operationName"),
         query=operation.get("query"),
         outcome="dry_run" if outcome.metering.dry_run is not None else "served" if outcome.served else "refused",

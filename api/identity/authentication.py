@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.data.models import KeyMode, Partner, PartnerKey, PartnerStatus, PolicyRelease
 from api.errors import ApiError, ErrorCode
+from api.identity.access_tokens import looks_like_token
 from api.identity.keys import hash_secret, secret_matches, split_token
 
 # Recording every use would turn each read into a write; a minute is precise enough.
@@ -86,8 +87,12 @@ def bearer_token(authorization: str | None, schemes: tuple[str, ...] = ("bearer"
 
 
 def presented_credential(authorization: str | None) -> str | None:
-    """An API key or access token (`Bearer`), or a DPoP-bound access token (`DPoP`, RFC 9449)."""
-    return bearer_token(authorization, ("bearer", "dpop"))
+    """An API key or access token (`Bearer`), or a DPoP-bound access token (`DPoP`, RFC 9449). An API
+    key under `DPoP` is none: no proof binds a key, and the scheme would only pass it off as a token."""
+    credential = bearer_token(authorization, ("bearer", "dpop"))
+    if credential is None or bearer_token(authorization) is not None or looks_like_token(credential):
+        return credential
+    return None
 
 
 @dataclass(frozen=True)

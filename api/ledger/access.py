@@ -96,20 +96,22 @@ class Disclosures:
         return carriers
 
     def rows(self) -> list[dict[str, int | None]]:
-        """The `disclosures` rows, but for the access record's id."""
+        """The `disclosures` rows, but for the access record's id. An appointment's row always names
+        its patient, stored rather than looked up later (the practice may delete the appointment, or
+        move it to another patient's file); `patient_field_groups` is 0 on it when the patient's record
+        was not sent with it."""
         carriers = self.carriers()
         carried = {appointment_id: patient_id for patient_id, appointment_id in carriers.items()}
         rows: list[dict[str, int | None]] = []
         for i, (practice, groups) in self.appointments.items():
             patient_id = carried.get(i)
-            patient_groups = None if patient_id is None else self.patients[patient_id][1]
             rows.append(
                 {
                     "practice_id": practice,
                     "appointment_id": i,
-                    "patient_id": patient_id,
+                    "patient_id": self.patient_of.get(i) if patient_id is None else patient_id,
                     "field_groups": groups,
-                    "patient_field_groups": patient_groups,
+                    "patient_field_groups": 0 if patient_id is None else self.patients[patient_id][1],
                 }
             )
         for i, (practice, groups) in self.patients.items():
@@ -137,16 +139,17 @@ class Disclosures:
                 named.add(named.appointments, appointment_id, practice, groups)
                 if patient_id is not None:
                     named.patient_of[appointment_id] = patient_id
-            if patient_id is not None:  # as `PATIENT_GROUPS` below
+            if patient_id is not None and patient_groups != 0:  # as `PATIENT_GROUPS` below; 0: not sent
                 named.add(named.patients, patient_id, practice, groups if patient_groups is None else patient_groups)
         return named
 
 
-# Reading the rows in SQL. A row naming a patient (`patient_id`) discloses of them these groups: its
-# own on a row naming the patient alone, `patient_field_groups` on a row naming an appointment too. A
-# row's `patient_field_groups` is set exactly on the rows written naming both, and stays when deleting
-# the appointment or erasing the patient later sets its id NULL (a patient's groups hold at least
-# `patient`: never 0). A row naming an appointment discloses of it `field_groups`, whatever its shape.
+# Reading the rows in SQL. A row naming a patient alone discloses of them its own groups, with
+# `patient_field_groups` NULL. A row naming an appointment names its patient too: the groups of the
+# patient's record sent with it are in `patient_field_groups` (0: only the appointment, which
+# concerns them, was sent; a record's groups hold at least its base group, never 0), and those of the
+# appointment in `field_groups`. The ids are the ledger's own: deleting or moving a live record
+# changes none of them (migration 3f9c2d7e1b58).
 PATIENT_GROUPS: ColumnElement[int] = func.coalesce(Disclosure.patient_field_groups, Disclosure.field_groups)
 # Every group a row disclosed, of its appointment and of its patient.
 DISCLOSED_GROUPS: ColumnElement[int] = Disclosure.field_groups.op("|", return_type=Integer)(

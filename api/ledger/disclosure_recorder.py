@@ -41,7 +41,8 @@ class FieldGroups:
 
 def sensitive_field_groups(field_scopes: Mapping[str, frozenset[str]], purpose_bound: Set[str]) -> FieldGroups:
     """Derived once per policy: from the scopes its field rules ask for, and from its
-    `purpose_bound` rules (the one statement of which fields history opens)."""
+    `purpose_bound` rules (the one statement of which fields history opens); and, whatever those
+    rules say, each scope's own `fields` in its group (api/scopes.py)."""
     inside: dict[str, int] = {}
     for qualified, scopes in field_scopes.items():
         mask = 0
@@ -50,6 +51,9 @@ def sensitive_field_groups(field_scopes: Mapping[str, frozenset[str]], purpose_b
             mask |= group.bit if group else 0
         if mask:
             inside[qualified] = int(mask)
+    for scope, group in SCOPE_GROUPS.items():
+        for qualified in scope.fields:
+            inside[qualified] = inside.get(qualified, 0) | group.bit
     outside = {**inside, **{field: inside.get(field, 0) | HISTORY.bit for field in purpose_bound}}
     return FieldGroups(inside, outside)
 

@@ -6,7 +6,9 @@ indexes, so a report over millions of rows reads only the rows it reports on.
 
 A patient is concerned by a disclosure of their own record and by one of their appointments
 (its time, practitioner and reason are data about them, even when the patient field was not
-selected): the report joins appointment disclosures to the appointment's patient.
+selected): every appointment's row names its patient. The reports read only the ledger's own ids,
+so a record the practice deleted or moved since is still reported as it was shown ("(deleted)" where
+its public id is gone).
 
 A ledger row names an appointment, a patient, or an appointment and its patient with the groups of
 each (api/ledger/access.py `Disclosures.rows`): the reports give the same answers whether a response's
@@ -21,13 +23,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, distinct, func, select, union_all
+from sqlalchemy import ColumnElement, case, distinct, func, select
 from sqlalchemy.orm import QueryableAttribute, Session
 
 from api.data.models import (
     AccessRecord,
     AlertDelivery,
-    Appointment,
     Disclosure,
     ExtractionAlert,
     Partner,
@@ -109,10 +110,11 @@ class DayExposure:
 
 @dataclass(frozen=True)
 class Reader:
-    """One partner key that read a patient."""
+    """One partner credential (an API key, an OAuth client) that read a patient."""
 
     partner: str | None  # None: the partner was deleted since
-    key_prefix: str | None
+    key_prefix: str | None  # the API key, or the credential of the OAuth client
+    client_id: str | None  # with an OAuth access token: its client
     field_groups: int
     appointments: int
     requests: int
@@ -157,6 +159,11 @@ class Alert:
     last_error: str | None
 
 
+def _or_deleted(column: QueryableAttribute[str]) -> ColumnElement[str]:
+    """A live record's public id or name; the ledger still names, and counts, a record deleted since."""
+    return func.coalesce(column, "(deleted)")
+
+
 def _has(groups: ColumnElement[int], group: LedgerGroup) -> ColumnElement[bool]:
     return groups.op("&")(group.bit) != 0
 
@@ -180,9 +187,8 @@ def _in_period(
 # months of the period on PostgreSQL, where both are partitioned by it (api/ledger/partitions.py).
 _ITS_REQUEST = (AccessRecord.id == Disclosure.access_id) & (AccessRecord.at == Disclosure.at)
 
-# What a row disclosed about the patient the report gives it (its own, or its appointment's): of an
-# appointment, its groups; of a patient, theirs; of an appointment and its patient, both, unless the
-# appointment has been deleted since (its id set NULL): a row naming it alone then named no patient.
+# What a row disclosed about its patient: of a patient alone, their groups; of an appointment, its
+# groups and those of the patient's record sent with it.
 _CONCERNING_THE_PATIENT = case((Disclosure.appointment_id.is_(None), PATIENT_GROUPS), else_=DISCLOSED_GROUPS)
 
 
@@ -209,9 +215,8 @@ def partner_exposure(
             Disclosure.field_groups.label("appointment_groups"),  # on a row naming an appointment
             _CONCERNING_THE_PATIENT.label("patient_groups"),
             Disclosure.at,
-            func.coalesce(Disclosure.patient_id, Appointment.patient_id).label("patient_id"),
+            Disclosure.patient_id,
         )
-        .outerjoin(Appointment, Appointment.id == Disclosure.appointment_id)
         .where(Disclosure.partner_id == partner.id, *_in_period(since, until, Disclosure.at))
     )
     requests: list[ColumnElement[bool]] = []  # which of the partner's requests, when not all
@@ -236,10 +241,11 @@ def partner_exposure(
     shown = disclosed.subquery("shown")
     groups = shown.c.field_groups
     counted = {"patient": shown.c.patient_groups, "appointment": shown.c.appointment_groups}
+    practice_id, practice_name = _or_deleted(Practice.public_id), _or_deleted(Practice.name)
     practices = session.execute(
         select(
-            Practice.public_id,
-            Practice.name,
+            practice_id,
+            practice_name,
             func.count(distinct(shown.c.patient_id)),
             func.count(distinct(shown.c.appointment_id)),
             _union_of(groups),
@@ -248,9 +254,10 @@ def partner_exposure(
                 for g in COUNTED_GROUPS
             ),
         )
-        .join(Practice, Practice.id == shown.c.practice_id)
-        .group_by(Practice.id, Practice.public_id, Practice.name)
-        .order_by(Practice.name, Practice.public_id)
+        .select_from(shown)
+        .outerjoin(Practice, Practice.id == shown.c.practice_id)
+        .group_by(shown.c.practice_id, Practice.public_id, Practice.name)
+        .order_by(practice_name, practice_id, shown.c.practice_id)
     )
     documents = session.execute(
         select(
@@ -269,11 +276,12 @@ def partner_exposure(
         .order_by(TrustedDocument.operation_name, with_documents.c.document_id)
     )
     names: list[Any] = [Patient.first_name, Patient.last_name] if with_names else []
+    patient_id = _or_deleted(Patient.public_id)
     patients = session.execute(
         select(
-            Patient.public_id,
-            Practice.public_id,
-            Practice.name,
+            patient_id,
+            practice_id,
+            practice_name,
             _union_of(shown.c.patient_groups),
             func.count(distinct(shown.c.appointment_id)),
             func.count(distinct(shown.c.access_id)),
@@ -281,10 +289,12 @@ def partner_exposure(
             func.max(shown.c.at),
             *names,
         )
-        .join(Patient, Patient.id == shown.c.patient_id)
-        .join(Practice, Practice.id == Patient.practice_id)
-        .group_by(Patient.id, Patient.public_id, Practice.public_id, Practice.name, *names)
-        .order_by(Practice.name, Practice.public_id, Patient.public_id)
+        .select_from(shown)
+        .where(shown.c.patient_id.is_not(None))
+        .outerjoin(Patient, Patient.id == shown.c.patient_id)
+        .outerjoin(Practice, Practice.id == shown.c.practice_id)
+        .group_by(shown.c.patient_id, shown.c.practice_id, Patient.public_id, Practice.public_id, Practice.name, *names)
+        .order_by(practice_name, practice_id, patient_id, shown.c.patient_id)
     )
     day = func.date(shown.c.at)
     days = session.execute(
@@ -328,22 +338,18 @@ def patient_readers(
     if row is None:
         raise OperatorError(f"no patient with id {patient_public_id!r}")
     patient_id, practice_id, practice = row
-    columns = Disclosure.access_id, Disclosure.at, Disclosure.appointment_id
-    period = _in_period(since, until, Disclosure.at)
-    # Two index lookups rather than one OR, which would scan the ledger: the rows naming the patient (with
-    # their groups of the patient), and those naming one of their appointments (its groups). A row naming
-    # both is read by each, for its part; its appointment counted once.
-    shown = union_all(
-        select(*columns, PATIENT_GROUPS.label("field_groups")).where(Disclosure.patient_id == patient_id, *period),
-        select(*columns, Disclosure.field_groups)
-        .join(Appointment, Appointment.id == Disclosure.appointment_id)
-        .where(Appointment.patient_id == patient_id, *period),
-    ).subquery("shown")
+    shown = (
+        select(Disclosure.access_id, Disclosure.at, Disclosure.appointment_id)
+        .add_columns(_CONCERNING_THE_PATIENT.label("field_groups"))
+        .where(Disclosure.patient_id == patient_id, *_in_period(since, until, Disclosure.at))
+        .subquery("shown")
+    )
     first_at = func.min(AccessRecord.at)
     readers = session.execute(
         select(
             Partner.name,
             AccessRecord.key_prefix,
+            AccessRecord.client_id,
             _union_of(shown.c.field_groups),
             func.count(distinct(shown.c.appointment_id)),
             func.count(distinct(shown.c.access_id)),
@@ -353,8 +359,8 @@ def patient_readers(
         .join(AccessRecord, (AccessRecord.id == shown.c.access_id) & (AccessRecord.at == shown.c.at))
         .outerjoin(Partner, Partner.id == AccessRecord.partner_id)
         .where(*_in_period(since, until))
-        .group_by(AccessRecord.partner_id, Partner.name, AccessRecord.key_prefix)
-        .order_by(first_at, Partner.name, AccessRecord.key_prefix)
+        .group_by(AccessRecord.partner_id, Partner.name, AccessRecord.key_prefix, AccessRecord.client_id)
+        .order_by(first_at, Partner.name, AccessRecord.key_prefix, AccessRecord.client_id)
     )
     return PatientReaders(
         patient_id=patient_public_id,

@@ -14,7 +14,7 @@ from joserfc.jwk import KeySet
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.data.models import AccessRecord, Partner, PartnerKey
+from api.data.models import AccessRecord, OAuthClient, Partner, PartnerKey
 from api.ledger import exposure as reports
 from api.operators import accounts, oauth_clients
 from api.timeutil import utcnow
@@ -318,7 +318,11 @@ async def test_the_ledger_records_the_client_and_the_token(sync_engine, api, wor
     jti = (await decoded(api, token)).claims["jti"]
     with Session(sync_engine) as session:
         rows = session.execute(select(AccessRecord.client_id, AccessRecord.token_jti, AccessRecord.key_prefix)).all()
-    assert (client_id, jti, None) in rows
+        credential = session.scalar(
+            select(PartnerKey.prefix).join(OAuthClient, OAuthClient.key_id == PartnerKey.id).where(
+                OAuthClient.client_id == client_id)
+        )  # fmt: skip
+    assert credential and (client_id, jti, credential) in rows  # the client's credential, not the token's text
     assert (None, None, world.keys["full"].split("_")[1]) in rows
 
 

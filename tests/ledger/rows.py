@@ -36,6 +36,7 @@ def by_public_id(session: Session, *where: ColumnElement[bool]) -> dict[str, Fie
 
 
 def groups_per_record(session: Session, *where: ColumnElement[bool]) -> set[int]:
-    """Each row's groups of each record it names (not united across rows)."""
+    """Each row's groups of each record it carries (not united across rows; an appointment's row names
+    its patient with 0 when it did not carry their record)."""
     rows = session.execute(select(Disclosure.field_groups, Disclosure.patient_field_groups).where(*where))
-    return {groups for row in rows for groups in row if groups is not None}
+    return {groups for row in rows for groups in row if groups}

@@ -4,21 +4,25 @@ they carry. The exposure report, read from the ledger, equals what was sent per 
 
 from __future__ import annotations
 
+import shutil
 from collections import defaultdict
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from api.data.models import AccessRecord, Appointment, Disclosure, Patient
+from api.data.models import AccessRecord, Appointment, AppointmentStatus, Disclosure, Patient
 from api.ledger.access import FieldGroup
 from api.ledger.disclosure_recorder import sensitive_field_groups
 from api.ledger.exposure import partner_exposure
+from api.operators.policy_release import release_policy
 from api.timeutil import utcnow
 from authz.engine import Authorizer
 from tests.ledger.rows import by_public_id
 from tests.world import window_args
 
+ROOT = Path(__file__).resolve().parents[2]
 APPOINTMENT, REASON, PATIENT = FieldGroup.APPOINTMENT, FieldGroup.REASON, FieldGroup.PATIENT
 IDENTITY, CONTACT = FieldGroup.IDENTITY, FieldGroup.CONTACT
 
@@ -163,3 +167,54 @@ def test_history_marks_exactly_the_fields_the_policy_declares_purpose_bound():
     assert not any(mask & FieldGroup.HISTORY for mask in groups.inside.values())
     # Outside the horizon a field discloses what it does inside, plus the mark.
     assert all(groups.outside[field] & ~FieldGroup.HISTORY == mask for field, mask in groups.inside.items())
+
+
+async def test_a_refused_write_that_tells_an_appointments_state_records_it(api, world, sync_engine):
+    # NOT_CHANGEABLE tells that the appointment is no longer booked (arrived, fulfilled, missed): it was
+    # answered with no disclosure recorded. And times in the past were refused after that check, so an
+    # id and any past time told it for nothing.
+    missed, booked = world.appointments["A"][0], world.appointments["A"][1]
+    with Session(sync_engine) as session, session.begin():
+        no_show = update(Appointment).where(Appointment.public_id == missed).values(status=AppointmentStatus.NOSHOW)
+        session.execute(no_show)
+    past = {"startsAt": "2000-01-01T08:00:00+00:00", "endsAt": "2000-01-01T08:20:00+00:00"}
+    later = {k: (utcnow() + timedelta(days=3, hours=h)).isoformat() for k, h in (("startsAt", 0), ("endsAt", 1))}
+    for appointment in (missed, booked):
+        refused = await api.query(world.keys["writer-only"], MOVE, {"input": {"appointmentId": appointment, **past}})
+        assert refused.data["rescheduleAppointment"]["reason"] == "IN_THE_PAST"  # whatever its state
+        assert recorded(sync_engine) == {}
+    for write, variables in ((MOVE, {"input": {"appointmentId": missed, **later}}), (CANCEL, {"id": missed})):
+        refused = await api.query(world.keys["writer-only"], write, variables)
+        (answer,) = refused.data.values()
+        assert answer["reason"] == "NOT_CHANGEABLE"
+        assert recorded(sync_engine) == {missed: APPOINTMENT}
+
+
+MOVE = """mutation M($input: RescheduleAppointmentInput!) { rescheduleAppointment(input: $input) {
+  ... on WriteRefused { reason } } }"""
+CANCEL = "mutation C($id: ID!) { cancelAppointment(appointmentId: $id) { ... on WriteRefused { reason } } }"
+
+
+async def test_a_policy_letting_any_grant_read_phones_still_records_each_phone_as_contact(
+    sync_engine, make_api, world, tmp_path
+):
+    # The ledger's groups came from the scope a field's rule names: a released policy that let any grant
+    # read phones (it passes `policy check`) had phones recorded as the bare patient id.
+    policy = tmp_path / "policy"
+    shutil.copytree(ROOT / "authz", policy, ignore=shutil.ignore_patterns("*.py", "__pycache__", "policy_tests"))
+    fields = policy / "fields.polar"
+    loosened = fields.read_text().replace(
+        'field_needs_scope("Patient.phone", "patients:contact");', 'field_with_any_grant("Patient.phone");'
+    )
+    assert loosened != fields.read_text()
+    fields.write_text(loosened)
+    assert release_policy(sync_engine, policy).report.ok
+    patient = world.patients["A"][0]
+    for key in ("full", "no-contact"):  # with the contact scope, and without: the policy opens it to both now
+        response = await make_api().query(world.keys[key], PHONE, {"id": patient})
+        assert response.data["node"]["phone"]
+        assert recorded(sync_engine)[patient] == PATIENT | CONTACT
+
+
+PHONE = "query P($id: ID!) { node(id: $id) { ... on Patient { phone } } }"
+

@@ -12,7 +12,17 @@ import pytest
 from sqlalchemy import event, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from api.data.models import AccessRecord, Appointment, Disclosure, KeyMode, Partner, Patient, PatientDisclosure
+from api.data.models import (
+    AccessRecord,
+    Appointment,
+    Disclosure,
+    KeyMode,
+    OAuthClient,
+    Partner,
+    PartnerKey,
+    Patient,
+    PatientDisclosure,
+)
 from api.ledger import partitions, retention
 from api.ledger.access import FieldGroup
 from api.ledger.exposure import alerts, partner_exposure, patient_readers
@@ -20,7 +30,11 @@ from api.ledger.partitions import PARTITION_NAME
 from api.operators import accounts as operators
 from api.scopes import Scope
 from api.timeutil import utcnow
+from tests.identity.test_client_credentials import call, get_token
+from tests.oauth_client import SigningKey, register
 from tests.world import window_args
+
+READ_PATIENT = "query P($id: ID!) { node(id: $id) { ... on Patient { firstName } } }"
 
 PAGE = """query Day($p: ID!, $from: DateTime!, $to: DateTime!, $n: Int!) {
   appointments(practiceId: $p, from: $from, to: $to, first: $n) {
@@ -179,6 +193,23 @@ async def test_a_patient_report_names_every_partner_key_that_was_shown_them(read
     assert sum(r.requests for r in found.readers) == sum(shown[p].requests[patient] for p in ("full", "no-contact"))
     with Session(sync_engine) as session:
         assert patient_readers(session, world.patients["C"][0]).readers == []
+
+
+async def test_a_patient_report_tells_a_partners_oauth_clients_apart(api, world, sync_engine):
+    # An access token's row named no key: two clients of one partner were one anonymous reader.
+    patient = world.patients["A"][0]
+    signing = {kid: SigningKey(kid) for kid in ("k1", "k2")}
+    clients = {kid: register(sync_engine, "full", key) for kid, key in signing.items()}
+    for kid, client in clients.items():
+        response = await call(api, await get_token(api, signing[kid], client), query=READ_PATIENT, id=patient)
+        assert response.json()["data"]["node"]["firstName"]
+    with Session(sync_engine) as session:
+        readers = patient_readers(session, patient).readers
+        pairs = select(OAuthClient.client_id, PartnerKey.prefix).join(PartnerKey, PartnerKey.id == OAuthClient.key_id)
+        credentials = {client: prefix for client, prefix in session.execute(pairs)}
+    assert sorted((r.client_id, r.key_prefix, r.requests) for r in readers) == sorted(
+        (client, credentials[client], 1) for client in clients.values()
+    )
 
 
 # --- The command line (the `cli` fixture: tests/conftest.py) ------------------------------------

@@ -1,11 +1,13 @@
-"""One ledger row per appointment, carrying its patient (api/ledger/access.py `Disclosures.rows`): half
+"""One ledger row per appointment, naming its patient (api/ledger/access.py `Disclosures.rows`): half
 the rows for a page of appointments with their patients, and exactly the same records, groups and
-reports as one row per record, the shape of every row written before it."""
+reports as one row per record, the shape of every row written before it. The ledger keeps the records
+it names when the practice deletes them."""
 
 from __future__ import annotations
 
 import functools
 import operator
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -20,7 +22,7 @@ from sqlalchemy.orm import Session
 from api.data.migrate import alembic_config
 from api.data.models import AccessRecord, Appointment, AppointmentStatus, Disclosure, Gender, Patient, Practice
 from api.ledger.access import DISCLOSED_GROUPS, PATIENT_GROUPS, Disclosures, FieldGroup
-from api.ledger.exposure import partner_exposure, patient_readers
+from api.ledger.exposure import PartnerExposure, partner_exposure, patient_readers
 from api.timeutil import utcnow
 from tests.compiled.conftest import plan_runs
 from tests.data.test_migrations import run
@@ -91,9 +93,10 @@ async def test_a_page_of_50_appointments_with_their_patients_writes_50_rows(
     assert {public[i] for i in named.patients} == sent and len(sent) == 47
     assert {groups for _, groups in named.appointments.values()} == {APPOINTMENT}
     assert {groups for _, groups in named.patients.values()} == {PATIENT | IDENTITY}
-    # Each patient on one row: that of their own appointment of lowest id; the other appointments name none.
-    carriers = {row["patient_id"]: row["appointment_id"] for row in rows if row["patient_id"] is not None}
-    assert len(carriers) == 47 == sum(row["patient_id"] is not None for row in rows)
+    # Each patient's groups on one row: that of their own appointment of lowest id; every row names its patient.
+    assert all(row["patient_id"] == owner[row["appointment_id"]] for row in rows)
+    carriers = {row["patient_id"]: row["appointment_id"] for row in rows if row["patient_field_groups"]}
+    assert len(carriers) == 47 == sum(bool(row["patient_field_groups"]) for row in rows)
     assert carriers == {p: min(a for a in named.appointments if owner[a] == p) for p in named.patients}
 
 
@@ -114,7 +117,8 @@ async def test_a_patient_of_two_appointments_is_counted_once_with_its_groups_uni
         until = utcnow() + timedelta(seconds=1)
         report = partner_exposure(session, "full", since, until)
         (reader,) = patient_readers(session, world.patients["A"][0], since, until).readers
-    assert len(rows) == 2 and [row["patient_id"] for row in rows].count(patient_id) == 1
+    assert len(rows) == 2 and {row["patient_id"] for row in rows} == {patient_id}
+    assert sorted(bool(row["patient_field_groups"]) for row in rows) == [False, True]  # their groups on one
     assert named.patients == {patient_id: (named.patients[patient_id][0], PATIENT | IDENTITY | CONTACT)}
     assert sorted(groups for _, groups in named.appointments.values()) == [APPOINTMENT, APPOINTMENT | REASON]
     (practice,) = report.practices
@@ -140,7 +144,7 @@ async def test_a_patient_of_two_appointments_is_counted_once_with_its_groups_uni
         ("not asked", "full", "", {}, None),
     ],
 )
-async def test_an_appointment_whose_patient_was_not_sent_names_no_patient(
+async def test_an_appointment_whose_patient_was_not_sent_names_them_with_no_group_of_theirs(
     make_api, world, sync_engine, compiled, why, key, selection, overrides, code
 ):
     # (No grant forbids `Appointment.patient` where the appointment is readable: authz/fields.polar asks
@@ -160,8 +164,10 @@ async def test_an_appointment_whose_patient_was_not_sent_names_no_patient(
     assert len(edges) == 3 and all(edge["node"].get("patient") is None for edge in edges)
     with Session(sync_engine) as session:
         rows = last_request_rows(session)
+        owner = {a: p for a, p in session.execute(select(Appointment.id, Appointment.patient_id))}
     assert len(rows) == 3
-    assert all(row["patient_id"] is None and row["patient_field_groups"] is None for row in rows)
+    # The appointment concerns its patient: named, for the reports, with none of the groups of their record.
+    assert all(row["patient_id"] == owner[row["appointment_id"]] and row["patient_field_groups"] == 0 for row in rows)
     assert Disclosures.of_rows(rows).patients == {}
 
 
@@ -188,7 +194,7 @@ def test_the_migration_keeps_every_row_and_adds_the_column_to_every_month(sync_e
             {"at": utcnow(), "p": practice, "a": appointment, "pat": patient},
         )
         written = connection.execute(text(shape)).all()
-    run(sync_engine, command.upgrade, "head")
+    run(sync_engine, command.upgrade, ONE_ROW)
     with sync_engine.connect() as connection:
         assert connection.execute(text(shape)).all() == written
         rows = connection.execute(select(DISCLOSURES)).mappings().all()
@@ -220,21 +226,58 @@ def test_the_migration_keeps_every_row_and_adds_the_column_to_every_month(sync_e
     run(sync_engine, command.upgrade, "head")
 
 
+KEEPS = "3f9c2d7e1b58"  # migrations/versions/2026_11_30_ledger_keeps_its_records.py
+SHAPE = "SELECT appointment_id, patient_id, field_groups, patient_field_groups FROM disclosures ORDER BY id"
+
+
+def _referred(sync_engine) -> set[str]:
+    return {key["referred_table"] for key in inspect(sync_engine).get_foreign_keys("disclosures")}
+
+
+def test_the_migration_names_every_appointments_patient_and_lets_no_deletion_rewrite_the_ledger(sync_engine, world):
+    before = ScriptDirectory.from_config(alembic_config()).get_revision(KEEPS).down_revision
+    run(sync_engine, command.downgrade, before)
+    assert _referred(sync_engine) >= {"practices", "appointments", "patients"}
+    with sync_engine.begin() as connection:
+        appointment, patient, practice = connection.execute(
+            text("SELECT id, patient_id, practice_id FROM appointments ORDER BY id LIMIT 1")
+        ).one()
+        connection.execute(
+            text(
+                "INSERT INTO disclosures (access_id, at, practice_id, appointment_id, patient_id, field_groups) "
+                "VALUES (1, :at, :p, :a, NULL, 3), (1, :at, :p, NULL, :pat, 12)"
+            ),
+            {"at": utcnow(), "p": practice, "a": appointment, "pat": patient},
+        )
+    run(sync_engine, command.upgrade, "head")
+    assert not _referred(sync_engine) & {"practices", "appointments", "patients"}
+    written = [(appointment, patient, 3, 0), (None, patient, 12, None)]
+    with sync_engine.begin() as connection:
+        assert connection.execute(text(SHAPE)).all() == written
+        connection.execute(delete(Appointment).where(Appointment.id == appointment))
+        assert connection.execute(text(SHAPE)).all() == written  # the practice's deletion rewrote nothing
+    # Going down: the foreign keys back, and what they would have done to the deleted appointment's row.
+    run(sync_engine, command.downgrade, before)
+    assert _referred(sync_engine) >= {"practices", "appointments", "patients"}
+    with sync_engine.connect() as connection:
+        assert connection.execute(text(SHAPE)).all() == [(None, None, 3, None), (None, patient, 12, None)]
+    run(sync_engine, command.upgrade, "head")
+
+
 # --- The reports on a ledger of both shapes ---------------------------------------------------------
 
 NODE = "query One($id: ID!) { node(id: $id) { id ... on Patient { email } ... on Appointment { startsAt } } }"
-WITH_REASON = "query One($id: ID!) { node(id: $id) { id ... on Appointment { reason patient { id } } } }"
+REASON_ONLY = "query One($id: ID!) { node(id: $id) { id ... on Appointment { reason } } }"
 
 
-def as_before_the_migration(session: Session, access_ids: list[int]) -> None:
-    """Rewrites the requests' rows naming an appointment and its patient as two rows, one per record."""
+def as_one_row_per_record(session: Session, access_ids: list[int]) -> None:
+    """Rewrites the requests' rows carrying a patient's groups on their appointment's row as two rows, one
+    per record (the appointment's still naming the patient, as migration 3f9c2d7e1b58 left older rows)."""
     combined = session.execute(
-        select(DISCLOSURES).where(Disclosure.access_id.in_(access_ids), Disclosure.patient_field_groups.is_not(None))
+        select(DISCLOSURES).where(Disclosure.access_id.in_(access_ids), Disclosure.patient_field_groups != 0)
     ).mappings()
     for row in list(combined):
-        session.execute(
-            update(Disclosure).where(Disclosure.id == row["id"]).values(patient_id=None, patient_field_groups=None)
-        )
+        session.execute(update(Disclosure).where(Disclosure.id == row["id"]).values(patient_field_groups=0))
         session.execute(
             insert(Disclosure).values(
                 access_id=row["access_id"],
@@ -258,16 +301,32 @@ def answers(session: Session, world, since, until, erased: set[str]) -> dict[str
 
 
 def erase(session: Session, world) -> set[str]:
-    """An appointment deleted (its rows' appointment_id set NULL: a row naming it alone names no patient
-    any more), and a patient with their appointments (patient_id and appointment_id set NULL)."""
+    """The practice deletes an appointment, and a patient with their appointments; it moves another
+    appointment to another patient's file (a merged duplicate)."""
     session.execute(delete(Appointment).where(Appointment.public_id == world.appointments["A"][0]))
     patient_id = session.scalar(select(Patient.id).where(Patient.public_id == world.patients["A"][2]))
     session.execute(delete(Appointment).where(Appointment.patient_id == patient_id))
     session.execute(delete(Patient).where(Patient.id == patient_id))
+    other = session.scalar(select(Patient.id).where(Patient.public_id == world.patients["A"][1]))
+    session.execute(update(Appointment).where(Appointment.public_id == world.appointments["A"][5]).values(
+        patient_id=other))  # fmt: skip
     return {world.patients["A"][2]}
 
 
-async def test_the_reports_give_the_same_answers_on_rows_of_either_shape(api, world, sync_engine):
+def as_deleted(report: PartnerExposure, erased: set[str]) -> PartnerExposure:
+    """The report once the patients `erased` are deleted: the same, their public ids gone."""
+    return replace(
+        report,
+        patients=sorted(
+            (replace(p, patient_id="(deleted)") if p.patient_id in erased else p for p in report.patients),
+            key=lambda p: (p.practice, p.practice_id, p.patient_id),
+        ),
+    )
+
+
+async def test_the_reports_give_the_same_answers_on_rows_of_either_shape_whatever_the_practice_deletes(
+    api, world, sync_engine
+):
     since = utcnow() - timedelta(seconds=1)
     page = {"p": world.practice_id("A"), **window_args()}
     for key, query, variables in [
@@ -275,8 +334,8 @@ async def test_the_reports_give_the_same_answers_on_rows_of_either_shape(api, wo
         ("full", PAGE.replace("firstName", "phone"), {**page, "n": 2}),
         ("full", TWO, {"a": world.appointments["A"][1], "b": world.appointments["A"][4]}),
         ("full", NODE, {"id": world.patients["A"][2]}),  # a patient alone
-        ("full", NODE, {"id": world.appointments["A"][5]}),  # an appointment alone
-        ("full", WITH_REASON, {"id": world.appointments["A"][0]}),  # its patient's only reason, until it is deleted
+        ("full", NODE, {"id": world.appointments["A"][5]}),  # an appointment alone, moved to another patient later
+        ("full", REASON_ONLY, {"id": world.appointments["A"][0]}),  # its patient's only reason, until it is deleted
         ("no-contact", PAGE, {**page, "n": 4}),
         ("other", PAGE, {"p": world.practice_id("B"), **window_args(), "n": 6}),
     ]:
@@ -284,22 +343,27 @@ async def test_the_reports_give_the_same_answers_on_rows_of_either_shape(api, wo
         assert response.status == 200 and response.errors == [], response.body
     with Session(sync_engine) as session:
         access_ids = list(session.scalars(select(AccessRecord.id).order_by(AccessRecord.id)))
-        assert session.scalar(select(Disclosure.id).where(Disclosure.patient_field_groups.is_not(None)).limit(1))
+        assert session.scalar(select(Disclosure.id).where(Disclosure.patient_field_groups != 0).limit(1))
     until = utcnow() + timedelta(seconds=1)
     shapes = {"one row per appointment": [], "mixed": access_ids[::2], "one row per record": access_ids}
+    found: dict[bool, dict[str, Any]] = {}
     for erased in (False, True):
-        found = {}
         for shape, rewritten in shapes.items():
             with Session(sync_engine) as session, session.begin():
-                as_before_the_migration(session, rewritten)
+                as_one_row_per_record(session, rewritten)
                 gone = erase(session, world) if erased else set()
-                found[shape] = answers(session, world, since, until, gone)
+                found.setdefault(erased, {})[shape] = answers(session, world, since, until, gone)
                 session.rollback()
-        assert found["mixed"] == found["one row per appointment"] == found["one row per record"], erased
-    # Not vacuous: the partner's report names its patients, with their groups.
-    assert {p.field_groups for p in found["one row per record"]["partners"][0].patients} >= {
-        APPOINTMENT | PATIENT | IDENTITY | CONTACT
-    }
+        assert found[erased]["mixed"] == found[erased]["one row per appointment"] == found[erased]["one row per record"]
+    # What the practice deleted or moved since changes nothing of what the partner was shown.
+    kept, deleted = found[False]["one row per record"], found[True]["one row per record"]
+    assert deleted["partners"] == [as_deleted(report, gone) for report in kept["partners"]]
+    remaining = [readers for readers in kept["readers"] if readers.patient_id not in gone]
+    assert deleted["readers"] == remaining
+    # Not vacuous: the partner's report names its patients, with their groups, and the reason read alone.
+    assert {p.field_groups for p in kept["partners"][0].patients} >= {APPOINTMENT | PATIENT | IDENTITY | CONTACT}
+    (reason_only,) = [p for p in kept["partners"][0].patients if p.patient_id == world.patients["A"][0]]
+    assert reason_only.field_groups & REASON
 
 
 # --- Encoding and decoding, for all responses -----------------------------------------------------
@@ -335,13 +399,15 @@ def test_the_rows_name_exactly_the_records_and_groups_of_the_response(shown: Dis
     }
     assert len(rows) == len(shown.appointments) + len(shown.patients.keys() - carried)
     for row in rows:
-        if row["appointment_id"] is not None and row["patient_id"] is not None:  # really that patient's
+        if row["appointment_id"] is not None:  # names its own patient, with the groups sent of them on it, or 0
             assert shown.patient_of[row["appointment_id"]] == row["patient_id"]
-            assert row["practice_id"] == shown.patients[row["patient_id"]][0]
-        assert (row["patient_field_groups"] is not None) == (
-            row["appointment_id"] is not None and row["patient_id"] is not None
-        )
-    assert sorted(row["patient_id"] for row in rows if row["patient_id"] is not None) == sorted(shown.patients)
+            assert row["patient_field_groups"] is not None
+            if row["patient_field_groups"]:
+                assert row["practice_id"] == shown.patients[row["patient_id"]][0]
+        else:
+            assert row["patient_field_groups"] is None
+    carrying = [row["patient_id"] for row in rows if row["patient_field_groups"] != 0]
+    assert sorted(carrying) == sorted(shown.patients)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -370,7 +436,7 @@ def test_the_sql_reads_back_the_records_and_groups_written(world, sync_engine, d
         ).all()
         of_patients = session.execute(
             select(Disclosure.patient_id, Disclosure.practice_id, PATIENT_GROUPS).where(
-                Disclosure.patient_id.is_not(None)
+                Disclosure.patient_id.is_not(None), PATIENT_GROUPS != 0  # 0: an appointment's, naming its patient
             )
         ).all()
         everything = list(session.scalars(select(DISCLOSED_GROUPS)))

@@ -3,9 +3,10 @@
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.data.models import KeyMode, PartnerKey
+from api.data.models import AccessRecord, KeyMode, PartnerKey
 from api.operators import accounts as operators
 from api.timeutil import utcnow
 
@@ -51,6 +52,18 @@ async def test_every_kind_of_bad_key_gets_the_same_answer(api, world, sync_engin
     assert reference[2].startswith("Bearer")
     for name, answer in answers.items():
         assert answer == reference, name
+
+
+async def test_an_api_key_under_the_dpop_scheme_is_refused_and_its_attempt_recorded(api, world, sync_engine):
+    # DPoP binds an access token to a key its holder proves; no proof binds an API key. Served, it was
+    # recorded without its key: the ledger's key came from the header under Bearer only.
+    key = world.keys["full"]
+    response = await api.http.post("/graphql", json={"query": QUERY}, headers={"Authorization": f"DPoP {key}"})
+    assert response.status_code == 401
+    assert response.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    with Session(sync_engine) as session:
+        attempt = session.execute(select(AccessRecord).order_by(AccessRecord.id.desc()).limit(1)).scalar_one()
+    assert (attempt.outcome, attempt.key_prefix, attempt.partner_id) == ("refused", key.split("_")[1], None)
 
 
 @pytest.mark.parametrize("header", ["Basic abc", "Bearer", "bearer  ", "Token x", "Bearer a b c"])
