@@ -176,12 +176,14 @@ class Settings(BaseSettings):
     max_head_bytes: int = Field(
         default=32 * 1024,
         ge=1024,
-        description="Largest request line and headers together (431 above; api/http/bounded_head.py).",
+        description="Largest request line and headers together, or a chunked body's trailers (431 above; "
+        "api/http/bounded_head.py).",
     )
     head_timeout_seconds: float = Field(
         default=10.0,
         gt=0,
-        description="Longest a client may take to send a request's line and headers, from their first byte (408).",
+        description="Longest a client may take to send a request's line and headers, from their first byte, or from "
+        "the connection for its first request (408).",
     )
     body_timeout_seconds: float = Field(
         default=10.0,

@@ -23,15 +23,15 @@ MAX_TEXT = 1_000_000  # characters of query text kept, all plans together (a pla
 
 
 class AdHocPlans:
-    def __init__(self, schema: GraphQLSchema, max_tokens: int, rules: ValidationRules, parser_cache_size: int) -> None:
-        self.schema, self.max_tokens, self.rules, self.parser_cache_size = schema, max_tokens, rules, parser_cache_size
+    def __init__(self, schema: GraphQLSchema, max_tokens: int, rules: ValidationRules) -> None:
+        self.schema, self.max_tokens, self.rules = schema, max_tokens, rules
         self._plans: LRUCache[str, tuple[Plan | None, int]] = LRUCache(MAX_TEXT, getsizeof=lambda entry: entry[1])
 
     def plan_of(self, text: str) -> Plan | None:
         """The text's plan, or None: it does not parse or validate, or it runs on the general executor."""
         found = self._plans.get(text)
         if found is None:
-            document = checked_document(self.schema, text, self.max_tokens, self.rules, self.parser_cache_size)
+            document = checked_document(self.schema, text, self.max_tokens, self.rules)
             plan = compile_plan(self.schema, document) if document is not None else None
             found = (plan if isinstance(plan, Plan) else None, max(1, len(text)))
             if found[1] <= MAX_TEXT:

@@ -45,7 +45,7 @@ from api.protection.address_limiter import AddressLimiter
 from api.protection.budgets import Budgets
 from api.protection.extraction import ExtractionGuard
 from api.protection.key_gates import CredentialGates, partner_limit
-from api.schema import PARSER_CACHE_SIZE, PartnerSchema, build_schema
+from api.schema import PartnerSchema, build_schema
 from api.services.cursors import CursorCodec
 from api.settings import Settings, get_settings
 from authz.engine import Authorizer
@@ -104,7 +104,7 @@ def create_app(
             documents,
             statement_timeout=settings.statement_timeout_seconds,
             compiled=settings.compiled_plans,
-            ad_hoc=AdHocPlans(schema._schema, schema.max_tokens, schema.rules, PARSER_CACHE_SIZE),
+            ad_hoc=AdHocPlans(schema._schema, schema.max_tokens, schema.rules),
         ),
         authorizer=policy.current.authorizer,
         policy=policy,

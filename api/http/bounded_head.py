@@ -10,6 +10,11 @@ below) is answered 431, and one still incomplete PARTNER_API_HEAD_TIMEOUT_SECOND
 408, both in the API's JSON error shape, and the connection is closed; either before the request
 reached the application. A proxy in front may bound them more tightly.
 
+The same bounds hold where httptools reads a head outside one: a new connection that sends nothing
+(uvicorn times it out only between requests: 45,000 idle connections took every descriptor of both
+workers), and the trailer fields after a chunked body's last chunk (unbounded, and appended to at a
+cost growing with their length: 30 MB of one trailer held a worker until the arbiter killed it).
+
     uvicorn.Config(app, http=BoundedHead)  # api/operators/server.py: gunicorn's uvicorn workers
 """
 
@@ -40,6 +45,11 @@ class BoundedHead(HttpToolsProtocol):
         self.max_head_bytes, self.head_timeout = settings.max_head_bytes, settings.head_timeout_seconds
         self._head_bytes: int | None = None  # received of the head being read; None between heads
         self._head_timer: asyncio.TimerHandle | None = None
+        self._trailer_bytes: int | None = None  # received since a chunk's size line, before any of its data
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # as uvicorn's
+        super().connection_made(transport)
+        self._start_timer()  # its first request's head is due from now, not from a first byte that may never come
 
     def data_received(self, data: bytes) -> None:
         for start in range(0, len(data), SLICE):
@@ -47,17 +57,31 @@ class BoundedHead(HttpToolsProtocol):
                 return
             piece = data[start : start + SLICE] if len(data) > SLICE else data
             super().data_received(piece)
-            if self._head_bytes is not None:  # a head began in this slice or before, and is not over
-                self._head_bytes += len(piece)
-                if self._head_bytes > self.max_head_bytes:
+            for received in (self._head_bytes, self._trailer_bytes):
+                # a head (or the trailers after a last chunk) began in this slice or before, and is not over
+                if received is not None and received + len(piece) > self.max_head_bytes:
                     self._refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
                     return
+            if self._head_bytes is not None:
+                self._head_bytes += len(piece)
+            if self._trailer_bytes is not None:
+                self._trailer_bytes += len(piece)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._head_bytes = 0
-        self._stop_timer()
-        self._head_timer = self.loop.call_later(self.head_timeout, self._refuse, HTTPStatus.REQUEST_TIMEOUT)
+        self._start_timer()
+
+    def on_chunk_header(self) -> None:
+        """httptools read a chunk's size line: its data follows, or, after the last (size 0), the trailers."""
+        self._trailer_bytes = 0
+
+    def on_body(self, body: bytes) -> None:
+        self._trailer_bytes = None
+        super().on_body(body)
+
+    def on_chunk_complete(self) -> None:
+        self._trailer_bytes = None
 
     def on_headers_complete(self) -> None:
         self._head_bytes = None
@@ -67,6 +91,10 @@ class BoundedHead(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_timer()
         super().connection_lost(exc)
+
+    def _start_timer(self) -> None:
+        self._stop_timer()
+        self._head_timer = self.loop.call_later(self.head_timeout, self._refuse, HTTPStatus.REQUEST_TIMEOUT)
 
     def _stop_timer(self) -> None:
         if self._head_timer is not None:
@@ -78,7 +106,7 @@ class BoundedHead(HttpToolsProtocol):
             message = f"The request's headers were not received within {self.head_timeout:g} s."
             self._answer(status, message, limit="head_timeout", maximum=self.head_timeout)
         else:
-            message = f"A request's line and headers are limited to {self.max_head_bytes} bytes."
+            message = f"A request's line and headers (or trailers) are limited to {self.max_head_bytes} bytes."
             self._answer(status, message, limit="max_head_bytes", maximum=self.max_head_bytes)
 
     def send_400_response(self, msg: str) -> None:

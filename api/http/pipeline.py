@@ -228,6 +228,7 @@ class GraphQLPipeline:
                 maximum=limit,
             ),
             request_id,
+            Connection="close",  # the rest of the body is never read: the connection ends with the answer
         )
         declared = request.headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):

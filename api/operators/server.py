@@ -33,6 +33,7 @@ from typing import Any, ClassVar
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
+from prometheus_client import values as prometheus_values
 from sqlalchemy.exc import SQLAlchemyError
 from uvicorn_worker import UvicornWorker
 
@@ -54,6 +55,13 @@ class PartnerWorker(UvicornWorker):  # type: ignore[misc]  # uvicorn_worker's ba
     """gunicorn's uvicorn worker, each request's head bounded in size and time (api/http/bounded_head.py)."""
 
     CONFIG_KWARGS: ClassVar[dict[str, Any]] = {**UvicornWorker.CONFIG_KWARGS, "http": BoundedHead}
+
+    def init_process(self) -> None:
+        # prometheus_client chose where values are kept when the arbiter imported it, before `serve`
+        # set PROMETHEUS_MULTIPROC_DIR (api/http/metrics.py): each worker chooses again, or /metrics
+        # of several workers stays empty.
+        prometheus_values.ValueClass = prometheus_values.get_value_class()  # type: ignore[no-untyped-call]
+        super().init_process()
 
 
 class PolicyArbiter(Arbiter):  # type: ignore[misc]  # gunicorn is untyped: its base class is Any

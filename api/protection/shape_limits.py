@@ -9,27 +9,30 @@ with every request's variables.
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from cachetools import LRUCache
 from graphql import (
     ASTValidationRule,
     DocumentNode,
+    FloatValueNode,
     GraphQLError,
     GraphQLSchema,
+    IntValueNode,
     NoUnusedFragmentsRule,
     OperationDefinitionNode,
     StringValueNode,
     ValidationRule,
+    parse,
     specified_rules,
     validate,
 )
 from graphql.language.parser import MAX_NESTING_DEPTH as MAX_PARSER_NESTING
 from graphql.validation.rules.max_introspection_depth_rule import MAX_LIST_DEPTH as MAX_INTROSPECTION_LIST_DEPTH
 from graphql.validation.validate import ValidationAbortedError
-from strawberry.extensions import ParserCache, SchemaExtension
+from strawberry.extensions import SchemaExtension
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
@@ -45,7 +48,11 @@ from api.protection.rules import (
 from api.protection.rules._measure import limit_error
 from api.settings import Settings
 
-VALIDATION_CACHE_SIZE = 512
+# Parsed documents, and their validation errors, are kept per text, bounded by the text they hold: a
+# parsed document weighs about 120 times its text (each token is kept, for the errors' locations), and
+# 1,200 distinct 15 KB documents refused for their size grew a worker past 1 GB under a bound of 512
+# entries. This bounds each cache to about 60 MB.
+CACHED_TEXT = 512 * 1024  # characters
 # Errors reported per document before validation gives up (graphql-core's default is 100): each
 # error locates itself in the text, so 700 unused variables would cost 700 scans of it.
 MAX_ERRORS = 20
@@ -61,6 +68,24 @@ class StorableStrings(ValidationRule):
     def enter_string_value(self, node: StringValueNode, *_: Any) -> None:
         if "\x00" in node.value:
             self.report_error(GraphQLError("Strings may not contain U+0000.", node))
+
+
+MAX_NUMBER_LENGTH = 100  # characters: an Int holds 11, a Float's 17 digits and exponent fit many times
+
+
+class BoundedNumbers(ValidationRule):
+    """A number literal longer than any value of its type: Python refuses to read an integer of more
+    than 4,300 digits with a ValueError, which graphql-core's Int would pass on as a server error."""
+
+    def enter_int_value(self, node: IntValueNode, *_: Any) -> None:
+        self._bounded(node)
+
+    def enter_float_value(self, node: FloatValueNode, *_: Any) -> None:
+        self._bounded(node)
+
+    def _bounded(self, node: IntValueNode | FloatValueNode) -> None:
+        if len(node.value) > MAX_NUMBER_LENGTH:
+            self.report_error(GraphQLError(f"Numbers are limited to {MAX_NUMBER_LENGTH} characters.", node))
 
 
 @dataclass(frozen=True)
@@ -87,6 +112,7 @@ def limit_rules(settings: Settings) -> ValidationRules:
             # comparison of merged fields unmeasured (OverlappingFieldsCanBeMergedRule walks every
             # fragment definition).
             NoUnusedFragmentsRule,
+            BoundedNumbers,
         ),
         spec=(*specified_rules, MaybeNullValidationRule, OneOfInputValidationRule, StorableStrings),
     )
@@ -109,77 +135,79 @@ def _named(error: GraphQLError) -> GraphQLError:
     )
 
 
-class LimitedParsing(ParserCache):
-    """strawberry's parser cache, parsing at most `max_tokens` lexical tokens (graphql-core's parser
-    option, which MaxTokensLimiter sets), with the refusal naming the limit as the other shape limits do.
-    One extension, not MaxTokensLimiter beside ParserCache: the parse raises inside this hook, the only
-    place where its error can be caught."""
+_parsed: LRUCache[tuple[str, int], tuple[int, DocumentNode]] = LRUCache(CACHED_TEXT, getsizeof=lambda entry: entry[0])
+_validated: LRUCache[tuple[str, ValidationRules], tuple[int, list[GraphQLError]]] = LRUCache(
+    CACHED_TEXT, getsizeof=lambda entry: entry[0]
+)
 
-    def __init__(self, max_tokens: int, maxsize: int) -> None:
-        super().__init__(maxsize=maxsize)
+
+def _kept(cache: LRUCache[Any, tuple[int, Any]], key: Any, entry: tuple[int, Any]) -> None:
+    if entry[0] <= CACHED_TEXT:  # a larger one would empty the cache, and not fit
+        cache[key] = entry
+
+
+def parsed(text: str, max_tokens: int) -> DocumentNode:
+    """The document of `text`, parsing at most `max_tokens` lexical tokens (graphql-core's parser option)."""
+    entry = _parsed.get((text, max_tokens))
+    if entry is None:
+        entry = (max(1, len(text)), parse(text, max_tokens=max_tokens))
+        _kept(_parsed, (text, max_tokens), entry)
+    return entry[1]
+
+
+def validated(schema: GraphQLSchema, text: str, document: DocumentNode, rules: ValidationRules) -> list[GraphQLError]:
+    """The validation errors of the document of `text` (the same document for the same text, so a hit
+    costs one string hash rather than hashing the whole document tree)."""
+    entry = _validated.get((text, rules))
+    if entry is None:
+        # A document over a shape limit is refused before the other rules walk it.
+        errors = validate(schema, document, rules.shape)
+        if not errors:
+            # Suggestions ("did you mean") would describe the schema to whoever probes it.
+            errors = [
+                _named(e) for e in validate(schema, document, rules.spec, max_errors=MAX_ERRORS, hide_suggestions=True)
+            ]
+        entry = (max(1, len(text)), errors)
+        _kept(_validated, (text, rules), entry)
+    return entry[1]
+
+
+class LimitedParsing(SchemaExtension):
+    """Parses through the cache above, at most `max_tokens` lexical tokens, with the refusal naming the
+    limit as the other shape limits do (the parse raises inside this hook, the only place where its error
+    can be caught)."""
+
+    def __init__(self, max_tokens: int) -> None:
+        super().__init__()
         self.max_tokens = max_tokens
 
     def on_parse(self) -> Iterator[None]:
-        prepared = getattr(self.execution_context.context, "document", None)
+        context = self.execution_context
+        prepared = getattr(context.context, "document", None)
         if prepared is not None:  # a registered document, parsed once per worker (api/documents/registry.py)
-            self.execution_context.graphql_document = prepared.document
+            context.graphql_document = prepared.document
             yield
             return
-        self.execution_context.parse_options["max_tokens"] = self.max_tokens
+        assert context.query is not None
         try:
-            yield from super().on_parse()
+            context.graphql_document = parsed(context.query, self.max_tokens)
         except GraphQLError as error:
             if TOO_MANY_TOKENS.search(error.message):
                 error.extensions = {**(error.extensions or {}), "limit": "tokens", "maximum": self.max_tokens}
             elif TOO_DEEP_TO_PARSE in error.message:
                 error.extensions = {**(error.extensions or {}), "limit": "nesting", "maximum": MAX_PARSER_NESTING}
             raise
+        yield
 
 
-class _ValidationCache:
-    """Validation errors per query text (the parser cache returns the same document for it), so a
-    hit costs one string hash rather than hashing the whole document tree."""
-
-    def __init__(self, size: int = VALIDATION_CACHE_SIZE) -> None:
-        self.size = size
-        self.entries: OrderedDict[tuple[str, ValidationRules], list[GraphQLError]] = OrderedDict()
-
-    def validate(
-        self, schema: GraphQLSchema, query: str, document: DocumentNode, rules: ValidationRules
-    ) -> list[GraphQLError]:
-        key = (query, rules)
-        errors = self.entries.get(key)
-        if errors is None:
-            # A document over a shape limit is refused before the other rules walk it.
-            errors = validate(schema, document, rules.shape)
-            if not errors:
-                # Suggestions ("did you mean") would describe the schema to whoever probes it.
-                errors = [
-                    _named(e)
-                    for e in validate(schema, document, rules.spec, max_errors=MAX_ERRORS, hide_suggestions=True)
-                ]
-            self.entries[key] = errors
-            if len(self.entries) > self.size:
-                self.entries.popitem(last=False)
-        else:
-            self.entries.move_to_end(key)
-        return errors
-
-
-_cache = _ValidationCache()
-
-
-def checked_document(
-    schema: GraphQLSchema, text: str, max_tokens: int, rules: ValidationRules, parser_cache_size: int
-) -> DocumentNode | None:
+def checked_document(schema: GraphQLSchema, text: str, max_tokens: int, rules: ValidationRules) -> DocumentNode | None:
     """The document of `text` if `LimitedParsing` and `CachedValidation` pass it without an error,
     else None; through their very caches, so that the general path then finds both done."""
     try:
-        parse = ParserCache(maxsize=parser_cache_size).cached_parse_document
-        document: DocumentNode = parse(text, max_tokens=max_tokens)
+        document = parsed(text, max_tokens)
     except GraphQLError:
         return None
-    return None if _cache.validate(schema, text, document, rules) else document
+    return None if validated(schema, text, document, rules) else document
 
 
 class CachedValidation(SchemaExtension):
@@ -196,7 +224,7 @@ class CachedValidation(SchemaExtension):
             context.pre_execution_errors = []
             yield
             return
-        errors = _cache.validate(context.schema._schema, context.query, context.graphql_document, self.rules)
+        errors = validated(context.schema._schema, context.query, context.graphql_document, self.rules)
         # strawberry runs the first operation when no name is given; the GraphQL spec refuses to guess.
         # (Not cached: it depends on the request's operationName, which strawberry keeps private.)
         operations = sum(isinstance(d, OperationDefinitionNode) for d in context.graphql_document.definitions)

@@ -22,8 +22,6 @@ from api.schema.scalars import SCALAR_OVERRIDES
 from api.settings import Settings
 from authz.engine import Authorizer
 
-PARSER_CACHE_SIZE = 512
-
 
 class PartnerSchema(Schema):
     # The parsing and validation its extensions apply (set by `build_schema`): compiled plans of texts
@@ -64,7 +62,7 @@ def build_schema(settings: Settings, cost_analysis: bool = True) -> PartnerSchem
         config=StrawberryConfig(default_resolver=resolve_field),
         scalar_overrides=SCALAR_OVERRIDES,
         extensions=[
-            lambda: LimitedParsing(settings.max_tokens, maxsize=PARSER_CACHE_SIZE),
+            lambda: LimitedParsing(settings.max_tokens),
             lambda: CachedValidation(rules),
             DryRun,
             *([CostAndBudget] if cost_analysis else []),

@@ -231,3 +231,48 @@ def test_a_real_server_bounds_each_request_head_in_size_and_time_and_serves_the_
                     },
                 )
                 assert served.status_code == 200 and served.json()["data"]["viewer"]["name"]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the HTTP server's behaviour, not the database's
+def test_a_real_server_bounds_what_it_reads_outside_a_head_and_a_body_too(database_url, world):
+    """An outside review, without a key: idle connections were never timed out (45,000 took every
+    descriptor of both workers); a chunked body's trailers were read without limit, at a cost growing with
+    their length; and after a 413 the connection stayed open as long as bytes kept coming."""
+    with serving(database_url, max_head_bytes="8192", head_timeout_seconds="1", max_body_bytes="1024") as port:
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as idle:  # connects, then says nothing
+            answer = read_until_closed(idle)
+        assert answer.startswith(b"HTTP/1.1 408") and b'"limit": "head_timeout"' in answer, answer[:300]
+
+        chunked = request_head(world.keys["full"]).replace(
+            f"Content-Length: {len(BODY)}".encode(), b"Transfer-Encoding: chunked"
+        )
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as trailing:
+            trailing.sendall(chunked + f"{len(BODY):x}\r\n".encode() + BODY + b"\r\n0\r\nX-Trailer: ")
+            try:
+                for _ in range(64):  # 4 MiB at most: the server answers and closes well before
+                    trailing.sendall(b"a" * 65536)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            answer = read_until_closed(trailing)
+        assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
+
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as too_large:
+            too_large.sendall(chunked + b"800\r\n" + b"a" * 2048 + b"\r\n")
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                answer += too_large.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 413") and b"connection: close" in answer.lower(), answer[:300]
+            try:
+                for _ in range(64):  # more body: never read, the connection ends with the answer
+                    too_large.sendall(b"1\r\na\r\n" * 10_000)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            read_until_closed(too_large)  # returns: the server closed it
+
+        # A chunked body with a short trailer is served as before.
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as fine:
+            fine.sendall(chunked + f"{len(BODY):x}\r\n".encode() + BODY + b"\r\n0\r\nX-Sum: 1\r\n\r\n")
+            answer = b""
+            while b'"name"' not in answer and (chunk := fine.recv(65536)):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:300]

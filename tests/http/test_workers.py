@@ -54,6 +54,10 @@ async def test_a_budget_is_enforced_across_two_workers(two_workers, world, sync_
     assert served == CAPACITY // COST and limited == len(statuses) - served, statuses
     with Session(sync_engine) as session:
         assert session.scalar(select(func.count()).select_from(AccessRecord)) == len(statuses)
+    # /metrics sums both workers' counts (it was empty: prometheus_client chose in-memory values in the arbiter).
+    metrics = httpx.get(f"{two_workers}/metrics", timeout=10).text.splitlines()
+    full = [line for line in metrics if line.startswith("partner_api_requests_total{") and 'partner="full"' in line]
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in full) == len(statuses), metrics
 
 
 @pytest.mark.parametrize("database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)

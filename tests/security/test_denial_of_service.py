@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import itertools
 import time
+import tracemalloc
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+
+from api.protection.shape_limits import CACHED_TEXT, limit_rules, parsed, validated
+from api.schema import schema
+from api.settings import Settings
 
 _unique = itertools.count()
 
@@ -243,3 +248,22 @@ def test_the_cost_of_a_fragment_bomb_is_priced_without_expanding_it(monkeypatch)
     (half, _), (whole, cost) = priced(bomb(20, 2)), priced(bomb(40, 2))
     assert cost == 2**40 * priced("{ viewer { name } }")[1]
     assert whole <= 2 * half + 4, f"40 levels: {whole} fields priced, 20 levels: {half}"
+
+
+def test_the_parsed_documents_a_worker_keeps_are_bounded_by_their_text():
+    """A parsed document weighs about 120 times its text: 1,200 distinct 15 KB documents, each refused
+    for its size and charged nothing, grew a worker past 1 GB under the parser cache's bound of 512
+    entries (and the validation cache kept as many)."""
+    rules = limit_rules(Settings())
+    documents = [f"# {next(_unique)}\n{{ viewer {{ {'name ' * 2980}}} }}" for _ in range(120)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for text in documents:
+            assert validated(schema._schema, text, parsed(text, 3000), rules)  # refused: too many selections
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    # Both caches bounded by CACHED_TEXT characters of text each: about 35 of these documents (1.8 MB each
+    # parsed), where 512 entries kept all 120 (220 MB).
+    assert kept < 2 * CACHED_TEXT * 130, f"{kept / 1e6:.0f} MB kept for {len(documents)} documents"

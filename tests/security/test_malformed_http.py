@@ -193,6 +193,26 @@ CASES = [
         400,
         "BAD_USER_INPUT",
     ),
+    Malformed(
+        "query twice among 9,000 parameters (counted once each: 0.7 s of a worker when counted pairwise)",
+        lambda api, world: _get_pairs(
+            [(f"p{i}", "") for i in range(9_000)] + [("query", "{ viewer { name } }"), ("query", "{ viewer { id } }")]
+        ),
+        400,
+        "BAD_USER_INPUT",
+    ),
+    Malformed(  # Python reads no integer of more than 4,300 digits: it was a masked server error
+        "an Int literal of 4,301 digits",
+        post({"query": "{ practices(first: " + "9" * 4301 + ") { totalCount } }"}),
+        400,
+        "BAD_USER_INPUT",
+    ),
+    Malformed(
+        "a Float literal of 5,002 characters",
+        post({"query": "{ practices(first: 1" + "0" * 5000 + ".5) { totalCount } }"}),
+        400,
+        "BAD_USER_INPUT",
+    ),
     Malformed("query is a number", post({"query": 5}), 400, "BAD_USER_INPUT"),
     Malformed("query is a list", post({"query": ["{ viewer { name } }"]}), 400, "BAD_USER_INPUT"),
     Malformed("query is an object", post({"query": {"viewer": "name"}}), 400, "BAD_USER_INPUT"),

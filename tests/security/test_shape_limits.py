@@ -1,9 +1,14 @@
 """Shape limits at, under and over their boundary, through literals, variables, fragments and aliases."""
 
 import json
+import threading
 
 import pytest
+from graphql import parse, validate
 
+from api.protection.shape_limits import limit_rules
+from api.schema import schema
+from api.settings import Settings
 from tests.world import window_args
 
 PAGE = """query($p: ID!, $from: DateTime!, $to: DateTime!, $n: Int!) {
@@ -60,6 +65,27 @@ async def test_fields_merged_into_one_response_field_are_bounded(api, world, doc
     response = await api.query(world.keys["full"], document)
     assert response.status == 400 and limit_of(response) == {"fieldRepeats"}, response.body
     assert response.errors[0]["extensions"]["maximum"] == 20
+
+
+FRAGMENT_CYCLES = {
+    "two fragments, no field": "{ viewer { ...A } } fragment A on Viewer { ...B } fragment B on Viewer { ...A }",
+    "one fragment, four times itself": "{ viewer { ...A } } fragment A on Viewer { ...A ...A ...A ...A }",
+}
+
+
+@pytest.mark.parametrize("document", FRAGMENT_CYCLES.values(), ids=FRAGMENT_CYCLES.keys())
+async def test_fragment_cycles_are_refused_at_once(api, world, document):
+    """The rule counting merged fields followed spreads without counting them: 79 bytes of cycle held a
+    worker at full CPU (or grew it by 50 MB/s) until the watchdog killed it, with its other requests."""
+    rules = limit_rules(Settings()).shape
+    # In a daemon thread: should a rule loop again, the test fails rather than hangs the suite.
+    checking = threading.Thread(target=validate, args=(schema._schema, parse(document), rules), daemon=True)
+    checking.start()
+    checking.join(timeout=10)
+    assert not checking.is_alive(), "the shape rules did not return"
+    response = await api.query(world.keys["full"], document)
+    assert response.status == 400 and response.codes == {"BAD_USER_INPUT"}, response.body
+    assert "Cannot spread fragment 'A' within itself" in response.errors[0]["message"]
 
 
 async def test_a_field_repeated_in_each_of_twenty_fragments_is_served(api, world):

@@ -63,18 +63,22 @@ def max_field_repeats_rule(maximum: int, max_selections: int) -> type[Validation
             objects = [[root]]
             while objects:
                 merged: dict[str, list[FieldNode]] = {}
+                expanded: set[str] = set()  # a fragment is collected once per object, as graphql-core does
                 pending = objects.pop()
                 while pending:
                     for selection in pending.pop().selections:
+                        visited += 1  # every kind: a cycle of spreads without a field ends here too
+                        if visited > max_selections:
+                            return None
                         if isinstance(selection, FieldNode):
-                            visited += 1
-                            if visited > max_selections:
-                                return None
                             merged.setdefault((selection.alias or selection.name).value, []).append(selection)
                         elif isinstance(selection, InlineFragmentNode):
                             pending.append(selection.selection_set)
-                        elif isinstance(selection, FragmentSpreadNode) and selection.name.value in self._fragments:
-                            pending.append(self._fragments[selection.name.value].selection_set)
+                        elif isinstance(selection, FragmentSpreadNode):
+                            name = selection.name.value
+                            if name in self._fragments and name not in expanded:  # cycles: NoFragmentCycles
+                                expanded.add(name)
+                                pending.append(self._fragments[name].selection_set)
                 for key, fields in merged.items():
                     if len(fields) > maximum:
                         return key, len(fields), fields[0]
