@@ -139,6 +139,18 @@ def read_until_closed(connection: socket.socket) -> bytes:
     return received
 
 
+def endless(port: int, start: bytes) -> bytes:
+    """Sends `start`, then a field value that never ends; the server's answer once it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as connection:
+        connection.sendall(start)
+        try:
+            for _ in range(64):  # 4 MiB at most: the server answers and closes well before
+                connection.sendall(b"a" * 65536)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        return read_until_closed(connection)
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the HTTP server's behaviour, not the database's
 def test_a_real_server_cuts_off_a_slow_body_and_records_hang_ups(database_url, world, sync_engine):
     with serving(database_url, body_timeout_seconds="1") as port:
@@ -175,14 +187,7 @@ def test_a_real_server_bounds_each_request_head_in_size_and_time_and_serves_the_
     """A header that never ends used to be buffered by httptools without limit, its work per chunk
     growing with it: one connection held the worker's event loop until the arbiter killed it."""
     with serving(database_url, max_head_bytes="8192", head_timeout_seconds="1") as port:
-        with socket.create_connection(("127.0.0.1", port), timeout=20) as endless:
-            endless.sendall(b"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ")
-            try:
-                for _ in range(64):  # 4 MiB at most: the server answers and closes well before
-                    endless.sendall(b"a" * 65536)
-            except (BrokenPipeError, ConnectionResetError):
-                pass
-            answer = read_until_closed(endless)
+        answer = endless(port, b"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ")
         assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
         body = json.loads(answer.split(b"\r\n\r\n", 1)[1])
         assert body["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "limit": "max_head_bytes", "maximum": 8192}
@@ -246,14 +251,7 @@ def test_a_real_server_bounds_what_it_reads_outside_a_head_and_a_body_too(databa
         chunked = request_head(world.keys["full"]).replace(
             f"Content-Length: {len(BODY)}".encode(), b"Transfer-Encoding: chunked"
         )
-        with socket.create_connection(("127.0.0.1", port), timeout=20) as trailing:
-            trailing.sendall(chunked + f"{len(BODY):x}\r\n".encode() + BODY + b"\r\n0\r\nX-Trailer: ")
-            try:
-                for _ in range(64):  # 4 MiB at most: the server answers and closes well before
-                    trailing.sendall(b"a" * 65536)
-            except (BrokenPipeError, ConnectionResetError):
-                pass
-            answer = read_until_closed(trailing)
+        answer = endless(port, chunked + f"{len(BODY):x}\r\n".encode() + BODY + b"\r\n0\r\nX-Trailer: ")
         assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
 
         with socket.create_connection(("127.0.0.1", port), timeout=20) as too_large:

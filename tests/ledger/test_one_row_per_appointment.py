@@ -176,12 +176,12 @@ async def test_an_appointment_whose_patient_was_not_sent_names_them_with_no_grou
 ONE_ROW = "8b570ec4b19a"  # migrations/versions/2026_11_30_disclosure_patient_groups.py
 
 
-def test_the_migration_keeps_every_row_and_adds_the_column_to_every_month(sync_engine, world):
-    """Rows written one per record before it are left as they are (the column NULL: their meaning); on
-    PostgreSQL every monthly partition has the column; and it goes back down."""
-    before = ScriptDirectory.from_config(alembic_config()).get_revision(ONE_ROW).down_revision
+def rows_before(sync_engine, revision: str) -> tuple[str, tuple[int, int, int]]:
+    """Migrates down to just before `revision`, then writes a request's two rows as they were written
+    then, one per record: an appointment's (naming no patient) and its patient's. The revision before,
+    and the appointment's, patient's and practice's ids."""
+    before = ScriptDirectory.from_config(alembic_config()).get_revision(revision).down_revision
     run(sync_engine, command.downgrade, before)
-    shape = "SELECT appointment_id, patient_id, field_groups FROM disclosures ORDER BY id"
     with sync_engine.begin() as connection:
         appointment, patient, practice = connection.execute(
             text("SELECT id, patient_id, practice_id FROM appointments ORDER BY id LIMIT 1")
@@ -193,6 +193,15 @@ def test_the_migration_keeps_every_row_and_adds_the_column_to_every_month(sync_e
             ),
             {"at": utcnow(), "p": practice, "a": appointment, "pat": patient},
         )
+    return before, (appointment, patient, practice)
+
+
+def test_the_migration_keeps_every_row_and_adds_the_column_to_every_month(sync_engine, world):
+    """Rows written one per record before it are left as they are (the column NULL: their meaning); on
+    PostgreSQL every monthly partition has the column; and it goes back down."""
+    before, (appointment, patient, practice) = rows_before(sync_engine, ONE_ROW)
+    shape = "SELECT appointment_id, patient_id, field_groups FROM disclosures ORDER BY id"
+    with sync_engine.connect() as connection:
         written = connection.execute(text(shape)).all()
     run(sync_engine, command.upgrade, ONE_ROW)
     with sync_engine.connect() as connection:
@@ -235,20 +244,8 @@ def _referred(sync_engine) -> set[str]:
 
 
 def test_the_migration_names_every_appointments_patient_and_lets_no_deletion_rewrite_the_ledger(sync_engine, world):
-    before = ScriptDirectory.from_config(alembic_config()).get_revision(KEEPS).down_revision
-    run(sync_engine, command.downgrade, before)
+    before, (appointment, patient, _) = rows_before(sync_engine, KEEPS)
     assert _referred(sync_engine) >= {"practices", "appointments", "patients"}
-    with sync_engine.begin() as connection:
-        appointment, patient, practice = connection.execute(
-            text("SELECT id, patient_id, practice_id FROM appointments ORDER BY id LIMIT 1")
-        ).one()
-        connection.execute(
-            text(
-                "INSERT INTO disclosures (access_id, at, practice_id, appointment_id, patient_id, field_groups) "
-                "VALUES (1, :at, :p, :a, NULL, 3), (1, :at, :p, NULL, :pat, 12)"
-            ),
-            {"at": utcnow(), "p": practice, "a": appointment, "pat": patient},
-        )
     run(sync_engine, command.upgrade, "head")
     assert not _referred(sync_engine) & {"practices", "appointments", "patients"}
     written = [(appointment, patient, 3, 0), (None, patient, 12, None)]
