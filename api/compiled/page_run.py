@@ -288,6 +288,7 @@ class _Projection:
         plan, node = self.plan, self.plan.node
         patient, others = plan.object("patient"), {n: plan.object(n) for n in ("practitioner", "practice")}
         loaded: dict[int, set[int]] = defaultdict(set)  # practice -> new patients
+        hidden: set[int] = set()  # patients whose reason is shown, their record hidden by the policy
         self.sides = [self.fields[row.practice_id].holds(row, self.partner_id) for row in rows]  # type: ignore[arg-type]  # a row with its columns
         for row, side in zip(rows, self.sides, strict=True):
             readable = self.fields[row.practice_id].side(side)
@@ -300,10 +301,17 @@ class _Projection:
             shows_reason = plan.reads_reason and "Appointment.reason" in readable and row.reason is not None
             if (shows_patient or shows_reason) and row.patient__id is not None and not row.patient__exempt:
                 loaded[row.patient__practice_id].add(row.patient__id)
+            elif shows_reason and row.patient__id is None and row.patient_id is not None:
+                hidden.add(row.patient_id)
             for name, shape in others.items():
                 if shape is not None:
                     self.decline_null(shape, await self._readable_at(name, row.practice_id))
         uow = self.context.uow
+        if hidden:  # as the reason's resolver: counted all the same (api/schema/appointments.py `_reason`)
+            concerned = await reads.concerned(uow, self.context.extraction, hidden)
+            for patient_id, (practice_id, free) in concerned.items():
+                if not free:
+                    loaded[practice_id].add(patient_id)
         for practice_id, new in loaded.items():
             if uow.halted is not None:  # quarantined by an earlier refusal of this request
                 self.refused[practice_id] = uow.halted
@@ -405,7 +413,7 @@ class _Projection:
     def _withheld(self, row: Row[Any], node: FieldNode, path: Path) -> bool:
         """Whether the row's patient is refused (their practice's refusal, or a failure), as the patient
         loader raises it to each field awaiting them (api/schema/loaders.py `Loaders.patient`)."""
-        refusal = None if row.patient__id is None else self.refused.get(row.patient__practice_id)
+        refusal = None if row.patient_id is None else self.refused.get(row.practice_id)  # the patient's practice
         if refusal is None:
             return False
         if isinstance(refusal, ApiError) and refusal.extensions.get("code") == ErrorCode.EXTRACTION_LIMIT_EXCEEDED:
@@ -459,7 +467,7 @@ class _Projection:
             getter: Callable[[Row[Any]], Any] = _source(self.partner_id, self.columns["source_partner_id"])
         elif shape.typename == "Appointment" and field.attribute == "reason":
             columns = self.columns
-            getter = self._reason(columns["reason"], columns["patient__id"], columns["patient__practice_id"])
+            getter = self._reason(columns["reason"], columns["patient_id"], columns["practice_id"])
         else:
             getter = itemgetter(self.columns[prefix + ("public_id" if field.attribute == "id" else field.attribute)])
         return (field.key, getter, field.coerce, field.qualified, None, None)

@@ -26,11 +26,24 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, bindparam, case, exists, func, insert, or_, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.orm import InstrumentedAttribute, aliased
 
-from api.data.models import AlertKind, Grant, Partner, PartnerKey, Patient, PatientDisclosure
+from api.data.models import AlertKind, Appointment, Grant, Partner, PartnerKey, Patient, PatientDisclosure
 from api.errors import ApiError, ErrorCode
 from api.ledger import alerts
 from api.protection.activity import weekly_patients
@@ -119,20 +132,31 @@ def _lock_key(partner_id: int, practice_id: int) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+_BOOKED = aliased(Appointment, name="booked")  # not the page's own appointments, which it would correlate to
+
+
 @lru_cache(maxsize=1024)
 def exempt(partner_id: int) -> ColumnElement[bool]:
     """For a query of patients: whether each costs the partner nothing more, so that a request
     reading only those needs no write: the partner already read it at its practice in the short
-    window, or created it itself with a booking (not the practice's file: reading it back takes
-    nothing from it, and an extractor's invented patients cannot change what the budget lets through).
-    Built once per partner: the window's start is a named parameter (`ExtractionGuard.exempt_parameters`)."""
+    window, or created it itself with a booking and nobody else booked them since (what it reads back
+    is then what it wrote: nothing from the practice's file, and an extractor's invented patients cannot
+    change what the budget lets through). Once the practice books them, their file holds the
+    practice's data (its appointments' reasons, the reading horizon they open): they count as any
+    patient. Built once per partner: the window's start is a named parameter (`ExtractionGuard.exempt_parameters`)."""
     return or_(
         exists().where(
             PatientDisclosure.partner_id == partner_id, PatientDisclosure.practice_id == Patient.practice_id,
             PatientDisclosure.patient_id == Patient.id,
             PatientDisclosure.day_first_at >= bindparam("exempt_since", type_=PatientDisclosure.day_first_at.type),
         ),
-        Patient.source_partner_id == partner_id,
+        and_(
+            Patient.source_partner_id == partner_id,
+            ~exists().where(
+                _BOOKED.patient_id == Patient.id,
+                or_(_BOOKED.source_partner_id.is_(None), _BOOKED.source_partner_id != partner_id),
+            ),
+        ),
     )
 
 

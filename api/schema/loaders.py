@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from strawberry.dataloader import DataLoader
 
@@ -48,6 +48,7 @@ class Loaders:
             _in_order(lambda ids: reads.by_ids(uow, models.Practice, ids))
         )
         self._patients_loader: DataLoader[int, reads.LoadedPatient | None] = DataLoader(self._patients)
+        self._concerned_loader: DataLoader[int, int | None] = DataLoader(self._concerned)
         self._refusals_told: set[int] = set()  # ids of the refusals already raised in this response
         self.practitioners: DataLoader[tuple[int, int], models.PracticeMembership | None] = DataLoader(
             _in_order(lambda keys: reads.memberships(uow, keys))
@@ -57,8 +58,16 @@ class Loaders:
         """The patient, if visible. A practice refused by the distinct-patient budget is one refusal:
         its error is raised at the first of its patients, the others raise `Withheld`, for a null
         without repeating it (a page of 64 appointments would otherwise carry 64 identical errors)."""
+        return await self._told_once(self._patients_loader.load(patient_id))
+
+    async def concerned(self, patient_id: int) -> None:
+        """Admits a patient whose health data is about to be shown (an appointment's reason) when their
+        record is not visible: the budget counts them all the same, refusing as `patient` does."""
+        await self._told_once(self._concerned_loader.load(patient_id))
+
+    async def _told_once(self, loading: Awaitable[V]) -> V:
         try:
-            return await self._patients_loader.load(patient_id)
+            return await loading
         except ApiError as error:
             if error.extensions.get("code") != ErrorCode.EXTRACTION_LIMIT_EXCEEDED:
                 raise
@@ -69,11 +78,22 @@ class Loaders:
 
     async def _patients(self, ids: Sequence[int]) -> list[reads.LoadedPatient | ApiError | None]:
         """Patients, each practice's batch admitted by the distinct-patient budget first."""
+        found, new = await reads.patients(self._uow, self._extraction, await self._fields.horizons(), ids)
+        refused = await self._admit({i: found[i].row.practice_id for i in new})
+        return [refused.get(found[i].row.practice_id, found[i]) if i in found else None for i in ids]
+
+    async def _concerned(self, ids: Sequence[int]) -> list[ApiError | int | None]:
+        """Each patient's practice (None: no such patient), or its refusal, once admitted."""
+        found = await reads.concerned(self._uow, self._extraction, ids)
+        refused = await self._admit({i: practice for i, (practice, free) in found.items() if not free})
+        return [refused.get(found[i][0], found[i][0]) if i in found else None for i in ids]
+
+    async def _admit(self, practice_of: dict[int, int]) -> dict[int, ApiError]:
+        """Admits the patients new to the budget, practice by practice; the practices refused."""
         uow = self._uow
-        found, new = await reads.patients(uow, self._extraction, await self._fields.horizons(), ids)
         by_practice: dict[int, set[int]] = defaultdict(set)
-        for patient_id in new:
-            by_practice[found[patient_id].row.practice_id].add(patient_id)
+        for patient_id, practice_id in practice_of.items():
+            by_practice[practice_id].add(patient_id)
         refused: dict[int, ApiError] = {}
         partner_id, key_id = uow.principal.partner_id, uow.principal.key_id
         for practice_id, patient_ids in by_practice.items():
@@ -89,5 +109,4 @@ class Loaders:
                 refused[practice_id] = error
                 if error.extensions.get("quarantined"):
                     uow.halted = error
-        results: list[Any] = [refused.get(found[i].row.practice_id, found[i]) if i in found else None for i in ids]
-        return results
+        return refused

@@ -458,6 +458,16 @@ async def patients(
     )
 
 
+async def concerned(uow: UnitOfWork, extraction: ExtractionGuard, ids: Collection[int]) -> dict[int, tuple[int, bool]]:
+    """Patient -> their practice, and whether the budget exempts them: for patients whose health data
+    (an appointment's reason) is shown, whether or not the policy lets the partner see their record."""
+    statement = select(Patient.id, Patient.practice_id, exempt_patients(uow.principal.partner_id)).where(
+        Patient.id.in_(set(ids))
+    )
+    rows = await uow.rows(statement, extraction.exempt_parameters(uow.request_time))
+    return {patient_id: (practice_id, bool(free)) for patient_id, practice_id, free in rows}
+
+
 async def memberships(uow: UnitOfWork, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], PracticeMembership]:
     statement = (
         uow.authorized(PracticeMembership)
