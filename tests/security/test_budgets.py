@@ -166,15 +166,15 @@ async def test_clock_readings_out_of_order_never_overdraw_nor_wrongly_refuse(asy
         await session.execute(delete(PartnerBudget).where(PartnerBudget.partner_id == partner.id))
         await session.commit()
         principal = Principal(partner.id, partner.public_id, partner.name, 0, "")
-        start, spent, latest = 1_000_000.0, 0, 1_000_000.0
+        start, spent, latest = 1_000_000.0, 0, 1_000_000.0  # latest: of the readings that took points
         await budgets.take(session, principal, 0, start)
         for offset, cost in steps:
             charge = await budgets.take(session, principal, cost, start + offset)
-            latest = max(latest, start + offset)
             if spent + cost <= capacity:  # affordable without any refill, whatever the clock says
                 assert charge.granted
-            if charge.granted:
+            if charge.granted:  # (a refusal writes nothing: its reading moves no time of the bucket's)
                 spent += cost
+                latest = max(latest, start + offset)
                 assert charge.throttle.currently_available >= 0
             refilled_at = (
                 await session.execute(select(PartnerBudget.refilled_at).where(PartnerBudget.partner_id == partner.id))
