@@ -175,7 +175,7 @@ class Settings(BaseSettings):
     )
     max_head_bytes: int = Field(
         default=32 * 1024,
-        ge=1024,
+        ge=8 * 1024,  # a head is counted slice by slice of 8 KiB (api/http/bounded_head.py)
         description="Largest request line and headers together, or a chunked body's trailers (431 above; "
         "api/http/bounded_head.py).",
     )
@@ -200,7 +200,7 @@ class Settings(BaseSettings):
     )
     secret_key: str = Field(
         default="",
-        description="Signs paging cursors. Set the same value on every worker; empty: random per process "
+        description="Seals paging cursors. Set the same value on every worker; empty: random per process "
         "(`serve` then refuses several workers and PostgreSQL).",
     )
     secret_key_previous: str = Field(

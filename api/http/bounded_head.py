@@ -46,6 +46,7 @@ class BoundedHead(HttpToolsProtocol):
         self._head_bytes: int | None = None  # received of the head being read; None between heads
         self._head_timer: asyncio.TimerHandle | None = None
         self._trailer_bytes: int | None = None  # received since a chunk's size line, before any of its data
+        self._first = True  # the connection's first request: its head's time runs from the connection
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # as uvicorn's
         super().connection_made(transport)
@@ -70,7 +71,9 @@ class BoundedHead(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._head_bytes = 0
-        self._start_timer()
+        if not self._first:
+            self._start_timer()
+        self._first = False
 
     def on_chunk_header(self) -> None:
         """httptools read a chunk's size line: its data follows, or, after the last (size 0), the trailers."""

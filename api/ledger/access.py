@@ -174,7 +174,7 @@ class AccessEntry:
     duration_ms: float
     client_address: str | None
     document_id: str | None = None  # the registered document the request named (sha256:<hex>)
-    client_id: str | None = None  # the OAuth client of an access token (its key_prefix is then None)
+    client_id: str | None = None  # the OAuth client of an access token (key_prefix: its credential's)
     token_jti: str | None = None
 
 

@@ -85,7 +85,8 @@ class BoundedNumbers(ValidationRule):
 
     def _bounded(self, node: IntValueNode | FloatValueNode) -> None:
         if len(node.value) > MAX_NUMBER_LENGTH:
-            self.report_error(GraphQLError(f"Numbers are limited to {MAX_NUMBER_LENGTH} characters.", node))
+            message = f"Numbers are limited to {MAX_NUMBER_LENGTH} characters."
+            self.report_error(limit_error(message, node, "numberLength", MAX_NUMBER_LENGTH))
 
 
 @dataclass(frozen=True)

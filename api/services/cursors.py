@@ -9,7 +9,9 @@ every other partner's practices were booking between two of its polls.
 
 Rotation: cursors are sealed with the first secret and accepted under any of them
 (PARTNER_API_SECRET_KEY, then PARTNER_API_SECRET_KEY_PREVIOUS during its grace period), so that the
-cursors partners have stored keep working until they have synced once under the new key.
+cursors partners have stored keep working until they have synced once under the new key. For the same
+reason the cursors issued before they were sealed, signed (`body.signature`, with a `.`, which base64url
+never holds), are still accepted: remove `_signed` once every partner has synced since (December 2026).
 """
 
 import base64
@@ -51,19 +53,31 @@ class CursorCodec:
     def decode(self, cursor: str, binding: Sequence[object]) -> list[object]:
         """The position in `cursor`, if it was issued by this server for this same query."""
         try:
-            sealed = _unb64(cursor)
-            secret, payload = next(
-                ((key, opened) for key, cipher in self._accepted if (opened := _open(cipher, sealed)) is not None),
-                (None, b""),
-            )
-            if secret is None:
-                raise ValueError("not sealed by this server")
+            secret, payload = self._signed(cursor) if "." in cursor else self._sealed(cursor)
             digest, position = json.loads(payload)
         except (ValueError, TypeError, UnicodeDecodeError):
             raise bad_input("Invalid cursor.") from None
         if digest != _digest(secret, binding) or not isinstance(position, list):
             raise bad_input("This cursor belongs to another query; restart paging without `after`.")
         return position
+
+
+    def _sealed(self, cursor: str) -> tuple[bytes, bytes]:
+        """The secret that sealed `cursor`, and its payload; ValueError if none did."""
+        sealed = _unb64(cursor)
+        for key, cipher in self._accepted:
+            if (opened := _open(cipher, sealed)) is not None:
+                return key, opened
+        raise ValueError("not sealed by this server")
+
+    def _signed(self, cursor: str) -> tuple[bytes, bytes]:
+        """The same for a cursor signed before cursors were sealed (HMAC-SHA256, 16 bytes)."""
+        body, _, signature = cursor.partition(".")
+        payload, signed = _unb64(body), _unb64(signature)
+        for key, _ in self._accepted:
+            if hmac.compare_digest(signed, hmac.new(key, payload, hashlib.sha256).digest()[:16]):
+                return key, payload
+        raise ValueError("bad signature")
 
 
 def _cipher(secret: bytes) -> AESSIV:

@@ -11,7 +11,8 @@ patient's record was not sent with it); `disclosures` loses its foreign keys to 
 partitioned parent's constraints and indexes are its partitions'.
 
 `access_records.key_prefix` now holds the key that authenticated (for an access token, its OAuth
-client's credential): its comment says so.
+client's credential): its comment says so, and the earlier rows of access tokens, where it was NULL, get
+their credential's prefix (their `key_id`), so that `exposure --patient` names one reader per client.
 
 Revision ID: 3f9c2d7e1b58
 Revises: 0b7f3c6e2a41
@@ -47,6 +48,11 @@ def upgrade() -> None:
             batch.drop_constraint(f"fk_disclosures_{column}_{table}", type_="foreignkey")
         batch.drop_index("ix_disclosures_practice")
         batch.drop_index("ix_disclosures_appointment")
+    op.execute(
+        "UPDATE access_records SET key_prefix = "
+        "(SELECT k.prefix FROM partner_keys k WHERE k.id = access_records.key_id) "
+        "WHERE key_prefix IS NULL AND client_id IS NOT NULL AND key_id IS NOT NULL"
+    )
     _comment(KEY_PREFIX["after"], KEY_PREFIX["before"])
 
 

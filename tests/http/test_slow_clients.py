@@ -5,8 +5,10 @@ and the metrics, and never counted as a server error."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -247,6 +249,14 @@ def test_a_real_server_bounds_what_it_reads_outside_a_head_and_a_body_too(databa
         with socket.create_connection(("127.0.0.1", port), timeout=20) as idle:  # connects, then says nothing
             answer = read_until_closed(idle)
         assert answer.startswith(b"HTTP/1.1 408") and b'"limit": "head_timeout"' in answer, answer[:300]
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as dawdling:
+            time.sleep(0.6)  # a first byte late does not start the clock again: it ran from the connection
+            dawdling.sendall(b"P")
+            time.sleep(0.8)
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                dawdling.sendall(request_head(world.keys["full"])[1:] + BODY)
+            answer = read_until_closed(dawdling)
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:300]
 
         chunked = request_head(world.keys["full"]).replace(
             f"Content-Length: {len(BODY)}".encode(), b"Transfer-Encoding: chunked"

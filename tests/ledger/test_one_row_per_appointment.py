@@ -246,7 +246,19 @@ def _referred(sync_engine) -> set[str]:
 def test_the_migration_names_every_appointments_patient_and_lets_no_deletion_rewrite_the_ledger(sync_engine, world):
     before, (appointment, patient, _) = rows_before(sync_engine, KEEPS)
     assert _referred(sync_engine) >= {"practices", "appointments", "patients"}
+    with sync_engine.begin() as connection:  # an access token's request, recorded without a key prefix
+        key, prefix = connection.execute(text("SELECT id, prefix FROM partner_keys ORDER BY id LIMIT 1")).one()
+        connection.execute(
+            text(
+                "INSERT INTO access_records (request_id, at, key_id, key_prefix, client_id, outcome, http_status, "
+                "duration_ms) VALUES ('r', :at, :key, NULL, 'client_x', 'served', 200, 1)"
+            ),
+            {"at": utcnow(), "key": key},
+        )
     run(sync_engine, command.upgrade, "head")
+    with sync_engine.connect() as connection:  # its credential's, as a served request records it now
+        recorded = connection.execute(text("SELECT key_prefix FROM access_records WHERE request_id = 'r'")).one()
+    assert recorded == (prefix,)
     assert not _referred(sync_engine) & {"practices", "appointments", "patients"}
     written = [(appointment, patient, 3, 0), (None, patient, 12, None)]
     with sync_engine.begin() as connection:

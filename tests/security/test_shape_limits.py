@@ -55,6 +55,10 @@ MERGED_PAST_THE_LIMIT = {
     + " { " + " ".join(f"...F{i}" for i in range(21)) + " }",
     "inline fragments": "{ " + repeated("... { rateLimit { maxQueryCost } }", 21) + " }",
     "nested": "{ viewer { grants { id } } " + repeated("viewer { " + repeated("grants { id }", 10) + " }", 2) + " }",
+    # Inline fragments are no fields: counted as selections, 360 of them made the walk stop short (past 500
+    # selections, where max_selections refuses) and let 240 fields merged into `viewer` through.
+    "padded with nested inline fragments": "{ " + repeated("viewer { id }", 240)
+    + repeated("... { " * 90 + "__typename " + "} " * 90, 4) + " }",
 }
 
 

@@ -1,6 +1,11 @@
 """Cursors are sealed (encrypted and authenticated) and bound to their query: any edit, however small,
 is refused, and nothing in one can be read."""
 
+import base64
+import hashlib
+import hmac
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -70,3 +75,26 @@ def test_a_previous_key_still_binds_its_cursors_to_their_query():
     with pytest.raises(ApiError) as refused:
         CursorCodec(b"new secret", previous=[b"test secret"]).decode(CURSOR, ("appointments", 2, "prc_x"))
     assert "another query" in str(refused.value)
+
+
+def signed_as_before(secret: bytes, binding: tuple[object, ...], position: list[object]) -> str:
+    """A cursor as this server issued them before they were sealed: payload and HMAC, each base64url."""
+    bound = b"binding:" + json.dumps(list(binding), separators=(",", ":")).encode()
+    digest = base64.urlsafe_b64encode(hmac.new(secret, bound, hashlib.sha256).digest()[:12]).decode().rstrip("=")
+    payload = json.dumps([digest, position], separators=(",", ":")).encode()
+    signature = hmac.new(secret, payload, hashlib.sha256).digest()[:16]
+    return ".".join(base64.urlsafe_b64encode(part).decode().rstrip("=") for part in (payload, signature))
+
+
+def test_a_cursor_signed_before_cursors_were_sealed_is_still_accepted_and_as_strict():
+    # Partners' stored sync cursors would all have broken at the upgrade, the secret unchanged.
+    legacy = signed_as_before(b"test secret", BINDING, [150440])
+    assert CODEC.decode(legacy, BINDING) == [150440]
+    assert CursorCodec(b"new secret", previous=[b"test secret"]).decode(legacy, BINDING) == [150440]
+    for refused in (legacy[:-1] + ("A" if legacy[-1] != "A" else "B"), legacy.replace(".", ".A", 1)):
+        with pytest.raises(ApiError, match="Invalid cursor"):
+            CODEC.decode(refused, BINDING)
+    with pytest.raises(ApiError, match="another query"):
+        CODEC.decode(legacy, ("changes", 2, "prc_x"))
+    with pytest.raises(ApiError, match="Invalid cursor"):
+        CursorCodec(b"new secret").decode(legacy, BINDING)

@@ -67,16 +67,17 @@ def max_field_repeats_rule(maximum: int, max_selections: int) -> type[Validation
                 pending = objects.pop()
                 while pending:
                     for selection in pending.pop().selections:
-                        visited += 1  # every kind: a cycle of spreads without a field ends here too
-                        if visited > max_selections:
-                            return None
                         if isinstance(selection, FieldNode):
+                            visited += 1  # fields only, as max_selections counts them: its refusal is the one
+                            if visited > max_selections:
+                                return None
                             merged.setdefault((selection.alias or selection.name).value, []).append(selection)
                         elif isinstance(selection, InlineFragmentNode):
                             pending.append(selection.selection_set)
                         elif isinstance(selection, FragmentSpreadNode):
                             name = selection.name.value
-                            if name in self._fragments and name not in expanded:  # cycles: NoFragmentCycles
+                            # once: a cycle of spreads without a field ends here (NoFragmentCycles refuses it)
+                            if name in self._fragments and name not in expanded:
                                 expanded.add(name)
                                 pending.append(self._fragments[name].selection_set)
                 for key, fields in merged.items():
