@@ -29,10 +29,10 @@ from typing import Any, cast
 from sqlalchemy import (
     ColumnElement,
     CursorResult,
-    and_,
     bindparam,
     case,
     exists,
+    false,
     func,
     insert,
     or_,
@@ -150,12 +150,16 @@ def exempt(partner_id: int) -> ColumnElement[bool]:
             PatientDisclosure.patient_id == Patient.id,
             PatientDisclosure.day_first_at >= bindparam("exempt_since", type_=PatientDisclosure.day_first_at.type),
         ),
-        and_(
-            Patient.source_partner_id == partner_id,
-            ~exists().where(
-                _BOOKED.patient_id == Patient.id,
-                or_(_BOOKED.source_partner_id.is_(None), _BOOKED.source_partner_id != partner_id),
+        # A CASE, not an AND: the practice's own patients (source NULL, so the test NULL) skip the lookup.
+        case(
+            (
+                Patient.source_partner_id == partner_id,
+                ~exists().where(
+                    _BOOKED.patient_id == Patient.id,
+                    or_(_BOOKED.source_partner_id.is_(None), _BOOKED.source_partner_id != partner_id),
+                ),
             ),
+            else_=false(),
         ),
     )
 

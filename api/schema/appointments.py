@@ -85,10 +85,8 @@ async def _reason(root: "Appointment", info: strawberry.Info[GraphQLContext, Non
     if reason is None:
         return None
     if patient_id is not None:
-        loaders = info.context.loaders
         try:
-            if await loaders.patient(patient_id) is None:  # their record hidden by the policy: their reason counts
-                await loaders.concerned(patient_id)
+            await info.context.loaders.reason_of(patient_id)
         except Withheld:  # the practice's refusal is already in the response
             return None
     root.disclosed.carried("Appointment.reason")

@@ -47,8 +47,9 @@ class Loaders:
         self.practices: DataLoader[int, models.Practice | None] = DataLoader(
             _in_order(lambda ids: reads.by_ids(uow, models.Practice, ids))
         )
-        self._patients_loader: DataLoader[int, reads.LoadedPatient | None] = DataLoader(self._patients)
-        self._concerned_loader: DataLoader[int, int | None] = DataLoader(self._concerned)
+        # Keyed by patient and whether it is for an appointment's reason (counted even where the
+        # policy hides the record): one batch, so each practice is admitted once for both.
+        self._patients_loader: DataLoader[tuple[int, bool], reads.LoadedPatient | None] = DataLoader(self._patients)
         self._refusals_told: set[int] = set()  # ids of the refusals already raised in this response
         self.practitioners: DataLoader[tuple[int, int], models.PracticeMembership | None] = DataLoader(
             _in_order(lambda keys: reads.memberships(uow, keys))
@@ -58,12 +59,12 @@ class Loaders:
         """The patient, if visible. A practice refused by the distinct-patient budget is one refusal:
         its error is raised at the first of its patients, the others raise `Withheld`, for a null
         without repeating it (a page of 64 appointments would otherwise carry 64 identical errors)."""
-        return await self._told_once(self._patients_loader.load(patient_id))
+        return await self._told_once(self._patients_loader.load((patient_id, False)))
 
-    async def concerned(self, patient_id: int) -> None:
-        """Admits a patient whose health data is about to be shown (an appointment's reason) when their
-        record is not visible: the budget counts them all the same, refusing as `patient` does."""
-        await self._told_once(self._concerned_loader.load(patient_id))
+    async def reason_of(self, patient_id: int) -> None:
+        """Admits the patient of an appointment whose reason (their health data) is about to be shown,
+        whether or not the policy lets the partner see their record; refuses as `patient` does."""
+        await self._told_once(self._patients_loader.load((patient_id, True)))
 
     async def _told_once(self, loading: Awaitable[V]) -> V:
         try:
@@ -76,17 +77,22 @@ class Loaders:
             self._refusals_told.add(id(error))
             raise
 
-    async def _patients(self, ids: Sequence[int]) -> list[reads.LoadedPatient | ApiError | None]:
-        """Patients, each practice's batch admitted by the distinct-patient budget first."""
-        found, new = await reads.patients(self._uow, self._extraction, await self._fields.horizons(), ids)
-        refused = await self._admit({i: found[i].row.practice_id for i in new})
-        return [refused.get(found[i].row.practice_id, found[i]) if i in found else None for i in ids]
-
-    async def _concerned(self, ids: Sequence[int]) -> list[ApiError | int | None]:
-        """Each patient's practice (None: no such patient), or its refusal, once admitted."""
-        found = await reads.concerned(self._uow, self._extraction, ids)
-        refused = await self._admit({i: practice for i, (practice, free) in found.items() if not free})
-        return [refused.get(found[i][0], found[i][0]) if i in found else None for i in ids]
+    async def _patients(self, keys: Sequence[tuple[int, bool]]) -> list[reads.LoadedPatient | ApiError | None]:
+        """The visible patients, and the hidden ones whose reason is shown, each practice's new ones
+        admitted by the distinct-patient budget first."""
+        uow, extraction = self._uow, self._extraction
+        found, new = await reads.patients(uow, extraction, await self._fields.horizons(), {i for i, _ in keys})
+        hidden = {i for i, for_reason in keys if for_reason and i not in found}
+        concerned = await reads.concerned(uow, extraction, hidden) if hidden else {}
+        practice_of = {i: found[i].row.practice_id for i in new}
+        practice_of |= {i: practice for i, (practice, free) in concerned.items() if not free}
+        refused = await self._admit(practice_of)
+        return [
+            refused.get(found[i].row.practice_id, found[i]) if i in found
+            else refused.get(concerned[i][0]) if i in concerned
+            else None
+            for i, _ in keys
+        ]  # fmt: skip
 
     async def _admit(self, practice_of: dict[int, int]) -> dict[int, ApiError]:
         """Admits the patients new to the budget, practice by practice; the practices refused."""

@@ -61,7 +61,6 @@ class CursorCodec:
             raise bad_input("This cursor belongs to another query; restart paging without `after`.")
         return position
 
-
     def _sealed(self, cursor: str) -> tuple[bytes, bytes]:
         """The secret that sealed `cursor`, and its payload; ValueError if none did."""
         sealed = _unb64(cursor)

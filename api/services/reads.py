@@ -443,7 +443,7 @@ class LoadedPatient:
 
 
 async def patients(
-    uow: UnitOfWork, extraction: ExtractionGuard, horizons: Horizons, ids: Sequence[int]
+    uow: UnitOfWork, extraction: ExtractionGuard, horizons: Horizons, ids: Collection[int]
 ) -> tuple[dict[int, LoadedPatient], set[int]]:
     """The visible patients among `ids`, whether each is inside the reading horizon, and which of
     them the distinct-patient budget must admit (one query: the others need no write)."""

@@ -195,3 +195,33 @@ async def test_cancelling_a_cancelled_appointment_counts_the_patient_of_its_reas
         if codes:
             break
     assert codes == {"EXTRACTION_LIMIT_EXCEEDED"} and reasons <= 50  # was all 400
+
+
+@EXECUTORS
+@pytest.mark.parametrize(("visible", "hidden"), [(30, 40), (60, 10)])
+async def test_patients_shown_and_hidden_at_one_practice_are_admitted_together(
+    make_api, world, sync_engine, tmp_path, compiled, plan_runs, visible, hidden
+):
+    # A rule hiding some of a practice's patients: the resolvers admitted the visible ones and the hidden
+    # ones in two batches (reasons served then refused, or the refusal told twice), the compiled page in one.
+    with Session(sync_engine) as session, session.begin():
+        practice, doctor = practice_with(session, "Cabinet Mixte", "mixed", set(Scope))
+        world.keys["mixed"] = operators.issue_partner_key(session, "mixed", mode=KeyMode.OPEN).token
+        operators.set_quarantine_on_refusal(session, "mixed", False)  # a second refusal would be told again
+        shown = new_patients(session, practice, visible, None)
+        appointments_of(session, practice, doctor, shown + new_patients(session, practice, hidden, None), 1, None)
+        practice_id = practice.public_id
+    for source in POLICY_DIR.glob("*.polar"):
+        shutil.copy(source, tmp_path / source.name)
+    policy = tmp_path / "policy.polar"
+    partly_hidden = SHIPPED_RULE[:-1] + f" and\n    patient.id <= {max(shown)};"
+    policy.write_text(policy.read_text().replace(SHIPPED_RULE, partly_hidden))
+    assert release_policy(sync_engine, tmp_path).report.ok
+    api = make_api(compiled_plans=compiled, policy_dir=tmp_path, budget_capacity=10**7, budget_refill_per_second=10**5)
+    now = utcnow().replace(minute=0, second=0, microsecond=0)
+    window = {"from": (now + timedelta(days=1)).isoformat(), "to": (now + timedelta(days=13)).isoformat()}
+    response = await api.query(world.keys["mixed"], REASONS, {"p": practice_id, **window, "after": None})
+    edges = response.data["appointments"]["edges"]
+    assert len(edges) == visible + hidden and not any(edge["node"]["reason"] for edge in edges)
+    assert [error["extensions"]["code"] for error in response.errors] == ["EXTRACTION_LIMIT_EXCEEDED"]
+    assert bool(plan_runs["page"]) == compiled
