@@ -31,6 +31,7 @@ from api.scopes import Scope
 from api.timeutil import utcnow
 from authz.engine import POLICY_DIR
 from tests.compiled.conftest import plan_runs
+from tests.security.test_extraction import appointment_row
 
 __all__ = ["plan_runs"]  # the fixture, for the tests below
 
@@ -64,15 +65,13 @@ def appointments_of(
     """One appointment each, from `days` ahead over the next 12 days, with a reason; booked by the practice
     (`booker` None) or a partner."""
     rng, now = random.Random(days), utcnow().replace(minute=0, second=0, microsecond=0)
-    rows = []
-    for patient_id in patients:
-        start = now + timedelta(days=days, minutes=15 * rng.randrange(0, 12 * 96))
-        rows.append({
-            "public_id": new_public_id("Appointment"), "practice_id": practice.id, "practitioner_id": doctor.id,
-            "patient_id": patient_id, "starts_at": start, "ends_at": start + timedelta(minutes=15),
-            "created_at": now, "updated_at": now, "change_seq": 0, "reason": "Suivi dépression sévère",
-            "source_partner_id": booker, "time_set_by_partner_id": booker,
-        })  # fmt: skip
+    rows = [
+        appointment_row(
+            practice.id, doctor.id, patient_id, now + timedelta(days=days, minutes=15 * rng.randrange(0, 12 * 96)),
+            15, now, 0, reason="Suivi dépression sévère", source_partner_id=booker, time_set_by_partner_id=booker,
+        )
+        for patient_id in patients
+    ]  # fmt: skip
     session.execute(insert(Appointment), rows)
 
 
