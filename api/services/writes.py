@@ -236,10 +236,11 @@ async def book(
     }
     digest = request_hash("book", payload)
     async with ctx.write() as session:
+        # authorized first, as a new request: a retry tells nothing where the partner may no longer write
+        practice = await _authorized(session, ctx, Practice, "book", practice_id, "practice")
         replay = await _replayed(session, ctx, idempotency_key, "book", payload)
         if replay is not None:
             return replay
-        practice = await _authorized(session, ctx, Practice, "book", practice_id, "practice")
         refusal = _check_times(ctx, starts_at, ends_at)
         if refusal:
             return refusal
@@ -307,10 +308,10 @@ async def reschedule(
     payload = {"appointment": appointment_id, "starts": starts_at, "ends": ends_at}
     digest = request_hash("reschedule", payload)
     async with ctx.write() as session:
+        appointment = await _authorized(session, ctx, Appointment, "reschedule", appointment_id, "appointment")
         replay = await _replayed(session, ctx, idempotency_key, "reschedule", payload)
         if replay is not None:
             return replay
-        appointment = await _authorized(session, ctx, Appointment, "reschedule", appointment_id, "appointment")
         refusal = _check_times(ctx, starts_at, ends_at)  # first: a refusal of the times tells nothing of it
         if refusal:
             return refusal

@@ -75,6 +75,30 @@ async def test_retry_with_the_same_idempotency_key_books_once(api, world, sync_e
     assert reused.codes == {"BAD_USER_INPUT"}
 
 
+async def test_a_retry_after_the_practice_withdrew_its_grant_is_not_found(api, world, sync_engine):
+    """A replayed write is authorized as a new one: a partner the practice disconnected learns nothing
+    of what it wrote there (not even that its idempotency key was used)."""
+    booked = {"input": booking(world, FREE, idempotencyKey="sync-43")}
+    first = await api.query(world.keys["full"], BOOK, booked)
+    appointment_id = first.data["bookAppointment"]["appointment"]["id"]
+    moved = {
+        "input": {
+            "appointmentId": appointment_id,
+            "startsAt": (FREE + timedelta(hours=1)).isoformat(),
+            "endsAt": (FREE + timedelta(hours=1, minutes=20)).isoformat(),
+            "idempotencyKey": "sync-44",
+        }
+    }
+    assert (await api.query(world.keys["full"], RESCHEDULE, moved)).data["rescheduleAppointment"]["appointment"]
+    with Session(sync_engine) as session, session.begin():
+        operators.revoke_grant(session, "full", "A")
+    for document, variables in ((BOOK, booked), (RESCHEDULE, moved)):
+        again = await api.query(world.keys["full"], document, variables)
+        assert again.data is None and again.codes == {"NOT_FOUND"}
+    reused = {"input": booking(world, FREE + timedelta(hours=3), idempotencyKey="sync-43")}
+    assert (await api.query(world.keys["full"], BOOK, reused)).codes == {"NOT_FOUND"}
+
+
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
