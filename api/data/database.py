@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import QueuePool
 
 from api.data.process_lock import ProcessLock
-from api.data.sqlite_driver import one_trip_dbapi
+from api.data.sqlite_driver import commit_in_last_trip, one_trip_dbapi
 
 ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 SYNC_DRIVERS = {"sqlite": "sqlite+pysqlite", "postgresql": "postgresql+psycopg"}
@@ -84,6 +84,7 @@ def make_async_engine(url: str | URL, statement_timeout_seconds: float = 0, **kw
     engine = create_async_engine(url, **{**kwargs, **PRIVATE_PARAMETERS})
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine.sync_engine, busy_timeout_ms(statement_timeout_seconds))
+        commit_in_last_trip(engine.sync_engine)
     return engine
 
 

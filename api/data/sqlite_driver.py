@@ -8,7 +8,14 @@ row and closes the cursor in one trip, through the queue aiosqlite itself uses (
 adapter does to set the isolation level); and it ends a transaction only when one is open.
 SQLAlchemy's server-side cursors keep its adapter.
 
-    create_async_engine("sqlite+aiosqlite:///app.db", module=one_trip_dbapi())
+A transaction's last statement, executed with the `LAST_OF_TRANSACTION` execution options, commits
+in its own trip (then the session's commit finds no transaction open, and makes none): a write
+transaction, which holds the writers' lock, is one trip shorter.
+
+    engine = create_async_engine("sqlite+aiosqlite:///app.db", module=one_trip_dbapi())
+    commit_in_last_trip(engine.sync_engine)
+    await connection.execute(statement, values, execution_options=LAST_OF_TRANSACTION)
+    await session.commit()  # no trip: committed above
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import sqlite3
 from typing import Any
 
 import aiosqlite
+from sqlalchemy import Engine, event
 from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_connection,
     AsyncAdapt_aiosqlite_cursor,
@@ -25,7 +33,11 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
 )
 from sqlalchemy.util import EMPTY_DICT
 
-__all__ = ["one_trip_dbapi"]
+__all__ = ["LAST_OF_TRANSACTION", "commit_in_last_trip", "one_trip_dbapi"]
+
+# The statement ends its transaction: nothing may be executed in it afterwards. Harmless elsewhere
+# (PostgreSQL, a plain sqlite3 driver): the session's commit commits, as always.
+LAST_OF_TRANSACTION = {"last_of_transaction": True}
 
 
 class _Ran:
@@ -41,8 +53,8 @@ class _Ran:
         pass
 
 
-def _run(connection: sqlite3.Connection, operation: str, parameters: Any, many: bool) -> _Ran:
-    """On aiosqlite's thread: the whole statement, its rows read."""
+def _run(connection: sqlite3.Connection, operation: str, parameters: Any, many: bool, commit: bool) -> _Ran:
+    """On aiosqlite's thread: the whole statement, its rows read; and its transaction committed if `commit`."""
     cursor = connection.cursor()
     try:
         if many:
@@ -53,13 +65,16 @@ def _run(connection: sqlite3.Connection, operation: str, parameters: Any, many: 
             cursor.execute(operation, parameters)
         description = cursor.description
         rows = cursor.fetchall() if description else ()  # first: sqlite3 counts RETURNING rows as they are read
-        return _Ran(description, cursor.rowcount, cursor.lastrowid, rows)
+        ran = _Ran(description, cursor.rowcount, cursor.lastrowid, rows)
+        if commit:
+            connection.commit()
+        return ran
     finally:
         cursor.close()
 
 
 class _OneTripCursor(AsyncAdapt_aiosqlite_cursor):
-    __slots__ = ()
+    __slots__ = ("commit",)
     _awaitable_cursor_close = False  # nothing left open to close
 
     def __init__(self, adapt_connection: AsyncAdapt_aiosqlite_connection) -> None:  # no cursor made yet
@@ -68,6 +83,7 @@ class _OneTripCursor(AsyncAdapt_aiosqlite_cursor):
         self._cursor = _Ran()  # type: ignore[assignment]  # read as a cursor: its attributes only
         self._soft_closed_memoized = EMPTY_DICT
         self._rows = collections.deque()
+        self.commit = False  # set for one statement by `commit_in_last_trip`
 
     async def _execute_async(self, operation: Any, parameters: Any) -> None:
         await self._trip(operation, parameters, many=False)
@@ -77,8 +93,9 @@ class _OneTripCursor(AsyncAdapt_aiosqlite_cursor):
 
     async def _trip(self, operation: Any, parameters: Any, many: bool) -> None:
         connection: aiosqlite.Connection = self._connection  # type: ignore[assignment]  # aiosqlite's
+        commit, self.commit = self.commit, False
         async with self._adapt_connection._execute_mutex:
-            ran = await connection._execute(_run, connection._conn, operation, parameters, many)  # type: ignore[no-untyped-call]  # aiosqlite's queue
+            ran = await connection._execute(_run, connection._conn, operation, parameters, many, commit)  # type: ignore[no-untyped-call]  # aiosqlite's queue
         self._cursor = ran
         self._rows = collections.deque(ran.rows)
 
@@ -105,6 +122,17 @@ class _OneTripConnection(AsyncAdapt_aiosqlite_connection):
 class _OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
     def connect(self, *arg: Any, **kw: Any) -> AsyncAdapt_aiosqlite_connection:
         return _OneTripConnection(self, super().connect(*arg, **kw)._connection)
+
+
+def commit_in_last_trip(engine: Engine) -> None:
+    """Statements executed with `LAST_OF_TRANSACTION` on `engine` commit in their own trip."""
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def last_of_transaction(
+        connection: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+    ) -> None:
+        if isinstance(cursor, _OneTripCursor) and context.execution_options.get("last_of_transaction"):
+            cursor.commit = True
 
 
 def one_trip_dbapi() -> AsyncAdapt_aiosqlite_dbapi:

@@ -105,14 +105,16 @@ class GroupCommit:
         while (writing := self._leader or self._committer) is not None:
             await asyncio.shield(writing)
 
-    async def write(self, session: AsyncSession, works: list[LedgerWork]) -> None:
-        """The records, their disclosures and their refunds, in the caller's transaction."""
+    async def write(self, session: AsyncSession, works: list[LedgerWork], ends_transaction: bool = False) -> None:
+        """The records, their disclosures and their refunds, in the caller's transaction (ended by
+        the last refund when `ends_transaction`: the caller's commit then has nothing left to do)."""
         await access.write_many(session, [(work.entry, work.disclosures) for work in works])
         # Last, so that the budget rows stay locked only until the commit; a partner's refunds summed
         # into one statement, the partners in one order so that two workers' batches cannot deadlock.
         now = self.clock().timestamp()
-        for principal, points in self._refunds(works):
-            await self.budgets.refund(session, principal, points, now)
+        refunds = self._refunds(works)
+        for index, (principal, points) in enumerate(refunds, 1):
+            await self.budgets.refund(session, principal, points, now, last=ends_transaction and index == len(refunds))
 
     async def _commit_queued(self) -> None:
         try:
@@ -128,7 +130,7 @@ class GroupCommit:
     async def _commit_batch(self, batch: list[_Waiting]) -> None:
         try:
             async with self.sessions() as session, self.writer_lock(session):
-                await self.write(session, [work for work, _ in batch])
+                await self.write(session, [work for work, _ in batch], ends_transaction=True)
                 await session.commit()
         except asyncio.CancelledError:  # the worker's loop is closing: the batch is rolled back, and said so
             for _, committed in batch:

@@ -9,6 +9,7 @@ alone, so a late writer can neither drive the bucket negative nor refill the sam
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -17,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.data.models import PartnerBudget
+from api.data.sqlite_driver import LAST_OF_TRANSACTION
 from api.identity.authentication import Principal
 from api.settings import Settings
 
@@ -92,12 +94,13 @@ class Budgets:
     async def take(self, session: AsyncSession, principal: Principal, cost: int, now: float) -> Charge:
         """Take `cost` points if the bucket holds them; commits."""
         capacity, rate, values = self._bound(principal, now, cost)
-        taken = (await _execute(session, _TAKE, values)).scalar_one_or_none()
+        # Each take ends a transaction: either it took the points, or it changed nothing.
+        taken = (await _execute(session, _TAKE, values, LAST_OF_TRANSACTION)).scalar_one_or_none()
         if taken is None:
             # Either the bucket is short, or it does not exist yet: a partner's first request creates
             # it, and a concurrent one may have just done so. Taken again once it surely exists.
             await self._create(session, principal.partner_id, capacity, now)
-            taken = (await _execute(session, _TAKE, values)).scalar_one_or_none()
+            taken = (await _execute(session, _TAKE, values, LAST_OF_TRANSACTION)).scalar_one_or_none()
         if taken is not None:
             await session.commit()
             return Charge(True, Throttle(capacity, taken, rate), 0)
@@ -105,9 +108,12 @@ class Budgets:
         await session.commit()
         return Charge(False, Throttle(capacity, available, rate), max(1, math.ceil((cost - available) / rate)))
 
-    async def refund(self, session: AsyncSession, principal: Principal, points: int, now: float) -> None:
-        """Give back what was taken but not spent, in the caller's transaction (the ledger's)."""
-        await _execute(session, _REFUND, self._bound(principal, now, points)[2])
+    async def refund(
+        self, session: AsyncSession, principal: Principal, points: int, now: float, last: bool = False
+    ) -> None:
+        """Give back what was taken but not spent, in the caller's transaction (the ledger's); `last`:
+        the transaction's last statement."""
+        await _execute(session, _REFUND, self._bound(principal, now, points)[2], LAST_OF_TRANSACTION if last else None)
 
     async def status(self, session: AsyncSession, principal: Principal, now: float) -> Throttle:
         capacity, rate, values = self._bound(principal, now)
@@ -129,8 +135,10 @@ class Budgets:
             pass
 
 
-async def _execute(session: AsyncSession, statement: Executable, values: dict[str, float]) -> Result[Any]:
+async def _execute(
+    session: AsyncSession, statement: Executable, values: dict[str, float], options: Mapping[str, Any] | None = None
+) -> Result[Any]:
     """The statement on the session's connection (its transaction): a Core statement needs none of
     the session's ORM execution, a tenth of a millisecond per statement (nor its autoflush: no
     budget row is ever loaded as an object)."""
-    return await (await session.connection()).execute(statement, values)
+    return await (await session.connection()).execute(statement, values, execution_options=options)

@@ -1,6 +1,6 @@
 """The SQLite driver's one trip per statement (api/data/sqlite_driver.py): what SQLAlchemy reads of a
 cursor is all there, errors are SQLAlchemy's own and roll back, a statement makes exactly one trip,
-and ending no transaction makes none."""
+ending no transaction makes none, and a transaction's last statement can commit in its own trip."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select,
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from api.data.database import make_async_engine
+from api.data.sqlite_driver import LAST_OF_TRANSACTION
 
 METADATA = MetaData()
 ITEMS = Table("items", METADATA, Column("id", Integer, primary_key=True), Column("name", String, unique=True))
@@ -77,3 +78,30 @@ async def test_a_statement_makes_one_trip_to_the_thread(engine, monkeypatch: pyt
     async with engine.begin() as connection:
         await connection.execute(insert(ITEMS).values(name="a"))
     assert len(trips) == 3  # the insert and its commit
+
+
+async def test_the_last_statement_of_a_transaction_commits_in_its_own_trip(
+    engine, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    trips = []
+    original = aiosqlite.Connection._execute
+
+    async def counted(self: aiosqlite.Connection, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+        trips.append(fn)
+        return await original(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+    async with engine.connect() as connection:
+        await connection.execute(insert(ITEMS).values(name="a"))
+        last = insert(ITEMS).values(name="b").returning(ITEMS.c.id)
+        assert (await connection.execute(last, execution_options=LAST_OF_TRANSACTION)).scalar_one() == 2
+        assert len(trips) == 2
+        async with make_async_engine(engine.url).connect() as other:  # committed, both rows, before the commit
+            assert (await other.execute(select(ITEMS.c.name).order_by(ITEMS.c.id))).scalars().all() == ["a", "b"]
+        del trips[2:]  # the other connection's
+        await connection.commit()
+        assert len(trips) == 2  # nothing left to commit: no trip
+        await connection.execute(insert(ITEMS).values(name="c"))  # the next statement is not the last one
+        await connection.rollback()
+    async with engine.connect() as connection:
+        assert (await connection.execute(select(ITEMS.c.name).order_by(ITEMS.c.id))).scalars().all() == ["a", "b"]
