@@ -7,18 +7,24 @@ Each variant is a server and the request it is sent:
   bare              bare strawberry with its parser and validation caches
   bare-nocache      bare strawberry without them (a default strawberry app)
 Only clean answers are throughput: a refusal (non-2xx) or an answer carrying `errors` is counted
-apart, by the Lua script's `response` hook. A server that does not start, or that does not answer
-the page cleanly before the load, is reported as such, with the end of its output.
+apart, by the Lua script's `response` hook. Each run also says where the machine's CPU went
+(`cpu_usage`): the server's processes' CPU per answer, and how busy all cores were (the server, wrk
+and, on PostgreSQL, its server share them): a second worker cannot add what no core has left. A
+server that does not start, or that does not answer the page cleanly before the load, is reported
+as such, with the end of its output.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+import time
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -169,20 +175,91 @@ def load(
                 return {"error": f"the server does not answer the page cleanly: {unclean}"}
             url = f"{server.base}/graphql"
             subprocess.run(["wrk", "-t1", "-c8", f"-d{WARM_UP_SECONDS}s", "-s", str(script), url], capture_output=True)
+            before = _CpuUse.now(server.pid)
             ran = subprocess.run(
                 ["wrk", "-t2", "-c16", f"-d{seconds}s", "--latency", "-s", str(script), url],
                 capture_output=True,
                 text=True,
             )
+            used = _CpuUse.now(server.pid) - before
         if ran.returncode != 0:
             return {"error": f"wrk failed ({ran.returncode}): {(ran.stderr or ran.stdout)[-500:]}"}
-        return parse_wrk(ran.stdout)
+        measured = parse_wrk(ran.stdout)
+        return {**measured, **used.usage(measured)}
     except (RuntimeError, AssertionError) as failed:  # tests.server_process: exited, or never ready
         return {"error": f"the server did not start: {_last_lines(str(failed))}"}
     except httpx.HTTPError as failed:
         return {"error": f"the server did not answer: {failed!r}"}
     finally:
         script.unlink()
+
+
+@dataclass(frozen=True)
+class _CpuUse:
+    """CPU seconds so far: of the machine's cores (busy, and all), of the server's processes, of wrk;
+    and the time."""
+
+    busy: float
+    total: float
+    server: float
+    wrk: float
+    at: float
+
+    @classmethod
+    def now(cls, server_pid: int) -> _CpuUse:
+        with open("/proc/stat") as stat:
+            jiffies = [int(n) for n in stat.readline().split()[1:]]
+        idle = jiffies[3] + jiffies[4]  # idle, iowait
+        tick = os.sysconf("SC_CLK_TCK")
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the wrk runs waited for
+        return cls(
+            (sum(jiffies) - idle) / tick,
+            sum(jiffies) / tick,
+            sum(_process_seconds(pid) for pid in _tree(server_pid)),
+            children.ru_utime + children.ru_stime,
+            time.monotonic(),
+        )
+
+    def __sub__(self, earlier: _CpuUse) -> _CpuUse:
+        return _CpuUse(*(a - b for a, b in zip(asdict(self).values(), asdict(earlier).values(), strict=True)))
+
+    def usage(self, measured: dict[str, float]) -> dict[str, Any]:
+        answers = measured["requests_per_second"] * self.at
+        return {
+            "cpu_usage": {
+                "cores_busy": round(self.busy / self.total, 3) if self.total else None,
+                "server_ms_per_answer": round(1000 * self.server / answers, 2) if answers else None,
+                "wrk_share": round(self.wrk / self.busy, 3) if self.busy else None,
+                "server_share": round(self.server / self.busy, 3) if self.busy else None,
+            }
+        }
+
+
+def _tree(pid: int) -> list[int]:
+    """The process and its descendants (uvicorn's workers)."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):  # gone meanwhile
+                continue
+            parents.setdefault(parent, []).append(int(entry))
+    tree, todo = [], [pid]
+    while todo:
+        tree.append(current := todo.pop())
+        todo += parents.get(current, [])
+    return tree
+
+
+def _process_seconds(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:  # gone meanwhile
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def _last_lines(text: str, count: int = 5) -> str:

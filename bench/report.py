@@ -68,7 +68,18 @@ def _http_line(name: str, r: dict[str, Any]) -> str:
     ]
     return (
         f"{name:<27} {r['requests_per_second']:>8.1f} req/s  p50 {r.get('p50_ms', 0):.1f} ms  p99 "
-        f"{r.get('p99_ms', 0):.1f} ms" + (f"  ({', '.join(uncounted)}: not counted)" if uncounted else "")
+        f"{r.get('p99_ms', 0):.1f} ms  {_cpu(r)}" + (f"  ({', '.join(uncounted)}: not counted)" if uncounted else "")
+    )
+
+
+def _cpu(r: dict[str, Any]) -> str:
+    """Where the CPU went during a run (bench/http_load.py `cpu_usage`)."""
+    usage = r.get("cpu_usage") or {}
+    if usage.get("server_ms_per_answer") is None or usage.get("cores_busy") is None:
+        return "CPU not measured"
+    return (
+        f"server CPU {usage['server_ms_per_answer']:.2f} ms/answer, cores {100 * usage['cores_busy']:.0f}% busy "
+        f"(server {100 * usage['server_share']:.0f}%, wrk {100 * usage['wrk_share']:.0f}% of it)"
     )
 
 
@@ -142,16 +153,16 @@ def markdown(report: dict[str, Any], db: str, command: str, seconds: int) -> str
     if http:
         rows += [
             "",
-            "| over HTTP (wrk, 16 connections) | req/s | p50 ms | p99 ms | not counted |",
-            "| --- | --- | --- | --- | --- |",
+            "| over HTTP (wrk, 16 connections) | req/s | p50 ms | p99 ms | not counted | CPU during the run |",
+            "| --- | --- | --- | --- | --- | --- |",
         ]
         for name, r in http.items():
             if "error" in r:
-                rows.append(f"| {name} | not measured: {r['error']} | | | |")
+                rows.append(f"| {name} | not measured: {r['error']} | | | | |")
             else:
                 rows.append(
                     f"| {name} | {r['requests_per_second']:.1f} | {r.get('p50_ms', 0):.1f} | {r.get('p99_ms', 0):.1f} "
-                    f"| {r['non_2xx'] + r.get('with_errors', 0):.0f} |"
+                    f"| {r['non_2xx'] + r.get('with_errors', 0):.0f} | {_cpu(r)} |"
                 )
     verdicts = [f"- {c.text}: {c.measured}, {c.verdict}" for c in _conditions(report, db)]
     return (

@@ -3,12 +3,15 @@ not hold, or not measured, from the numbers of one run; and wrk's summary counts
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 
 from bench.conditions import READ_IN_ONE_STATEMENT, Condition, conditions, line
-from bench.http_load import VARIANTS, parse_wrk
+from bench.http_load import VARIANTS, _CpuUse, _tree, parse_wrk
 from bench.report import markdown, render
 
 HTTP_1W = {"full": 40.0, "trusted-compiled": 300.0, "bare": 90.0, "bare-nocache": 80.0}
@@ -160,3 +163,40 @@ def test_the_http_variants_are_the_ones_the_conditions_read():
     from bench.conditions import HTTP_VARIANTS
 
     assert tuple(v.name for v in VARIANTS) == HTTP_VARIANTS
+
+
+def test_the_report_says_where_the_cpu_went_during_each_http_run():
+    results = run()
+    results["http-trusted-compiled-2w"]["cpu_usage"] = {
+        "cores_busy": 0.97, "server_ms_per_answer": 5.61, "wrk_share": 0.04, "server_share": 0.81,
+    }  # fmt: skip
+    row = next(line for line in markdown_of(results).splitlines() if line.startswith("| http-trusted-compiled-2w "))
+    assert "server CPU 5.61 ms/answer, cores 97% busy (server 81%, wrk 4% of it)" in row
+    assert "CPU not measured" in next(line for line in markdown_of(results).splitlines() if "http-bare-1w" in line)
+
+
+def markdown_of(results: dict[str, Any]) -> str:
+    report = {
+        "taken_at": "2026-11-30T07:00:00+00:00", "size": "medium",
+        "machine": {"cpu": "AMD EPYC", "cores": 2, "system": "Linux", "python": "3.12.1", "sqlite": "3.40.1",
+                    "wrk": "4.1.0"},
+        "databases": {"sqlite": results}, "plans": {"sqlite": []},
+        "conditions": {"sqlite": [vars(c) for c in conditions("sqlite", "medium", results, READ_IN_ONE_STATEMENT)]},
+        "page_plan": {"sqlite": READ_IN_ONE_STATEMENT},
+    }  # fmt: skip
+    return markdown(report, "sqlite", "python -m bench.run", 60)
+
+
+def test_a_run_counts_the_cpu_of_the_server_and_its_workers():
+    """The server's CPU is its process tree's: uvicorn's workers are its children."""
+    with subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE) as child:
+        try:
+            assert {os.getpid(), child.pid} <= set(_tree(os.getpid()))
+            assert child.pid not in _tree(child.pid + 10**7)
+        finally:
+            child.communicate(b"")
+    earlier = _CpuUse(busy=10.0, total=40.0, server=2.0, wrk=1.0, at=100.0)
+    later = _CpuUse(busy=25.0, total=60.0, server=14.0, wrk=2.5, at=110.0)
+    assert (later - earlier).usage({"requests_per_second": 120.0})["cpu_usage"] == {
+        "cores_busy": 0.75, "server_ms_per_answer": 10.0, "wrk_share": 0.1, "server_share": 0.8,
+    }  # fmt: skip
