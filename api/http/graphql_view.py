@@ -175,6 +175,11 @@ class PartnerGraphQL(GraphQL[GraphQLContext, None]):
         self.metered = CostAndBudget in getattr(schema, "extensions", ())
         self.statement_timeout = statement_timeout  # seconds, for the message of a statement timeout
 
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        """Never: GraphiQL has routes of its own (api/http/graphiql.py). strawberry's test, a GET with no
+        `query` that accepts `*/*`, would answer 404 to curl or fetch asking for a document by id."""
+        return False
+
     async def serve(self, request: Request, context: GraphQLContext) -> Outcome:
         """Runs the operation of `request` (its body already read) and tells what became of it."""
         request_id = context.identity.request_id

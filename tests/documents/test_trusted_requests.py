@@ -50,6 +50,16 @@ async def test_a_registered_query_runs_by_id_over_get(api, world, key, registere
     assert response.data["node"]["status"] == "BOOKED"
 
 
+@pytest.mark.parametrize("accept", ["*/*", "application/json, text/plain, */*"], ids=["curl-and-fetch", "axios"])
+async def test_a_get_by_id_from_a_client_that_accepts_anything_runs(api, world, key, registered, accept):
+    """curl and fetch send `Accept: */*`: they ask for no page of an IDE."""
+    params = {"documentId": registered["One"], "variables": json.dumps({"id": world.appointments["A"][0]})}
+    headers = {"Authorization": f"Bearer {key}", "Accept": accept}
+    response = await api.http.get("/graphql", params=params, headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["data"]["node"]["status"] == "BOOKED"
+
+
 @pytest.mark.parametrize("sample", [RELAY, APOLLO], ids=["relay", "apollo"])
 async def test_each_tools_documents_run_by_their_id(api, world, register, trusted_key, sample):
     register("full", sample)
