@@ -172,8 +172,11 @@ def _require_demo_extra() -> None:
 
 
 @app.command("export-schema")
-def export_schema(output: Path = Path("schema.graphql")) -> None:
-    """Write the GraphQL schema, as the code defines it, to OUTPUT."""
+def export_schema(
+    output: Annotated[Path, typer.Option(help="The file to write.")] = Path("schema.graphql"),
+) -> None:
+    """Write the GraphQL schema, as the code defines it, to --output. Its `@requiresScopes` and "Needs"
+    notes are the shipped policy's (authz/): a released policy of your own decides requests, not these."""
     from api.schema import schema
 
     output.write_text(schema.as_str() + "\n")

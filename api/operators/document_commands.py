@@ -14,14 +14,16 @@ documents_app = typer.Typer(no_args_is_help=True, help="Partners' trusted docume
 
 
 def checker() -> service.DocumentChecker:
-    """The schema, limits and policy the server runs with."""
+    """The schema, limits and policy the server runs with: the policy in force (its latest release,
+    as a worker starts with it), not necessarily the shipped one."""
+    from api.http.policy_in_force import starting_policy
     from api.schema import build_schema
     from api.settings import get_settings
-    from authz.engine import Authorizer
 
     settings = get_settings()
     schema = build_schema(settings)
-    return service.DocumentChecker(schema._schema, settings, schema.rules, Authorizer())
+    authorizer = starting_policy(settings).current.authorizer
+    return service.DocumentChecker(schema._schema, settings, schema.rules, authorizer)
 
 
 @documents_app.command("add")

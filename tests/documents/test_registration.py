@@ -2,6 +2,7 @@
 policy, registered all together or not at all."""
 
 import json
+import shutil
 
 import pytest
 from sqlalchemy import select
@@ -11,7 +12,9 @@ from api.data.models import TrustedDocument
 from api.documents import service
 from api.documents.analysis import LARGEST_LIST
 from api.documents.manifests import document_id_of
+from api.operators.policy_release import release_policy
 from api.schema.query import MAX_NODES
+from authz.engine import POLICY_DIR
 from tests.documents.conftest import APOLLO, CODEGEN, RELAY, ids
 
 pytestmark = pytest.mark.usefixtures("world")
@@ -141,3 +144,22 @@ def test_the_cli_adds_lists_shows_and_removes(cli, world, tmp_path):
     assert day not in cli("documents", "list", "full").output
     refused = cli("documents", "add", "reader", str(sample))
     assert refused.exit_code == 1 and "nothing was registered" in refused.output
+
+
+def test_the_cli_checks_documents_against_the_policy_in_force(cli, sync_engine, tmp_path):
+    """A released policy letting `appointments:read` read phones (`partner-api policy reload`): the
+    server serves them, so a document reading them registers; the shipped policy is not asked."""
+    phones = tmp_path / "phones.json"
+    phones.write_text(manifest("query Phone($id: ID!) { node(id: $id) { ... on Appointment { patient { phone } } } }"))
+    refused = cli("documents", "add", "reader", str(phones))
+    assert refused.exit_code == 1 and "Patient.phone needs the scope patients:contact" in refused.output
+    policy = tmp_path / "policy"
+    policy.mkdir()
+    for source in POLICY_DIR.glob("*.polar"):
+        shutil.copy(source, policy / source.name)
+    with (policy / "fields.polar").open("a") as fields:
+        fields.write('\nfield_needs_scope("Patient.phone", "appointments:read");\n')
+    assert release_policy(sync_engine, policy).report.ok
+    added = cli("documents", "add", "reader", str(phones))
+    assert added.exit_code == 0, added.output
+    assert "1 document(s) registered for reader" in added.output
