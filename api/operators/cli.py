@@ -1,6 +1,7 @@
 """`partner-api`: the operator's command line. Each command calls the same services as the API."""
 
 import os
+import secrets
 from pathlib import Path
 from typing import Annotated
 
@@ -155,8 +156,21 @@ def demo(
     engine.dispose()
     typer.echo(f"\nGraphiQL: http://{settings.host}:{settings.port}/graphql  (paste a key in the key field)\n")
     os.environ.setdefault("PARTNER_API_GRAPHIQL", "true")  # on for the demo, unless turned off explicitly
+    if not settings.secret_key:  # the demo's cursors survive its restarts, as the partner guide says
+        os.environ["PARTNER_API_SECRET_KEY"] = demo_secret_key(settings.demo_keys_file.with_name("demo-secret-key"))
     get_settings.cache_clear()
     serve(host=None, port=None, workers=1, graphiql=False)
+
+
+def demo_secret_key(path: Path) -> str:
+    """The demo's secret key, made once and kept in `path` (readable by its owner only)."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        key = secrets.token_urlsafe(32)
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+            file.write(key + "\n")
+        return key
 
 
 def _require_demo_extra() -> None:

@@ -1,5 +1,6 @@
 """Safe production defaults: `serve` refuses a setup where cursors would break, a rotated secret key
-keeps stored cursors working, stored sync cursors survive a restart, and GraphiQL is off unless asked."""
+keeps stored cursors working, stored sync cursors survive a restart (the demo's too), and GraphiQL is off
+unless asked."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from api.operators.cli import app as cli_app
+from api.operators.cli import demo_secret_key
 from api.operators.server import unsafe_setup
 from api.settings import Settings, get_settings
 from tests.server_process import LOOPBACK, PARTNER_API, partner_api_env, running_server
@@ -91,3 +93,11 @@ def test_serve_graphiql_flag_turns_it_on(database_url, world):
     with running_server(lambda port: [*command, str(port)], env) as server:
         page = httpx.get(f"{server.base}/graphql", headers={"Accept": "text/html"})
     assert page.status_code == 200 and "GraphiQL" in page.text
+
+
+def test_the_demo_keeps_one_secret_key_across_its_restarts(tmp_path):
+    """`make demo` sets no PARTNER_API_SECRET_KEY: its cursors survive a restart all the same."""
+    kept = tmp_path / "demo-secret-key"
+    first = demo_secret_key(kept)
+    assert len(first) >= 43 and demo_secret_key(kept) == first
+    assert kept.stat().st_mode & 0o777 == 0o600
