@@ -27,6 +27,7 @@ class Release:
     report: CheckReport
     release_id: int | None  # the release in force afterwards (None: refused, and none was ever made)
     changed: bool  # a new release was made
+    replaced: str | None = None  # a new release's predecessor of another directory: "release 2 of /etc/policy"
 
     @property
     def summary(self) -> str:
@@ -35,7 +36,11 @@ class Release:
             return f"{self.report.summary}: not loaded; {kept} keeps serving"
         if not self.changed:
             return f"{self.report.summary}; unchanged: release {self.release_id} is in force"
-        return f"{self.report.summary}; release {self.release_id}: in force on every worker from its next request"
+        replacing = f", replacing {self.replaced}" if self.replaced else ""
+        return (
+            f"{self.report.summary}; release {self.release_id} of {self.directory.resolve()}{replacing}: "
+            "in force on every worker from its next request"
+        )
 
 
 def release_policy(engine: Engine, directory: Path) -> Release:
@@ -51,4 +56,6 @@ def release_policy(engine: Engine, directory: Path) -> Release:
         release = PolicyRelease(digest=digest, sources=texts, directory=str(directory.resolve()))
         session.add(release)
         session.flush()
-        return Release(directory, report, release.id, changed=True)
+        elsewhere = latest is not None and latest.directory != release.directory
+        replaced = f"release {latest.id} of {latest.directory}" if elsewhere and latest else None
+        return Release(directory, report, release.id, changed=True, replaced=replaced)

@@ -201,7 +201,8 @@ def serve(settings: Settings, host: str, port: int, workers: int, app_factory: s
         release = Release(directory, read_checked(directory)[1], None, changed=False)
     if not release.report.ok:
         raise PolicyRefused(release.directory, release.report)
-    logger.info("policy: %s", release.summary)
+    # a release of another directory replaced (a restart without PARTNER_API_POLICY_DIR?): said louder
+    logger.log(logging.WARNING if release.replaced else logging.INFO, "policy: %s", release.summary)
     with ExitStack() as stack:
         if workers > 1 and not os.environ.get(MULTIPROCESS_DIR):
             # Each worker writes its metrics there, so that /metrics sums them (see api.http.metrics).

@@ -117,3 +117,15 @@ async def test_an_authorizer_given_in_code_is_never_replaced_by_a_release(databa
     finally:
         await api.close()
         await app.state.engine.dispose()
+
+
+async def test_a_release_from_another_directory_says_which_release_it_replaces(sync_engine, policy_dir):
+    """A restart without PARTNER_API_POLICY_DIR releases the shipped policy over a custom one: `serve`
+    logs it as a warning, naming both."""
+    fields = policy_dir / "fields.polar"
+    fields.write_text(fields.read_text() + PHONE_WITH_IDENTITY)
+    custom = release_policy(sync_engine, policy_dir)
+    assert custom.changed and custom.replaced is None and str(policy_dir.resolve()) in custom.summary
+    shipped = release_policy(sync_engine, POLICY_DIR)
+    assert shipped.changed and shipped.replaced == f"release {custom.release_id} of {policy_dir.resolve()}"
+    assert f"replacing release {custom.release_id} of {policy_dir.resolve()}" in shipped.summary
