@@ -77,7 +77,11 @@ def bad_input(message: str, **extensions: object) -> ApiError:
 class FieldForbidden(ApiError):
     def __init__(self, field: str) -> None:
         super().__init__(
-            ErrorCode.FORBIDDEN, f"Your grant at this practice does not allow reading {field}.", field=field
+            ErrorCode.FORBIDDEN,
+            # both causes: an object is built with the fields it may send, not with why one is missing
+            f"You may not read {field} here: your grant at this practice lacks its scope, or this record is "
+            "outside your reading horizon (`viewer { grants { daysBack daysAhead } }`).",
+            field=field,
         )
 
 

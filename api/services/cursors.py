@@ -58,7 +58,7 @@ class CursorCodec:
         except (ValueError, TypeError, UnicodeDecodeError):
             raise bad_input("Invalid cursor.") from None
         if digest != _digest(secret, binding) or not isinstance(position, list):
-            raise bad_input("This cursor belongs to another query; restart paging without `after`.")
+            raise bad_input("This cursor belongs to another query; restart paging without a cursor.")
         return position
 
     def _sealed(self, cursor: str) -> tuple[bytes, bytes]:
