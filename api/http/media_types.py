@@ -16,25 +16,32 @@ act on (`Retry-After`, `WWW-Authenticate`).
 
 from __future__ import annotations
 
-__all__ = ["GRAPHQL_RESPONSE", "JSON", "graphql_status", "negotiate"]
+__all__ = ["GRAPHQL_RESPONSE", "JSON", "MAX_MEDIA_RANGES", "graphql_status", "negotiate"]
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
+_ANSWERED = {GRAPHQL_RESPONSE: GRAPHQL_RESPONSE, JSON: JSON, "application/*": JSON, "*/*": JSON}
+# Browsers and HTTP clients send a handful; each range costs a parse, and a head may hold thousands.
+MAX_MEDIA_RANGES = 32
 # Statuses a GraphQL error keeps whatever the media type: they tell the state of the service, not the document.
 SERVICE_STATUSES = {429, 503}
 
 
 def negotiate(accept: str | None) -> str | None:
-    """The media type to answer with, or None when the client accepts neither (406).
+    """The media type to answer with, or None when the client accepts neither, or lists more than
+    MAX_MEDIA_RANGES media ranges (406).
 
     Written by hand: the rule is short, no library of the project's stack parses Accept, and the
     tie-break (the highest q, then the client's first range) is the one graphql-http's own server uses.
     """
+    ranges = (accept or "*/*").split(",", MAX_MEDIA_RANGES)
+    if len(ranges) > MAX_MEDIA_RANGES:
+        return None
     best: tuple[float, int, str] | None = None
-    for order, item in enumerate((accept or "*/*").split(",")):
+    for order, item in enumerate(ranges):
         media, *parameters = (part.strip().lower() for part in item.split(";"))
         options = dict(p.partition("=")[::2] for p in parameters)
-        media_type = {GRAPHQL_RESPONSE: GRAPHQL_RESPONSE, JSON: JSON, "application/*": JSON, "*/*": JSON}.get(media)
+        media_type = _ANSWERED.get(media)
         if media_type is None or options.get("charset", "utf-8") != "utf-8":
             continue
         try:

@@ -34,7 +34,7 @@ from api.http import logs, metrics
 from api.http.bounded_body import BodyTooLarge, read_bounded
 from api.http.graphiql import render_graphiql, wants_graphiql
 from api.http.graphql_view import PartnerGraphQL
-from api.http.media_types import GRAPHQL_RESPONSE, JSON, negotiate
+from api.http.media_types import GRAPHQL_RESPONSE, JSON, MAX_MEDIA_RANGES, negotiate
 from api.http.outcome import Outcome, refused
 from api.http.policy_in_force import LivePolicy, PolicyInForce
 from api.http.tracing import OperationTracing
@@ -446,7 +446,8 @@ def _too_many_waiting(request_id: str) -> Outcome:
 
 def _not_acceptable(request_id: str) -> Outcome:
     accepted = f"{GRAPHQL_RESPONSE} or {JSON}"
-    return refused(406, ApiError(ErrorCode.BAD_USER_INPUT, f"This endpoint answers {accepted} only."), request_id)
+    message = f"This endpoint answers {accepted} only (an Accept header of at most {MAX_MEDIA_RANGES} media ranges)."
+    return refused(406, ApiError(ErrorCode.BAD_USER_INPUT, message), request_id)
 
 
 def _sent_as(response: Response, media_type: str) -> Response:

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api.http.media_types import GRAPHQL_RESPONSE, JSON, negotiate
+from api.http.media_types import GRAPHQL_RESPONSE, JSON, MAX_MEDIA_RANGES, negotiate
 from tests.server_process import LOOPBACK, PARTNER_API, partner_api_env, running_server
 
 NODE_TOOLS = Path(__file__).resolve().parents[1] / "node"
@@ -44,6 +44,13 @@ ALLOWED_WARNINGS: dict[str, str] = {}
 )
 def test_the_accept_header_chooses_the_media_type(accept, chosen):
     assert negotiate(accept) == chosen
+
+
+def test_an_accept_header_listing_more_ranges_than_any_client_sends_is_refused_unread():
+    many = ", ".join(["text/plain"] * (MAX_MEDIA_RANGES - 1) + [JSON])
+    assert negotiate(many) == JSON
+    assert negotiate("text/plain, " + many) is None  # one range more: not even its acceptable type is read
+    assert negotiate("," * 30_000 + JSON) is None
 
 
 @given(st.text(max_size=200))
