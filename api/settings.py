@@ -42,6 +42,9 @@ class Settings(BaseSettings):
         default=20, ge=1, description="Fields merged into one response field, fragments expanded."
     )
     max_operations: int = Field(default=20, ge=1, description="Operations in one document (one of which runs).")
+    max_fragments: int = Field(
+        default=32, ge=1, description="Fragments one document defines (validation compares them pairwise)."
+    )
     max_tokens: int = Field(default=3000, description="Lexical tokens per document.")
     max_directives_per_field: int = Field(default=2, description="Directives on one field (@skip/@include).")
     # Cost and budgets, checked with the variables of each request.

@@ -42,6 +42,7 @@ from api.protection.rules import (
     max_depth_rule,
     max_directives_rule,
     max_field_repeats_rule,
+    max_fragments_rule,
     max_operations_rule,
     max_selections_rule,
 )
@@ -108,6 +109,7 @@ def limit_rules(settings: Settings) -> ValidationRules:
             max_selections_rule(settings.max_selections),
             max_field_repeats_rule(settings.max_field_repeats, settings.max_selections),
             max_directives_rule(settings.max_directives_per_field),
+            max_fragments_rule(settings.max_fragments),
             # The specification's own, run first too: the limits above measure each operation as
             # expanded, and a fragment no operation spreads would reach graphql-core's pairwise
             # comparison of merged fields unmeasured (OverlappingFieldsCanBeMergedRule walks every

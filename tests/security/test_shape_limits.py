@@ -100,6 +100,21 @@ async def test_a_field_repeated_in_each_of_twenty_fragments_is_served(api, world
     assert response.status == 200 and response.errors == [], response.body
 
 
+def one_field_fragments(count: int) -> str:
+    """One selection set spreading `count` one-field fragments: validation compares them pairwise."""
+    fields = ["name", "keyPrefix", "keyMode", "id"]
+    fragments = " ".join(f"fragment F{i} on Viewer {{ f{i}: {fields[i % 4]} }}" for i in range(count))
+    return "{ viewer { " + " ".join(f"...F{i}" for i in range(count)) + " } } " + fragments
+
+
+@pytest.mark.parametrize(("fragments", "refused"), [(20, False), (21, True), (300, True)])
+async def test_fragments_per_document_limit(make_api, world, fragments, refused):
+    api = make_api(max_fragments=20, max_aliases=400, max_selections=400, max_tokens=5000)
+    response = await api.query(world.keys["full"], one_field_fragments(fragments))
+    assert (limit_of(response) == {"fragments"}) == refused, response.body
+    assert refused or response.data["viewer"]["f16"] == "full"
+
+
 @pytest.mark.parametrize(("directives", "refused"), [(1, False), (2, True)])
 async def test_directives_per_field_limit(make_api, world, directives, refused):
     api = make_api(max_directives_per_field=1)
