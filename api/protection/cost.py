@@ -55,6 +55,9 @@ CONTACT_COST = 1
 HEALTH_COST = 1
 # A connection's `totalCount` runs one COUNT over the whole (bounded) list: priced as a page's query.
 TOTAL_COUNT_COST = 10
+# Introspection builds its answer in the worker, the whole schema for `__schema` (tens of kilobytes,
+# milliseconds of CPU): priced as the page of rows it costs as much as, so that aliases of it are too.
+INTROSPECTION_COSTS = {"__schema": 100, "__type": 5}
 
 
 # Both directives are declared as Apollo's cost spec (https://specs.apollo.dev/cost) and IBM's
@@ -234,6 +237,9 @@ class _Pricer:
                     continue
                 name = selection.name.value
                 if name.startswith("__"):
+                    if name in INTROSPECTION_COSTS:  # priced as a leaf: what it answers is not in the model
+                        response_key = selection.alias.value if selection.alias else name
+                        plan.append((response_key, INTROSPECTION_COSTS[name], False, parent, None))
                     continue
                 field = parent.fields[name]
                 returned = get_named_type(field.type)
@@ -288,7 +294,7 @@ class _Pricer:
         """Cost of one field; `size` is the length its list will have, when a parent decided it."""
         name = node.name.value
         if name.startswith("__"):
-            return 0
+            return INTROSPECTION_COSTS.get(name, 0)
         field = parent.fields[name]
         cost = self.model.fields[(parent.name, name)]
         returned = get_named_type(field.type)

@@ -70,6 +70,18 @@ async def test_aliases_add_up(api, world):
     assert response.body["extensions"]["cost"]["requestedQueryCost"] == 11 * 90 + 90
 
 
+async def test_introspection_is_priced_so_that_its_aliases_cannot_flood_a_worker(api, world):
+    """Each `__schema` answers the whole schema, built in the worker: a page's price, charged when sent."""
+    schema_twice = (
+        '{ a: __schema { types { name } } b: __schema { queryType { name } } __type(name: "Patient") { name } }'
+    )
+    served = await api.query(world.keys["full"], schema_twice)
+    cost = served.body["extensions"]["cost"]
+    assert served.errors == [] and cost["requestedQueryCost"] == cost["actualQueryCost"] == 2 * 100 + 5
+    eleven = "{ " + " ".join(f"s{i}: __schema {{ queryType {{ name }} }}" for i in range(11)) + " }"
+    assert (await api.query(world.keys["full"], eleven)).codes == {"COST_LIMIT_EXCEEDED"}
+
+
 async def test_every_response_reports_requested_and_actual_cost_and_throttle(api, world):
     response = await api.query(world.keys["full"], PRICED, variables(world, 50))
     cost = response.body["extensions"]["cost"]
