@@ -70,14 +70,17 @@ class GraphQLPipeline:
     """The `/graphql` endpoint: each request goes through these steps, in this order.
 
     0. the media type of the answer (api/http/media_types.py `negotiate`): 406 when the client accepts
-       neither `application/graphql-response+json` nor `application/json`; every answer, refusals
-       included, is sent in it, with `Cache-Control: no-store` (health data, and GET is allowed).
-    1. `read_body`: at most PARTNER_API_MAX_BODY_BYTES, read here once (413 above), within
+       neither `application/graphql-response+json` nor `application/json` (after the screen); every
+       answer, refusals included, is sent in it, with `Cache-Control: no-store` (health data, and GET
+       is allowed).
+    1. `screen`: a client address that sent too many unauthenticated requests lately is refused (429)
+       before anything else, body and ledger row included (api/protection/address_limiter.py), unless
+       its key authenticated lately; a request whose credential this worker does not know counts
+       as one until it authenticates (a 406 or 413 never does).
+       `read_body`: at most PARTNER_API_MAX_BODY_BYTES, read here once (413 above), within
        PARTNER_API_BODY_TIMEOUT_SECONDS (408, and the connection is closed); a client that hangs up
        mid-body is recorded as CLIENT_DISCONNECTED (HTTP 499 in the ledger), not as a server error.
-    2. `screen`: a client address that sent too many unauthenticated requests lately is refused (429)
-       before any database work, ledger row included (api/protection/address_limiter.py), unless its
-       key authenticated lately. Then one of the worker's places (api/protection/fair_turns.py),
+    2. One of the worker's places (api/protection/fair_turns.py),
        held until step 5 is done: when the worker is busy, partners take turns, round-robin, so a
        flood of one partner, served or refused, does not fill the event loop. Then `take_turn`: the
        per-partner gate, before any database work (api/protection/key_gates.py): a partner's
@@ -182,6 +185,13 @@ class GraphQLPipeline:
             started, now = time.perf_counter(), self.clock()
             media_type = negotiate(request.headers.get("accept"))
             client = self.addresses.client(request)  # the peer, or the client its trusted proxy names
+            # "bearer  K" and "Bearer K" are one credential; so are "Bearer T" and "DPoP T" for a token
+            credential = presented_credential(request.headers.get("authorization"))
+            known = self.gates.knows(credential)
+            # First, whatever the request: a refused address's 406s and 413s write no ledger row either
+            if (screened := self.screen(known, client, request_id)) is not None:  # no database, no ledger
+                self.observe(_entry(request, None, screened, request_id, now, started, client), None)
+                return _sent_as(screened.response, media_type or JSON)
             read = await self.read_body(request, request_id) if media_type else _not_acceptable(request_id)
             body: bytes | None = None
             async with contextlib.AsyncExitStack() as place:  # the worker's place, held until the ledger row
@@ -189,12 +199,6 @@ class GraphQLPipeline:
                     outcome = read
                 else:
                     body = read
-                    # "bearer  K" and "Bearer K" are one credential; so are "Bearer T" and "DPoP T" for a token
-                    credential = presented_credential(request.headers.get("authorization"))
-                    known = self.gates.knows(credential)
-                    if (screened := self.screen(known, client, request_id)) is not None:  # no database, no ledger
-                        self.observe(_entry(request, body, screened, request_id, now, started, client), None)
-                        return _sent_as(screened.response, media_type or JSON)
                     if not await place.enter_async_context(self.turns.turn(self.owner(credential, client))):
                         outcome = _too_many_waiting(request_id)
                     else:

@@ -104,6 +104,32 @@ async def test_a_flood_of_bad_keys_costs_no_database_work_past_the_threshold(mak
         assert session.scalar(select(func.count()).select_from(AccessRecord)) == before + 5
 
 
+async def test_requests_refused_before_their_body_count_and_stop_at_the_threshold(make_api, world, sync_engine):
+    """A 406 (an Accept of neither type) or a 413 (a body too large) without a valid key is a failure
+    of its address too, and once it is refused they write no ledger row either."""
+    api = make_api(failed_requests_per_address=4, max_body_bytes=1000)
+    app = api.http._transport.app  # type: ignore[attr-defined]
+    with Session(sync_engine) as session:
+        before = session.scalar(select(func.count()).select_from(AccessRecord))
+    unacceptable = {"Accept": "text/plain", "Authorization": f"Bearer {BAD_KEY}"}
+
+    async def not_acceptable() -> int:
+        return (await api.http.post("/graphql", json={"query": "{ viewer { id } }"}, headers=unacceptable)).status_code
+
+    async def too_large() -> int:
+        return (await api.http.post("/graphql", content=b"x" * 2000)).status_code
+
+    for _ in range(2):
+        assert (await not_acceptable(), await too_large()) == (406, 413)
+    with statements_sent(app) as flood:
+        for _ in range(50):
+            assert (await not_acceptable(), await too_large()) == (429, 429)
+    assert flood == []
+    with Session(sync_engine) as session:
+        assert session.scalar(select(func.count()).select_from(AccessRecord)) == before + 4
+    assert (await api.query(world.keys["full"], "{ viewer { name } }")).status == 429  # unknown here: screened
+
+
 async def test_a_partner_sharing_the_flooded_address_keeps_working(make_api, world):
     api = make_api(failed_requests_per_address=3)
     assert (await api.query(world.keys["full"], "{ viewer { name } }")).status == 200  # known to this worker
