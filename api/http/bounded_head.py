@@ -12,8 +12,10 @@ reached the application. A proxy in front may bound them more tightly.
 
 The same bounds hold where httptools reads a head outside one: a new connection that sends nothing
 (uvicorn times it out only between requests: 45,000 idle connections took every descriptor of both
-workers), and the trailer fields after a chunked body's last chunk (unbounded, and appended to at a
-cost growing with their length: 30 MB of one trailer held a worker until the arbiter killed it).
+workers), and a chunked body's framing: a chunk's size line, whose extension httptools skips without
+limit (one connection sent 10 GB in 10 s), and the trailer fields after its last chunk (unbounded, and
+appended to at a cost growing with their length: 30 MB of one trailer held a worker until the arbiter
+killed it).
 
     uvicorn.Config(app, http=BoundedHead)  # api/operators/server.py: gunicorn's uvicorn workers
 """
@@ -45,7 +47,7 @@ class BoundedHead(HttpToolsProtocol):
         self.max_head_bytes, self.head_timeout = settings.max_head_bytes, settings.head_timeout_seconds
         self._head_bytes: int | None = None  # received of the head being read; None between heads
         self._head_timer: asyncio.TimerHandle | None = None
-        self._trailer_bytes: int | None = None  # received since a chunk's size line, before any of its data
+        self._framing_bytes: int | None = None  # received of a body since its last data: size lines, trailers
         self._first = True  # the connection's first request: its head's time runs from the connection
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # as uvicorn's
@@ -58,15 +60,15 @@ class BoundedHead(HttpToolsProtocol):
                 return
             piece = data[start : start + SLICE] if len(data) > SLICE else data
             super().data_received(piece)
-            for received in (self._head_bytes, self._trailer_bytes):
-                # a head (or the trailers after a last chunk) began in this slice or before, and is not over
+            for received in (self._head_bytes, self._framing_bytes):
+                # a head (or a chunk's size line, or the trailers) began in this slice or before, and is not over
                 if received is not None and received + len(piece) > self.max_head_bytes:
                     self._refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
                     return
             if self._head_bytes is not None:
                 self._head_bytes += len(piece)
-            if self._trailer_bytes is not None:
-                self._trailer_bytes += len(piece)
+            if self._framing_bytes is not None:
+                self._framing_bytes += len(piece)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -77,19 +79,24 @@ class BoundedHead(HttpToolsProtocol):
 
     def on_chunk_header(self) -> None:
         """httptools read a chunk's size line: its data follows, or, after the last (size 0), the trailers."""
-        self._trailer_bytes = 0
+        self._framing_bytes = 0
 
     def on_body(self, body: bytes) -> None:
-        self._trailer_bytes = None
+        self._framing_bytes = None
         super().on_body(body)
 
     def on_chunk_complete(self) -> None:
-        self._trailer_bytes = None
+        self._framing_bytes = 0  # the next chunk's size line follows
 
     def on_headers_complete(self) -> None:
         self._head_bytes = None
+        self._framing_bytes = 0  # a body's first data, or its first chunk's size line, follows
         self._stop_timer()
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._framing_bytes = None
+        super().on_message_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_timer()
@@ -109,7 +116,10 @@ class BoundedHead(HttpToolsProtocol):
             message = f"The request's headers were not received within {self.head_timeout:g} s."
             self._answer(status, message, limit="head_timeout", maximum=self.head_timeout)
         else:
-            message = f"A request's line and headers (or trailers) are limited to {self.max_head_bytes} bytes."
+            message = (
+                f"A request's line and headers (or a chunked body's size lines and trailers) are limited to "
+                f"{self.max_head_bytes} bytes."
+            )
             self._answer(status, message, limit="max_head_bytes", maximum=self.max_head_bytes)
 
     def send_400_response(self, msg: str) -> None:

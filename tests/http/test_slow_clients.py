@@ -243,8 +243,9 @@ def test_a_real_server_bounds_each_request_head_in_size_and_time_and_serves_the_
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the HTTP server's behaviour, not the database's
 def test_a_real_server_bounds_what_it_reads_outside_a_head_and_a_body_too(database_url, world):
     """An outside review, without a key: idle connections were never timed out (45,000 took every
-    descriptor of both workers); a chunked body's trailers were read without limit, at a cost growing with
-    their length; and after a 413 the connection stayed open as long as bytes kept coming."""
+    descriptor of both workers); a chunked body's trailers, and a chunk's size line, were read without limit,
+    at a cost growing with their length; and after a 413 the connection stayed open as long as bytes kept
+    coming."""
     with serving(database_url, max_head_bytes="8192", head_timeout_seconds="1", max_body_bytes="1024") as port:
         with socket.create_connection(("127.0.0.1", port), timeout=20) as idle:  # connects, then says nothing
             answer = read_until_closed(idle)
@@ -263,6 +264,10 @@ def test_a_real_server_bounds_what_it_reads_outside_a_head_and_a_body_too(databa
         )
         answer = endless(port, chunked + f"{len(BODY):x}\r\n".encode() + BODY + b"\r\n0\r\nX-Trailer: ")
         assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
+        # a chunk's size line that never ends (its extension), first or after a chunk: 10 GB were read
+        for framing in (b"5;", b"1\r\n{\r\n5;"):
+            answer = endless(port, chunked + framing)
+            assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
 
         with socket.create_connection(("127.0.0.1", port), timeout=20) as too_large:
             too_large.sendall(chunked + b"800\r\n" + b"a" * 2048 + b"\r\n")
