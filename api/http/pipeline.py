@@ -187,7 +187,7 @@ class GraphQLPipeline:
             client = self.addresses.client(request)  # the peer, or the client its trusted proxy names
             # "bearer  K" and "Bearer K" are one credential; so are "Bearer T" and "DPoP T" for a token
             credential = presented_credential(request.headers.get("authorization"))
-            known = self.gates.knows(credential)
+            known = self.gates.knows(credential, client)
             # First, whatever the request: a refused address's 406s and 413s write no ledger row either
             if (screened := self.screen(known, client, request_id)) is not None:  # no database, no ledger
                 self.observe(_entry(request, None, screened, request_id, now, started, client), None)
@@ -289,12 +289,14 @@ class GraphQLPipeline:
             # its time starts once admitted
             outcome = await self.authenticate(request, credential, request_id, self.clock())
         if outcome.status == 401:  # a revoked key no longer passes the address screen, nor shares a gate
-            self.gates.forget(credential)
+            self.gates.forget(credential, self.addresses.client(request))
         elif outcome.principal is not None:
             # A DPoP-bound token's text alone is no proof of possession: never let it stand for its partner
             # before it is checked (a thief could queue its partner's places full with it), as a key's may.
             if not _proof_bound(request):
                 self.gates.learn(credential, outcome.principal)
+            else:  # known all the same from there, past the address screen: a burst of it is not a flood
+                self.gates.proved(credential, self.addresses.client(request))
             if outcome.metering.throttle is not None:
                 refused_for_budget = outcome.metering.retry_after is not None
                 self.gates.budget_read(outcome.principal, outcome.metering.throttle, refused_for_budget)

@@ -88,11 +88,14 @@ class CredentialGates:
     limit: int
     _gates: dict[bytes, _Gate] = field(default_factory=dict)
     _partners: LRUCache[bytes, int] = field(default_factory=lambda: LRUCache(maxsize=LEARNED_CREDENTIALS))
+    _proven: LRUCache[bytes, bool] = field(default_factory=lambda: LRUCache(maxsize=LEARNED_CREDENTIALS))
     _cooling: dict[int, _Cooling] = field(default_factory=dict)  # partner id -> its bucket, while refilling
 
-    def knows(self, credential: str | None) -> bool:
-        """Whether the credential authenticated lately in this worker."""
-        return credential is not None and _key(credential) in self._partners
+    def knows(self, credential: str | None, client: str | None = None) -> bool:
+        """Whether the credential authenticated lately in this worker (a proof-bound one: from `client`)."""
+        if credential is None:
+            return False
+        return _key(credential) in self._partners or _key(f"{client}\n{credential}") in self._proven
 
     def partner_of(self, credential: str | None) -> int | None:
         """The partner the credential authenticated as lately in this worker, if any."""
@@ -103,9 +106,17 @@ class CredentialGates:
         if credential is not None:
             self._partners[_key(credential)] = principal.partner_id
 
-    def forget(self, credential: str | None) -> None:
-        """The credential no longer authenticates (revoked, expired, its partner suspended)."""
+    def proved(self, credential: str | None, client: str | None) -> None:
+        """The credential authenticated from `client` with a proof of possession (a DPoP-bound token): it
+        is known there (the address screen lets it pass), but stands for no partner's gate, nor for
+        anyone elsewhere: its text alone is no proof."""
+        if credential is not None:
+            self._proven[_key(f"{client}\n{credential}")] = True
+
+    def forget(self, credential: str | None, client: str | None = None) -> None:
+        """The credential no longer authenticates (revoked, expired, its partner suspended, a bad proof)."""
         self._partners.pop(_key(credential), None)
+        self._proven.pop(_key(f"{client}\n{credential}"), None)
 
     def budget_read(self, principal: Principal, throttle: Throttle, refused: bool) -> None:
         """The partner's bucket as a charge just read it: remembered after a refusal, and refreshed until full."""

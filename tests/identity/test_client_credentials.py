@@ -378,6 +378,22 @@ async def test_a_stolen_dpop_token_cannot_hold_its_partners_places(make_api, wor
     assert (await call(api, token, "DPoP", dpop.proof("POST", GRAPHQL_URL, token))).status_code == 200
 
 
+async def test_a_burst_of_a_proven_dpop_token_from_its_client_is_not_taken_for_a_flood(make_api, client_key, client_id):
+    """Each request of a DPoP-bound token is proven anew, so its text never stands for its partner; but
+    once proven from an address, its burst there passes the address screen (it was refused 429 as if
+    it carried no key), even after requests without a key from the same address."""
+    api = make_api(failed_requests_per_address=5)
+    dpop = DPoPKey()
+    token = await get_token(api, client_key, client_id, dpop)
+    assert (await call(api, token, "DPoP", dpop.proof("POST", GRAPHQL_URL, token))).status_code == 200
+    for _ in range(3):
+        assert (await api.http.post("/graphql", json={"query": VIEWER})).status_code == 401
+    burst = await asyncio.gather(
+        *(call(api, token, "DPoP", dpop.proof("POST", GRAPHQL_URL, token)) for _ in range(30))
+    )
+    assert [response.status_code for response in burst] == [200] * 30
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the endpoint's reading, not the database's
 async def test_a_token_request_whose_body_stalls_or_vanishes_is_answered_without_a_server_error(make_api):
     """As /graphql reads a body: a slow one is cut off (408, the connection closed), a client that
