@@ -5,7 +5,8 @@ key it registered under the assertion's `kid`.
 Every claim is checked: `iss` = `sub` = the client id, `aud` = the token endpoint, `exp` in the
 future and at most `MAX_LIFETIME` ahead, no `iat` or `nbf` in the future, a `jti` never seen before
 (api/identity/replay.py), and an algorithm on the allow-list (api/identity/jose_rules.py). Every
-failure is the one `invalid_client`.
+failure is the one `invalid_client`; a client whose credential is quarantined is told so once its
+assertion holds.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from api.data.database import WriterLock
 from api.data.models import OAuthClient, OAuthClientKey, Partner, PartnerKey, PartnerStatus
 from api.identity import replay
 from api.identity.jose_rules import ASSERTION_ALGORITHMS, LEEWAY_SECONDS, unverified_parts
-from api.identity.oauth_errors import invalid_client
+from api.identity.oauth_errors import invalid_client, quarantined_client
 from api.storable_text import holds_unstorable_text
 
 __all__ = ["ASSERTION_TYPE", "MAX_LIFETIME", "AuthenticatedClient", "authenticate_client"]
@@ -98,7 +99,14 @@ async def authenticate_client(
     if not _names_a_key(client_id, kid):
         raise invalid_client()
     statement = (
-        select(OAuthClientKey.jwk, PartnerKey.revoked_at, Partner.status, Partner.id, Partner.grants_version)
+        select(
+            OAuthClientKey.jwk,
+            PartnerKey.revoked_at,
+            PartnerKey.quarantined_at,
+            Partner.status,
+            Partner.id,
+            Partner.grants_version,
+        )
         .join(OAuthClient, OAuthClient.id == OAuthClientKey.client_id)
         .join(PartnerKey, PartnerKey.id == OAuthClient.key_id)
         .join(Partner, Partner.id == OAuthClient.partner_id)
@@ -118,4 +126,6 @@ async def authenticate_client(
     kept_until = datetime.fromtimestamp(claims["exp"] + LEEWAY_SECONDS, now.tzinfo)
     if not await replay.first_use(session, "assertion", client_id, claims["jti"], kept_until, now, writer_lock):
         raise invalid_client()
+    if row.quarantined_at is not None:  # told to the key's holder only: the assertion is signed by now
+        raise quarantined_client()
     return AuthenticatedClient(client_id, row.id, row.grants_version)

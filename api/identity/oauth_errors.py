@@ -8,7 +8,8 @@ assertion (unknown client, unknown `kid`, bad signature, a claim out of bounds, 
 from __future__ import annotations
 
 __all__ = [
-    "OAuthError", "invalid_client", "invalid_grant", "invalid_request", "invalid_scope", "unsupported_grant_type"
+    "OAuthError", "invalid_client", "invalid_grant", "invalid_request", "invalid_scope", "quarantined_client",
+    "unsupported_grant_type",
 ]
 
 
@@ -30,6 +31,12 @@ def invalid_request(description: str = "The request is missing a parameter or ha
 def invalid_client() -> OAuthError:
     # 401, as RFC 6749 says for a failed client authentication.
     return OAuthError("invalid_client", "Client authentication failed.", 401)
+
+
+def quarantined_client() -> OAuthError:
+    """The client's credential is quarantined (KEY_QUARANTINED on /graphql): no token until it is released."""
+    description = "This client is quarantined after an extraction or change-limit refusal: contact the operator."
+    return OAuthError("invalid_client", description, 401)
 
 
 def invalid_grant() -> OAuthError:

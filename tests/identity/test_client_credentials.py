@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from api.data.models import AccessRecord, OAuthClient, Partner, PartnerKey
@@ -218,6 +218,25 @@ async def test_a_token_is_refused_once_its_client_or_partner_is_revoked(sync_eng
         oauth_clients.revoke_client(session, client_id)
     assert (await call(api, token)).status_code == 401
     assert (await token_response(api, client_key.sign(claims(client_id)))).status_code == 401
+
+
+async def test_a_quarantined_client_gets_no_token_until_it_is_released(sync_engine, api, client_key, client_id):
+    """Its tokens are refused (KEY_QUARANTINED) as its credential is; the token endpoint says so too, to the
+    key's holder only (after the assertion's signature), rather than issue tokens nothing accepts."""
+    token = await get_token(api, client_key, client_id)
+    with Session(sync_engine) as session, session.begin():
+        credential = session.scalar(select(OAuthClient).where(OAuthClient.client_id == client_id)).key_id
+        session.execute(update(PartnerKey).where(PartnerKey.id == credential).values(quarantined_at=utcnow()))
+        prefix = session.get(PartnerKey, credential).prefix
+    assert (await call(api, token)).json()["errors"][0]["extensions"]["code"] == "KEY_QUARANTINED"
+    refused = await token_response(api, client_key.sign(claims(client_id)))
+    assert refused.status_code == 401 and refused.json()["error"] == "invalid_client"
+    assert "quarantined" in refused.json()["error_description"]
+    forged = await token_response(api, SigningKey("key-1").sign(claims(client_id)))  # not its key: told nothing more
+    assert forged.json()["error_description"] == "Client authentication failed."
+    with Session(sync_engine) as session, session.begin():
+        accounts.release_key(session, prefix)
+    assert await get_token(api, client_key, client_id)
 
 
 async def test_a_forged_or_tampered_token_is_refused(api, client_key, client_id):
