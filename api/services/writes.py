@@ -129,7 +129,8 @@ async def _replayed(
     digests = (request_hash(operation, payload), text_request_hash(operation, payload))
     if record.operation != operation or record.request_hash not in digests:
         raise bad_input("This idempotency key was used for another request; use a new key.", argument="idempotencyKey")
-    return await session.get(Appointment, record.appointment_id)
+    # as committed: this session may hold it as it was read before the first attempt moved it
+    return await session.get(Appointment, record.appointment_id, populate_existing=True)
 
 
 def _remember(
@@ -238,6 +239,8 @@ async def book(
     async with ctx.write() as session:
         # authorized first, as a new request: a retry tells nothing where the partner may no longer write
         practice = await _authorized(session, ctx, Practice, "book", practice_id, "practice")
+        # A retry of a committed attempt, before the checks that may no longer hold (its time passed); a
+        # retry of one still in flight is found again once it holds the counter's lock (below).
         replay = await _replayed(session, ctx, idempotency_key, "book", payload)
         if replay is not None:
             return replay
@@ -262,6 +265,8 @@ async def book(
             if patient is None:
                 return Refusal(RefusalReason.PATIENT_NOT_AT_PRACTICE)
         seq = await next_change_seq(session)
+        if (replay := await _replayed(session, ctx, idempotency_key, "book", payload)) is not None:
+            return replay  # an attempt that was in flight when this retry began: committed by now
         if await _slot_taken(session, practice.id, membership.practitioner_id, starts_at, ends_at, None):
             return Refusal(RefusalReason.SLOT_TAKEN)
         if new_patient is not None:
@@ -315,9 +320,11 @@ async def reschedule(
         refusal = _check_times(ctx, starts_at, ends_at)  # first: a refusal of the times tells nothing of it
         if refusal:
             return refusal
+        seq = await next_change_seq(session)
+        if (replay := await _replayed(session, ctx, idempotency_key, "reschedule", payload)) is not None:
+            return replay  # as in `book`
         if not changeable(appointment):
             return Refusal(RefusalReason.NOT_CHANGEABLE, about=appointment)
-        seq = await next_change_seq(session)
         taken = await _slot_taken(
             session, appointment.practice_id, appointment.practitioner_id, starts_at, ends_at, appointment.id
         )

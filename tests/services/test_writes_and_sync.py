@@ -1,5 +1,6 @@
 """Booking, rescheduling, cancelling, and the change feed that other partners sync from."""
 
+import asyncio
 from datetime import datetime, timedelta
 
 import pytest
@@ -227,3 +228,25 @@ async def test_feed_pages_in_change_order(api, world):
     )
     ids = [e["node"]["appointmentId"] for e in page["edges"] + rest.data["appointmentChanges"]["edges"]]
     assert ids == world.appointments["A"]
+
+
+async def test_retries_at_once_with_one_idempotency_key_book_once_and_answer_alike(api, world, sync_engine):
+    """A client retrying before its first attempt answered: on PostgreSQL the attempts all missed the
+    key before the first committed, and the others answered SLOT_TAKEN, their own booking's slot."""
+    variables = {"input": booking(world, FREE, idempotencyKey="sync-race")}
+    answers = await asyncio.gather(*(api.query(world.keys["full"], BOOK, variables) for _ in range(4)))
+    with Session(sync_engine) as session:
+        assert session.scalar(select(func.count()).select_from(Appointment).where(Appointment.starts_at == FREE)) == 1
+    assert [answer.errors for answer in answers] == [[]] * 4
+    assert len({answer.data["bookAppointment"]["appointment"]["id"] for answer in answers}) == 1, answers
+    moved = {
+        "input": {
+            "appointmentId": answers[0].data["bookAppointment"]["appointment"]["id"],
+            "startsAt": (FREE + timedelta(hours=2)).isoformat(),
+            "endsAt": (FREE + timedelta(hours=2, minutes=20)).isoformat(),
+            "idempotencyKey": "sync-race-moved",
+        }
+    }
+    answers = await asyncio.gather(*(api.query(world.keys["full"], RESCHEDULE, moved) for _ in range(4)))
+    starts = [answer.data["rescheduleAppointment"].get("appointment", {}).get("startsAt") for answer in answers]
+    assert starts == [(FREE + timedelta(hours=2)).isoformat()] * 4, [answer.body for answer in answers]
