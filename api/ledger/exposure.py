@@ -159,9 +159,12 @@ class Alert:
     last_error: str | None
 
 
+DELETED = "(deleted)"  # in place of the public id or name of a record deleted since (JSON: null)
+
+
 def _or_deleted(column: QueryableAttribute[str]) -> ColumnElement[str]:
     """A live record's public id or name; the ledger still names, and counts, a record deleted since."""
-    return func.coalesce(column, "(deleted)")
+    return func.coalesce(column, DELETED)
 
 
 def _has(groups: ColumnElement[int], group: LedgerGroup) -> ColumnElement[bool]:

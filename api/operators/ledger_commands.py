@@ -95,7 +95,8 @@ def _value(record: Any, column: str) -> Any:
 
 
 def _dicts(records: Sequence[Any], columns: Sequence[str], as_text: bool) -> list[dict[str, Any]]:
-    """Records as dicts of `columns`: times in ISO 8601, field groups by name ("patient+identity" as text)."""
+    """Records as dicts of `columns`: times in ISO 8601, field groups by name ("patient+identity" as text),
+    a record deleted since "(deleted)" as text and null otherwise (JSON)."""
     rows = []
     for record in records:
         row = {}
@@ -105,6 +106,8 @@ def _dicts(records: Sequence[Any], columns: Sequence[str], as_text: bool) -> lis
                 value = "+".join(group_names(value)) if as_text else group_names(value)
             elif isinstance(value, datetime):
                 value = value.isoformat(timespec="seconds")
+            elif value == reports.DELETED and not as_text:
+                value = None
             row[name] = value
         rows.append(row)
     return rows

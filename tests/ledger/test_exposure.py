@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event, func, insert, select, update
+from sqlalchemy import delete, event, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from api.data.models import (
@@ -225,6 +225,21 @@ async def test_exposure_as_csv_lists_each_patient_without_names(readings, cli, w
     }
     assert {r["practice_id"] for r in rows} == {world.practice_id("A")}
     assert "first_name" not in rows[0] and "Prénom" not in result.output and "Nom" not in result.output
+
+
+async def test_a_patient_deleted_since_is_null_in_json_and_said_so_in_text(readings, cli, world, sync_engine):
+    since, shown = readings
+    gone = next(iter(shown["full"].groups))
+    with Session(sync_engine) as session, session.begin():
+        patient = session.scalar(select(Patient).where(Patient.public_id == gone))
+        session.execute(delete(Appointment).where(Appointment.patient_id == patient.id))
+        session.delete(patient)
+    flags = ("exposure", "--partner", "full", "--since", since.isoformat())
+    patients = json.loads(cli(*flags, "--format", "json").output)["patients"]
+    assert len(patients) == len(shown["full"].groups)  # still counted
+    assert [p["patient_id"] for p in patients].count(None) == 1 and gone not in {p["patient_id"] for p in patients}
+    rows = list(csv.DictReader(io.StringIO(cli(*flags, "--format", "csv").output)))
+    assert [r["patient_id"] for r in rows].count("(deleted)") == 1
 
 
 async def test_names_a_partner_wrote_are_shown_as_written_never_run(api, world, sync_engine, cli):
