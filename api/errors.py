@@ -75,14 +75,25 @@ def bad_input(message: str, **extensions: object) -> ApiError:
 
 
 class FieldForbidden(ApiError):
-    def __init__(self, field: str) -> None:
-        super().__init__(
-            ErrorCode.FORBIDDEN,
-            # both causes: an object is built with the fields it may send, not with why one is missing
-            f"You may not read {field} here: your grant at this practice lacks its scope, or this record is "
-            "outside your reading horizon (`viewer { grants { daysBack daysAhead } }`).",
-            field=field,
-        )
+    """A field the partner may not read, because its grant lacks the scope, or because the record is
+    outside the grant's reading horizon (the field is readable inside it: `reason` says so)."""
+
+    def __init__(self, field: str, outside_horizon: bool = False) -> None:
+        if outside_horizon:
+            super().__init__(
+                ErrorCode.FORBIDDEN,
+                f"{field} is readable only inside your grant's reading horizon, and this record is outside it "
+                "(`viewer { grants { daysBack daysAhead historyUntil } }`).",
+                field=field,
+                reason=OUTSIDE_READING_HORIZON,
+            )
+        else:
+            super().__init__(
+                ErrorCode.FORBIDDEN, f"Your grant at this practice does not allow reading {field}.", field=field
+            )
+
+
+OUTSIDE_READING_HORIZON = "OUTSIDE_READING_HORIZON"  # FORBIDDEN's `reason` when the horizon withholds the field
 
 
 # `extensions.reason`: why a request was refused although it was not at fault, so the same request

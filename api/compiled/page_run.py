@@ -376,8 +376,9 @@ class _Projection:
         return result
 
     def appointment(self, shape: Shape, index: int, row: Row[Any], path: Path) -> dict[str, Any]:
-        readable = self.fields[row.practice_id].side(self.sides[index])
-        result = self.values(shape, row, readable, self.disclosed[index].carried, path)
+        fields, side = self.fields[row.practice_id], self.sides[index]
+        readable, closed = fields.side(side), fields.closed(side)
+        result = self.values(shape, row, readable, self.disclosed[index].carried, path, closed)
         for field in shape.fields:  # in document order: the first field a refusal withholds tells it
             if isinstance(field, Leaf):
                 if field.name == "reason" and field.qualified in readable and row.reason is not None:
@@ -386,7 +387,8 @@ class _Projection:
             at = [*path, field.key]
             if field.qualified not in readable:
                 result[field.key] = None
-                self.errors.append(located_error(FieldForbidden(field.qualified), [field.node], at))
+                forbidden = FieldForbidden(field.qualified, field.qualified in closed)
+                self.errors.append(located_error(forbidden, [field.node], at))
             elif field.name == "patient":
                 result[field.key] = self.patient(field, row, at)
             else:  # practitioner, practice
@@ -405,10 +407,9 @@ class _Projection:
             return None
         if self._withheld(row, field.node, path):
             return None
-        inside = bool(row.patient__inside)
-        readable = self.fields[row.patient__practice_id].side(inside)
+        inside, fields = bool(row.patient__inside), self.fields[row.patient__practice_id]
         disclosed = self.context.disclosures.patient_record(row.patient__id, row.patient__practice_id, inside)
-        return self.values(field.shape, row, readable, disclosed.carried, path)
+        return self.values(field.shape, row, fields.side(inside), disclosed.carried, path, fields.closed(inside))
 
     def _withheld(self, row: Row[Any], node: FieldNode, path: Path) -> bool:
         """Whether the row's patient is refused (their practice's refusal, or a failure), as the patient
@@ -430,15 +431,18 @@ class _Projection:
         readable: frozenset[str],
         carried: Callable[[str], None] | None,
         path: Path,
+        closed: frozenset[str] = frozenset(),
     ) -> dict[str, Any]:
-        """The object's leaves: forbidden ones null with their error; each value sent recorded.
-        Its object fields are left null, for the caller to fill."""
+        """The object's leaves: forbidden ones null with their error (saying so when the horizon
+        withholds them, `closed`); each value sent recorded. Its object fields are left null, for the
+        caller to fill."""
         result: dict[str, Any] = {}
         for key, getter, coerce, qualified, forbidden, constant in self._steps(shape, readable):
             if getter is None:
                 result[key] = constant
                 if forbidden is not None:
-                    self.errors.append(located_error(FieldForbidden(qualified), [forbidden.node], [*path, key]))
+                    refusal = FieldForbidden(qualified, qualified in closed)
+                    self.errors.append(located_error(refusal, [forbidden.node], [*path, key]))
                 continue
             value = getter(row)
             if value is None:

@@ -65,6 +65,7 @@ class Patient(Node):
         return build(
             cls,
             readable,
+            fields.closed(in_horizon),
             disclosed=ctx.disclosures.patient(patient, in_horizon),
             id=patient.public_id,
             first_name=patient.first_name,
@@ -96,6 +97,7 @@ async def _reason(root: "Appointment", info: strawberry.Info[GraphQLContext, Non
 @strawberry.type(description="An appointment at a practice.")
 class Appointment(Node):
     readable: strawberry.Private[frozenset[str]]
+    closed: strawberry.Private[frozenset[str]]  # what the reading horizon withholds (`require` says so)
     disclosed: strawberry.Private[DisclosedRecord]
     row: strawberry.Private[models.Appointment]
     starts_at: datetime | None = strawberry.field(description="Start, ISO 8601 in UTC.")
@@ -123,9 +125,12 @@ class Appointment(Node):
             if row.source_partner_id == ctx.principal.partner_id
             else AppointmentSource.OTHER_PARTNER
         )
+        closed = fields.closed(in_horizon)
         return build(
             cls,
             readable,
+            closed,
+            closed=closed,
             disclosed=ctx.disclosures.appointment(row, in_horizon),
             row=row,
             id=row.public_id,

@@ -21,10 +21,10 @@ T = TypeVar("T")
 
 
 class Forbidden:
-    __slots__ = ("field",)
+    __slots__ = ("field", "outside_horizon")
 
-    def __init__(self, field: str) -> None:
-        self.field = field
+    def __init__(self, field: str, outside_horizon: bool) -> None:
+        self.field, self.outside_horizon = field, outside_horizon
 
 
 def resolve_field(source: Any, name: str) -> object:
@@ -36,7 +36,7 @@ def resolve_field(source: Any, name: str) -> object:
     key), so the ledger records what the response carries: not what was selected, nor nulls."""
     value = getattr(source, name)
     if value.__class__ is Forbidden:
-        raise FieldForbidden(value.field)
+        raise FieldForbidden(value.field, value.outside_horizon)
     if value.__class__ is Deferred:
         return value.compute()
     if value is not None:
@@ -61,24 +61,30 @@ def _qualified_names(cls: type) -> dict[str, str]:
 
 
 def require(source: Any, field: str) -> None:
+    """For a field with a resolver: FORBIDDEN unless readable (`closed`: the fields the horizon withholds)."""
     if field not in source.readable:
-        raise FieldForbidden(field)
+        raise FieldForbidden(field, field in getattr(source, "closed", ()))
 
 
 @lru_cache(maxsize=1024)
-def _forbidden_values(cls: type, readable: frozenset[str]) -> tuple[tuple[str, Forbidden], ...]:
+def _forbidden_values(
+    cls: type, readable: frozenset[str], closed: frozenset[str]
+) -> tuple[tuple[str, Forbidden], ...]:
     qualified = _qualified_names(cls)
     # Only plain data fields: fields with resolvers check for themselves with `require`.
     return tuple(
-        (f.python_name, Forbidden(qualified[f.python_name]))
+        (f.python_name, Forbidden(qualified[f.python_name], qualified[f.python_name] in closed))
         for f in get_object_definition(cls, strict=True).fields
         if f.base_resolver is None and qualified[f.python_name] not in readable
     )
 
 
-def build(cls: type[T], readable: frozenset[str], **values: Any) -> T:
-    """An instance of strawberry type `cls` whose forbidden fields hold no value."""
+def build(
+    cls: type[T], readable: frozenset[str], withheld_by_horizon: frozenset[str] = frozenset(), **values: Any
+) -> T:
+    """An instance of strawberry type `cls` whose forbidden fields hold no value (those of
+    `withheld_by_horizon` tell that the record is outside the reading horizon)."""
     kind: type = cls  # a class is hashable, whatever T is
-    for name, marker in _forbidden_values(kind, readable):
+    for name, marker in _forbidden_values(kind, readable, withheld_by_horizon):
         values[name] = marker
     return cls(readable=readable, **values)  # type: ignore[call-arg]  # a strawberry type's fields are its keyword arguments

@@ -137,6 +137,14 @@ class RecordFields:
     def side(self, in_horizon: bool) -> frozenset[str]:
         return self.inside if in_horizon else self.outside
 
+    def closed(self, in_horizon: bool) -> frozenset[str]:
+        """What the horizon withholds on this side: readable inside it, not here."""
+        return frozenset() if in_horizon else self._closed_outside
+
+    @cached_property
+    def _closed_outside(self) -> frozenset[str]:
+        return self.inside - self.outside
+
     def holds(self, appointment: Appointment, partner_id: int) -> bool:
         """Whether this appointment of the practice is inside the horizon for this partner: its time
         counts (`time_counts`) and it starts between the bounds."""

@@ -27,6 +27,7 @@ from api.protection.activity import weekly_patients
 from api.settings import Settings
 from api.timeutil import utcnow
 from tests.ledger.rows import groups_per_record
+from tests.world import window_args
 
 PAST_PAGE = """query($p: ID!, $from: DateTime!, $to: DateTime!) {
   appointments(practiceId: $p, from: $from, to: $to, first: 50) {
@@ -129,6 +130,26 @@ async def test_paging_a_past_month_shows_times_and_status_but_not_who_the_patien
         )
     assert forbidden_paths(response) == {"reason", "firstName", "lastName", "phone", "email"}
     assert not any(secret in text(response) for secret in SECRETS)
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "resolvers"])
+async def test_a_forbidden_field_says_whether_the_horizon_or_the_grant_withholds_it(
+    make_api, world, former_patient, compiled
+):
+    """A partner holding the scope is told the record is outside its horizon (it would ask for the scope
+    it has otherwise); one without it, that its grant lacks it. Both executors alike."""
+    api = make_api(compiled_plans=compiled)
+    past = await api.query(world.keys["full"], PAST_PAGE, {"p": world.practice_id("A"), **past_month()})
+    reasons = {
+        e["path"][-1]: e["extensions"].get("reason") for e in past.errors if e["extensions"]["code"] == "FORBIDDEN"
+    }
+    assert reasons == dict.fromkeys(["reason", "firstName", "lastName", "phone", "email"], "OUTSIDE_READING_HORIZON")
+    assert all("reading horizon" in e["message"] for e in past.errors)
+    page = PAST_PAGE.replace("reason", "")
+    today = await api.query(world.keys["no-contact"], page, {"p": world.practice_id("A"), **window_args()})
+    lacking = [e for e in today.errors if e["path"][-1] in ("phone", "email")]
+    assert lacking and all("reason" not in e["extensions"] for e in lacking)
+    assert all("does not allow" in e["message"] for e in lacking)
 
 
 async def test_node_and_nodes_on_a_patient_without_an_appointment_in_the_horizon_forbid_identity_and_contact(
