@@ -179,8 +179,8 @@ class Settings(BaseSettings):
     max_head_bytes: int = Field(
         default=32 * 1024,
         ge=8 * 1024,  # a head is counted slice by slice of 8 KiB (api/http/bounded_head.py)
-        description="Largest request line and headers together, or a chunked body's trailers (431 above; "
-        "api/http/bounded_head.py).",
+        description="Largest request line and headers together, or a chunked body's framing (size lines and "
+        "trailers, beyond 16 bytes per byte of data) (431 above; api/http/bounded_head.py).",
     )
     head_timeout_seconds: float = Field(
         default=10.0,

@@ -12,10 +12,12 @@ reached the application. A proxy in front may bound them more tightly.
 
 The same bounds hold where httptools reads a head outside one: a new connection that sends nothing
 (uvicorn times it out only between requests: 45,000 idle connections took every descriptor of both
-workers), and a chunked body's framing: a chunk's size line, whose extension httptools skips without
-limit (one connection sent 10 GB in 10 s), and the trailer fields after its last chunk (unbounded, and
-appended to at a cost growing with their length: 30 MB of one trailer held a worker until the arbiter
-killed it).
+workers), and a chunked body's framing, its chunks' size lines (whose extensions httptools skips
+without limit: one connection sent 10 GB in 10 s) and its trailers (appended to at a cost growing
+with their length: 30 MB of one trailer held a worker until the arbiter killed it). A body's framing
+is bounded as a whole, not line by line (1.4 GB came in one-byte chunks with 20 KB extensions): at
+most PARTNER_API_MAX_HEAD_BYTES, and FRAMING_PER_BYTE for each byte of data (a one-byte chunk's
+framing is five).
 
     uvicorn.Config(app, http=BoundedHead)  # api/operators/server.py: gunicorn's uvicorn workers
 """
@@ -38,6 +40,7 @@ __all__ = ["BoundedHead"]
 # byte): a slice in which a head began or went on counts whole, so a head is bounded within a slice,
 # and a body arriving with its head (or a pipelined request's) never counts.
 SLICE = 8 * 1024
+FRAMING_PER_BYTE = 16
 
 
 class BoundedHead(HttpToolsProtocol):
@@ -47,7 +50,8 @@ class BoundedHead(HttpToolsProtocol):
         self.max_head_bytes, self.head_timeout = settings.max_head_bytes, settings.head_timeout_seconds
         self._head_bytes: int | None = None  # received of the head being read; None between heads
         self._head_timer: asyncio.TimerHandle | None = None
-        self._framing_bytes: int | None = None  # received of a body since its last data: size lines, trailers
+        self._body_bytes: int | None = None  # received since the head ended, framing included; None between bodies
+        self._data_bytes = 0  # of which the body's data
         self._first = True  # the connection's first request: its head's time runs from the connection
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # as uvicorn's
@@ -60,15 +64,18 @@ class BoundedHead(HttpToolsProtocol):
                 return
             piece = data[start : start + SLICE] if len(data) > SLICE else data
             super().data_received(piece)
-            for received in (self._head_bytes, self._framing_bytes):
-                # a head (or a chunk's size line, or the trailers) began in this slice or before, and is not over
-                if received is not None and received + len(piece) > self.max_head_bytes:
-                    self._refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
-                    return
+            # a head began in this slice or before, and is not over
+            if self._head_bytes is not None and self._head_bytes + len(piece) > self.max_head_bytes:
+                self._refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
+                return
             if self._head_bytes is not None:
                 self._head_bytes += len(piece)
-            if self._framing_bytes is not None:
-                self._framing_bytes += len(piece)
+            if self._body_bytes is not None:  # a body is being read: what is not its data is its framing
+                self._body_bytes += len(piece)
+                framing = self._body_bytes - self._data_bytes
+                if framing > self.max_head_bytes + FRAMING_PER_BYTE * self._data_bytes:
+                    self._refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
+                    return
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -77,25 +84,18 @@ class BoundedHead(HttpToolsProtocol):
             self._start_timer()
         self._first = False
 
-    def on_chunk_header(self) -> None:
-        """httptools read a chunk's size line: its data follows, or, after the last (size 0), the trailers."""
-        self._framing_bytes = 0
-
     def on_body(self, body: bytes) -> None:
-        self._framing_bytes = None
+        self._data_bytes += len(body)
         super().on_body(body)
-
-    def on_chunk_complete(self) -> None:
-        self._framing_bytes = 0  # the next chunk's size line follows
 
     def on_headers_complete(self) -> None:
         self._head_bytes = None
-        self._framing_bytes = 0  # a body's first data, or its first chunk's size line, follows
+        self._body_bytes, self._data_bytes = 0, 0  # a body, if any, follows
         self._stop_timer()
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
-        self._framing_bytes = None
+        self._body_bytes = None
         super().on_message_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:

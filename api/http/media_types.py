@@ -23,13 +23,14 @@ JSON = "application/json"
 _ANSWERED = {GRAPHQL_RESPONSE: GRAPHQL_RESPONSE, JSON: JSON, "application/*": JSON, "*/*": JSON}
 # Browsers and HTTP clients send a handful; each range costs a parse, and a head may hold thousands.
 MAX_MEDIA_RANGES = 32
+MAX_RANGE_PARAMETERS = 8  # q and charset are the ones read; a range with more is not read
 # Statuses a GraphQL error keeps whatever the media type: they tell the state of the service, not the document.
 SERVICE_STATUSES = {429, 503}
 
 
 def negotiate(accept: str | None) -> str | None:
     """The media type to answer with, or None when the client accepts neither, or lists more than
-    MAX_MEDIA_RANGES media ranges (406).
+    MAX_MEDIA_RANGES media ranges (406); a range of more than MAX_RANGE_PARAMETERS parameters is skipped.
 
     Written by hand: the rule is short, no library of the project's stack parses Accept, and the
     tie-break (the highest q, then the client's first range) is the one graphql-http's own server uses.
@@ -39,7 +40,10 @@ def negotiate(accept: str | None) -> str | None:
         return None
     best: tuple[float, int, str] | None = None
     for order, item in enumerate(ranges):
-        media, *parameters = (part.strip().lower() for part in item.split(";"))
+        parts = item.split(";", MAX_RANGE_PARAMETERS + 1)
+        if len(parts) > MAX_RANGE_PARAMETERS + 1:
+            continue
+        media, *parameters = (part.strip().lower() for part in parts)
         options = dict(p.partition("=")[::2] for p in parameters)
         media_type = _ANSWERED.get(media)
         if media_type is None or options.get("charset", "utf-8") != "utf-8":

@@ -197,13 +197,17 @@ class GraphQLPipeline:
             async with contextlib.AsyncExitStack() as place:  # the worker's place, held until the ledger row
                 if isinstance(read, Outcome):
                     outcome = read
+                    if known:  # no authentication: a known credential counts as any other until it authenticates
+                        self.gates.forget(credential, client)
+                        self.addresses.failed(client)
                 else:
                     body = read
                     if not await place.enter_async_context(self.turns.turn(self.owner(credential, client))):
                         outcome = _too_many_waiting(request_id)
                     else:
                         try:
-                            outcome = await self.take_turn(_replaying(request, body), credential, body, request_id)
+                            replayed = _replaying(request, body)
+                            outcome = await self.take_turn(replayed, credential, client, body, request_id)
                         except Exception as error:  # the database is away, saturated or slow: a clear refusal
                             logger.exception("request %s failed outside GraphQL execution", request_id)
                             outcome = self.unavailable(error, request_id)
@@ -253,9 +257,10 @@ class GraphQLPipeline:
             return Outcome(Response(status_code=CLIENT_CLOSED_REQUEST), error_code=CLIENT_DISCONNECTED)
 
     def screen(self, known: bool, client: str | None, request_id: str) -> Outcome | None:
-        """Step 2, first: the refusal of an address past its unauthenticated requests, or None. A request
+        """Step 1: the refusal of an address past its unauthenticated requests, or None. A request
         whose credential this worker does not know is counted as a failure now, and forgiven if it
-        authenticates: a burst sent at once cannot pass before its first answers are counted."""
+        authenticates: a burst sent at once cannot pass before its first answers are counted. The
+        refusal closes the connection: its body is never read (uvicorn would go on parsing it)."""
         if known:
             return None
         wait = self.addresses.refusal(client)
@@ -267,14 +272,16 @@ class GraphQLPipeline:
             f"Too many requests without a valid API key from this address; retry in {wait} s.",
             retryAfter=wait,
         )
-        return refused(429, flood, request_id)
+        return refused(429, flood, request_id, Connection="close")
 
     def owner(self, credential: str | None, client: str | None) -> tuple[str, object]:
         """Whose turn a request takes: its partner once its credential is known, else its address."""
         partner = self.gates.partner_of(credential)
         return ("partner", partner) if partner is not None else ("address", self.addresses.subscriber(client))
 
-    async def take_turn(self, request: Request, credential: str | None, body: bytes, request_id: str) -> Outcome:
+    async def take_turn(
+        self, request: Request, credential: str | None, client: str | None, body: bytes, request_id: str
+    ) -> Outcome:
         """Step 2: waits for one of the partner's places; steps 3 and 4 run while it is held."""
 
         def price() -> int | None:  # only asked while the partner's budget is cooling down
@@ -289,14 +296,14 @@ class GraphQLPipeline:
             # its time starts once admitted
             outcome = await self.authenticate(request, credential, request_id, self.clock())
         if outcome.status == 401:  # a revoked key no longer passes the address screen, nor shares a gate
-            self.gates.forget(credential, self.addresses.client(request))
+            self.gates.forget(credential, client)
         elif outcome.principal is not None:
             # A DPoP-bound token's text alone is no proof of possession: never let it stand for its partner
             # before it is checked (a thief could queue its partner's places full with it), as a key's may.
             if not _proof_bound(request):
                 self.gates.learn(credential, outcome.principal)
             else:  # known all the same from there, past the address screen: a burst of it is not a flood
-                self.gates.proved(credential, self.addresses.client(request))
+                self.gates.proved(credential, client)
             if outcome.metering.throttle is not None:
                 refused_for_budget = outcome.metering.retry_after is not None
                 self.gates.budget_read(outcome.principal, outcome.metering.throttle, refused_for_budget)
@@ -453,7 +460,8 @@ def _too_many_waiting(request_id: str) -> Outcome:
 def _not_acceptable(request_id: str) -> Outcome:
     accepted = f"{GRAPHQL_RESPONSE} or {JSON}"
     message = f"This endpoint answers {accepted} only (an Accept header of at most {MAX_MEDIA_RANGES} media ranges)."
-    return refused(406, ApiError(ErrorCode.BAD_USER_INPUT, message), request_id)
+    # its body is never read: the connection ends with the answer (uvicorn would go on parsing it)
+    return refused(406, ApiError(ErrorCode.BAD_USER_INPUT, message), request_id, Connection="close")
 
 
 def _sent_as(response: Response, media_type: str) -> Response:

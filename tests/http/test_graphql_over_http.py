@@ -51,6 +51,8 @@ def test_an_accept_header_listing_more_ranges_than_any_client_sends_is_refused_u
     assert negotiate(many) == JSON
     assert negotiate("text/plain, " + many) is None  # one range more: not even its acceptable type is read
     assert negotiate("," * 30_000 + JSON) is None
+    assert negotiate(JSON + ";q=1" * 7_000) is None  # one range, thousands of parameters: not read
+    assert negotiate(f"{JSON};charset=utf-8;q=0.9, text/plain") == JSON
 
 
 @given(st.text(max_size=200))

@@ -264,8 +264,9 @@ def test_a_real_server_bounds_what_it_reads_outside_a_head_and_a_body_too(databa
         )
         answer = endless(port, chunked + f"{len(BODY):x}\r\n".encode() + BODY + b"\r\n0\r\nX-Trailer: ")
         assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
-        # a chunk's size line that never ends (its extension), first or after a chunk: 10 GB were read
-        for framing in (b"5;", b"1\r\n{\r\n5;"):
+        # a chunk's size line that never ends (its extension), first or after a chunk: 10 GB were read;
+        # and one-byte chunks, each with a long extension: the framing is bounded per body, not per line
+        for framing in (b"5;", b"1\r\n{\r\n5;", b"".join(b"1;" + b"e" * 5000 + b"\r\n \r\n" for _ in range(40))):
             answer = endless(port, chunked + framing)
             assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
 
@@ -289,3 +290,22 @@ def test_a_real_server_bounds_what_it_reads_outside_a_head_and_a_body_too(databa
             while b'"name"' not in answer and (chunk := fine.recv(65536)):
                 answer += chunk
         assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the HTTP server's behaviour, not the database's
+def test_a_request_refused_before_its_body_closes_the_connection(database_url, world):
+    """An outside review: once an address was screened (429), or the Accept named no type we answer
+    (406), the body was never read by the API but uvicorn went on parsing it: 35 GB came on one
+    connection. Both refusals close it, as a 413 does."""
+    with serving(database_url, failed_requests_per_address="2") as port:
+        endless_body = request_head("pak_000000000000_" + "x" * 43).replace(
+            f"Content-Length: {len(BODY)}".encode(), b"Content-Length: 1000000000000"
+        )
+        not_acceptable = endless_body.replace(b"Content-Type: application/json", b"Accept: text/plain")
+        answer = endless(port, not_acceptable)
+        assert answer.startswith(b"HTTP/1.1 406") and b"connection: close" in answer.lower(), answer[:300]
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as bad:  # the address's second failure
+            bad.sendall(request_head("pak_000000000000_" + "y" * 43) + BODY)
+            assert bad.recv(65536).startswith(b"HTTP/1.1 401")
+        answer = endless(port, endless_body)
+        assert answer.startswith(b"HTTP/1.1 429") and b"connection: close" in answer.lower(), answer[:300]

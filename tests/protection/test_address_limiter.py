@@ -130,6 +130,23 @@ async def test_requests_refused_before_their_body_count_and_stop_at_the_threshol
     assert (await api.query(world.keys["full"], "{ viewer { name } }")).status == 429  # unknown here: screened
 
 
+async def test_a_known_key_refused_before_its_body_counts_as_a_failure_too(make_api, world, sync_engine):
+    """A known key skips the screen; its 406s never authenticate it, so each wrote a ledger row, unscreened.
+    Now a refusal before authentication forgets the key until it authenticates again."""
+    api = make_api(failed_requests_per_address=3)
+    assert (await api.query(world.keys["full"], "{ viewer { name } }")).status == 200  # known to this worker
+    with Session(sync_engine) as session:
+        before = session.scalar(select(func.count()).select_from(AccessRecord))
+    headers = {"Accept": "text/plain", "Authorization": f"Bearer {world.keys['full']}"}
+    statuses = [
+        (await api.http.post("/graphql", json={"query": "{ viewer { id } }"}, headers=headers)).status_code
+        for _ in range(20)
+    ]
+    assert statuses == [406] * 3 + [429] * 17
+    with Session(sync_engine) as session:
+        assert session.scalar(select(func.count()).select_from(AccessRecord)) == before + 3
+
+
 async def test_a_partner_sharing_the_flooded_address_keeps_working(make_api, world):
     api = make_api(failed_requests_per_address=3)
     assert (await api.query(world.keys["full"], "{ viewer { name } }")).status == 200  # known to this worker
