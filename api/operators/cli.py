@@ -163,14 +163,19 @@ def demo(
 
 
 def demo_secret_key(path: Path) -> str:
-    """The demo's secret key, made once and kept in `path` (readable by its owner only)."""
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        key = secrets.token_urlsafe(32)
-        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
-            file.write(key + "\n")
-        return key
+    """The demo's secret key, made once and kept in `path` (readable by its owner only): written whole
+    beside it, then linked in place, so that a demo starting at the same time reads the one that won."""
+    if not path.exists():
+        written = path.with_name(f".{path.name}.{os.getpid()}")
+        with os.fdopen(os.open(written, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as file:
+            file.write(secrets.token_urlsafe(32) + "\n")
+        try:
+            os.link(written, path)
+        except FileExistsError:
+            pass
+        finally:
+            written.unlink()
+    return path.read_text().strip()
 
 
 def _require_demo_extra() -> None:

@@ -57,5 +57,5 @@ def release_policy(engine: Engine, directory: Path) -> Release:
         session.add(release)
         session.flush()
         elsewhere = latest is not None and latest.directory != release.directory
-        replaced = f"release {latest.id} of {latest.directory}" if elsewhere and latest else None
+        replaced = f"release {latest.id} of {latest.directory}" if latest is not None and elsewhere else None
         return Release(directory, report, release.id, changed=True, replaced=replaced)
