@@ -38,9 +38,10 @@ __all__ = ["BoundedHead"]
 
 # The head is counted slice by slice of what arrives (httptools tells where a head ends, not at which
 # byte): a slice in which a head began or went on counts whole, so a head is bounded within a slice,
-# and a body arriving with its head (or a pipelined request's) never counts.
+# and a body arriving with its head (or a pipelined request's) never counts towards the head; a
+# body's framing is what it received beyond its data, so a slice's head bytes count there at most.
 SLICE = 8 * 1024
-FRAMING_PER_BYTE = 16
+FRAMING_PER_BYTE = 16  # of a chunked body's framing allowed per byte of its data: a one-byte chunk needs five
 
 
 class BoundedHead(HttpToolsProtocol):

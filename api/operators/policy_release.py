@@ -56,6 +56,7 @@ def release_policy(engine: Engine, directory: Path) -> Release:
         release = PolicyRelease(digest=digest, sources=texts, directory=str(directory.resolve()))
         session.add(release)
         session.flush()
-        elsewhere = latest is not None and latest.directory != release.directory
-        replaced = f"release {latest.id} of {latest.directory}" if latest is not None and elsewhere else None
+        replaced = None
+        if latest is not None and latest.directory != release.directory:
+            replaced = f"release {latest.id} of {latest.directory}"
         return Release(directory, report, release.id, changed=True, replaced=replaced)
