@@ -55,7 +55,8 @@ field_needs_scope("Appointment.updatedAt", "appointments:read");
 field_needs_scope("Appointment.reason", "appointments:reason");
 # Appointment.internalNote is deliberately absent: practice-only, never readable.
 
-# What a partner may read of an appointment it booked or moved, even without appointments:read.
+# What a partner writing without appointments:read may read of an appointment its write answers with
+# (booked, moved or cancelled: decided per grant, as every field; the row rules decide which it reaches).
 field_needs_scope("Appointment.id", "appointments:write");
 field_needs_scope("Appointment.startsAt", "appointments:write");
 field_needs_scope("Appointment.endsAt", "appointments:write");
