@@ -42,6 +42,8 @@ __all__ = ["BoundedHead"]
 # body's framing is what it received beyond its data, so a slice's head bytes count there at most.
 SLICE = 8 * 1024
 FRAMING_PER_BYTE = 16  # of a chunked body's framing allowed per byte of its data: a one-byte chunk needs five
+MAX_CHUNKS = 1024  # in one body: each is three calls into Python, whatever its size
+MAX_PIPELINED = 32  # requests queued on one connection behind the one being answered
 
 
 class BoundedHead(HttpToolsProtocol):
@@ -49,10 +51,13 @@ class BoundedHead(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         settings = get_settings()
         self.max_head_bytes, self.head_timeout = settings.max_head_bytes, settings.head_timeout_seconds
-        self._head_bytes: int | None = None  # received of the head being read; None between heads
+        # received since the last request ended (blank lines included, which httptools skips unseen)
+        # until the next head is complete; None while a head's request is being read
+        self._head_bytes: int | None = 0
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_bytes: int | None = None  # received since the head ended, framing included; None between bodies
         self._data_bytes = 0  # of which the body's data
+        self._chunks = 0  # of the body's chunks
         self._first = True  # the connection's first request: its head's time runs from the connection
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # as uvicorn's
@@ -80,10 +85,14 @@ class BoundedHead(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._head_bytes = 0
         if not self._first:
             self._start_timer()
         self._first = False
+
+    def on_chunk_header(self) -> None:
+        self._chunks += 1
+        if self._chunks > MAX_CHUNKS:
+            self._refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
 
     def on_body(self, body: bytes) -> None:
         self._data_bytes += len(body)
@@ -91,13 +100,24 @@ class BoundedHead(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._head_bytes = None
-        self._body_bytes, self._data_bytes = 0, 0  # a body, if any, follows
+        self._body_bytes, self._data_bytes, self._chunks = 0, 0, 0  # a body, if any, follows
         self._stop_timer()
         super().on_headers_complete()
+        if len(self.pipeline) > MAX_PIPELINED:  # each queued request holds its head in memory
+            message = f"At most {MAX_PIPELINED} requests may wait on one connection (HTTP pipelining)."
+            self._answer(HTTPStatus.TOO_MANY_REQUESTS, message, limit="pipelined_requests", maximum=MAX_PIPELINED)
 
     def on_message_complete(self) -> None:
-        self._body_bytes = None
+        self._head_bytes, self._body_bytes = 0, None  # the next head's bytes, blank lines first, count from here
         super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        """A response sent before its request's body ended (a route that never reads it, a refusal): the
+        connection is closed, rather than httptools parsing the rest, unbounded, with nobody to read it."""
+        if not self.pipeline and self.cycle is not None and self.cycle.more_body:
+            self.transport.close()
+            return
+        super().on_response_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_timer()
@@ -119,7 +139,7 @@ class BoundedHead(HttpToolsProtocol):
         else:
             message = (
                 f"A request's line and headers (or a chunked body's size lines and trailers) are limited to "
-                f"{self.max_head_bytes} bytes."
+                f"{self.max_head_bytes} bytes, and a chunked body to {MAX_CHUNKS} chunks."
             )
             self._answer(status, message, limit="max_head_bytes", maximum=self.max_head_bytes)
 

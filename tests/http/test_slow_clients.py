@@ -309,3 +309,34 @@ def test_a_request_refused_before_its_body_closes_the_connection(database_url, w
             assert bad.recv(65536).startswith(b"HTTP/1.1 401")
         answer = endless(port, endless_body)
         assert answer.startswith(b"HTTP/1.1 429") and b"connection: close" in answer.lower(), answer[:300]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the HTTP server's behaviour, not the database's
+def test_what_no_route_reads_is_not_read_at_all(database_url, world):
+    """An outside review, without a key: routes that never read a body (/healthz, a 405) answered and kept
+    the connection, and httptools parsed the body on, unbounded (21 GB in 10 s; or one byte, and the
+    connection held forever: 20,000 took every descriptor); blank lines between requests were counted
+    nowhere (9.6 GB in 8 s); pipelined requests queued without limit (1.4 GB of memory in 15 s); and
+    one-byte chunks cost three Python calls each."""
+    with serving(database_url) as port:
+        huge = b"POST /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000000000000\r\n\r\n"
+        answer = endless(port, huge)  # returns: the server closed the connection after its answer
+        assert answer.startswith(b"HTTP/1.1 405"), answer[:200]
+        health = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as blank:
+            blank.sendall(health)
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                for _ in range(64):
+                    blank.sendall(b"\r\n" * 32768)
+            answer = read_until_closed(blank)
+        assert answer.startswith(b"HTTP/1.1 200") and b"HTTP/1.1 431" in answer, answer[:300]
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as pipelined:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                pipelined.sendall(health * 1000)
+            answer = read_until_closed(pipelined)
+        assert b"HTTP/1.1 429" in answer and answer.count(b"HTTP/1.1 200") < 1000, answer[-300:]
+        chunked = request_head(world.keys["full"]).replace(
+            f"Content-Length: {len(BODY)}".encode(), b"Transfer-Encoding: chunked"
+        )
+        answer = endless(port, chunked + b"1\r\n \r\n" * 2000)
+        assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
