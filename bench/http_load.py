@@ -238,14 +238,10 @@ class _CpuUse:
 def _tree(pid: int) -> list[int]:
     """The process and its descendants (uvicorn's workers)."""
     parents: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):  # gone meanwhile
-                continue
-            parents.setdefault(parent, []).append(int(entry))
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        fields = _stat(int(entry))
+        if fields is not None:
+            parents.setdefault(int(fields[1]), []).append(int(entry))  # its parent's pid
     tree, todo = [], [pid]
     while todo:
         tree.append(current := todo.pop())
@@ -254,12 +250,17 @@ def _tree(pid: int) -> list[int]:
 
 
 def _process_seconds(pid: int) -> float:
+    fields = _stat(pid)
+    return 0.0 if fields is None else (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def _stat(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat's fields after the command's name (its state first), or None once the process is gone."""
     try:
         with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except OSError:  # gone meanwhile
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+            return stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
 
 
 def _last_lines(text: str, count: int = 5) -> str:

@@ -53,6 +53,11 @@ def _key(credential: str | None) -> bytes:
     return hashlib.sha256((credential or "").encode("utf-8", "surrogatepass")).digest()
 
 
+def _proven_key(credential: str | None, client: str | None) -> bytes:
+    """A proof-bound credential as proven from one client address."""
+    return _key(f"{client}\n{credential}")
+
+
 @dataclass(frozen=True)
 class GateRefusal:
     """The gate turns a request away before any database work (not a write's `api.services.writes.Refusal`)."""
@@ -95,7 +100,7 @@ class CredentialGates:
         """Whether the credential authenticated lately in this worker (a proof-bound one: from `client`)."""
         if credential is None:
             return False
-        return _key(credential) in self._partners or _key(f"{client}\n{credential}") in self._proven
+        return _key(credential) in self._partners or _proven_key(credential, client) in self._proven
 
     def partner_of(self, credential: str | None) -> int | None:
         """The partner the credential authenticated as lately in this worker, if any."""
@@ -111,12 +116,12 @@ class CredentialGates:
         is known there (the address screen lets it pass), but stands for no partner's gate, nor for
         anyone elsewhere: its text alone is no proof."""
         if credential is not None:
-            self._proven[_key(f"{client}\n{credential}")] = True
+            self._proven[_proven_key(credential, client)] = True
 
     def forget(self, credential: str | None, client: str | None = None) -> None:
         """The credential no longer authenticates (revoked, expired, its partner suspended, a bad proof)."""
         self._partners.pop(_key(credential), None)
-        self._proven.pop(_key(f"{client}\n{credential}"), None)
+        self._proven.pop(_proven_key(credential, client), None)
 
     def budget_read(self, principal: Principal, throttle: Throttle, refused: bool) -> None:
         """The partner's bucket as a charge just read it: remembered after a refusal, and refreshed until full."""
