@@ -10,7 +10,7 @@ import typer
 from api.data.database import make_async_engine, make_session_factory, sqlite_writer_lock
 from api.ledger import exposure as reports
 from api.ledger.webhook import DeliveryRound, WebhookSender
-from api.operators.ledger_commands import Format, FormatOption, _columns, _print, _session, _time
+from api.operators.ledger_commands import Format, ListFormat, ListFormatOption, _columns, _print, _session, _time
 from api.settings import get_settings
 
 alerts_app = typer.Typer(
@@ -23,7 +23,7 @@ def alerts(
     context: typer.Context,
     partner: Annotated[str | None, typer.Option(help="Only this partner's alerts (name).")] = None,
     since: Annotated[str | None, typer.Option(help="ISO 8601 with zone; default: every alert.")] = None,
-    format: FormatOption = Format.TABLE,
+    format: ListFormatOption = ListFormat.TABLE,
 ) -> None:
     """The alerts, oldest first, with their evidence: kind, partner, key, practice, time, window,
     distinct patients already read in it, new ones refused, the limit, the warning's fraction, and
@@ -32,7 +32,7 @@ def alerts(
         return
     with _session() as session:
         found = reports.alerts(session, partner, _time(since, "--since"))
-    _print(found, format, "Extraction alerts", _columns(reports.Alert))
+    _print(found, Format(format), "Extraction alerts", _columns(reports.Alert))
 
 
 @alerts_app.command("deliver")

@@ -45,7 +45,16 @@ class Format(StrEnum):
     HTML = "html"  # --partner only: one self-contained page with charts (api/ledger/exposure_html.py)
 
 
+class ListFormat(StrEnum):
+    """The formats of a list of records (`alerts`): no page is drawn for them."""
+
+    TABLE = "table"
+    CSV = "csv"
+    JSON = "json"
+
+
 FormatOption = Annotated[Format, typer.Option("--format", help="table, csv or json (html: exposure --partner).")]
+ListFormatOption = Annotated[ListFormat, typer.Option("--format", help="table, csv or json.")]
 
 
 @contextmanager

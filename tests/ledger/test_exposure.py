@@ -517,4 +517,6 @@ async def test_exposure_as_html_is_one_page_with_charts_and_names_only_when_aske
     assert named.exit_code == 0 and "PrénomA" in named.output
     refused = cli("exposure", "--patient", world.patients["A"][0], "--format", "html")
     assert refused.exit_code != 0 and "--partner" in refused.output
-    assert cli("alerts", "--format", "html").exit_code != 0
+    listed = cli("alerts", "--format", "html")  # offered by neither its help nor its parser
+    assert listed.exit_code != 0 and "'html' is not one of" in listed.output
+    assert "html" not in cli("alerts", "--help").output
