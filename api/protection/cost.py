@@ -10,6 +10,8 @@
   applied to `sizedFields` (a connection's `edges`) when given; a list of ids is as long as
   the list; other lists use `assumedSize`.
 - On an abstract type (`node`), the most expensive possible type counts.
+- An operation costs at least `OPERATION_COST`, whatever it selects and whatever it answers
+  (as GitHub's GraphQL API prices a call at one point at least).
 
 `requested_cost` prices a document with its variables before anything runs; `actual_cost`
 prices what a response really contained (the same rules, real list lengths); `worst_case_cost`
@@ -49,6 +51,9 @@ from strawberry.schema_directive import Location
 from api.errors import bad_input
 
 DEFAULT_ASSUMED_SIZE = 100
+# Every operation is work whatever it selects (its key's check, its round trips, its ledger row): a
+# page's `pageInfo` alone, or `__typename`, costing nothing, could be sent without end on no budget.
+OPERATION_COST = 1
 # Personal data costs more than the rest: reading it in bulk is what must be expensive.
 IDENTITY_COST = 1
 CONTACT_COST = 1
@@ -144,7 +149,8 @@ class CostModel:
         """The price of the operation, before it runs."""
         root = self.schema.get_root_type(operation.operation)
         assert root is not None
-        return _Pricer(self, fragments, variables).selection_cost(root, operation.selection_set, None)
+        cost = _Pricer(self, fragments, variables).selection_cost(root, operation.selection_set, None)
+        return max(OPERATION_COST, cost)
 
     def worst_case_cost(
         self,
@@ -156,7 +162,8 @@ class CostModel:
         `largest_list` items (the most a page or an id list may hold)."""
         root = self.schema.get_root_type(operation.operation)
         assert root is not None
-        return _Pricer(self, fragments, {}, largest_list).selection_cost(root, operation.selection_set, None)
+        cost = _Pricer(self, fragments, {}, largest_list).selection_cost(root, operation.selection_set, None)
+        return max(OPERATION_COST, cost)
 
     def actual_cost(
         self,
@@ -165,11 +172,13 @@ class CostModel:
         variables: Mapping[str, Any],
         data: Mapping[str, Any] | None,
     ) -> int:
+        """What the response really contained costs: its operation's floor when it has no data."""
         if data is None:
-            return 0
+            return OPERATION_COST
         root = self.schema.get_root_type(operation.operation)
         assert root is not None
-        return _Pricer(self, fragments, variables).actual_cost(root, operation.selection_set, data)
+        cost = _Pricer(self, fragments, variables).actual_cost(root, operation.selection_set, data)
+        return max(OPERATION_COST, cost)
 
 
 Plan = list[tuple[str, int, bool, Any, SelectionSetNode | None]]

@@ -81,7 +81,9 @@ class Query(ChangeQuery):
         )
 
     @strawberry.field(
-        description="Your cost budget, to plan requests (reading it costs nothing).", directives=[Cost(weight=0)]
+        description="Your cost budget, to plan requests (it adds nothing to the price; an operation costs 1 point "
+        "at least).",
+        directives=[Cost(weight=0)],
     )
     async def rate_limit(self, info: Info) -> RateLimit:
         ctx = info.context

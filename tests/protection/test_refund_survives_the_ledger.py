@@ -7,9 +7,9 @@ from tests.security.test_budgets import PRICED, variables
 
 
 async def budget_left(api, world) -> int:
-    return (await api.query(world.keys["full"], "{ rateLimit { currentlyAvailable } }")).data["rateLimit"][
-        "currentlyAvailable"
-    ]
+    """The budget before this reading, which costs its own point."""
+    reading = await api.query(world.keys["full"], "{ rateLimit { currentlyAvailable } }")
+    return reading.data["rateLimit"]["currentlyAvailable"] + reading.body["extensions"]["cost"]["actualQueryCost"]
 
 
 async def test_no_point_is_lost_when_the_ledger_write_fails(make_api, world, monkeypatch):

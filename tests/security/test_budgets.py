@@ -100,7 +100,7 @@ async def test_rate_limit_field_reports_the_budget(make_api, world):
     )
     assert response.data["rateLimit"] == {
         "maximumAvailable": 500,
-        "currentlyAvailable": 500,
+        "currentlyAvailable": 499,  # every operation costs a point, this one too
         "restoreRate": 5.0,
         "maxQueryCost": 1000,
     }
@@ -138,6 +138,22 @@ async def test_spent_budget_gets_429_with_a_right_retry_after(make_api, world):
     assert spent >= 600 - 550  # it was the budget, not the first request, that ran out
 
 
+PAGE_INFO_ONLY = """query($p: ID!, $from: DateTime!, $to: DateTime!, $n: Int!) {
+  appointments(practiceId: $p, from: $from, to: $to, first: $n) { pageInfo { hasNextPage endCursor } } }"""
+
+
+@pytest.mark.parametrize("document", ["{ __typename }", PAGE_INFO_ONLY], ids=["typename", "page-info"])
+async def test_an_operation_selecting_nothing_priced_still_costs_a_point(make_api, world, document):
+    """Its key's check, its statements and its ledger row are work: free operations could be sent
+    without end on no budget."""
+    api = make_api(budget_capacity=3, budget_refill_per_second=0.001)
+    answers = [await api.query(world.keys["full"], document, variables(world, 50)) for _ in range(4)]
+    for served in answers[:3]:
+        cost = served.body["extensions"]["cost"]
+        assert served.errors == [] and cost["requestedQueryCost"] == cost["actualQueryCost"] == 1
+    assert answers[3].status == 429 and answers[3].codes == {"RATE_LIMITED"}
+
+
 async def test_budget_is_shared_by_every_server_process(make_api, world):
     first, second = make_api(budget_refill_per_second=0.01), make_api(budget_refill_per_second=0.01)
     for _ in range(3):
@@ -151,7 +167,7 @@ async def test_budgets_are_per_partner(make_api, world):
     for _ in range(10):
         await api.query(world.keys["full"], PRICED, variables(world, 50))
     other = await api.query(world.keys["no-contact"], "{ rateLimit { currentlyAvailable } }")
-    assert other.data["rateLimit"]["currentlyAvailable"] == 600
+    assert other.data["rateLimit"]["currentlyAvailable"] == 600 - 1  # its own reading's point only
 
 
 async def test_fragments_are_priced_like_the_fields_they_spread(api, world):
