@@ -203,12 +203,13 @@ class Settings(BaseSettings):
     )
     secret_key: str = Field(
         default="",
-        description="Seals paging cursors. Set the same value on every worker; empty: random per process "
-        "(`serve` then refuses several workers and PostgreSQL).",
+        description="Seals paging cursors and the access tokens' signing keys. Set the same value on every worker; "
+        "empty: random per process (`serve` then refuses several workers and PostgreSQL).",
     )
     secret_key_previous: str = Field(
         default="",
-        description="The key before a rotation: cursors it sealed are still accepted while it is set (grace period).",
+        description="The key before a rotation: cursors and signing keys it sealed are still opened while it is set "
+        "(grace period).",
     )
     oauth_issuer: str = Field(
         default="",

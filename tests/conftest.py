@@ -178,7 +178,7 @@ async def make_api(database_url, world):
     clients = []
 
     def make(clock: Clock = system_clock, **overrides) -> ApiClient:
-        app = create_app(Settings(database_url=database_url, secret_key="test-secret", **overrides), clock=clock)
+        app = create_app(Settings(database_url=database_url, **{"secret_key": "test-secret", **overrides}), clock=clock)
         clients.append((ApiClient(app), app))
         return clients[-1][0]
 
@@ -197,6 +197,7 @@ async def api(make_api) -> ApiClient:
 def cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Result]]:
     """The `partner-api` command line on the test's database."""
     monkeypatch.setenv("PARTNER_API_DATABASE_URL", database_url)
+    monkeypatch.setenv("PARTNER_API_SECRET_KEY", "test-secret")  # the servers' (make_api): it seals signing keys
     get_settings.cache_clear()
     runner = CliRunner()
     yield lambda *args: runner.invoke(cli_app, list(args))

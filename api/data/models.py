@@ -340,7 +340,9 @@ class OAuthSigningKey(Base):
     __tablename__ = "oauth_signing_keys"
 
     kid: Mapped[str] = mapped_column(String(64), primary_key=True)
-    private_jwk: Mapped[str] = mapped_column(Text, comment="The private JWK, JSON")
+    private_jwk: Mapped[str] = mapped_column(
+        Text, comment="The private JWK, sealed with the servers' secret (api/identity/key_seal.py)"
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

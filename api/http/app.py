@@ -37,6 +37,7 @@ from api.http.pipeline import GraphQLPipeline
 from api.http.policy_in_force import LivePolicy, PolicyInForce, starting_policy
 from api.http.tracing import OperationTracing, tracer_provider, tracing_middleware
 from api.identity.grant_cache import GrantCache
+from api.identity.key_seal import KeySeal
 from api.identity.principal_cache import principal_cache
 from api.identity.signing_keys import SigningKeys
 from api.identity.token_authentication import TokenAuthenticator
@@ -87,7 +88,10 @@ def create_app(
     schema = schema or build_schema(settings)
     # Each partner's registered documents, parsed and validated once per worker (api/documents/).
     documents = DocumentRegistry(schema._schema, settings, schema.rules)
-    signing_keys = SigningKeys(sessions)  # the access tokens' keys, in the database (api/identity/signing_keys.py)
+    # Seals cursors and the access tokens' signing keys; random per process when unset.
+    secret, previous = settings.secret_key.encode() or secrets.token_bytes(32), [settings.secret_key_previous.encode()]
+    # the access tokens' keys, in the database, sealed with the secret (api/identity/signing_keys.py)
+    signing_keys = SigningKeys(sessions, KeySeal(secret, previous))
     # Requests without a valid credential, per client address: /graphql's and the token endpoint's.
     addresses = AddressLimiter(
         settings.failed_requests_per_address,
@@ -116,10 +120,8 @@ def create_app(
         grants=GrantCache(),
         budgets=Budgets(settings),
         extraction=ExtractionGuard(settings, on_alert=alert_sender.wake),
-        cursors=CursorCodec(
-            settings.secret_key.encode() or secrets.token_bytes(32), previous=[settings.secret_key_previous.encode()]
-        ),
-        tokens=TokenAuthenticator(signing_keys, writer_lock, settings.oauth_issuer),
+        cursors=CursorCodec(secret, previous),
+        tokens=TokenAuthenticator(signing_keys, writer_lock, settings.oauth_issuer, settings.access_token_seconds),
         addresses=addresses,
         clock=clock,
         tracing=OperationTracing(provider),

@@ -23,6 +23,7 @@ from api.identity.signing_keys import SigningKeys
 __all__ = ["TOKEN_TYPE", "AccessToken", "issue", "looks_like_token", "verify"]
 
 TOKEN_TYPE = "at+jwt"
+ISSUED_AHEAD_SECONDS = 60  # another worker's clock may run ahead of this one's
 
 
 @dataclass(frozen=True)
@@ -66,8 +67,10 @@ async def issue(
     return jwt.encode(header, claims, signer, algorithms=[TOKEN_ALGORITHM]), token
 
 
-async def verify(keys: SigningKeys, value: str, issuer: str, now: datetime) -> AccessToken | None:
-    """The token, if the server signed it for `issuer` with a live key and it has not expired; else None."""
+async def verify(keys: SigningKeys, value: str, issuer: str, now: datetime, lifetime: int) -> AccessToken | None:
+    """The token, if the server signed it for `issuer` with a live key, issued it (`iat`) for `lifetime`
+    seconds at most, and it has not expired; else None. The lifetime is checked though only the server
+    signs: a token signed otherwise (a key taken with its secret) is not served for years."""
     parts = unverified_parts(value)
     if parts is None or parts[0].get("typ") != TOKEN_TYPE or parts[0].get("alg") != TOKEN_ALGORITHM:
         return None
@@ -78,13 +81,16 @@ async def verify(keys: SigningKeys, value: str, issuer: str, now: datetime) -> A
         claims = jwt.decode(value, key, algorithms=[TOKEN_ALGORITHM]).claims
     except (JoseError, ValueError, TypeError, KeyError):
         return None
-    exp, scope, gv, cnf = claims.get("exp"), claims.get("scope"), claims.get("gv"), claims.get("cnf")
+    exp, iat, scope, gv, cnf = (claims.get(name) for name in ("exp", "iat", "scope", "gv", "cnf"))
     jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
     if (
         claims.get("iss") != issuer
         or claims.get("aud") != issuer
         or not isinstance(exp, int)
         or exp <= now.timestamp()
+        or not isinstance(iat, int)
+        or iat > now.timestamp() + ISSUED_AHEAD_SECONDS
+        or exp - iat > lifetime
         or not isinstance(claims.get("client_id"), str)
         or not isinstance(scope, str)
         or not isinstance(gv, int)

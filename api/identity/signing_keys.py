@@ -5,12 +5,14 @@ The newest live key signs; every live key verifies and is published in the JWKS 
 so a rotation (`partner-api oauth rotate-signing-key`) leaves tokens already issued valid, and
 retiring the old key afterwards refuses them. Each worker re-reads the keys at most every
 `REFRESH_SECONDS`, and at once on an unknown `kid`. The first token request of a fresh database
-creates the first key.
+creates the first key, and so does the first after no live key opens (api/identity/key_seal.py: the
+private parts are sealed with the server's secret; a key sealed under another secret is left unused).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import time
 from datetime import datetime
@@ -21,27 +23,25 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from api.data.models import OAuthSigningKey
+from api.identity.key_seal import KeySeal
 
-__all__ = ["SigningKeys", "new_signing_key"]
+__all__ = ["SigningKeys", "add_signing_key"]
+
+logger = logging.getLogger(__name__)
 
 REFRESH_SECONDS = 30.0
 CURVE = "P-384"  # ES384
 
 
-def new_signing_key(now: datetime) -> OAuthSigningKey:
+def _new_signing_key(seal: KeySeal, now: datetime) -> OAuthSigningKey:
     key = ECKey.generate_key(CURVE)
     kid = secrets.token_hex(8)
-    return OAuthSigningKey(kid=kid, private_jwk=json.dumps(key.as_dict(private=True)), created_at=now)
+    return OAuthSigningKey(kid=kid, private_jwk=seal.seal(kid, json.dumps(key.as_dict(private=True))), created_at=now)
 
 
-def _live(session_rows: list[OAuthSigningKey]) -> list[tuple[str, ECKey]]:
-    ordered = sorted(session_rows, key=lambda k: (k.created_at, k.kid), reverse=True)  # newest first
-    return [(k.kid, ECKey.import_key(json.loads(k.private_jwk), parameters={"kid": k.kid})) for k in ordered]
-
-
-def add_signing_key(session: Session, now: datetime) -> str:
+def add_signing_key(session: Session, seal: KeySeal, now: datetime) -> str:
     """A new signing key, which signs from now on (operators' rotation); its kid."""
-    key = new_signing_key(now)
+    key = _new_signing_key(seal, now)
     session.add(key)
     session.flush()
     return key.kid
@@ -50,21 +50,35 @@ def add_signing_key(session: Session, now: datetime) -> str:
 class SigningKeys:
     """The live signing keys, as one worker sees them."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self._sessions = sessions
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], seal: KeySeal) -> None:
+        self._sessions, self._seal = sessions, seal
+        self._unopened: set[str] = set()  # the kids already logged as not opening
         self._keys: list[tuple[str, ECKey]] = []
         self._read_at = float("-inf")
 
     async def _refresh(self, now: datetime, create: bool = False) -> None:
         async with self._sessions() as session:
             statement = select(OAuthSigningKey).where(OAuthSigningKey.retired_at.is_(None))
-            rows = list((await session.execute(statement)).scalars())
-            if not rows and create:
+            keys = self._opened(list((await session.execute(statement)).scalars()))
+            if not keys and create:
                 # Two workers may both create one: both are live, and either signs.
-                rows = [new_signing_key(now)]
-                session.add(rows[0])
+                row = _new_signing_key(self._seal, now)
+                session.add(row)
                 await session.commit()
-            self._keys, self._read_at = _live(rows), time.monotonic()
+                keys = self._opened([row])
+            self._keys, self._read_at = keys, time.monotonic()
+
+    def _opened(self, rows: list[OAuthSigningKey]) -> list[tuple[str, ECKey]]:
+        """The keys that open with this server's secret, newest first."""
+        keys = []
+        for row in sorted(rows, key=lambda k: (k.created_at, k.kid), reverse=True):
+            private_jwk = self._seal.open(row.kid, row.private_jwk)
+            if private_jwk is not None:
+                keys.append((row.kid, ECKey.import_key(json.loads(private_jwk), parameters={"kid": row.kid})))
+            elif row.kid not in self._unopened:
+                self._unopened.add(row.kid)
+                logger.warning("signing key %s does not open with this server's secret: left unused", row.kid)
+        return keys
 
     async def _fresh(self, now: datetime, create: bool = False) -> list[tuple[str, ECKey]]:
         if time.monotonic() - self._read_at > REFRESH_SECONDS or (create and not self._keys):

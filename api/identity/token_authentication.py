@@ -66,13 +66,14 @@ def resource_url(configured: str, request: Request) -> str:
 class TokenAuthenticator:
     """Authenticates requests that carry an access token; one per worker."""
 
-    def __init__(self, keys: SigningKeys, writer_lock: WriterLock, issuer: str = "") -> None:
-        self.keys, self.writer_lock, self.issuer = keys, writer_lock, issuer
+    def __init__(self, keys: SigningKeys, writer_lock: WriterLock, issuer: str, lifetime: int) -> None:
+        self.keys, self.writer_lock, self.issuer, self.lifetime = keys, writer_lock, issuer, lifetime
 
     async def authenticate(self, session: AsyncSession, request: Request, credential: str, now: datetime) -> Principal:
         """The principal of a valid token and proof; raises TokenRefused (or KeyQuarantined)."""
         scheme = request.headers.get("authorization", "").partition(" ")[0].lower()
-        token = await access_tokens.verify(self.keys, credential, issuer_of(self.issuer, request), now)
+        issuer = issuer_of(self.issuer, request)
+        token = await access_tokens.verify(self.keys, credential, issuer, now, self.lifetime)
         bound = token is not None and token.jkt is not None
         if token is None or (scheme == "dpop") != bound:  # RFC 9449 §7.1: a bound token only as DPoP
             raise TokenRefused(scheme == "dpop" or bound)

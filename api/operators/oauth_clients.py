@@ -23,9 +23,11 @@ from sqlalchemy.orm import Session
 
 from api.data.models import KeyMode, OAuthClient, OAuthClientKey, OAuthSigningKey, Partner, PartnerKey
 from api.identity.jose_rules import ASSERTION_ALGORITHMS
+from api.identity.key_seal import KeySeal
 from api.identity.keys import issue_key
 from api.identity.signing_keys import add_signing_key
 from api.operators.accounts import OperatorError, find_partner
+from api.settings import Settings
 from api.timeutil import utcnow
 
 __all__ = [
@@ -201,9 +203,15 @@ def set_tokens_required(session: Session, partner_name: str, required: bool) -> 
     return partner
 
 
-def rotate_signing_key(session: Session) -> str:
-    """A new signing key signs from now on; the older ones still verify until retired."""
-    return add_signing_key(session, utcnow())
+def rotate_signing_key(session: Session, settings: Settings) -> str:
+    """A new signing key signs from now on; the older ones still verify until retired. It is sealed
+    with the servers' secret (api/identity/key_seal.py), which the command must then have too."""
+    if not settings.secret_key:
+        raise OperatorError(
+            "PARTNER_API_SECRET_KEY is unset: the new key is sealed with the servers' secret; set theirs (the "
+            "demo's is in `demo-secret-key`)"
+        )
+    return add_signing_key(session, KeySeal(settings.secret_key.encode()), utcnow())
 
 
 def retire_signing_key(session: Session, kid: str) -> None:

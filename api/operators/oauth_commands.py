@@ -10,6 +10,7 @@ import typer
 from api.data.models import KeyMode
 from api.operators import oauth_clients
 from api.operators.account_commands import _session, key_state, partner_app
+from api.settings import get_settings
 
 __all__ = ["client_app", "oauth_app"]
 
@@ -90,7 +91,7 @@ def partner_require_tokens(
 def oauth_rotate_signing_key() -> None:
     """A new key signs access tokens from now on; the older ones verify until retired."""
     with _session() as session:
-        kid = oauth_clients.rotate_signing_key(session)
+        kid = oauth_clients.rotate_signing_key(session, get_settings())
     typer.echo(f"new signing key {kid}")
 
 

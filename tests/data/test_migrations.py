@@ -12,13 +12,13 @@ import pytest
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect, select
+from sqlalchemy import Engine, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.data.database import make_sync_engine
 from api.data.migrate import alembic_config
-from api.data.models import Base, ChangeCounter, Grant, Partner, Practice
+from api.data.models import Base, ChangeCounter, Grant, OAuthSigningKey, Partner, Practice
 from api.ledger.partitions import PARTITION_NAME
 from api.timeutil import utcnow
 
@@ -111,3 +111,23 @@ def test_any_change_to_a_grant_bumps_its_partners_grants_version(sync_engine):
         session.delete(grant)
         session.flush()
         assert versions() == (3, 2)
+
+
+def test_signing_keys_stored_in_clear_are_retired_and_erased(empty_engine):
+    """The migration that seals them cannot (it has no secret): their tokens are refused from then on."""
+    run(empty_engine, command.upgrade, "3f9c2d7e1b58")
+    clear = '{"kty": "EC", "crv": "P-384", "d": "secret"}'
+    with empty_engine.begin() as connection:
+        connection.execute(
+            text("INSERT INTO oauth_signing_keys (kid, private_jwk, created_at) VALUES ('clear', :jwk, :now)"),
+            {"jwk": clear, "now": utcnow().replace(tzinfo=None)},
+        )
+        connection.execute(
+            text("INSERT INTO oauth_signing_keys (kid, private_jwk, created_at) VALUES ('sealed', 'aesgcm:x', :now)"),
+            {"now": utcnow().replace(tzinfo=None)},
+        )
+    run(empty_engine, command.upgrade, "head")
+    with Session(empty_engine) as session:
+        keys = {key.kid: key for key in session.scalars(select(OAuthSigningKey))}
+    assert keys["clear"].private_jwk == "" and keys["clear"].retired_at is not None
+    assert keys["sealed"].private_jwk == "aesgcm:x" and keys["sealed"].retired_at is None

@@ -8,6 +8,7 @@ import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from api.settings import get_settings
 from tests.oauth_client import SigningKey, jwks
 
 
@@ -54,6 +55,15 @@ def test_require_tokens_and_signing_key_rotation(cli, world):
     assert only.exit_code == 1 and "only live signing key" in only.output
     cli("oauth", "rotate-signing-key")
     assert cli("oauth", "retire-signing-key", first).exit_code == 0
+
+
+def test_rotation_needs_the_servers_secret(cli, world, monkeypatch):
+    """It seals the new key (api/identity/key_seal.py): without the secret, no server could open it."""
+    monkeypatch.delenv("PARTNER_API_SECRET_KEY")
+    get_settings.cache_clear()
+    refused = cli("oauth", "rotate-signing-key")
+    assert refused.exit_code == 1 and "PARTNER_API_SECRET_KEY is unset" in refused.output
+    assert "Traceback" not in refused.output
 
 
 def test_register_reads_a_jwks_url(cli, world):

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from api.data.models import AccessRecord, OAuthClient, Partner, PartnerKey
 from api.ledger import exposure as reports
 from api.operators import accounts, oauth_clients
+from api.settings import Settings
 from api.timeutil import utcnow
 from tests.identity.workers import app_of
 from tests.oauth_client import (
@@ -350,7 +351,7 @@ async def test_signing_key_rotation_keeps_issued_tokens_until_retired(sync_engin
     token = await get_token(api, client_key, client_id)
     old_kid = (await decoded(api, token)).header["kid"]
     with Session(sync_engine) as session, session.begin():
-        new_kid = oauth_clients.rotate_signing_key(session)
+        new_kid = oauth_clients.rotate_signing_key(session, Settings(secret_key="test-secret"))
     fresh = make_api()  # a worker started after the rotation
     assert {k["kid"] for k in (await fresh.http.get("/oauth/jwks")).json()["keys"]} == {old_kid, new_kid}
     assert (await call(fresh, token)).status_code == 200
