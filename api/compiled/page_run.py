@@ -281,6 +281,7 @@ class _Projection:
         self.checked: set[tuple[int, frozenset[str]]] = set()  # shapes and field sets `decline_null` passed
         self.sides: list[bool] = []  # each row's side of the reading horizon (`prepare`)
         self.disclosed: list[DisclosedRecord] = []  # each row's record in the ledger
+        self.hidden: set[int] = set()  # patients the policy hides whose reason the page shows (`prepare`)
 
     async def prepare(self, rows: Sequence[Row[Any]]) -> None:
         """Before anything is recorded: declines what would propagate a null, then admits the page's
@@ -307,6 +308,7 @@ class _Projection:
                 if shape is not None:
                     self.decline_null(shape, await self._readable_at(name, row.practice_id))
         uow = self.context.uow
+        self.hidden = hidden
         if hidden:  # as the reason's resolver: counted all the same (api/schema/appointments.py `_reason`)
             concerned = await reads.concerned(uow, self.context.extraction, hidden)
             for patient_id, (practice_id, free) in concerned.items():
@@ -403,6 +405,9 @@ class _Projection:
 
     def patient(self, field: Nested, row: Row[Any], path: Path) -> dict[str, Any] | None:
         if row.patient__id is None:
+            # a hidden patient whose reason the page shows carries their practice's refusal, as the loader gives it
+            if row.patient_id in self.hidden and self._withheld(row, field.node, path):
+                return None
             self.errors.append(located_error(not_found("patient"), [field.node], path))
             return None
         if self._withheld(row, field.node, path):
