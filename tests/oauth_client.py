@@ -73,18 +73,19 @@ def token_form(assertion: str, **extra: str) -> dict[str, str]:
 
 
 class DPoPKey:
-    """A client's proof-of-possession key (ES256, as most DPoP clients use)."""
+    """A client's proof-of-possession key (ES256 by default, as most DPoP clients use)."""
 
-    def __init__(self) -> None:
-        self.key = ECKey.generate_key("P-256")
+    def __init__(self, alg: str = "ES256", rsa_bits: int = 2048) -> None:
+        self.alg = alg
+        self.key = ECKey.generate_key("P-256") if alg == "ES256" else RSAKey.generate_key(rsa_bits)
 
     def proof(self, method: str, url: str, access_token: str | None = None, **overrides: Any) -> str:
         body: dict[str, Any] = {"htm": method, "htu": url, "iat": int(time.time()), "jti": uuid.uuid4().hex}
         if access_token is not None:
             body["ath"] = b64(hashlib.sha256(access_token.encode()).digest())
         body = {k: v for k, v in {**body, **overrides}.items() if v is not None}
-        header = {"typ": "dpop+jwt", "alg": "ES256", "jwk": self.key.as_dict(private=False)}
-        return jwt.encode(header, body, self.key, algorithms=["ES256"])
+        header = {"typ": "dpop+jwt", "alg": self.alg, "jwk": self.key.as_dict(private=False)}
+        return jwt.encode(header, body, self.key, algorithms=[self.alg])
 
 
 def register(engine: Engine, partner: str, *keys: SigningKey) -> str:

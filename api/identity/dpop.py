@@ -15,12 +15,12 @@ import hashlib
 from datetime import datetime, timedelta
 
 from joserfc import jwt
-from joserfc.jwk import import_key
+from joserfc.jwk import RSAKey, import_key
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.data.database import WriterLock
 from api.identity import replay
-from api.identity.jose_rules import LEEWAY_SECONDS, PROOF_ALGORITHMS, unverified_parts
+from api.identity.jose_rules import LEEWAY_SECONDS, MIN_RSA_BITS, PROOF_ALGORITHMS, PROOF_REGISTRY, unverified_parts
 
 __all__ = ["MAX_AGE", "InvalidProof", "access_token_hash", "verify_proof"]
 
@@ -63,7 +63,9 @@ async def verify_proof(
         key = import_key(jwk)
         if key.is_private or key.key_type not in ("EC", "RSA"):  # a private key in a header is a leak, not a proof
             raise InvalidProof()
-        claims = jwt.decode(proof, key, algorithms=PROOF_ALGORITHMS).claims
+        if isinstance(key, RSAKey) and key.raw_value.key_size < MIN_RSA_BITS:
+            raise InvalidProof()
+        claims = jwt.decode(proof, key, registry=PROOF_REGISTRY).claims
         thumbprint = key.thumbprint()
     except InvalidProof:
         raise

@@ -15,14 +15,32 @@ from typing import Any
 
 from joserfc import jws
 from joserfc.errors import JoseError
+from joserfc.jws import JWSRegistry
 
-__all__ = ["ASSERTION_ALGORITHMS", "LEEWAY_SECONDS", "PROOF_ALGORITHMS", "TOKEN_ALGORITHM", "unverified_parts"]
+__all__ = [
+    "ASSERTION_ALGORITHMS", "LEEWAY_SECONDS", "MIN_RSA_BITS", "PROOF_ALGORITHMS", "PROOF_REGISTRY", "TOKEN_ALGORITHM",
+    "unverified_parts",
+]  # fmt: skip
 
 ASSERTION_ALGORITHMS = ("RS384", "ES384")
 PROOF_ALGORITHMS = ("ES256", "ES384", "RS256", "RS384")
 TOKEN_ALGORITHM = "ES384"  # the server's own access tokens
 LEEWAY_SECONDS = 5  # clock skew tolerated between a client and the server
 MAX_JWT_BYTES = 8192  # larger than any honest assertion, proof or token
+MIN_RSA_BITS = 2048  # a client's RSA keys, for assertions and proofs alike
+# A DPoP proof's header carries the client's public key: an RSA `jwk` of 2048 bits makes a header
+# of about 500 bytes (4096: 850), beyond joserfc's default of 512, which refused RSA proofs.
+MAX_HEADER_BYTES = 2048
+
+
+def _registry(algorithms: tuple[str, ...] | None) -> JWSRegistry:
+    registry = JWSRegistry(algorithms=algorithms)
+    registry.max_header_length = MAX_HEADER_BYTES
+    return registry
+
+
+PROOF_REGISTRY = _registry(PROOF_ALGORITHMS)
+_EXTRACTING = _registry(None)  # reads a header and claims, verifies nothing
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 
@@ -45,7 +63,7 @@ def unverified_parts(value: str) -> tuple[dict[str, Any], dict[str, Any]] | None
     if len(value) > MAX_JWT_BYTES or value.count(".") != 2 or not all(map(_canonical, value.split("."))):
         return None
     try:
-        compact = jws.extract_compact(value.encode())
+        compact = jws.extract_compact(value.encode(), registry=_EXTRACTING)
         claims = json.loads(compact.payload)
     except (JoseError, ValueError, UnicodeDecodeError, RecursionError):
         return None

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.data.models import KeyMode, OAuthClient, OAuthClientKey, OAuthSigningKey, Partner, PartnerKey
-from api.identity.jose_rules import ASSERTION_ALGORITHMS
+from api.identity.jose_rules import ASSERTION_ALGORITHMS, MIN_RSA_BITS
 from api.identity.key_seal import KeySeal
 from api.identity.keys import issue_key
 from api.identity.signing_keys import add_signing_key
@@ -45,7 +45,6 @@ __all__ = [
     "set_tokens_required",
 ]
 
-MIN_RSA_BITS = 2048
 JWKS_FETCH_SECONDS = 10
 
 

@@ -283,6 +283,27 @@ async def test_a_dpop_bound_token_needs_a_proof_of_each_request(api, client_key,
     assert all(r.headers["www-authenticate"].startswith("DPoP ") for r in refusals.values())
 
 
+@pytest.mark.parametrize(("alg", "bits"), [("RS256", 2048), ("RS384", 3072), ("RS256", 4096), ("ES256", 0)])
+async def test_every_advertised_proof_algorithm_binds_a_token(api, client_key, client_id, alg, bits):
+    """An RSA key's `jwk` makes a header beyond joserfc's default 512 bytes: RSA proofs were refused
+    from 2048 bits up, while 1024-bit ones passed."""
+    metadata = (await api.http.get("/.well-known/oauth-authorization-server")).json()
+    assert alg in metadata["dpop_signing_alg_values_supported"]
+    dpop = DPoPKey(alg, bits)
+    response = await token_response(api, client_key.sign(claims(client_id)), dpop.proof("POST", TOKEN_URL))
+    assert response.status_code == 200 and response.json()["token_type"] == "DPoP", response.text
+    token = response.json()["access_token"]
+    assert (await call(api, token, "DPoP", dpop.proof("POST", GRAPHQL_URL, token))).status_code == 200
+
+
+@pytest.mark.filterwarnings("ignore:Key size should be")  # joserfc's own warning, about the weak key
+async def test_a_proof_by_a_weak_rsa_key_is_refused(api, client_key, client_id):
+    """Below the 2048 bits a client's own assertion key needs (oauth_clients.MIN_RSA_BITS)."""
+    weak = DPoPKey("RS256", 1024)
+    response = await token_response(api, client_key.sign(claims(client_id)), weak.proof("POST", TOKEN_URL))
+    assert response.status_code == 400 and response.json()["error"] == "invalid_dpop_proof"
+
+
 async def test_an_invalid_proof_at_the_token_endpoint_is_refused(api, client_key, client_id):
     dpop = DPoPKey()
     response = await token_response(api, client_key.sign(claims(client_id)), dpop.proof("POST", GRAPHQL_URL))
