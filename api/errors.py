@@ -1,5 +1,6 @@
 """The API's one error vocabulary: every GraphQL error carries `extensions.code` from `ErrorCode`."""
 
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -50,6 +51,17 @@ ERROR_DESCRIPTIONS = {
     ),
     ErrorCode.INTERNAL_SERVER_ERROR: "Unexpected failure; quote `requestId` to the operator.",
 }
+
+
+# What a request is recorded under (the ledger's `error_code`, metrics, logs) when its answer holds
+# several errors: a refusal by the bounds on exposure first, which operators watch, though a field
+# forbidden earlier in the document came first in the answer; else the answer's first error.
+_RECORDED_FIRST = (ErrorCode.KEY_QUARANTINED, ErrorCode.EXTRACTION_LIMIT_EXCEEDED, ErrorCode.CHANGE_LIMIT_EXCEEDED)
+
+
+def recorded_code(codes: Sequence[str | None]) -> str | None:
+    """The code among an answer's error codes (in their order) that its request is recorded under."""
+    return min(codes, key=lambda code: _RECORDED_FIRST.index(code) if code in _RECORDED_FIRST else len(_RECORDED_FIRST))
 
 
 class ApiError(Exception):

@@ -43,7 +43,7 @@ from api.data.failures import database_refusal
 from api.documents.dry_run import wants_dry_run
 from api.documents.protocol import DOCUMENT_ID, resolve_document
 from api.documents.registry import DocumentRegistry
-from api.errors import DATABASE_UNAVAILABLE, TIMEOUT, ApiError, ErrorCode, bad_input
+from api.errors import DATABASE_UNAVAILABLE, TIMEOUT, ApiError, ErrorCode, bad_input, recorded_code
 from api.http.error_order import in_response_order
 from api.http.media_types import JSON, graphql_status, negotiate
 from api.http.outcome import Outcome, refused
@@ -194,7 +194,7 @@ class PartnerGraphQL(GraphQL[GraphQLContext, None]):
         if result is not None:
             served = result.data is not None
             if result.errors:
-                code = (result.errors[0].extensions or {}).get("code")
+                code = recorded_code([(error.extensions or {}).get("code") for error in result.errors])
                 if result.data is None:
                     refusal = max(refusal_status(e.extensions) for e in result.errors)
                     response.status_code = graphql_status(media_type, is_request_error(result), refusal)

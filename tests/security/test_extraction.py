@@ -7,11 +7,13 @@ import random
 from datetime import timedelta
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from api.data.models import (
+    AccessRecord,
     AlertKind,
     Appointment,
     AppointmentStatus,
@@ -223,6 +225,28 @@ async def test_a_refused_practice_is_one_error_and_the_status_the_readme_states(
     several = await api.query(world.keys["extractor"], patients_query, {"ids": [e["node"]["id"] for e in edges[:5]]})
     assert [e["extensions"]["code"] for e in several.errors] == ["EXTRACTION_LIMIT_EXCEEDED"]
     assert [node["patient"] for node in several.data["nodes"]] == [None] * 5
+
+
+async def test_a_refusal_after_a_forbidden_field_is_recorded_as_the_refusal(make_api, world, big_practice, sync_engine):
+    """The ledger, /metrics and the logs count the refusal operators watch, though a field the grant
+    forbids came first in the answer (they counted a FORBIDDEN, and no refusal)."""
+    with Session(sync_engine) as session, session.begin():
+        operators.change_grant(session, "extractor", "Grand Cabinet", scopes=set(Scope) - {Scope.APPOINTMENTS_REASON})
+        session.execute(update(Grant).values(max_patients_per_window=1))
+    counted = {"partner": "extractor"}
+    refusals_before = REGISTRY.get_sample_value("partner_api_extraction_alerts_total", counted) or 0
+    page = PAGE.replace("node { startsAt", "node { reason startsAt")
+    window = (utcnow(), utcnow() + timedelta(days=30))
+    response = await make_api().query(world.keys["extractor"], page, page_variables(big_practice, *window, 50))
+    codes = [error["extensions"]["code"] for error in response.errors]
+    assert codes[0] == "FORBIDDEN" and "EXTRACTION_LIMIT_EXCEEDED" in codes
+    with Session(sync_engine) as session:
+        partner_id = session.scalar(select(Partner.id).where(Partner.name == "extractor"))
+        last = session.scalars(
+            select(AccessRecord).where(AccessRecord.partner_id == partner_id).order_by(AccessRecord.id.desc())
+        ).first()
+    assert last is not None and last.error_code == "EXTRACTION_LIMIT_EXCEEDED"
+    assert REGISTRY.get_sample_value("partner_api_extraction_alerts_total", counted) == refusals_before + 1
 
 
 async def test_a_practice_smaller_than_the_floor_is_not_read_whole_without_a_warning(
