@@ -2,7 +2,7 @@
 Services profiles it): the client signs with its private key, the server verifies with the public
 key it registered under the assertion's `kid`.
 
-Every claim is checked: `iss` = `sub` = the client id, `aud` = the token endpoint, `exp` in the
+Every claim is checked: `iss` = `sub` = the client id, `aud` = the token endpoint (one string), `exp` in the
 future and at most `MAX_LIFETIME` ahead, no `iat` or `nbf` in the future, a `jti` never seen before
 (api/identity/replay.py), and an algorithm on the allow-list (api/identity/jose_rules.py). Every
 failure is the one `invalid_client`; a client whose credential is quarantined is told so once its
@@ -51,11 +51,11 @@ def _claims_hold(claims: dict[str, object], client_id: str, audience: str, now: 
     """The claims of RFC 7523 §3, bounded as SMART Backend Services bounds them."""
     at, leeway = now.timestamp(), LEEWAY_SECONDS
     exp, iat, nbf, jti, aud = (claims.get(c) for c in ("exp", "iat", "nbf", "jti", "aud"))
-    audiences = aud if isinstance(aud, list) else [aud]
     return (
         claims.get("iss") == client_id
         and claims.get("sub") == client_id
-        and audience in audiences
+        # one string, never a list: a list also naming another server is the audience injection RFC 7523bis closes
+        and aud == audience
         and _is_time(exp)
         and at - leeway < exp <= at + MAX_LIFETIME.total_seconds() + leeway  # type: ignore[operator]
         and (iat is None or (_is_time(iat) and iat <= at + leeway))  # type: ignore[operator]

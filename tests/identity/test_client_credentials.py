@@ -109,6 +109,10 @@ def _invalid_assertions(key: SigningKey, other: SigningKey, client_id: str) -> d
         "no exp": key.sign(claims(client_id, exp=None)),
         "wrong aud": key.sign(claims(client_id, aud="http://testserver/graphql")),
         "aud of another server": key.sign(claims(client_id, aud="https://elsewhere.example/oauth/token")),
+        "aud of this server and another": key.sign(
+            claims(client_id, aud=[TOKEN_URL, "https://elsewhere.example/oauth/token"])
+        ),
+        "aud as a list of one": key.sign(claims(client_id, aud=[TOKEN_URL])),
         "wrong iss": key.sign(claims(client_id, iss="client_0000000000000000")),
         "wrong sub": key.sign(claims(client_id, sub="someone-else")),
         "no jti": key.sign(claims(client_id, jti=None)),
