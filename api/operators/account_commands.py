@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, TypeVar
 
 import typer
@@ -67,7 +67,10 @@ def _when(text: str | None, option: str = "--expires") -> datetime | None:
     value = _parse(datetime.fromisoformat, text, option)
     if value.tzinfo is None:
         raise typer.BadParameter("give a time zone, e.g. 2027-06-30T00:00:00+02:00", param_hint=option)
-    return value
+    try:
+        return value.astimezone(UTC)  # 9999-12-31T23:59:59-01:00 is past the calendar's end in UTC
+    except OverflowError:
+        raise typer.BadParameter("out of the calendar's range once in UTC", param_hint=option) from None
 
 
 def _describe(grant: Grant) -> str:

@@ -80,6 +80,11 @@ def set_partner_status(session: Session, name: str, status: PartnerStatus) -> Pa
     return partner
 
 
+# An INTEGER column on both databases (PostgreSQL refused a larger limit with a DataError).
+LARGEST_LIMIT = 2**31 - 1
+LABEL_LENGTH = 100  # partner_keys.label
+
+
 def issue_partner_key(
     session: Session,
     name: str,
@@ -91,6 +96,8 @@ def issue_partner_key(
     partner = find_partner(session, name)
     if expires_at is not None and expires_at <= utcnow():
         raise OperatorError("a key's expiry must be in the future")
+    if label is not None and len(label) > LABEL_LENGTH:
+        raise OperatorError(f"a key's label has at most {LABEL_LENGTH} characters")
     issued = issue_key()
     session.add(
         PartnerKey(
@@ -253,8 +260,8 @@ def set_grant_limits(session: Session, partner_name: str, practice_name: str, **
     for name, value in limits.items():
         if name not in GRANT_LIMITS:
             raise OperatorError(f"no limit {name!r}: one of {', '.join(GRANT_LIMITS)}")
-        if value is not None and value < 1:
-            raise OperatorError(f"{name} must be at least 1 (or none, to compute it)")
+        if value is not None and not 1 <= value <= LARGEST_LIMIT:
+            raise OperatorError(f"{name} must be from 1 to {LARGEST_LIMIT:,} (or none, to compute it)")
         setattr(grant, name, value)
     return grant
 

@@ -32,7 +32,10 @@ def documents_add(
     manifest: Annotated[Path, typer.Argument(help="graphql-codegen, relay-compiler or Apollo manifest (JSON).")],
 ) -> None:
     """Register every document of MANIFEST for PARTNER, or none when one is refused (each problem listed)."""
-    data = manifest.read_bytes()
+    try:
+        data = manifest.read_bytes()
+    except OSError as error:
+        raise typer.BadParameter(f"cannot read {manifest}: {error.strerror}", param_hint="MANIFEST") from None
     with _session() as session:
         registered = service.register(session, checker(), partner, data)
         for item in registered:

@@ -9,7 +9,7 @@ import json
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, redirect_stdout
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -83,7 +83,10 @@ def _time(text: str | None, option: str) -> datetime | None:
         raise typer.BadParameter(str(error), param_hint=option) from None
     if value.tzinfo is None:
         raise typer.BadParameter("give a time zone, e.g. 2026-11-01T00:00:00+01:00", param_hint=option)
-    return value
+    try:
+        return value.astimezone(UTC)  # 9999-12-31T23:59:59-01:00 is past the calendar's end in UTC
+    except OverflowError:
+        raise typer.BadParameter("out of the calendar's range once in UTC", param_hint=option) from None
 
 
 def _columns(record_type: type) -> list[str]:
@@ -195,6 +198,10 @@ def exposure(
     if document is not None and document_id is None:
         raise typer.BadParameter("a document id is sha256:<64 hex digits>", param_hint="--document")
     start, end = _time(since, "--since"), _time(until, "--until")
+    if start is not None and start >= (end or utcnow()):
+        raise typer.BadParameter("the period is empty: --since must be before --until (or now)", param_hint="--since")
+    if output is not None and (output.is_dir() or not output.parent.is_dir()):  # told before the report is built
+        raise typer.BadParameter(f"{output} is a directory, or in none", param_hint="--output")
     with _session() as session:
         if patient is not None:
             readers = reports.patient_readers(session, patient, start, end)

@@ -46,6 +46,7 @@ __all__ = [
 ]
 
 JWKS_FETCH_SECONDS = 10
+JWKS_URL_LENGTH = 500  # oauth_clients.jwks_url
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,8 @@ def read_jwks(file: str | None = None, url: str | None = None) -> dict[str, Any]
     """The JWKS of a file or a URL (exactly one of them)."""
     if (file is None) == (url is None):
         raise OperatorError("give --jwks FILE or --jwks-url URL")
+    if url is not None and len(url) > JWKS_URL_LENGTH:
+        raise OperatorError(f"a JWKS URL has at most {JWKS_URL_LENGTH} characters")
     try:
         if file is not None:
             with open(file, encoding="utf-8") as handle:
