@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, cast
@@ -43,10 +43,21 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, aliased
 
-from api.data.models import AlertKind, Appointment, Grant, Partner, PartnerKey, Patient, PatientDisclosure
+from api.data.models import (
+    AccessRecord,
+    AlertKind,
+    Appointment,
+    Disclosure,
+    Grant,
+    Partner,
+    PartnerKey,
+    Patient,
+    PatientDisclosure,
+)
 from api.errors import ApiError, ErrorCode
 from api.ledger import alerts
 from api.protection.activity import weekly_patients
+from api.scopes import LedgerGroup, Scope
 from api.settings import Settings
 
 __all__ = ["Budget", "Commit", "ExtractionGuard", "contain", "extraction_refused"]
@@ -68,6 +79,7 @@ def _committing(session: AsyncSession) -> Commit:
 
 
 _ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+_REASON_BIT = cast(LedgerGroup, Scope.APPOINTMENTS_REASON.group).bit
 
 
 @dataclass(frozen=True)
@@ -103,10 +115,13 @@ async def contain(
     now: datetime,
     refusals: list[alerts.NewAlert],
     quarantined: alerts.NewAlert,
+    contributors: Callable[[AsyncSession], Awaitable[Collection[int]]] | None = None,
 ) -> tuple[bool, bool]:
     """A limit's refusal: its alerts and, unless the partner's refusals do not quarantine, the key's
-    quarantine with `quarantined`, in the session; handed to `keep` too, so that they stand whatever
-    becomes of a held write. Whether the key is quarantined, and whether any alert was raised."""
+    quarantine with `quarantined`, and that of the partner's other keys that spent the same budget
+    (`contributors`), each with its own alert, in the session; handed to `keep` too, so that they
+    stand whatever becomes of a held write. Whether the key is quarantined, and whether any alert was
+    raised."""
     quarantines = bool(
         (await session.execute(select(Partner.quarantine_on_refusal).where(Partner.id == partner_id))).scalar_one()
     )
@@ -114,16 +129,49 @@ async def contain(
     async def step(session: AsyncSession) -> bool:
         raised = [await alerts.record(session, alert) for alert in refusals]
         if quarantines:
-            key = update(PartnerKey).where(PartnerKey.id == key_id, PartnerKey.quarantined_at.is_(None))
-            done = await session.execute(key.values(quarantined_at=now).execution_options(synchronize_session=False))
-            if cast(CursorResult[Any], done).rowcount:
-                raised.append(await alerts.record(session, quarantined))
+            others = set(await contributors(session)) - {key_id} if contributors is not None else set()
+            for key_id_ in [key_id, *sorted(others)]:
+                key = update(PartnerKey).where(PartnerKey.id == key_id_, PartnerKey.quarantined_at.is_(None))
+                done = await session.execute(
+                    key.values(quarantined_at=now).execution_options(synchronize_session=False)
+                )
+                if cast(CursorResult[Any], done).rowcount:
+                    raised.append(await alerts.record(session, replace(quarantined, key_id=key_id_)))
         return any(raised)
 
     raised = await step(session)
     if keep is not None:
         keep(step, on_alert)
     return quarantines, raised
+
+
+async def _keys_shown_patients(
+    session: AsyncSession, partner_id: int, practice_id: int, since: datetime
+) -> Collection[int]:
+    """The partner's keys shown patients of the practice since `since`, as the ledger recorded them:
+    they spent the budget the refused key ran out of. Quarantining the refused key alone let a thief
+    with another key read just under the limit, and the partner's own key, the next to read there,
+    be quarantined in its stead while the thief's went on (outside review, helper 49)."""
+    statement = (
+        select(AccessRecord.key_id)
+        .distinct()
+        .join(Disclosure, (Disclosure.access_id == AccessRecord.id) & (Disclosure.at == AccessRecord.at))
+        .where(
+            Disclosure.partner_id == partner_id,
+            Disclosure.at >= since,
+            Disclosure.practice_id == practice_id,
+            Disclosure.patient_id.is_not(None),
+            AccessRecord.key_id.is_not(None),
+            # what the budget counts: a patient's record (with their appointment or alone), or the
+            # reason of their appointment (their health data); not an appointment's times alone
+            or_(
+                Disclosure.patient_field_groups > 0,
+                Disclosure.appointment_id.is_(None),
+                Disclosure.field_groups.op("&")(_REASON_BIT) != 0,
+            ),
+        )
+    )
+    return [key for key in (await session.execute(statement)).scalars() if key is not None]
 
 
 def _lock_key(partner_id: int, practice_id: int) -> int:
@@ -335,8 +383,14 @@ class ExtractionGuard:
             )
 
         refusals = [alert(AlertKind.REFUSAL, b, held, fresh) for b, held, fresh in over]
+        since = now - max(budget.window for budget, _, _ in over)
+
+        async def contributors(session: AsyncSession) -> Collection[int]:
+            return await _keys_shown_patients(session, partner_id, practice_id, since)
+
         quarantines, raised = await contain(
-            session, keep, self.on_alert, partner_id, key_id, now, refusals, alert(AlertKind.QUARANTINE, *over[0])
-        )
+            session, keep, self.on_alert, partner_id, key_id, now, refusals, alert(AlertKind.QUARANTINE, *over[0]),
+            contributors,
+        )  # fmt: skip
         await commit(self.on_alert if raised else None)
         raise extraction_refused(quarantines)

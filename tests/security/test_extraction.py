@@ -249,6 +249,41 @@ async def test_a_refusal_after_a_forbidden_field_is_recorded_as_the_refusal(make
     assert REGISTRY.get_sample_value("partner_api_extraction_alerts_total", counted) == refusals_before + 1
 
 
+async def test_a_refusal_quarantines_every_key_that_spent_the_budget_not_only_the_last_to_read(
+    make_api, world, big_practice, sync_engine
+):
+    """A thief with another key of the partner read just under the limit; the partner's own key, the
+    next to read patients there, was refused and quarantined alone, and the thief's went on reading
+    (outside review, helper 49). Every key shown the practice's patients in the window is quarantined;
+    a key that read only times there, or nothing, is not."""
+    with Session(sync_engine) as session, session.begin():
+        session.execute(update(Grant).values(max_patients_per_window=100))
+        keys = {
+            label: operators.issue_partner_key(session, "extractor", label=label, mode=KeyMode.OPEN).token
+            for label in ("stolen", "times only", "elsewhere")
+        }
+    api = make_api(budget_capacity=10**6, budget_refill_per_second=10**4)
+    window = (utcnow(), utcnow() + timedelta(days=30))
+    stolen = await api.query(keys["stolen"], PAGE, page_variables(big_practice, *window, 80))
+    assert stolen.errors == [] and len({e["node"]["patient"]["id"] for e in stolen.data["appointments"]["edges"]}) > 60
+    times = PAGE.replace("patient { id firstName lastName phone email }", "")
+    assert (await api.query(keys["times only"], times, page_variables(big_practice, *window, 100))).errors == []
+    later = (window[0] + timedelta(days=10), window[1])
+    production = await api.query(world.keys["extractor"], PAGE, page_variables(big_practice, *later, 60))
+    assert "EXTRACTION_LIMIT_EXCEEDED" in production.codes
+    viewer = "{ viewer { name } }"
+    for key in (keys["stolen"], world.keys["extractor"]):
+        assert (await api.query(key, viewer)).codes == {"KEY_QUARANTINED"}
+    for key in (keys["times only"], keys["elsewhere"]):
+        assert (await api.query(key, viewer)).errors == []
+    with Session(sync_engine) as session:
+        named = session.scalars(
+            select(PartnerKey.prefix).join(ExtractionAlert, ExtractionAlert.key_id == PartnerKey.id)
+            .where(ExtractionAlert.kind == AlertKind.QUARANTINE)
+        ).all()  # fmt: skip
+    assert sorted(named) == sorted(token.split("_")[1] for token in (keys["stolen"], world.keys["extractor"]))
+
+
 async def test_a_practice_smaller_than_the_floor_is_not_read_whole_without_a_warning(
     async_engine, sync_engine, world, big_practice
 ):
