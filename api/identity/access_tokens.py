@@ -34,6 +34,7 @@ class AccessToken:
     jti: str
     expires_at: float
     jkt: str | None  # the thumbprint of the DPoP key it is bound to
+    kid: str = ""  # the server's key that signed it
 
 
 def looks_like_token(credential: str) -> bool:
@@ -98,4 +99,4 @@ async def verify(keys: SigningKeys, value: str, issuer: str, now: datetime, life
         or (cnf is not None and not isinstance(jkt, str))
     ):
         return None
-    return AccessToken(claims["client_id"], frozenset(scope.split()), gv, claims["jti"], exp, jkt)
+    return AccessToken(claims["client_id"], frozenset(scope.split()), gv, claims["jti"], exp, jkt, parts[0]["kid"])

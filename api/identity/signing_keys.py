@@ -3,8 +3,10 @@ verifies with the same keys, and they survive restarts.
 
 The newest live key signs; every live key verifies and is published in the JWKS under its `kid`,
 so a rotation (`partner-api oauth rotate-signing-key`) leaves tokens already issued valid, and
-retiring the old key afterwards refuses them. Each worker re-reads the keys at most every
-`REFRESH_SECONDS`, and at once on an unknown `kid`. The first token request of a fresh database
+retiring the old key afterwards refuses them on their next request (api/identity/token_authentication.py
+reads whether their key is live with their client). A worker signs with the keys as they are at each
+token request, and re-reads them for verifying at most every `REFRESH_SECONDS`, and at once on an
+unknown `kid`. The first token request of a fresh database
 creates the first key, and so does the first after no live key opens (api/identity/key_seal.py: the
 private parts are sealed with the server's secret; a key sealed under another secret is left unused).
 """
@@ -86,7 +88,9 @@ class SigningKeys:
         return self._keys
 
     async def signer(self, now: datetime) -> ECKey:
-        """The key that signs tokens issued now."""
+        """The key that signs tokens issued now: read again for each (a token request is rare), so that
+        no token is signed by a key retired or replaced since this worker last read them."""
+        self._read_at = float("-inf")
         return (await self._fresh(now, create=True))[0][1]
 
     async def verifier(self, kid: object, now: datetime) -> ECKey | None:

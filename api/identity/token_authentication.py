@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 
 from api.data.database import WriterLock
-from api.data.models import OAuthClient, Partner, PartnerKey, PartnerStatus
+from api.data.models import OAuthClient, OAuthSigningKey, Partner, PartnerKey, PartnerStatus
 from api.errors import ErrorCode
 from api.identity import access_tokens, dpop
 from api.identity.authentication import (
@@ -32,8 +32,13 @@ from api.identity.signing_keys import SigningKeys
 
 __all__ = ["TokenAuthenticator", "TokenRefused", "resource_url"]
 
+# With the token's client, whether its signing key is still live: a retired key's tokens are refused
+# on their next request in every worker, in the same statement (the workers' keys are re-read every 30 s).
+_SIGNED_BY_LIVE_KEY = (
+    exists().where(OAuthSigningKey.kid == bindparam("kid"), OAuthSigningKey.retired_at.is_(None)).label("live")
+)
 _CLIENT = (
-    select(OAuthClient.client_id, PartnerKey, Partner, LATEST_POLICY)
+    select(OAuthClient.client_id, PartnerKey, Partner, LATEST_POLICY, _SIGNED_BY_LIVE_KEY)
     .join(PartnerKey, PartnerKey.id == OAuthClient.key_id)
     .join(Partner, Partner.id == OAuthClient.partner_id)
     .where(OAuthClient.client_id == bindparam("client_id"))
@@ -77,11 +82,12 @@ class TokenAuthenticator:
         bound = token is not None and token.jkt is not None
         if token is None or (scheme == "dpop") != bound:  # RFC 9449 §7.1: a bound token only as DPoP
             raise TokenRefused(scheme == "dpop" or bound)
-        row = (await session.execute(_CLIENT, {"client_id": token.client_id})).first()
-        key, partner, policy_version = (row[1], row[2], row[3]) if row else (None, None, None)
+        row = (await session.execute(_CLIENT, {"client_id": token.client_id, "kid": token.kid})).first()
+        key, partner, policy_version, live = (row[1], row[2], row[3], row[4]) if row else (None, None, None, False)
         if (
             key is None
             or partner is None
+            or not live  # signed by a key since retired
             or key.revoked_at is not None
             or partner.status != PartnerStatus.ACTIVE
             or partner.grants_version != token.grants_version

@@ -217,7 +217,7 @@ def rotate_signing_key(session: Session, settings: Settings) -> str:
 
 
 def retire_signing_key(session: Session, kid: str) -> None:
-    """Tokens it signed are refused (each worker within `signing_keys.REFRESH_SECONDS`). The last
+    """Tokens it signed are refused from their next request, in every worker. The last
     live key cannot be retired: rotate first."""
     key = session.get(OAuthSigningKey, kid)
     if key is None or key.retired_at is not None:

@@ -385,6 +385,22 @@ async def test_signing_key_rotation_keeps_issued_tokens_until_retired(sync_engin
     assert (await call(make_api(), token)).status_code == 401
 
 
+async def test_a_retired_signing_key_signs_and_verifies_nothing_from_the_next_request(
+    sync_engine, api, client_key, client_id
+):
+    """In a worker that read the keys moments before: it kept signing with the retired key, and serving
+    what it signed, until its next read 30 s later (outside review, helper 50)."""
+    token = await get_token(api, client_key, client_id)
+    old_kid = (await decoded(api, token)).header["kid"]
+    with Session(sync_engine) as session, session.begin():
+        new_kid = oauth_clients.rotate_signing_key(session, Settings(secret_key="test-secret"))
+        oauth_clients.retire_signing_key(session, old_kid)
+    assert (await call(api, token)).status_code == 401
+    fresh = await get_token(api, client_key, client_id)
+    assert (await decoded(api, fresh)).header["kid"] == new_kid
+    assert (await call(api, fresh)).status_code == 200
+
+
 def test_partners_accept_keys_until_required(sync_engine, world):
     with Session(sync_engine) as session:
         assert not any(session.scalars(select(Partner.tokens_required)))
