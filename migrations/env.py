@@ -36,6 +36,8 @@ def run_migrations_online() -> None:
         _run(connectable)
         return
     engine = connectable if isinstance(connectable, Engine) else make_sync_engine(url)
+    if engine.dialect.name == "sqlite":
+        raise RuntimeError("SQLite migrations run with foreign keys off: run them through api.data.migrate")
     with engine.connect() as connection:
         _run(connection)
     if connectable is None:
@@ -43,6 +45,9 @@ def run_migrations_online() -> None:
 
 
 def _run(connection: Connection) -> None:
+    if connection.dialect.name == "sqlite" and connection.exec_driver_sql("PRAGMA foreign_keys").scalar():
+        # rebuilding a table would delete what refers to it: api/data/migrate.py `run` turns them off
+        raise RuntimeError("SQLite migrations run with foreign keys off: run them through api.data.migrate")
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,

@@ -59,10 +59,18 @@ def _enum(cls: type[enum.Enum], name: str) -> Enum:
     return Enum(cls, name=name, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e])
 
 
+# The ledger names practices, patients and appointments by their ids (`disclosures`), and keeps them when
+# the record is deleted: an id given again would make the exposure report name someone never shown.
+# SQLite reuses the highest id once its row is deleted, unless the table is AUTOINCREMENT; PostgreSQL's
+# sequences never reuse one.
+NEVER_REUSED_IDS = {"sqlite_autoincrement": True}
+
+
 class Practice(Base):
     """A medical office or health establishment, and the owner of its patient file."""
 
     __tablename__ = "practices"
+    __table_args__ = (NEVER_REUSED_IDS,)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     public_id: Mapped[str] = _public_id("Practice")
@@ -115,6 +123,7 @@ class Patient(Base):
     """A patient record of one practice's file: the same person at two practices is two records."""
 
     __tablename__ = "patients"
+    __table_args__ = (NEVER_REUSED_IDS,)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     public_id: Mapped[str] = _public_id("Patient")
@@ -156,6 +165,7 @@ class Appointment(Base):
             "ix_appointments_source_partner_created", "source_partner_id", "practice_id", "created_at",
             sqlite_where=text("source_partner_id IS NOT NULL"), postgresql_where=text("source_partner_id IS NOT NULL"),
         ),
+        NEVER_REUSED_IDS,
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -10,15 +10,27 @@ from datetime import timedelta
 
 import pytest
 from alembic import command
-from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect, select, text
+from sqlalchemy import Engine, func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.data.database import make_sync_engine
-from api.data.migrate import alembic_config
-from api.data.models import Base, ChangeCounter, Grant, OAuthSigningKey, Partner, Practice
+from api.data.migrate import alembic_config, run
+from api.data.models import (
+    Appointment,
+    Base,
+    ChangeCounter,
+    Gender,
+    Grant,
+    IdempotencyRecord,
+    OAuthSigningKey,
+    Partner,
+    Patient,
+    PatientDisclosure,
+    Practice,
+)
+from api.ids import new_public_id
 from api.ledger.partitions import PARTITION_NAME
 from api.timeutil import utcnow
 
@@ -30,11 +42,6 @@ def empty_engine(empty_database_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
-def run(engine: Engine, alembic_command, *args: str) -> None:  # type: ignore[no-untyped-def]
-    config: Config = alembic_config(engine)
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        alembic_command(config, *args)
 
 
 def tables(engine: Engine) -> set[str]:
@@ -131,3 +138,46 @@ def test_signing_keys_stored_in_clear_are_retired_and_erased(empty_engine):
         keys = {key.kid: key for key in session.scalars(select(OAuthSigningKey))}
     assert keys["clear"].private_jwk == "" and keys["clear"].retired_at is not None
     assert keys["sealed"].private_jwk == "aesgcm:x" and keys["sealed"].retired_at is None
+
+
+def test_an_id_is_never_given_again(sync_engine, world):
+    """The ledger names records by id and keeps them after a deletion (api/data/models.py
+    `NEVER_REUSED_IDS`): SQLite gave the highest id again once its row was deleted."""
+    with Session(sync_engine) as session, session.begin():
+        practice_id = session.scalars(select(Practice.id)).first()
+        assert practice_id is not None
+        made = [Patient(public_id=new_public_id("Patient"), practice_id=practice_id, first_name="A", last_name="B",
+                        gender=Gender.UNKNOWN) for _ in range(2)]  # fmt: skip
+        session.add_all(made)
+        session.flush()
+        highest = made[-1].id
+        session.delete(made[-1])
+    with Session(sync_engine) as session, session.begin():
+        again = Patient(public_id=new_public_id("Patient"), practice_id=practice_id, first_name="C", last_name="D",
+                        gender=Gender.UNKNOWN)  # fmt: skip
+        session.add(again)
+        session.flush()
+        assert again.id > highest
+
+
+def test_rebuilding_a_table_keeps_the_rows_that_refer_to_it(sync_engine, world):
+    """The rebuild of `appointments` and `patients` (going down and up again) deleted, with foreign
+    keys on, every row referring to them ON DELETE CASCADE: the idempotency records, the counted patients."""
+    with Session(sync_engine) as session, session.begin():
+        appointment = session.scalars(select(Appointment)).first()
+        partner = session.scalars(select(Partner)).first()
+        assert appointment is not None and partner is not None
+        session.add(IdempotencyRecord(partner_id=partner.id, key="k", operation="book", request_hash="0" * 64,
+                                      appointment_id=appointment.id))  # fmt: skip
+        session.add(PatientDisclosure(partner_id=partner.id, practice_id=appointment.practice_id,
+                                      patient_id=appointment.patient_id, day_first_at=utcnow(),
+                                      month_first_at=utcnow()))  # fmt: skip
+    run(sync_engine, command.downgrade, "5d1e8a7c9b20")
+    run(sync_engine, command.upgrade, "head")
+    with Session(sync_engine) as session:
+        assert session.scalar(select(func.count()).select_from(IdempotencyRecord)) == 1
+        assert session.scalar(select(func.count()).select_from(PatientDisclosure)) == 1
+        assert session.scalar(select(func.count()).select_from(Appointment)) > 0
+    with sync_engine.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1  # on again

@@ -19,13 +19,12 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, insert, inspect, select, text, update
 from sqlalchemy.orm import Session
 
-from api.data.migrate import alembic_config
+from api.data.migrate import alembic_config, run
 from api.data.models import AccessRecord, Appointment, AppointmentStatus, Disclosure, Gender, Patient, Practice
 from api.ledger.access import DISCLOSED_GROUPS, PATIENT_GROUPS, Disclosures, FieldGroup
 from api.ledger.exposure import PartnerExposure, partner_exposure, patient_readers
 from api.timeutil import utcnow
 from tests.compiled.conftest import plan_runs
-from tests.data.test_migrations import run
 from tests.ledger.rows import DISCLOSURES, disclosed
 from tests.world import DAY, window_args
 

@@ -12,12 +12,11 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, event, func, insert, inspect, select, text
 from sqlalchemy.orm import Session
 
-from api.data.migrate import alembic_config
+from api.data.migrate import alembic_config, run
 from api.data.models import AccessRecord, Disclosure, Practice
 from api.ledger import partitions, retention
 from api.ledger.exposure import partner_exposure
 from api.timeutil import utcnow
-from tests.data.test_migrations import run
 
 PARTITIONED = "8caa10998681"  # migrations/versions/2026_11_30_partitioned_ledger.py
 BEFORE = ScriptDirectory.from_config(alembic_config()).get_revision(PARTITIONED).down_revision  # the one before
