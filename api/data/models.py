@@ -261,6 +261,12 @@ class Partner(Base):
         default=False,
         comment="Refuse its API keys: only OAuth access tokens (api/identity/token_authentication.py)",
     )
+    dpop_required: Mapped[bool] = mapped_column(
+        Boolean,
+        server_default=text("false"),
+        default=False,
+        comment="Issue and serve its access tokens only bound to a DPoP key: no bearer token",
+    )
 
     keys: Mapped[list[PartnerKey]] = relationship(back_populates="partner")
     grants: Mapped[list[Grant]] = relationship(back_populates="partner")

@@ -139,6 +139,8 @@ class OAuthEndpoints:
                 raise invalid_client()
             jkt = None
             proofs = request.headers.getlist("dpop")
+            if not proofs and client.dpop_required:
+                raise OAuthError("invalid_dpop_proof", "This client's tokens must be bound to a DPoP key: prove one.")
             if proofs:
                 try:
                     proof = proofs[0] if len(proofs) == 1 else None

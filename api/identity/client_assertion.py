@@ -41,6 +41,7 @@ class AuthenticatedClient:
     client_id: str
     partner_id: int
     grants_version: int
+    dpop_required: bool  # its partner's: its tokens must be bound to a DPoP key
 
 
 def _is_time(value: object) -> bool:
@@ -106,6 +107,7 @@ async def authenticate_client(
             Partner.status,
             Partner.id,
             Partner.grants_version,
+            Partner.dpop_required,
         )
         .join(OAuthClient, OAuthClient.id == OAuthClientKey.client_id)
         .join(PartnerKey, PartnerKey.id == OAuthClient.key_id)
@@ -128,4 +130,4 @@ async def authenticate_client(
         raise invalid_client()
     if row.quarantined_at is not None:  # told to the key's holder only: the assertion is signed by now
         raise quarantined_client()
-    return AuthenticatedClient(client_id, row.id, row.grants_version)
+    return AuthenticatedClient(client_id, row.id, row.grants_version, row.dpop_required)

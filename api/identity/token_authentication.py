@@ -91,8 +91,9 @@ class TokenAuthenticator:
             or key.revoked_at is not None
             or partner.status != PartnerStatus.ACTIVE
             or partner.grants_version != token.grants_version
+            or (partner.dpop_required and not bound)  # a bearer token issued before DPoP was required
         ):
-            raise TokenRefused(bound)
+            raise TokenRefused(bound or (partner is not None and partner.dpop_required))
         if token.jkt is not None:
             proofs = request.headers.getlist("dpop")
             try:

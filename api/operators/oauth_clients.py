@@ -42,6 +42,7 @@ __all__ = [
     "retire_signing_key",
     "revoke_client",
     "rotate_signing_key",
+    "set_dpop_required",
     "set_tokens_required",
 ]
 
@@ -202,6 +203,14 @@ def set_tokens_required(session: Session, partner_name: str, required: bool) -> 
     """When required, the partner's API keys are refused: only access tokens are served."""
     partner = find_partner(session, partner_name)
     partner.tokens_required = required
+    return partner
+
+
+def set_dpop_required(session: Session, partner_name: str, required: bool) -> Partner:
+    """When required, the partner's clients get access tokens only bound to a DPoP key (a token request
+    without a proof is refused), and its bearer tokens already issued are refused."""
+    partner = find_partner(session, partner_name)
+    partner.dpop_required = required
     return partner
 
 

@@ -87,6 +87,18 @@ def partner_require_tokens(
     typer.echo(f"{name}: {'access tokens only, API keys refused' if required else 'API keys accepted'}")
 
 
+@partner_app.command("require-dpop")
+def partner_require_dpop(
+    name: str,
+    required: Annotated[bool, typer.Option("--on/--off", help="Refuse the partner's bearer access tokens.")] = True,
+) -> None:
+    """Issue and serve the partner's access tokens only bound to a DPoP key (RFC 9449): a token request
+    without a proof is refused, and bearer tokens already issued are refused from their next request on."""
+    with _session() as session:
+        oauth_clients.set_dpop_required(session, name, required)
+    typer.echo(f"{name}: {'access tokens bound to a DPoP key only' if required else 'bearer access tokens accepted'}")
+
+
 @oauth_app.command("rotate-signing-key")
 def oauth_rotate_signing_key() -> None:
     """A new key signs access tokens from now on; the older ones verify until retired."""

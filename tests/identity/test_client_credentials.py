@@ -333,6 +333,29 @@ async def test_a_partner_that_requires_tokens_refuses_its_api_keys(sync_engine, 
     assert (await call(api, await get_token(api, client_key, client_id))).status_code == 200
 
 
+async def test_a_partner_that_requires_dpop_is_neither_issued_nor_served_bearer_tokens(
+    sync_engine, api, world, client_key, client_id
+):
+    """A bearer token replays for its whole life: the operator can require every token of the partner
+    bound to a key (outside review, helper 50: under `require-tokens`, bearer tokens replayed 10 times)."""
+    bearer = await get_token(api, client_key, client_id)  # issued before the requirement
+    with Session(sync_engine) as session, session.begin():
+        oauth_clients.set_dpop_required(session, "full", True)
+    refused = await token_response(api, client_key.sign(claims(client_id)))
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_dpop_proof"
+    assert "DPoP" in refused.json()["error_description"]
+    served_before = await call(api, bearer)
+    assert served_before.status_code == 401 and served_before.headers["www-authenticate"].startswith("DPoP ")
+    dpop = DPoPKey()
+    bound = await token_response(api, client_key.sign(claims(client_id)), dpop.proof("POST", TOKEN_URL))
+    token = bound.json()["access_token"]
+    assert bound.json()["token_type"] == "DPoP"
+    assert (await call(api, token, "DPoP", dpop.proof("POST", GRAPHQL_URL, token))).status_code == 200
+    with Session(sync_engine) as session, session.begin():
+        oauth_clients.set_dpop_required(session, "full", False)
+    assert (await call(api, await get_token(api, client_key, client_id))).status_code == 200
+
+
 async def test_key_rotation_with_two_live_kids(sync_engine, api, client_key, client_id):
     new = SigningKey("key-2", "RS384")
     with Session(sync_engine) as session, session.begin():
