@@ -58,9 +58,21 @@ class TokenRefused(CredentialRefused):
         self.headers = {"WWW-Authenticate": f'{scheme}error="invalid_token"'}
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def issuer_of(configured: str, request: Request) -> str:
-    """The issuer: the configured public URL, else the request's own base URL."""
-    return (configured or str(request.base_url)).rstrip("/")
+    """The issuer: the configured public URL, else the address the server listens on, as the
+    connection reached it (never the Host header, which a client writes: an assertion made for
+    another server, `aud` its URL, was accepted with that server's name as Host)."""
+    if configured:
+        return configured.rstrip("/")
+    scheme = request.scope.get("scheme", "http")
+    host, port = request.scope.get("server") or ("localhost", None)
+    netloc = f"[{host}]" if ":" in host else host  # an IPv6 address
+    if port is not None and port != _DEFAULT_PORTS.get(scheme):
+        netloc += f":{port}"
+    return f"{scheme}://{netloc}"
 
 
 def resource_url(configured: str, request: Request) -> str:

@@ -254,6 +254,21 @@ async def test_a_forged_or_tampered_token_is_refused(api, client_key, client_id)
         assert (await call(api, bad)).status_code == 401
 
 
+async def test_the_host_header_does_not_name_the_issuer(api, client_key, client_id):
+    """Unconfigured, the issuer is the address the server listens on: with the Host header naming
+    another server, an assertion made for that server's token endpoint was accepted, and the token
+    named it (audience injection; outside review, helper 50)."""
+    elsewhere = {"Host": "evil.example", "X-Forwarded-Proto": "https"}
+    foreign = client_key.sign(claims(client_id, aud="https://evil.example/oauth/token"))
+    response = await api.http.post("/oauth/token", data=token_form(foreign), headers=elsewhere)
+    assert response.status_code == 401 and response.json()["error"] == "invalid_client"
+    metadata = (await api.http.get("/.well-known/oauth-authorization-server", headers=elsewhere)).json()
+    assert metadata["issuer"] == "http://testserver" and metadata["token_endpoint"] == TOKEN_URL
+    own = await api.http.post("/oauth/token", data=token_form(client_key.sign(claims(client_id))), headers=elsewhere)
+    assert own.status_code == 200  # the client's own assertion, whatever Host the request names
+    assert (await decoded(api, own.json()["access_token"])).claims["iss"] == "http://testserver"
+
+
 # DPoP ------------------------------------------------------------------------------------------
 
 
