@@ -118,8 +118,8 @@ async def contain(
     contributors: Callable[[AsyncSession], Awaitable[Collection[int]]] | None = None,
 ) -> tuple[bool, bool]:
     """A limit's refusal: its alerts and, unless the partner's refusals do not quarantine, the key's
-    quarantine with `quarantined`, and that of the partner's other keys that spent the same budget
-    (`contributors`), each with its own alert, in the session; handed to `keep` too, so that they
+    quarantine with `quarantined`, and that of the partner's other keys that spent as much of the same
+    budget (`contributors`), each with its own alert, in the session; handed to `keep` too, so that they
     stand whatever becomes of a held write. Whether the key is quarantined, and whether any alert was
     raised."""
     quarantines = bool(
@@ -145,16 +145,18 @@ async def contain(
     return quarantines, raised
 
 
-async def _keys_shown_patients(
-    session: AsyncSession, partner_id: int, practice_id: int, since: datetime
+async def _keys_shown_as_many(
+    session: AsyncSession, partner_id: int, practice_id: int, since: datetime, key_id: int, fresh: int
 ) -> Collection[int]:
-    """The partner's keys shown patients of the practice since `since`, as the ledger recorded them:
-    they spent the budget the refused key ran out of. Quarantining the refused key alone let a thief
-    with another key read just under the limit, and the partner's own key, the next to read there,
-    be quarantined in its stead while the thief's went on (outside review, helper 49)."""
+    """The partner's other keys that the ledger shows were given at least as many of the practice's
+    patients since `since` as the refused key (its own, and the `fresh` ones it was refused): they
+    spent as much of the budget it ran out of. The refused key alone let a thief with another key read
+    just under the limit, and the partner's own key, the next to read there, be quarantined in its
+    stead while the thief's read on (outside review, helper 49); every key that read there would put
+    the partner's production down at any thief's refusal."""
+    shown = func.count(Disclosure.patient_id.distinct())
     statement = (
-        select(AccessRecord.key_id)
-        .distinct()
+        select(AccessRecord.key_id, shown)
         .join(Disclosure, (Disclosure.access_id == AccessRecord.id) & (Disclosure.at == AccessRecord.at))
         .where(
             Disclosure.partner_id == partner_id,
@@ -170,8 +172,11 @@ async def _keys_shown_patients(
                 Disclosure.field_groups.op("&")(_REASON_BIT) != 0,
             ),
         )
+        .group_by(AccessRecord.key_id)
     )
-    return [key for key in (await session.execute(statement)).scalars() if key is not None]
+    counts: dict[int, int] = {key: count for key, count in await session.execute(statement) if key}
+    own = counts.pop(key_id, 0) + fresh
+    return [key for key, count in counts.items() if count >= own]
 
 
 def _lock_key(partner_id: int, practice_id: int) -> int:
@@ -383,10 +388,10 @@ class ExtractionGuard:
             )
 
         refusals = [alert(AlertKind.REFUSAL, b, held, fresh) for b, held, fresh in over]
-        since = now - max(budget.window for budget, _, _ in over)
+        since, fresh = now - max(budget.window for budget, _, _ in over), max(fresh for _, _, fresh in over)
 
         async def contributors(session: AsyncSession) -> Collection[int]:
-            return await _keys_shown_patients(session, partner_id, practice_id, since)
+            return await _keys_shown_as_many(session, partner_id, practice_id, since, key_id, fresh)
 
         quarantines, raised = await contain(
             session, keep, self.on_alert, partner_id, key_id, now, refusals, alert(AlertKind.QUARANTINE, *over[0]),

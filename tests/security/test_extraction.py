@@ -249,32 +249,39 @@ async def test_a_refusal_after_a_forbidden_field_is_recorded_as_the_refusal(make
     assert REGISTRY.get_sample_value("partner_api_extraction_alerts_total", counted) == refusals_before + 1
 
 
-async def test_a_refusal_quarantines_every_key_that_spent_the_budget_not_only_the_last_to_read(
+async def _other_keys(sync_engine, *labels: str) -> dict[str, str]:
+    with Session(sync_engine) as session, session.begin():
+        return {
+            label: operators.issue_partner_key(session, "extractor", label=label, mode=KeyMode.OPEN).token
+            for label in labels
+        }
+
+
+async def test_a_refusal_quarantines_the_keys_that_read_more_not_only_the_last_to_read(
     make_api, world, big_practice, sync_engine
 ):
     """A thief with another key of the partner read just under the limit; the partner's own key, the
-    next to read patients there, was refused and quarantined alone, and the thief's went on reading
-    (outside review, helper 49). Every key shown the practice's patients in the window is quarantined;
-    a key that read only times there, or nothing, is not."""
+    next to read patients there, was refused and quarantined alone, and the thief's read on (outside
+    review, helper 49). A key shown at least as many of the practice's patients in the window as the
+    refused one is quarantined with it; a key shown fewer, only times, or nothing there, is not."""
     with Session(sync_engine) as session, session.begin():
-        session.execute(update(Grant).values(max_patients_per_window=100))
-        keys = {
-            label: operators.issue_partner_key(session, "extractor", label=label, mode=KeyMode.OPEN).token
-            for label in ("stolen", "times only", "elsewhere")
-        }
+        session.execute(update(Grant).values(max_patients_per_window=120))
+    keys = await _other_keys(sync_engine, "stolen", "a few", "times only", "elsewhere")
     api = make_api(budget_capacity=10**6, budget_refill_per_second=10**4)
     window = (utcnow(), utcnow() + timedelta(days=30))
-    stolen = await api.query(keys["stolen"], PAGE, page_variables(big_practice, *window, 80))
-    assert stolen.errors == [] and len({e["node"]["patient"]["id"] for e in stolen.data["appointments"]["edges"]}) > 60
+    few = await api.query(keys["a few"], PAGE, page_variables(big_practice, *window, 3))
+    stolen = await api.query(keys["stolen"], PAGE, page_variables(big_practice, *window, 100))
+    assert few.errors == [] and stolen.errors == []
+    assert len({edge["node"]["patient"]["id"] for edge in stolen.data["appointments"]["edges"]}) > 80
     times = PAGE.replace("patient { id firstName lastName phone email }", "")
     assert (await api.query(keys["times only"], times, page_variables(big_practice, *window, 100))).errors == []
-    later = (window[0] + timedelta(days=10), window[1])
+    later = (window[1], window[1] + timedelta(days=30))  # past what the stolen key read
     production = await api.query(world.keys["extractor"], PAGE, page_variables(big_practice, *later, 60))
     assert "EXTRACTION_LIMIT_EXCEEDED" in production.codes
     viewer = "{ viewer { name } }"
     for key in (keys["stolen"], world.keys["extractor"]):
         assert (await api.query(key, viewer)).codes == {"KEY_QUARANTINED"}
-    for key in (keys["times only"], keys["elsewhere"]):
+    for key in (keys["a few"], keys["times only"], keys["elsewhere"]):
         assert (await api.query(key, viewer)).errors == []
     with Session(sync_engine) as session:
         named = session.scalars(
@@ -282,6 +289,23 @@ async def test_a_refusal_quarantines_every_key_that_spent_the_budget_not_only_th
             .where(ExtractionAlert.kind == AlertKind.QUARANTINE)
         ).all()  # fmt: skip
     assert sorted(named) == sorted(token.split("_")[1] for token in (keys["stolen"], world.keys["extractor"]))
+
+
+async def test_a_thief_refused_on_its_own_leaves_the_keys_that_read_less_in_service(
+    make_api, world, big_practice, sync_engine
+):
+    """Quarantining every key that read there would put the partner's production down at any thief's refusal."""
+    with Session(sync_engine) as session, session.begin():
+        session.execute(update(Grant).values(max_patients_per_window=100))
+    keys = await _other_keys(sync_engine, "stolen")
+    api = make_api(budget_capacity=10**6, budget_refill_per_second=10**4)
+    window = (utcnow(), utcnow() + timedelta(days=30))
+    assert (await api.query(world.keys["extractor"], PAGE, page_variables(big_practice, *window, 20))).errors == []
+    later = (window[1], window[1] + timedelta(days=30))
+    stolen = await api.query(keys["stolen"], PAGE, page_variables(big_practice, *later, 100))
+    assert "EXTRACTION_LIMIT_EXCEEDED" in stolen.codes
+    assert (await api.query(keys["stolen"], "{ viewer { name } }")).codes == {"KEY_QUARANTINED"}
+    assert (await api.query(world.keys["extractor"], "{ viewer { name } }")).errors == []
 
 
 async def test_a_practice_smaller_than_the_floor_is_not_read_whole_without_a_warning(
