@@ -14,7 +14,8 @@
   (as GitHub's GraphQL API prices a call at one point at least).
 
 `requested_cost` prices a document with its variables before anything runs; `actual_cost`
-prices what a response really contained (the same rules, real list lengths); `worst_case_cost`
+prices what a response really contained (the same rules, real list lengths, an item answered null
+costing its lookup); `worst_case_cost`
 prices it for any variables, each list a variable sizes at its largest (a trusted document's
 price, fixed when it is registered: api/documents/).
 """
@@ -229,8 +230,9 @@ class _Pricer:
                 total += weight
                 continue
             for item in value if is_list else (value,):
+                total += weight  # an item answered null was looked up all the same (`nodes(ids:)` of missing ids)
                 if item is not None:
-                    total += weight + self.actual_cost(returned, children, item)
+                    total += self.actual_cost(returned, children, item)
         return total
 
     def _plan(self, parent: GraphQLObjectType, selection_set: SelectionSetNode) -> Plan:

@@ -154,6 +154,16 @@ async def test_an_operation_selecting_nothing_priced_still_costs_a_point(make_ap
     assert answers[3].status == 429 and answers[3].codes == {"RATE_LIMITED"}
 
 
+async def test_ids_that_find_nothing_cost_their_lookup(api, world):
+    """Refunded to nothing, a thousand missing ids cost their CPU (0.2 s) for a point; found or not,
+    hidden or missing, each id costs the same (no oracle in the price)."""
+    ids = [world.appointments["A"][0], world.appointments["B"][0]] + [f"apt_{'a' * 26}"] * 98
+    response = await api.query(world.keys["full"], "query($ids: [ID!]!) { nodes(ids: $ids) { id } }", {"ids": ids})
+    cost = response.body["extensions"]["cost"]
+    assert response.data["nodes"][0] is not None and response.data["nodes"][1:] == [None] * 99
+    assert cost["requestedQueryCost"] == cost["actualQueryCost"] == 100
+
+
 async def test_budget_is_shared_by_every_server_process(make_api, world):
     first, second = make_api(budget_refill_per_second=0.01), make_api(budget_refill_per_second=0.01)
     for _ in range(3):
