@@ -69,6 +69,10 @@ def build_schema(settings: Settings, cost_analysis: bool = True) -> PartnerSchem
         ],
     )
     requires_scopes.annotate(built._schema.type_map, _policy_field_scopes())
+    # Put on after the build, its definition is not among the schema's directives unless added: live
+    # introspection lacked it, which graphql-js's findBreakingChanges(schema.graphql, live) reported.
+    defined = built.schema_converter.from_schema_directive(requires_scopes.RequiresScopes)
+    built._schema.directives = (*built._schema.directives, defined)
     built.max_tokens, built.rules = settings.max_tokens, rules
     return built
 
