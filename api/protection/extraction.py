@@ -115,13 +115,13 @@ async def contain(
     now: datetime,
     refusals: list[alerts.NewAlert],
     quarantined: alerts.NewAlert,
-    contributors: Callable[[AsyncSession], Awaitable[Collection[int]]] | None = None,
+    contributors: Callable[[AsyncSession], Awaitable[Mapping[int, int]]] | None = None,
 ) -> tuple[bool, bool]:
     """A limit's refusal: its alerts and, unless the partner's refusals do not quarantine, the key's
-    quarantine with `quarantined`, and that of the partner's other keys that spent as much of the same
-    budget (`contributors`), each with its own alert, in the session; handed to `keep` too, so that they
-    stand whatever becomes of a held write. Whether the key is quarantined, and whether any alert was
-    raised."""
+    quarantine with `quarantined`, and that of the partner's other keys that spent much of the same
+    budget (`contributors`: each with the patients it was shown), each with its own alert, in the
+    session; handed to `keep` too, so that they stand whatever becomes of a held write. Whether the key
+    is quarantined, and whether any alert was raised."""
     quarantines = bool(
         (await session.execute(select(Partner.quarantine_on_refusal).where(Partner.id == partner_id))).scalar_one()
     )
@@ -129,14 +129,19 @@ async def contain(
     async def step(session: AsyncSession) -> bool:
         raised = [await alerts.record(session, alert) for alert in refusals]
         if quarantines:
-            others = set(await contributors(session)) - {key_id} if contributors is not None else set()
-            for key_id_ in [key_id, *sorted(others)]:
-                key = update(PartnerKey).where(PartnerKey.id == key_id_, PartnerKey.quarantined_at.is_(None))
+            others = {k: n for k, n in (await contributors(session)).items() if k != key_id} if contributors else {}
+            # each with its own evidence: the patients it was shown, none asked for by it in this request
+            alerted = [quarantined] + [
+                replace(quarantined, key_id=other, patients_in_window=shown, patients_refused=0)
+                for other, shown in sorted(others.items())
+            ]
+            for alert in alerted:
+                key = update(PartnerKey).where(PartnerKey.id == alert.key_id, PartnerKey.quarantined_at.is_(None))
                 done = await session.execute(
                     key.values(quarantined_at=now).execution_options(synchronize_session=False)
                 )
                 if cast(CursorResult[Any], done).rowcount:
-                    raised.append(await alerts.record(session, replace(quarantined, key_id=key_id_)))
+                    raised.append(await alerts.record(session, alert))
         return any(raised)
 
     raised = await step(session)
@@ -145,22 +150,23 @@ async def contain(
     return quarantines, raised
 
 
-async def _keys_shown_as_many(
-    session: AsyncSession, partner_id: int, practice_id: int, since: datetime, key_id: int, fresh: int
-) -> Collection[int]:
-    """The partner's other keys that the ledger shows were given at least as many of the practice's
-    patients since `since` as the refused key (its own, and the `fresh` ones it was refused): they
-    spent as much of the budget it ran out of. The refused key alone let a thief with another key read
-    just under the limit, and the partner's own key, the next to read there, be quarantined in its
-    stead while the thief's read on (outside review, helper 49); every key that read there would put
-    the partner's production down at any thief's refusal."""
+async def _keys_shown_half(
+    session: AsyncSession, partner_id: int, practice_id: int, budget: Budget, now: datetime
+) -> dict[int, int]:
+    """The partner's keys that the ledger shows were given at least half of the refused budget's limit
+    of the practice's patients in its window, each with how many. They spent most of the budget: the
+    refused key alone let a thief with another key read just under the limit, and the partner's own
+    key, the next to read there, be quarantined in its stead while the thief's read on (outside review,
+    helper 49). A threshold the refused request cannot move: measured against the refused key's own
+    reads, a small request let any key take down the one that had read most (helper 51). Every
+    legitimate profile stays under half of each limit; a thief under it too is not quarantined."""
     shown = func.count(Disclosure.patient_id.distinct())
     statement = (
         select(AccessRecord.key_id, shown)
         .join(Disclosure, (Disclosure.access_id == AccessRecord.id) & (Disclosure.at == AccessRecord.at))
         .where(
             Disclosure.partner_id == partner_id,
-            Disclosure.at >= since,
+            Disclosure.at >= now - budget.window,
             Disclosure.practice_id == practice_id,
             Disclosure.patient_id.is_not(None),
             AccessRecord.key_id.is_not(None),
@@ -173,10 +179,9 @@ async def _keys_shown_as_many(
             ),
         )
         .group_by(AccessRecord.key_id)
+        .having(shown >= math.ceil(budget.limit / 2))
     )
-    counts: dict[int, int] = {key: count for key, count in await session.execute(statement) if key}
-    own = counts.pop(key_id, 0) + fresh
-    return [key for key, count in counts.items() if count >= own]
+    return {key: count for key, count in await session.execute(statement) if key}
 
 
 def _lock_key(partner_id: int, practice_id: int) -> int:
@@ -388,10 +393,9 @@ class ExtractionGuard:
             )
 
         refusals = [alert(AlertKind.REFUSAL, b, held, fresh) for b, held, fresh in over]
-        since, fresh = now - max(budget.window for budget, _, _ in over), max(fresh for _, _, fresh in over)
 
-        async def contributors(session: AsyncSession) -> Collection[int]:
-            return await _keys_shown_as_many(session, partner_id, practice_id, since, key_id, fresh)
+        async def contributors(session: AsyncSession) -> dict[int, int]:
+            return await _keys_shown_half(session, partner_id, practice_id, over[0][0], now)
 
         quarantines, raised = await contain(
             session, keep, self.on_alert, partner_id, key_id, now, refusals, alert(AlertKind.QUARANTINE, *over[0]),
