@@ -19,6 +19,7 @@ from sqlalchemy import Result, Select, select
 from api.compiled.plan import Fallback, Plan, compile_plan
 from api.data.models import TrustedDocument
 from api.documents.analysis import parsed_and_valid
+from api.protection.cost import OPERATION_COST
 from api.protection.shape_limits import ValidationRules
 from api.settings import Settings
 
@@ -82,7 +83,7 @@ class DocumentRegistry:
             row.document_id,
             row.text,
             document,
-            row.cost,
+            max(OPERATION_COST, row.cost),  # priced before the floor, a document stored at 0 ran free
             tuple(row.fields.split()),
             _scopes(row.scopes),
             compile_plan(self.schema, document),
