@@ -208,9 +208,11 @@ def set_tokens_required(session: Session, partner_name: str, required: bool) -> 
 
 def set_dpop_required(session: Session, partner_name: str, required: bool) -> Partner:
     """When required, the partner's clients get access tokens only bound to a DPoP key (a token request
-    without a proof is refused), and its bearer tokens already issued are refused."""
+    without a proof is refused), its bearer tokens already issued are refused, and so are its API keys
+    (tokens required: they are bearer credentials too, and for ever)."""
     partner = find_partner(session, partner_name)
     partner.dpop_required = required
+    partner.tokens_required = partner.tokens_required or required
     return partner
 
 

@@ -93,10 +93,13 @@ def partner_require_dpop(
     required: Annotated[bool, typer.Option("--on/--off", help="Refuse the partner's bearer access tokens.")] = True,
 ) -> None:
     """Issue and serve the partner's access tokens only bound to a DPoP key (RFC 9449): a token request
-    without a proof is refused, and bearer tokens already issued are refused from their next request on."""
+    without a proof is refused, and bearer tokens already issued are refused from their next request
+    on; its API keys too (`require-tokens`, which `--off` leaves as it is)."""
     with _session() as session:
-        oauth_clients.set_dpop_required(session, name, required)
-    typer.echo(f"{name}: {'access tokens bound to a DPoP key only' if required else 'bearer access tokens accepted'}")
+        partner = oauth_clients.set_dpop_required(session, name, required)
+        keys = "API keys refused" if partner.tokens_required else "API keys accepted"
+    said = "access tokens bound to a DPoP key only" if required else "bearer access tokens accepted"
+    typer.echo(f"{name}: {said}, {keys}")
 
 
 @oauth_app.command("rotate-signing-key")

@@ -356,6 +356,7 @@ async def test_a_partner_that_requires_dpop_is_neither_issued_nor_served_bearer_
     bearer = await get_token(api, client_key, client_id)  # issued before the requirement
     with Session(sync_engine) as session, session.begin():
         oauth_clients.set_dpop_required(session, "full", True)
+    assert (await api.query(world.keys["full"], VIEWER)).status == 401  # an API key is a bearer credential too
     refused = await token_response(api, client_key.sign(claims(client_id)))
     assert refused.status_code == 400 and refused.json()["error"] == "invalid_dpop_proof"
     assert "DPoP" in refused.json()["error_description"]
