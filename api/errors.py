@@ -55,8 +55,9 @@ ERROR_DESCRIPTIONS = {
 
 # What a request is recorded under (the ledger's `error_code`, metrics, logs) when its answer holds
 # several errors: a refusal by the bounds on exposure first, which operators watch, though a field
-# forbidden earlier in the document came first in the answer; else the answer's first error.
-_RECORDED_FIRST = (ErrorCode.KEY_QUARANTINED, ErrorCode.EXTRACTION_LIMIT_EXCEEDED, ErrorCode.CHANGE_LIMIT_EXCEEDED)
+# forbidden earlier in the document came first in the answer; else the answer's first error. (A
+# quarantined key is refused whole, at authentication: its answer holds nothing else.)
+_RECORDED_FIRST = (ErrorCode.EXTRACTION_LIMIT_EXCEEDED, ErrorCode.CHANGE_LIMIT_EXCEEDED)
 
 
 def recorded_code(codes: Sequence[str | None]) -> str | None:

@@ -8,11 +8,11 @@ import dataclasses
 import json
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, redirect_stdout
+from contextlib import contextmanager, nullcontext, redirect_stdout
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TextIO
 
 import typer
 from rich.console import Console
@@ -200,40 +200,44 @@ def exposure(
     start, end = _time(since, "--since"), _time(until, "--until")
     if start is not None and start >= (end or utcnow()):
         raise typer.BadParameter("the period is empty: --since must be before --until (or now)", param_hint="--since")
-    if output is not None and (output.is_dir() or not output.parent.is_dir()):  # told before the report is built
-        raise typer.BadParameter(f"{output} is a directory, or in none", param_hint="--output")
-    with _session() as session:
-        if patient is not None:
-            readers = reports.patient_readers(session, patient, start, end)
-        else:
-            assert partner is not None  # one of the two, checked above
-            end = end or utcnow()
-            if client is not None:  # a client's requests are recorded under its credential key (api/data/models.py)
-                key = client_credential_prefix(session, client)
-            report = reports.partner_exposure(
-                session, partner, start or end - DEFAULT_PERIOD, end, key, with_names, document_id
-            )
-            if format is Format.HTML:
-                alerts = [a for a in reports.alerts(session, partner, report.since) if a.raised_at < report.until]
-                alerts = [a for a in alerts if key is None or a.key_prefix == key]
-    with _redirected(output):
-        if patient is not None:
-            _print_readers(readers, format)
-        elif format is Format.HTML:
-            typer.echo(exposure_html.render(report, alerts, with_names), nl=False)
-        else:
-            _print_exposure(report, format, with_names)
+    with _output(output) as out:  # opened first: a path that cannot be written is told before the report is built
+        with _session() as session:
+            if patient is not None:
+                readers = reports.patient_readers(session, patient, start, end)
+            else:
+                assert partner is not None  # one of the two, checked above
+                end = end or utcnow()
+                if client is not None:  # a client's requests are recorded under its credential key (api/data/models.py)
+                    key = client_credential_prefix(session, client)
+                report = reports.partner_exposure(
+                    session, partner, start or end - DEFAULT_PERIOD, end, key, with_names, document_id
+                )
+                if format is Format.HTML:
+                    alerts = [a for a in reports.alerts(session, partner, report.since) if a.raised_at < report.until]
+                    alerts = [a for a in alerts if key is None or a.key_prefix == key]
+        with redirect_stdout(out) if out is not None else nullcontext():
+            if patient is not None:
+                _print_readers(readers, format)
+            elif format is Format.HTML:
+                typer.echo(exposure_html.render(report, alerts, with_names), nl=False)
+            else:
+                _print_exposure(report, format, with_names)
     if output is not None:
         typer.echo(f"wrote {output}", err=True)
 
 
 @contextmanager
-def _redirected(output: Path | None) -> Iterator[None]:
+def _output(output: Path | None) -> Iterator[TextIO | None]:
+    """The report's file, or None for standard output."""
     if output is None:
-        yield
+        yield None
         return
-    with output.open("w", encoding="utf-8") as file, redirect_stdout(file):
-        yield
+    try:
+        file = output.open("w", encoding="utf-8")
+    except OSError as error:
+        raise typer.BadParameter(f"cannot write {output}: {error.strerror}", param_hint="--output") from None
+    with file:
+        yield file
 
 
 def _print_exposure(report: reports.PartnerExposure, format: Format, with_names: bool) -> None:

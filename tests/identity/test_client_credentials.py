@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 from joserfc import jwt
-from joserfc.jwk import KeySet
+from joserfc.jwk import KeySet, RSAKey
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -321,6 +321,18 @@ async def test_a_proof_by_a_weak_rsa_key_is_refused(api, client_key, client_id):
     weak = DPoPKey("RS256", 1024)
     response = await token_response(api, client_key.sign(claims(client_id)), weak.proof("POST", TOKEN_URL))
     assert response.status_code == 400 and response.json()["error"] == "invalid_dpop_proof"
+
+
+def test_a_proof_key_with_a_huge_public_exponent_is_refused_before_any_verification():
+    """A 3072-bit exponent made each RSA verification 100 times slower (helper 51)."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from api.identity.dpop import _sound_rsa
+
+    modulus = RSAKey.generate_key(3072).raw_value.public_key().public_numbers().n
+    huge = RSAKey.import_key(rsa.RSAPublicNumbers(2**3000 + 1, modulus).public_key())
+    usual = RSAKey.import_key(rsa.RSAPublicNumbers(65537, modulus).public_key())
+    assert not _sound_rsa(huge) and _sound_rsa(usual)
 
 
 async def test_an_invalid_proof_at_the_token_endpoint_is_refused(api, client_key, client_id):
