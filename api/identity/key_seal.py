@@ -7,8 +7,9 @@ environment holds), the database alone signs nothing. Each seal names its key (`
 data): a sealed part copied to another row does not open there.
 
 Rotation of the secret, as the cursors': keys are sealed with the first secret and opened with any
-(PARTNER_API_SECRET_KEY, then PARTNER_API_SECRET_KEY_PREVIOUS). A key that opens under none (sealed
-under a secret since dropped, or stored in clear before sealing) neither signs nor verifies.
+(PARTNER_API_SECRET_KEY, then PARTNER_API_SECRET_KEY_PREVIOUS); only a key the first sealed signs
+(api/identity/signing_keys.py). A key that opens under none (sealed under a secret since dropped, or
+stored in clear before sealing) neither signs nor verifies.
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ class KeySeal:
         sealed = self._ciphers[0].encrypt(nonce, private_jwk.encode(), kid.encode())
         return SEALED_PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode()
 
-    def open(self, kid: str, stored: str) -> str | None:
-        """The private JWK `seal` made for `kid`; None if it was stored otherwise, or under another secret."""
+    def open(self, kid: str, stored: str) -> tuple[str, bool] | None:
+        """The private JWK `seal` made for `kid`, and whether the current secret sealed it (not a
+        previous one); None if it was stored otherwise, or under another secret."""
         if not stored.startswith(SEALED_PREFIX):
             return None
         try:
@@ -49,9 +51,9 @@ class KeySeal:
         except ValueError:
             return None
         nonce, sealed = data[:_NONCE_BYTES], data[_NONCE_BYTES:]
-        for cipher in self._ciphers:
+        for index, cipher in enumerate(self._ciphers):
             try:
-                return cipher.decrypt(nonce, sealed, kid.encode()).decode()
+                return cipher.decrypt(nonce, sealed, kid.encode()).decode(), index == 0
             except (InvalidTag, ValueError):  # another secret's seal; a nonce cut short
                 continue
         return None

@@ -55,43 +55,51 @@ class SigningKeys:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], seal: KeySeal) -> None:
         self._sessions, self._seal = sessions, seal
         self._unopened: set[str] = set()  # the kids already logged as not opening
-        self._keys: list[tuple[str, ECKey]] = []
+        self._keys: list[tuple[str, ECKey]] = []  # the keys that open, newest first
+        self._signing: ECKey | None = None  # the newest sealed with the current secret
         self._read_at = float("-inf")
 
     async def _refresh(self, now: datetime, create: bool = False) -> None:
         async with self._sessions() as session:
             statement = select(OAuthSigningKey).where(OAuthSigningKey.retired_at.is_(None))
-            keys = self._opened(list((await session.execute(statement)).scalars()))
-            if not keys and create:
-                # Two workers may both create one: both are live, and either signs.
+            rows = list((await session.execute(statement)).scalars())
+            keys, signing = self._opened(rows)
+            if signing is None and create:
+                # None sealed with the current secret (a fresh database, or the secret rotated: a key
+                # sealed with the previous one would sign on under it). Two workers may both create
+                # one: both are live, and either signs.
                 row = _new_signing_key(self._seal, now)
                 session.add(row)
                 await session.commit()
-                keys = self._opened([row])
-            self._keys, self._read_at = keys, time.monotonic()
+                keys, signing = self._opened([*rows, row])
+            self._keys, self._signing, self._read_at = keys, signing, time.monotonic()
 
-    def _opened(self, rows: list[OAuthSigningKey]) -> list[tuple[str, ECKey]]:
-        """The keys that open with this server's secret, newest first."""
-        keys = []
+    def _opened(self, rows: list[OAuthSigningKey]) -> tuple[list[tuple[str, ECKey]], ECKey | None]:
+        """The keys that open with this server's secrets, newest first; and the newest the current one sealed."""
+        keys: list[tuple[str, ECKey]] = []
+        signing: ECKey | None = None
         for row in sorted(rows, key=lambda k: (k.created_at, k.kid), reverse=True):
-            private_jwk = self._seal.open(row.kid, row.private_jwk)
-            if private_jwk is not None:
-                keys.append((row.kid, ECKey.import_key(json.loads(private_jwk), parameters={"kid": row.kid})))
+            opened = self._seal.open(row.kid, row.private_jwk)
+            if opened is not None:
+                key = ECKey.import_key(json.loads(opened[0]), parameters={"kid": row.kid})
+                keys.append((row.kid, key))
+                signing = signing or (key if opened[1] else None)
             elif row.kid not in self._unopened:
                 self._unopened.add(row.kid)
                 logger.warning("signing key %s does not open with this server's secret: left unused", row.kid)
-        return keys
+        return keys, signing
 
     async def _fresh(self, now: datetime, create: bool = False) -> list[tuple[str, ECKey]]:
-        if time.monotonic() - self._read_at > REFRESH_SECONDS or (create and not self._keys):
+        if time.monotonic() - self._read_at > REFRESH_SECONDS or (create and self._signing is None):
             await self._refresh(now, create)
         return self._keys
 
     async def signer(self, now: datetime) -> ECKey:
         """The key that signs tokens issued now: read again for each (a token request is rare), so that
         no token is signed by a key retired or replaced since this worker last read them."""
-        self._read_at = float("-inf")
-        return (await self._fresh(now, create=True))[0][1]
+        await self._refresh(now, create=True)
+        assert self._signing is not None  # made above when none was
+        return self._signing
 
     async def verifier(self, kid: object, now: datetime) -> ECKey | None:
         """The live key named `kid`, or None."""

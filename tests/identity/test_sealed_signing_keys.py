@@ -44,7 +44,7 @@ async def test_the_database_holds_no_private_key_in_clear(sync_engine, api, clie
             json.loads(value)  # a thief's copy has nothing to import as a key
     seal = KeySeal(b"test-secret")
     opened = seal.open(kid, stored[0])
-    assert opened is not None and "d" in json.loads(opened)  # the servers' secret opens it
+    assert opened is not None and "d" in json.loads(opened[0]) and opened[1]  # the servers' secret opens it
     assert seal.open("another-kid", stored[0]) is None  # bound to its row
     assert KeySeal(b"a guess").open(kid, stored[0]) is None
 
@@ -62,10 +62,17 @@ async def test_a_server_with_another_secret_signs_and_verifies_with_keys_of_its_
     assert published == {(await decoded(other, own)).header["kid"]}
 
 
-async def test_a_rotated_secret_still_opens_the_keys_it_sealed(make_api, client_key, client_id):
+async def test_a_rotated_secret_still_opens_the_keys_it_sealed_and_signs_with_a_key_of_its_own(
+    make_api, client_key, client_id
+):
+    """A key sealed with the previous secret verifies during the grace period, but signs no more: a
+    leaked secret (the reason to rotate it) and a copy of the database would still sign (helper 51)."""
     token = await get_token(make_api(), client_key, client_id)
     rotated = make_api(secret_key="the-new-secret", secret_key_previous="test-secret")
     assert (await call(rotated, token)).status_code == 200
+    fresh = await get_token(rotated, client_key, client_id)
+    assert (await decoded(rotated, fresh)).header["kid"] != (await decoded(rotated, token)).header["kid"]
+    assert (await call(rotated, fresh)).status_code == 200
 
 
 @pytest.mark.parametrize(("lifetime", "status"), [(300, 200), (301, 401), (10 * 365 * 86400, 401)])
