@@ -3,6 +3,8 @@
 Keys stored in clear before cannot be sealed here (a migration does not hold the secret): they are
 retired and their private part erased. The tokens they signed (minutes at most) are refused, and
 the workers make a sealed key at the next token request; clients ask for a new token as on any 401.
+Workers of the release before read every live key as JSON: stop them before this release's workers
+sign (a sealed key fails their token requests); going down retires the sealed keys for the same reason.
 
 Revision ID: 5d1e8a7c9b20
 Revises: 3f9c2d7e1b58
@@ -37,6 +39,14 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # The release before reads every live key as JSON: sealed ones would fail each token request there.
+    # Retired, they leave it to make a key of its own (their tokens, minutes old at most, are refused).
+    op.execute(
+        sa.text(
+            "UPDATE oauth_signing_keys SET retired_at = CURRENT_TIMESTAMP "
+            "WHERE retired_at IS NULL AND private_jwk LIKE :sealed"
+        ).bindparams(sealed=SEALED_PREFIX + "%")
+    )
     _comment(COMMENT["before"], COMMENT["after"])
 
 

@@ -181,3 +181,17 @@ def test_rebuilding_a_table_keeps_the_rows_that_refer_to_it(sync_engine, world):
     with sync_engine.connect() as connection:
         if connection.dialect.name == "sqlite":
             assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1  # on again
+
+
+def test_going_below_the_sealed_keys_retires_them(empty_engine):
+    """The release before reads every live key as JSON: a sealed one would fail each of its token
+    requests (helper 51). Retired, they leave it to make a key of its own."""
+    run(empty_engine, command.upgrade, "head")
+    with empty_engine.begin() as connection:
+        connection.execute(
+            text("INSERT INTO oauth_signing_keys (kid, private_jwk, created_at) VALUES ('sealed', 'aesgcm:x', :now)"),
+            {"now": utcnow().replace(tzinfo=None)},
+        )
+    run(empty_engine, command.downgrade, "3f9c2d7e1b58")
+    with Session(empty_engine) as session:
+        assert session.scalars(select(OAuthSigningKey.retired_at)).one() is not None
