@@ -214,8 +214,8 @@ class Settings(BaseSettings):
     oauth_issuer: str = Field(
         default="",
         description="The OAuth issuer: the server's public base URL (`https://api.example.org`), which client "
-        "assertions name in `aud` (its `/oauth/token`); empty: the address the server listens on, never the Host "
-        "header. Set it in production.",
+        "assertions name in `aud` (its `/oauth/token`); empty: the request's URL when it names this server (a "
+        "loopback name or the address reached, and its port), else that address. Set it in production.",
     )
     access_token_seconds: int = Field(default=300, ge=30, le=3600, description="Lifetime of an access token.")
 

@@ -59,20 +59,26 @@ class TokenRefused(CredentialRefused):
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 def issuer_of(configured: str, request: Request) -> str:
-    """The issuer: the configured public URL, else the address the server listens on, as the
-    connection reached it (never the Host header, which a client writes: an assertion made for
-    another server, `aud` its URL, was accepted with that server's name as Host)."""
+    """The issuer: the configured public URL; else the URL the request named, if it names this server
+    (a loopback name or the address the connection reached, and its port); else that address. Never
+    a name of another server: with `Host: evil.example`, an assertion made for that server (`aud` its
+    token endpoint) was accepted, and the token named it."""
     if configured:
         return configured.rstrip("/")
     scheme = request.scope.get("scheme", "http")
-    host, port = request.scope.get("server") or ("localhost", None)
+    server, default = request.scope.get("server"), _DEFAULT_PORTS.get(scheme)
+    if not server or str(server[0]).startswith("/"):  # a unix socket's path: no address names it
+        return f"{scheme}://localhost"
+    host, port = server[0], server[1] or default
+    named = request.url
+    if named.hostname in _LOOPBACK | {host} and (named.port or default) == port:
+        return str(request.base_url).rstrip("/")
     netloc = f"[{host}]" if ":" in host else host  # an IPv6 address
-    if port is not None and port != _DEFAULT_PORTS.get(scheme):
-        netloc += f":{port}"
-    return f"{scheme}://{netloc}"
+    return f"{scheme}://{netloc}" + ("" if port == default else f":{port}")
 
 
 def resource_url(configured: str, request: Request) -> str:

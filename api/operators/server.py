@@ -203,6 +203,11 @@ def serve(settings: Settings, host: str, port: int, workers: int, app_factory: s
         raise PolicyRefused(release.directory, release.report)
     # a release of another directory replaced (a restart without PARTNER_API_POLICY_DIR?): said louder
     logger.log(logging.WARNING if release.replaced else logging.INFO, "policy: %s", release.summary)
+    if not settings.oauth_issuer and (workers > 1 or settings.database_url.startswith("postgresql")):
+        logger.warning(
+            "PARTNER_API_OAUTH_ISSUER is unset: OAuth clients are served only under this server's own address "
+            "(behind a proxy, none): set it to the public base URL"
+        )
     with ExitStack() as stack:
         if workers > 1 and not os.environ.get(MULTIPROCESS_DIR):
             # Each worker writes its metrics there, so that /metrics sums them (see api.http.metrics).
