@@ -8,6 +8,19 @@ import pytest
 
 from tests.client import ApiClient
 from tests.identity.workers import app_of, notifications
+from tests.oauth_client import SigningKey, register
+
+
+@pytest.fixture
+def client_key() -> SigningKey:
+    """An OAuth client's assertion key."""
+    return SigningKey("key-1")
+
+
+@pytest.fixture
+def client_id(sync_engine, world, client_key) -> str:
+    """A client of partner `full`, registered with `client_key`."""
+    return register(sync_engine, "full", client_key)
 
 
 @pytest.fixture

@@ -36,16 +36,6 @@ VIEWER = "{ viewer { name } }"
 READ = "query Read($id: ID!) { practice(id: $id) { name } }"
 
 
-@pytest.fixture
-def client_key() -> SigningKey:
-    return SigningKey("key-1")
-
-
-@pytest.fixture
-def client_id(sync_engine, world, client_key) -> str:
-    return register(sync_engine, "full", client_key)
-
-
 async def token_response(api, assertion: str, dpop: str | None = None, **extra: str):
     headers = {"DPoP": dpop} if dpop else {}
     return await api.http.post("/oauth/token", data=token_form(assertion, **extra), headers=headers)

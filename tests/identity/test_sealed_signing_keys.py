@@ -19,19 +19,8 @@ from api.identity.key_seal import KeySeal
 from api.identity.signing_keys import SigningKeys
 from api.timeutil import utcnow
 from tests.identity.test_client_credentials import call, decoded, get_token
-from tests.oauth_client import SigningKey, register
 
 ISSUER = "http://testserver"  # the in-process client's base URL, as the token endpoint names it
-
-
-@pytest.fixture
-def client_key() -> SigningKey:
-    return SigningKey("key-1")
-
-
-@pytest.fixture
-def client_id(sync_engine, world, client_key) -> str:
-    return register(sync_engine, "full", client_key)
 
 
 async def test_the_database_holds_no_private_key_in_clear(sync_engine, api, client_key, client_id):
