@@ -6,9 +6,9 @@ so a rotation (`partner-api oauth rotate-signing-key`) leaves tokens already iss
 retiring the old key afterwards refuses them on their next request (api/identity/token_authentication.py
 reads whether their key is live with their client). A worker signs with the keys as they are at each
 token request, and re-reads them for verifying at most every `REFRESH_SECONDS`, and at once on an
-unknown `kid`. The first token request of a fresh database
-creates the first key, and so does the first after no live key opens (api/identity/key_seal.py: the
-private parts are sealed with the server's secret; a key sealed under another secret is left unused).
+unknown `kid`. The private parts are sealed with the server's secret (api/identity/key_seal.py): only
+a key the current secret sealed signs, and the first token request that finds none (a fresh
+database, a rotated secret) makes one; a key that opens under no secret is left unused.
 """
 
 from __future__ import annotations
