@@ -75,9 +75,10 @@ async def verify(keys: SigningKeys, value: str, issuer: str, now: datetime, life
     parts = unverified_parts(value)
     if parts is None or parts[0].get("typ") != TOKEN_TYPE or parts[0].get("alg") != TOKEN_ALGORITHM:
         return None
-    key = await keys.verifier(parts[0].get("kid"), now)
-    if key is None:
+    found = await keys.verifier(parts[0].get("kid"), now)
+    if found is None:
         return None
+    key, signed_until = found
     try:
         claims = jwt.decode(value, key, algorithms=[TOKEN_ALGORITHM]).claims
     except (JoseError, ValueError, TypeError, KeyError):
@@ -92,6 +93,7 @@ async def verify(keys: SigningKeys, value: str, issuer: str, now: datetime, life
         or not isinstance(iat, int)
         or iat > now.timestamp() + ISSUED_AHEAD_SECONDS
         or exp - iat > lifetime
+        or (signed_until is not None and iat > signed_until)  # its key's secret rotated before: not the server's
         or not isinstance(claims.get("client_id"), str)
         or not isinstance(scope, str)
         or not isinstance(gv, int)

@@ -55,7 +55,8 @@ class SigningKeys:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], seal: KeySeal) -> None:
         self._sessions, self._seal = sessions, seal
         self._unopened: set[str] = set()  # the kids already logged as not opening
-        self._keys: list[tuple[str, ECKey]] = []  # the keys that open, newest first
+        # The keys that open, newest first, each with the latest `iat` it may have signed (None: any).
+        self._keys: list[tuple[str, ECKey, float | None]] = []
         self._signing: ECKey | None = None  # the newest sealed with the current secret
         self._read_at = float("-inf")
 
@@ -74,22 +75,28 @@ class SigningKeys:
                 keys, signing = self._opened([*rows, row])
             self._keys, self._signing, self._read_at = keys, signing, time.monotonic()
 
-    def _opened(self, rows: list[OAuthSigningKey]) -> tuple[list[tuple[str, ECKey]], ECKey | None]:
-        """The keys that open with this server's secrets, newest first; and the newest the current one sealed."""
-        keys: list[tuple[str, ECKey]] = []
-        signing: ECKey | None = None
+    def _opened(self, rows: list[OAuthSigningKey]) -> tuple[list[tuple[str, ECKey, float | None]], ECKey | None]:
+        """The keys that open with this server's secrets, newest first, each with the latest `iat` it
+        may have signed; and the newest the current secret sealed, which signs.
+
+        A key sealed with a previous secret signed nothing since the first key of the current one was
+        made: a token it signed later was made by whoever holds that secret and a copy of the database
+        (the leak a rotation answers). Tokens it signed before live out their minutes."""
+        opened_rows = []
         for row in sorted(rows, key=lambda k: (k.created_at, k.kid), reverse=True):
             opened = self._seal.open(row.kid, row.private_jwk)
             if opened is not None:
                 key = ECKey.import_key(json.loads(opened[0]), parameters={"kid": row.kid})
-                keys.append((row.kid, key))
-                signing = signing or (key if opened[1] else None)
+                opened_rows.append((row, key, opened[1]))
             elif row.kid not in self._unopened:
                 self._unopened.add(row.kid)
                 logger.warning("signing key %s does not open with this server's secret: left unused", row.kid)
-        return keys, signing
+        current = [(row, key) for row, key, is_current in opened_rows if is_current]
+        rotated_at = min((row.created_at.timestamp() for row, _ in current), default=None)
+        keys = [(row.kid, key, None if is_current else rotated_at) for row, key, is_current in opened_rows]
+        return keys, current[0][1] if current else None
 
-    async def _fresh(self, now: datetime, create: bool = False) -> list[tuple[str, ECKey]]:
+    async def _fresh(self, now: datetime, create: bool = False) -> list[tuple[str, ECKey, float | None]]:
         if time.monotonic() - self._read_at > REFRESH_SECONDS or (create and self._signing is None):
             await self._refresh(now, create)
         return self._keys
@@ -101,10 +108,10 @@ class SigningKeys:
         assert self._signing is not None  # made above when none was
         return self._signing
 
-    async def verifier(self, kid: object, now: datetime) -> ECKey | None:
-        """The live key named `kid`, or None."""
+    async def verifier(self, kid: object, now: datetime) -> tuple[ECKey, float | None] | None:
+        """The live key named `kid`, with the latest `iat` it may have signed (None: any); or None."""
         for _ in range(2):  # a kid this worker does not know yet: another worker may have rotated
-            found = next((key for known, key in await self._fresh(now) if known == kid), None)
+            found = next(((key, until) for known, key, until in await self._fresh(now) if known == kid), None)
             if found is not None or not isinstance(kid, str):
                 return found
             self._read_at = float("-inf")
@@ -113,5 +120,5 @@ class SigningKeys:
     async def jwks(self, now: datetime) -> dict[str, object]:
         """The public keys, for `/oauth/jwks`."""
         keys = await self._fresh(now, create=True)
-        public = KeySet([key for _, key in keys]).as_dict(private=False)
+        public = KeySet([key for _, key, _ in keys]).as_dict(private=False)
         return {"keys": [{**k, "use": "sig", "alg": "ES384"} for k in public["keys"]]}

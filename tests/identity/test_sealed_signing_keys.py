@@ -5,6 +5,7 @@ well signed (a key taken together with its secret)."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from joserfc import jwt
@@ -62,6 +63,30 @@ async def test_a_rotated_secret_still_opens_the_keys_it_sealed_and_signs_with_a_
     fresh = await get_token(rotated, client_key, client_id)
     assert (await decoded(rotated, fresh)).header["kid"] != (await decoded(rotated, token)).header["kid"]
     assert (await call(rotated, fresh)).status_code == 200
+
+
+async def test_a_leaked_previous_secret_signs_nothing_accepted_after_the_rotation(
+    sync_engine, make_api, client_key, client_id
+):
+    """The key it sealed still verifies the tokens the server signed before, but a token it signed
+    after the first key of the new secret was made is a thief's (helper 52)."""
+    before = await get_token(make_api(), client_key, client_id)
+    with Session(sync_engine) as session:
+        old = session.scalars(select(OAuthSigningKey)).one()
+        kid, stored = old.kid, old.private_jwk
+        grants_version = session.scalar(
+            select(Partner.grants_version).join(OAuthClient).where(OAuthClient.client_id == client_id)
+        )
+    rotated = make_api(secret_key="the-new-secret", secret_key_previous="test-secret")
+    await get_token(rotated, client_key, client_id)  # the first key of the new secret
+    assert (await call(rotated, before)).status_code == 200
+    opened = KeySeal(b"test-secret").open(kid, stored)
+    assert opened is not None
+    private, now = ECKey.import_key(json.loads(opened[0])), int(time.time()) + 1
+    claims = {"iss": ISSUER, "aud": ISSUER, "sub": client_id, "client_id": client_id, "scope": "appointments:read",
+              "gv": grants_version, "jti": "forged", "iat": now, "exp": now + 300}  # fmt: skip
+    forged = jwt.encode({"alg": "ES384", "typ": "at+jwt", "kid": kid}, claims, private, algorithms=["ES384"])
+    assert (await call(rotated, forged)).status_code == 401
 
 
 @pytest.mark.parametrize(("lifetime", "status"), [(300, 200), (301, 401), (10 * 365 * 86400, 401)])
