@@ -621,6 +621,53 @@ async def test_patients_a_partner_created_itself_never_spend_its_distinct_patien
     assert _alerts(sync_engine) == []
 
 
+async def test_a_key_reading_back_its_own_bookings_is_not_quarantined_at_another_keys_refusal(
+    make_api, world, sync_engine
+):
+    """Its own bookings spend nothing of the budget: counted from the ledger, a booking service that
+    read them back passed half the limit, and was quarantined at another key's refusal (helper 52)."""
+    from tests.security.test_budgets import PRICED, variables
+    from tests.services.test_writes_and_sync import BOOK, FREE, booking
+
+    with Session(sync_engine) as session, session.begin():
+        session.execute(update(Grant).values(max_patients_per_window=2))
+        other = operators.issue_partner_key(session, "full", label="other", mode=KeyMode.OPEN).token
+    api = make_api(budget_refill_per_second=10**4)
+    booked = []
+    for i in range(4):
+        new_patient = {"firstName": "Inventé", "lastName": f"N{i}", "gender": "UNKNOWN"}
+        response = await api.query(world.keys["full"], BOOK, {"input": {
+            **booking(world, FREE + timedelta(minutes=30 * i)), "patientId": None, "newPatient": new_patient,
+        }})  # fmt: skip
+        booked.append(response.data["bookAppointment"]["appointment"]["id"])
+    own = "query($ids: [ID!]!) { nodes(ids: $ids) { ... on Appointment { patient { id lastName } } } }"
+    assert (await api.query(world.keys["full"], own, {"ids": booked})).errors == []
+    refused = await api.query(other, PRICED, variables(world, 50))
+    assert "EXTRACTION_LIMIT_EXCEEDED" in refused.codes
+    assert (await api.query(other, "{ viewer { name } }")).codes == {"KEY_QUARANTINED"}
+    assert (await api.query(world.keys["full"], "{ viewer { name } }")).errors == []
+
+
+async def test_a_failed_search_for_other_keys_leaves_the_refusal_and_its_quarantine_standing(
+    make_api, world, big_practice, sync_engine, monkeypatch
+):
+    """Past the statement timeout on a huge ledger, the search rolled the refusal's alerts and the
+    refused key's quarantine back with it: the key read on (helper 52)."""
+
+    async def too_slow(*_args, **_kwargs):
+        raise TimeoutError("the statement ran past its timeout")
+
+    monkeypatch.setattr("api.protection.extraction._keys_shown_half", too_slow)
+    with Session(sync_engine) as session, session.begin():
+        session.execute(update(Grant).values(max_patients_per_window=20))
+    api = make_api(budget_capacity=10**6, budget_refill_per_second=10**4)
+    window = (utcnow(), utcnow() + timedelta(days=30))
+    refused = await api.query(world.keys["extractor"], PAGE, page_variables(big_practice, *window, 50))
+    assert "EXTRACTION_LIMIT_EXCEEDED" in refused.codes
+    assert (await api.query(world.keys["extractor"], "{ viewer { name } }")).codes == {"KEY_QUARANTINED"}
+    assert {alert.kind for alert in _alerts(sync_engine)} >= {AlertKind.REFUSAL, AlertKind.QUARANTINE}
+
+
 @pytest.mark.parametrize("compiled", [True, False], ids=["compiled-plan", "resolvers"])
 async def test_paging_reasons_without_their_patients_is_refused_at_the_same_limit(
     make_api, world, big_practice, sync_engine, compiled
