@@ -139,7 +139,7 @@ async def authenticate_key(session: AsyncSession, token: str | None, now: dateti
         partner.budget_capacity, partner.budget_refill_per_second, partner.grants_version, policy_version,
         key.mode, partner.documents_version,
     )
-    if partner.tokens_required:
+    if partner.tokens_required or partner.dpop_required:  # requiring bound tokens refuses bearer keys too
         raise TokensRequired(principal)
     if key.quarantined_at is not None:
         raise KeyQuarantined(principal)

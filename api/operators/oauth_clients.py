@@ -200,7 +200,8 @@ def list_clients(session: Session, partner_name: str) -> list[tuple[OAuthClient,
 
 
 def set_tokens_required(session: Session, partner_name: str, required: bool) -> Partner:
-    """When required, the partner's API keys are refused: only access tokens are served."""
+    """When required, the partner's API keys are refused: only access tokens are served (and while
+    DPoP is required, whatever this says: `set_dpop_required`)."""
     partner = find_partner(session, partner_name)
     partner.tokens_required = required
     return partner
@@ -209,10 +210,9 @@ def set_tokens_required(session: Session, partner_name: str, required: bool) -> 
 def set_dpop_required(session: Session, partner_name: str, required: bool) -> Partner:
     """When required, the partner's clients get access tokens only bound to a DPoP key (a token request
     without a proof is refused), its bearer tokens already issued are refused, and so are its API keys
-    (tokens required: they are bearer credentials too, and for ever)."""
+    (bearer credentials too, and for ever), whatever `set_tokens_required` says."""
     partner = find_partner(session, partner_name)
     partner.dpop_required = required
-    partner.tokens_required = partner.tokens_required or required
     return partner
 
 

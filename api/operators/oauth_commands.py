@@ -83,8 +83,11 @@ def partner_require_tokens(
 ) -> None:
     """Serve the partner only with OAuth access tokens: its API keys are refused from their next request on."""
     with _session() as session:
-        oauth_clients.set_tokens_required(session, name, required)
-    typer.echo(f"{name}: {'access tokens only, API keys refused' if required else 'API keys accepted'}")
+        partner = oauth_clients.set_tokens_required(session, name, required)
+        refused = required or partner.dpop_required
+    said = "access tokens only, API keys refused" if refused else "API keys accepted"
+    why = " (DPoP is required: `partner require-dpop --off` first)" if refused and not required else ""
+    typer.echo(f"{name}: {said}{why}")
 
 
 @partner_app.command("require-dpop")
@@ -94,10 +97,10 @@ def partner_require_dpop(
 ) -> None:
     """Issue and serve the partner's access tokens only bound to a DPoP key (RFC 9449): a token request
     without a proof is refused, and bearer tokens already issued are refused from their next request
-    on; its API keys too (`require-tokens`, which `--off` leaves as it is)."""
+    on; its API keys too, whatever `require-tokens` says (`--off` leaves that as it is)."""
     with _session() as session:
         partner = oauth_clients.set_dpop_required(session, name, required)
-        keys = "API keys refused" if partner.tokens_required else "API keys accepted"
+        keys = "API keys refused" if partner.tokens_required or required else "API keys accepted"
     said = "access tokens bound to a DPoP key only" if required else "bearer access tokens accepted"
     typer.echo(f"{name}: {said}, {keys}")
 

@@ -51,7 +51,9 @@ def test_require_tokens_and_signing_key_rotation(cli, world):
     assert "access tokens only" in cli("partner", "require-tokens", "full").output
     assert "API keys accepted" in cli("partner", "require-tokens", "full", "--off").output
     assert "bound to a DPoP key only, API keys refused" in cli("partner", "require-dpop", "full").output
-    assert "bearer access tokens accepted, API keys refused" in cli("partner", "require-dpop", "full", "--off").output
+    still = cli("partner", "require-tokens", "full", "--off").output  # DPoP required: keys stay refused
+    assert "API keys refused" in still and "require-dpop --off" in still
+    assert "bearer access tokens accepted, API keys accepted" in cli("partner", "require-dpop", "full", "--off").output
     first = re.search(r"new signing key (\w+)", cli("oauth", "rotate-signing-key").output).group(1)
     only = cli("oauth", "retire-signing-key", first)
     assert only.exit_code == 1 and "only live signing key" in only.output
