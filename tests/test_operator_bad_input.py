@@ -40,3 +40,14 @@ def test_a_refused_key_label_issues_no_key(cli, world):
     before = cli("key", "list", "full").output
     assert cli("key", "issue", "full", "--label", LONG).exit_code == 1
     assert cli("key", "list", "full").output == before
+
+
+def test_a_failed_report_leaves_the_earlier_one_as_it_was(cli, world, tmp_path):
+    """The file was opened, truncated, before the partner was looked up (helper 52)."""
+    earlier = tmp_path / "incident.html"
+    earlier.write_text("the report of last month")
+    failed = cli("exposure", "--partner", "ful", "--format", "html", "--output", str(earlier))
+    assert failed.exit_code == 1 and earlier.read_text() == "the report of last month"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["incident.html"]  # nothing left beside it
+    assert cli("exposure", "--partner", "full", "--format", "html", "--output", str(earlier)).exit_code == 0
+    assert earlier.read_text().startswith("<!DOCTYPE html>")

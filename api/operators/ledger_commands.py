@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import errno
 import json
+import os
 import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext, redirect_stdout
 from datetime import UTC, datetime, timedelta
@@ -228,16 +231,23 @@ def exposure(
 
 @contextmanager
 def _output(output: Path | None) -> Iterator[TextIO | None]:
-    """The report's file, or None for standard output."""
+    """The report's file, or None for standard output: written beside it and put in its place once
+    whole, so that a command that fails leaves an earlier report as it was."""
     if output is None:
         yield None
         return
     try:
-        file = output.open("w", encoding="utf-8")
+        if output.is_dir():
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+        descriptor, written = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.")
     except OSError as error:
         raise typer.BadParameter(f"cannot write {output}: {error.strerror}", param_hint="--output") from None
-    with file:
-        yield file
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            yield file
+        os.replace(written, output)
+    finally:
+        Path(written).unlink(missing_ok=True)
 
 
 def _print_exposure(report: reports.PartnerExposure, format: Format, with_names: bool) -> None:
