@@ -36,8 +36,6 @@ def run_migrations_online() -> None:
         _run(connectable)
         return
     engine = connectable if isinstance(connectable, Engine) else make_sync_engine(url)
-    if engine.dialect.name == "sqlite":
-        raise RuntimeError("SQLite migrations run with foreign keys off: run them through api.data.migrate")
     with engine.connect() as connection:
         _run(connection)
     if connectable is None:

@@ -10,7 +10,8 @@ import typer
 from api.data.database import make_async_engine, make_session_factory, sqlite_writer_lock
 from api.ledger import exposure as reports
 from api.ledger.webhook import DeliveryRound, WebhookSender
-from api.operators.ledger_commands import Format, ListFormat, ListFormatOption, _columns, _print, _session, _time
+from api.operators.account_commands import _when
+from api.operators.ledger_commands import Format, ListFormat, ListFormatOption, _columns, _print, _session
 from api.settings import get_settings
 
 alerts_app = typer.Typer(
@@ -31,7 +32,7 @@ def alerts(
     if context.invoked_subcommand is not None:
         return
     with _session() as session:
-        found = reports.alerts(session, partner, _time(since, "--since"))
+        found = reports.alerts(session, partner, _when(since, "--since"))
     _print(found, Format(format), "Extraction alerts", _columns(reports.Alert))
 
 

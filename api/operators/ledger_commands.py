@@ -12,7 +12,7 @@ import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext, redirect_stdout
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TextIO
@@ -28,6 +28,7 @@ from api.documents.manifests import normalized_id
 from api.ledger import exposure as reports
 from api.ledger import exposure_html, partitions, retention
 from api.ledger.access import group_names
+from api.operators.account_commands import _when
 from api.operators.accounts import OperatorError
 from api.operators.oauth_clients import client_credential_prefix
 from api.settings import MAX_RETENTION_DAYS, get_settings
@@ -75,21 +76,6 @@ def _session(snapshot: bool = True) -> Iterator[Session]:
         raise typer.Exit(1) from None
     finally:
         engine.dispose()
-
-
-def _time(text: str | None, option: str) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError as error:
-        raise typer.BadParameter(str(error), param_hint=option) from None
-    if value.tzinfo is None:
-        raise typer.BadParameter("give a time zone, e.g. 2026-11-01T00:00:00+01:00", param_hint=option)
-    try:
-        return value.astimezone(UTC)  # 9999-12-31T23:59:59-01:00 is past the calendar's end in UTC
-    except OverflowError:
-        raise typer.BadParameter("out of the calendar's range once in UTC", param_hint=option) from None
 
 
 def _columns(record_type: type) -> list[str]:
@@ -200,7 +186,7 @@ def exposure(
     document_id = normalized_id(document) if document is not None else None
     if document is not None and document_id is None:
         raise typer.BadParameter("a document id is sha256:<64 hex digits>", param_hint="--document")
-    start, end = _time(since, "--since"), _time(until, "--until")
+    start, end = _when(since, "--since"), _when(until, "--until")
     if start is not None and start >= (end or utcnow()):
         raise typer.BadParameter("the period is empty: --since must be before --until (or now)", param_hint="--since")
     with _output(output) as out:  # opened first: a path that cannot be written is told before the report is built
