@@ -249,7 +249,8 @@ async def test_a_refusal_after_a_forbidden_field_is_recorded_as_the_refusal(make
     assert REGISTRY.get_sample_value("partner_api_extraction_alerts_total", counted) == refusals_before + 1
 
 
-async def _other_keys(sync_engine, *labels: str) -> dict[str, str]:
+def _other_keys(sync_engine, *labels: str) -> dict[str, str]:
+    """New open keys of the extractor, by label."""
     with Session(sync_engine) as session, session.begin():
         return {
             label: operators.issue_partner_key(session, "extractor", label=label, mode=KeyMode.OPEN).token
@@ -270,7 +271,7 @@ async def test_a_refusal_quarantines_the_keys_shown_half_the_limit_not_only_the_
     one, each alert with its own figures; a key shown fewer, only times, or nothing there, is not."""
     with Session(sync_engine) as session, session.begin():
         session.execute(update(Grant).values(max_patients_per_window=100))
-    keys = await _other_keys(sync_engine, "stolen", "a few", "times only", "elsewhere")
+    keys = _other_keys(sync_engine, "stolen", "a few", "times only", "elsewhere")
     api = make_api(budget_capacity=10**6, budget_refill_per_second=10**4)
     months = [(utcnow() + timedelta(days=30 * m), utcnow() + timedelta(days=30 * (m + 1))) for m in range(3)]
     production = await api.query(world.keys["extractor"], PAGE, page_variables(big_practice, *months[0], 42))
@@ -307,7 +308,7 @@ async def test_a_small_refused_request_does_not_take_down_a_key_under_half_the_l
     down the key that had read most (helper 51): the threshold is half the limit, which no request moves."""
     with Session(sync_engine) as session, session.begin():
         session.execute(update(Grant).values(max_patients_per_window=100))
-    keys = await _other_keys(sync_engine, "stolen")
+    keys = _other_keys(sync_engine, "stolen")
     api = make_api(budget_capacity=10**6, budget_refill_per_second=10**4)
     months = [(utcnow() + timedelta(days=30 * m), utcnow() + timedelta(days=30 * (m + 1))) for m in range(3)]
     production = await api.query(world.keys["extractor"], PAGE, page_variables(big_practice, *months[0], 46))
