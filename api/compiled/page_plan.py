@@ -11,7 +11,8 @@ nothing here depends on a partner.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from graphql import FieldNode, get_named_type, is_leaf_type, is_non_null_type
@@ -72,20 +73,28 @@ class Shape:
         """The first selection of the object field `name` (a page selects each once: see `_shape`)."""
         return next((f for f in self.fields if isinstance(f, Nested) and f.name == name), None)
 
+    @cached_property
+    def beside_leaves(self) -> tuple[Leaf | Nested, ...]:
+        """What a row's projection does beside reading the leaves, in document order: the object
+        fields, and the reason (which a patient's refusal withholds)."""
+        return tuple(f for f in self.fields if isinstance(f, Nested) or f.name == "reason")
+
 
 @dataclass(frozen=True)
 class PagePlan:
     root_key: str
     root: FieldPlan  # the `appointments` field, with its arguments
     connection: Shape
+    # The projectors generated for this plan's shapes (api/compiled/page_run.py keeps them).
+    projectors: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
-    @property
+    @cached_property
     def node(self) -> Shape | None:
         edges = self.connection.nested("edges")
         node = edges.shape.nested("node") if edges else None
         return node.shape if node else None
 
-    @property
+    @cached_property
     def reads_reason(self) -> bool:
         """The appointment's reason is selected: its patient's health data, counted as reading them."""
         node = self.node
@@ -93,9 +102,12 @@ class PagePlan:
 
     def object(self, name: str) -> Shape | None:
         """The shape of the appointment's `patient`, `practitioner` or `practice`, if selected."""
+        return self._objects.get(name)
+
+    @cached_property
+    def _objects(self) -> dict[str, Shape]:
         node = self.node
-        nested = node.nested(name) if node else None
-        return nested.shape if nested else None
+        return {n.name: n.shape for n in node.fields if isinstance(n, Nested)} if node else {}
 
 
 class _Unsupported(Exception):

@@ -28,9 +28,8 @@ from __future__ import annotations
 
 import weakref
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache, partial
-from operator import itemgetter
 from typing import Any
 
 from graphql import FieldNode, GraphQLError, located_error
@@ -41,12 +40,12 @@ from strawberry.schema.name_converter import NameConverter
 from strawberry.types.field import StrawberryField
 
 from api.compiled.page_plan import Leaf, Nested, PagePlan, Shape
+from api.compiled.projector import Projector, projector
 from api.data.models import Appointment, Patient, Practice, PracticeMembership, Practitioner
 from api.errors import ApiError, ErrorCode, FieldForbidden, not_found
 from api.ledger.disclosure_recorder import DisclosedRecord
 from api.protection.extraction import exempt
 from api.protection.input_validation import check_strings
-from api.schema.appointments import AppointmentSource
 from api.schema.context import GraphQLContext
 from api.services import reads
 from api.services.horizon import HorizonGroups, RecordFields, patient_inside
@@ -97,12 +96,12 @@ async def read_page(
     query = reads.PagedQuery(
         statement, counted, window, checked.cursor, checked.binding, reads.appointment_position, parameters
     )
-    page = reads.page_of(uow, context.cursors, query, rows)
+    page = reads.page_of(uow, context.cursors, query, rows, immutable=True)
     practices = {r.practice_id for r in page.rows}
     if joined:  # a patient's own practice decides what is read of them (theirs, normally)
         practices |= {r.patient__practice_id for r in page.rows if r.patient__id is not None}
     projection = _Projection(plan, context, await context.fields.record_fields(practices))
-    projection.columns = {name: index for index, name in enumerate(result.keys())}
+    projection.layout = tuple(result.keys())
     await projection.prepare(page.rows)
     data = {plan.root_key: await projection.connection(page, [plan.root_key])}
     return data, projection.errors
@@ -249,21 +248,7 @@ def _labelled(table: Table, prefix: str, names: tuple[str, ...]) -> tuple[Column
 
 # Where each object's fields are read in the row: the columns' names by the object's type.
 _PREFIXES = {"Appointment": "", "Patient": "patient__", "Practitioner": "practitioner__", "Practice": "practice__"}
-
-
-def _source(partner_id: int, index: int) -> Callable[[Row[Any]], AppointmentSource]:
-    def source(row: Row[Any]) -> AppointmentSource:
-        creator = row[index]
-        if creator is None:
-            return AppointmentSource.PRACTICE
-        return AppointmentSource.YOU if creator == partner_id else AppointmentSource.OTHER_PARTNER
-
-    return source
-
-
-# One leaf of an object for one set of readable fields: (key, value getter or None, output coercion,
-# "Type.field" to record, or the error of a forbidden field, or the constant of __typename).
-_Step = tuple[str, Callable[[Row[Any]], Any] | None, Callable[[Any], Any] | None, str, Leaf | None, str | None]
+_PROJECTORS_KEPT = 64  # per plan: shapes x readable sets x statements, a handful under one policy
 
 
 class _Projection:
@@ -276,8 +261,9 @@ class _Projection:
         self.refused: dict[int, Exception] = {}  # practice -> its distinct-patient refusal (or failure)
         self.refusal_told: set[int] = set()  # the refusals raised (a quarantine's is every practice's)
         self.others: dict[tuple[str, int], frozenset[str]] = {}  # practitioner's and practice's fields, by practice
-        self.steps: dict[tuple[int, frozenset[str]], list[_Step]] = {}
-        self.columns: dict[str, int] = {}  # the row's columns by name
+        self.projectors: dict[tuple[int, frozenset[str]], Projector] = {}  # by shape and readable fields
+        self.groups: dict[tuple[int, int], tuple[int, ...]] = {}  # a projector's, by side (`_groups`)
+        self.layout: tuple[str, ...] = ()  # the row's columns
         self.checked: set[tuple[int, frozenset[str]]] = set()  # shapes and field sets `decline_null` passed
         self.sides: list[bool] = []  # each row's side of the reading horizon (`prepare`)
         self.disclosed: list[DisclosedRecord] = []  # each row's record in the ledger
@@ -380,11 +366,11 @@ class _Projection:
     def appointment(self, shape: Shape, index: int, row: Row[Any], path: Path) -> dict[str, Any]:
         fields, side = self.fields[row.practice_id], self.sides[index]
         readable, closed = fields.side(side), fields.closed(side)
-        result = self.values(shape, row, readable, self.disclosed[index].carried, path, closed)
-        for field in shape.fields:  # in document order: the first field a refusal withholds tells it
-            if isinstance(field, Leaf):
-                if field.name == "reason" and field.qualified in readable and row.reason is not None:
-                    self._withheld(row, field.node, [*path, field.key])  # its value is None then (`_step`)
+        result = self.values(shape, row, readable, self.disclosed[index], path, closed)
+        for field in shape.beside_leaves:  # in document order: the first field a refusal withholds tells it
+            if isinstance(field, Leaf):  # the reason
+                if field.qualified in readable and row.reason is not None:
+                    self._withheld(row, field.node, [*path, field.key])  # its value is None then (projector.py)
                 continue
             at = [*path, field.key]
             if field.qualified not in readable:
@@ -414,7 +400,7 @@ class _Projection:
             return None
         inside, fields = bool(row.patient__inside), self.fields[row.patient__practice_id]
         disclosed = self.context.disclosures.patient_record(row.patient__id, row.patient__practice_id, inside)
-        return self.values(field.shape, row, fields.side(inside), disclosed.carried, path, fields.closed(inside))
+        return self.values(field.shape, row, fields.side(inside), disclosed, path, fields.closed(inside))
 
     def _withheld(self, row: Row[Any], node: FieldNode, path: Path) -> bool:
         """Whether the row's patient is refused (their practice's refusal, or a failure), as the patient
@@ -434,60 +420,49 @@ class _Projection:
         shape: Shape,
         row: Row[Any],
         readable: frozenset[str],
-        carried: Callable[[str], None] | None,
+        disclosed: DisclosedRecord | None,
         path: Path,
         closed: frozenset[str] = frozenset(),
     ) -> dict[str, Any]:
         """The object's leaves: forbidden ones null with their error (saying so when the horizon
-        withholds them, `closed`); each value sent recorded. Its object fields are left null, for the
-        caller to fill."""
-        result: dict[str, Any] = {}
-        for key, getter, coerce, qualified, forbidden, constant in self._steps(shape, readable):
-            if getter is None:
-                result[key] = constant
-                if forbidden is not None:
-                    refusal = FieldForbidden(qualified, qualified in closed)
-                    self.errors.append(located_error(refusal, [forbidden.node], [*path, key]))
-                continue
-            value = getter(row)
-            if value is None:
-                result[key] = None
-            else:
-                result[key] = coerce(value)  # type: ignore[misc]  # a leaf's coercion
-                if carried is not None:
-                    carried(qualified)
+        withholds them, `closed`); each value sent recorded in `disclosed`. Its object fields are
+        left null, for the caller to fill."""
+        projector = self._projector(shape, readable)
+        field_groups = disclosed.field_groups if disclosed is not None else None
+        result, carried = projector.project(row, self.partner_id, self.refused, self._groups(projector, field_groups))
+        if disclosed is not None:
+            disclosed.carried_groups(carried)
+        for leaf in projector.forbidden:
+            refusal = FieldForbidden(leaf.qualified, leaf.qualified in closed)
+            self.errors.append(located_error(refusal, [leaf.node], [*path, leaf.key]))
         return result
 
-    def _steps(self, shape: Shape, readable: frozenset[str]) -> list[_Step]:
-        steps = self.steps.get((id(shape), readable))
-        if steps is None:
-            steps = self.steps[(id(shape), readable)] = [self._step(shape, field, readable) for field in shape.fields]
-        return steps
+    def _projector(self, shape: Shape, readable: frozenset[str]) -> Projector:
+        """The shape's projector for `readable`: this request's, else the plan's (generated once per
+        plan, readable set and statement)."""
+        key = (id(shape), readable)
+        found = self.projectors.get(key)
+        if found is None:
+            kept, layout = self.plan.projectors, (id(shape), readable, self.layout)
+            found = kept.get(layout)
+            if found is None:
+                if len(kept) >= _PROJECTORS_KEPT:  # a policy release changes the readable sets
+                    kept.clear()
+                columns = {name: index for index, name in enumerate(self.layout)}
+                found = kept[layout] = projector(shape, readable, columns, _PREFIXES[shape.typename])
+            self.projectors[key] = found
+        return found
 
-    def _step(self, shape: Shape, field: Leaf | Nested, readable: frozenset[str]) -> _Step:
-        if isinstance(field, Nested):
-            return (field.key, None, None, field.qualified, None, None)
-        if field.is_typename:
-            return (field.key, None, None, "", None, field.typename)
-        if field.qualified not in readable:
-            return (field.key, None, None, field.qualified, field, None)
-        prefix = _PREFIXES[shape.typename]
-        if shape.typename == "Appointment" and field.attribute == "source":
-            getter: Callable[[Row[Any]], Any] = _source(self.partner_id, self.columns["source_partner_id"])
-        elif shape.typename == "Appointment" and field.attribute == "reason":
-            columns = self.columns
-            getter = self._reason(columns["reason"], columns["patient_id"], columns["practice_id"])
-        else:
-            getter = itemgetter(self.columns[prefix + ("public_id" if field.attribute == "id" else field.attribute)])
-        return (field.key, getter, field.coerce, field.qualified, None, None)
-
-    def _reason(self, reason: int, patient: int, practice: int) -> Callable[[Row[Any]], Any]:
-        """The reason, None while its patient is refused: it is their health data (`prepare` admits them for it)."""
-
-        def reason_of(row: Row[Any]) -> Any:
-            return None if row[patient] is not None and row[practice] in self.refused else row[reason]
-
-        return reason_of
+    def _groups(self, projector: Projector, field_groups: Mapping[str, int] | None) -> tuple[int, ...]:
+        """The ledger groups of each leaf the projector may carry, for the side a record was built on
+        (none for objects the ledger does not record)."""
+        key = (id(projector), id(field_groups))
+        groups = self.groups.get(key)
+        if groups is None:
+            groups = self.groups[key] = tuple(
+                field_groups.get(qualified, 0) if field_groups is not None else 0 for qualified in projector.carried
+            )
+        return groups
 
     def decline_null(self, shape: Shape, readable: frozenset[str]) -> None:
         """A non-null field the grant forbids would null its parent, and graphql-core drops errors

@@ -81,6 +81,15 @@ class DisclosedRecord:
         """The response carries a value of "Type.field" for this record."""
         self._record.groups |= self._field_groups.get(field, 0)
 
+    @property
+    def field_groups(self) -> Mapping[str, int]:
+        """What a value of each field carried from this object discloses (`FieldGroups.side`)."""
+        return self._field_groups
+
+    def carried_groups(self, groups: int) -> None:
+        """The response carries values that disclose `groups` (of `field_groups`) for this record."""
+        self._record.groups |= groups
+
 
 class DisclosureRecorder:
     """The records of one request's response; `disclosures()` gives them to the ledger."""

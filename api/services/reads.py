@@ -149,16 +149,22 @@ def page_statement(
     return statement.order_by(*order).limit(bindparam("page_limit", type_=Integer))
 
 
-def page_of(uow: UnitOfWork, cursors: CursorCodec, query: PagedQuery, rows: Sequence[Row]) -> Page[Row]:
+def page_of(
+    uow: UnitOfWork, cursors: CursorCodec, query: PagedQuery, rows: Sequence[Row], immutable: bool = False
+) -> Page[Row]:
     """The page of `rows`, as `query.statement` read them. `hasPreviousPage` going forward
     (`hasNextPage` going backward) is true when a cursor was given: the page starts after an item
-    (Relay lets a server say so)."""
+    (Relay lets a server say so). `immutable`: rows that cannot change (tuples, not ORM objects) are
+    read for their cursors only when one is asked for."""
     window, binding, position_of = query.window, query.binding, query.position_of
     size = window.size
     more = len(rows) > size
     page_rows = list(rows[:size])[::-1] if window.backward else list(rows[:size])
     seal = cursors.encoder(binding)
-    sealers = [partial(seal, position_of(row)) for row in page_rows]  # read now, sealed when asked
+    if immutable:
+        sealers = [partial(_sealed, seal, position_of, row) for row in page_rows]
+    else:
+        sealers = [partial(seal, position_of(row)) for row in page_rows]  # read now, sealed when asked
     start = seal(position_of(page_rows[0])) if page_rows else None
     end = seal(position_of(page_rows[-1])) if page_rows else None
     counted, parameters = query.counted, query.parameters
@@ -176,6 +182,10 @@ def page_of(uow: UnitOfWork, cursors: CursorCodec, query: PagedQuery, rows: Sequ
         start_cursor=start,
         count=count,
     )
+
+
+def _sealed(seal: Callable[[Sequence[object]], str], position_of: Callable[[Any], Sequence[object]], row: Any) -> str:
+    return seal(position_of(row))
 
 
 async def _page(
