@@ -11,7 +11,7 @@ nothing here depends on a partner.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -85,8 +85,6 @@ class PagePlan:
     root_key: str
     root: FieldPlan  # the `appointments` field, with its arguments
     connection: Shape
-    # The projectors generated for this plan's shapes (api/compiled/page_run.py keeps them).
-    projectors: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @cached_property
     def node(self) -> Shape | None:

@@ -30,7 +30,7 @@ import weakref
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache, partial
-from typing import Any
+from typing import Any, cast
 
 from graphql import FieldNode, GraphQLError, located_error
 from graphql.execution.values import VariableValues, get_argument_values
@@ -246,11 +246,6 @@ def _labelled(table: Table, prefix: str, names: tuple[str, ...]) -> tuple[Column
     return tuple(table.c[name] if not prefix else table.c[name].label(prefix + name) for name in names)
 
 
-# Where each object's fields are read in the row: the columns' names by the object's type.
-_PREFIXES = {"Appointment": "", "Patient": "patient__", "Practitioner": "practitioner__", "Practice": "practice__"}
-_PROJECTORS_KEPT = 64  # per plan: shapes x readable sets x statements, a handful under one policy
-
-
 class _Projection:
     """One page's rows into the response, and its errors."""
 
@@ -432,25 +427,17 @@ class _Projection:
         result, carried = projector.project(row, self.partner_id, self.refused, self._groups(projector, field_groups))
         if disclosed is not None:
             disclosed.carried_groups(carried)
-        for leaf in projector.forbidden:
+        for position in projector.forbidden:
+            leaf = cast(Leaf, shape.fields[position])
             refusal = FieldForbidden(leaf.qualified, leaf.qualified in closed)
             self.errors.append(located_error(refusal, [leaf.node], [*path, leaf.key]))
         return result
 
     def _projector(self, shape: Shape, readable: frozenset[str]) -> Projector:
-        """The shape's projector for `readable`: this request's, else the plan's (generated once per
-        plan, readable set and statement)."""
         key = (id(shape), readable)
         found = self.projectors.get(key)
         if found is None:
-            kept, layout = self.plan.projectors, (id(shape), readable, self.layout)
-            found = kept.get(layout)
-            if found is None:
-                if len(kept) >= _PROJECTORS_KEPT:  # a policy release changes the readable sets
-                    kept.clear()
-                columns = {name: index for index, name in enumerate(self.layout)}
-                found = kept[layout] = projector(shape, readable, columns, _PREFIXES[shape.typename])
-            self.projectors[key] = found
+            found = self.projectors[key] = projector(shape, readable, self.layout)
         return found
 
     def _groups(self, projector: Projector, field_groups: Mapping[str, int] | None) -> tuple[int, ...]:
