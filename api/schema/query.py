@@ -1,7 +1,8 @@
 
+import asyncio
 import math
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import strawberry
 from sqlalchemy.orm import joinedload
@@ -25,7 +26,11 @@ MAX_NODES = 100
 
 
 async def _node(ctx: GraphQLContext, public_id: str) -> Node | None:
-    kind, row = await reads.find_node(ctx.uow, public_id)
+    return await _built(ctx, *await reads.find_node(ctx.uow, public_id))
+
+
+async def _built(ctx: GraphQLContext, kind: str, row: Any) -> Node | None:
+    """The node of a row found visible; a patient through the distinct-patient budget."""
     if kind == "Appointment":
         return Appointment.from_row(row, await ctx.fields.record_fields_at(row.practice_id), ctx)
     if kind == "Practitioner":
@@ -206,12 +211,19 @@ class Query(ChangeQuery):
     ) -> list[Node | None]:
         if not 1 <= len(ids) <= MAX_NODES:
             raise bad_input(f"`ids` holds 1 to {MAX_NODES} ids.", argument="ids")
+        found = await reads.find_nodes(info.context.uow, ids)
+        # Built together, so that the loaders batch them: a practice's new patients pass the
+        # distinct-patient budget as one admission, as a page's do.
+        built = await asyncio.gather(
+            *(_built(info.context, *found[i]) for i in ids if i in found), return_exceptions=True
+        )
+        nodes = dict(zip([i for i in ids if i in found], built, strict=True))
         results: list[Node | None] = []
         for public_id in ids:
-            try:
-                results.append(await _node(info.context, public_id))
-            except ApiError as error:
-                if error.extensions["code"] != ErrorCode.NOT_FOUND:
-                    raise  # e.g. the distinct-patient budget: refuse, do not hide it as missing
-                results.append(None)  # a missing node is null, like GitHub's API
+            node = nodes.get(public_id)  # a missing node is null, like GitHub's API
+            if isinstance(node, BaseException):
+                if not isinstance(node, ApiError) or node.extensions["code"] != ErrorCode.NOT_FOUND:
+                    raise node  # e.g. the distinct-patient budget: refuse, do not hide it as missing
+                node = None
+            results.append(node)
         return results

@@ -250,6 +250,23 @@ async def find_node(uow: UnitOfWork, public_id: str) -> tuple[str, Any]:
     return kind, await find_by_public_id(uow, NODE_MODELS[kind], public_id)
 
 
+async def find_nodes(uow: UnitOfWork, public_ids: Collection[str]) -> dict[str, tuple[str, Any]]:
+    """The visible rows of these ids, each with its kind, by id: one statement per kind, not one per
+    id (100 ids were 100 statements, an outside review's cheapest way to make the server work: helper
+    53). Missing, hidden and malformed ids are absent alike."""
+    wanted: dict[str, set[str]] = {}
+    for public_id in public_ids:
+        kind = kind_of(public_id)
+        if kind in NODE_MODELS:
+            wanted.setdefault(kind, set()).add(public_id)
+    found: dict[str, tuple[str, Any]] = {}
+    for kind, of_kind in wanted.items():
+        model = NODE_MODELS[kind]
+        rows = (await uow.execute(uow.authorized(model).where(model.public_id.in_(of_kind)))).scalars()
+        found |= {row.public_id: (kind, row) for row in rows}
+    return found
+
+
 def visible_practice(uow: UnitOfWork, public_id: str) -> ScalarSelect[int]:
     """The id of the practice, if the partner may see it, as a subquery: the page's own query
     checks the practice, one statement less on every page that has rows."""
