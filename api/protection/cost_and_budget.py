@@ -25,7 +25,7 @@ from strawberry.extensions import SchemaExtension
 from api.errors import ApiError, ErrorCode
 from api.identity.request_identity import RequestIdentity
 from api.protection.budgets import Budgets, Charge, Throttle
-from api.protection.cost import CostModel
+from api.protection.cost import OPERATION_COST, CostModel
 from api.protection.rate_limit_agreement import agree_with_throttle
 from api.services.unit_of_work import UnitOfWork
 from api.settings import Settings
@@ -145,7 +145,17 @@ class CostAndBudget(SchemaExtension):
         metering = ctx.metering
         document = execution.graphql_document
         operation = get_operation_ast(document, execution.operation_name) if document else None
-        if operation is None or metering.dry_run is not None:  # nothing to charge (api/documents/dry_run.py)
+        if operation is None:
+            yield
+            return
+        if metering.dry_run is not None:  # priced, nothing run (api/documents/dry_run.py)
+            # It costs the least operation's price: free, one key sent 134 a second, each recorded in the
+            # ledger, and its budget never moved (outside review, helper 53).
+            refusal, charge = await charge_budget(ctx, OPERATION_COST)
+            if refusal is not None or charge is None:  # refused as any operation, without the price it asked for
+                metering.dry_run, execution.result = None, refusal
+            else:
+                settle(ctx, self.model, operation, {}, {}, OPERATION_COST, charge, execution.result)
             yield
             return
         metering.operation_name = operation.name.value if operation.name else None
@@ -182,6 +192,7 @@ class CostAndBudget(SchemaExtension):
 
     def get_results(self) -> dict[str, Any]:
         metering = self.execution_context.context.metering
+        cost = {"cost": metering.cost} if metering.cost else {}
         if metering.dry_run is not None:
-            return {"dryRun": metering.dry_run}
-        return {"cost": metering.cost} if metering.cost else {}
+            return {"dryRun": metering.dry_run, **cost}
+        return cost

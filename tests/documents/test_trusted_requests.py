@@ -1,5 +1,5 @@
 """Registered documents run by id over POST and GET; a trusted key runs nothing else; a removed
-document is refused on the very next request; a dry run spends nothing; the ledger names the document."""
+document is refused on the very next request; a dry run costs the least operation; the ledger names the document."""
 
 import json
 
@@ -7,9 +7,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.data.models import AccessRecord, Disclosure, PartnerBudget
+from api.data.models import AccessRecord, Disclosure
 from api.documents import service
 from api.documents.manifests import document_id_of
+from api.protection.cost import OPERATION_COST
 from tests.client import ACCEPT
 from tests.documents.conftest import APOLLO, CODEGEN, RELAY, by_id, ids
 from tests.world import window_args
@@ -195,7 +196,7 @@ async def test_the_ledger_records_the_document_id(api, world, key, registered, s
     assert (ad_hoc.document_id, ad_hoc.error_code) == (None, "TRUSTED_DOCUMENTS_ONLY")
 
 
-async def test_a_dry_run_spends_nothing_reads_nothing_and_says_what_is_lacking(api, world, sync_engine):
+async def test_a_dry_run_costs_the_least_operation_reads_nothing_and_says_what_is_lacking(api, world, sync_engine):
     key = world.keys["no-contact"]  # open key; appointments:read and patients:identity at A
     day = (
         "query Day($p: ID!, $f: DateTime!, $t: DateTime!) { appointments(practiceId: $p, from: $f, to: $t, "
@@ -208,12 +209,22 @@ async def test_a_dry_run_spends_nothing_reads_nothing_and_says_what_is_lacking(a
     assert report["requestedQueryCost"] == report["worstCaseQueryCost"] == 200
     assert report["missingFields"] == ["Patient.phone"] and report["missingScopes"] == ["patients:contact"]
     assert "patients:identity" in report["scopes"] and "Patient.firstName" in report["fields"]
-    assert "cost" not in response.body["extensions"]
+    # the dry run's own price: free, one key sent 134 a second, each in the ledger (helper 53)
+    cost = response.body["extensions"]["cost"]
+    assert (cost["requestedQueryCost"], cost["actualQueryCost"]) == (OPERATION_COST, OPERATION_COST)
     with Session(sync_engine) as session:
-        assert session.scalars(select(PartnerBudget)).all() == []  # no budget was even opened
         assert session.scalars(select(Disclosure)).all() == []
     (record,) = records(sync_engine)
-    assert (record.outcome, record.requested_cost, record.actual_cost) == ("dry_run", None, None)
+    assert (record.outcome, record.requested_cost, record.actual_cost) == ("dry_run", OPERATION_COST, OPERATION_COST)
+
+
+async def test_a_dry_run_is_refused_when_the_budget_is_spent(make_api, world, sync_engine):
+    api = make_api(budget_capacity=3, budget_refill_per_second=0.001)
+    query, dry = "{ viewer { name } }", {"dryRun": True}
+    answers = [await api.query(world.keys["full"], query, extensions=dry) for _ in range(4)]
+    assert [a.codes for a in answers] == [set(), set(), set(), {"RATE_LIMITED"}]
+    assert "dryRun" not in answers[-1].body.get("extensions", {})
+    assert [r.outcome for r in records(sync_engine)] == ["dry_run"] * 3 + ["refused"]
 
 
 async def test_a_dry_run_with_incomplete_variables_reports_the_worst_case(api, world):

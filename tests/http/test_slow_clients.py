@@ -199,6 +199,20 @@ def test_a_real_server_bounds_each_request_head_in_size_and_time_and_serves_the_
             answer = read_until_closed(slow)
         assert answer.startswith(b"HTTP/1.1 408") and b'"limit": "head_timeout"' in answer, answer[:300]
 
+        # Many short fields, within the size: each is a call into Python and a scan by every lookup (helper 53).
+        head = request_head(world.keys["full"])  # 4 fields
+        for fields, status in ((96, b"200"), (97, b"431")):
+            padded = head.replace(b"\r\n\r\n", b"\r\n" + b"x: \r\n" * fields + b"\r\n")
+            with socket.create_connection(("127.0.0.1", port), timeout=20) as many:
+                many.sendall(padded + BODY)
+                answer = b""
+                while b"}}" not in answer and (chunk := many.recv(65536)):  # the end of a JSON answer
+                    answer += chunk
+            assert answer.startswith(b"HTTP/1.1 " + status), (fields, answer[:300])
+        assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["errors"][0]["extensions"] == {
+            "code": "BAD_USER_INPUT", "limit": "header_fields", "maximum": 100
+        }
+
         # What httptools cannot parse is answered in the API's JSON shape too (it was uvicorn's plain text).
         with socket.create_connection(("127.0.0.1", port), timeout=20) as smuggled:
             smuggled.sendall(
