@@ -44,7 +44,7 @@ class GraphQLContext:
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:
-        self.loaders = Loaders(self.uow, self.extraction, self.fields)
+        self.loaders = Loaders(self.uow, self.extraction, self.fields, self.cursors)
 
     @property
     def principal(self) -> Principal:

@@ -13,6 +13,7 @@ from api.data import models
 from api.errors import ApiError, ErrorCode
 from api.protection.extraction import ExtractionGuard
 from api.services import reads
+from api.services.cursors import CursorCodec
 from api.services.readable_fields import ReadableFields
 from api.services.unit_of_work import UnitOfWork
 
@@ -42,8 +43,10 @@ class Withheld(Exception):
 class Loaders:
     """One request's loaders, over its unit of work."""
 
-    def __init__(self, uow: UnitOfWork, extraction: ExtractionGuard, fields: ReadableFields) -> None:
-        self._uow, self._extraction, self._fields = uow, extraction, fields
+    def __init__(
+        self, uow: UnitOfWork, extraction: ExtractionGuard, fields: ReadableFields, cursors: CursorCodec
+    ) -> None:
+        self._uow, self._extraction, self._fields, self._cursors = uow, extraction, fields, cursors
         self.practices: DataLoader[int, models.Practice | None] = DataLoader(
             _in_order(lambda ids: reads.by_ids(uow, models.Practice, ids))
         )
@@ -54,6 +57,22 @@ class Loaders:
         self.practitioners: DataLoader[tuple[int, int], models.PracticeMembership | None] = DataLoader(
             _in_order(lambda keys: reads.memberships(uow, keys))
         )
+        # A practice's practitioners, read once per page asked: each appointment selecting its practice's
+        # ran the same query, 100 times for a page (outside review, helper 53).
+        self.practitioner_pages: DataLoader[tuple[int, reads.Slice], reads.Page[models.PracticeMembership]] = (
+            DataLoader(self._practitioner_pages)
+        )
+
+    async def _practitioner_pages(
+        self, keys: Sequence[tuple[int, reads.Slice]]
+    ) -> list[reads.Page[models.PracticeMembership] | ApiError]:
+        pages: list[reads.Page[models.PracticeMembership] | ApiError] = []
+        for practice_id, window in keys:
+            try:
+                pages.append(await reads.practitioners(self._uow, self._cursors, practice_id, window))
+            except ApiError as refused:  # a bad slice or cursor: raised to the fields that asked for it
+                pages.append(refused)
+        return pages
 
     async def patient(self, patient_id: int) -> reads.LoadedPatient | None:
         """The patient, if visible. A practice refused by the distinct-patient budget is one refusal:

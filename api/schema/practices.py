@@ -7,7 +7,6 @@ from api.protection.input_validation import ValidatedInput
 from api.schema.context import GraphQLContext
 from api.schema.guard import build, require
 from api.schema.relay import PAGED, After, Before, Connection, First, Last, Node, page_slice
-from api.services import reads
 
 
 @strawberry.type(description="A practitioner at one practice. The id names the practitioner at this practice only.")
@@ -57,5 +56,5 @@ class Practice(Node):
     ) -> Connection[Practitioner] | None:
         require(self, "Practice.practitioners")
         ctx = info.context
-        page = await reads.practitioners(ctx.uow, ctx.cursors, self.internal_id, page_slice(first, after, last, before))
+        page = await ctx.loaders.practitioner_pages.load((self.internal_id, page_slice(first, after, last, before)))
         return Connection.of(page, lambda row: Practitioner.from_row(row, self.readable))

@@ -90,3 +90,25 @@ async def test_nodes_read_their_ids_in_statements_that_do_not_grow_with_the_ids(
 
     await count(2)  # first use: the budget row, the key's last use, the patients' admission
     assert await count(2) == await count(60)
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "general-executor"])
+async def test_a_practice_s_practitioners_under_each_appointment_are_read_once(make_api, world, compiled):
+    """Each appointment's practice ran the same query of its practitioners: 100 for a page (helper 53)."""
+    api = make_api(compiled_plans=compiled)
+    page = """query($p: ID!, $from: DateTime!, $to: DateTime!, $n: Int!) {
+      appointments(practiceId: $p, from: $from, to: $to, first: $n) {
+        edges { node { id practice { practitioners(first: 1) { edges { node { id } } } } } } } }"""
+
+    async def count(n: int) -> int:
+        with statements_sent(api.http._transport.app) as statements:
+            response = await api.query(world.keys["full"], page, {"p": world.practice_id("A"), **window_args(), "n": n})
+        edges = response.data["appointments"]["edges"]
+        assert response.errors == [] and len(edges) == n
+        assert {e["node"]["practice"]["practitioners"]["edges"][0]["node"]["id"] for e in edges} == {
+            world.practitioners["A"][0]
+        }
+        return len(statements)
+
+    await count(2)
+    assert await count(2) == await count(50)
