@@ -63,6 +63,7 @@ class BoundedHead(HttpToolsProtocol):
         self._data_bytes = 0  # of which the body's data
         self._chunks = 0  # of the body's chunks
         self._fields = 0  # of the head being read (or of a chunked body's trailers)
+        self._refused = False  # answered and closing: httptools parses on to the end of its data, for nobody
         self._first = True  # the connection's first request: its head's time runs from the connection
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # as uvicorn's
@@ -89,6 +90,8 @@ class BoundedHead(HttpToolsProtocol):
                     return
 
     def on_message_begin(self) -> None:
+        if self._refused:
+            return
         super().on_message_begin()
         self._fields = 0
         if not self._first:
@@ -96,25 +99,32 @@ class BoundedHead(HttpToolsProtocol):
         self._first = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._refused:
+            return
         self._fields += 1
         if self._fields > MAX_HEADER_FIELDS:
-            if self._fields == MAX_HEADER_FIELDS + 1:  # once: httptools calls on for the rest of its slice
-                message = f"A request carries at most {MAX_HEADER_FIELDS} header fields."
-                self._answer(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, message, limit="header_fields",
-                             maximum=MAX_HEADER_FIELDS)  # fmt: skip
+            message = f"A request carries at most {MAX_HEADER_FIELDS} header fields."
+            self._answer(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, message, limit="header_fields",
+                         maximum=MAX_HEADER_FIELDS)  # fmt: skip
             return
         super().on_header(name, value)
 
     def on_chunk_header(self) -> None:
+        if self._refused:
+            return
         self._chunks += 1
         if self._chunks > MAX_CHUNKS:
             self._refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
 
     def on_body(self, body: bytes) -> None:
+        if self._refused:
+            return
         self._data_bytes += len(body)
         super().on_body(body)
 
     def on_headers_complete(self) -> None:
+        if self._refused:  # a head refused within this data (its 101st field): the application never sees it
+            return
         self._head_bytes = None
         self._body_bytes, self._data_bytes, self._chunks = 0, 0, 0  # a body, if any, follows
         self._stop_timer()
@@ -124,6 +134,8 @@ class BoundedHead(HttpToolsProtocol):
             self._answer(HTTPStatus.TOO_MANY_REQUESTS, message, limit="pipelined_requests", maximum=MAX_PIPELINED)
 
     def on_message_complete(self) -> None:
+        if self._refused:
+            return
         self._head_bytes, self._body_bytes = 0, None  # the next head's bytes, blank lines first, count from here
         super().on_message_complete()
 
@@ -168,7 +180,8 @@ class BoundedHead(HttpToolsProtocol):
         """The request refused before the application, and the connection closed."""
         self._stop_timer()
         self._head_bytes = None
-        if self.transport.is_closing():
+        answered, self._refused = self._refused or self.transport.is_closing(), True
+        if answered:
             return
         body = json.dumps(error_body(ApiError(ErrorCode.BAD_USER_INPUT, message, **extensions)))
         head = (

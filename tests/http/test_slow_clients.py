@@ -255,6 +255,22 @@ def test_a_real_server_bounds_each_request_head_in_size_and_time_and_serves_the_
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the HTTP server's behaviour, not the database's
+def test_a_head_refused_for_its_fields_never_reaches_the_application(database_url, world, sync_engine):
+    """httptools parsed on after the 431 to the end of the data: the application was started with the
+    first 100 fields, read the key and the body, and recorded the request (a diff review, helper 54)."""
+    with serving(database_url) as port:
+        head = request_head(world.keys["full"]).replace(b"\r\n\r\n", b"\r\n" + b"x: \r\n" * 120 + b"\r\n")
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as refused:
+            refused.sendall(head + BODY)
+            assert read_until_closed(refused).startswith(b"HTTP/1.1 431")
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            headers = {"Authorization": f"Bearer {world.keys['full']}", "Content-Type": "application/json"}
+            assert client.post("/graphql", content=BODY, headers=headers).status_code == 200
+        time.sleep(1)  # what the application would record of the refused request, recorded by now
+    assert records(sync_engine) == [("served", None, 200)]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the HTTP server's behaviour, not the database's
 def test_a_real_server_bounds_what_it_reads_outside_a_head_and_a_body_too(database_url, world):
     """An outside review, without a key: idle connections were never timed out (45,000 took every
     descriptor of both workers); a chunked body's trailers, and a chunk's size line, were read without limit,
