@@ -213,11 +213,11 @@ class Query(ChangeQuery):
             raise bad_input(f"`ids` holds 1 to {MAX_NODES} ids.", argument="ids")
         found = await reads.find_nodes(info.context.uow, ids)
         # Built together, so that the loaders batch them: a practice's new patients pass the
-        # distinct-patient budget as one admission, as a page's do.
-        built = await asyncio.gather(
-            *(_built(info.context, *found[i]) for i in ids if i in found), return_exceptions=True
-        )
-        nodes = dict(zip([i for i in ids if i in found], built, strict=True))
+        # distinct-patient budget as one admission, as a page's do. Each id once: the same patient
+        # twice would be the refusal once and null once (`Loaders.patient`), and one could hide the other.
+        distinct = [i for i in dict.fromkeys(ids) if i in found]
+        built = await asyncio.gather(*(_built(info.context, *found[i]) for i in distinct), return_exceptions=True)
+        nodes = dict(zip(distinct, built, strict=True))
         results: list[Node | None] = []
         for public_id in ids:
             node = nodes.get(public_id)  # a missing node is null, like GitHub's API

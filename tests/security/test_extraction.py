@@ -702,3 +702,19 @@ async def test_paging_reasons_without_their_patients_is_refused_at_the_same_limi
     assert len(_alerts(sync_engine, AlertKind.REFUSAL)) == len(_alerts(sync_engine, AlertKind.QUARANTINE)) == 1
     quarantined = await api.query(world.keys["extractor"], "{ viewer { name } }")
     assert (quarantined.status, quarantined.codes) == (403, {"KEY_QUARANTINED"})
+
+
+async def test_a_refused_patient_asked_twice_by_nodes_is_refused_not_null(make_api, world, sync_engine):
+    """Built together, the same id twice was the refusal once and null once, and the null was kept: the
+    answer said nothing and the ledger recorded it served (a diff review, helper 54)."""
+    with Session(sync_engine) as session, session.begin():
+        session.execute(update(Grant).values(max_patients_per_window=1))
+    api = make_api()
+    nodes = "query($ids: [ID!]!) { nodes(ids: $ids) { id ... on Patient { lastName } } }"
+    patients = world.patients["A"]
+    assert (await api.query(world.keys["full"], nodes, {"ids": [patients[0]]})).errors == []
+    refused = await api.query(world.keys["full"], nodes, {"ids": [patients[1], patients[1]]})
+    assert refused.codes == {"EXTRACTION_LIMIT_EXCEEDED"}
+    with Session(sync_engine) as session:
+        record = session.scalars(select(AccessRecord).order_by(AccessRecord.id.desc())).first()
+    assert (record.outcome, record.error_code) == ("refused", "EXTRACTION_LIMIT_EXCEEDED")
