@@ -2,8 +2,9 @@
 
 The answer (`extensions.dryRun`, with `data: null`) gives the requested cost (its worst case while
 the variables are incomplete, as when editing in GraphiQL), the fields and scopes the document
-reads, and those the key's grants lack. Nothing is charged, no resolver runs, nothing is disclosed;
-the access ledger records the request as `dry_run`.
+reads, and those the key's grants lack. No resolver runs and nothing is disclosed; the dry run itself
+costs the least operation's point (api/protection/cost_and_budget.py); the access ledger records the
+request as `dry_run`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def wants_dry_run(extensions: dict[str, Any] | None) -> bool:
 
 
 class DryRun(SchemaExtension):
-    """Placed before the price and the budget (api/protection/cost_and_budget.py), which then charge nothing."""
+    """Placed before the price and the budget (api/protection/cost_and_budget.py), which then charge the
+    dry run's own point, not the operation's price."""
 
     async def on_execute(self) -> AsyncIterator[None]:
         execution = self.execution_context

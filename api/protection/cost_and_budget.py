@@ -44,7 +44,7 @@ class Metering:
     refund: int = 0  # points taken but not spent, given back with the ledger write
     retry_after: int | None = None  # seconds, when the budget refused the operation
     document_id: str | None = None  # the registered document run, when the request named one
-    dry_run: dict[str, Any] | None = None  # the `dryRun` response extension: nothing was run or charged
+    dry_run: dict[str, Any] | None = None  # the `dryRun` response extension: nothing was run (a point charged)
     throttle: Throttle | None = None  # the bucket as the charge read it (the per-partner gate's cool-down)
 
     @property

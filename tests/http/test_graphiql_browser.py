@@ -188,6 +188,10 @@ def test_the_dry_run_shows_cost_and_lacking_scopes_before_the_query_runs(server:
     visit.page.fill("#api-key", server.keys["AgendaPlus"])  # identity, no contact details
     status = visit.page.locator(".dry-run")
     status.filter(has_text="Dry run: 10 of 1000 points").wait_for(timeout=TIMEOUT_MS)
+    # the dry run's own point, charged to the budget, shown where a run's cost is
+    badge = visit.page.locator(".graphiql-toolbar .cost-badge")
+    badge.wait_for(timeout=TIMEOUT_MS)
+    assert badge.inner_text().split()[:2] == ["1", "pt"] and "dry run" in (badge.get_attribute("title") or "")
     visit.page.click(".graphiql-query-editor .CodeMirror")
     visit.page.keyboard.press("Control+A")
     visit.page.keyboard.insert_text(

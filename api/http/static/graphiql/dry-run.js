@@ -1,6 +1,6 @@
 // Dry run while editing: a moment after the query, its variables or the key change, the page asks
-// the API what the operation would cost and need (`extensions: {dryRun: true}`: nothing is run,
-// charged or disclosed), and shows it next to GraphiQL's run button. app.js wires it in.
+// the API what the operation would cost and need (`extensions: {dryRun: true}`: nothing is run or
+// disclosed; the dry run itself costs a point), and shows it next to GraphiQL's run button. app.js wires it in.
 (function () {
   var DELAY_MS = 600;
   var state = { query: "", variables: "", sent: 0, text: "", detail: "", lacking: false };
@@ -45,6 +45,7 @@
       .then(function (body) {
         if (sent !== state.sent) return; // an older answer: the editor has moved on
         var report = body.extensions && body.extensions.dryRun;
+        if (body.extensions && body.extensions.cost && window.PartnerApi) window.PartnerApi.showCost(body.extensions.cost, "dry run");
         if (report) {
           var said = summary(report);
           return show(said.text, said.detail, said.lacking);
