@@ -69,20 +69,22 @@ DIFFERENTIAL = settings(
 PARTNER = "diff"
 
 APPOINTMENT = ["id", "startsAt", "endsAt", "status", "reason", "source", "createdAt", "updatedAt", "__typename"]
-PATIENT = ["id", "firstName", "lastName", "gender", "birthDate", "phone", "email"]
-PRACTITIONER = ["id", "firstName", "lastName", "specialty", "rpps"]
-PRACTICE = ["id", "name", "address", "timezone"]
+PATIENT = ["id", "firstName", "lastName", "gender", "birthDate", "phone", "email", "__typename"]
+PRACTITIONER = ["id", "firstName", "lastName", "specialty", "rpps", "__typename"]
+PRACTICE = ["id", "name", "address", "timezone", "__typename"]
 PAGE_INFO = ["hasNextPage", "hasPreviousPage", "startCursor", "endCursor"]
 
 
-def aliased(name: str) -> st.SearchStrategy[str]:
-    return st.sampled_from([name, name, f"a_{name.strip('_')}: {name}"])
+def aliased(name: str, twice: bool = False) -> st.SearchStrategy[str]:
+    """The field as is, aliased, or (`twice`: a leaf) under two keys, which a compiled projection reads each."""
+    plain = name.strip("_")
+    return st.sampled_from([name, name, f"a_{plain}: {name}", *([f"{name} b_{plain}: {name}"] if twice else [])])
 
 
 def selection(scalars: list[str], objects: dict[str, st.SearchStrategy[str]] | None = None) -> st.SearchStrategy[str]:
     """A non-empty selection of some of `scalars` and `objects` (each with its own selection), in any order."""
     objects = objects or {}
-    parts = [aliased(s) for s in scalars] + [
+    parts = [aliased(s, twice=True) for s in scalars] + [
         st.tuples(aliased(name), inner).map(lambda pair: f"{pair[0]} {{ {pair[1]} }}")
         for name, inner in objects.items()
     ]
