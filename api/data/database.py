@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import QueuePool
 
 from api.data.process_lock import ProcessLock
-from api.data.sqlite_driver import commit_in_last_trip, one_trip_dbapi
+from api.data.sqlite_driver import one_trip_dbapi, use_trip_options, writer_turn
 
 ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 SYNC_DRIVERS = {"sqlite": "sqlite+pysqlite", "postgresql": "postgresql+psycopg"}
@@ -84,7 +84,7 @@ def make_async_engine(url: str | URL, statement_timeout_seconds: float = 0, **kw
     engine = create_async_engine(url, **{**kwargs, **PRIVATE_PARAMETERS})
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine.sync_engine, busy_timeout_ms(statement_timeout_seconds))
-        commit_in_last_trip(engine.sync_engine)
+        use_trip_options(engine.sync_engine)
     return engine
 
 
@@ -106,24 +106,25 @@ WriterLock = Callable[[AsyncSession], AbstractAsyncContextManager[None]]
 
 
 def sqlite_writer_lock(engine: AsyncEngine, statement_timeout_seconds: float = 0) -> WriterLock:
-    """This process's lock of SQLite's single writer: a session holds it around a write transaction.
+    """SQLite's single writer, one transaction at a time: a session holds this around a write transaction.
 
     SQLite lets one writer in at a time and makes the others poll (busy_timeout): under load a
-    writer can keep missing its turn until it fails with "database is locked". Writers of one
-    process queue in the event loop instead, first come first served, and the processes' turns
-    are handed over by a file lock (api/data/process_lock.py). PostgreSQL locks rows and needs no
-    such lock: there, holding it costs nothing.
+    writer can keep missing its turn until it fails with "database is locked". Instead, the writers
+    of every worker on a database file take turns on a file lock beside it, on the driver's thread
+    (api/data/process_lock.py, api/data/sqlite_driver.py `writer_turn`), for as long as SQLite would
+    wait. A database without a file (in memory) has one process: its writers queue in the event
+    loop. PostgreSQL locks rows and needs no such lock: there, holding it costs nothing.
     """
-    lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
-    file = _database_file(engine.url) if lock else None
-    # Between this process's writers and other workers' on the same file, for as long as SQLite would wait.
+    sqlite = engine.dialect.name == "sqlite"
+    file = _database_file(engine.url) if sqlite else None
     between = ProcessLock(Path(f"{file}-writer"), busy_timeout_ms(statement_timeout_seconds) / 1000) if file else None
+    in_process = asyncio.Lock() if sqlite and between is None else None
 
     @asynccontextmanager
     async def hold(session: AsyncSession) -> AsyncIterator[None]:
         # A connection first, then the lock: the holder of the lock never waits for the pool.
-        await session.connection()
-        async with lock or nullcontext(), between or nullcontext():
+        connection = await session.connection()
+        async with writer_turn(connection, between) if between else in_process or nullcontext():
             yield
 
     return hold

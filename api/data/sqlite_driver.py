@@ -13,15 +13,25 @@ in its own trip (then the session's commit finds no transaction open, and makes 
 transaction, which holds the writers' lock, is one trip shorter.
 
     engine = create_async_engine("sqlite+aiosqlite:///app.db", module=one_trip_dbapi())
-    commit_in_last_trip(engine.sync_engine)
+    use_trip_options(engine.sync_engine)
     await connection.execute(statement, values, execution_options=LAST_OF_TRANSACTION)
     await session.commit()  # no trip: committed above
+
+Statements executed with the `DEFERRED` execution options are not sent at once: they run, in order,
+in the trip of the transaction's next statement or of its commit (nothing of them is read back: a
+ledger record and its disclosures, api/ledger/access.py). The workers' turns as SQLite's writer
+(api/data/process_lock.py) are taken and given back on the thread too, within the trips: a write
+transaction's turn (`writer_turn`) is taken by its first trip and given back by the trip of its
+commit or rollback, so that it lasts as long as SQLite's work and no longer.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiosqlite
@@ -31,13 +41,22 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_cursor,
     AsyncAdapt_aiosqlite_dbapi,
 )
-from sqlalchemy.util import EMPTY_DICT
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.util import EMPTY_DICT, await_
 
-__all__ = ["LAST_OF_TRANSACTION", "commit_in_last_trip", "one_trip_dbapi"]
+from api.data.process_lock import ProcessLock, WriterTurn
+
+__all__ = ["DEFERRED", "LAST_OF_TRANSACTION", "one_trip_dbapi", "use_trip_options", "writer_turn"]
 
 # The statement ends its transaction: nothing may be executed in it afterwards. Harmless elsewhere
 # (PostgreSQL, a plain sqlite3 driver): the session's commit commits, as always.
 LAST_OF_TRANSACTION = {"last_of_transaction": True}
+# The statement runs in the trip of the transaction's next statement or commit; its result is empty.
+# Elsewhere it runs at once, as any other.
+DEFERRED = {"deferred": True}
+
+# A statement left for the next trip: its text, parameters, and whether they are many rows'.
+_Deferred = tuple[str, Any, bool]
 
 
 class _Ran:
@@ -53,28 +72,62 @@ class _Ran:
         pass
 
 
-def _run(connection: sqlite3.Connection, operation: str, parameters: Any, many: bool, commit: bool) -> _Ran:
-    """On aiosqlite's thread: the whole statement, its rows read; and its transaction committed if `commit`."""
+def _run(
+    connection: sqlite3.Connection,
+    operation: str | None,
+    parameters: Any,
+    many: bool,
+    commit: bool,
+    turn: WriterTurn | None = None,
+    deferred: tuple[_Deferred, ...] = (),
+) -> _Ran:
+    """On aiosqlite's thread: the writers' turn taken if the transaction has one, the statements
+    deferred, then the statement (none: only the commit) with its rows read; and the transaction
+    committed if `commit`, which gives the turn back. A trip that was to commit and fails rolls
+    the transaction back: SQLAlchemy takes a failed commit for a transaction ended, and would give
+    the connection back to its pool with the transaction open (SQLite's writer lock held)."""
+    if turn is not None:
+        turn.take()
     cursor = connection.cursor()
     try:
-        if many:
-            cursor.executemany(operation, parameters)
-        elif parameters is None:
-            cursor.execute(operation)
-        else:
-            cursor.execute(operation, parameters)
-        description = cursor.description
-        rows = cursor.fetchall() if description else ()  # first: sqlite3 counts RETURNING rows as they are read
-        ran = _Ran(description, cursor.rowcount, cursor.lastrowid, rows)
+        for text, values, of_many in deferred:
+            cursor.executemany(text, values) if of_many else cursor.execute(text, values)
+        ran = _Ran()
+        if operation is not None:
+            if many:
+                cursor.executemany(operation, parameters)
+            elif parameters is None:
+                cursor.execute(operation)
+            else:
+                cursor.execute(operation, parameters)
+            description = cursor.description
+            rows = cursor.fetchall() if description else ()  # first: sqlite3 counts RETURNING rows as they are read
+            ran = _Ran(description, cursor.rowcount, cursor.lastrowid, rows)
         if commit:
             connection.commit()
+            if turn is not None:
+                turn.give_back()
         return ran
+    except BaseException:
+        if commit:
+            with contextlib.suppress(sqlite3.Error):  # what failed is what the caller is told
+                _roll_back(connection, turn)
+        raise
     finally:
         cursor.close()
 
 
+def _roll_back(connection: sqlite3.Connection, turn: WriterTurn | None) -> None:
+    """On aiosqlite's thread: the transaction undone, and the turn given back."""
+    try:
+        connection.rollback()
+    finally:
+        if turn is not None:
+            turn.give_back()
+
+
 class _OneTripCursor(AsyncAdapt_aiosqlite_cursor):
-    __slots__ = ("commit",)
+    __slots__ = ("commit", "defer")
     _awaitable_cursor_close = False  # nothing left open to close
 
     def __init__(self, adapt_connection: AsyncAdapt_aiosqlite_connection) -> None:  # no cursor made yet
@@ -83,7 +136,8 @@ class _OneTripCursor(AsyncAdapt_aiosqlite_cursor):
         self._cursor = _Ran()  # type: ignore[assignment]  # read as a cursor: its attributes only
         self._soft_closed_memoized = EMPTY_DICT
         self._rows = collections.deque()
-        self.commit = False  # set for one statement by `commit_in_last_trip`
+        self.commit = False  # set for one statement by `use_trip_options`
+        self.defer = False  # likewise
 
     async def _execute_async(self, operation: Any, parameters: Any) -> None:
         await self._trip(operation, parameters, many=False)
@@ -92,27 +146,60 @@ class _OneTripCursor(AsyncAdapt_aiosqlite_cursor):
         await self._trip(operation, seq_of_parameters, many=True)
 
     async def _trip(self, operation: Any, parameters: Any, many: bool) -> None:
-        connection: aiosqlite.Connection = self._connection  # type: ignore[assignment]  # aiosqlite's
+        adapted: _OneTripConnection = self._adapt_connection  # type: ignore[assignment]  # made by _OneTripDBAPI
         commit, self.commit = self.commit, False
-        async with self._adapt_connection._execute_mutex:
-            ran = await connection._execute(_run, connection._conn, operation, parameters, many, commit)  # type: ignore[no-untyped-call]  # aiosqlite's queue
-        self._cursor = ran
+        defer, self.defer = self.defer, False
+        self._rows = collections.deque()
+        if defer:
+            adapted.deferred.append((operation, parameters, many))
+            self._cursor = _Ran()  # type: ignore[assignment]  # read as a cursor: its attributes only
+            return
+        async with adapted._execute_mutex:
+            ran = await adapted.run(operation, parameters, many, commit)
+        self._cursor = ran  # type: ignore[assignment]
         self._rows = collections.deque(ran.rows)
 
 
 class _OneTripConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ()
+    __slots__ = ("deferred", "turn")
     _cursor_cls = _OneTripCursor  # type: ignore[assignment]  # a subclass; SQLAlchemy declares the exact class
+
+    def __init__(self, dbapi: Any, connection: Any) -> None:  # aiosqlite's
+        super().__init__(dbapi, connection)
+        self.deferred: list[_Deferred] = []  # run by the next trip
+        self.turn: WriterTurn | None = None  # set by `writer_turn`
+
+    async def run(self, operation: str | None, parameters: Any, many: bool, commit: bool) -> _Ran:
+        """One trip: the deferred statements, then this one (or none), committed if `commit`."""
+        deferred, self.deferred = tuple(self.deferred), []
+        connection: aiosqlite.Connection = self._connection  # type: ignore[assignment]  # aiosqlite's
+        trip = connection._execute(_run, connection._conn, operation, parameters, many, commit, self.turn, deferred)  # type: ignore[no-untyped-call]
+        ran: _Ran = await trip
+        return ran
 
     # No trip when there is no transaction to end: the pool rolls back every connection it takes back,
     # and a request's reads (which begin none in sqlite3's default mode) were four such trips a page.
     def rollback(self) -> None:
-        if self._in_transaction():
-            super().rollback()
+        self.deferred.clear()
+        if not self._in_transaction():
+            if self.turn is not None:
+                self.turn.give_back()
+            return
+        try:
+            connection: aiosqlite.Connection = self._connection  # type: ignore[assignment]  # aiosqlite's
+            await_(connection._execute(_roll_back, connection._conn, self.turn))  # type: ignore[no-untyped-call]
+        except Exception as error:
+            self._handle_exception(error)
 
     def commit(self) -> None:
-        if self._in_transaction():
-            super().commit()
+        if not self.deferred and not self._in_transaction():
+            if self.turn is not None:
+                self.turn.give_back()
+            return
+        try:
+            await_(self.run(None, None, False, commit=True))
+        except Exception as error:
+            self._handle_exception(error)
 
     def _in_transaction(self) -> bool:
         connection: sqlite3.Connection | None = self._connection._connection  # None once closed
@@ -124,17 +211,42 @@ class _OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
         return _OneTripConnection(self, super().connect(*arg, **kw)._connection)
 
 
-def commit_in_last_trip(engine: Engine) -> None:
-    """Statements executed with `LAST_OF_TRANSACTION` on `engine` commit in their own trip."""
+def use_trip_options(engine: Engine) -> None:
+    """On `engine`, statements executed with `LAST_OF_TRANSACTION` commit in their own trip, those
+    with `DEFERRED` go with the next; and a connection goes back to its pool without a writer's turn
+    (a transaction begun on it by another session takes none)."""
 
     @event.listens_for(engine, "before_cursor_execute")
-    def last_of_transaction(
+    def trip_options(
         connection: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
     ) -> None:
-        if isinstance(cursor, _OneTripCursor) and context.execution_options.get("last_of_transaction"):
-            cursor.commit = True
+        if isinstance(cursor, _OneTripCursor):
+            cursor.commit = bool(context.execution_options.get("last_of_transaction"))
+            cursor.defer = bool(context.execution_options.get("deferred"))
+
+    @event.listens_for(engine, "checkin")
+    def without_turn(dbapi_connection: Any, record: Any) -> None:
+        if isinstance(dbapi_connection, _OneTripConnection):
+            dbapi_connection.turn = None
 
 
 def one_trip_dbapi() -> AsyncAdapt_aiosqlite_dbapi:
     """The DBAPI module to give the aiosqlite dialect (`create_async_engine(module=...)`)."""
     return _OneTripDBAPI(aiosqlite, sqlite3)
+
+
+@asynccontextmanager
+async def writer_turn(connection: AsyncConnection, lock: ProcessLock) -> AsyncIterator[None]:
+    """The connection's write transactions in this scope take the workers' turn as SQLite's writer, on
+    the driver's thread (see the module's docstring); leaving it gives the turn back for good."""
+    adapted = (await connection.get_raw_connection()).dbapi_connection
+    if not isinstance(adapted, _OneTripConnection):  # another driver: SQLite's own lock only
+        yield
+        return
+    turn = adapted.turn = lock.turn()
+    try:
+        yield
+    finally:
+        if adapted.turn is turn:  # else the connection went back to the pool (a commit) and left it
+            adapted.turn = None
+        turn.end()

@@ -20,6 +20,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.data.models import AccessRecord, Base, Disclosure
+from api.data.sqlite_driver import DEFERRED
 from api.scopes import LedgerGroup, Scope
 
 
@@ -35,8 +36,11 @@ _ACCESS_RECORDS = _table(AccessRecord)
 _DISCLOSURES = _table(Disclosure)
 # Built once, executed with each request's values.
 _RECORD = insert(_ACCESS_RECORDS).returning(_ACCESS_RECORDS.c.id)
-_RECORDS = insert(_ACCESS_RECORDS).returning(_ACCESS_RECORDS.c.id, sort_by_parameter_order=True)  # a batch's
 _DISCLOSE = insert(_DISCLOSURES)
+# SQLite: a record, then its disclosures naming the last record written. Within the transaction that
+# wrote it that is this one: SQLite has one writer, and a new row's id is the largest (a rowid).
+_RECORD_ONLY = insert(_ACCESS_RECORDS)
+_DISCLOSE_FOR_LAST = insert(_DISCLOSURES).values(access_id=select(func.max(_ACCESS_RECORDS.c.id)).scalar_subquery())
 
 # The groups every disclosure of a record carries: the record itself (its times, status and
 # practitioner; the patient's opaque id). Each scope then adds the group of its own row in the
@@ -217,16 +221,22 @@ def write_refusals(connection: Connection, entries: Iterable[AccessEntry]) -> No
 
 
 async def write(session: AsyncSession, entry: AccessEntry, disclosures: Disclosures | None) -> None:
-    """The request and what it disclosed, in the caller's transaction. Raises when it cannot be written."""
+    """The request and what it disclosed, in the caller's transaction. Raises when it cannot be written
+    (on SQLite, by the transaction's next statement or its commit: they are sent with it)."""
     values = _storable(entry)
     rows = disclosures.rows() if disclosures else []
-    if rows and session.get_bind().dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "sqlite":
+        # Nothing read back: both statements go with the transaction's last (api/data/sqlite_driver.py),
+        # so that the ledger's transaction holds SQLite's writer for one trip to its thread.
+        await session.execute(_RECORD_ONLY, values, execution_options=DEFERRED)
+        if rows:
+            request = {"at": entry.at, "partner_id": entry.partner_id}
+            await session.execute(_DISCLOSE_FOR_LAST, [{**request, **row} for row in rows], execution_options=DEFERRED)
+        return
+    if rows:
         await session.execute(_ACCESS_WITH_DISCLOSURES, {**values, **_columns(rows)})  # one round trip
         return
-    access_id = (await session.execute(_RECORD, values)).scalar_one()
-    if rows:  # the table: no ORM bulk processing per row
-        request = {"access_id": access_id, "at": entry.at, "partner_id": entry.partner_id}
-        await session.execute(_DISCLOSE, [{**request, **row} for row in rows])
+    await session.execute(_RECORD, values)
 
 
 # PostgreSQL plans every statement anew on the app's connections (`plan_cache_mode =
@@ -243,24 +253,13 @@ async def write_many(session: AsyncSession, requests: list[tuple[AccessEntry, Di
 
     PostgreSQL: each request's one statement, prepared once per connection. A multi-row INSERT of the
     batch's disclosures (thousands of values, its text new for every batch size) made the batch slower
-    than a transaction per request (bench/group_commit.py: 0.66x). SQLite: the records one by one (their ids
-    read back in order, which a multi-row RETURNING does not promise there), the disclosures in one
-    executemany; in process, without round trips."""
+    than a transaction per request (bench/group_commit.py: 0.66x). SQLite: each request's two
+    statements, all sent with the transaction's last."""
     postgresql = session.get_bind().dialect.name == "postgresql"
     if postgresql and any(d is not None and (d.appointments or d.patients) for _, d in requests):
         await session.execute(_CACHED_PLANS)  # for the statement with disclosures (a refusal has none)
-    if len(requests) == 1 or postgresql:
-        for entry, disclosures in requests:
-            await write(session, entry, disclosures)
-        return
-    ids = (await session.execute(_RECORDS, [_storable(entry) for entry, _ in requests])).scalars()
-    rows = [
-        {"access_id": access_id, "at": entry.at, "partner_id": entry.partner_id, **row}
-        for access_id, (entry, disclosures) in zip(ids, requests, strict=True)
-        for row in (disclosures.rows() if disclosures else [])
-    ]
-    if rows:
-        await session.execute(_DISCLOSE, rows)
+    for entry, disclosures in requests:
+        await write(session, entry, disclosures)
 
 
 # PostgreSQL: the access record and its disclosures in one statement (a data-modifying CTE, the

@@ -1,9 +1,11 @@
 """The SQLite driver's one trip per statement (api/data/sqlite_driver.py): what SQLAlchemy reads of a
 cursor is all there, errors are SQLAlchemy's own and roll back, a statement makes exactly one trip,
-ending no transaction makes none, and a transaction's last statement can commit in its own trip."""
+ending no transaction makes none, a transaction's last statement can commit in its own trip, and
+statements deferred go with the next trip, in order, or nowhere when the transaction is rolled back."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import aiosqlite
@@ -12,7 +14,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select,
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from api.data.database import make_async_engine
-from api.data.sqlite_driver import LAST_OF_TRANSACTION
+from api.data.sqlite_driver import DEFERRED, LAST_OF_TRANSACTION
 
 METADATA = MetaData()
 ITEMS = Table("items", METADATA, Column("id", Integer, primary_key=True), Column("name", String, unique=True))
@@ -105,3 +107,64 @@ async def test_the_last_statement_of_a_transaction_commits_in_its_own_trip(
         await connection.rollback()
     async with engine.connect() as connection:
         assert (await connection.execute(select(ITEMS.c.name).order_by(ITEMS.c.id))).scalars().all() == ["a", "b"]
+
+
+@pytest.fixture
+def trips(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The trips to aiosqlite's thread from here on."""
+    made: list[object] = []
+    original = aiosqlite.Connection._execute
+
+    async def counted(self: aiosqlite.Connection, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+        made.append(fn)
+        return await original(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+    return made
+
+
+async def test_deferred_statements_go_with_the_next_trip_in_order(engine, trips: list[object]) -> None:  # type: ignore[no-untyped-def]
+    async with engine.connect() as connection:
+        await connection.execute(insert(ITEMS).values(id=1, name="a"), execution_options=DEFERRED)
+        rows = [{"id": 2, "name": "b"}, {"id": 3, "name": "c"}]
+        await connection.execute(insert(ITEMS), rows, execution_options=DEFERRED)
+        await connection.execute(update(ITEMS).where(ITEMS.c.id == 1).values(name="a!"), execution_options=DEFERRED)
+        assert trips == []
+        names = await connection.execute(select(ITEMS.c.name).order_by(ITEMS.c.id))
+        assert names.scalars().all() == ["a!", "b", "c"] and len(trips) == 1
+        await connection.execute(insert(ITEMS).values(id=4, name="d"), execution_options=DEFERRED)
+        await connection.commit()  # the deferred insert and the commit: one trip
+        assert len(trips) == 2
+    async with engine.connect() as connection:
+        assert (await connection.execute(select(ITEMS.c.id))).scalars().all() == [1, 2, 3, 4]
+
+
+async def test_deferred_statements_rolled_back_are_never_sent(engine, trips: list[object]) -> None:  # type: ignore[no-untyped-def]
+    async with engine.connect() as connection:
+        await connection.execute(insert(ITEMS).values(name="a"), execution_options=DEFERRED)
+        await connection.rollback()
+        await connection.commit()
+        assert trips == []
+        assert (await connection.execute(select(ITEMS.c.id))).all() == []
+
+
+@pytest.mark.parametrize("last", [None, "statement"])
+async def test_a_deferred_statement_refused_fails_the_commit_and_keeps_nothing(engine, last: str | None) -> None:  # type: ignore[no-untyped-def]
+    """Refused in the trip of the commit, or of the transaction's last statement: the transaction is
+    rolled back there (SQLAlchemy takes a failed commit for a transaction ended, and would pool the
+    connection with SQLite's writer lock still held)."""
+    with pytest.raises(IntegrityError):
+        async with engine.connect() as connection:
+            await connection.execute(insert(ITEMS).values(name="same"))
+            await connection.execute(insert(ITEMS).values(name="same"), execution_options=DEFERRED)
+            if last:
+                await connection.execute(insert(ITEMS).values(name="other"), execution_options=LAST_OF_TRANSACTION)
+            await connection.commit()
+    other = sqlite3.connect(engine.url.database, timeout=0.2)
+    try:
+        other.execute("INSERT INTO items (name) VALUES ('another writer')")  # SQLite's writer is free
+        other.commit()
+    finally:
+        other.close()
+    async with engine.connect() as connection:
+        assert (await connection.execute(select(ITEMS.c.name))).scalars().all() == ["another writer"]
