@@ -123,8 +123,8 @@ def sqlite_writer_lock(engine: AsyncEngine, statement_timeout_seconds: float = 0
     @asynccontextmanager
     async def hold(session: AsyncSession) -> AsyncIterator[None]:
         # A connection first, then the lock: the holder of the lock never waits for the pool.
-        connection = await session.connection()
-        async with writer_turn(connection, between) if between else in_process or nullcontext():
+        await session.connection()
+        async with writer_turn(session, between) if between else in_process or nullcontext():
             yield
 
     return hold

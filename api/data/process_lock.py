@@ -21,7 +21,8 @@ which is what keeps the data safe: this lock only orders the workers.
 
     lock = ProcessLock(Path("app.db-writer"), wait_seconds=5)
     turn = lock.turn()  # one write transaction's
-    turn.take()  # on the driver's thread, before its first statement; raises "database is locked" past 5 s
+    turn.take(stop)  # on the driver's thread, before its first statement; raises "database is locked" past
+                     # 5 s, or once the turn ends or `stop` (a threading.Event) is set
     turn.give_back()  # after its commit or rollback (taken again if the transaction goes on)
     turn.end()  # the transaction's scope is left: given back, and a wait under way gives up
 """
@@ -77,8 +78,9 @@ class WriterTurn:
         self._ended = False
         self._mutex = threading.Lock()
 
-    def take(self) -> None:
-        """Waits for the lock, at most the busy timeout; no-op when already taken."""
+    def take(self, stop: threading.Event | None = None) -> None:
+        """Waits for the lock, at most the busy timeout, and gives up once the turn ends or `stop` is
+        set (the trip's caller stopped waiting for it); no-op when already taken."""
         if self._fd is not None:
             return
         fd = self._lock.open()
@@ -87,14 +89,14 @@ class WriterTurn:
         deadline, pause = time.monotonic() + self._lock.wait_seconds, FIRST_PAUSE
         try:
             while not self._try(fd):
-                if self._ended:
+                if self._ended or (stop is not None and stop.is_set()):
                     raise _locked("its request stopped waiting")
                 if time.monotonic() >= deadline:
                     raise _locked(f"another worker kept writing for {self._lock.wait_seconds:g} s")
                 time.sleep(pause)
                 pause = min(2 * pause, LONGEST_PAUSE)
             with self._mutex:
-                if self._ended:
+                if self._ended:  # ended as the lock came: not kept past the end
                     raise _locked("its request stopped waiting")
                 self._fd, fd = fd, None
         finally:

@@ -20,9 +20,10 @@ transaction, which holds the writers' lock, is one trip shorter.
 Statements executed with the `DEFERRED` execution options are not sent at once: they run, in order,
 in the trip of the transaction's next statement or of its commit (nothing of them is read back: a
 ledger record and its disclosures, api/ledger/access.py). The workers' turns as SQLite's writer
-(api/data/process_lock.py) are taken and given back on the thread too, within the trips: a write
-transaction's turn (`writer_turn`) is taken by its first trip and given back by the trip of its
-commit or rollback, so that it lasts as long as SQLite's work and no longer.
+(api/data/process_lock.py) are taken and given back on the thread too, within the trips: in a
+session's writer scope (`writer_turn`), a transaction's first trip takes the turn and the trip of
+its commit or rollback gives it back, so that it lasts as long as SQLite's work and no longer. A
+trip whose request is cancelled while it waits for the turn gives up there and runs nothing.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -41,7 +43,8 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_cursor,
     AsyncAdapt_aiosqlite_dbapi,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 from sqlalchemy.util import EMPTY_DICT, await_
 
 from api.data.process_lock import ProcessLock, WriterTurn
@@ -80,26 +83,25 @@ def _run(
     commit: bool,
     turn: WriterTurn | None = None,
     deferred: tuple[_Deferred, ...] = (),
+    stop: threading.Event | None = None,
 ) -> _Ran:
     """On aiosqlite's thread: the writers' turn taken if the transaction has one, the statements
     deferred, then the statement (none: only the commit) with its rows read; and the transaction
     committed if `commit`, which gives the turn back. A trip that was to commit and fails rolls
     the transaction back: SQLAlchemy takes a failed commit for a transaction ended, and would give
-    the connection back to its pool with the transaction open (SQLite's writer lock held)."""
-    if turn is not None:
-        turn.take()
+    the connection back to its pool with the transaction open (SQLite's writer lock held). A trip
+    whose caller stopped waiting (`stop`: a cancelled request) runs nothing once it has its turn."""
     cursor = connection.cursor()
     try:
+        if turn is not None:
+            turn.take(stop)
+        if stop is not None and stop.is_set():
+            raise sqlite3.OperationalError("the trip's caller stopped waiting for it: nothing was run")
         for text, values, of_many in deferred:
-            cursor.executemany(text, values) if of_many else cursor.execute(text, values)
+            _execute(cursor, text, values, of_many)
         ran = _Ran()
         if operation is not None:
-            if many:
-                cursor.executemany(operation, parameters)
-            elif parameters is None:
-                cursor.execute(operation)
-            else:
-                cursor.execute(operation, parameters)
+            _execute(cursor, operation, parameters, many)
             description = cursor.description
             rows = cursor.fetchall() if description else ()  # first: sqlite3 counts RETURNING rows as they are read
             ran = _Ran(description, cursor.rowcount, cursor.lastrowid, rows)
@@ -109,12 +111,21 @@ def _run(
                 turn.give_back()
         return ran
     except BaseException:
-        if commit:
+        if commit or not connection.in_transaction:  # ended here: undone, and the turn given back
             with contextlib.suppress(sqlite3.Error):  # what failed is what the caller is told
                 _roll_back(connection, turn)
         raise
     finally:
         cursor.close()
+
+
+def _execute(cursor: sqlite3.Cursor, operation: str, parameters: Any, many: bool) -> None:
+    if many:
+        cursor.executemany(operation, parameters)
+    elif parameters is None:
+        cursor.execute(operation)
+    else:
+        cursor.execute(operation, parameters)
 
 
 def _roll_back(connection: sqlite3.Connection, turn: WriterTurn | None) -> None:
@@ -173,8 +184,14 @@ class _OneTripConnection(AsyncAdapt_aiosqlite_connection):
         """One trip: the deferred statements, then this one (or none), committed if `commit`."""
         deferred, self.deferred = tuple(self.deferred), []
         connection: aiosqlite.Connection = self._connection  # type: ignore[assignment]  # aiosqlite's
-        trip = connection._execute(_run, connection._conn, operation, parameters, many, commit, self.turn, deferred)  # type: ignore[no-untyped-call]
-        ran: _Ran = await trip
+        stop = threading.Event()
+        arguments = (operation, parameters, many, commit, self.turn, deferred, stop)
+        trip = connection._execute(_run, connection._conn, *arguments)  # type: ignore[no-untyped-call]
+        try:
+            ran: _Ran = await trip
+        except BaseException:  # cancelled: a trip still waiting for its turn gives up, and runs nothing
+            stop.set()
+            raise
         return ran
 
     # No trip when there is no transaction to end: the pool rolls back every connection it takes back,
@@ -235,18 +252,35 @@ def one_trip_dbapi() -> AsyncAdapt_aiosqlite_dbapi:
     return _OneTripDBAPI(aiosqlite, sqlite3)
 
 
+_TURN = "sqlite writer turn"  # in a session's `info` while its scope is open: the turn, the connections given it
+
+
 @asynccontextmanager
-async def writer_turn(connection: AsyncConnection, lock: ProcessLock) -> AsyncIterator[None]:
-    """The connection's write transactions in this scope take the workers' turn as SQLite's writer, on
-    the driver's thread (see the module's docstring); leaving it gives the turn back for good."""
-    adapted = (await connection.get_raw_connection()).dbapi_connection
-    if not isinstance(adapted, _OneTripConnection):  # another driver: SQLite's own lock only
-        yield
-        return
-    turn = adapted.turn = lock.turn()
+async def writer_turn(session: AsyncSession, lock: ProcessLock) -> AsyncIterator[None]:
+    """The session's write transactions in this scope take the workers' turn as SQLite's writer, on
+    the driver's thread (see the module's docstring), whichever connection each begins on (a commit
+    or rollback gives the connection back to the pool, and the next statement takes one); leaving
+    the scope gives the turn back for good."""
+    turn, given = lock.turn(), list[_OneTripConnection]()
+    session.info[_TURN] = (turn, given)
     try:
+        _attach(session.sync_session, None, (await session.connection()).sync_connection)
         yield
     finally:
-        if adapted.turn is turn:  # else the connection went back to the pool (a commit) and left it
-            adapted.turn = None
+        del session.info[_TURN]
+        for adapted in given:
+            if adapted.turn is turn:  # else back in the pool, which took it away
+                adapted.turn = None
         turn.end()
+
+
+@event.listens_for(Session, "after_begin")
+def _attach(session: Session, transaction: Any, connection: Any) -> None:
+    """A connection the session begins on within a writer's scope carries its turn."""
+    scope = session.info.get(_TURN)
+    if scope is None:
+        return
+    adapted, (turn, given) = connection.connection.dbapi_connection, scope
+    if isinstance(adapted, _OneTripConnection):
+        adapted.turn = turn
+        given.append(adapted)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -20,8 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.data.database import _database_file, make_async_engine, make_session_factory, sqlite_writer_lock
 from api.data.failures import is_database_unavailable
-from api.data.process_lock import ProcessLock
-from api.data.sqlite_driver import LAST_OF_TRANSACTION
+from api.data.process_lock import ProcessLock, WriterTurn
+from api.data.sqlite_driver import DEFERRED, LAST_OF_TRANSACTION
 
 # Another worker holding the lock: says so, lets go when told.
 HOLDER = """
@@ -144,9 +145,10 @@ async def test_the_commit_gives_the_turn_back_on_the_drivers_thread(tmp_path: Pa
                 assert _free(path)
                 await _inserted(session, 3)  # the transaction goes on: taken again
                 assert not _free(path)
-                await session.rollback()
+                await session.rollback()  # the connection goes back to the pool
                 assert _free(path)
-                await _inserted(session, 4)
+                await _inserted(session, 4)  # on the connection the session takes next: the scope's turn
+                assert not _free(path)
                 await session.commit()
                 assert _free(path)
                 await _inserted(session, 5)
@@ -155,6 +157,57 @@ async def test_the_commit_gives_the_turn_back_on_the_drivers_thread(tmp_path: Pa
             assert (await session.execute(text("SELECT n FROM t ORDER BY n"))).scalars().all() == [1, 2, 4]
     finally:
         await engine.dispose()
+
+
+async def test_a_request_cancelled_while_its_trip_waits_for_the_turn_stops_at_once_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    """Its trip gives up on the driver's thread as soon as the request stops waiting, not at the busy
+    timeout, and never runs once the lock comes: the ledger's one trip (a record sent with the
+    refund, which commits) would otherwise commit what the client was told failed."""
+    engine = make_async_engine(f"sqlite:///{tmp_path / 'app.db'}", statement_timeout_seconds=30)
+    path = Path(f"{tmp_path / 'app.db'}-writer")
+    sessions, writer_lock = make_session_factory(engine), sqlite_writer_lock(engine, 30)
+    try:
+        async with sessions() as session:
+            await session.execute(text("CREATE TABLE t (n INTEGER)"))
+            await session.commit()
+        holder = _holder(path)
+
+        async def request() -> None:
+            async with sessions() as session, writer_lock(session):
+                await _inserted(session, 1, **DEFERRED)
+                await _inserted(session, 2, **LAST_OF_TRANSACTION)
+
+        waiting = asyncio.create_task(request())
+        await asyncio.sleep(0.3)
+        assert not waiting.done()  # its trip waits for the other process
+        waiting.cancel()
+        started = time.monotonic()
+        await asyncio.gather(waiting, return_exceptions=True)
+        assert time.monotonic() - started < 5 and waiting.cancelled()
+        _release(holder)
+        await asyncio.sleep(0.2)
+        assert _free(path)
+        async with sessions() as session:
+            assert (await session.execute(text("SELECT n FROM t"))).all() == []
+    finally:
+        await engine.dispose()
+
+
+async def test_a_turn_ended_as_the_lock_comes_lets_go_of_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "app.db-writer"
+    turn = ProcessLock(path, 30).turn()
+    took = WriterTurn._try
+
+    def ended_meanwhile(fd: int) -> bool:
+        turn.end()  # on the event loop's side, between the flock and the hand-over
+        return took(fd)
+
+    monkeypatch.setattr(WriterTurn, "_try", staticmethod(ended_meanwhile))
+    with pytest.raises(sqlite3.OperationalError):
+        await _on_a_thread(turn.take)
+    assert _free(path)
 
 
 async def test_a_connection_back_in_the_pool_leaves_the_turn_behind(tmp_path: Path) -> None:

@@ -133,10 +133,12 @@ async def test_deferred_statements_go_with_the_next_trip_in_order(engine, trips:
         names = await connection.execute(select(ITEMS.c.name).order_by(ITEMS.c.id))
         assert names.scalars().all() == ["a!", "b", "c"] and len(trips) == 1
         await connection.execute(insert(ITEMS).values(id=4, name="d"), execution_options=DEFERRED)
-        await connection.commit()  # the deferred insert and the commit: one trip
+        raw = {**DEFERRED, "no_parameters": True}
+        await connection.exec_driver_sql("INSERT INTO items (id, name) VALUES (5, 'e')", execution_options=raw)
+        await connection.commit()  # the deferred inserts and the commit: one trip
         assert len(trips) == 2
     async with engine.connect() as connection:
-        assert (await connection.execute(select(ITEMS.c.id))).scalars().all() == [1, 2, 3, 4]
+        assert (await connection.execute(select(ITEMS.c.id))).scalars().all() == [1, 2, 3, 4, 5]
 
 
 async def test_deferred_statements_rolled_back_are_never_sent(engine, trips: list[object]) -> None:  # type: ignore[no-untyped-def]
