@@ -35,11 +35,9 @@ def _table(model: type[Base]) -> Table:
 _ACCESS_RECORDS = _table(AccessRecord)
 _DISCLOSURES = _table(Disclosure)
 # Built once, executed with each request's values.
-_RECORD = insert(_ACCESS_RECORDS).returning(_ACCESS_RECORDS.c.id)
-_DISCLOSE = insert(_DISCLOSURES)
+_RECORD = insert(_ACCESS_RECORDS)
 # SQLite: a record, then its disclosures naming the last record written. Within the transaction that
 # wrote it that is this one: SQLite has one writer, and a new row's id is the largest (a rowid).
-_RECORD_ONLY = insert(_ACCESS_RECORDS)
 _DISCLOSE_FOR_LAST = insert(_DISCLOSURES).values(access_id=select(func.max(_ACCESS_RECORDS.c.id)).scalar_subquery())
 
 # The groups every disclosure of a record carries: the record itself (its times, status and
@@ -228,7 +226,7 @@ async def write(session: AsyncSession, entry: AccessEntry, disclosures: Disclosu
     if session.get_bind().dialect.name == "sqlite":
         # Nothing read back: both statements go with the transaction's last (api/data/sqlite_driver.py),
         # so that the ledger's transaction holds SQLite's writer for one trip to its thread.
-        await session.execute(_RECORD_ONLY, values, execution_options=DEFERRED)
+        await session.execute(_RECORD, values, execution_options=DEFERRED)
         if rows:
             request = {"at": entry.at, "partner_id": entry.partner_id}
             await session.execute(_DISCLOSE_FOR_LAST, [{**request, **row} for row in rows], execution_options=DEFERRED)
